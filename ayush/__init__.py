@@ -1,0 +1,1 @@
+"""The composition root: wires settings, adapters and handlers; hosts the `ayush` command."""

@@ -1,0 +1,144 @@
+"""The `ayush` command."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from infra.settings import Settings
+
+T = TypeVar("T")
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="Ayush event backbone.")
+topics_app = typer.Typer(no_args_is_help=True, help="Kafka topics.")
+keys_app = typer.Typer(no_args_is_help=True, help="Tenants' API keys.")
+app.add_typer(topics_app, name="topics")
+app.add_typer(keys_app, name="keys")
+
+
+def _settings() -> Settings:
+    return Settings()
+
+
+def _services_or_exit(settings: Settings) -> Settings:
+    try:
+        settings.require_services()
+    except RuntimeError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    return settings
+
+
+def _logging(level: str = "INFO") -> None:
+    logging.basicConfig(
+        level=os.environ.get("AYUSH_LOG_LEVEL", level),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+@app.command()
+def dev(
+    port: Annotated[int, typer.Option(help="Port of the ingress.")] = 8000,
+    host: Annotated[str, typer.Option(help="Address the ingress listens on.")] = "127.0.0.1",
+    data_dir: Annotated[Path, typer.Option(help="Where local services keep data.")] = Path(
+        ".ayush"
+    ),
+) -> None:
+    """Run the whole platform locally: services, migrations, topics, ingress, workers."""
+    from ayush.dev import run_dev
+
+    _logging("WARNING")
+    raise typer.Exit(run_dev(_settings().model_copy(update={"data_dir": data_dir}), host, port))
+
+
+@app.command()
+def ingress(
+    port: Annotated[int, typer.Option()] = 8000,
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+) -> None:
+    """Run the HTTP ingress."""
+    import uvicorn
+
+    from producers.ingress import create_app
+
+    _logging()
+    settings = _services_or_exit(_settings())
+    uvicorn.run(
+        create_app(settings), host=host, port=port, loop="uvloop", log_level="warning",
+        access_log=False, timeout_graceful_shutdown=5,
+    )  # fmt: skip
+
+
+@app.command()
+def worker(group: Annotated[str, typer.Argument(help="The consumer group to run.")]) -> None:
+    """Run one consumer group; start more copies to scale it out."""
+    from ayush.groups import GROUPS
+    from ayush.worker import run_worker
+
+    if group not in GROUPS:
+        typer.echo(f"error: unknown group {group!r}; known: {', '.join(GROUPS)}", err=True)
+        raise typer.Exit(2)
+    _logging()
+    settings = _services_or_exit(_settings())
+    _run(run_worker(settings, group))
+
+
+@app.command()
+def migrate() -> None:
+    """Apply the database migrations."""
+    from infra.db.migrate import upgrade
+
+    settings = _services_or_exit(_settings())
+    assert settings.database_url is not None
+    upgrade(settings.database_url)
+    typer.echo("database is up to date")
+
+
+@topics_app.command("create")
+def topics_create() -> None:
+    """Create every declared topic (and dead-letter topic) that does not exist yet."""
+    from infra.kafka.admin import create_topics
+
+    settings = _services_or_exit(_settings())
+    created = _run(create_topics(settings))
+    typer.echo(f"created {len(created)} topics" + (": " + ", ".join(created) if created else ""))
+
+
+@keys_app.command("create")
+def keys_create(
+    tenant: Annotated[str, typer.Option(help="Tenant name; created if new.")],
+    admin: Annotated[bool, typer.Option("--admin", help="May manage the tenant.")] = False,
+    name: Annotated[str, typer.Option(help="A label for the key.")] = "",
+) -> None:
+    """Create an API key; it is printed once, as the last line."""
+    from ayush.keys import create_key
+
+    settings = _services_or_exit(_settings())
+    tenant_created, key_id, plaintext = _run(create_key(settings, tenant, admin, name))
+    if tenant_created:
+        typer.echo(f"created tenant {tenant}")
+    typer.echo(f"key {key_id} ({'admin' if admin else 'standard'}); it is shown only once:")
+    typer.echo(plaintext)
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    try:
+        import uvloop
+
+        return uvloop.run(coro)
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux and macOS
+        return asyncio.run(coro)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

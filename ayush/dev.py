@@ -1,0 +1,159 @@
+"""`ayush dev`: the whole platform on one machine, started and stopped together."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+import httpx
+import typer
+
+from ayush.groups import GROUPS
+from infra.db.engine import Database
+from infra.db.migrate import upgrade
+from infra.db.tenants import create_api_key, ensure_tenant, find_key_owner
+from infra.kafka.admin import create_topics
+from infra.local_stack import LocalStack
+from infra.settings import Settings
+
+DEV_TENANT = "dev"
+
+
+def prepare(settings: Settings) -> None:
+    """Migrations and topics: what every fresh set of services needs first."""
+    assert settings.database_url is not None
+    upgrade(settings.database_url)
+    asyncio.run(create_topics(settings))
+
+
+async def dev_key(settings: Settings, saved: str | None) -> str:
+    """The dev tenant's admin key: the saved one while it is valid, else a new one."""
+    assert settings.database_url is not None
+    db = Database(settings.database_url, pool_size=1)
+    try:
+        if saved and await find_key_owner(db, saved) is not None:
+            return saved
+        tenant, _ = await ensure_tenant(db, DEV_TENANT)
+        _, plaintext = await create_api_key(db, tenant.id, name="dev", is_admin=True)
+        return plaintext
+    finally:
+        await db.close()
+
+
+def _saved_key(key_file: Path) -> str | None:
+    return key_file.read_text().strip() if key_file.exists() else None
+
+
+def _save_key(key_file: Path, key: str) -> None:
+    # Restarts reuse the key; the data folder is ignored by git.
+    key_file.write_text(key + "\n")
+    key_file.chmod(0o600)
+
+
+def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    handle = log.open("ab")
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "ayush.cli", *args],
+            env=env, stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )  # fmt: skip
+    finally:
+        handle.close()
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen[bytes], deadline_s: float = 60) -> None:
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the ingress exited with code {proc.returncode}")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"the ingress was not ready at {url} within {deadline_s:.0f}s")
+
+
+def run_dev(settings: Settings, host: str, port: int) -> int:
+    started = time.monotonic()
+    data_dir = settings.data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / ".gitignore").write_text("*\n")
+    echo = typer.echo
+    echo(f"starting local services in {data_dir.resolve()} …")
+    stack = LocalStack.start(settings, data_dir)
+    children: list[tuple[str, subprocess.Popen[bytes]]] = []
+    stopping = False
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        settings = stack.addresses.apply(settings)
+        prepare(settings)
+        key_file = data_dir / "dev-api-key"
+        key = asyncio.run(dev_key(settings, _saved_key(key_file)))
+        _save_key(key_file, key)
+        env = {**os.environ, **stack.addresses.as_env()}
+        logs = data_dir / "logs"
+        logs.mkdir(exist_ok=True)
+        url = f"http://{host}:{port}"
+        ingress = _spawn(
+            ["ingress", "--host", host, "--port", str(port)], env, logs / "ingress.log"
+        )
+        children.append(("ingress", ingress))
+        for group in GROUPS:
+            children.append((group, _spawn(["worker", group], env, logs / f"{group}.log")))
+        _wait_healthy(url, ingress)
+        elapsed = time.monotonic() - started
+        echo("")
+        echo(f"Ayush is ready in {elapsed:.1f}s")
+        echo(f"  ingress    {url}")
+        echo(f"  API key    {key}   (tenant '{DEV_TENANT}', admin)")
+        addr = stack.addresses
+        echo(f"  kafka      {addr.kafka_bootstrap_servers} ({addr.kafka_flavour})")
+        echo(f"  postgres   {addr.database_url}")
+        echo(f"  redis      {addr.redis_url}")
+        echo(f"  workers    {', '.join(GROUPS)}   logs in {logs}")
+        echo("")
+        echo("Try it:")
+        echo(f"  curl -s -H 'Authorization: Bearer {key}' \\")
+        body = '{"kind":"chat","model":"local-echo","messages":[{"role":"user","content":"hi"}]}'
+        echo(f"    -d '{body}' \\")
+        echo(f"    {url}/v1/jobs")
+        echo(f"  curl -N -H 'Authorization: Bearer {key}' {url}/v1/jobs/<id>/events")
+        echo("Press Ctrl-C to stop.")
+        while not stopping:
+            for name, proc in children:
+                if proc.poll() is not None:
+                    echo(f"{name} exited with code {proc.returncode}; see {logs}", err=True)
+                    return 1
+            time.sleep(0.2)
+        return 0
+    except (RuntimeError, TimeoutError) as exc:
+        echo(f"error: {exc}", err=True)
+        return 1
+    finally:
+        echo("stopping …")
+        for _, proc in children:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for _, proc in children:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        stack.stop()
+        for s, handler in old.items():
+            signal.signal(s, handler)
+        echo("stopped")

@@ -1,0 +1,22 @@
+"""Creating tenants and API keys from the command line."""
+
+from __future__ import annotations
+
+import uuid
+
+from infra.db.engine import Database
+from infra.db.tenants import create_api_key, ensure_tenant
+from infra.settings import Settings
+
+
+async def create_key(
+    settings: Settings, tenant: str, admin: bool, name: str = ""
+) -> tuple[bool, uuid.UUID, str]:
+    _, database_url, _ = settings.require_services()
+    db = Database(database_url, pool_size=1)
+    try:
+        row, created = await ensure_tenant(db, tenant)
+        key, plaintext = await create_api_key(db, row.id, name=name, is_admin=admin)
+        return created, key.id, plaintext
+    finally:
+        await db.close()

@@ -1,0 +1,51 @@
+"""Running one consumer group in this process until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from contextlib import AsyncExitStack
+
+from ayush.groups import GROUPS
+from infra.kafka.consumer import ConcurrentConsumer
+from infra.kafka.publisher import Publisher
+from infra.settings import Settings
+
+log = logging.getLogger("ayush.worker")
+
+
+async def build_consumer(
+    settings: Settings, group: str, stack: AsyncExitStack
+) -> ConcurrentConsumer:
+    spec = GROUPS[group]
+    publisher = Publisher(settings)
+    await publisher.start()
+    stack.push_async_callback(publisher.stop)
+    handlers = await spec.build(settings, publisher, stack)
+    return ConcurrentConsumer(
+        settings,
+        group=spec.name,
+        topics=spec.topics,
+        handlers=handlers,
+        publisher=publisher,
+        concurrency=spec.concurrency(settings),
+    )
+
+
+async def run_worker(settings: Settings, group: str) -> None:
+    async with AsyncExitStack() as stack:
+        consumer = await build_consumer(settings, group, stack)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, consumer.stop)
+        ready = asyncio.Event()
+        runner = asyncio.create_task(consumer.run(ready=ready))
+        waiter = asyncio.create_task(ready.wait())
+        await asyncio.wait({runner, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        if ready.is_set():
+            log.info("worker %s ready: %s", group, ", ".join(consumer.topics))
+        waiter.cancel()
+        await runner
+        log.info("worker %s stopped: %d handled, %d dead-lettered",
+                 group, consumer.handled, consumer.dead_lettered)  # fmt: skip

@@ -1,0 +1,1 @@
+"""Consumer groups: one module (or small package) each, handlers `event -> effects`."""

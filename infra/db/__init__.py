@@ -1,0 +1,1 @@
+"""Postgres: table models, the engine and the queries. SQLModel/asyncpg stay in here."""

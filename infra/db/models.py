@@ -1,0 +1,105 @@
+"""Table models. Projections of the event log; never used as events themselves."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Column, DateTime, Numeric, UniqueConstraint
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _ts(nullable: bool = True) -> Any:
+    return Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=nullable))
+
+
+class Tenant(SQLModel, table=True):
+    __tablename__ = "tenants"
+
+    id: uuid.UUID = Field(primary_key=True)
+    name: str = Field(unique=True, index=True, max_length=200)
+    settings: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONB, nullable=False))
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+
+
+class ApiKey(SQLModel, table=True):
+    __tablename__ = "api_keys"
+
+    id: uuid.UUID = Field(primary_key=True)
+    tenant_id: uuid.UUID = Field(foreign_key="tenants.id", index=True)
+    name: str = Field(default="", max_length=200)
+    key_hash: str = Field(unique=True, max_length=64)
+    prefix: str = Field(max_length=16)
+    is_admin: bool = False
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+    revoked_at: datetime | None = _ts()
+
+
+class Job(SQLModel, table=True):
+    __tablename__ = "jobs"
+    __table_args__ = (UniqueConstraint("tenant_id", "idempotency_key"),)
+
+    id: uuid.UUID = Field(primary_key=True)
+    tenant_id: uuid.UUID = Field(foreign_key="tenants.id", index=True)
+    api_key_id: uuid.UUID | None = Field(default=None, foreign_key="api_keys.id")
+    user_id: str | None = Field(default=None, max_length=200)
+    kind: str = Field(max_length=32)
+    model: str = Field(max_length=200)
+    provider: str | None = Field(default=None, max_length=64)
+    status: str = Field(max_length=16, index=True)
+    request: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
+    job_metadata: dict[str, Any] = Field(
+        default_factory=dict, sa_column=Column("metadata", JSONB, nullable=False)
+    )
+    error: str | None = None
+    attempts: int = 0
+    idempotency_key: str | None = Field(default=None, max_length=255)
+    request_event_id: uuid.UUID
+    published_at: datetime | None = _ts()
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+    started_at: datetime | None = _ts()
+    finished_at: datetime | None = _ts()
+
+
+class JobResult(SQLModel, table=True):
+    __tablename__ = "job_results"
+
+    job_id: uuid.UUID = Field(primary_key=True, foreign_key="jobs.id")
+    text: str
+    finish_reason: str | None = Field(default=None, max_length=64)
+    provider: str = Field(max_length=64)
+    model: str = Field(max_length=200)
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: Decimal = Field(
+        default=Decimal("0"), sa_column=Column(Numeric(18, 8), nullable=False)
+    )
+    event_id: uuid.UUID
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+
+
+class ProcessedEvent(SQLModel, table=True):
+    """Claimed in the same transaction as a handler's effects: at-least-once made exactly-once."""
+
+    __tablename__ = "processed_events"
+
+    consumer_group: str = Field(primary_key=True, max_length=200)
+    event_id: uuid.UUID = Field(primary_key=True)
+    processed_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )

@@ -1,0 +1,77 @@
+"""Tenants and API keys. Only a hash of each key is stored."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+
+from infra.db.engine import Database
+from infra.db.models import ApiKey, Tenant
+from schemas.ids import uuid7
+
+KEY_PREFIX = "ayk_"
+
+
+def hash_key(plaintext: str) -> str:
+    # Keys are 256-bit random strings, so a fast hash is enough: there is no
+    # dictionary to guess from, unlike passwords.
+    return hashlib.sha256(plaintext.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class KeyOwner:
+    key_id: uuid.UUID
+    tenant_id: uuid.UUID
+    tenant_name: str
+    is_admin: bool
+
+
+async def ensure_tenant(db: Database, name: str) -> tuple[Tenant, bool]:
+    """The tenant of that name, created if new; the flag says whether it was."""
+    async with db.transaction() as session:
+        created = await session.execute(
+            insert(Tenant)
+            .values(id=uuid7(), name=name, settings={})
+            .on_conflict_do_nothing(index_elements=["name"])
+            .returning(Tenant.id)
+        )
+        was_created = created.first() is not None
+        tenant = (await session.execute(select(Tenant).where(Tenant.name == name))).scalar_one()
+    return tenant, was_created
+
+
+async def create_api_key(
+    db: Database, tenant_id: uuid.UUID, *, name: str = "", is_admin: bool = False
+) -> tuple[ApiKey, str]:
+    """A new key; the plaintext is returned once and never stored."""
+    plaintext = KEY_PREFIX + secrets.token_urlsafe(32)
+    key = ApiKey(
+        id=uuid7(),
+        tenant_id=tenant_id,
+        name=name,
+        key_hash=hash_key(plaintext),
+        prefix=plaintext[:12],
+        is_admin=is_admin,
+    )
+    async with db.transaction() as session:
+        session.add(key)
+    return key, plaintext
+
+
+async def find_key_owner(db: Database, plaintext: str) -> KeyOwner | None:
+    async with db.session() as session:
+        row = (
+            await session.execute(
+                select(ApiKey.id, ApiKey.tenant_id, Tenant.name, ApiKey.is_admin)
+                .join(Tenant, Tenant.id == ApiKey.tenant_id)
+                .where(ApiKey.key_hash == hash_key(plaintext), ApiKey.revoked_at.is_(None))
+            )
+        ).first()
+    if row is None:
+        return None
+    return KeyOwner(key_id=row[0], tenant_id=row[1], tenant_name=row[2], is_admin=row[3])

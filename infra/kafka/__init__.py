@@ -1,0 +1,1 @@
+"""Kafka adapters: the publisher, topic admin and the concurrent consumer runner."""

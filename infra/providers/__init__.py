@@ -1,0 +1,1 @@
+"""Model providers behind one small interface; each vendor SDK lives in its own file."""

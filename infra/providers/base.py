@@ -1,0 +1,51 @@
+"""The provider port: stream one chat completion, reporting deltas as they come."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+OnDelta = Callable[[str], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Message:
+    role: str
+    content: str
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    model: str
+    messages: Sequence[Message]
+    temperature: float | None = None
+    max_tokens: int | None = None
+
+
+@dataclass
+class Completion:
+    text: str
+    finish_reason: str | None
+    input_tokens: int
+    output_tokens: int
+    usage_estimated: bool = False
+    raw: dict[str, object] = field(default_factory=dict)
+
+
+class ChatProvider(Protocol):
+    name: str
+
+    async def stream_chat(self, request: ChatRequest, on_delta: OnDelta) -> Completion:
+        """Run the request, awaiting `on_delta` for each piece of text.
+
+        Raises TransientError (retry) or PermanentError (do not); nothing else.
+        """
+        ...
+
+    async def close(self) -> None: ...
+
+
+def estimate_tokens(text: str) -> int:
+    """Roughly four characters a token, for streams that report no usage."""
+    return max(1, (len(text) + 3) // 4) if text else 0

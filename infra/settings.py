@@ -1,0 +1,60 @@
+"""Typed settings, read once in each process's entry point and passed down."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AYUSH_", extra="ignore")
+
+    # Service addresses: production and compose set them; otherwise the local
+    # stack starts its own services and fills them in.
+    kafka_bootstrap_servers: str | None = Field(
+        default=None, validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS")
+    )
+    database_url: str | None = Field(default=None, validation_alias=AliasChoices("DATABASE_URL"))
+    redis_url: str | None = Field(default=None, validation_alias=AliasChoices("REDIS_URL"))
+
+    # Prefix of every topic and consumer group name: several environments (or
+    # test runs) can share one cluster without seeing each other's events.
+    topic_prefix: str = ""
+    data_dir: Path = Path(".ayush")
+
+    # Whether the broker supports the idempotent producer (Apache Kafka does,
+    # Tansu does not).
+    kafka_idempotent_producer: bool = True
+    # The broker may not answer a waiting fetch early (Tansu); a small wait
+    # keeps one hop at a few milliseconds instead of hundreds.
+    kafka_fetch_max_wait_ms: int = 20
+    kafka_linger_ms: int = 1
+
+    # model-calls worker
+    model_calls_concurrency: int = Field(default=64, ge=1)
+    provider_timeout_s: float = 600.0
+    provider_max_attempts: int = Field(default=4, ge=1)
+    provider_backoff_initial_s: float = 0.5
+    provider_backoff_max_s: float = 30.0
+    handler_max_attempts: int = Field(default=5, ge=1)
+    local_echo_delay_s: float = 0.02
+
+    # live streams
+    stream_ttl_s: int = 24 * 3600
+    stream_maxlen: int = 100_000
+
+    def require_services(self) -> tuple[str, str, str]:
+        if not (self.kafka_bootstrap_servers and self.database_url and self.redis_url):
+            raise RuntimeError(
+                "KAFKA_BOOTSTRAP_SERVERS, DATABASE_URL and REDIS_URL must be set "
+                "(or run `ayush dev`, which starts local services)"
+            )
+        return self.kafka_bootstrap_servers, self.database_url, self.redis_url
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}{name}"
+
+    def group(self, name: str) -> str:
+        return f"{self.topic_prefix}{name}"

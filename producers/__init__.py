@@ -1,0 +1,1 @@
+"""The ingress and the command-line tools that publish events."""

@@ -1,0 +1,173 @@
+"""POST /v1/jobs, GET /v1/jobs/{id} and its live event stream."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Request
+from fastapi.responses import StreamingResponse
+
+from infra.db import jobs as job_store
+from infra.db.models import Job
+from infra.db.tenants import KeyOwner
+from infra.errors import PermanentError, TransientError
+from infra.providers.router import route
+from producers.ingress.auth import authenticate
+from producers.ingress.body import json_body
+from producers.ingress.errors import ApiError
+from producers.ingress.job_stream import job_event_stream
+from producers.ingress.state import Services, services
+from schemas import jobs as ev
+from schemas import topics
+from schemas.api import JobAccepted, JobView
+from schemas.envelope import Actor, Envelope
+from schemas.ids import uuid7
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+Owner = Annotated[KeyOwner, Depends(authenticate)]
+Svc = Annotated[Services, Depends(services)]
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=JobAccepted,
+    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {}}}},
+)
+async def create_job(
+    body: Annotated[ev.ChatJob, Depends(json_body(ev.ChatJob))],
+    owner: Owner,
+    svc: Svc,
+    request: Request,
+    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+) -> JobAccepted:
+    try:
+        route(body.model)
+    except PermanentError as exc:
+        raise _invalid("model", str(exc)) from exc
+    job_id = uuid7()
+    envelope = _requested_event(owner, job_id, body, event_id=uuid7())
+    row = Job(
+        id=job_id,
+        tenant_id=owner.tenant_id,
+        api_key_id=owner.key_id,
+        user_id=body.user_id,
+        kind=body.kind,
+        model=body.model,
+        status="queued",
+        request=body.model_dump(mode="json"),
+        job_metadata=dict(body.metadata),
+        idempotency_key=idempotency_key,
+        request_event_id=envelope.id,
+    )
+    stored, created = await job_store.insert_job(svc.db, row)
+    if not created:
+        if stored.request != row.request:
+            raise ApiError(
+                409, "idempotency_conflict",
+                "this Idempotency-Key was used with a different request body",
+            )  # fmt: skip
+        if stored.published_at is None:
+            # The first try stored the job but may have died before publishing:
+            # publish again under the same event id, which consumers dedupe.
+            again = _requested_event(owner, stored.id, body, event_id=stored.request_event_id)
+            await _publish(svc, again, stored.id, delete_on_failure=False)
+        return _accepted(request, stored.id, stored.status)
+    await _publish(svc, envelope, job_id, delete_on_failure=True)
+    if idempotency_key is not None:
+        await job_store.mark_published(svc.db, job_id)
+    await svc.streams.append(job_id, "status", {"status": "queued"})
+    return _accepted(request, job_id, "queued")
+
+
+@router.get("/{job_id}", response_model=JobView)
+async def get_job(job_id: uuid.UUID, owner: Owner, svc: Svc) -> JobView:
+    found = await job_store.get_job(svc.db, owner.tenant_id, job_id)
+    if found is None:
+        raise ApiError(404, "not_found", f"no job {job_id}")
+    return job_view(found)
+
+
+@router.get("/{job_id}/events")
+async def job_events(
+    job_id: uuid.UUID,
+    owner: Owner,
+    svc: Svc,
+    last_event_id: Annotated[str | None, Header()] = None,
+) -> StreamingResponse:
+    found = await job_store.get_job(svc.db, owner.tenant_id, job_id)
+    if found is None:
+        raise ApiError(404, "not_found", f"no job {job_id}")
+    return StreamingResponse(
+        job_event_stream(svc, owner.tenant_id, job_id, last_event_id),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+def job_view(found: job_store.JobWithResult) -> JobView:
+    job, result = found.job, found.result
+    usage = (
+        ev.TokenUsage(input_tokens=result.input_tokens, output_tokens=result.output_tokens)
+        if result is not None
+        else None
+    )
+    return JobView(
+        id=job.id,
+        kind=job.kind,
+        status=job.status,
+        model=job.model,
+        provider=job.provider,
+        user_id=job.user_id,
+        result=result.text if result else None,
+        error=job.error,
+        finish_reason=result.finish_reason if result else None,
+        usage=usage,
+        metadata=job.job_metadata,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+    )
+
+
+def _requested_event(
+    owner: KeyOwner, job_id: uuid.UUID, body: ev.ChatJob, event_id: uuid.UUID
+) -> Envelope[Any]:
+    return Envelope[Any](
+        id=event_id,
+        type=ev.JOB_REQUESTED,
+        tenant_id=owner.tenant_id,
+        actor=Actor(kind="api_key", id=str(owner.key_id)),
+        correlation_id=job_id,
+        payload=ev.JobRequested(job_id=job_id, api_key_id=owner.key_id, job=body),
+    )
+
+
+async def _publish(
+    svc: Services, envelope: Envelope[Any], job_id: uuid.UUID, *, delete_on_failure: bool
+) -> None:
+    try:
+        await svc.publisher.publish(topics.AI_JOB_REQUESTED.name, envelope)
+    except TransientError as exc:
+        if delete_on_failure:
+            await job_store.delete_unpublished(svc.db, job_id)
+        raise ApiError(
+            503, "unavailable", f"the event log did not accept the job, try again: {exc}",
+            {"Retry-After": "1"},
+        ) from exc  # fmt: skip
+
+
+def _accepted(request: Request, job_id: uuid.UUID, status: str) -> JobAccepted:
+    base = str(request.base_url).rstrip("/")
+    return JobAccepted(
+        id=job_id,
+        status=status,
+        url=f"{base}/v1/jobs/{job_id}",
+        events_url=f"{base}/v1/jobs/{job_id}/events",
+    )
+
+
+def _invalid(field: str, message: str) -> ApiError:
+    return ApiError(422, "invalid_request", f"invalid field {field}: {message}", field=field)

@@ -1,0 +1,44 @@
+"""HTTP response models of the ingress."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from pydantic import BaseModel
+
+from schemas.jobs import JobStatus, TokenUsage
+
+
+class JobAccepted(BaseModel):
+    id: uuid.UUID
+    status: JobStatus
+    events_url: str
+    url: str
+
+
+class JobView(BaseModel):
+    id: uuid.UUID
+    kind: str
+    status: JobStatus
+    model: str
+    provider: str | None
+    user_id: str | None
+    result: str | None
+    error: str | None
+    finish_reason: str | None
+    usage: TokenUsage | None
+    metadata: dict[str, str]
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class ErrorDetail(BaseModel):
+    field: str | None = None
+    message: str
+
+
+class ErrorBody(BaseModel):
+    error: str
+    details: list[ErrorDetail] = []

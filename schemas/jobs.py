@@ -1,0 +1,97 @@
+"""Payloads of the job events."""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+JOB_REQUESTED = "ai.job.requested"
+JOB_STARTED = "ai.job.started"
+JOB_SUCCEEDED = "ai.job.succeeded"
+JOB_FAILED = "ai.job.failed"
+USAGE_RECORDED = "usage.recorded"
+
+JobStatus = Literal["queued", "running", "succeeded", "failed"]
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    role: Literal["system", "user", "assistant", "tool"]
+    content: str = Field(max_length=1_000_000)
+
+
+class ChatJob(BaseModel):
+    """What to run: a chat completion. The ingress request body and the event payload."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Literal["chat"] = "chat"
+    model: str = Field(min_length=1, max_length=200)
+    messages: list[ChatMessage] = Field(min_length=1, max_length=10_000)
+    user_id: str | None = Field(default=None, max_length=200)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    max_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
+    metadata: dict[str, str] = Field(default_factory=dict, max_length=64)
+
+
+class JobRequested(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    job_id: uuid.UUID
+    api_key_id: uuid.UUID | None = None
+    job: ChatJob
+
+
+class TokenUsage(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+class JobStarted(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    job_id: uuid.UUID
+    provider: str
+    model: str
+
+
+class JobSucceeded(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    job_id: uuid.UUID
+    provider: str
+    model: str
+    usage: TokenUsage
+    finish_reason: str | None = None
+
+
+class JobFailed(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    job_id: uuid.UUID
+    error: str
+    retryable: bool = False
+
+
+class UsageRecorded(BaseModel):
+    """One billable act. Cost is a decimal string: money is never a float."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    job_id: uuid.UUID
+    api_key_id: uuid.UUID | None
+    user_id: str | None
+    kind: Literal["model_call", "embedding", "integration_call"] = "model_call"
+    provider: str
+    model: str
+    input_tokens: int
+    output_tokens: int
+    cost_usd: Decimal = Decimal("0")
+    cached: bool = False
+    extra: dict[str, Any] = Field(default_factory=dict)

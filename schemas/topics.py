@@ -1,0 +1,39 @@
+"""Every Kafka topic, declared once, with its partitions and retention."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DAY_MS = 24 * 3600 * 1000
+
+
+@dataclass(frozen=True)
+class Topic:
+    name: str
+    partitions: int
+    retention_ms: int
+    description: str
+
+    @property
+    def dead_letter(self) -> str:
+        return f"{self.name}.dlq"
+
+
+AI_JOB_REQUESTED = Topic(
+    "ai.job.requested", 12, 7 * DAY_MS, "A client asked for a model call (chat job)."
+)
+AI_JOB_LIFECYCLE = Topic(
+    "ai.job.lifecycle", 12, 30 * DAY_MS, "Status changes of jobs: started, succeeded, failed."
+)
+USAGE_RECORDED = Topic(
+    "usage.recorded", 6, 90 * DAY_MS, "A billable act: tokens and cost of one model call."
+)
+
+ALL: tuple[Topic, ...] = (AI_JOB_REQUESTED, AI_JOB_LIFECYCLE, USAGE_RECORDED)
+
+
+def by_name(name: str) -> Topic:
+    for topic in ALL:
+        if topic.name == name:
+            return topic
+    raise KeyError(name)
