@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -11,7 +12,11 @@ class LocalPostgres:
     """A pgserver instance: Postgres listening on a unix socket in its data folder."""
 
     def __init__(self, data_dir: Path) -> None:
-        import pgserver
+        with warnings.catch_warnings():
+            # pgserver asks platformdirs for a runtime dir at import; its
+            # fallback (no XDG_RUNTIME_DIR, as under CI) is fine for us.
+            warnings.simplefilter("ignore")
+            import pgserver
 
         data_dir.mkdir(parents=True, exist_ok=True)
         # cleanup_mode="stop": the server stops when the last process using it exits.

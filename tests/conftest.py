@@ -1,0 +1,129 @@
+"""Session fixtures: real Kafka, Postgres and Redis, started once; the platform's processes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ayush.dev import prepare
+from infra.db.engine import Database
+from infra.db.tenants import create_api_key, ensure_tenant
+from infra.kafka.admin import create_topics
+from infra.local_stack import LocalStack, ServiceAddresses
+from infra.settings import Settings
+from tests.fakes.llm import FakeLLMServer
+from tests.harness import Platform, unique
+
+
+@pytest.fixture(scope="session")
+def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceAddresses]:
+    """Addresses from the environment, else a local stack for this session."""
+    stack = LocalStack.start(Settings(), tmp_path_factory.mktemp("services"))
+    try:
+        prepare(stack.addresses.apply(Settings()))
+        yield stack.addresses
+    finally:
+        stack.stop()
+
+
+@pytest.fixture(scope="session")
+def fake_llm() -> Iterator[FakeLLMServer]:
+    server = FakeLLMServer().start()
+    yield server
+    server.stop()
+
+
+def namespace_settings(services: ServiceAddresses, prefix: str) -> Settings:
+    return services.apply(Settings(topic_prefix=prefix))
+
+
+def platform_env(
+    services: ServiceAddresses, fake_llm: FakeLLMServer, prefix: str
+) -> dict[str, str]:
+    return {
+        **services.as_env(),
+        "AYUSH_TOPIC_PREFIX": prefix,
+        "OPENAI_BASE_URL": fake_llm.openai_base_url,
+        "OPENAI_API_KEY": "sk-fake",
+        "ANTHROPIC_BASE_URL": fake_llm.url,
+        "ANTHROPIC_API_KEY": "sk-ant-fake",
+        "AYUSH_PROVIDER_BACKOFF_INITIAL_S": "0.05",
+        "AYUSH_PROVIDER_BACKOFF_MAX_S": "2",
+        "AYUSH_LOCAL_ECHO_DELAY_S": "0.005",
+        "AYUSH_LOG_LEVEL": "INFO",
+    }
+
+
+def new_platform(
+    services: ServiceAddresses, fake_llm: FakeLLMServer, logs: Path, prefix: str | None = None
+) -> tuple[Platform, Settings]:
+    prefix = prefix or unique("ns") + "."
+    settings = namespace_settings(services, prefix)
+    asyncio.run(create_topics(settings))
+    return Platform(platform_env(services, fake_llm, prefix), logs), settings
+
+
+@dataclass
+class Running:
+    platform: Platform
+    settings: Settings
+
+    @property
+    def url(self) -> str:
+        return self.platform.url
+
+
+@pytest.fixture(scope="session")
+def running(
+    services: ServiceAddresses, fake_llm: FakeLLMServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Running]:
+    """One ingress and one model-calls worker shared by the session."""
+    platform, settings = new_platform(services, fake_llm, tmp_path_factory.mktemp("logs"))
+    try:
+        platform.start_ingress()
+        platform.start_worker("model-calls")
+        yield Running(platform, settings)
+    finally:
+        platform.stop()
+
+
+@pytest.fixture(scope="session")
+async def db(services: ServiceAddresses) -> AsyncIterator[Database]:
+    database = Database(services.database_url, pool_size=5)
+    yield database
+    await database.close()
+
+
+@dataclass(frozen=True)
+class TenantKey:
+    tenant_id: object
+    key: str
+    headers: dict[str, str]
+
+
+async def make_tenant(db: Database, admin: bool = False) -> TenantKey:
+    tenant, _ = await ensure_tenant(db, unique("tenant-"))
+    _, plaintext = await create_api_key(db, tenant.id, is_admin=admin)
+    return TenantKey(tenant.id, plaintext, {"Authorization": f"Bearer {plaintext}"})
+
+
+@pytest.fixture
+async def tenant(db: Database) -> TenantKey:
+    return await make_tenant(db)
+
+
+@pytest.fixture
+async def client(running: Running) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=running.url, timeout=30) as http:
+        yield http
+
+
+def pytest_report_header() -> str:
+    kafka = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or "local (started by the session)"
+    return f"ayush services: kafka={kafka}"
