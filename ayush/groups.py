@@ -10,6 +10,7 @@ from consumers import model_calls
 from infra.db.engine import Database
 from infra.kafka.consumer import Handler
 from infra.kafka.publisher import Publisher
+from infra.pricing import PriceTable
 from infra.providers.anthropic import AnthropicProvider
 from infra.providers.local import LocalProvider
 from infra.providers.openai import OpenAIProvider
@@ -46,7 +47,10 @@ async def _model_calls(
     stack.push_async_callback(streams.close)
     providers = build_providers(settings)
     stack.push_async_callback(providers.close)
-    return model_calls.handlers(model_calls.Ports(settings, db, streams, publisher, providers))
+    prices = PriceTable.load(settings.prices_file)
+    return model_calls.handlers(
+        model_calls.Ports(settings, db, streams, publisher, providers, prices)
+    )
 
 
 GROUPS: dict[str, GroupSpec] = {

@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
 from pydantic import BaseModel
@@ -32,6 +31,7 @@ from infra.db.models import JobResult
 from infra.errors import PermanentError, TransientError
 from infra.kafka.consumer import Handler
 from infra.kafka.publisher import Publisher
+from infra.pricing import PriceTable
 from infra.providers.base import ChatRequest, Completion, Message
 from infra.providers.router import ProviderSet
 from infra.redis import JobStreams
@@ -55,6 +55,7 @@ class Ports:
     streams: JobStreams
     publisher: Publisher
     providers: ProviderSet
+    prices: PriceTable
 
 
 def handlers(ports: Ports) -> Mapping[str, Handler]:
@@ -112,7 +113,9 @@ async def handle_job_requested(raw: RawEnvelope, ports: Ports) -> None:
         model=request.job.model,
         input_tokens=completion.input_tokens,
         output_tokens=completion.output_tokens,
-        cost_usd=Decimal("0"),
+        cost_usd=ports.prices.cost(
+            request.job.model, completion.input_tokens, completion.output_tokens
+        ),
         event_id=raw.id,
     )
     if await job_store.complete_job(ports.db, GROUP, raw.id, result):

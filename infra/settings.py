@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     handler_max_attempts: int = Field(default=5, ge=1)
     local_echo_delay_s: float = 0.02
 
+    # Extra price table on top of the shipped one (infra/pricing/prices.toml).
+    prices_file: Path | None = None
+
     # live streams
     stream_ttl_s: int = 24 * 3600
     stream_maxlen: int = 100_000

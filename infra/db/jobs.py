@@ -4,14 +4,25 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from infra.db.engine import Database
-from infra.db.models import Job, JobResult, ProcessedEvent, utcnow
+from infra.db.idempotency import claim, is_processed
+from infra.db.models import Job, JobResult, utcnow
+
+__all__ = [
+    "JobWithResult",
+    "complete_job",
+    "delete_unpublished",
+    "fail_job",
+    "get_job",
+    "insert_job",
+    "is_processed",
+    "mark_published",
+    "mark_running",
+]
 
 
 @dataclass(frozen=True)
@@ -84,30 +95,10 @@ async def mark_running(db: Database, job_id: uuid.UUID, provider: str) -> int:
     return int(attempts or 0)
 
 
-async def _claim(session: AsyncSession, group: str, event_id: uuid.UUID) -> bool:
-    claimed = await session.execute(
-        insert(ProcessedEvent)
-        .values(consumer_group=group, event_id=event_id, processed_at=utcnow())
-        .on_conflict_do_nothing()
-        .returning(ProcessedEvent.event_id)
-    )
-    return claimed.first() is not None
-
-
-async def is_processed(db: Database, group: str, event_id: uuid.UUID) -> bool:
-    async with db.session() as session:
-        found = await session.execute(
-            select(ProcessedEvent.event_id).where(
-                ProcessedEvent.consumer_group == group, ProcessedEvent.event_id == event_id
-            )
-        )
-        return found.first() is not None
-
-
 async def complete_job(db: Database, group: str, event_id: uuid.UUID, result: JobResult) -> bool:
     """Store the result and claim the event in one transaction; False if already done."""
     async with db.transaction() as session:
-        if not await _claim(session, group, event_id):
+        if not await claim(session, group, event_id):
             return False
         session.add(result)
         await session.execute(
@@ -122,7 +113,7 @@ async def fail_job(
     db: Database, group: str, event_id: uuid.UUID, job_id: uuid.UUID, error: str
 ) -> bool:
     async with db.transaction() as session:
-        if not await _claim(session, group, event_id):
+        if not await claim(session, group, event_id):
             return False
         await session.execute(
             update(Job)
@@ -130,16 +121,3 @@ async def fail_job(
             .values(status="failed", finished_at=utcnow(), error=error[:4000])
         )
     return True
-
-
-async def job_finished_at(db: Database, job_id: uuid.UUID) -> datetime | None:
-    async with db.session() as session:
-        return (
-            await session.execute(select(Job.finished_at).where(Job.id == job_id))
-        ).scalar_one_or_none()
-
-
-async def count_results(db: Database, job_id: uuid.UUID) -> int:
-    async with db.session() as session:
-        rows = await session.execute(select(JobResult.job_id).where(JobResult.job_id == job_id))
-        return len(rows.all())
