@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -19,6 +21,8 @@ from infra.local_stack import LocalStack, ServiceAddresses
 from infra.settings import Settings
 from tests.fakes.llm import FakeLLMServer
 from tests.harness import Platform, unique
+
+T = TypeVar("T")
 
 
 @pytest.fixture(scope="session")
@@ -60,12 +64,22 @@ def platform_env(
     }
 
 
+def run_blocking(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to completion from sync code, even inside a running event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
 def new_platform(
     services: ServiceAddresses, fake_llm: FakeLLMServer, logs: Path, prefix: str | None = None
 ) -> tuple[Platform, Settings]:
     prefix = prefix or unique("ns") + "."
     settings = namespace_settings(services, prefix)
-    asyncio.run(create_topics(settings))
+    run_blocking(create_topics(settings))
     return Platform(platform_env(services, fake_llm, prefix), logs), settings
 
 
