@@ -57,7 +57,7 @@ def _save_key(key_file: Path, key: str) -> None:
 
 
 def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    handle = log.open("ab")
+    handle = log.open("wb")  # a fresh log per run: readiness is read from it
     try:
         return subprocess.Popen(
             [sys.executable, "-m", "ayush.cli", *args],
@@ -80,6 +80,21 @@ def _wait_healthy(url: str, proc: subprocess.Popen[bytes], deadline_s: float = 6
             pass
         time.sleep(0.1)
     raise TimeoutError(f"the ingress was not ready at {url} within {deadline_s:.0f}s")
+
+
+def _wait_worker(
+    group: str, proc: subprocess.Popen[bytes], log: Path, deadline_s: float = 90
+) -> None:
+    """A worker is ready once it has joined its group (it says so in its log)."""
+    marker = f"worker {group} ready"
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"worker {group} exited with code {proc.returncode}; see {log}")
+        if log.exists() and marker in log.read_text(errors="replace"):
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"worker {group} did not join its group within {deadline_s:.0f}s")
 
 
 def run_dev(settings: Settings, host: str, port: int) -> int:
@@ -115,6 +130,8 @@ def run_dev(settings: Settings, host: str, port: int) -> int:
         for group in GROUPS:
             children.append((group, _spawn(["worker", group], env, logs / f"{group}.log")))
         _wait_healthy(url, ingress)
+        for group, proc in children[1:]:
+            _wait_worker(group, proc, logs / f"{group}.log")
         elapsed = time.monotonic() - started
         echo("")
         echo(f"Ayush is ready in {elapsed:.1f}s")

@@ -19,6 +19,7 @@ from infra.errors import TransientError
 from infra.settings import Settings
 
 TERMINAL = "done"
+MAX_BLOCK_MS = 20_000
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,11 @@ class StreamEvent:
 class JobStreams:
     def __init__(self, settings: Settings, max_connections: int = 2000) -> None:
         _, _, url = settings.require_services()
-        self._redis: Redis = Redis.from_url(url, max_connections=max_connections)
+        # Stream readers block for up to MAX_BLOCK_MS; the socket must wait longer than
+        # that (redis-py's default read timeout is 5 s).
+        self._redis: Redis = Redis.from_url(
+            url, max_connections=max_connections, socket_timeout=MAX_BLOCK_MS / 1000 + 10
+        )
         self._prefix = f"{settings.topic_prefix}ayush:job:"
         self._ttl = settings.stream_ttl_s
         self._maxlen = settings.stream_maxlen
@@ -59,9 +64,13 @@ class JobStreams:
         self, job_id: uuid.UUID, after: str = "0-0", block_ms: int = 15_000, count: int = 500
     ) -> list[StreamEvent]:
         """Events after `after`, waiting up to `block_ms` for the first one."""
-        reply: Any = await self._redis.xread(
-            {self._key(job_id): after}, count=count, block=block_ms
-        )
+        block_ms = min(block_ms, MAX_BLOCK_MS)
+        try:
+            reply: Any = await self._redis.xread(
+                {self._key(job_id): after}, count=count, block=block_ms
+            )
+        except RedisError as exc:
+            raise TransientError(f"redis read failed: {exc}") from exc
         events: list[StreamEvent] = []
         for _key, entries in reply or []:
             for entry_id, fields in entries:

@@ -102,6 +102,14 @@ def java_binary() -> str | None:
     return shutil.which("java")
 
 
+def _cluster_id() -> str:
+    # Kafka's own ids never start with "-": the command-line parser would read it as a flag.
+    while True:
+        candidate = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not candidate.startswith("-"):
+            return candidate
+
+
 def start_apache_kafka(data_dir: Path, java: str) -> tuple[ManagedProcess, str]:
     libs = kafka_classpath()
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -115,7 +123,7 @@ def start_apache_kafka(data_dir: Path, java: str) -> tuple[ManagedProcess, str]:
     jvm = [java, "-Xms256m", "-Xmx768m", "-XX:+UseSerialGC", "-Djava.awt.headless=true",
            f"-Dlog4j2.configurationFile={log4j.resolve()}", "-cp", classpath]  # fmt: skip
     if not (log_dir / "meta.properties").exists():
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = _cluster_id()
         fmt = subprocess.run(
             [*jvm, "kafka.tools.StorageTool", "format", "--standalone",
              "-t", cluster_id, "-c", str(config)],

@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 
 from infra.db import jobs as job_store
+from infra.errors import TransientError
 from infra.redis import TERMINAL
 from producers.ingress.state import Services
 
@@ -29,7 +30,11 @@ async def job_event_stream(
     after = last_event_id or "0-0"
     yield b"retry: 1000\n\n"
     while True:
-        events = await svc.streams.read(job_id, after=after, block_ms=KEEPALIVE_MS)
+        try:
+            events = await svc.streams.read(job_id, after=after, block_ms=KEEPALIVE_MS)
+        except TransientError:
+            # End the response: the client reconnects with Last-Event-ID and loses nothing.
+            return
         if not events:
             if not await svc.streams.exists(job_id):
                 # The live stream expired (or was never written): the stored

@@ -1,0 +1,111 @@
+"""The `ayush` command: `dev` brings the platform up and down; keys, migrate, topics."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from infra.local_stack import ServiceAddresses
+from infra.local_stack.process import free_port
+from tests.harness import ROOT, eventually, sse_events, unique
+
+
+def ayush(services: ServiceAddresses, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ayush.cli", *args],
+        cwd=ROOT,
+        env={**os.environ, **services.as_env()},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_keys_create_prints_the_key_last_and_it_works(
+    services: ServiceAddresses, running: object
+) -> None:
+    tenant = unique("cli-")
+    result = ayush(services, "keys", "create", "--tenant", tenant, "--admin")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[0] == f"created tenant {tenant}"
+    key = lines[-1]
+    assert key.startswith("ayk_")
+    url = running.url  # type: ignore[attr-defined]
+    response = httpx.get(f"{url}/v1/jobs/{'0' * 8}-0000-7000-8000-{'0' * 12}",
+                         headers={"Authorization": f"Bearer {key}"})  # fmt: skip
+    assert response.status_code == 404  # authenticated, and no such job
+
+    again = ayush(services, "keys", "create", "--tenant", tenant)
+    assert again.returncode == 0 and "created tenant" not in again.stdout
+    assert again.stdout.strip().splitlines()[-1] != key
+
+
+def test_commands_without_services_fail_with_a_message() -> None:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "REDIS_URL")}  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "ayush.cli", "migrate"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "DATABASE_URL" in result.stderr
+    unknown = subprocess.run(
+        [sys.executable, "-m", "ayush.cli", "worker", "nope"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert unknown.returncode == 2 and "unknown group" in unknown.stderr
+
+
+def _start_dev(
+    services: ServiceAddresses, port: int, data_dir: Path, log: Path
+) -> subprocess.Popen[bytes]:
+    env = {**os.environ, **services.as_env(), "AYUSH_TOPIC_PREFIX": unique("dev") + "."}
+    with log.open("w") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "ayush.cli", "dev", "--port", str(port),
+             "--data-dir", str(data_dir)],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+
+async def test_dev_runs_a_job_end_to_end_and_stops_on_ctrl_c(
+    services: ServiceAddresses, tmp_path: Path
+) -> None:
+    port = free_port()
+    log = tmp_path / "dev.log"
+    dev = _start_dev(services, port, tmp_path / "data", log)
+    try:
+
+        async def banner() -> str | None:
+            text = log.read_text()
+            assert dev.poll() is None, text
+            return text if "Press Ctrl-C to stop." in text else None
+
+        text = await eventually(banner, 90, "ayush dev to be ready")
+        url = f"http://127.0.0.1:{port}"
+        assert f"ingress    {url}" in text
+        key = next(line.split()[2] for line in text.splitlines() if "API key" in line)
+        headers = {"Authorization": f"Bearer {key}"}
+        async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30) as client:
+            body = {"kind": "chat", "model": "local-echo",
+                    "messages": [{"role": "user", "content": "hello dev"}]}  # fmt: skip
+            job_id = (await client.post("/v1/jobs", json=body)).json()["id"]
+            events = sse_events((await client.get(f"/v1/jobs/{job_id}/events")).text)
+            assert events[-2]["data"]["text"] == "hello dev"
+            assert (await client.get(f"/v1/jobs/{job_id}")).json()["status"] == "succeeded"
+        assert (tmp_path / "data" / "dev-api-key").read_text().strip() == key
+    finally:
+        started = time.monotonic()
+        dev.send_signal(signal.SIGINT)
+        code = dev.wait(30)
+        stopped_in = time.monotonic() - started
+    assert code == 0, log.read_text()
+    assert stopped_in < 10
+    assert "stopped" in log.read_text()
