@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 from contextlib import AsyncExitStack
 
 from ayush.groups import GROUPS
@@ -44,7 +45,10 @@ async def run_worker(settings: Settings, group: str) -> None:
         waiter = asyncio.create_task(ready.wait())
         await asyncio.wait({runner, waiter}, return_when=asyncio.FIRST_COMPLETED)
         if ready.is_set():
-            log.info("worker %s ready: %s", group, ", ".join(consumer.topics))
+            # Printed whatever the log level: `ayush dev` and the tests wait for this line.
+            print(
+                f"worker {group} ready: {', '.join(consumer.topics)}", file=sys.stderr, flush=True
+            )
         waiter.cancel()
         await runner
         log.info("worker %s stopped: %d handled, %d dead-lettered",
