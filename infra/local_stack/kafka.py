@@ -13,6 +13,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -156,14 +157,24 @@ def start_tansu(data_dir: Path) -> tuple[ManagedProcess, str]:
 
 
 def start_kafka(data_dir: Path, flavour: str = "auto") -> tuple[ManagedProcess, str, str]:
-    """Start a broker; returns the process, its bootstrap address and its flavour."""
+    """Start a broker; returns the process, its bootstrap address and its flavour.
+
+    "auto" prefers Apache Kafka and falls back to Tansu when Java is missing or
+    the jars cannot be fetched (no Maven, no network), saying why on stderr.
+    """
     java = java_binary()
+    proc: ManagedProcess | None = None
     if flavour == "apache" or (flavour == "auto" and java):
         if java is None:
             raise RuntimeError("Apache Kafka was asked for, but no java is on PATH")
-        proc, bootstrap = start_apache_kafka(data_dir / "kafka", java)
-        kind = "apache"
-    else:
+        try:
+            proc, bootstrap = start_apache_kafka(data_dir / "kafka", java)
+            kind = "apache"
+        except RuntimeError as exc:
+            if flavour == "apache":
+                raise
+            print(f"Apache Kafka unavailable ({exc}); using Tansu instead", file=sys.stderr)
+    if proc is None:
         proc, bootstrap = start_tansu(data_dir / "tansu")
         kind = "tansu"
     port = int(bootstrap.rsplit(":", 1)[1])
