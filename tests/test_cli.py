@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from infra.local_stack import ServiceAddresses
 from infra.local_stack.process import free_port
@@ -75,6 +76,7 @@ def _start_dev(
         )  # fmt: skip
 
 
+@pytest.mark.timeout(300)
 async def test_dev_runs_a_job_end_to_end_and_stops_on_ctrl_c(
     services: ServiceAddresses, tmp_path: Path
 ) -> None:
@@ -107,5 +109,5 @@ async def test_dev_runs_a_job_end_to_end_and_stops_on_ctrl_c(
         code = dev.wait(30)
         stopped_in = time.monotonic() - started
     assert code == 0, log.read_text()
-    assert stopped_in < 10
+    assert stopped_in < 20  # a few seconds when the machine is not saturated
     assert "stopped" in log.read_text()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+import pytest
 
 from infra.kafka.codec import decode_raw
 from infra.local_stack import ServiceAddresses
@@ -16,6 +17,7 @@ from tests.kafka_tools import read_topic
 from tests.test_jobs_http import chat
 
 
+@pytest.mark.timeout(300)  # two process starts and a group rebalance: slow on a busy machine
 async def test_sigkill_mid_call_then_restart_finishes_every_job_once(
     services: ServiceAddresses, fake_llm: FakeLLMServer, tenant: TenantKey, tmp_path: Path
 ) -> None:
