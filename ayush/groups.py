@@ -6,8 +6,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
-from consumers import model_calls
+from consumers import archive, job_projection, model_calls
 from infra.db.engine import Database
+from infra.kafka.batch_consumer import BatchConsumer
 from infra.kafka.consumer import Handler
 from infra.kafka.publisher import Publisher
 from infra.pricing import PriceTable
@@ -16,7 +17,13 @@ from infra.providers.local import LocalProvider
 from infra.providers.openai import OpenAIProvider
 from infra.providers.router import ProviderSet
 from infra.redis import JobStreams
+from infra.s3 import ObjectStore
 from infra.settings import Settings
+
+Build = Callable[[Settings, Publisher, AsyncExitStack], Awaitable[Mapping[str, Handler]]]
+# Handlers in replay side mode: no provider, vendor, stream or Kafka effects.
+BuildReplay = Callable[[Settings, AsyncExitStack], Awaitable[Mapping[str, Handler]]]
+BuildBatch = Callable[[Settings, AsyncExitStack], Awaitable[BatchConsumer]]
 
 
 @dataclass(frozen=True)
@@ -24,7 +31,10 @@ class GroupSpec:
     name: str
     topics: list[str]
     concurrency: Callable[[Settings], int]
-    build: Callable[[Settings, Publisher, AsyncExitStack], Awaitable[Mapping[str, Handler]]]
+    build: Build | None = None
+    replay: BuildReplay | None = None
+    # Groups that write in batches bring their own runner instead of handlers.
+    batch: BuildBatch | None = None
 
 
 def build_providers(settings: Settings) -> ProviderSet:
@@ -37,19 +47,59 @@ def build_providers(settings: Settings) -> ProviderSet:
     )
 
 
-async def _model_calls(
-    settings: Settings, publisher: Publisher, stack: AsyncExitStack
-) -> Mapping[str, Handler]:
+def _database(settings: Settings, stack: AsyncExitStack, pool_size: int) -> Database:
     _, database_url, _ = settings.require_services()
-    db = Database(database_url, pool_size=max(5, settings.model_calls_concurrency // 4))
+    db = Database(database_url, pool_size=pool_size)
     stack.push_async_callback(db.close)
+    return db
+
+
+async def _model_calls_ports(
+    settings: Settings, publisher: Publisher, stack: AsyncExitStack, replay: bool
+) -> model_calls.Ports:
+    db = _database(settings, stack, max(5, settings.model_calls_concurrency // 4))
     streams = JobStreams(settings, max_connections=settings.model_calls_concurrency * 2)
     stack.push_async_callback(streams.close)
     providers = build_providers(settings)
     stack.push_async_callback(providers.close)
     prices = PriceTable.load(settings.prices_file)
-    return model_calls.handlers(
-        model_calls.Ports(settings, db, streams, publisher, providers, prices)
+    return model_calls.Ports(settings, db, streams, publisher, providers, prices, replay=replay)
+
+
+async def _model_calls(
+    settings: Settings, publisher: Publisher, stack: AsyncExitStack
+) -> Mapping[str, Handler]:
+    return model_calls.handlers(await _model_calls_ports(settings, publisher, stack, False))
+
+
+async def _model_calls_replay(settings: Settings, stack: AsyncExitStack) -> Mapping[str, Handler]:
+    # The publisher is never started: a publish in replay mode fails loudly.
+    ports = await _model_calls_ports(settings, Publisher(settings), stack, True)
+    return model_calls.handlers(ports)
+
+
+async def _job_projection_replay(
+    settings: Settings, stack: AsyncExitStack
+) -> Mapping[str, Handler]:
+    return job_projection.handlers(job_projection.Ports(_database(settings, stack, 5)))
+
+
+async def _archive(settings: Settings, stack: AsyncExitStack) -> BatchConsumer:
+    store = await ObjectStore(settings).start()
+    stack.push_async_callback(store.close)
+    await store.ensure_bucket()
+    ports = archive.Ports(settings, _database(settings, stack, 2), store)
+
+    async def flush(records: archive.Records) -> None:
+        await archive.archive_batch(records, ports)
+
+    return BatchConsumer(
+        settings,
+        group=archive.GROUP,
+        topics=archive.TOPICS,
+        flush=flush,
+        max_events=settings.archive_batch_events,
+        max_age_s=settings.archive_batch_age_s,
     )
 
 
@@ -58,6 +108,18 @@ GROUPS: dict[str, GroupSpec] = {
         model_calls.GROUP,
         model_calls.TOPICS,
         lambda s: s.model_calls_concurrency,
-        _model_calls,
+        build=_model_calls,
+        replay=_model_calls_replay,
+    ),
+    archive.GROUP: GroupSpec(archive.GROUP, archive.TOPICS, lambda s: 1, batch=_archive),
+}
+
+# Groups that only run in replay, to rebuild projections from events alone.
+REPLAY_GROUPS: dict[str, GroupSpec] = {
+    job_projection.GROUP: GroupSpec(
+        job_projection.GROUP,
+        job_projection.TOPICS,
+        lambda s: 1,
+        replay=_job_projection_replay,
     ),
 }

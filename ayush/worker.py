@@ -9,6 +9,7 @@ import sys
 from contextlib import AsyncExitStack
 
 from ayush.groups import GROUPS
+from infra.kafka.batch_consumer import BatchConsumer
 from infra.kafka.consumer import ConcurrentConsumer
 from infra.kafka.publisher import Publisher
 from infra.settings import Settings
@@ -18,8 +19,11 @@ log = logging.getLogger("ayush.worker")
 
 async def build_consumer(
     settings: Settings, group: str, stack: AsyncExitStack
-) -> ConcurrentConsumer:
+) -> ConcurrentConsumer | BatchConsumer:
     spec = GROUPS[group]
+    if spec.batch is not None:
+        return await spec.batch(settings, stack)
+    assert spec.build is not None
     publisher = Publisher(settings)
     await publisher.start()
     stack.push_async_callback(publisher.stop)
@@ -51,5 +55,8 @@ async def run_worker(settings: Settings, group: str) -> None:
             )
         waiter.cancel()
         await runner
-        log.info("worker %s stopped: %d handled, %d dead-lettered",
-                 group, consumer.handled, consumer.dead_lettered)  # fmt: skip
+        if isinstance(consumer, BatchConsumer):
+            log.info("worker %s stopped: %d events flushed", group, consumer.flushed)
+        else:
+            log.info("worker %s stopped: %d handled, %d dead-lettered",
+                     group, consumer.handled, consumer.dead_lettered)  # fmt: skip

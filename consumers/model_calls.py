@@ -39,7 +39,8 @@ from infra.settings import Settings
 from schemas import jobs as ev
 from schemas import topics
 from schemas.envelope import Actor, Envelope, RawEnvelope
-from schemas.ids import derived_id
+from schemas.ids import derived_id, uuid7
+from schemas.versions import schema_version
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,9 @@ class Ports:
     publisher: Publisher
     providers: ProviderSet
     prices: PriceTable
+    # Replay side mode: routes the request and stops there. No provider call,
+    # no stream, no event: replaying history must not bill anyone twice.
+    replay: bool = False
 
 
 def handlers(ports: Ports) -> Mapping[str, Handler]:
@@ -73,7 +77,11 @@ async def handle_job_requested(raw: RawEnvelope, ports: Ports) -> None:
     try:
         provider, provider_model = ports.providers.resolve(request.job.model)
     except PermanentError as exc:
-        await _fail(raw, request, str(exc), ports)
+        if not ports.replay:
+            await _fail(raw, request, str(exc), ports)
+        return
+    if ports.replay:
+        log.info("replay: job %s would run on %s", request.job_id, provider.name)
         return
     attempt = await job_store.mark_running(ports.db, request.job_id, provider.name)
     if attempt == 0:
@@ -101,7 +109,7 @@ async def handle_job_requested(raw: RawEnvelope, ports: Ports) -> None:
         max_tokens=request.job.max_tokens,
     )
     try:
-        completion = await _call_with_retries(chat, request, provider.name, ports)
+        completion = await _call_with_retries(raw, chat, request, provider.name, ports)
     except (PermanentError, TransientError) as exc:
         await _fail(raw, request, str(exc), ports)
         return
@@ -123,7 +131,7 @@ async def handle_job_requested(raw: RawEnvelope, ports: Ports) -> None:
 
 
 async def _call_with_retries(
-    chat: ChatRequest, request: ev.JobRequested, provider_name: str, ports: Ports
+    raw: RawEnvelope, chat: ChatRequest, request: ev.JobRequested, provider_name: str, ports: Ports
 ) -> Completion:
     settings = ports.settings
     job_id = request.job_id
@@ -163,6 +171,7 @@ async def _call_with_retries(
                         "error": error,
                     },
                 )
+                await _announce_retry(raw, request, provider_name, number, error, ports)
             return await ports.providers.resolve(request.job.model)[0].stream_chat(chat, delta)
     raise AssertionError("unreachable: tenacity reraises the last error")
 
@@ -208,6 +217,7 @@ async def _publish_outcome(
                 _follow_up(raw, ev.JOB_SUCCEEDED, ev.JobSucceeded(
                     job_id=request.job_id, provider=result.provider, model=result.model,
                     usage=usage, finish_reason=result.finish_reason,
+                    text=result.text, cost_usd=result.cost_usd,
                 ), "succeeded"),
             ),
             (
@@ -234,10 +244,27 @@ async def _announce_again(raw: RawEnvelope, request: ev.JobRequested, ports: Por
         await _publish_outcome(raw, request, found.result, ports)
 
 
+async def _announce_retry(
+    raw: RawEnvelope, request: ev.JobRequested, provider: str, number: int, error: str, ports: Ports
+) -> None:
+    """Retries are part of the audit trail; a lost announcement must not fail the job."""
+    payload = ev.JobRetrying(
+        job_id=request.job_id, provider=provider, attempt=number, error=error[:2000]
+    )
+    try:
+        await ports.publisher.publish(
+            topics.AI_JOB_LIFECYCLE.name,
+            _follow_up(raw, ev.JOB_RETRYING, payload, f"retrying:{uuid7()}"),
+        )
+    except TransientError as exc:
+        log.warning("job %s: retry event not published: %s", request.job_id, exc)
+
+
 def _follow_up(raw: RawEnvelope, type_: str, payload: BaseModel, purpose: str) -> Envelope[Any]:
     return Envelope[Any](
         id=derived_id(raw.id, purpose),
         type=type_,
+        version=schema_version(payload),
         tenant_id=raw.tenant_id,
         actor=SYSTEM,
         correlation_id=raw.correlation_id,

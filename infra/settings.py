@@ -18,6 +18,17 @@ class Settings(BaseSettings):
     )
     database_url: str | None = Field(default=None, validation_alias=AliasChoices("DATABASE_URL"))
     redis_url: str | None = Field(default=None, validation_alias=AliasChoices("REDIS_URL"))
+    s3_endpoint_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("S3_ENDPOINT_URL")
+    )
+    s3_bucket: str = "ayush"
+    aws_access_key_id: str | None = Field(
+        default=None, validation_alias=AliasChoices("AWS_ACCESS_KEY_ID")
+    )
+    aws_secret_access_key: str | None = Field(
+        default=None, validation_alias=AliasChoices("AWS_SECRET_ACCESS_KEY")
+    )
+    s3_region: str = "us-east-1"
 
     # Prefix of every topic and consumer group name: several environments (or
     # test runs) can share one cluster without seeing each other's events.
@@ -43,6 +54,12 @@ class Settings(BaseSettings):
 
     # Extra price table on top of the shipped one (infra/pricing/prices.toml).
     prices_file: Path | None = None
+
+    # archive group: a batch is written once it holds this many events or
+    # its oldest event waited this long.
+    archive_batch_events: int = Field(default=5_000, ge=1)
+    archive_batch_age_s: float = 2.0
+    archive_prefix: str = "archive"
 
     # live streams
     stream_ttl_s: int = 24 * 3600

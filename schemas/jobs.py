@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -12,6 +12,7 @@ JOB_REQUESTED = "ai.job.requested"
 JOB_STARTED = "ai.job.started"
 JOB_SUCCEEDED = "ai.job.succeeded"
 JOB_FAILED = "ai.job.failed"
+JOB_RETRYING = "ai.job.retrying"
 USAGE_RECORDED = "usage.recorded"
 
 JobStatus = Literal["queued", "running", "succeeded", "failed"]
@@ -62,13 +63,35 @@ class JobStarted(BaseModel):
 
 
 class JobSucceeded(BaseModel):
+    """Version 2 carries the answer and its cost, so the jobs projection can be
+    rebuilt from events alone, without calling the model again."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
+    SCHEMA_VERSION: ClassVar[int] = 2
 
     job_id: uuid.UUID
     provider: str
     model: str
     usage: TokenUsage
     finish_reason: str | None = None
+    # None only in events upcast from version 1, which did not record them.
+    text: str | None = None
+    cost_usd: Decimal | None = None
+
+    @staticmethod
+    def upcast_v1_v2(payload: dict[str, Any]) -> dict[str, Any]:
+        return {**payload, "text": None, "cost_usd": None}
+
+
+class JobRetrying(BaseModel):
+    """A provider call failed with a transient error and is tried again."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    job_id: uuid.UUID
+    provider: str
+    attempt: int = Field(description="the attempt about to start, 2 or more")
+    error: str
 
 
 class JobFailed(BaseModel):

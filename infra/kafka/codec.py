@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from schemas.envelope import Envelope, RawEnvelope
+from schemas.versions import upcast
 
 Headers = list[tuple[str, bytes]]
 
@@ -21,7 +22,15 @@ def encode(envelope: Envelope[Any]) -> tuple[bytes, bytes, Headers]:
 
 
 def decode_raw(value: bytes | None) -> RawEnvelope:
-    """Parse the envelope, leaving the payload as a dict; raises pydantic.ValidationError."""
+    """Parse the envelope and upcast its payload (left a dict) to the current version.
+
+    Raises pydantic.ValidationError or ValueError.
+    """
+    return upcast(decode_stored(value))
+
+
+def decode_stored(value: bytes | None) -> RawEnvelope:
+    """Parse the envelope exactly as it was written (no upcasting): audit and archive."""
     if value is None:
         raise ValueError("empty message (tombstone)")
     return RawEnvelope.model_validate_json(value)

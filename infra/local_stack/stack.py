@@ -11,6 +11,7 @@ from infra.local_stack.kafka import start_kafka
 from infra.local_stack.postgres import LocalPostgres
 from infra.local_stack.process import ManagedProcess
 from infra.local_stack.redis import start_redis
+from infra.local_stack.s3 import start_s3
 from infra.settings import Settings
 
 
@@ -20,6 +21,7 @@ class ServiceAddresses:
     database_url: str
     redis_url: str
     kafka_flavour: str  # "apache", "tansu" or "external"
+    s3_endpoint_url: str = ""
 
     def as_env(self) -> dict[str, str]:
         env = {
@@ -27,6 +29,13 @@ class ServiceAddresses:
             "DATABASE_URL": self.database_url,
             "REDIS_URL": self.redis_url,
         }
+        if self.s3_endpoint_url:
+            env["S3_ENDPOINT_URL"] = self.s3_endpoint_url
+            # moto accepts any credentials; real deployments bring their own.
+            env.setdefault("AWS_ACCESS_KEY_ID", os.environ.get("AWS_ACCESS_KEY_ID", "local"))
+            env.setdefault(
+                "AWS_SECRET_ACCESS_KEY", os.environ.get("AWS_SECRET_ACCESS_KEY", "local")
+            )
         if self.kafka_flavour == "tansu":
             env["AYUSH_KAFKA_IDEMPOTENT_PRODUCER"] = "false"
             env["AYUSH_KAFKA_FETCH_MAX_WAIT_MS"] = "5"
@@ -38,6 +47,10 @@ class ServiceAddresses:
             "database_url": self.database_url,
             "redis_url": self.redis_url,
         }
+        if self.s3_endpoint_url:
+            update["s3_endpoint_url"] = self.s3_endpoint_url
+            if not settings.aws_access_key_id:
+                update |= {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
         if self.kafka_flavour == "tansu":
             update |= {"kafka_idempotent_producer": False, "kafka_fetch_max_wait_ms": 5}
         return settings.model_copy(update=update)
@@ -72,10 +85,14 @@ class LocalStack:
             if not redis_url:
                 proc, redis_url = start_redis(data_dir / "redis")
                 processes.append(proc)
+            s3_url = settings.s3_endpoint_url
+            if not s3_url:
+                proc, s3_url = start_s3(data_dir / "s3")
+                processes.append(proc)
         except BaseException:
             stack.stop()
             raise
-        stack.addresses = ServiceAddresses(bootstrap, database_url, redis_url, flavour)
+        stack.addresses = ServiceAddresses(bootstrap, database_url, redis_url, flavour, s3_url)
         return stack
 
     def stop(self) -> None:

@@ -1,0 +1,54 @@
+"""Event schema versions and the upcasters that bring old payloads up to date.
+
+An event is stored as it was written. Readers upcast it step by step
+(v1 -> v2 -> ...) to the version their model expects, so an old event still
+replays (eventsourcing's `upcast_v1_v2`). The upcasters live beside their
+model; this table only lists them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import BaseModel
+
+from schemas import jobs
+from schemas.envelope import RawEnvelope
+
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+
+# event type -> its payload model; only types whose schema moved past version 1
+# need to be listed, the others are at version 1.
+MODELS: dict[str, type[BaseModel]] = {
+    jobs.JOB_SUCCEEDED: jobs.JobSucceeded,
+}
+
+# (event type, from version) -> upcaster to from version + 1
+UPCASTERS: dict[tuple[str, int], Upcaster] = {
+    (jobs.JOB_SUCCEEDED, 1): jobs.JobSucceeded.upcast_v1_v2,
+}
+
+
+def current_version(event_type: str) -> int:
+    model = MODELS.get(event_type)
+    return int(getattr(model, "SCHEMA_VERSION", 1)) if model is not None else 1
+
+
+def schema_version(payload: BaseModel) -> int:
+    """The version to stamp on a new event carrying this payload."""
+    return int(getattr(type(payload), "SCHEMA_VERSION", 1))
+
+
+def upcast(raw: RawEnvelope) -> RawEnvelope:
+    """The same event with its payload at the current version of its type."""
+    target = current_version(raw.type)
+    if raw.version >= target:
+        return raw
+    payload, version = dict(raw.payload), raw.version
+    while version < target:
+        step = UPCASTERS.get((raw.type, version))
+        if step is None:
+            raise ValueError(f"no upcaster for {raw.type} v{version}")
+        payload, version = step(payload), version + 1
+    return raw.model_copy(update={"payload": payload, "version": version})
