@@ -11,6 +11,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from ayush.history_cli import audit_app, dlq_app, replay_command, verify_command
 from infra.settings import Settings
 
 T = TypeVar("T")
@@ -20,6 +21,10 @@ topics_app = typer.Typer(no_args_is_help=True, help="Kafka topics.")
 keys_app = typer.Typer(no_args_is_help=True, help="Tenants' API keys.")
 app.add_typer(topics_app, name="topics")
 app.add_typer(keys_app, name="keys")
+app.add_typer(audit_app, name="audit")
+app.add_typer(dlq_app, name="dlq")
+app.command("replay")(replay_command)
+app.command("verify")(verify_command)
 
 
 def _settings() -> Settings:

@@ -11,7 +11,7 @@ from infra.db.engine import Database
 from infra.kafka.publisher import Publisher
 from infra.redis import JobStreams
 from infra.settings import Settings
-from producers.ingress import errors, health, jobs
+from producers.ingress import audit, errors, health, jobs
 from producers.ingress.auth import KeyCache
 from producers.ingress.state import Services
 
@@ -37,4 +37,5 @@ def create_app(settings: Settings) -> FastAPI:
     errors.install(app)
     app.include_router(health.router)
     app.include_router(jobs.router)
+    app.include_router(audit.router)
     return app
