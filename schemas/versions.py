@@ -18,10 +18,14 @@ from schemas.envelope import RawEnvelope
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 
-# event type -> its payload model; only types whose schema moved past version 1
-# need to be listed, the others are at version 1.
+# event type -> its payload model. A type not listed here is at version 1.
 MODELS: dict[str, type[BaseModel]] = {
+    jobs.JOB_REQUESTED: jobs.JobRequested,
+    jobs.JOB_STARTED: jobs.JobStarted,
+    jobs.JOB_RETRYING: jobs.JobRetrying,
     jobs.JOB_SUCCEEDED: jobs.JobSucceeded,
+    jobs.JOB_FAILED: jobs.JobFailed,
+    jobs.USAGE_RECORDED: jobs.UsageRecorded,
 }
 
 # (event type, from version) -> upcaster to from version + 1

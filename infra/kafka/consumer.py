@@ -181,7 +181,7 @@ class ConcurrentConsumer:
             async for attempt in AsyncRetrying(
                 retry=retry_if_exception_type(TransientError),
                 stop=stop_after_attempt(self.max_attempts),
-                wait=wait_exponential_jitter(initial=0.2, max=10.0),
+                wait=wait_exponential_jitter(multiplier=0.2, max=10.0),
                 reraise=True,
             ):
                 with attempt:

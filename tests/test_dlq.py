@@ -1,0 +1,119 @@
+"""Dead letters: parked with their error, re-driven once after the fix, or purged."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import pytest
+
+from infra.errors import PermanentError
+from infra.kafka.admin import create_topics
+from infra.kafka.consumer import ConcurrentConsumer
+from infra.kafka.dead_letters import DeadLetters
+from infra.kafka.publisher import Publisher
+from infra.local_stack import ServiceAddresses
+from infra.settings import Settings
+from schemas import jobs as ev
+from schemas import topics
+from schemas.envelope import Actor, Envelope, RawEnvelope
+from schemas.ids import uuid7
+from tests.harness import eventually, unique
+
+TOPIC = topics.AI_JOB_LIFECYCLE.name
+
+
+@dataclass
+class FlakyHandler:
+    """Refuses events until it is fixed; counts what it handled."""
+
+    fixed: bool = False
+    handled: list[uuid.UUID] = field(default_factory=list)
+
+    async def __call__(self, raw: RawEnvelope) -> None:
+        if not self.fixed:
+            raise PermanentError("bug: cannot handle this yet")
+        self.handled.append(raw.id)
+
+
+@dataclass
+class Setup:
+    settings: Settings
+    publisher: Publisher
+    handler: FlakyHandler
+    consumer: ConcurrentConsumer
+
+
+@pytest.fixture
+async def setup(services: ServiceAddresses) -> AsyncIterator[Setup]:
+    settings = services.apply(Settings(topic_prefix=unique("dlq") + "."))
+    await create_topics(settings)
+    publisher = Publisher(settings)
+    await publisher.start()
+    handler = FlakyHandler()
+    consumer = ConcurrentConsumer(
+        settings, group="flaky", topics=[TOPIC], handlers={ev.JOB_FAILED: handler},
+        publisher=publisher, concurrency=4, max_attempts=1,
+    )  # fmt: skip
+    ready = asyncio.Event()
+    task = asyncio.create_task(consumer.run(ready=ready))
+    await asyncio.wait_for(ready.wait(), 60)
+    yield Setup(settings, publisher, handler, consumer)
+    consumer.stop()
+    await task
+    await publisher.stop()
+
+
+async def _publish_failed_job(publisher: Publisher) -> uuid.UUID:
+    job_id = uuid7()
+    envelope = Envelope[ev.JobFailed](
+        type=ev.JOB_FAILED, tenant_id=uuid7(), actor=Actor(kind="system", id="test"),
+        correlation_id=job_id, payload=ev.JobFailed(job_id=job_id, error="x"),
+    )  # fmt: skip
+    await publisher.publish(TOPIC, envelope)
+    return envelope.id
+
+
+async def test_retry_redrives_a_fixed_event_once(setup: Setup) -> None:
+    event_id = await _publish_failed_job(setup.publisher)
+    dead = DeadLetters(setup.settings, TOPIC)
+    letters = await eventually(dead.letters, what="the event in the dead-letter topic")
+    assert len(letters) == 1
+    assert "cannot handle this yet" in letters[0].error
+    assert letters[0].group == setup.settings.group("flaky") and letters[0].attempts == 1
+    assert letters[0].source.startswith(setup.settings.topic(TOPIC) + ":")
+
+    setup.handler.fixed = True
+    assert [d.offset for d in await dead.retry(setup.publisher)] == [letters[0].offset]
+    await eventually(lambda: _true(setup.handler.handled), what="the re-driven event handled")
+    assert setup.handler.handled == [event_id]
+
+    # a second retry finds nothing pending and re-drives nothing
+    assert await dead.retry(setup.publisher) == []
+    assert await dead.letters() == []
+    assert [d.pending for d in await dead.letters(include_done=True)] == [False]
+    # a later event shows that the consumer is past anything the first retry sent
+    second = await _publish_failed_job(setup.publisher)
+    await eventually(lambda: _true(second in setup.handler.handled), what="a later event")
+    assert setup.handler.handled == [event_id, second]
+
+
+async def test_purge_discards_pending_dead_letters(setup: Setup) -> None:
+    for _ in range(2):
+        await _publish_failed_job(setup.publisher)
+    dead = DeadLetters(setup.settings, TOPIC)
+    await eventually(lambda: _len_is(dead, 2), what="two events in the dead-letter topic")
+    assert await dead.purge() == 2
+    assert await dead.letters() == []
+    assert await dead.retry(setup.publisher) == []
+    assert setup.handler.handled == []
+
+
+async def _true(value: object) -> bool:
+    return bool(value)
+
+
+async def _len_is(dead: DeadLetters, n: int) -> bool:
+    return len(await dead.letters()) == n
