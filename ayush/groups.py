@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from typing import Any
 
 from consumers import archive, job_projection, model_calls
 from infra.db.engine import Database
+from infra.errors import PermanentError
 from infra.kafka.batch_consumer import BatchConsumer
 from infra.kafka.consumer import Handler
 from infra.kafka.publisher import Publisher
@@ -72,9 +74,24 @@ async def _model_calls(
     return model_calls.handlers(await _model_calls_ports(settings, publisher, stack, False))
 
 
+class ReplayPublisher(Publisher):
+    """Stands in for the publisher in replay: publishing there is a bug, so it fails loudly."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+
+    async def publish(self, topic: str, envelope: Any, extra_headers: Any = None) -> None:
+        raise PermanentError(f"replay mode publishes nothing (tried {topic})")
+
+    async def publish_many(self, items: Any) -> None:
+        raise PermanentError("replay mode publishes nothing")
+
+    async def send(self, full_topic: str, value: bytes, *, key: Any, headers: Any) -> None:
+        raise PermanentError(f"replay mode publishes nothing (tried {full_topic})")
+
+
 async def _model_calls_replay(settings: Settings, stack: AsyncExitStack) -> Mapping[str, Handler]:
-    # The publisher is never started: a publish in replay mode fails loudly.
-    ports = await _model_calls_ports(settings, Publisher(settings), stack, True)
+    ports = await _model_calls_ports(settings, ReplayPublisher(settings), stack, True)
     return model_calls.handlers(ports)
 
 

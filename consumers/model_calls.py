@@ -71,17 +71,16 @@ def handlers(ports: Ports) -> Mapping[str, Handler]:
 
 async def handle_job_requested(raw: RawEnvelope, ports: Ports) -> None:
     request = ev.JobRequested.model_validate(raw.payload)
+    if ports.replay:
+        _replay(request, ports)
+        return
     if await job_store.is_processed(ports.db, GROUP, raw.id):
         await _announce_again(raw, request, ports)
         return
     try:
         provider, provider_model = ports.providers.resolve(request.job.model)
     except PermanentError as exc:
-        if not ports.replay:
-            await _fail(raw, request, str(exc), ports)
-        return
-    if ports.replay:
-        log.info("replay: job %s would run on %s", request.job_id, provider.name)
+        await _fail(raw, request, str(exc), ports)
         return
     attempt = await job_store.mark_running(ports.db, request.job_id, provider.name)
     if attempt == 0:
@@ -130,6 +129,16 @@ async def handle_job_requested(raw: RawEnvelope, ports: Ports) -> None:
         await _announce_success(raw, request, result, ports)
 
 
+def _replay(request: ev.JobRequested, ports: Ports) -> None:
+    """Side mode: make the routing decision again and report it, touching nothing."""
+    try:
+        provider, provider_model = ports.providers.resolve(request.job.model)
+    except PermanentError as exc:
+        log.info("replay: job %s would fail: %s", request.job_id, exc)
+        return
+    log.info("replay: job %s would run on %s as %s", request.job_id, provider.name, provider_model)
+
+
 async def _call_with_retries(
     raw: RawEnvelope, chat: ChatRequest, request: ev.JobRequested, provider_name: str, ports: Ports
 ) -> Completion:
@@ -149,6 +158,8 @@ async def _call_with_retries(
     async def delta(text: str) -> None:
         await ports.streams.append(job_id, "delta", {"text": text})
 
+    last_error: list[str] = []
+
     async for attempt in AsyncRetrying(
         retry=retry_if_exception_type(TransientError),
         stop=stop_after_attempt(settings.provider_max_attempts),
@@ -158,8 +169,8 @@ async def _call_with_retries(
         with attempt:
             number = attempt.retry_state.attempt_number
             if number > 1:
-                failure = attempt.retry_state.outcome
-                error = str(failure.exception()) if failure else ""
+                # tenacity clears `outcome` before the next try: keep our own
+                error = last_error[-1] if last_error else ""
                 # Tells clients to drop the partial text of the failed try.
                 await ports.streams.append(
                     job_id,
@@ -172,7 +183,11 @@ async def _call_with_retries(
                     },
                 )
                 await _announce_retry(raw, request, provider_name, number, error, ports)
-            return await ports.providers.resolve(request.job.model)[0].stream_chat(chat, delta)
+            try:
+                return await ports.providers.resolve(request.job.model)[0].stream_chat(chat, delta)
+            except TransientError as exc:
+                last_error.append(str(exc))
+                raise
     raise AssertionError("unreachable: tenacity reraises the last error")
 
 
