@@ -201,7 +201,10 @@ def dlq_list(topic: TopicOpt, all_: Annotated[bool, typer.Option("--all")] = Fal
             str(d.offset), "yes" if d.pending else "no", str(event.get("type", "?")),
             str(event.get("id", "?")), d.group, str(d.attempts), d.error[:80],
         )  # fmt: skip
-    Console().print(table)
+    out = Console()
+    if not out.is_terminal:  # piped: do not squeeze columns into 80 characters
+        out = Console(width=240)
+    out.print(table)
 
 
 @dlq_app.command("show")
