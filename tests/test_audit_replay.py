@@ -21,14 +21,18 @@ from ayush import replay
 from consumers import job_projection
 from infra.db.engine import Database
 from infra.db.event_log import job_trail
+from infra.db.models import ApiKey, Tenant
+from infra.db.projection import snapshot
 from infra.db.tenants import find_key_owner
+from infra.kafka.admin import create_topics
+from infra.kafka.publisher import Publisher
 from infra.local_stack import ServiceAddresses
 from infra.settings import Settings
 from schemas import topics
 from tests.conftest import TenantKey, make_tenant, new_platform
 from tests.databases import create_empty_database, drop_database
 from tests.fakes.llm import FakeLLMServer
-from tests.harness import Platform, eventually
+from tests.harness import Platform, eventually, unique
 from tests.test_jobs_http import chat, submit, wait_finished
 
 FAST_ARCHIVE = {"AYUSH_ARCHIVE_BATCH_AGE_S": "0.1"}
@@ -103,6 +107,13 @@ async def test_audit_trail_is_complete_and_ordered(
     other_admin = await make_tenant(db, admin=True)
     response = await http.get(f"/v1/audit/jobs/{job_id}", headers=other_admin.headers)
     assert response.status_code == 404
+
+
+async def add_tenant_and_key(db: Database, tenant_id: uuid.UUID, key_id: uuid.UUID) -> None:
+    async with db.transaction() as session:
+        session.add(Tenant(id=tenant_id, name=f"v1-{tenant_id}", settings={}))
+    async with db.transaction() as session:
+        session.add(ApiKey(id=key_id, tenant_id=tenant_id, key_hash=uuid.uuid4().hex, prefix="x"))
 
 
 async def _drop_topics(settings: Settings) -> None:
@@ -214,3 +225,54 @@ async def test_archive_then_replay_from_s3_rebuilds_the_projection(
             await drop_database(services.database_url, second_url)
     finally:
         await drop_database(services.database_url, rebuilt_url)
+
+
+async def test_version_1_events_still_replay_into_the_projection(
+    services: ServiceAddresses, db: Database
+) -> None:
+    """Stored samples of the first schema versions, published as they were, rebuild a job."""
+    samples = Path(__file__).parent / "data" / "events"
+    names = ("ai.job.requested.v1", "ai.job.started.v1", "ai.job.succeeded.v1")
+    values = [(samples / f"{n}.json").read_bytes() for n in names]
+    first = json.loads(values[0])
+    # fresh ids for this run, the rest as stored
+    tenant_id, job_id = uuid.uuid4(), uuid.uuid4()
+    text = [
+        v.decode()
+        .replace(first["tenant_id"], str(tenant_id))
+        .replace(first["correlation_id"], str(job_id))
+        for v in values
+    ]
+    settings = services.apply(Settings(topic_prefix=unique("v1") + "."))
+    await create_topics(settings)
+    publisher = Publisher(settings)
+    await publisher.start()
+    try:
+        for name, body in zip(names, text, strict=True):
+            topic = topics.AI_JOB_REQUESTED if "requested" in name else topics.AI_JOB_LIFECYCLE
+            await publisher.send(settings.topic(topic.name), body.encode(), key=None, headers=[])
+    finally:
+        await publisher.stop()
+
+    rebuilt_url = await create_empty_database(services.database_url)
+    try:
+        target = Database(rebuilt_url, pool_size=1)
+        try:
+            await add_tenant_and_key(target, tenant_id, uuid.UUID(first["actor"]["id"]))
+            query = replay.Query(
+                topics=job_projection.TOPICS, start=datetime(2026, 1, 1, tzinfo=UTC),
+                end=datetime.now(UTC) + timedelta(minutes=1),
+            )  # fmt: skip
+            rebuild = settings.model_copy(update={"database_url": rebuilt_url})
+            report = await replay.into_group(rebuild, query, job_projection.GROUP)
+            assert report.failures == [] and report.handled == 3
+            rows = await snapshot(target, [tenant_id])
+        finally:
+            await target.close()
+    finally:
+        await drop_database(services.database_url, rebuilt_url)
+    job = rows[f"jobs:{job_id}"]
+    assert job["status"] == "succeeded" and job["provider"] == "openai" and job["attempts"] == 1
+    result = rows[f"job_results:{job_id}"]
+    # version 1 did not record the answer: the rebuilt row says so with an empty text
+    assert result["text"] == "" and result["output_tokens"] == 4 and result["cost_usd"] == "0"
