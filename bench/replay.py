@@ -14,6 +14,8 @@ import asyncio
 import json
 import tempfile
 import time
+from contextlib import AsyncExitStack
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -56,8 +58,6 @@ async def publish(settings: Settings, n: int) -> None:
 
 
 async def archive_all(settings: Settings, n: int) -> float:
-    from contextlib import AsyncExitStack
-
     spec = GROUPS["archive"]
     assert spec.batch is not None
     async with AsyncExitStack() as stack:
@@ -111,8 +111,10 @@ async def measure(settings: Settings, n: int, work: Path) -> dict[str, Any]:
     archive_s = await archive_all(settings, n)
     raw = await raw_consume(settings, n)
     query = replay.Query(topics=[TOPIC], start=begin, end=datetime.now(UTC) + timedelta(minutes=1))
-    kafka = await export_rate(settings, replace(query, "kafka"), work / "kafka.jsonl", n)
-    archived = await export_rate(settings, replace(query, "archive"), work / "archive.jsonl", n)
+    from_kafka = replace(query, source="kafka")
+    from_archive = replace(query, source="archive")
+    kafka = await export_rate(settings, from_kafka, work / "kafka.jsonl", n)
+    archived = await export_rate(settings, from_archive, work / "archive.jsonl", n)
     return {
         "replay_kafka_per_s": round(kafka),
         "replay_archive_per_s": round(archived),
@@ -120,12 +122,6 @@ async def measure(settings: Settings, n: int, work: Path) -> dict[str, Any]:
         "archive_write_per_s": round(n / archive_s),
         "events": n,
     }
-
-
-def replace(query: replay.Query, source: replay.Source) -> replay.Query:
-    from dataclasses import replace as dc_replace
-
-    return dc_replace(query, source=source)
 
 
 def main() -> None:
