@@ -14,11 +14,9 @@ from infra.kafka.batch_consumer import BatchConsumer
 from infra.kafka.consumer import Handler
 from infra.kafka.publisher import Publisher
 from infra.pricing import PriceTable
-from infra.providers.anthropic import AnthropicProvider
-from infra.providers.local import LocalProvider
-from infra.providers.openai import OpenAIProvider
-from infra.providers.router import ProviderSet
-from infra.redis import JobStreams
+from infra.redis import JobStreams, ResponseCache
+from infra.routing.config import RetryPolicy, RoutingConfig, load_routing
+from infra.routing.gateway import Gateway
 from infra.s3 import ObjectStore
 from infra.settings import Settings
 
@@ -39,13 +37,15 @@ class GroupSpec:
     batch: BuildBatch | None = None
 
 
-def build_providers(settings: Settings) -> ProviderSet:
-    return ProviderSet(
-        {
-            "openai": OpenAIProvider(timeout_s=settings.provider_timeout_s),
-            "anthropic": AnthropicProvider(timeout_s=settings.provider_timeout_s),
-            "local": LocalProvider(delay_s=settings.local_echo_delay_s),
-        }
+def load_routing_config(settings: Settings) -> RoutingConfig:
+    """The routing file (or the family defaults), with the retry defaults of the settings."""
+    return load_routing(
+        settings.routing_file,
+        RetryPolicy(
+            max_attempts=settings.provider_max_attempts,
+            backoff_initial_s=settings.provider_backoff_initial_s,
+            backoff_max_s=settings.provider_backoff_max_s,
+        ),
     )
 
 
@@ -62,10 +62,18 @@ async def _model_calls_ports(
     db = _database(settings, stack, max(5, settings.model_calls_concurrency // 4))
     streams = JobStreams(settings, max_connections=settings.model_calls_concurrency * 2)
     stack.push_async_callback(streams.close)
-    providers = build_providers(settings)
-    stack.push_async_callback(providers.close)
-    prices = PriceTable.load(settings.prices_file)
-    return model_calls.Ports(settings, db, streams, publisher, providers, prices, replay=replay)
+    routing = load_routing_config(settings)
+    gateway = Gateway(
+        routing,
+        default_timeout_s=settings.provider_timeout_s,
+        local_delay_s=settings.local_echo_delay_s,
+    )
+    stack.push_async_callback(gateway.close)
+    prices = PriceTable.load(settings.prices_file).with_prices(routing.prices)
+    cache = ResponseCache(streams, settings)
+    return model_calls.Ports(
+        settings, db, streams, publisher, gateway, prices, cache, replay=replay
+    )
 
 
 async def _model_calls(

@@ -61,6 +61,16 @@ class Settings(BaseSettings):
     archive_batch_age_s: float = 2.0
     archive_prefix: str = "archive"
 
+    # AI gateway: the routing file (docs/routing.example.toml); without one,
+    # each model goes to its family's provider.
+    routing_file: Path | None = None
+    response_cache_ttl_s: int = 24 * 3600
+    # How long an OpenAI-compatible request waits for its job's answer.
+    gateway_wait_timeout_s: float = 600.0
+    # A waiting request reads its job's stream itself after this long without
+    # news on its reply channel (pub/sub loses messages on reconnects).
+    gateway_reply_poll_s: float = 1.0
+
     # live streams
     stream_ttl_s: int = 24 * 3600
     stream_maxlen: int = 100_000

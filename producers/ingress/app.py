@@ -9,9 +9,11 @@ from fastapi import FastAPI
 
 from infra.db.engine import Database
 from infra.kafka.publisher import Publisher
-from infra.redis import JobStreams
+from infra.pricing import PriceTable
+from infra.redis import JobStreams, Replies
+from infra.routing.config import load_routing
 from infra.settings import Settings
-from producers.ingress import audit, errors, health, jobs
+from producers.ingress import audit, errors, health, jobs, openai_compat, openai_errors
 from producers.ingress.auth import KeyCache
 from producers.ingress.state import Services
 
@@ -24,18 +26,25 @@ def create_app(settings: Settings) -> FastAPI:
         streams = JobStreams(settings)
         publisher = Publisher(settings)
         await publisher.start()
-        app.state.services = Services(settings, db, streams, publisher)
+        replies = Replies(settings, streams, poll_s=settings.gateway_reply_poll_s)
+        await replies.start()
+        routing = load_routing(settings.routing_file)
+        prices = PriceTable.load(settings.prices_file).with_prices(routing.prices)
+        app.state.services = Services(settings, db, streams, publisher, replies, routing, prices)
         app.state.key_cache = KeyCache()
         try:
             yield
         finally:
+            await replies.stop()
             await publisher.stop()
             await streams.close()
             await db.close()
 
     app = FastAPI(title="Ayush ingress", version="0.1.0", lifespan=lifespan)
     errors.install(app)
+    openai_errors.install(app)
     app.include_router(health.router)
     app.include_router(jobs.router)
     app.include_router(audit.router)
+    app.include_router(openai_compat.router)
     return app
