@@ -83,19 +83,21 @@ async def handle_job_requested(raw: RawEnvelope, ports: Ports) -> None:
         _replay(request, ports)
         return
     job = request.job
-    attempt = await job_store.start_job(ports.db, _job_row(raw, request), provider=None)
+    try:
+        route = ports.gateway.config.route_for(job.model)
+    except PermanentError as exc:
+        route, unknown = None, exc
+    provider = route.deployments[0].provider if route else None
+    attempt = await job_store.start_job(ports.db, _job_row(raw, request), provider=provider)
     if attempt == 0:
         # The job is finished. If this very event was handled, its follow-ups may
         # not have reached Kafka before a crash: publish them again.
         if await job_store.is_processed(ports.db, GROUP, raw.id):
             await _announce_again(raw, request, ports)
         return
-    try:
-        route = ports.gateway.config.route_for(job.model)
-    except PermanentError as exc:
-        await _fail(raw, request, str(exc), ports, status=404)
+    if route is None or provider is None:
+        await _fail(raw, request, str(unknown), ports, status=404)
         return
-    provider = route.deployments[0].provider
     await _emit(ports, request, "status", {
         "status": "running", "provider": provider, "model": job.model, "attempt": attempt,
     })  # fmt: skip
