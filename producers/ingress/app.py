@@ -5,13 +5,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from infra.db.engine import Database
 from infra.kafka.publisher import Publisher
+from infra.pricing import PriceTable
+from infra.quota import Quotas
 from infra.redis import JobStreams
 from infra.settings import Settings
-from producers.ingress import audit, errors, health, jobs
+from producers.ingress import admission, audit, budgets, errors, health, jobs, usage
 from producers.ingress.auth import KeyCache
 from producers.ingress.state import Services
 
@@ -26,16 +28,25 @@ def create_app(settings: Settings) -> FastAPI:
         await publisher.start()
         app.state.services = Services(settings, db, streams, publisher)
         app.state.key_cache = KeyCache()
+        quotas = Quotas(settings)
+        prices = PriceTable.load(settings.prices_file)
+        app.state.admission = admission.Admission(settings, db, quotas, prices)
         try:
             yield
         finally:
+            await quotas.close()
             await publisher.stop()
             await streams.close()
             await db.close()
 
     app = FastAPI(title="Ayush ingress", version="0.1.0", lifespan=lifespan)
     errors.install(app)
+    admission.install(app)
     app.include_router(health.router)
-    app.include_router(jobs.router)
-    app.include_router(audit.router)
+    # Every authenticated route counts against its key's requests per minute.
+    limited = [Depends(admission.rate_limited)]
+    app.include_router(jobs.router, dependencies=limited)
+    app.include_router(usage.router, dependencies=limited)
+    app.include_router(budgets.router, dependencies=limited)
+    app.include_router(audit.router, dependencies=limited)
     return app
