@@ -7,13 +7,15 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
 
-from consumers import archive, job_projection, model_calls
+from consumers import archive, job_projection, model_calls, usage
 from infra.db.engine import Database
 from infra.errors import PermanentError
 from infra.kafka.batch_consumer import BatchConsumer
 from infra.kafka.consumer import Handler
 from infra.kafka.publisher import Publisher
+from infra.kafka.routed_batches import RoutedBatchConsumer
 from infra.pricing import PriceTable
+from infra.quota import Quotas
 from infra.redis import JobStreams, ResponseCache
 from infra.routing.config import RetryPolicy, RoutingConfig, load_routing
 from infra.routing.gateway import Gateway
@@ -23,7 +25,7 @@ from infra.settings import Settings
 Build = Callable[[Settings, Publisher, AsyncExitStack], Awaitable[Mapping[str, Handler]]]
 # Handlers in replay side mode: no provider, vendor, stream or Kafka effects.
 BuildReplay = Callable[[Settings, AsyncExitStack], Awaitable[Mapping[str, Handler]]]
-BuildBatch = Callable[[Settings, AsyncExitStack], Awaitable[BatchConsumer]]
+BuildBatch = Callable[[Settings, AsyncExitStack], Awaitable[BatchConsumer | RoutedBatchConsumer]]
 
 
 @dataclass(frozen=True)
@@ -128,6 +130,23 @@ async def _archive(settings: Settings, stack: AsyncExitStack) -> BatchConsumer:
     )
 
 
+async def _usage(settings: Settings, stack: AsyncExitStack) -> RoutedBatchConsumer:
+    publisher = Publisher(settings)
+    await publisher.start()
+    stack.push_async_callback(publisher.stop)
+    quotas = Quotas(settings, max_connections=4)
+    stack.push_async_callback(quotas.close)
+    ports = usage.Ports(settings, _database(settings, stack, 2), quotas, publisher)
+    return RoutedBatchConsumer(
+        settings,
+        group=usage.GROUP,
+        topics=usage.TOPICS,
+        handlers=usage.handlers(ports),
+        publisher=publisher,
+        max_batch=settings.usage_batch_max,
+    )
+
+
 GROUPS: dict[str, GroupSpec] = {
     model_calls.GROUP: GroupSpec(
         model_calls.GROUP,
@@ -137,6 +156,7 @@ GROUPS: dict[str, GroupSpec] = {
         replay=_model_calls_replay,
     ),
     archive.GROUP: GroupSpec(archive.GROUP, archive.TOPICS, lambda s: 1, batch=_archive),
+    usage.GROUP: GroupSpec(usage.GROUP, usage.TOPICS, lambda s: 1, batch=_usage),
 }
 
 # Groups that only run in replay, to rebuild projections from events alone.

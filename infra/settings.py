@@ -60,6 +60,17 @@ class Settings(BaseSettings):
     archive_batch_events: int = Field(default=5_000, ge=1)
     archive_batch_age_s: float = 2.0
     archive_prefix: str = "archive"
+    # usage worker: events per batch (one transaction and one offset commit each)
+    usage_batch_max: int = Field(default=10_000, ge=1)
+
+    # Admission at the ingress. Rate limits apply per API key and per minute.
+    rate_limit_requests_per_min: int = Field(default=1200, ge=1)
+    rate_limit_tokens_per_min: int = Field(default=2_000_000, ge=1)
+    # Output tokens assumed for a request that sets no max_tokens, when
+    # estimating the cost to reserve against a budget.
+    budget_default_output_tokens: int = Field(default=1024, ge=0)
+    # A reservation whose usage never arrives (a failed job) is released then.
+    budget_hold_ttl_s: int = Field(default=3600, ge=1)
 
     # AI gateway: the routing file (docs/routing.example.toml); without one,
     # each model goes to its family's provider.

@@ -29,7 +29,11 @@ USAGE_RECORDED = Topic(
     "usage.recorded", 6, 90 * DAY_MS, "A billable act: tokens and cost of one model call."
 )
 
-ALL: tuple[Topic, ...] = (AI_JOB_REQUESTED, AI_JOB_LIFECYCLE, USAGE_RECORDED)
+USAGE_BUDGET = Topic(
+    "usage.budget", 3, 90 * DAY_MS, "Budgets of tenants and keys crossed 80% or 100% of a month."
+)
+
+ALL: tuple[Topic, ...] = (AI_JOB_REQUESTED, AI_JOB_LIFECYCLE, USAGE_RECORDED, USAGE_BUDGET)
 
 
 def by_name(name: str) -> Topic:

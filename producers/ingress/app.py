@@ -5,15 +5,26 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from infra.db.engine import Database
 from infra.kafka.publisher import Publisher
 from infra.pricing import PriceTable
+from infra.quota import Quotas
 from infra.redis import JobStreams, Replies
 from infra.routing.config import load_routing
 from infra.settings import Settings
-from producers.ingress import audit, errors, health, jobs, openai_compat, openai_errors
+from producers.ingress import (
+    admission,
+    audit,
+    budgets,
+    errors,
+    health,
+    jobs,
+    openai_compat,
+    openai_errors,
+    usage,
+)
 from producers.ingress.auth import KeyCache
 from producers.ingress.state import Services
 
@@ -32,10 +43,13 @@ def create_app(settings: Settings) -> FastAPI:
         prices = PriceTable.load(settings.prices_file).with_prices(routing.prices)
         app.state.services = Services(settings, db, streams, publisher, replies, routing, prices)
         app.state.key_cache = KeyCache()
+        quotas = Quotas(settings)
+        app.state.admission = admission.Admission(settings, db, quotas, prices)
         try:
             yield
         finally:
             await replies.stop()
+            await quotas.close()
             await publisher.stop()
             await streams.close()
             await db.close()
@@ -43,8 +57,13 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="Ayush ingress", version="0.1.0", lifespan=lifespan)
     errors.install(app)
     openai_errors.install(app)
+    admission.install(app)
     app.include_router(health.router)
-    app.include_router(jobs.router)
-    app.include_router(audit.router)
-    app.include_router(openai_compat.router)
+    # Every authenticated route counts against its key's requests per minute.
+    limited = [Depends(admission.rate_limited)]
+    app.include_router(jobs.router, dependencies=limited)
+    app.include_router(usage.router, dependencies=limited)
+    app.include_router(budgets.router, dependencies=limited)
+    app.include_router(audit.router, dependencies=limited)
+    app.include_router(openai_compat.router, dependencies=limited)
     return app
