@@ -11,7 +11,16 @@ from infra.db.engine import Database
 from infra.kafka.publisher import Publisher
 from infra.redis import JobStreams
 from infra.settings import Settings
-from producers.ingress import audit, errors, health, jobs
+from infra.vault import Vault
+from producers.ingress import (
+    actions,
+    audit,
+    errors,
+    health,
+    jobs,
+    webhook_receiver,
+    webhook_setup,
+)
 from producers.ingress.auth import KeyCache
 from producers.ingress.state import Services
 
@@ -26,6 +35,7 @@ def create_app(settings: Settings) -> FastAPI:
         await publisher.start()
         app.state.services = Services(settings, db, streams, publisher)
         app.state.key_cache = KeyCache()
+        app.state.vault = Vault.from_setting(settings.encryption_keys)
         try:
             yield
         finally:
@@ -38,4 +48,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(health.router)
     app.include_router(jobs.router)
     app.include_router(audit.router)
+    app.include_router(actions.router)
+    app.include_router(webhook_setup.router)
+    app.include_router(webhook_receiver.router)
     return app

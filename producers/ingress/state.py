@@ -10,6 +10,7 @@ from infra.db.engine import Database
 from infra.kafka.publisher import Publisher
 from infra.redis import JobStreams
 from infra.settings import Settings
+from infra.vault import Vault
 
 
 @dataclass
@@ -22,3 +23,8 @@ class Services:
 
 def services(request: Request) -> Services:
     return request.app.state.services
+
+
+def vault(request: Request) -> Vault:
+    """Seals and opens secrets at rest; its keys never leave the process."""
+    return request.app.state.vault
