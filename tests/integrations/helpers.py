@@ -1,0 +1,44 @@
+"""Small steps the integration tests share."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from tests.conftest import TenantKey
+from tests.harness import eventually
+
+
+async def connect(
+    api: httpx.AsyncClient, tenant: TenantKey, connector: str, credentials: dict[str, Any]
+) -> str:
+    response = await api.post(
+        "/v1/connections",
+        json={"connector": connector, "credentials": credentials},
+        headers=tenant.headers,
+    )
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
+
+
+async def act(
+    api: httpx.AsyncClient, tenant: TenantKey, connection_id: str, action: str, params: dict
+) -> str:
+    response = await api.post(
+        "/v1/actions",
+        json={"connection_id": connection_id, "action": action, "params": params},
+        headers=tenant.headers,
+    )
+    assert response.status_code == 202, response.text
+    return str(response.json()["id"])
+
+
+async def finished(
+    api: httpx.AsyncClient, tenant: TenantKey, job_id: str, timeout_s: float = 30
+) -> dict[str, Any]:
+    async def probe() -> dict[str, Any] | None:
+        job = (await api.get(f"/v1/jobs/{job_id}", headers=tenant.headers)).json()
+        return job if job["status"] in ("succeeded", "failed") else None
+
+    return await eventually(probe, timeout_s, f"job {job_id} to finish")
