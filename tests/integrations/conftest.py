@@ -30,7 +30,7 @@ class SmtpInbox:
         self.messages: list[tuple[list[str], bytes]] = []
 
     async def handle_DATA(self, server: Any, session: Any, envelope: SmtpEnvelope) -> str:
-        self.messages.append((list(envelope.rcpt_tos), bytes(envelope.content or b"")))
+        self.messages.append((list(envelope.rcpt_tos), envelope.original_content or b""))
         return "250 Message accepted for delivery"
 
 

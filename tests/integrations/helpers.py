@@ -7,7 +7,9 @@ from typing import Any
 import httpx
 
 from tests.conftest import TenantKey
+from tests.fakes.vendors import VendorCall
 from tests.harness import eventually
+from tests.integrations.conftest import Integrations
 
 
 async def connect(
@@ -42,3 +44,12 @@ async def finished(
         return job if job["status"] in ("succeeded", "failed") else None
 
     return await eventually(probe, timeout_s, f"job {job_id} to finish")
+
+
+async def vendor_calls(
+    integrations: Integrations, vendor: str, needle: str, timeout_s: float = 60
+) -> list[VendorCall]:
+    async def probe() -> list[VendorCall]:
+        return integrations.vendors.matching(vendor, needle)
+
+    return await eventually(probe, timeout_s, f"a {vendor} call mentioning {needle}")

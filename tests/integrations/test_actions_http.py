@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from typing import Any
 
 import httpx
 from sqlalchemy import text
@@ -108,7 +109,7 @@ async def test_every_connector_reaches_its_vendor(
 ) -> None:
     mark = unique("m")
     vendors = integrations.vendors
-    cases = [
+    cases: list[tuple[str, dict[str, Any], str, dict[str, Any]]] = [
         ("discord", {"webhook_id": "123", "webhook_token": "tok"}, "send_message",
          {"content": f"hello {mark}"}),
         ("telegram", {"bot_token": "123:abc"}, "send_message",
