@@ -45,6 +45,9 @@ def _logging(level: str = "INFO") -> None:
         level=os.environ.get("AYUSH_LOG_LEVEL", level),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # httpx logs every request URL at INFO; some vendors (Telegram, Discord
+    # webhooks) carry the credential in the URL, which must never reach a log.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 @app.command()

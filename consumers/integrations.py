@@ -15,6 +15,7 @@ Retries inside one attempt happen only when the vendor said it did not act
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Mapping
@@ -34,7 +35,7 @@ from infra.connectors.base import Connector
 from infra.db import actions as store
 from infra.db import jobs as job_store
 from infra.db.engine import Database
-from infra.db.models import JobResult
+from infra.db.models import JobResult, utcnow
 from infra.errors import PermanentError, TransientError
 from infra.kafka.consumer import Handler
 from infra.kafka.publisher import Publisher
@@ -52,6 +53,7 @@ log = logging.getLogger(__name__)
 GROUP = "integrations"
 TOPICS = [topics.INTEGRATION_ACTION_REQUESTED.name]
 SYSTEM = Actor(kind="system", id=GROUP)
+BUSY_POLL_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -80,9 +82,9 @@ async def handle_action_requested(raw: RawEnvelope, ports: Ports) -> None:
     lease_s = settings.connector_max_attempts * (
         settings.connector_timeout_s + settings.connector_backoff_max_s
     )
-    begun = await store.begin_attempt(ports.db, request.job_id, raw.id, lease_s)
-    if begun.outcome in ("done", "busy"):
-        log.info("action %s: %s elsewhere; not calling again", request.job_id, begun.outcome)
+    begun = await _begin(raw, request, ports, lease_s)
+    if begun.outcome == "done":
+        log.info("action %s: already done; not calling again", request.job_id)
         return
     if begun.outcome == "in_doubt":
         await _finish(raw, request, ports, calls=0, error=(
@@ -105,6 +107,23 @@ async def handle_action_requested(raw: RawEnvelope, ports: Ports) -> None:
         await _finish(raw, request, ports, calls=calls, error=str(exc))
         return
     await _finish(raw, request, ports, calls=calls, result=result)
+
+
+async def _begin(
+    raw: RawEnvelope, request: ev.ActionRequested, ports: Ports, lease_s: float
+) -> store.Begun:
+    """Record the attempt; while another delivery holds it, wait for its end or its lease.
+
+    Waiting (rather than returning) matters when the holder dies: its lease
+    runs out, and this delivery then settles the job instead of leaving it running.
+    """
+    while True:
+        begun = await store.begin_attempt(ports.db, request.job_id, raw.id, lease_s)
+        if begun.outcome != "busy" or begun.attempt is None:
+            return begun
+        lease_until = begun.attempt.lease_until
+        remaining = (lease_until - utcnow()).total_seconds() if lease_until else 0.0
+        await asyncio.sleep(min(max(remaining, 0.05), BUSY_POLL_S))
 
 
 async def _prepare(

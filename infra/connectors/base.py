@@ -83,7 +83,11 @@ class VendorHttp:
 def vendor_error(vendor: str, response: httpx.Response) -> TransientError | PermanentError:
     status = response.status_code
     text = f"{vendor} answered {status}: {response.text[:500]}"
-    wait = retry_after_seconds(response.headers) or _reset_wait(response.headers)
+    wait = (
+        retry_after_seconds(response.headers)
+        or _reset_wait(response.headers)
+        or _body_wait(response)
+    )
     if status in RETRYABLE or (
         status == 403 and response.headers.get("x-ratelimit-remaining") == "0"
     ):
@@ -100,3 +104,15 @@ def _reset_wait(headers: Mapping[str, str]) -> float | None:
         return max(0.0, float(reset) - time.time())
     except ValueError:
         return None
+
+
+def _body_wait(response: httpx.Response) -> float | None:
+    """Telegram (`parameters.retry_after`) and Discord (`retry_after`) say it in the body."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    if not isinstance(body, dict):
+        return None
+    value = (body.get("parameters") or {}).get("retry_after", body.get("retry_after"))
+    return float(value) if isinstance(value, int | float) else None

@@ -63,7 +63,10 @@ def integrations(
             "AYUSH_ENCRYPTION_KEYS": Vault.new_key_setting("test1"),
             "AYUSH_WEBHOOK_MAX_BODY_BYTES": str(MAX_WEBHOOK_BYTES),
             "AYUSH_CONNECTOR_BACKOFF_INITIAL_S": "0.05",
-            "AYUSH_CONNECTOR_BACKOFF_MAX_S": "3",
+            "AYUSH_CONNECTOR_BACKOFF_MAX_S": "1",
+            # A short lease: a call cut off by a dead worker is settled within seconds.
+            "AYUSH_CONNECTOR_TIMEOUT_S": "3",
+            "AYUSH_CONNECTOR_MAX_ATTEMPTS": "3",
         }
     )
     try:

@@ -172,6 +172,26 @@ async def test_usage_is_recorded_for_integration_calls(
     assert found[0]["kind"] == "integration_call" and found[0]["provider"] == "telegram"
 
 
+async def test_call_cut_off_by_a_dead_worker_is_not_repeated(
+    api: httpx.AsyncClient, tenant: TenantKey, integrations: Integrations
+) -> None:
+    slack = await connect(api, tenant, "slack", {"bot_token": "xoxb-good"})
+    channel = unique("SLOW")
+    job_id = await act(api, tenant, slack, "post_message", {"channel": channel, "text": "once"})
+
+    async def calling() -> bool:
+        return bool(integrations.vendors.matching("slack", channel))
+
+    await eventually(calling, what="the vendor call to start")
+    worker = next(p for p in integrations.platform.procs if p.name == "integrations" and p.alive())
+    worker.kill()  # mid-call: the vendor may or may not have posted
+    integrations.platform.start_worker("integrations")
+
+    job = await finished(api, tenant, job_id, timeout_s=60)
+    assert job["status"] == "failed" and "outcome is unknown" in job["error"]
+    assert len(integrations.vendors.matching("slack", channel)) == 1
+
+
 async def test_credentials_never_readable(
     api: httpx.AsyncClient, tenant: TenantKey, integrations: Integrations, db: Database
 ) -> None:
@@ -201,8 +221,15 @@ async def test_credentials_never_readable(
     assert token not in job and token not in stream
     records = await read_topic(integrations.settings, "integration.action.requested")
     assert all(token.encode() not in (r.value or b"") for r in records)
+    # Telegram carries its token in the URL path: not in any log either.
+    bot_token = "987654:" + unique("tg")
+    telegram = await connect(api, tenant, "telegram", {"bot_token": bot_token})
+    sent = await act(api, tenant, telegram, "send_message", {"chat_id": 1, "text": "x"})
+    assert (await finished(api, tenant, sent))["status"] == "succeeded"
+    assert integrations.vendors.matching("telegram", bot_token)
     for proc in integrations.platform.procs:
-        assert token not in proc.log.read_text(errors="replace")
+        log = proc.log.read_text(errors="replace")
+        assert token not in log and bot_token not in log
 
     refused = await api.post(
         "/v1/connections",
