@@ -137,7 +137,7 @@ async def _request_action(
             job_id=job_id, tenant_id=tenant_id, api_key_id=None,
             connector=connection.connector, action=payload.action,
             request=payload.model_dump(mode="json", include={"connection_id", "action", "params"}),
-            event_id=event_id, idempotency_key=f"{purpose}:{raw.id}",
+            event_id=event_id, idempotency_key=f"{purpose}:action:{raw.id}",
         ),
     )  # fmt: skip
     if stored.published_at is not None:

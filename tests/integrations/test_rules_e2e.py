@@ -6,12 +6,14 @@ import json
 import uuid
 
 import httpx
+from sqlalchemy import text
 
+from infra.db.engine import Database
 from schemas.ids import derived_id
 from tests.conftest import TenantKey
 from tests.harness import eventually, unique
 from tests.integrations.conftest import Integrations
-from tests.integrations.helpers import connect, vendor_calls
+from tests.integrations.helpers import connect, redeliver_and_wait, vendor_calls
 from tests.integrations.test_webhooks_http import endpoint, github_headers
 
 NUMBERED = "#{{ payload.issue.number }} {{ event_type }}"
@@ -24,13 +26,13 @@ async def rule(api: httpx.AsyncClient, tenant: TenantKey, body: dict[str, object
 
 
 async def test_github_issue_summary_is_posted_to_slack(
-    api: httpx.AsyncClient, tenant: TenantKey, integrations: Integrations
+    api: httpx.AsyncClient, tenant: TenantKey, integrations: Integrations, db: Database
 ) -> None:
     secret = unique("gh-")
     hook = await endpoint(api, tenant, "github", secret)
     slack = await connect(api, tenant, "slack", {"bot_token": "xoxb-good"})
     channel = unique("C")
-    await rule(api, tenant, {
+    rule_id = await rule(api, tenant, {
         "endpoint_id": hook["id"],
         "event_type": "issues.opened",
         "filter": {"action": "opened", "repository.name": "app"},
@@ -52,6 +54,26 @@ async def test_github_issue_summary_is_posted_to_slack(
     # local-echo answers with the prompt: the summary job saw the issue's title.
     assert calls[0].body["text"] == f"Summarize: {title}"
 
+    # Kafka redelivers the webhook event to the router: no second job, no second message.
+    webhook_event = uuid.UUID(response.json()["id"])
+    await redeliver_and_wait(
+        integrations.settings, "webhook.received", "webhook-router", str(webhook_event)
+    )
+    # … and the summary job's `ai.job.succeeded` too: no second action.
+    request_event = derived_id(webhook_event, f"rule:{rule_id}:request")
+    succeeded = derived_id(request_event, "succeeded")
+    await redeliver_and_wait(
+        integrations.settings, "ai.job.lifecycle", "webhook-router", str(succeeded)
+    )
+    async with db.session() as session:
+        jobs = (
+            await session.execute(
+                text("SELECT kind FROM jobs WHERE tenant_id = :t ORDER BY kind"),
+                {"t": tenant.tenant_id},
+            )
+        ).all()
+    assert [row[0] for row in jobs] == ["action", "chat"]
+    assert len(integrations.vendors.matching("slack", channel)) == 1
     # The same delivery again (GitHub's redelivery button): no second job, no second message.
     again = await api.post(
         f"/hooks/{hook['id']}", content=opened, headers=github_headers(secret, opened, delivery)
