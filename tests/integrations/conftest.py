@@ -47,7 +47,9 @@ class Integrations:
         return self.platform.url
 
 
-@pytest.fixture(scope="session")
+# Package scope: its processes (and their database connections) are gone
+# before the tests of other packages start their own.
+@pytest.fixture(scope="package")
 def integrations(
     services: ServiceAddresses, fake_llm: FakeLLMServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Integrations]:
@@ -66,6 +68,8 @@ def integrations(
             "AYUSH_CONNECTOR_BACKOFF_MAX_S": "1",
             # A short lease: a call cut off by a dead worker is settled within seconds.
             "AYUSH_CONNECTOR_TIMEOUT_S": "3",
+            "AYUSH_MODEL_CALLS_CONCURRENCY": "8",
+            "AYUSH_INTEGRATIONS_CONCURRENCY": "8",
             "AYUSH_CONNECTOR_MAX_ATTEMPTS": "3",
         }
     )
