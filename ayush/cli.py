@@ -19,12 +19,14 @@ T = TypeVar("T")
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Ayush event backbone.")
 topics_app = typer.Typer(no_args_is_help=True, help="Kafka topics.")
 keys_app = typer.Typer(no_args_is_help=True, help="Tenants' API keys.")
+secrets_app = typer.Typer(no_args_is_help=True, help="Credentials and signing secrets at rest.")
 app.add_typer(topics_app, name="topics")
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
 app.add_typer(dlq_app, name="dlq")
 app.command("replay")(replay_command)
 app.command("verify")(verify_command)
+app.add_typer(secrets_app, name="secrets")
 
 
 def _settings() -> Settings:
@@ -133,6 +135,15 @@ def keys_create(
         typer.echo(f"created tenant {tenant}")
     typer.echo(f"key {key_id} ({'admin' if admin else 'standard'}); it is shown only once:")
     typer.echo(plaintext)
+
+
+@secrets_app.command("reseal")
+def secrets_reseal() -> None:
+    """Re-seal stored secrets with the first key of AYUSH_ENCRYPTION_KEYS (after a rotation)."""
+    from ayush.keys import reseal
+
+    settings = _services_or_exit(_settings())
+    typer.echo(f"re-sealed {_run(reseal(settings))} secrets")
 
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:

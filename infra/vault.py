@@ -51,8 +51,13 @@ class Vault:
         return f"{key_id}:{base64.b64encode(AESGCM.generate_key(bit_length=256)).decode()}"
 
     @property
-    def configured(self) -> bool:
-        return self._active is not None
+    def active_key_id(self) -> str | None:
+        return self._active
+
+    @property
+    def retired_key_ids(self) -> list[str]:
+        """Keys that still open old values but no longer seal new ones."""
+        return [key_id for key_id in self._keys if key_id != self._active]
 
     def seal(self, plaintext: bytes, context: bytes) -> Sealed:
         if self._active is None:

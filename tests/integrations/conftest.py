@@ -18,7 +18,7 @@ from infra.vault import Vault
 from tests.conftest import new_platform
 from tests.fakes.llm import FakeLLMServer
 from tests.fakes.vendors import FakeVendors
-from tests.harness import Platform
+from tests.harness import Platform, unique
 
 MAX_WEBHOOK_BYTES = 64 * 1024
 
@@ -62,7 +62,7 @@ def integrations(
     platform.env.update(
         {
             **vendors.env(),
-            "AYUSH_ENCRYPTION_KEYS": Vault.new_key_setting("test1"),
+            "AYUSH_ENCRYPTION_KEYS": Vault.new_key_setting(unique("test")),
             "AYUSH_WEBHOOK_MAX_BODY_BYTES": str(MAX_WEBHOOK_BYTES),
             "AYUSH_CONNECTOR_BACKOFF_INITIAL_S": "0.05",
             "AYUSH_CONNECTOR_BACKOFF_MAX_S": "1",

@@ -10,8 +10,10 @@ import httpx
 from sqlalchemy import text
 
 from infra.db.engine import Database
+from infra.db.sealed import reseal_all
 from infra.kafka.codec import decode_raw
 from infra.kafka.publisher import Publisher
+from infra.vault import Vault
 from tests.conftest import TenantKey
 from tests.harness import eventually, sse_events, unique
 from tests.integrations.conftest import Integrations
@@ -264,3 +266,33 @@ async def test_connectors_catalogue_and_bad_requests(
         assert response.status_code == 422, response.text
         assert response.json()["details"][0]["field"] == field
     assert (await api.get("/v1/connectors")).status_code == 401
+
+
+async def test_key_rotation_reseals_and_the_action_still_runs(
+    api: httpx.AsyncClient, tenant: TenantKey, integrations: Integrations, db: Database
+) -> None:
+    current = integrations.platform.env["AYUSH_ENCRYPTION_KEYS"]
+    old_id = current.split(":")[0]
+    slack = await connect(api, tenant, "slack", {"bot_token": "xoxb-rotate"})
+    newer = Vault.new_key_setting("rotated")
+    assert await reseal_all(db, Vault.from_setting(f"{newer},{current}")) >= 1
+
+    async def key_of(connection_id: str) -> str:
+        async with db.session() as session:
+            row = await session.execute(
+                text("SELECT key_id FROM connections WHERE id = :id"), {"id": connection_id}
+            )
+            return str(row.scalar_one())
+
+    assert await key_of(slack) == "rotated"
+    # Rotate back so the running workers, which only know the old key, can open it again.
+    assert await reseal_all(db, Vault.from_setting(f"{current},{newer}")) >= 1
+    assert await key_of(slack) == old_id
+    channel = unique("C")
+    job_id = await act(api, tenant, slack, "post_message", {"channel": channel, "text": "r"})
+    assert (await finished(api, tenant, job_id))["status"] == "succeeded"
+    assert (
+        integrations.vendors.matching("slack", channel)[0]
+        .headers["Authorization"]
+        .endswith("xoxb-rotate")
+    )
