@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import text
 
 from infra.db.engine import Database
@@ -19,6 +20,9 @@ from tests.harness import eventually, sse_events, unique
 from tests.integrations.conftest import Integrations
 from tests.integrations.helpers import act, connect, finished
 from tests.kafka_tools import read_topic
+
+# The package's first test also starts an ingress and three workers: slow on a busy machine.
+pytestmark = pytest.mark.timeout(300)
 
 
 async def redeliver(settings: object, job_id: str, times: int = 1) -> uuid.UUID:

@@ -6,6 +6,7 @@ import json
 import uuid
 
 import httpx
+import pytest
 from sqlalchemy import text
 
 from infra.db.engine import Database
@@ -15,6 +16,9 @@ from tests.harness import eventually, unique
 from tests.integrations.conftest import Integrations
 from tests.integrations.helpers import connect, redeliver_and_wait, vendor_calls
 from tests.integrations.test_webhooks_http import endpoint, github_headers
+
+# The package's first test also starts an ingress and three workers: slow on a busy machine.
+pytestmark = pytest.mark.timeout(300)
 
 NUMBERED = "#{{ payload.issue.number }} {{ event_type }}"
 

@@ -11,12 +11,16 @@ import uuid
 from typing import Any
 
 import httpx
+import pytest
 
 from infra.kafka.codec import decode_raw
 from tests.conftest import TenantKey
 from tests.harness import unique
 from tests.integrations.conftest import MAX_WEBHOOK_BYTES, Integrations
 from tests.kafka_tools import read_topic
+
+# The package's first test also starts an ingress and three workers: slow on a busy machine.
+pytestmark = pytest.mark.timeout(300)
 
 
 async def endpoint(
