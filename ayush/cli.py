@@ -19,6 +19,7 @@ T = TypeVar("T")
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Ayush event backbone.")
 topics_app = typer.Typer(no_args_is_help=True, help="Kafka topics.")
 keys_app = typer.Typer(no_args_is_help=True, help="Tenants' API keys.")
+secrets_app = typer.Typer(no_args_is_help=True, help="Credentials and signing secrets at rest.")
 app.add_typer(topics_app, name="topics")
 usage_app = typer.Typer(no_args_is_help=True, help="Usage and cost of tenants.")
 app.add_typer(keys_app, name="keys")
@@ -27,6 +28,7 @@ app.add_typer(dlq_app, name="dlq")
 app.command("replay")(replay_command)
 app.command("verify")(verify_command)
 app.add_typer(usage_app, name="usage")
+app.add_typer(secrets_app, name="secrets")
 
 
 def _settings() -> Settings:
@@ -47,6 +49,9 @@ def _logging(level: str = "INFO") -> None:
         level=os.environ.get("AYUSH_LOG_LEVEL", level),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # httpx logs every request URL at INFO; some vendors (Telegram, Discord
+    # webhooks) carry the credential in the URL, which must never reach a log.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 @app.command()
@@ -156,6 +161,15 @@ def usage_report(
         typer.echo(f"error: no tenant named {tenant!r}", err=True)
         raise typer.Exit(1)
     render(tenant, month, rows, Console())
+
+
+@secrets_app.command("reseal")
+def secrets_reseal() -> None:
+    """Re-seal stored secrets with the first key of AYUSH_ENCRYPTION_KEYS (after a rotation)."""
+    from ayush.keys import reseal
+
+    settings = _services_or_exit(_settings())
+    typer.echo(f"re-sealed {_run(reseal(settings))} secrets")
 
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:

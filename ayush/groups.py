@@ -7,7 +7,16 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
 
-from consumers import archive, job_projection, model_calls, usage
+from consumers import (
+    archive,
+    integrations,
+    job_projection,
+    model_calls,
+    usage,
+    webhook_router,
+)
+from infra.connectors import build_connectors
+from infra.connectors.base import VendorHttp
 from infra.db.engine import Database
 from infra.errors import PermanentError
 from infra.kafka.batch_consumer import BatchConsumer
@@ -21,6 +30,7 @@ from infra.routing.config import RetryPolicy, RoutingConfig, load_routing
 from infra.routing.gateway import Gateway
 from infra.s3 import ObjectStore
 from infra.settings import Settings
+from infra.vault import Vault
 
 Build = Callable[[Settings, Publisher, AsyncExitStack], Awaitable[Mapping[str, Handler]]]
 # Handlers in replay side mode: no provider, vendor, stream or Kafka effects.
@@ -147,6 +157,34 @@ async def _usage(settings: Settings, stack: AsyncExitStack) -> RoutedBatchConsum
     )
 
 
+async def _integrations(
+    settings: Settings, publisher: Publisher, stack: AsyncExitStack
+) -> Mapping[str, Handler]:
+    _, database_url, _ = settings.require_services()
+    db = Database(database_url, pool_size=max(5, settings.integrations_concurrency // 4))
+    stack.push_async_callback(db.close)
+    streams = JobStreams(settings, max_connections=settings.integrations_concurrency * 2)
+    stack.push_async_callback(streams.close)
+    http = VendorHttp(settings.connector_timeout_s)
+    stack.push_async_callback(http.close)
+    vault = Vault.from_setting(settings.encryption_keys)
+    connectors = build_connectors(settings, http)
+    return integrations.handlers(
+        integrations.Ports(settings, db, streams, publisher, vault, connectors)
+    )
+
+
+async def _webhook_router(
+    settings: Settings, publisher: Publisher, stack: AsyncExitStack
+) -> Mapping[str, Handler]:
+    _, database_url, _ = settings.require_services()
+    db = Database(database_url, pool_size=5)
+    stack.push_async_callback(db.close)
+    streams = JobStreams(settings, max_connections=32)
+    stack.push_async_callback(streams.close)
+    return webhook_router.handlers(webhook_router.Ports(db, streams, publisher))
+
+
 GROUPS: dict[str, GroupSpec] = {
     model_calls.GROUP: GroupSpec(
         model_calls.GROUP,
@@ -157,6 +195,15 @@ GROUPS: dict[str, GroupSpec] = {
     ),
     archive.GROUP: GroupSpec(archive.GROUP, archive.TOPICS, lambda s: 1, batch=_archive),
     usage.GROUP: GroupSpec(usage.GROUP, usage.TOPICS, lambda s: 1, batch=_usage),
+    integrations.GROUP: GroupSpec(
+        integrations.GROUP,
+        integrations.TOPICS,
+        lambda s: s.integrations_concurrency,
+        build=_integrations,
+    ),
+    webhook_router.GROUP: GroupSpec(
+        webhook_router.GROUP, webhook_router.TOPICS, lambda s: 16, build=_webhook_router
+    ),
 }
 
 # Groups that only run in replay, to rebuild projections from events alone.

@@ -86,6 +86,32 @@ class Settings(BaseSettings):
     stream_ttl_s: int = 24 * 3600
     stream_maxlen: int = 100_000
 
+    # Integrations. Keys that encrypt credentials at rest: "id:base64-32-bytes"
+    # pairs, comma separated; the first encrypts, all decrypt (rotation).
+    encryption_keys: str = Field(default="", repr=False)
+    webhook_max_body_bytes: int = Field(default=1024 * 1024, ge=1)
+    integrations_concurrency: int = Field(default=32, ge=1)
+    connector_timeout_s: float = 15.0
+    connector_max_attempts: int = Field(default=4, ge=1)
+    connector_backoff_initial_s: float = 0.5
+    connector_backoff_max_s: float = 30.0
+    # Vendors' base URLs: enterprise installs and tests point them elsewhere.
+    slack_api_url: str = Field(
+        default="https://slack.com/api", validation_alias=AliasChoices("SLACK_API_URL")
+    )
+    github_api_url: str = Field(
+        default="https://api.github.com", validation_alias=AliasChoices("GITHUB_API_URL")
+    )
+    discord_api_url: str = Field(
+        default="https://discord.com/api", validation_alias=AliasChoices("DISCORD_API_URL")
+    )
+    telegram_api_url: str = Field(
+        default="https://api.telegram.org", validation_alias=AliasChoices("TELEGRAM_API_URL")
+    )
+    notion_api_url: str = Field(
+        default="https://api.notion.com", validation_alias=AliasChoices("NOTION_API_URL")
+    )
+
     def require_services(self) -> tuple[str, str, str]:
         if not (self.kafka_bootstrap_servers and self.database_url and self.redis_url):
             raise RuntimeError(

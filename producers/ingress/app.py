@@ -14,7 +14,9 @@ from infra.quota import Quotas
 from infra.redis import JobStreams, Replies
 from infra.routing.config import load_routing
 from infra.settings import Settings
+from infra.vault import Vault
 from producers.ingress import (
+    actions,
     admission,
     audit,
     budgets,
@@ -24,6 +26,8 @@ from producers.ingress import (
     openai_compat,
     openai_errors,
     usage,
+    webhook_receiver,
+    webhook_setup,
 )
 from producers.ingress.auth import KeyCache
 from producers.ingress.state import Services
@@ -45,6 +49,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.key_cache = KeyCache()
         quotas = Quotas(settings)
         app.state.admission = admission.Admission(settings, db, quotas, prices)
+        app.state.vault = Vault.from_setting(settings.encryption_keys)
         try:
             yield
         finally:
@@ -66,4 +71,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(budgets.router, dependencies=limited)
     app.include_router(audit.router, dependencies=limited)
     app.include_router(openai_compat.router, dependencies=limited)
+    app.include_router(actions.router, dependencies=limited)
+    app.include_router(webhook_setup.router, dependencies=limited)
+    # Webhook senders sign their deliveries; they have no API key to limit.
+    app.include_router(webhook_receiver.router)
     return app

@@ -12,6 +12,7 @@ from infra.pricing import PriceTable
 from infra.redis import JobStreams, Replies
 from infra.routing.config import RoutingConfig
 from infra.settings import Settings
+from infra.vault import Vault
 
 
 @dataclass
@@ -35,3 +36,8 @@ class Services:
 
 def services(request: Request) -> Services:
     return request.app.state.services
+
+
+def vault(request: Request) -> Vault:
+    """Seals and opens secrets at rest; its keys never leave the process."""
+    return request.app.state.vault
