@@ -19,12 +19,14 @@ T = TypeVar("T")
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Ayush event backbone.")
 topics_app = typer.Typer(no_args_is_help=True, help="Kafka topics.")
 keys_app = typer.Typer(no_args_is_help=True, help="Tenants' API keys.")
+memory_app = typer.Typer(no_args_is_help=True, help="Users' memories.")
 app.add_typer(topics_app, name="topics")
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
 app.add_typer(dlq_app, name="dlq")
 app.command("replay")(replay_command)
 app.command("verify")(verify_command)
+app.add_typer(memory_app, name="memory")
 
 
 def _settings() -> Settings:
@@ -130,6 +132,16 @@ def keys_create(
         typer.echo(f"created tenant {tenant}")
     typer.echo(f"key {key_id} ({'admin' if admin else 'standard'}); it is shown only once:")
     typer.echo(plaintext)
+
+
+@memory_app.command("reembed")
+def memory_reembed() -> None:
+    """Re-embed every memory stored by another model than the configured one."""
+    from ayush.memory import reembed_all
+
+    settings = _services_or_exit(_settings())
+    count, model = _run(reembed_all(settings))
+    typer.echo(f"published {count} re-embed events for model {model}")
 
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:

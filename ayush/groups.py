@@ -7,7 +7,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
 
-from consumers import archive, job_projection, model_calls
+from consumers import archive, job_projection, memory, model_calls
 from infra.db.engine import Database
 from infra.errors import PermanentError
 from infra.kafka.batch_consumer import BatchConsumer
@@ -21,6 +21,8 @@ from infra.providers.router import ProviderSet
 from infra.redis import JobStreams
 from infra.s3 import ObjectStore
 from infra.settings import Settings
+from infra.vectors.factory import build_memory
+from infra.vectors.recall import StoreRecall
 
 Build = Callable[[Settings, Publisher, AsyncExitStack], Awaitable[Mapping[str, Handler]]]
 # Handlers in replay side mode: no provider, vendor, stream or Kafka effects.
@@ -65,7 +67,14 @@ async def _model_calls_ports(
     providers = build_providers(settings)
     stack.push_async_callback(providers.close)
     prices = PriceTable.load(settings.prices_file)
-    return model_calls.Ports(settings, db, streams, publisher, providers, prices, replay=replay)
+    recall = None
+    if not replay:  # replay routes and stops: it never calls a model, so recalls nothing
+        backend = build_memory(settings, db)
+        stack.push_async_callback(backend.close)
+        recall = StoreRecall(backend)
+    return model_calls.Ports(
+        settings, db, streams, publisher, providers, prices, replay=replay, recall=recall
+    )
 
 
 async def _model_calls(
@@ -120,6 +129,15 @@ async def _archive(settings: Settings, stack: AsyncExitStack) -> BatchConsumer:
     )
 
 
+async def _memory(
+    settings: Settings, publisher: Publisher, stack: AsyncExitStack
+) -> Mapping[str, Handler]:
+    db = _database(settings, stack, max(5, settings.memory_concurrency // 2))
+    backend = build_memory(settings, db)
+    stack.push_async_callback(backend.close)
+    return memory.handlers(memory.Ports(settings, db, backend.embedder, backend.store))
+
+
 GROUPS: dict[str, GroupSpec] = {
     model_calls.GROUP: GroupSpec(
         model_calls.GROUP,
@@ -129,6 +147,9 @@ GROUPS: dict[str, GroupSpec] = {
         replay=_model_calls_replay,
     ),
     archive.GROUP: GroupSpec(archive.GROUP, archive.TOPICS, lambda s: 1, batch=_archive),
+    memory.GROUP: GroupSpec(
+        memory.GROUP, memory.TOPICS, lambda s: s.memory_concurrency, build=_memory
+    ),
 }
 
 # Groups that only run in replay, to rebuild projections from events alone.

@@ -25,6 +25,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from consumers import chat_memory
 from infra.db import jobs as job_store
 from infra.db.engine import Database
 from infra.db.models import JobResult
@@ -36,6 +37,7 @@ from infra.providers.base import ChatRequest, Completion, Message
 from infra.providers.router import ProviderSet
 from infra.redis import JobStreams
 from infra.settings import Settings
+from infra.vectors.recall import MemoryRecall
 from schemas import jobs as ev
 from schemas import topics
 from schemas.envelope import Actor, Envelope, RawEnvelope
@@ -60,6 +62,7 @@ class Ports:
     # Replay side mode: routes the request and stops there. No provider call,
     # no stream, no event: replaying history must not bill anyone twice.
     replay: bool = False
+    recall: MemoryRecall | None = None  # jobs with `memory` get the user's memories
 
 
 def handlers(ports: Ports) -> Mapping[str, Handler]:
@@ -101,9 +104,10 @@ async def handle_job_requested(raw: RawEnvelope, ports: Ports) -> None:
             job_id=request.job_id, provider=provider.name, model=request.job.model
         ), f"started:{attempt}"),
     )  # fmt: skip
+    messages = [Message(m.role, m.content) for m in request.job.messages]
     chat = ChatRequest(
         model=provider_model,
-        messages=[Message(m.role, m.content) for m in request.job.messages],
+        messages=await chat_memory.with_memories(raw, request.job, messages, ports.recall),
         temperature=request.job.temperature,
         max_tokens=request.job.max_tokens,
     )
@@ -244,6 +248,7 @@ async def _publish_outcome(
                     cost_usd=result.cost_usd,
                 ), "usage"),
             ),
+            *chat_memory.remember_exchange(raw, request.job, result.text, SYSTEM),
         ]
     )  # fmt: skip
 

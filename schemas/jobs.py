@@ -8,6 +8,8 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from schemas.memory import MemoryContext
+
 JOB_REQUESTED = "ai.job.requested"
 JOB_STARTED = "ai.job.started"
 JOB_SUCCEEDED = "ai.job.succeeded"
@@ -37,6 +39,8 @@ class ChatJob(BaseModel):
     temperature: float | None = Field(default=None, ge=0, le=2)
     max_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
     metadata: dict[str, str] = Field(default_factory=dict, max_length=64)
+    # Recall the user's memories into the prompt; with `remember`, store the exchange.
+    memory: MemoryContext | None = None
 
 
 class JobRequested(BaseModel):

@@ -29,7 +29,14 @@ USAGE_RECORDED = Topic(
     "usage.recorded", 6, 90 * DAY_MS, "A billable act: tokens and cost of one model call."
 )
 
-ALL: tuple[Topic, ...] = (AI_JOB_REQUESTED, AI_JOB_LIFECYCLE, USAGE_RECORDED)
+MEMORY_COMMANDS = Topic(
+    "memory.commands",
+    6,
+    -1,
+    "Remember and forget memories of users; kept forever so a replay rebuilds the store.",
+)
+
+ALL: tuple[Topic, ...] = (AI_JOB_REQUESTED, AI_JOB_LIFECYCLE, USAGE_RECORDED, MEMORY_COMMANDS)
 
 
 def by_name(name: str) -> Topic:

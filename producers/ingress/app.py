@@ -11,7 +11,8 @@ from infra.db.engine import Database
 from infra.kafka.publisher import Publisher
 from infra.redis import JobStreams
 from infra.settings import Settings
-from producers.ingress import audit, errors, health, jobs
+from infra.vectors.factory import build_memory
+from producers.ingress import audit, errors, health, jobs, memories
 from producers.ingress.auth import KeyCache
 from producers.ingress.state import Services
 
@@ -24,11 +25,13 @@ def create_app(settings: Settings) -> FastAPI:
         streams = JobStreams(settings)
         publisher = Publisher(settings)
         await publisher.start()
-        app.state.services = Services(settings, db, streams, publisher)
+        memory = build_memory(settings, db)
+        app.state.services = Services(settings, db, streams, publisher, memory)
         app.state.key_cache = KeyCache()
         try:
             yield
         finally:
+            await memory.close()
             await publisher.stop()
             await streams.close()
             await db.close()
@@ -38,4 +41,5 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(health.router)
     app.include_router(jobs.router)
     app.include_router(audit.router)
+    app.include_router(memories.router)
     return app

@@ -10,6 +10,7 @@ from infra.db.engine import Database
 from infra.kafka.publisher import Publisher
 from infra.redis import JobStreams
 from infra.settings import Settings
+from infra.vectors.factory import MemoryBackend
 
 
 @dataclass
@@ -18,6 +19,7 @@ class Services:
     db: Database
     streams: JobStreams
     publisher: Publisher
+    memory: MemoryBackend | None = None
 
 
 def services(request: Request) -> Services:

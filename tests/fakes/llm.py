@@ -34,6 +34,7 @@ class Call:
     last_user: str
     at: float
     headers: dict[str, str] = field(default_factory=dict)
+    system: str = ""  # system messages joined: shows what context a worker injected
 
 
 def _directives(model: str) -> dict[str, str]:
@@ -114,7 +115,11 @@ class FakeLLMServer:
                 content = message.get("content")
                 last_user = content if isinstance(content, str) else json.dumps(content)
         with self._lock:
-            self.calls.append(Call(api, model, last_user, time.monotonic(), dict(request.headers)))
+            system = "\n".join(
+                str(m.get("content")) for m in body.get("messages", []) if m.get("role") == "system"
+            ) or str(body.get("system") or "")
+            call = Call(api, model, last_user, time.monotonic(), dict(request.headers), system)
+            self.calls.append(call)
             self._attempts[(model, last_user)] += 1
             attempt = self._attempts[(model, last_user)]
         d = _directives(model)
