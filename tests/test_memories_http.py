@@ -24,6 +24,7 @@ async def remember(
     )
     assert response.status_code == 202, response.text
     assert response.json()["status"] == "pending"
+    assert int(response.headers["X-RateLimit-Remaining"]) >= 0  # counted like other routes
     return str(response.json()["id"])
 
 
@@ -48,6 +49,7 @@ async def search(
     )
     assert response.status_code == 200, response.text
     assert response.json()["took_ms"] >= 0
+    assert "X-RateLimit-Limit" in response.headers
     hits: list[Json] = response.json()["data"]
     return hits
 

@@ -1,6 +1,9 @@
 """Embeddings from OpenAI or any OpenAI-compatible endpoint, through the official SDK.
 
-Configured like the chat provider: OPENAI_API_KEY and OPENAI_BASE_URL.
+Two users: the memory worker through the Embedder port (`embed`, vectors of the
+configured size) and the gateway (`embed_counted`, which also returns the input
+tokens the vendor counted, for billing). Configured like the chat provider:
+OPENAI_API_KEY and OPENAI_BASE_URL.
 """
 
 from __future__ import annotations
@@ -11,8 +14,7 @@ from collections.abc import Sequence
 import openai
 
 from infra.errors import PermanentError, TransientError
-
-_RETRYABLE = {408, 409, 429}
+from infra.providers.http_errors import from_status
 
 
 class OpenAIEmbedder:
@@ -23,7 +25,7 @@ class OpenAIEmbedder:
         *,
         api_key: str | None = None,
         base_url: str | None = None,
-        timeout_s: float = 30.0,
+        timeout_s: float = 60.0,
     ) -> None:
         self.model = model
         self.dim = dim
@@ -32,27 +34,41 @@ class OpenAIEmbedder:
             api_key=api_key or os.environ.get("OPENAI_API_KEY") or "not-set",
             base_url=base_url,
             timeout=timeout_s,
-            max_retries=0,  # the consumer runner retries TransientError with backoff
+            max_retries=0,  # callers retry TransientError with their own backoff
         )
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        """The Embedder port: one vector of `dim` numbers per text."""
         if not texts:
             return []
-        try:
-            response = await self._client.embeddings.create(
-                model=self.model, input=list(texts), dimensions=self.dim
-            )
-        except openai.APIStatusError as exc:
-            message = f"embeddings {self.model}: {exc.status_code} {exc.message}"
-            if exc.status_code in _RETRYABLE or exc.status_code >= 500:
-                raise TransientError(message) from exc
-            raise PermanentError(message) from exc
-        except (openai.APIConnectionError, openai.APITimeoutError) as exc:
-            raise TransientError(f"embeddings {self.model}: {exc}") from exc
-        vectors = [item.embedding for item in sorted(response.data, key=lambda d: d.index)]
+        vectors, _ = await self.embed_counted(texts, self.dim)
         if len(vectors) != len(texts) or any(len(v) != self.dim for v in vectors):
             raise PermanentError(f"embeddings {self.model}: expected {len(texts)}x{self.dim}")
         return vectors
+
+    async def embed_counted(
+        self, texts: Sequence[str], dimensions: int | None = None
+    ) -> tuple[list[list[float]], int]:
+        """The vectors and the input tokens the vendor counted."""
+        try:
+            reply = await self._client.embeddings.create(
+                model=self.model,
+                input=list(texts),
+                encoding_format="float",
+                dimensions=dimensions or openai.omit,
+            )
+        except openai.APIStatusError as exc:
+            raise from_status(
+                "openai", exc.status_code, str(exc.message), exc.response.headers
+            ) from exc
+        except openai.APITimeoutError as exc:
+            raise TransientError("openai embeddings: timed out", status=504) from exc
+        except openai.APIConnectionError as exc:
+            raise TransientError(f"openai embeddings: {exc}", status=502) from exc
+        except openai.OpenAIError as exc:
+            raise PermanentError(f"openai embeddings: {exc}", status=502) from exc
+        ordered = sorted(reply.data, key=lambda d: d.index)
+        return [list(d.embedding) for d in ordered], reply.usage.prompt_tokens
 
     async def close(self) -> None:
         await self._client.close()

@@ -5,14 +5,32 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from infra.db.engine import Database
 from infra.kafka.publisher import Publisher
-from infra.redis import JobStreams
+from infra.pricing import PriceTable
+from infra.quota import Quotas
+from infra.redis import JobStreams, Replies
+from infra.routing.config import load_routing
 from infra.settings import Settings
+from infra.vault import Vault
 from infra.vectors.factory import build_memory
-from producers.ingress import audit, errors, health, jobs, memories
+from producers.ingress import (
+    actions,
+    admission,
+    audit,
+    budgets,
+    errors,
+    health,
+    jobs,
+    memories,
+    openai_compat,
+    openai_errors,
+    usage,
+    webhook_receiver,
+    webhook_setup,
+)
 from producers.ingress.auth import KeyCache
 from producers.ingress.state import Services
 
@@ -25,21 +43,43 @@ def create_app(settings: Settings) -> FastAPI:
         streams = JobStreams(settings)
         publisher = Publisher(settings)
         await publisher.start()
+        replies = Replies(settings, streams, poll_s=settings.gateway_reply_poll_s)
+        await replies.start()
+        routing = load_routing(settings.routing_file)
+        prices = PriceTable.load(settings.prices_file).with_prices(routing.prices)
         memory = build_memory(settings, db)
-        app.state.services = Services(settings, db, streams, publisher, memory)
+        app.state.services = Services(
+            settings, db, streams, publisher, replies, routing, prices, memory
+        )
         app.state.key_cache = KeyCache()
+        quotas = Quotas(settings)
+        app.state.admission = admission.Admission(settings, db, quotas, prices)
+        app.state.vault = Vault.from_setting(settings.encryption_keys)
         try:
             yield
         finally:
             await memory.close()
+            await replies.stop()
+            await quotas.close()
             await publisher.stop()
             await streams.close()
             await db.close()
 
     app = FastAPI(title="Ayush ingress", version="0.1.0", lifespan=lifespan)
     errors.install(app)
+    openai_errors.install(app)
+    admission.install(app)
     app.include_router(health.router)
-    app.include_router(jobs.router)
-    app.include_router(audit.router)
-    app.include_router(memories.router)
+    # Every authenticated route counts against its key's requests per minute.
+    limited = [Depends(admission.rate_limited)]
+    app.include_router(jobs.router, dependencies=limited)
+    app.include_router(usage.router, dependencies=limited)
+    app.include_router(budgets.router, dependencies=limited)
+    app.include_router(audit.router, dependencies=limited)
+    app.include_router(openai_compat.router, dependencies=limited)
+    app.include_router(actions.router, dependencies=limited)
+    app.include_router(memories.router, dependencies=limited)
+    app.include_router(webhook_setup.router, dependencies=limited)
+    # Webhook senders sign their deliveries; they have no API key to limit.
+    app.include_router(webhook_receiver.router)
     return app
