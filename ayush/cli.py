@@ -19,6 +19,7 @@ T = TypeVar("T")
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Ayush event backbone.")
 topics_app = typer.Typer(no_args_is_help=True, help="Kafka topics.")
 keys_app = typer.Typer(no_args_is_help=True, help="Tenants' API keys.")
+memory_app = typer.Typer(no_args_is_help=True, help="Users' memories.")
 secrets_app = typer.Typer(no_args_is_help=True, help="Credentials and signing secrets at rest.")
 app.add_typer(topics_app, name="topics")
 usage_app = typer.Typer(no_args_is_help=True, help="Usage and cost of tenants.")
@@ -27,6 +28,7 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(dlq_app, name="dlq")
 app.command("replay")(replay_command)
 app.command("verify")(verify_command)
+app.add_typer(memory_app, name="memory")
 app.add_typer(usage_app, name="usage")
 app.add_typer(secrets_app, name="secrets")
 
@@ -137,6 +139,16 @@ def keys_create(
         typer.echo(f"created tenant {tenant}")
     typer.echo(f"key {key_id} ({'admin' if admin else 'standard'}); it is shown only once:")
     typer.echo(plaintext)
+
+
+@memory_app.command("reembed")
+def memory_reembed() -> None:
+    """Re-embed every memory stored by another model than the configured one."""
+    from ayush.memory import reembed_all
+
+    settings = _services_or_exit(_settings())
+    count, model = _run(reembed_all(settings))
+    typer.echo(f"published {count} re-embed events for model {model}")
 
 
 @usage_app.command("report")

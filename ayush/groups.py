@@ -11,6 +11,7 @@ from consumers import (
     archive,
     integrations,
     job_projection,
+    memory,
     model_calls,
     usage,
     webhook_router,
@@ -31,6 +32,8 @@ from infra.routing.gateway import Gateway
 from infra.s3 import ObjectStore
 from infra.settings import Settings
 from infra.vault import Vault
+from infra.vectors.factory import build_memory
+from infra.vectors.recall import StoreRecall
 
 Build = Callable[[Settings, Publisher, AsyncExitStack], Awaitable[Mapping[str, Handler]]]
 # Handlers in replay side mode: no provider, vendor, stream or Kafka effects.
@@ -83,8 +86,13 @@ async def _model_calls_ports(
     stack.push_async_callback(gateway.close)
     prices = PriceTable.load(settings.prices_file).with_prices(routing.prices)
     cache = ResponseCache(streams, settings)
+    recall = None
+    if not replay:  # replay routes and stops: it never calls a model, so recalls nothing
+        backend = build_memory(settings, db)
+        stack.push_async_callback(backend.close)
+        recall = StoreRecall(backend)
     return model_calls.Ports(
-        settings, db, streams, publisher, gateway, prices, cache, replay=replay
+        settings, db, streams, publisher, gateway, prices, cache, replay=replay, recall=recall
     )
 
 
@@ -138,6 +146,15 @@ async def _archive(settings: Settings, stack: AsyncExitStack) -> BatchConsumer:
         max_events=settings.archive_batch_events,
         max_age_s=settings.archive_batch_age_s,
     )
+
+
+async def _memory(
+    settings: Settings, publisher: Publisher, stack: AsyncExitStack
+) -> Mapping[str, Handler]:
+    db = _database(settings, stack, max(5, settings.memory_concurrency // 2))
+    backend = build_memory(settings, db)
+    stack.push_async_callback(backend.close)
+    return memory.handlers(memory.Ports(settings, db, backend.embedder, backend.store))
 
 
 async def _usage(settings: Settings, stack: AsyncExitStack) -> RoutedBatchConsumer:
@@ -203,6 +220,9 @@ GROUPS: dict[str, GroupSpec] = {
     ),
     webhook_router.GROUP: GroupSpec(
         webhook_router.GROUP, webhook_router.TOPICS, lambda s: 16, build=_webhook_router
+    ),
+    memory.GROUP: GroupSpec(
+        memory.GROUP, memory.TOPICS, lambda s: s.memory_concurrency, build=_memory
     ),
 }
 

@@ -19,13 +19,14 @@ import hashlib
 import logging
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
 import orjson
 from pydantic import BaseModel
 
+from consumers import chat_memory
 from infra.db import jobs as job_store
 from infra.db.engine import Database
 from infra.db.models import Job, JobResult
@@ -37,6 +38,7 @@ from infra.providers.base import ChatRequest, Message, Tool, ToolCall
 from infra.redis import JobStreams, ResponseCache
 from infra.routing.gateway import Gateway, Served
 from infra.settings import Settings
+from infra.vectors.recall import MemoryRecall
 from schemas import jobs as ev
 from schemas import topics
 from schemas.envelope import Actor, Envelope, RawEnvelope
@@ -62,6 +64,7 @@ class Ports:
     # Replay side mode: routes the request and stops there. No provider call,
     # no stream, no event: replaying history must not bill anyone twice.
     replay: bool = False
+    recall: MemoryRecall | None = None  # jobs with `memory` get the user's memories
 
 
 def handlers(ports: Ports) -> Mapping[str, Handler]:
@@ -109,9 +112,11 @@ async def handle_job_requested(raw: RawEnvelope, ports: Ports) -> None:
             job_id=request.job_id, provider=provider, model=job.model
         ), f"started:{attempt}"),
     ))  # fmt: skip
+    # Recalled memories change as the user's store does: such answers are never shared.
+    use_cache = job.cache and job.memory is None
     try:
         key = cache_key(raw.tenant_id, job, ports.gateway.config.canonical(job.model))
-        answer = await _from_cache(raw, request, key, ports) if job.cache else None
+        answer = await _from_cache(raw, request, key, ports) if use_cache else None
         cached = answer is not None
         if answer is None:
             answer = await _call(raw, request, ports)
@@ -126,7 +131,7 @@ async def handle_job_requested(raw: RawEnvelope, ports: Ports) -> None:
     await started
     if not await job_store.complete_job(ports.db, GROUP, raw.id, answer.result):
         return
-    if job.cache and not cached:
+    if use_cache and not cached:
         await ports.cache.put(key, _cache_entry(answer), ports.settings.response_cache_ttl_s)
     await _announce_success(raw, request, answer, ports)
 
@@ -159,9 +164,11 @@ async def _call(raw: RawEnvelope, request: ev.JobRequested, ports: Ports) -> _An
         )
         result = _result(raw, request, served, ports, "", None, tokens, 0, None)
         return _Answer(result, vectors)
+    chat = chat_request(job)
+    messages = await chat_memory.with_memories(raw, job, list(chat.messages), ports.recall)
     try:
         completion, served = await ports.gateway.chat(
-            job.model, chat_request(job), on_delta, on_retry
+            job.model, replace(chat, messages=messages), on_delta, on_retry
         )
     finally:
         await deltas.flushed()
@@ -350,6 +357,7 @@ async def _publish_outcome(
                     cached=result.cached,
                 ), "usage"),
             ),
+            *chat_memory.remember_exchange(raw, request.job, result.text, SYSTEM),
         ]
     )  # fmt: skip
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -60,6 +61,19 @@ class Settings(BaseSettings):
     archive_batch_events: int = Field(default=5_000, ge=1)
     archive_batch_age_s: float = 2.0
     archive_prefix: str = "archive"
+    # memory: embeddings and the vector store
+    memory_embedder: Literal["hashing", "openai", "minilm"] = "hashing"
+    memory_embedding_model: str = "text-embedding-3-small"  # for the openai embedder
+    memory_embedding_dim: int = Field(default=384, ge=8, le=2000)
+    memory_store: Literal["pgvector", "pinecone"] = "pgvector"
+    memory_hnsw_ef_search: int = Field(default=100, ge=10, le=1000)
+    memory_chunk_chars: int = Field(default=1000, ge=100)
+    memory_chunk_overlap: int = Field(default=100, ge=0)
+    memory_concurrency: int = Field(default=32, ge=1)
+    pinecone_host: str | None = None
+    pinecone_api_key: str | None = Field(
+        default=None, validation_alias=AliasChoices("PINECONE_API_KEY", "AYUSH_PINECONE_API_KEY")
+    )
     # usage worker: events per batch (one transaction and one offset commit each)
     usage_batch_max: int = Field(default=10_000, ge=1)
 

@@ -8,6 +8,8 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from schemas.memory import MemoryContext
+
 JOB_REQUESTED = "ai.job.requested"
 JOB_STARTED = "ai.job.started"
 JOB_SUCCEEDED = "ai.job.succeeded"
@@ -74,6 +76,8 @@ class ChatJob(BaseModel):
     dimensions: int | None = Field(default=None, ge=1, le=10_000)
     # Serve an identical earlier answer from the response cache (costs nothing).
     cache: bool = False
+    # Recall the user's memories into the prompt; with `remember`, store the exchange.
+    memory: MemoryContext | None = None
 
     @field_validator("messages")
     @classmethod

@@ -29,6 +29,13 @@ USAGE_RECORDED = Topic(
     "usage.recorded", 6, 90 * DAY_MS, "A billable act: tokens and cost of one model call."
 )
 
+MEMORY_COMMANDS = Topic(
+    "memory.commands",
+    6,
+    -1,
+    "Remember and forget memories of users; kept forever so a replay rebuilds the store.",
+)
+
 USAGE_BUDGET = Topic(
     "usage.budget", 3, 90 * DAY_MS, "Budgets of tenants and keys crossed 80% or 100% of a month."
 )
@@ -47,6 +54,7 @@ ALL: tuple[Topic, ...] = (
     USAGE_BUDGET,
     WEBHOOK_RECEIVED,
     INTEGRATION_ACTION_REQUESTED,
+    MEMORY_COMMANDS,
 )
 
 

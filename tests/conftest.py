@@ -20,6 +20,7 @@ from infra.kafka.admin import create_topics
 from infra.local_stack import LocalStack, ServiceAddresses
 from infra.settings import Settings
 from tests.fakes.llm import FakeLLMServer
+from tests.fakes.pinecone import FakePinecone
 from tests.harness import Platform, unique
 
 T = TypeVar("T")
@@ -141,3 +142,18 @@ async def client(running: Running) -> AsyncIterator[httpx.AsyncClient]:
 def pytest_report_header() -> str:
     kafka = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or "local (started by the session)"
     return f"ayush services: kafka={kafka}"
+
+
+@pytest.fixture(scope="session")
+def fake_pinecone() -> Iterator[FakePinecone]:
+    server = FakePinecone(dimension=384).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def memory_worker(running: Running) -> Iterator[Running]:
+    """The memory group, next to the shared ingress and model-calls worker."""
+    proc = running.platform.start_worker("memory")
+    yield running
+    proc.terminate(15)

@@ -1,4 +1,10 @@
-"""OpenAI's embeddings API (and OpenAI-compatible servers), through the official SDK."""
+"""Embeddings from OpenAI or any OpenAI-compatible endpoint, through the official SDK.
+
+Two users: the memory worker through the Embedder port (`embed`, vectors of the
+configured size) and the gateway (`embed_counted`, which also returns the input
+tokens the vendor counted, for billing). Configured like the chat provider:
+OPENAI_API_KEY and OPENAI_BASE_URL.
+"""
 
 from __future__ import annotations
 
@@ -15,8 +21,8 @@ class OpenAIEmbedder:
     def __init__(
         self,
         model: str = "text-embedding-3-small",
-        *,
         dim: int = 1536,
+        *,
         api_key: str | None = None,
         base_url: str | None = None,
         timeout_s: float = 60.0,
@@ -24,14 +30,20 @@ class OpenAIEmbedder:
         self.model = model
         self.dim = dim
         self._client = openai.AsyncOpenAI(
+            # A local OpenAI-compatible server often needs no key; the SDK insists on one.
             api_key=api_key or os.environ.get("OPENAI_API_KEY") or "not-set",
             base_url=base_url,
             timeout=timeout_s,
-            max_retries=0,
+            max_retries=0,  # callers retry TransientError with their own backoff
         )
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        vectors, _ = await self.embed_counted(texts)
+        """The Embedder port: one vector of `dim` numbers per text."""
+        if not texts:
+            return []
+        vectors, _ = await self.embed_counted(texts, self.dim)
+        if len(vectors) != len(texts) or any(len(v) != self.dim for v in vectors):
+            raise PermanentError(f"embeddings {self.model}: expected {len(texts)}x{self.dim}")
         return vectors
 
     async def embed_counted(

@@ -15,6 +15,7 @@ from infra.redis import JobStreams, Replies
 from infra.routing.config import load_routing
 from infra.settings import Settings
 from infra.vault import Vault
+from infra.vectors.factory import build_memory
 from producers.ingress import (
     actions,
     admission,
@@ -23,6 +24,7 @@ from producers.ingress import (
     errors,
     health,
     jobs,
+    memories,
     openai_compat,
     openai_errors,
     usage,
@@ -45,7 +47,10 @@ def create_app(settings: Settings) -> FastAPI:
         await replies.start()
         routing = load_routing(settings.routing_file)
         prices = PriceTable.load(settings.prices_file).with_prices(routing.prices)
-        app.state.services = Services(settings, db, streams, publisher, replies, routing, prices)
+        memory = build_memory(settings, db)
+        app.state.services = Services(
+            settings, db, streams, publisher, replies, routing, prices, memory
+        )
         app.state.key_cache = KeyCache()
         quotas = Quotas(settings)
         app.state.admission = admission.Admission(settings, db, quotas, prices)
@@ -53,6 +58,7 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             yield
         finally:
+            await memory.close()
             await replies.stop()
             await quotas.close()
             await publisher.stop()
@@ -72,6 +78,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(audit.router, dependencies=limited)
     app.include_router(openai_compat.router, dependencies=limited)
     app.include_router(actions.router, dependencies=limited)
+    app.include_router(memories.router, dependencies=limited)
     app.include_router(webhook_setup.router, dependencies=limited)
     # Webhook senders sign their deliveries; they have no API key to limit.
     app.include_router(webhook_receiver.router)

@@ -13,6 +13,7 @@ from infra.redis import JobStreams, Replies
 from infra.routing.config import RoutingConfig
 from infra.settings import Settings
 from infra.vault import Vault
+from infra.vectors.factory import MemoryBackend
 
 
 @dataclass
@@ -24,6 +25,7 @@ class Services:
     replies: Replies
     routing: RoutingConfig = field(default_factory=RoutingConfig)
     prices: PriceTable = field(default_factory=lambda: PriceTable({}))
+    memory: MemoryBackend | None = None
 
     def model_names(self) -> list[str]:
         """What GET /v1/models lists: the routing file's models, else the priced defaults."""

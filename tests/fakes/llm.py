@@ -40,6 +40,7 @@ class Call:
     at: float
     headers: dict[str, str] = field(default_factory=dict)
     body: dict[str, Any] = field(default_factory=dict)
+    system: str = ""  # system messages joined: shows what context a worker injected
 
 
 def _directives(model: str) -> dict[str, str]:
@@ -128,8 +129,13 @@ class FakeLLMServer:
                 content = message.get("content")
                 last_user = _text_of(content)
         with self._lock:
+            system = "\n".join(
+                _text_of(m.get("content"))
+                for m in body.get("messages", [])
+                if m.get("role") == "system"
+            ) or _text_of(body.get("system") or "")
             self.calls.append(
-                Call(api, model, last_user, time.monotonic(), dict(request.headers), body)
+                Call(api, model, last_user, time.monotonic(), dict(request.headers), body, system)
             )
             self._attempts[(model, last_user)] += 1
             attempt = self._attempts[(model, last_user)]

@@ -1,0 +1,239 @@
+"""Memory benchmark: search latency and recall on 100,000 vectors, ingest through Kafka.
+
+    uv run python bench/memory.py [--vectors 100000] [--queries 300] [--ingest 2000]
+
+Prints one JSON object: search_p50_ms, search_p99_ms, recall_at_10 (against an
+exact brute-force search of the same vectors in the same run), ingest_per_s
+(memories per second from publish to stored, through Kafka and the memory
+group's handlers with the hashing embedder, on a smaller count).
+
+Vectors (dimension 384) have structure, like real embeddings: 200 clusters,
+each a 16-dimensional subspace around its centre plus a little noise. Uniform
+random vectors would make recall meaningless.
+
+Uses the services named in the environment, else starts a local stack. It
+rebuilds the dimension-384 HNSW index of `memory_chunks` after a COPY bulk
+load (an index build is much faster than 100k inserts into the graph), so
+point it at a development database, never a shared one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import numpy as np
+from pgvector.asyncpg import register_vector
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ayush.dev import prepare
+from consumers import memory
+from infra.db.engine import Database
+from infra.embeddings.hashing import HashingEmbedder
+from infra.kafka.admin import create_topics
+from infra.kafka.consumer import ConcurrentConsumer
+from infra.kafka.publisher import Publisher
+from infra.local_stack import LocalStack
+from infra.settings import Settings
+from infra.vectors.pgvector import PgVectorStore
+from schemas import memory as ev
+from schemas import topics
+from schemas.envelope import Actor, Envelope
+from schemas.ids import uuid7
+
+DIM = 384
+MODEL = "bench-clustered"
+INDEX = "ix_memory_chunks_hnsw_384"
+
+
+def clustered(n: int, rng: np.random.Generator, centres: np.ndarray, bases: np.ndarray) -> Any:
+    which = rng.integers(0, len(centres), n)
+    latent = rng.normal(size=(n, bases.shape[1]))
+    points = centres[which] + np.einsum("nk,nkd->nd", latent, bases[which]) * 0.35
+    points += rng.normal(scale=0.02, size=points.shape)
+    return (points / np.linalg.norm(points, axis=1, keepdims=True)).astype(np.float32)
+
+
+def asyncpg_dsn(url: str) -> str:
+    return url.replace("postgresql+asyncpg://", "postgresql://")
+
+
+async def bulk_load(url: str, tenant: uuid.UUID, vectors: np.ndarray) -> float:
+    conn = await asyncpg.connect(asyncpg_dsn(url))
+    try:
+        await register_vector(conn)
+        started = time.perf_counter()
+        await conn.execute(f"DROP INDEX IF EXISTS {INDEX}")
+        records = [
+            (f"{mid}#0", mid, tenant, "bench-user", 0, f"bench memory {i}", "{}", MODEL, DIM, vec)
+            for i, (mid, vec) in enumerate((uuid.uuid4(), v) for v in vectors)
+        ]
+        await conn.copy_records_to_table(
+            "memory_chunks",
+            records=records,
+            columns=["id", "memory_id", "tenant_id", "user_id", "chunk", "text", "metadata",
+                     "model", "dim", "embedding"],
+        )  # fmt: skip
+        await conn.execute("SET maintenance_work_mem = '1GB'")
+        # The same definition as the migration.
+        await conn.execute(
+            f"CREATE INDEX {INDEX} ON memory_chunks USING hnsw "
+            f"((embedding::vector({DIM})) vector_cosine_ops) "
+            f"WITH (m = 16, ef_construction = 64) WHERE dim = {DIM}"
+        )
+        await conn.execute("ANALYZE memory_chunks")
+        return time.perf_counter() - started
+    finally:
+        await conn.close()
+
+
+async def clean(url: str, tenant: uuid.UUID) -> None:
+    conn = await asyncpg.connect(asyncpg_dsn(url))
+    try:
+        await conn.execute("DELETE FROM memory_chunks WHERE tenant_id = $1", tenant)
+        await conn.execute("DELETE FROM memories WHERE tenant_id = $1", tenant)
+    finally:
+        await conn.close()
+
+
+async def search_bench(
+    db: Database, tenant: uuid.UUID, vectors: np.ndarray, queries: np.ndarray, ef_search: int
+) -> dict[str, float]:
+    store = PgVectorStore(db, dim=DIM, ef_search=ef_search)
+    ids_by_row: dict[str, int] = {}
+    async with db.session() as session:
+        from sqlalchemy import text
+
+        rows = await session.execute(
+            text("SELECT memory_id, text FROM memory_chunks WHERE tenant_id = :t"), {"t": tenant}
+        )
+        for memory_id, body in rows:
+            ids_by_row[str(memory_id)] = int(body.rsplit(" ", 1)[1])
+    exact = np.argsort(-(queries @ vectors.T), axis=1)[:, :10]
+    for q in queries[:20]:  # warm the index pages and the connection pool
+        await store.search(tenant, "bench-user", q.tolist(), model=MODEL, top_k=10)
+    latencies, recalls = [], []
+    for q, truth in zip(queries, exact, strict=True):
+        started = time.perf_counter()
+        hits = await store.search(tenant, "bench-user", q.tolist(), model=MODEL, top_k=10)
+        latencies.append((time.perf_counter() - started) * 1000)
+        found = {ids_by_row[str(h.memory_id)] for h in hits}
+        recalls.append(len(found & set(truth.tolist())) / 10)
+    latencies.sort()
+    return {
+        "search_p50_ms": round(statistics.median(latencies), 3),
+        "search_p99_ms": round(latencies[int(len(latencies) * 0.99) - 1], 3),
+        "recall_at_10": round(statistics.mean(recalls), 4),
+    }
+
+
+async def ingest_bench(settings: Settings, db: Database, count: int) -> float:
+    settings = settings.model_copy(update={"topic_prefix": f"bench{uuid.uuid4().hex[:8]}."})
+    await create_topics(settings)
+    tenant = uuid.uuid4()
+    group = f"memory-bench-{uuid.uuid4().hex[:8]}"
+    publisher = Publisher(settings)
+    await publisher.start()
+    embedder = HashingEmbedder(DIM)
+    ports = memory.Ports(settings, db, embedder, PgVectorStore(db, dim=DIM), group=group)
+    consumer = ConcurrentConsumer(
+        settings, group=group, topics=memory.TOPICS, handlers=memory.handlers(ports),
+        publisher=publisher, concurrency=settings.memory_concurrency,
+    )  # fmt: skip
+    ready = asyncio.Event()
+    runner = asyncio.create_task(consumer.run(ready=ready))
+    await asyncio.wait_for(ready.wait(), 60)
+    actor = Actor(kind="system", id="bench")
+    envelopes = [
+        Envelope[Any](
+            type=ev.MEMORY_REMEMBER, tenant_id=tenant, actor=actor,
+            correlation_id=ev.user_key(tenant, f"user-{i % 50}"),
+            payload=ev.Remember(memory_id=uuid7(), user_id=f"user-{i % 50}",
+                                text=f"memory {i}: the user mentioned topic {i % 97} today"),
+        )
+        for i in range(count)
+    ]  # fmt: skip
+    started = time.perf_counter()
+    for start in range(0, count, 500):
+        await publisher.publish_many(
+            [(topics.MEMORY_COMMANDS.name, e) for e in envelopes[start : start + 500]]
+        )
+    from sqlalchemy import text
+
+    while True:
+        async with db.session() as session:
+            done = (
+                await session.execute(
+                    text("SELECT count(*) FROM processed_events WHERE consumer_group = :g"),
+                    {"g": group},
+                )
+            ).scalar_one()
+        if done >= count:
+            break
+        await asyncio.sleep(0.05)
+    elapsed = time.perf_counter() - started
+    consumer.stop()
+    await runner
+    await publisher.stop()
+    await clean(settings.database_url or "", tenant)
+    return count / elapsed
+
+
+async def main(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    assert settings.database_url is not None
+    rng = np.random.default_rng(7)
+    centres = rng.normal(size=(200, DIM))
+    bases = rng.normal(size=(200, 16, DIM)) / np.sqrt(16)
+    vectors = clustered(args.vectors, rng, centres, bases)
+    queries = clustered(args.queries, rng, centres, bases)
+    tenant = uuid.uuid4()
+    db = Database(settings.database_url, pool_size=16)
+    try:
+        load_s = await bulk_load(settings.database_url, tenant, vectors)
+        figures = await search_bench(db, tenant, vectors, queries, args.ef_search)
+        await clean(settings.database_url, tenant)
+        ingest = await ingest_bench(settings, db, args.ingest)
+    finally:
+        await db.close()
+    return {
+        **figures,
+        "ingest_per_s": round(ingest, 1),
+        "vectors": args.vectors,
+        "dim": DIM,
+        "queries": args.queries,
+        "hnsw": {"m": 16, "ef_construction": 64, "ef_search": args.ef_search},
+        "bulk_load_and_index_s": round(load_s, 1),
+        "ingest_count": args.ingest,
+        "ingest_embedder": "local-hash",
+    }
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--vectors", type=int, default=100_000)
+    parser.add_argument("--queries", type=int, default=300)
+    parser.add_argument("--ingest", type=int, default=2000)
+    parser.add_argument("--ef-search", type=int, default=100)
+    arguments = parser.parse_args()
+    base = Settings()
+    with tempfile.TemporaryDirectory() as tmp:
+        stack = None
+        if not (base.kafka_bootstrap_servers and base.database_url and base.redis_url):
+            stack = LocalStack.start(base, Path(tmp))
+            base = stack.addresses.apply(base)
+            prepare(base)
+        try:
+            print(json.dumps(asyncio.run(main(arguments, base))))
+        finally:
+            if stack is not None:
+                stack.stop()

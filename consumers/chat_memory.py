@@ -1,0 +1,70 @@
+"""Memory around a chat job: recall before the model call, remember after it.
+
+Used by the model-calls group. Recall adds one system message with the
+user's nearest memories; remembering publishes a `memory.remember` event whose
+ids derive from the job's request, so a re-publish is deduplicated.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from infra.providers.base import Message
+from infra.vectors.recall import MemoryRecall
+from schemas import jobs as jobs_ev
+from schemas import memory as ev
+from schemas import topics
+from schemas.envelope import Actor, Envelope, RawEnvelope
+from schemas.ids import derived_id
+
+HEADER = "Relevant memories about the user (most relevant first):"
+
+
+async def with_memories(
+    raw: RawEnvelope, job: jobs_ev.ChatJob, messages: list[Message], recall: MemoryRecall | None
+) -> list[Message]:
+    if job.memory is None or recall is None:
+        return messages
+    query = _last_user(job)
+    if not query:
+        return messages
+    found = await recall.recall(raw.tenant_id, job.memory.user_id, query, job.memory.top_k)
+    if not found:
+        return messages
+    context = Message("system", "\n".join([HEADER, *(f"- {text}" for text in found)]))
+    leading = 0
+    while leading < len(messages) and messages[leading].role == "system":
+        leading += 1
+    return [*messages[:leading], context, *messages[leading:]]
+
+
+def remember_exchange(
+    raw: RawEnvelope, job: jobs_ev.ChatJob, answer: str, actor: Actor
+) -> list[tuple[str, Envelope[Any]]]:
+    """The event storing this exchange as a memory, if the job asked for it."""
+    if job.memory is None or not job.memory.remember:
+        return []
+    command = ev.Remember(
+        memory_id=ev.derived_memory_id(raw.id, "memory"),
+        user_id=job.memory.user_id,
+        text=f"user: {_last_user(job)}\nassistant: {answer}"[:200_000],
+        metadata={"source": "chat", "job_id": str(raw.correlation_id)},
+        source="chat",
+    )
+    envelope = Envelope[Any](
+        id=derived_id(raw.id, "remember"),
+        type=ev.MEMORY_REMEMBER,
+        tenant_id=raw.tenant_id,
+        actor=actor,
+        correlation_id=ev.user_key(raw.tenant_id, job.memory.user_id),
+        causation_id=raw.id,
+        payload=command,
+    )
+    return [(topics.MEMORY_COMMANDS.name, envelope)]
+
+
+def _last_user(job: jobs_ev.ChatJob) -> str:
+    for message in reversed(job.messages):
+        if message.role == "user":
+            return message.content
+    return ""

@@ -1,0 +1,118 @@
+"""The memory group: chunks, embeds and stores memories; forgets them on request.
+
+| topic           | event type         | handler          |
+|-----------------|--------------------|------------------|
+| memory.commands | memory.remember    | handle_remember  |
+| memory.commands | memory.forget      | handle_forget    |
+| memory.commands | memory.forget_user | handle_forget_user |
+
+Idempotent by event id. Vector writes are idempotent by themselves (chunk ids
+are derived from the memory id), so they happen first; the memory row and the
+claim of the event then commit together. Events of one user share a Kafka key,
+but the runner handles several at once, so a forget can overtake the remember
+it follows: forgets leave tombstones that a late remember checks, and then
+removes its own vectors again.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from consumers.memory.chunks import split
+from infra.db import memories as rows
+from infra.db.engine import Database
+from infra.db.idempotency import is_processed
+from infra.embeddings.base import Embedder
+from infra.errors import PermanentError
+from infra.kafka.consumer import Handler
+from infra.settings import Settings
+from infra.vectors.base import Chunk, VectorStore
+from schemas import memory as ev
+from schemas import topics
+from schemas.envelope import RawEnvelope
+
+GROUP = "memory"
+TOPICS = [topics.MEMORY_COMMANDS.name]
+
+
+@dataclass(frozen=True)
+class Ports:
+    settings: Settings
+    db: Database
+    embedder: Embedder
+    store: VectorStore
+    group: str = GROUP  # the idempotency namespace; a replay into a fresh store uses its own
+
+
+def handlers(ports: Ports) -> Mapping[str, Handler]:
+    async def on_remember(raw: RawEnvelope) -> None:
+        await handle_remember(raw, ports)
+
+    async def on_forget(raw: RawEnvelope) -> None:
+        await handle_forget(raw, ports)
+
+    async def on_forget_user(raw: RawEnvelope) -> None:
+        await handle_forget_user(raw, ports)
+
+    return {
+        ev.MEMORY_REMEMBER: on_remember,
+        ev.MEMORY_FORGET: on_forget,
+        ev.MEMORY_FORGET_USER: on_forget_user,
+    }
+
+
+async def handle_remember(raw: RawEnvelope, ports: Ports) -> None:
+    cmd = ev.Remember.model_validate(raw.payload)
+    if await is_processed(ports.db, ports.group, raw.id):
+        return  # its vectors, row and any clean-up are done
+    tenant = raw.tenant_id
+    pieces = split(cmd.text, ports.settings.memory_chunk_chars, ports.settings.memory_chunk_overlap)
+    embedder = ports.embedder
+    try:
+        vectors = await embedder.embed(pieces)
+    except PermanentError as exc:
+        await rows.fail_remember(
+            ports.db, ports.group, raw.id, tenant, cmd.memory_id, cmd.user_id, cmd.text,
+            cmd.metadata, str(exc),
+        )  # fmt: skip
+        return
+    chunks = [
+        Chunk(cmd.memory_id, tenant, cmd.user_id, i, piece, embedder.model, vector, cmd.metadata)
+        for i, (piece, vector) in enumerate(zip(pieces, vectors, strict=True))
+    ]
+    if cmd.source == "reembed":
+        # The old model's chunks may outnumber the new ones: drop them all first.
+        await ports.store.delete(tenant, cmd.user_id, [cmd.memory_id])
+    await ports.store.upsert(chunks)
+    kept = await rows.finish_remember(
+        ports.db, ports.group, raw.id, tenant, cmd.memory_id, cmd.user_id, cmd.text,
+        cmd.metadata, chunks=len(chunks), model=embedder.model, dim=embedder.dim,
+    )  # fmt: skip
+    if not kept:
+        await ports.store.delete(tenant, cmd.user_id, [cmd.memory_id])
+
+
+async def handle_forget(raw: RawEnvelope, ports: Ports) -> None:
+    cmd = ev.Forget.model_validate(raw.payload)
+    # Vectors go first, so search stops finding the memory before its row says
+    # it is gone; then the tombstone; then again, for a remember that stored
+    # its vectors in between (one finishing later sees the tombstone itself).
+    await ports.store.delete(raw.tenant_id, cmd.user_id, [cmd.memory_id])
+    await rows.forget(ports.db, ports.group, raw.id, raw.tenant_id, cmd.memory_id, cmd.user_id)
+    await ports.store.delete(raw.tenant_id, cmd.user_id, [cmd.memory_id])
+
+
+async def handle_forget_user(raw: RawEnvelope, ports: Ports) -> None:
+    cmd = ev.ForgetUser.model_validate(raw.payload)
+    tenant, user = raw.tenant_id, cmd.user_id
+    # The same order as a single forget: vectors, tombstones, vectors again.
+    await _delete(ports, raw, user, await rows.live_ids_before(ports.db, tenant, user, cmd.before))
+    forgotten = await rows.forget_user(ports.db, ports.group, raw.id, tenant, user, cmd.before)
+    await _delete(ports, raw, user, forgotten)
+
+
+async def _delete(ports: Ports, raw: RawEnvelope, user_id: str, ids: list[uuid.UUID]) -> None:
+    for start in range(0, len(ids), 500):
+        await ports.store.delete(raw.tenant_id, user_id, ids[start : start + 500])

@@ -1,0 +1,279 @@
+"""Memory rows: what the API lists and reports, projected from the memory events.
+
+The vectors live in the vector store; these rows say which memories exist, their
+status and which embedding model made their vectors. Deletes leave a row with
+status `deleted` and no text (a tombstone: forgetting erases the text too), and
+a user wipe leaves a cut-off id, so an older remember that finishes late can
+see it was forgotten meanwhile.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from infra.db.engine import Database
+from infra.db.idempotency import claim
+
+# A forgotten memory keeps its id and owner only.
+_ERASE = "status = 'deleted', text = '', metadata = '{}', chunks = 0, error = NULL"
+
+_FIELDS = (
+    "id, user_id, text, metadata, status, error, chunks, embedding_model, embedding_dim, "
+    "created_at, stored_at"
+)
+
+
+@dataclass(frozen=True)
+class MemoryRow:
+    id: uuid.UUID
+    user_id: str
+    text: str
+    metadata: dict[str, str]
+    status: str
+    error: str | None
+    chunks: int
+    embedding_model: str | None
+    embedding_dim: int | None
+    created_at: datetime
+    stored_at: datetime | None
+
+
+def _row(found: Any) -> MemoryRow:
+    metadata = found[3] if isinstance(found[3], dict) else json.loads(found[3])
+    return MemoryRow(found[0], found[1], found[2], metadata, *found[4:])
+
+
+async def insert_pending(
+    db: Database,
+    tenant_id: uuid.UUID,
+    memory_id: uuid.UUID,
+    user_id: str,
+    body: str,
+    metadata: dict[str, str],
+) -> None:
+    async with db.transaction() as session:
+        await _upsert(session, tenant_id, memory_id, user_id, body, metadata, "pending")
+
+
+async def delete_pending(db: Database, memory_id: uuid.UUID) -> None:
+    """Undo `insert_pending` when the event log refused the remember event."""
+    async with db.transaction() as session:
+        await session.execute(
+            text("DELETE FROM memories WHERE id = :id AND status = 'pending'"), {"id": memory_id}
+        )
+
+
+async def _upsert(
+    session: AsyncSession,
+    tenant_id: uuid.UUID,
+    memory_id: uuid.UUID,
+    user_id: str,
+    body: str,
+    metadata: dict[str, str],
+    status: str,
+) -> None:
+    await session.execute(
+        text(
+            "INSERT INTO memories (id, tenant_id, user_id, text, metadata, status) "
+            "VALUES (:id, :t, :u, :text, CAST(:m AS jsonb), :status) ON CONFLICT (id) DO NOTHING"
+        ),
+        {"id": memory_id, "t": tenant_id, "u": user_id, "text": body,
+         "m": json.dumps(metadata), "status": status},
+    )  # fmt: skip
+
+
+async def finish_remember(
+    db: Database,
+    group: str,
+    event_id: uuid.UUID,
+    tenant_id: uuid.UUID,
+    memory_id: uuid.UUID,
+    user_id: str,
+    body: str,
+    metadata: dict[str, str],
+    *,
+    chunks: int,
+    model: str,
+    dim: int,
+) -> bool:
+    """Mark the memory stored and claim the event. False: it was forgotten meanwhile."""
+    async with db.transaction() as session:
+        await _lock_user(session, tenant_id, user_id)
+        await _upsert(session, tenant_id, memory_id, user_id, body, metadata, "pending")
+        forgotten = await _forgotten(session, tenant_id, user_id, memory_id)
+        await claim(session, group, event_id)
+        if forgotten:
+            await session.execute(
+                text(f"UPDATE memories SET {_ERASE} WHERE id = :id"), {"id": memory_id}
+            )
+            return False
+        await session.execute(
+            text(
+                "UPDATE memories SET status = 'stored', error = NULL, chunks = :chunks, "
+                "embedding_model = :model, embedding_dim = :dim, stored_at = now() "
+                "WHERE id = :id AND tenant_id = :t"
+            ),
+            {"id": memory_id, "t": tenant_id, "chunks": chunks, "model": model, "dim": dim},
+        )
+    return True
+
+
+async def fail_remember(
+    db: Database,
+    group: str,
+    event_id: uuid.UUID,
+    tenant_id: uuid.UUID,
+    memory_id: uuid.UUID,
+    user_id: str,
+    body: str,
+    metadata: dict[str, str],
+    error: str,
+) -> None:
+    async with db.transaction() as session:
+        await _upsert(session, tenant_id, memory_id, user_id, body, metadata, "pending")
+        if not await claim(session, group, event_id):
+            return
+        await session.execute(
+            text(
+                "UPDATE memories SET status = 'failed', error = :error "
+                "WHERE id = :id AND status <> 'deleted'"
+            ),
+            {"id": memory_id, "error": error[:4000]},
+        )
+
+
+async def _lock_user(session: AsyncSession, tenant_id: uuid.UUID, user_id: str) -> None:
+    """Serialize one user's remember/forget transactions until commit.
+
+    Without it a user wipe and a remember running at once can each miss the
+    other (neither sees the other's uncommitted row) and the memory survives.
+    """
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+        {"key": f"memory:{tenant_id}:{user_id}"},
+    )
+
+
+async def _forgotten(
+    session: AsyncSession, tenant_id: uuid.UUID, user_id: str, memory_id: uuid.UUID
+) -> bool:
+    found = await session.execute(
+        text(
+            "SELECT 1 FROM memories WHERE id = :id AND status = 'deleted' UNION ALL "
+            "SELECT 1 FROM memory_user_forgets WHERE tenant_id = :t AND user_id = :u "
+            "AND before > :id"
+        ),
+        {"id": memory_id, "t": tenant_id, "u": user_id},
+    )
+    return found.first() is not None
+
+
+async def forget(
+    db: Database,
+    group: str,
+    event_id: uuid.UUID,
+    tenant_id: uuid.UUID,
+    memory_id: uuid.UUID,
+    user_id: str,
+) -> None:
+    """Tombstone the memory (a row is created if its remember has not arrived yet)."""
+    async with db.transaction() as session:
+        await _lock_user(session, tenant_id, user_id)
+        if not await claim(session, group, event_id):
+            return
+        await _upsert(session, tenant_id, memory_id, user_id, "", {}, "deleted")
+        await session.execute(
+            text(f"UPDATE memories SET {_ERASE} WHERE id = :id AND tenant_id = :t"),
+            {"id": memory_id, "t": tenant_id},
+        )
+
+
+async def forget_user(
+    db: Database,
+    group: str,
+    event_id: uuid.UUID,
+    tenant_id: uuid.UUID,
+    user_id: str,
+    before: uuid.UUID,
+) -> list[uuid.UUID]:
+    """Tombstone the user's memories older than `before`; their ids, to delete vectors of."""
+    async with db.transaction() as session:
+        await _lock_user(session, tenant_id, user_id)
+        await claim(session, group, event_id)
+        await session.execute(
+            text(
+                "INSERT INTO memory_user_forgets (tenant_id, user_id, before) "
+                "VALUES (:t, :u, :b) ON CONFLICT (tenant_id, user_id) DO UPDATE "
+                "SET before = GREATEST(memory_user_forgets.before, EXCLUDED.before)"
+            ),
+            {"t": tenant_id, "u": user_id, "b": before},
+        )
+        rows = await session.execute(
+            text(
+                f"UPDATE memories SET {_ERASE} WHERE tenant_id = :t AND user_id = :u "
+                "AND id < :b RETURNING id"
+            ),
+            {"t": tenant_id, "u": user_id, "b": before},
+        )
+        return [row[0] for row in rows]
+
+
+async def get_memory(db: Database, tenant_id: uuid.UUID, memory_id: uuid.UUID) -> MemoryRow | None:
+    async with db.session() as session:
+        found = (
+            await session.execute(
+                text(f"SELECT {_FIELDS} FROM memories WHERE id = :id AND tenant_id = :t"),
+                {"id": memory_id, "t": tenant_id},
+            )
+        ).first()
+    return _row(found) if found is not None else None
+
+
+async def list_memories(
+    db: Database, tenant_id: uuid.UUID, user_id: str, limit: int = 100
+) -> list[MemoryRow]:
+    async with db.session() as session:
+        rows = await session.execute(
+            text(
+                f"SELECT {_FIELDS} FROM memories WHERE tenant_id = :t AND user_id = :u "
+                "AND status <> 'deleted' ORDER BY id DESC LIMIT :limit"
+            ),
+            {"t": tenant_id, "u": user_id, "limit": limit},
+        )
+        return [_row(r) for r in rows]
+
+
+async def stored_with_other_model(
+    db: Database, model: str, after: uuid.UUID | None, limit: int = 500
+) -> list[tuple[uuid.UUID, MemoryRow]]:
+    """(tenant, memory) pairs stored by another embedding model, in id order from `after`."""
+    async with db.session() as session:
+        rows = await session.execute(
+            text(
+                f"SELECT tenant_id, {_FIELDS} FROM memories WHERE status = 'stored' "
+                "AND embedding_model IS DISTINCT FROM :model AND id > :after ORDER BY id LIMIT :n"
+            ),
+            {"model": model, "after": after or uuid.UUID(int=0), "n": limit},
+        )
+        return [(row[0], _row(row[1:])) for row in rows]
+
+
+async def live_ids_before(
+    db: Database, tenant_id: uuid.UUID, user_id: str, before: uuid.UUID
+) -> list[uuid.UUID]:
+    async with db.session() as session:
+        rows = await session.execute(
+            text(
+                "SELECT id FROM memories WHERE tenant_id = :t AND user_id = :u AND id < :b "
+                "AND status <> 'deleted'"
+            ),
+            {"t": tenant_id, "u": user_id, "b": before},
+        )
+        return [row[0] for row in rows]

@@ -1,0 +1,1 @@
+"""Vector stores behind one port: pgvector (default) and Pinecone."""

@@ -1,0 +1,181 @@
+"""The pgvector store: chunks in Postgres, searched through an HNSW index (cosine).
+
+The embedding column is untyped so several models can coexist; each indexed
+dimension has a partial HNSW index over `embedding::vector(dim)` (see the
+migration), which is why the dimension is written into the SQL as a literal.
+
+pgvector 0.6 filters HNSW results after the index scan: with a user who owns
+a small share of the table, the index can return fewer than `top_k` rows of
+that user. Then the search falls back to an exact scan of the user's own
+chunks, which is small in exactly that case.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from infra.db.engine import Database
+from infra.errors import PermanentError, TransientError
+from infra.vectors.base import Chunk, Hit
+
+_COLUMNS = "memory_id, chunk, text, metadata"
+
+
+def vector_literal(vector: Sequence[float]) -> str:
+    return "[" + ",".join(repr(float(v)) for v in vector) + "]"
+
+
+class PgVectorStore:
+    name = "pgvector"
+
+    def __init__(self, db: Database, dim: int, ef_search: int = 100) -> None:
+        self._db = db
+        self._dim = int(dim)
+        self._ef_search = int(ef_search)
+
+    async def upsert(self, chunks: Sequence[Chunk]) -> None:
+        if not chunks:
+            return
+        rows = [
+            {
+                "id": c.id,
+                "memory_id": c.memory_id,
+                "tenant_id": c.tenant_id,
+                "user_id": c.user_id,
+                "chunk": c.chunk,
+                "text": c.text,
+                "metadata": json.dumps(dict(c.metadata)),
+                "model": c.model,
+                "dim": len(c.vector),
+                "embedding": vector_literal(c.vector),
+            }
+            for c in chunks
+        ]
+        await self._run(
+            """
+            INSERT INTO memory_chunks
+                (id, memory_id, tenant_id, user_id, chunk, text, metadata, model, dim, embedding)
+            VALUES (:id, :memory_id, :tenant_id, :user_id, :chunk, :text,
+                    CAST(:metadata AS jsonb), :model, :dim,
+                    CAST(CAST(:embedding AS text) AS vector))
+            ON CONFLICT (id) DO UPDATE SET
+                text = EXCLUDED.text, metadata = EXCLUDED.metadata, model = EXCLUDED.model,
+                dim = EXCLUDED.dim, embedding = EXCLUDED.embedding
+            """,
+            rows,
+            # No flush wait: the memory row's commit, which always follows, flushes
+            # the log up to itself and so this write too; a crash before that leaves
+            # the event unclaimed, and it is redone.
+            wait_flush=False,
+        )
+
+    async def search(
+        self,
+        tenant_id: uuid.UUID,
+        user_id: str,
+        vector: Sequence[float],
+        *,
+        model: str,
+        top_k: int,
+        filter: Mapping[str, str] | None = None,
+    ) -> list[Hit]:
+        if len(vector) != self._dim:
+            raise PermanentError(
+                f"query vector has {len(vector)} dimensions, store has {self._dim}"
+            )
+        dim = self._dim
+        params: dict[str, Any] = {
+            "tenant_id": tenant_id,
+            "user_id": user_id,
+            "model": model,
+            "filter": json.dumps(dict(filter or {})),
+            "q": vector_literal(vector),
+            "k": int(top_k),
+        }
+        owner = (
+            f"dim = {dim} AND tenant_id = :tenant_id AND user_id = :user_id "
+            "AND model = :model AND metadata @> CAST(:filter AS jsonb)"
+        )
+        distance = f"(embedding::vector({dim}) <=> CAST(CAST(:q AS text) AS vector({dim})))"
+        approximate = (
+            f"SELECT {_COLUMNS}, {distance} AS distance FROM memory_chunks "
+            f"WHERE {owner} ORDER BY {distance} LIMIT :k"
+        )
+        rows = await self._fetch(approximate, params, ef_search=max(self._ef_search, top_k))
+        if len(rows) < top_k:
+            exact = (
+                f"WITH own AS MATERIALIZED (SELECT {_COLUMNS}, embedding FROM memory_chunks "
+                f"WHERE {owner}) SELECT {_COLUMNS}, {distance} AS distance FROM own "
+                f"ORDER BY distance LIMIT :k"
+            )
+            rows = await self._fetch(exact, params)
+        return [
+            Hit(
+                memory_id=row[0],
+                chunk=row[1],
+                text=row[2],
+                metadata=dict(row[3]),
+                score=1.0 - float(row[4]),
+            )
+            for row in rows
+        ]
+
+    async def delete(
+        self, tenant_id: uuid.UUID, user_id: str, memory_ids: Sequence[uuid.UUID]
+    ) -> None:
+        if not memory_ids:
+            return
+        await self._run(
+            "DELETE FROM memory_chunks WHERE tenant_id = :tenant_id AND user_id = :user_id "
+            "AND memory_id = ANY(:ids)",
+            {"tenant_id": tenant_id, "user_id": user_id, "ids": list(memory_ids)},
+        )
+
+    async def memory_ids(self, tenant_id: uuid.UUID, user_id: str) -> set[uuid.UUID]:
+        rows = await self._fetch(
+            "SELECT DISTINCT memory_id FROM memory_chunks "
+            "WHERE tenant_id = :tenant_id AND user_id = :user_id",
+            {"tenant_id": tenant_id, "user_id": user_id},
+        )
+        return {row[0] for row in rows}
+
+    async def close(self) -> None:
+        return None  # the Database belongs to whoever built this store
+
+    async def _run(self, sql: str, params: Any, *, wait_flush: bool = True) -> None:
+        try:
+            async with self._db.transaction() as session:
+                if not wait_flush:
+                    await session.execute(text("SET LOCAL synchronous_commit = off"))
+                await session.execute(text(sql), params)
+        except (OperationalError, OSError) as exc:
+            raise TransientError(f"pgvector: {exc}") from exc
+        except DBAPIError as exc:
+            raise PermanentError(f"pgvector: {exc}") from exc
+
+    async def _fetch(
+        self, sql: str, params: dict[str, Any], ef_search: int | None = None
+    ) -> list[Any]:
+        try:
+            async with self._db.transaction() as session:
+                # Transaction-local settings, in one round trip. A prepared statement
+                # turns to a generic plan after five runs, and a generic plan cannot
+                # use the partial, per-dimension HNSW index: force custom plans.
+                await session.execute(
+                    text(
+                        "SELECT set_config('plan_cache_mode', 'force_custom_plan', true), "
+                        "set_config('hnsw.ef_search', :ef, true)"
+                    ),
+                    {"ef": str(ef_search or self._ef_search)},
+                )
+                return list((await session.execute(text(sql), params)).all())
+        except (OperationalError, OSError) as exc:
+            raise TransientError(f"pgvector: {exc}") from exc
+        except DBAPIError as exc:
+            raise PermanentError(f"pgvector: {exc}") from exc

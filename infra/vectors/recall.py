@@ -1,0 +1,27 @@
+"""Recalling a user's memories for a chat: the small port model calls depend on."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Protocol
+
+from infra.vectors.factory import MemoryBackend
+
+
+class MemoryRecall(Protocol):
+    async def recall(self, tenant_id: uuid.UUID, user_id: str, query: str, top_k: int) -> list[str]:
+        """Texts of the user's memories nearest to `query`, closest first."""
+        ...
+
+
+class StoreRecall:
+    def __init__(self, backend: MemoryBackend) -> None:
+        self._backend = backend
+
+    async def recall(self, tenant_id: uuid.UUID, user_id: str, query: str, top_k: int) -> list[str]:
+        embedder = self._backend.embedder
+        [vector] = await embedder.embed([query])
+        hits = await self._backend.store.search(
+            tenant_id, user_id, vector, model=embedder.model, top_k=top_k
+        )
+        return [hit.text for hit in hits]

@@ -1,0 +1,138 @@
+"""Payloads of the memory events and the memory HTTP models.
+
+Every write goes through the `memory.commands` topic, deletes included, so
+replaying the topic into an empty store rebuilds the same set of memories.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MEMORY_REMEMBER = "memory.remember"
+MEMORY_FORGET = "memory.forget"
+MEMORY_FORGET_USER = "memory.forget_user"
+
+MemoryStatus = Literal["pending", "stored", "failed", "deleted"]
+
+UserId = Field(min_length=1, max_length=200)
+
+
+def user_key(tenant_id: uuid.UUID, user_id: str) -> uuid.UUID:
+    """The Kafka key of a user's memory events: one user's events stay in order."""
+    return uuid.uuid5(tenant_id, f"memory-user:{user_id}")
+
+
+def derived_memory_id(parent: uuid.UUID, purpose: str) -> uuid.UUID:
+    """A deterministic memory id that keeps the time order of `parent` (a UUIDv7).
+
+    A user wipe forgets memories with ids below a cut-off, so a memory made
+    from an event must sort where that event does; the low bits come from a
+    hash, so re-publishing yields the same id.
+    """
+    hashed = uuid.uuid5(parent, purpose).int
+    value = (parent.int >> 80) << 80 | (hashed & ((1 << 80) - 1))
+    value = (value & ~(0xF << 76)) | (0x7 << 76)  # version 7
+    value = (value & ~(0b11 << 62)) | (0b10 << 62)  # RFC 9562 variant
+    return uuid.UUID(int=value)
+
+
+class Remember(BaseModel):
+    """Store `text` as a memory of `user_id` (chunked and embedded by the memory group)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    memory_id: uuid.UUID
+    user_id: str = UserId
+    text: str = Field(min_length=1, max_length=200_000)
+    metadata: dict[str, str] = Field(default_factory=dict, max_length=64)
+    # reembed: the memory exists; replace its chunks with the current model's.
+    source: Literal["api", "chat", "reembed"] = "api"
+
+
+class Forget(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    memory_id: uuid.UUID
+    user_id: str = UserId
+
+
+class ForgetUser(BaseModel):
+    """Forget every memory of a user remembered before this event (ids are time-ordered)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    user_id: str = UserId
+    before: uuid.UUID
+
+
+class MemoryContext(BaseModel):
+    """On a chat job: inject the user's most relevant memories before the model call."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    user_id: str = UserId
+    top_k: int = Field(default=5, ge=1, le=50)
+    remember: bool = False
+
+
+# HTTP ----------------------------------------------------------------------
+
+
+class MemoryCreate(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    user_id: str = UserId
+    text: str = Field(min_length=1, max_length=200_000)
+    metadata: dict[str, str] = Field(default_factory=dict, max_length=64)
+
+
+class MemoryAccepted(BaseModel):
+    id: uuid.UUID
+    status: MemoryStatus
+    url: str
+
+
+class MemoryView(BaseModel):
+    id: uuid.UUID
+    user_id: str
+    text: str
+    metadata: dict[str, str]
+    status: MemoryStatus
+    error: str | None
+    chunks: int
+    embedding_model: str | None
+    embedding_dim: int | None
+    created_at: datetime
+    stored_at: datetime | None
+
+
+class MemoryList(BaseModel):
+    data: list[MemoryView]
+
+
+class MemorySearch(BaseModel):
+    """`filter` narrows by metadata equality; tenant and user always apply on top of it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    user_id: str = UserId
+    query: str = Field(min_length=1, max_length=20_000)
+    top_k: int = Field(default=5, ge=1, le=100)
+    filter: dict[str, str] = Field(default_factory=dict, max_length=16)
+
+
+class MemoryHit(BaseModel):
+    memory_id: uuid.UUID
+    chunk: int
+    text: str
+    score: float
+    metadata: dict[str, Any]
+
+
+class MemorySearchResult(BaseModel):
+    data: list[MemoryHit]
+    took_ms: float

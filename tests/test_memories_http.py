@@ -1,0 +1,198 @@
+"""Memories end to end: HTTP -> Kafka -> memory group -> pgvector -> search; chat recall."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from tests.conftest import Running, TenantKey, make_tenant
+from tests.fakes.llm import FakeLLMServer
+from tests.harness import eventually, unique
+from tests.test_jobs_http import chat, submit, wait_finished
+
+Json = dict[str, Any]
+
+
+async def remember(
+    client: httpx.AsyncClient, tenant: TenantKey, user: str, text: str, **meta: str
+) -> str:
+    response = await client.post(
+        "/v1/memories",
+        json={"user_id": user, "text": text, "metadata": meta},
+        headers=tenant.headers,
+    )
+    assert response.status_code == 202, response.text
+    assert response.json()["status"] == "pending"
+    assert int(response.headers["X-RateLimit-Remaining"]) >= 0  # counted like other routes
+    return str(response.json()["id"])
+
+
+async def wait_status(
+    client: httpx.AsyncClient, tenant: TenantKey, memory_id: str, status: str
+) -> Json:
+    async def probe() -> Json | None:
+        response = await client.get(f"/v1/memories/{memory_id}", headers=tenant.headers)
+        body: Json = response.json()
+        return body if response.status_code == 200 and body["status"] == status else None
+
+    return await eventually(probe, 30, f"memory {memory_id} to be {status}")
+
+
+async def search(
+    client: httpx.AsyncClient, tenant: TenantKey, user: str, query: str, **extra: Any
+) -> list[Json]:
+    response = await client.post(
+        "/v1/memories/search",
+        json={"user_id": user, "query": query, **extra},
+        headers=tenant.headers,
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["took_ms"] >= 0
+    assert "X-RateLimit-Limit" in response.headers
+    hits: list[Json] = response.json()["data"]
+    return hits
+
+
+async def test_remember_then_get_list_and_search(
+    client: httpx.AsyncClient, tenant: TenantKey, memory_worker: Running
+) -> None:
+    user = unique("user-")
+    first = await remember(
+        client, tenant, user, "My dog is called Rex and he loves the beach", kind="pet"
+    )
+    second = await remember(client, tenant, user, "I work as a nurse in Porto")
+    stored = await wait_status(client, tenant, first, "stored")
+    assert stored["embedding_model"] == "local-hash" and stored["embedding_dim"] == 384
+    assert stored["chunks"] == 1 and stored["metadata"] == {"kind": "pet"}
+    await wait_status(client, tenant, second, "stored")
+
+    listed = (
+        await client.get("/v1/memories", params={"user_id": user}, headers=tenant.headers)
+    ).json()
+    assert {m["id"] for m in listed["data"]} == {first, second}
+
+    hits = await search(client, tenant, user, "what is my dog called", top_k=1)
+    assert [h["memory_id"] for h in hits] == [first]
+    assert hits[0]["text"].startswith("My dog is called Rex") and hits[0]["score"] > 0
+    assert await search(client, tenant, user, "dog", filter={"kind": "work"}) == []
+
+
+async def test_long_text_is_chunked(
+    client: httpx.AsyncClient, tenant: TenantKey, memory_worker: Running
+) -> None:
+    user = unique("user-")
+    text = " ".join(f"sentence {i} of a long diary entry." for i in range(200))
+    memory_id = await remember(client, tenant, user, text)
+    stored = await wait_status(client, tenant, memory_id, "stored")
+    assert stored["chunks"] > 3
+    hits = await search(client, tenant, user, "sentence 150 of a long diary entry", top_k=3)
+    assert hits and all(h["memory_id"] == memory_id for h in hits)
+    assert "sentence 150 " in hits[0]["text"]
+
+
+async def test_isolation_between_tenants_and_users(
+    client: httpx.AsyncClient, db: Any, memory_worker: Running
+) -> None:
+    a, b = await make_tenant(db), await make_tenant(db)
+    mine = await remember(client, a, "alice", "the launch code is tangerine", user_id="bob")
+    theirs = await remember(client, b, "alice", "the launch code is tangerine")
+    bobs = await remember(client, a, "bob", "bob likes tangerine juice")
+    for tenant, memory_id in ((a, mine), (b, theirs), (a, bobs)):
+        await wait_status(client, tenant, memory_id, "stored")
+
+    assert [h["memory_id"] for h in await search(client, a, "alice", "launch code tangerine")] == [
+        mine
+    ]
+    assert [h["memory_id"] for h in await search(client, b, "alice", "launch code tangerine")] == [
+        theirs
+    ]
+    # Whatever the filter says, bob's search stays within bob's memories.
+    assert await search(client, a, "bob", "launch code", filter={"user_id": "bob"}) == []
+    assert [h["memory_id"] for h in await search(client, a, "bob", "tangerine")] == [bobs]
+    other = await client.get(f"/v1/memories/{mine}", headers=b.headers)
+    assert other.status_code == 404
+    assert (await client.delete(f"/v1/memories/{mine}", headers=b.headers)).status_code == 404
+    listed = await client.get("/v1/memories", params={"user_id": "alice"}, headers=b.headers)
+    assert [m["id"] for m in listed.json()["data"]] == [theirs]
+
+
+async def test_forget_one_and_forget_all_of_a_user(
+    client: httpx.AsyncClient, tenant: TenantKey, memory_worker: Running
+) -> None:
+    user, other = unique("user-"), unique("user-")
+    ids = [await remember(client, tenant, user, f"fact number {i} about sailing") for i in range(3)]
+    kept = await remember(client, tenant, other, "fact about sailing of another user")
+    for memory_id in [*ids, kept]:
+        await wait_status(client, tenant, memory_id, "stored")
+
+    response = await client.delete(f"/v1/memories/{ids[0]}", headers=tenant.headers)
+    assert response.status_code == 202
+
+    async def gone() -> bool:
+        return (
+            await client.get(f"/v1/memories/{ids[0]}", headers=tenant.headers)
+        ).status_code == 404
+
+    await eventually(gone, 30, "the memory to be forgotten")
+    found = {h["memory_id"] for h in await search(client, tenant, user, "sailing fact", top_k=10)}
+    assert found == {ids[1], ids[2]}
+
+    response = await client.delete("/v1/memories", params={"user_id": user}, headers=tenant.headers)
+    assert response.status_code == 202
+
+    async def all_gone() -> bool:
+        listed = await client.get("/v1/memories", params={"user_id": user}, headers=tenant.headers)
+        return listed.json()["data"] == []
+
+    await eventually(all_gone, 30, "every memory of the user to be forgotten")
+    assert await search(client, tenant, user, "sailing fact", top_k=10) == []
+    assert [h["memory_id"] for h in await search(client, tenant, other, "sailing")] == [kept]
+    # Remembering again after a wipe works: the cut-off only covers older memories.
+    again = await remember(client, tenant, user, "a new fact about sailing")
+    await wait_status(client, tenant, again, "stored")
+
+
+async def test_validation_names_the_field(client: httpx.AsyncClient, tenant: TenantKey) -> None:
+    response = await client.post(
+        "/v1/memories", json={"user_id": "u", "text": ""}, headers=tenant.headers
+    )
+    assert response.status_code == 422
+    assert response.json()["details"][0]["field"] == "text"
+    response = await client.post(
+        "/v1/memories/search",
+        json={"user_id": "u", "query": "x", "top_k": 0},
+        headers=tenant.headers,
+    )
+    assert response.status_code == 422 and response.json()["details"][0]["field"] == "top_k"
+    assert (await client.get("/v1/memories", headers=tenant.headers)).status_code == 422
+
+
+async def test_chat_job_recalls_memories_and_remembers_the_exchange(
+    client: httpx.AsyncClient, tenant: TenantKey, fake_llm: FakeLLMServer, memory_worker: Running
+) -> None:
+    user = unique("user-")
+    fact = await remember(client, tenant, user, "My favourite colour is teal")
+    await remember(client, tenant, unique("user-"), "My favourite colour is orange")
+    await wait_status(client, tenant, fact, "stored")
+
+    question = f"which colour do I like {unique()}"
+    body = chat(question, model="gpt-fake", memory={"user_id": user, "top_k": 3, "remember": True})
+    job_id = await submit(client, tenant, body)
+    job = await wait_finished(client, tenant, job_id)
+    assert job["status"] == "succeeded", job
+
+    [call] = fake_llm.calls_for(question)
+    assert "My favourite colour is teal" in call.system
+    assert "orange" not in call.system  # another user's memory
+
+    async def exchange() -> Json | None:
+        listed = await client.get("/v1/memories", params={"user_id": user}, headers=tenant.headers)
+        for memory in listed.json()["data"]:
+            if memory["metadata"].get("source") == "chat" and memory["status"] == "stored":
+                return memory  # type: ignore[no-any-return]
+        return None
+
+    remembered = await eventually(exchange, 30, "the exchange to be remembered")
+    assert remembered["text"] == f"user: {question}\nassistant: reply to: {question}"
+    assert remembered["metadata"]["job_id"] == job_id
