@@ -19,12 +19,14 @@ T = TypeVar("T")
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Ayush event backbone.")
 topics_app = typer.Typer(no_args_is_help=True, help="Kafka topics.")
 keys_app = typer.Typer(no_args_is_help=True, help="Tenants' API keys.")
+batch_app = typer.Typer(no_args_is_help=True, help="Batches of chat requests (OpenAI format).")
 app.add_typer(topics_app, name="topics")
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
 app.add_typer(dlq_app, name="dlq")
 app.command("replay")(replay_command)
 app.command("verify")(verify_command)
+app.add_typer(batch_app, name="batch")
 
 
 def _settings() -> Settings:
@@ -130,6 +132,51 @@ def keys_create(
         typer.echo(f"created tenant {tenant}")
     typer.echo(f"key {key_id} ({'admin' if admin else 'standard'}); it is shown only once:")
     typer.echo(plaintext)
+
+
+@batch_app.command("submit")
+def batch_submit(
+    file: Annotated[
+        Path, typer.Argument(help="JSONL, one request per line (OpenAI batch format).")
+    ],
+    model: Annotated[str | None, typer.Option(help="Model for every line.")] = None,
+    url: Annotated[str, typer.Option(envvar="AYUSH_URL", help="The ingress.")] = (
+        "http://127.0.0.1:8000"
+    ),
+    api_key: Annotated[str | None, typer.Option(envvar="AYUSH_API_KEY")] = None,
+    out_dir: Annotated[
+        Path | None, typer.Option(help="Where results go; default: beside FILE.")
+    ] = None,
+) -> None:
+    """Submit a batch, show its progress, then download the output and error files."""
+    from rich.console import Console
+
+    from producers.batch_submit import SubmitError, submit
+
+    console = Console(stderr=True)
+    key = api_key or _dev_key(_settings())
+    if not key:
+        typer.echo("error: no API key: pass --api-key or set AYUSH_API_KEY", err=True)
+        raise typer.Exit(2)
+    if not file.is_file():
+        typer.echo(f"error: no such file: {file}", err=True)
+        raise typer.Exit(2)
+    try:
+        outcome = submit(url, key, file, model, out_dir or file.parent, console)
+    except SubmitError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    for label, path in (("output", outcome.output), ("errors", outcome.errors)):
+        if path is not None:
+            typer.echo(f"{label}: {path}")
+    if outcome.status != "completed":
+        typer.echo(f"error: the batch ended {outcome.status}", err=True)
+        raise typer.Exit(1)
+
+
+def _dev_key(settings: Settings) -> str | None:
+    saved = settings.data_dir / "dev-api-key"
+    return saved.read_text().strip() if saved.exists() else None
 
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:

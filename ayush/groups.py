@@ -7,9 +7,10 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
 
-from consumers import archive, job_projection, model_calls
+from consumers import archive, batch, job_projection, model_calls
 from infra.db.engine import Database
 from infra.errors import PermanentError
+from infra.files import open_file_store
 from infra.kafka.batch_consumer import BatchConsumer
 from infra.kafka.consumer import Handler
 from infra.kafka.publisher import Publisher
@@ -57,21 +58,52 @@ def _database(settings: Settings, stack: AsyncExitStack, pool_size: int) -> Data
 
 
 async def _model_calls_ports(
-    settings: Settings, publisher: Publisher, stack: AsyncExitStack, replay: bool
+    settings: Settings,
+    publisher: Publisher,
+    stack: AsyncExitStack,
+    replay: bool,
+    *,
+    concurrency: int | None = None,
+    stream_deltas: bool = True,
 ) -> model_calls.Ports:
-    db = _database(settings, stack, max(5, settings.model_calls_concurrency // 4))
-    streams = JobStreams(settings, max_connections=settings.model_calls_concurrency * 2)
+    concurrency = concurrency or settings.model_calls_concurrency
+    db = _database(settings, stack, max(5, concurrency // 4))
+    streams = JobStreams(settings, max_connections=concurrency * 2)
     stack.push_async_callback(streams.close)
     providers = build_providers(settings)
     stack.push_async_callback(providers.close)
     prices = PriceTable.load(settings.prices_file)
-    return model_calls.Ports(settings, db, streams, publisher, providers, prices, replay=replay)
+    return model_calls.Ports(
+        settings, db, streams, publisher, providers, prices,
+        replay=replay, stream_deltas=stream_deltas,
+    )  # fmt: skip
 
 
 async def _model_calls(
     settings: Settings, publisher: Publisher, stack: AsyncExitStack
 ) -> Mapping[str, Handler]:
     return model_calls.handlers(await _model_calls_ports(settings, publisher, stack, False))
+
+
+async def _model_calls_batch(
+    settings: Settings, publisher: Publisher, stack: AsyncExitStack
+) -> Mapping[str, Handler]:
+    ports = await _model_calls_ports(
+        settings, publisher, stack, False,
+        concurrency=settings.batch_lane_concurrency, stream_deltas=False,
+    )  # fmt: skip
+    return model_calls.handlers(ports)
+
+
+async def _batch(
+    settings: Settings, publisher: Publisher, stack: AsyncExitStack
+) -> Mapping[str, Handler]:
+    db = _database(settings, stack, 5)
+    streams = JobStreams(settings, max_connections=settings.batch_concurrency * 2)
+    stack.push_async_callback(streams.close)
+    files = open_file_store(settings)
+    stack.push_async_callback(files.close)
+    return batch.handlers(batch.Ports(settings, db, streams, publisher, files))
 
 
 class ReplayPublisher(Publisher):
@@ -129,6 +161,13 @@ GROUPS: dict[str, GroupSpec] = {
         replay=_model_calls_replay,
     ),
     archive.GROUP: GroupSpec(archive.GROUP, archive.TOPICS, lambda s: 1, batch=_archive),
+    model_calls.BATCH_GROUP: GroupSpec(
+        model_calls.BATCH_GROUP,
+        model_calls.BATCH_TOPICS,
+        lambda s: s.batch_lane_concurrency,
+        build=_model_calls_batch,
+    ),
+    batch.GROUP: GroupSpec(batch.GROUP, batch.TOPICS, lambda s: s.batch_concurrency, build=_batch),
 }
 
 # Groups that only run in replay, to rebuild projections from events alone.

@@ -4,6 +4,9 @@
 |------------------|------------------|----------------------|
 | ai.job.requested | ai.job.requested | handle_job_requested |
 
+The same handlers serve the batch lane (`ai.job.requested.batch`) as the
+`model-calls-batch` group, a separate consumer with its own concurrency.
+
 Idempotent by event id: the result row and the claim of the event commit in
 one transaction; the follow-up events have ids derived from the request's id,
 so re-publishing them after a crash is deduplicated downstream.
@@ -46,6 +49,8 @@ log = logging.getLogger(__name__)
 
 GROUP = "model-calls"
 TOPICS = [topics.AI_JOB_REQUESTED.name]
+BATCH_GROUP = "model-calls-batch"
+BATCH_TOPICS = [topics.AI_JOB_REQUESTED_BATCH.name]
 SYSTEM = Actor(kind="system", id=GROUP)
 
 
@@ -60,6 +65,8 @@ class Ports:
     # Replay side mode: routes the request and stops there. No provider call,
     # no stream, no event: replaying history must not bill anyone twice.
     replay: bool = False
+    # Batch lines have no one watching them live: no word-by-word deltas.
+    stream_deltas: bool = True
 
 
 def handlers(ports: Ports) -> Mapping[str, Handler]:
@@ -156,7 +163,8 @@ async def _call_with_retries(
         return float(backoff(state))
 
     async def delta(text: str) -> None:
-        await ports.streams.append(job_id, "delta", {"text": text})
+        if ports.stream_deltas:
+            await ports.streams.append(job_id, "delta", {"text": text})
 
     last_error: list[str] = []
 
@@ -257,6 +265,11 @@ async def _announce_again(raw: RawEnvelope, request: ev.JobRequested, ports: Por
     found = await job_store.get_job(ports.db, raw.tenant_id, request.job_id)
     if found is not None and found.result is not None:
         await _publish_outcome(raw, request, found.result, ports)
+    elif found is not None and found.job.status == "failed":
+        failed = ev.JobFailed(job_id=request.job_id, error=found.job.error or "failed")
+        await ports.publisher.publish(
+            topics.AI_JOB_LIFECYCLE.name, _follow_up(raw, ev.JOB_FAILED, failed, "failed")
+        )
 
 
 async def _announce_retry(

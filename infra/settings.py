@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -60,6 +61,17 @@ class Settings(BaseSettings):
     archive_batch_events: int = Field(default=5_000, ge=1)
     archive_batch_age_s: float = 2.0
     archive_prefix: str = "archive"
+    # Files (OpenAI Files API): a folder under data_dir by default, S3 when an
+    # endpoint is given or the backend is set to s3.
+    files_backend: Literal["local", "s3"] | None = None
+    files_dir: Path | None = None
+
+    # Batches: OpenAI's documented limits, and the concurrency of the batch lane
+    # (kept well below model_calls_concurrency so interactive jobs go first).
+    batch_max_requests: int = Field(default=50_000, ge=1)
+    batch_max_bytes: int = Field(default=200 * 1024 * 1024, ge=1)
+    batch_lane_concurrency: int = Field(default=8, ge=1)
+    batch_concurrency: int = Field(default=64, ge=1)
 
     # live streams
     stream_ttl_s: int = 24 * 3600
@@ -72,6 +84,14 @@ class Settings(BaseSettings):
                 "(or run `ayush dev`, which starts local services)"
             )
         return self.kafka_bootstrap_servers, self.database_url, self.redis_url
+
+    def file_backend(self) -> Literal["local", "s3"]:
+        if self.files_backend is not None:
+            return self.files_backend
+        return "s3" if self.s3_endpoint_url else "local"
+
+    def files_root(self) -> Path:
+        return self.files_dir or self.data_dir / "files"
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"

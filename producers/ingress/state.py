@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from fastapi import Request
 
 from infra.db.engine import Database
+from infra.files import FileStore
 from infra.kafka.publisher import Publisher
 from infra.redis import JobStreams
 from infra.settings import Settings
@@ -18,6 +19,7 @@ class Services:
     db: Database
     streams: JobStreams
     publisher: Publisher
+    files: FileStore
 
 
 def services(request: Request) -> Services:
