@@ -79,21 +79,24 @@ def completion_body(
     finish_reason: str | None,
     input_tokens: int,
     output_tokens: int,
+    tool_calls: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """A `chat.completion` response body."""
+    """A `chat.completion` response body, shaped as the gateway's `/v1/chat/completions` answers."""
+    calls = [
+        {"id": c["id"], "type": "function",
+         "function": {"name": c["name"], "arguments": c["arguments"]}}
+        for c in tool_calls or ()
+    ]  # fmt: skip
+    message: dict[str, Any] = {"role": "assistant", "content": text or None}
+    if calls:
+        message["tool_calls"] = calls
+    finish = finish_reason or ("tool_calls" if calls else "stop")
     return {
         "id": completion_id,
         "object": "chat.completion",
         "created": created,
         "model": model,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": text, "refusal": None},
-                "logprobs": None,
-                "finish_reason": finish_reason or "stop",
-            }
-        ],
+        "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
         "usage": {
             "prompt_tokens": input_tokens,
             "completion_tokens": output_tokens,

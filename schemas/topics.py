@@ -36,12 +36,26 @@ BATCH_REQUESTED = Topic(
     "batch.requested", 6, 30 * DAY_MS, "Batches created and cancellations asked for."
 )
 
+USAGE_BUDGET = Topic(
+    "usage.budget", 3, 90 * DAY_MS, "Budgets of tenants and keys crossed 80% or 100% of a month."
+)
+
+WEBHOOK_RECEIVED = Topic(
+    "webhook.received", 6, 30 * DAY_MS, "A verified delivery from a webhook source, raw body kept."
+)
+INTEGRATION_ACTION_REQUESTED = Topic(
+    "integration.action.requested", 6, 7 * DAY_MS, "Run one connector action (Slack, GitHub …)."
+)
+
 ALL: tuple[Topic, ...] = (
     AI_JOB_REQUESTED,
     AI_JOB_LIFECYCLE,
     USAGE_RECORDED,
     AI_JOB_REQUESTED_BATCH,
     BATCH_REQUESTED,
+    USAGE_BUDGET,
+    WEBHOOK_RECEIVED,
+    INTEGRATION_ACTION_REQUESTED,
 )
 
 

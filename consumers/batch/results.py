@@ -29,6 +29,7 @@ def _result_line(outcome: batch_store.LineOutcome) -> tuple[bool, dict[str, Any]
             completion_id=f"chatcmpl-{job.id.hex}", created=created, model=result.model,
             text=result.text, finish_reason=result.finish_reason,
             input_tokens=result.input_tokens, output_tokens=result.output_tokens,
+            tool_calls=result.tool_calls,
         )  # fmt: skip
         response = {"status_code": 200, "request_id": job.id.hex, "body": body}
         return True, {**base, "response": response, "error": None}

@@ -5,14 +5,33 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from infra.db.engine import Database
 from infra.files import open_file_store
 from infra.kafka.publisher import Publisher
-from infra.redis import JobStreams
+from infra.pricing import PriceTable
+from infra.quota import Quotas
+from infra.redis import JobStreams, Replies
+from infra.routing.config import load_routing
 from infra.settings import Settings
-from producers.ingress import audit, batches, errors, files, health, jobs, openai_errors
+from infra.vault import Vault
+from producers.ingress import (
+    actions,
+    admission,
+    audit,
+    batches,
+    budgets,
+    errors,
+    files,
+    health,
+    jobs,
+    openai_compat,
+    openai_errors,
+    usage,
+    webhook_receiver,
+    webhook_setup,
+)
 from producers.ingress.auth import KeyCache
 from producers.ingress.state import Services
 
@@ -26,11 +45,22 @@ def create_app(settings: Settings) -> FastAPI:
         publisher = Publisher(settings)
         await publisher.start()
         file_store = open_file_store(settings)
-        app.state.services = Services(settings, db, streams, publisher, file_store)
+        replies = Replies(settings, streams, poll_s=settings.gateway_reply_poll_s)
+        await replies.start()
+        routing = load_routing(settings.routing_file)
+        prices = PriceTable.load(settings.prices_file).with_prices(routing.prices)
+        app.state.services = Services(
+            settings, db, streams, publisher, replies, file_store, routing, prices
+        )
         app.state.key_cache = KeyCache()
+        quotas = Quotas(settings)
+        app.state.admission = admission.Admission(settings, db, quotas, prices)
+        app.state.vault = Vault.from_setting(settings.encryption_keys)
         try:
             yield
         finally:
+            await replies.stop()
+            await quotas.close()
             await file_store.close()
             await publisher.stop()
             await streams.close()
@@ -39,9 +69,19 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="Ayush ingress", version="0.1.0", lifespan=lifespan)
     errors.install(app)
     openai_errors.install(app)
+    admission.install(app)
     app.include_router(health.router)
-    app.include_router(jobs.router)
-    app.include_router(audit.router)
-    app.include_router(files.router)
-    app.include_router(batches.router)
+    # Every authenticated route counts against its key's requests per minute.
+    limited = [Depends(admission.rate_limited)]
+    app.include_router(jobs.router, dependencies=limited)
+    app.include_router(usage.router, dependencies=limited)
+    app.include_router(budgets.router, dependencies=limited)
+    app.include_router(audit.router, dependencies=limited)
+    app.include_router(openai_compat.router, dependencies=limited)
+    app.include_router(files.router, dependencies=limited)
+    app.include_router(batches.router, dependencies=limited)
+    app.include_router(actions.router, dependencies=limited)
+    app.include_router(webhook_setup.router, dependencies=limited)
+    # Webhook senders sign their deliveries; they have no API key to limit.
+    app.include_router(webhook_receiver.router)
     return app

@@ -86,14 +86,15 @@ async def create(
     body: Annotated[bev.CreateBatch, Depends(json_body(bev.CreateBatch))], owner: Owner, svc: Svc
 ) -> bev.BatchObject:
     if body.endpoint not in bev.ENDPOINTS:
-        raise OpenAIError(400, f"endpoint must be one of {bev.ENDPOINTS}", param="endpoint",
-                          code="invalid_value")  # fmt: skip
+        raise OpenAIError(400, f"endpoint must be one of {bev.ENDPOINTS}",
+                          "invalid_request_error", "invalid_value", "endpoint")  # fmt: skip
     file_id = bev.parse_public_id("file-", body.input_file_id)
     stored = await batch_store.get_file(svc.db, owner.tenant_id, file_id) if file_id else None
     if stored is None or file_id is None:
         raise not_found("file", body.input_file_id)
     if stored.purpose != "batch":
-        raise OpenAIError(400, "the input file's purpose must be 'batch'", param="input_file_id")
+        raise OpenAIError(400, "the input file's purpose must be 'batch'",
+                          "invalid_request_error", "invalid_value", "input_file_id")  # fmt: skip
     now = utcnow()
     batch = Batch(
         id=uuid7(), tenant_id=owner.tenant_id, api_key_id=owner.key_id, input_file_id=file_id,
@@ -111,7 +112,8 @@ async def create(
             svc.db, batch.id, "failed", only_from=("validating",),
             errors=[{"code": "unavailable", "message": "the batch could not be queued"}],
         )  # fmt: skip
-        raise OpenAIError(503, f"the event log did not accept the batch, retry: {exc}") from exc
+        raise OpenAIError(503, f"the event log did not accept the batch, retry: {exc}",
+                          "service_unavailable", "unavailable") from exc  # fmt: skip
     return batch_object(batch)
 
 
@@ -131,7 +133,7 @@ async def cancel(batch_id: str, owner: Owner, svc: Svc) -> bev.BatchObject:
             return batch_object(batch)
         if batch.status != "cancelling":
             raise OpenAIError(409, f"cannot cancel a batch that is {batch.status}",
-                              code="invalid_state")  # fmt: skip
+                              "invalid_request_error", "invalid_state")  # fmt: skip
         moved = batch  # asked again: publish again (same event id), in case the first was lost
     payload = bev.BatchCancelRequested(batch_id=batch.id)
     event = _event(owner, batch, bev.BATCH_CANCEL_REQUESTED, payload,
@@ -140,7 +142,8 @@ async def cancel(batch_id: str, owner: Owner, svc: Svc) -> bev.BatchObject:
     try:
         await svc.publisher.publish(topics.BATCH_REQUESTED.name, event)
     except TransientError as exc:
-        raise OpenAIError(503, f"the cancellation was not queued, retry: {exc}") from exc
+        raise OpenAIError(503, f"the cancellation was not queued, retry: {exc}",
+                          "service_unavailable", "unavailable") from exc  # fmt: skip
     return batch_object(moved)
 
 
@@ -153,7 +156,8 @@ async def list_batches(
 ) -> dict[str, Any]:
     cursor = bev.parse_public_id("batch_", after) if after else None
     if after and cursor is None:
-        raise OpenAIError(400, f"invalid cursor {after!r}", param="after")
+        raise OpenAIError(400, f"invalid cursor {after!r}", "invalid_request_error",
+                          "invalid_value", "after")  # fmt: skip
     rows = await batch_store.list_batches(svc.db, owner.tenant_id, cursor, limit + 1)
     data = [batch_object(b).model_dump() for b in rows[:limit]]
     return {

@@ -44,13 +44,19 @@ async def upload(
     file: UploadFile, purpose: Annotated[str, Form()], owner: Owner, svc: Svc
 ) -> FileObject:
     if purpose not in PURPOSES:
-        raise OpenAIError(400, f"purpose must be one of {PURPOSES}", param="purpose")
+        raise OpenAIError(
+            400, f"purpose must be one of {PURPOSES}", "invalid_request_error",
+            "invalid_value", "purpose",
+        )  # fmt: skip
     limit = svc.settings.batch_max_bytes
     chunks, size = [], 0
     while chunk := await file.read(READ_CHUNK):
         size += len(chunk)
         if size > limit:
-            raise OpenAIError(413, f"the file is over {limit} bytes", param="file")
+            raise OpenAIError(
+                413, f"the file is over {limit} bytes", "invalid_request_error",
+                "file_too_large", "file",
+            )  # fmt: skip
         chunks.append(chunk)
     file_id = uuid7()
     key = f"{owner.tenant_id}/{file_id}"
