@@ -20,6 +20,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help="Ayush event 
 topics_app = typer.Typer(no_args_is_help=True, help="Kafka topics.")
 keys_app = typer.Typer(no_args_is_help=True, help="Tenants' API keys.")
 memory_app = typer.Typer(no_args_is_help=True, help="Users' memories.")
+batch_app = typer.Typer(no_args_is_help=True, help="Batches of chat requests (OpenAI format).")
 secrets_app = typer.Typer(no_args_is_help=True, help="Credentials and signing secrets at rest.")
 app.add_typer(topics_app, name="topics")
 usage_app = typer.Typer(no_args_is_help=True, help="Usage and cost of tenants.")
@@ -29,6 +30,7 @@ app.add_typer(dlq_app, name="dlq")
 app.command("replay")(replay_command)
 app.command("verify")(verify_command)
 app.add_typer(memory_app, name="memory")
+app.add_typer(batch_app, name="batch")
 app.add_typer(usage_app, name="usage")
 app.add_typer(secrets_app, name="secrets")
 
@@ -149,6 +151,51 @@ def memory_reembed() -> None:
     settings = _services_or_exit(_settings())
     count, model = _run(reembed_all(settings))
     typer.echo(f"published {count} re-embed events for model {model}")
+
+
+@batch_app.command("submit")
+def batch_submit(
+    file: Annotated[
+        Path, typer.Argument(help="JSONL, one request per line (OpenAI batch format).")
+    ],
+    model: Annotated[str | None, typer.Option(help="Model for every line.")] = None,
+    url: Annotated[str, typer.Option(envvar="AYUSH_URL", help="The ingress.")] = (
+        "http://127.0.0.1:8000"
+    ),
+    api_key: Annotated[str | None, typer.Option(envvar="AYUSH_API_KEY")] = None,
+    out_dir: Annotated[
+        Path | None, typer.Option(help="Where results go; default: beside FILE.")
+    ] = None,
+) -> None:
+    """Submit a batch, show its progress, then download the output and error files."""
+    from rich.console import Console
+
+    from producers.batch_submit import SubmitError, submit
+
+    console = Console(stderr=True)
+    key = api_key or _dev_key(_settings())
+    if not key:
+        typer.echo("error: no API key: pass --api-key or set AYUSH_API_KEY", err=True)
+        raise typer.Exit(2)
+    if not file.is_file():
+        typer.echo(f"error: no such file: {file}", err=True)
+        raise typer.Exit(2)
+    try:
+        outcome = submit(url, key, file, model, out_dir or file.parent, console)
+    except SubmitError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    for label, path in (("output", outcome.output), ("errors", outcome.errors)):
+        if path is not None:
+            typer.echo(f"{label}: {path}")
+    if outcome.status != "completed":
+        typer.echo(f"error: the batch ended {outcome.status}", err=True)
+        raise typer.Exit(1)
+
+
+def _dev_key(settings: Settings) -> str | None:
+    saved = settings.data_dir / "dev-api-key"
+    return saved.read_text().strip() if saved.exists() else None
 
 
 @usage_app.command("report")

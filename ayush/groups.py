@@ -9,6 +9,7 @@ from typing import Any
 
 from consumers import (
     archive,
+    batch,
     integrations,
     job_projection,
     memory,
@@ -20,6 +21,7 @@ from infra.connectors import build_connectors
 from infra.connectors.base import VendorHttp
 from infra.db.engine import Database
 from infra.errors import PermanentError
+from infra.files import open_file_store
 from infra.kafka.batch_consumer import BatchConsumer
 from infra.kafka.consumer import Handler
 from infra.kafka.publisher import Publisher
@@ -72,10 +74,17 @@ def _database(settings: Settings, stack: AsyncExitStack, pool_size: int) -> Data
 
 
 async def _model_calls_ports(
-    settings: Settings, publisher: Publisher, stack: AsyncExitStack, replay: bool
+    settings: Settings,
+    publisher: Publisher,
+    stack: AsyncExitStack,
+    replay: bool,
+    *,
+    concurrency: int | None = None,
+    stream_deltas: bool = True,
 ) -> model_calls.Ports:
-    db = _database(settings, stack, max(5, settings.model_calls_concurrency // 4))
-    streams = JobStreams(settings, max_connections=settings.model_calls_concurrency * 2)
+    concurrency = concurrency or settings.model_calls_concurrency
+    db = _database(settings, stack, max(5, concurrency // 4))
+    streams = JobStreams(settings, max_connections=concurrency * 2)
     stack.push_async_callback(streams.close)
     routing = load_routing_config(settings)
     gateway = Gateway(
@@ -92,14 +101,36 @@ async def _model_calls_ports(
         stack.push_async_callback(backend.close)
         recall = StoreRecall(backend)
     return model_calls.Ports(
-        settings, db, streams, publisher, gateway, prices, cache, replay=replay, recall=recall
-    )
+        settings, db, streams, publisher, gateway, prices, cache,
+        replay=replay, recall=recall, stream_deltas=stream_deltas,
+    )  # fmt: skip
 
 
 async def _model_calls(
     settings: Settings, publisher: Publisher, stack: AsyncExitStack
 ) -> Mapping[str, Handler]:
     return model_calls.handlers(await _model_calls_ports(settings, publisher, stack, False))
+
+
+async def _model_calls_batch(
+    settings: Settings, publisher: Publisher, stack: AsyncExitStack
+) -> Mapping[str, Handler]:
+    ports = await _model_calls_ports(
+        settings, publisher, stack, False,
+        concurrency=settings.batch_lane_concurrency, stream_deltas=False,
+    )  # fmt: skip
+    return model_calls.handlers(ports)
+
+
+async def _batch(
+    settings: Settings, publisher: Publisher, stack: AsyncExitStack
+) -> Mapping[str, Handler]:
+    db = _database(settings, stack, 5)
+    streams = JobStreams(settings, max_connections=settings.batch_concurrency * 2)
+    stack.push_async_callback(streams.close)
+    files = open_file_store(settings)
+    stack.push_async_callback(files.close)
+    return batch.handlers(batch.Ports(settings, db, streams, publisher, files))
 
 
 class ReplayPublisher(Publisher):
@@ -211,6 +242,13 @@ GROUPS: dict[str, GroupSpec] = {
         replay=_model_calls_replay,
     ),
     archive.GROUP: GroupSpec(archive.GROUP, archive.TOPICS, lambda s: 1, batch=_archive),
+    model_calls.BATCH_GROUP: GroupSpec(
+        model_calls.BATCH_GROUP,
+        model_calls.BATCH_TOPICS,
+        lambda s: s.batch_lane_concurrency,
+        build=_model_calls_batch,
+    ),
+    batch.GROUP: GroupSpec(batch.GROUP, batch.TOPICS, lambda s: s.batch_concurrency, build=_batch),
     usage.GROUP: GroupSpec(usage.GROUP, usage.TOPICS, lambda s: 1, batch=_usage),
     integrations.GROUP: GroupSpec(
         integrations.GROUP,

@@ -10,6 +10,9 @@ so re-publishing them after a crash is deduplicated downstream. Routing,
 retries and fallbacks are the gateway's (infra/routing); a job that asks for
 the response cache is answered from it when an identical request of the same
 tenant was answered before, at zero cost.
+
+The same handlers serve the batch lane (`ai.job.requested.batch`) as the
+`model-calls-batch` group, a separate consumer with its own concurrency.
 """
 
 from __future__ import annotations
@@ -49,6 +52,8 @@ log = logging.getLogger(__name__)
 
 GROUP = "model-calls"
 TOPICS = [topics.AI_JOB_REQUESTED.name]
+BATCH_GROUP = "model-calls-batch"
+BATCH_TOPICS = [topics.AI_JOB_REQUESTED_BATCH.name]
 SYSTEM = Actor(kind="system", id=GROUP)
 
 
@@ -65,6 +70,8 @@ class Ports:
     # no stream, no event: replaying history must not bill anyone twice.
     replay: bool = False
     recall: MemoryRecall | None = None  # jobs with `memory` get the user's memories
+    # Batch lines have no one watching them live: no word-by-word deltas.
+    stream_deltas: bool = True
 
 
 def handlers(ports: Ports) -> Mapping[str, Handler]:
@@ -156,7 +163,7 @@ async def _call(raw: RawEnvelope, request: ev.JobRequested, ports: Ports) -> _An
         await _announce_retry(raw, request, info, ports)
 
     deltas = _Deltas(ports, request)
-    on_delta = deltas.add
+    on_delta = deltas.add if ports.stream_deltas else _no_delta
 
     if job.kind == "embedding":
         (vectors, tokens), served = await ports.gateway.embed(
@@ -178,6 +185,10 @@ async def _call(raw: RawEnvelope, request: ev.JobRequested, ports: Ports) -> _An
         completion.input_tokens, completion.output_tokens, calls or None,
     )  # fmt: skip
     return _Answer(result)
+
+
+async def _no_delta(text: str) -> None:
+    return None
 
 
 class _Deltas:
@@ -371,6 +382,13 @@ async def _announce_again(raw: RawEnvelope, request: ev.JobRequested, ports: Por
     found = await job_store.get_job(ports.db, raw.tenant_id, request.job_id)
     if found is not None and found.result is not None:
         await _publish_outcome(raw, request, found.result, ports)
+    elif found is not None and found.job.status == "failed":
+        # A batch counts its lines by these outcomes: a lost "failed" would
+        # leave the batch waiting for a line that will never finish.
+        failed = ev.JobFailed(job_id=request.job_id, error=found.job.error or "failed")
+        await ports.publisher.publish(
+            topics.AI_JOB_LIFECYCLE.name, _follow_up(raw, ev.JOB_FAILED, failed, "failed")
+        )
 
 
 async def _announce_retry(

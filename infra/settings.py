@@ -74,6 +74,17 @@ class Settings(BaseSettings):
     pinecone_api_key: str | None = Field(
         default=None, validation_alias=AliasChoices("PINECONE_API_KEY", "AYUSH_PINECONE_API_KEY")
     )
+    # Files (OpenAI Files API): a folder under data_dir by default, S3 when an
+    # endpoint is given or the backend is set to s3.
+    files_backend: Literal["local", "s3"] | None = None
+    files_dir: Path | None = None
+
+    # Batches: OpenAI's documented limits, and the concurrency of the batch lane
+    # (kept well below model_calls_concurrency so interactive jobs go first).
+    batch_max_requests: int = Field(default=50_000, ge=1)
+    batch_max_bytes: int = Field(default=200 * 1024 * 1024, ge=1)
+    batch_lane_concurrency: int = Field(default=8, ge=1)
+    batch_concurrency: int = Field(default=64, ge=1)
     # usage worker: events per batch (one transaction and one offset commit each)
     usage_batch_max: int = Field(default=10_000, ge=1)
 
@@ -133,6 +144,14 @@ class Settings(BaseSettings):
                 "(or run `ayush dev`, which starts local services)"
             )
         return self.kafka_bootstrap_servers, self.database_url, self.redis_url
+
+    def file_backend(self) -> Literal["local", "s3"]:
+        if self.files_backend is not None:
+            return self.files_backend
+        return "s3" if self.s3_endpoint_url else "local"
+
+    def files_root(self) -> Path:
+        return self.files_dir or self.data_dir / "files"
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"

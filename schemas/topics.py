@@ -28,6 +28,13 @@ AI_JOB_LIFECYCLE = Topic(
 USAGE_RECORDED = Topic(
     "usage.recorded", 6, 90 * DAY_MS, "A billable act: tokens and cost of one model call."
 )
+AI_JOB_REQUESTED_BATCH = Topic(
+    "ai.job.requested.batch", 12, 7 * DAY_MS,
+    "Chat jobs fanned out from batches: a lower-priority lane with its own workers.",
+)  # fmt: skip
+BATCH_REQUESTED = Topic(
+    "batch.requested", 6, 30 * DAY_MS, "Batches created and cancellations asked for."
+)
 
 MEMORY_COMMANDS = Topic(
     "memory.commands",
@@ -51,6 +58,8 @@ ALL: tuple[Topic, ...] = (
     AI_JOB_REQUESTED,
     AI_JOB_LIFECYCLE,
     USAGE_RECORDED,
+    AI_JOB_REQUESTED_BATCH,
+    BATCH_REQUESTED,
     USAGE_BUDGET,
     WEBHOOK_RECEIVED,
     INTEGRATION_ACTION_REQUESTED,

@@ -109,3 +109,62 @@ class ProcessedEvent(SQLModel, table=True):
     processed_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
     )
+
+
+class StoredFile(SQLModel, table=True):
+    """An uploaded or generated file (OpenAI Files API); the bytes live in the file store."""
+
+    __tablename__ = "files"
+
+    id: uuid.UUID = Field(primary_key=True)
+    tenant_id: uuid.UUID = Field(foreign_key="tenants.id", index=True)
+    filename: str = Field(max_length=500)
+    purpose: str = Field(max_length=32)
+    bytes: int
+    storage_key: str = Field(max_length=500)
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+    deleted_at: datetime | None = _ts()
+
+
+class Batch(SQLModel, table=True):
+    __tablename__ = "batches"
+
+    id: uuid.UUID = Field(primary_key=True)
+    tenant_id: uuid.UUID = Field(foreign_key="tenants.id", index=True)
+    api_key_id: uuid.UUID | None = Field(default=None, foreign_key="api_keys.id")
+    input_file_id: uuid.UUID
+    endpoint: str = Field(max_length=200)
+    completion_window: str = Field(max_length=16)
+    status: str = Field(max_length=16)
+    errors: list[dict[str, Any]] | None = Field(default=None, sa_column=Column(JSONB))
+    batch_metadata: dict[str, Any] | None = Field(default=None, sa_column=Column("metadata", JSONB))
+    output_file_id: uuid.UUID | None = None
+    error_file_id: uuid.UUID | None = None
+    total: int = 0
+    completed: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+    expires_at: datetime | None = _ts()
+    in_progress_at: datetime | None = _ts()
+    finalizing_at: datetime | None = _ts()
+    completed_at: datetime | None = _ts()
+    failed_at: datetime | None = _ts()
+    cancelling_at: datetime | None = _ts()
+    cancelled_at: datetime | None = _ts()
+
+
+class BatchLine(SQLModel, table=True):
+    """One request of a batch and the job that runs it (job id derived from batch and line)."""
+
+    __tablename__ = "batch_lines"
+
+    job_id: uuid.UUID = Field(primary_key=True)
+    batch_id: uuid.UUID = Field(foreign_key="batches.id")
+    line_no: int
+    custom_id: str = Field(max_length=500)
+    status: str = Field(max_length=16)

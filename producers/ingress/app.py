@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 
 from infra.db.engine import Database
+from infra.files import open_file_store
 from infra.kafka.publisher import Publisher
 from infra.pricing import PriceTable
 from infra.quota import Quotas
@@ -20,8 +21,10 @@ from producers.ingress import (
     actions,
     admission,
     audit,
+    batches,
     budgets,
     errors,
+    files,
     health,
     jobs,
     memories,
@@ -43,13 +46,14 @@ def create_app(settings: Settings) -> FastAPI:
         streams = JobStreams(settings)
         publisher = Publisher(settings)
         await publisher.start()
+        file_store = open_file_store(settings)
         replies = Replies(settings, streams, poll_s=settings.gateway_reply_poll_s)
         await replies.start()
         routing = load_routing(settings.routing_file)
         prices = PriceTable.load(settings.prices_file).with_prices(routing.prices)
         memory = build_memory(settings, db)
         app.state.services = Services(
-            settings, db, streams, publisher, replies, routing, prices, memory
+            settings, db, streams, publisher, replies, file_store, routing, prices, memory
         )
         app.state.key_cache = KeyCache()
         quotas = Quotas(settings)
@@ -61,6 +65,7 @@ def create_app(settings: Settings) -> FastAPI:
             await memory.close()
             await replies.stop()
             await quotas.close()
+            await file_store.close()
             await publisher.stop()
             await streams.close()
             await db.close()
@@ -77,6 +82,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(budgets.router, dependencies=limited)
     app.include_router(audit.router, dependencies=limited)
     app.include_router(openai_compat.router, dependencies=limited)
+    app.include_router(files.router, dependencies=limited)
+    app.include_router(batches.router, dependencies=limited)
     app.include_router(actions.router, dependencies=limited)
     app.include_router(memories.router, dependencies=limited)
     app.include_router(webhook_setup.router, dependencies=limited)

@@ -108,3 +108,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(OpenAIError)
     async def openai_error(_: Request, exc: OpenAIError) -> Response:
         return exc.response()
+
+
+def not_found(what: str, ident: str) -> OpenAIError:
+    return OpenAIError(404, f"No such {what}: {ident}", "invalid_request_error", "not_found")

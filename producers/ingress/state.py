@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from fastapi import Request
 
 from infra.db.engine import Database
+from infra.files import FileStore
 from infra.kafka.publisher import Publisher
 from infra.pricing import PriceTable
 from infra.redis import JobStreams, Replies
@@ -23,6 +24,7 @@ class Services:
     streams: JobStreams
     publisher: Publisher
     replies: Replies
+    files: FileStore
     routing: RoutingConfig = field(default_factory=RoutingConfig)
     prices: PriceTable = field(default_factory=lambda: PriceTable({}))
     memory: MemoryBackend | None = None

@@ -1,0 +1,116 @@
+"""A 10,000-line batch against an instant fake upstream, and what it does to interactive jobs.
+
+Prints JSON: `lines_per_s` (batch created -> completed), and the p99 of
+interactive chat jobs (POST /v1/jobs until the SSE stream says `done`,
+sequential, model local-echo) measured idle and while the batch runs:
+`interactive_p99_ms_idle`, `interactive_p99_ms_batch`. Target: batch <= 2x idle.
+
+    uv run python bench/batch.py [--lines 10000] [--jobs 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ayush.dev import prepare
+from ayush.keys import create_key
+from bench.e2e import job_round_trips, percentile
+from infra.local_stack import LocalStack
+from infra.settings import Settings
+from tests.fakes.llm import FakeLLMServer
+from tests.harness import Platform
+
+
+def batch_file(lines: int) -> bytes:
+    rows = (
+        {"custom_id": f"r{i}", "method": "POST", "url": "/v1/chat/completions",
+         "body": {"model": "gpt-fake", "messages": [{"role": "user", "content": f"line {i}"}]}}
+        for i in range(lines)
+    )  # fmt: skip
+    return b"".join(json.dumps(row).encode() + b"\n" for row in rows)
+
+
+async def run_batch(url: str, key: str, lines: int) -> tuple[str, float]:
+    headers = {"Authorization": f"Bearer {key}"}
+    async with aiohttp.ClientSession(headers=headers) as http:
+        form = aiohttp.FormData()
+        form.add_field("purpose", "batch")
+        form.add_field("file", batch_file(lines), filename="bench.jsonl")
+        async with http.post(f"{url}/v1/files", data=form) as response:
+            file_id = (await response.json())["id"]
+        started = time.perf_counter()
+        body = {"input_file_id": file_id, "endpoint": "/v1/chat/completions",
+                "completion_window": "24h"}  # fmt: skip
+        async with http.post(f"{url}/v1/batches", json=body) as response:
+            batch: dict[str, Any] = await response.json()
+        while batch["status"] not in ("completed", "failed", "cancelled"):
+            await asyncio.sleep(0.5)
+            async with http.get(f"{url}/v1/batches/{batch['id']}") as response:
+                batch = await response.json()
+        return batch["status"], time.perf_counter() - started
+
+
+async def measure(url: str, key: str, lines: int, jobs: int) -> dict[str, Any]:
+    await job_round_trips(url, key, 10)  # warm up
+    idle = await job_round_trips(url, key, jobs)
+    runner = asyncio.create_task(run_batch(url, key, lines))
+    await asyncio.sleep(3)  # let the fan-out start before measuring under load
+    busy = await job_round_trips(url, key, jobs)
+    status, seconds = await runner
+    return {
+        "lines": lines,
+        "batch_status": status,
+        "lines_per_s": round(lines / seconds, 1),
+        "interactive_jobs": jobs,
+        "interactive_p99_ms_idle": round(percentile(idle, 0.99), 2),
+        "interactive_p99_ms_batch": round(percentile(busy, 0.99), 2),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--lines", type=int, default=10_000)
+    parser.add_argument("--jobs", type=int, default=100)
+    args = parser.parse_args()
+    data = Path(tempfile.mkdtemp(prefix="ayush-bench-batch-"))
+    stack = LocalStack.start(Settings(), data)
+    fake = FakeLLMServer().start()
+    platform = None
+    try:
+        settings = stack.addresses.apply(Settings(topic_prefix=f"bench{uuid.uuid4().hex[:6]}."))
+        prepare(settings)
+        env = {**stack.addresses.as_env(), "AYUSH_TOPIC_PREFIX": settings.topic_prefix,
+               "AYUSH_LOCAL_ECHO_DELAY_S": "0", "AYUSH_LOG_LEVEL": "WARNING",
+               "AYUSH_DATA_DIR": str(data), "OPENAI_BASE_URL": fake.openai_base_url,
+               "OPENAI_API_KEY": "sk-fake"}  # fmt: skip
+        os.environ.update(env)
+        _, _, key = asyncio.run(create_key(settings, f"bench-{uuid.uuid4().hex[:6]}", True))
+        platform = Platform(env, data / "logs")
+        platform.start_ingress()
+        for group in ("model-calls", "model-calls-batch", "batch"):
+            platform.start_worker(group)
+        print("measuring …", file=sys.stderr)
+        result = asyncio.run(measure(platform.url, key, args.lines, args.jobs))
+        print(json.dumps(result, indent=2))
+    finally:
+        if platform is not None:
+            platform.stop()
+        fake.stop()
+        stack.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,222 @@
+"""The batch group: fans batch files out into chat jobs, counts them, writes the results.
+
+| topic            | event type             | handler            |
+|------------------|------------------------|--------------------|
+| batch.requested  | batch.created          | handle_created     |
+| batch.requested  | batch.cancel.requested | handle_cancel      |
+| ai.job.lifecycle | ai.job.succeeded       | handle_outcome     |
+| ai.job.lifecycle | ai.job.failed          | handle_outcome     |
+
+The lines' jobs go to `ai.job.requested.batch`, a lane of its own that the
+`model-calls-batch` group serves with a small concurrency, so batches never
+queue in front of interactive jobs.
+
+Crash safety: job ids and request event ids are derived from (batch, line),
+so re-publishing after a crash is deduplicated by model-calls; a line is
+counted by a conditional update (pending -> succeeded/failed), never twice;
+finalization is retried by any redelivered event of a batch whose lines are
+all done, and its files have derived ids.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from infra.db import batches as batch_store
+from infra.db.engine import Database
+from infra.db.models import Batch, BatchLine, Job
+from infra.errors import PermanentError
+from infra.files import FileStore
+from infra.kafka.consumer import Handler
+from infra.kafka.publisher import Publisher
+from infra.redis import JobStreams
+from infra.settings import Settings
+from schemas import batches as bev
+from schemas import jobs as ev
+from schemas import topics
+from schemas.envelope import Actor, Envelope, RawEnvelope
+from schemas.ids import derived_id
+
+from .lines import parse_input
+from .results import write_results
+
+log = logging.getLogger(__name__)
+
+GROUP = "batch"
+TOPICS = [topics.BATCH_REQUESTED.name, topics.AI_JOB_LIFECYCLE.name]
+SYSTEM = Actor(kind="system", id=GROUP)
+PUBLISH_CHUNK = 1000
+
+
+@dataclass(frozen=True)
+class Ports:
+    settings: Settings
+    db: Database
+    streams: JobStreams
+    publisher: Publisher
+    files: FileStore
+
+
+def handlers(ports: Ports) -> Mapping[str, Handler]:
+    async def on_created(raw: RawEnvelope) -> None:
+        await handle_created(bev.BatchCreated.model_validate(raw.payload), raw, ports)
+
+    async def on_cancel(raw: RawEnvelope) -> None:
+        await handle_cancel(bev.BatchCancelRequested.model_validate(raw.payload).batch_id, ports)
+
+    async def on_succeeded(raw: RawEnvelope) -> None:
+        await handle_outcome(ev.JobSucceeded.model_validate(raw.payload).job_id, True, ports)
+
+    async def on_failed(raw: RawEnvelope) -> None:
+        await handle_outcome(ev.JobFailed.model_validate(raw.payload).job_id, False, ports)
+
+    return {
+        bev.BATCH_CREATED: on_created,
+        bev.BATCH_CANCEL_REQUESTED: on_cancel,
+        ev.JOB_SUCCEEDED: on_succeeded,
+        ev.JOB_FAILED: on_failed,
+    }
+
+
+def counts(batch: Batch) -> dict[str, int]:
+    # OpenAI counts cancelled requests as neither completed nor failed.
+    return {"total": batch.total, "completed": batch.completed, "failed": batch.failed}
+
+
+async def _announce(ports: Ports, batch: Batch, type_: str = "status") -> None:
+    data: dict[str, Any] = {"status": batch.status, "request_counts": counts(batch)}
+    await ports.streams.append(batch.id, type_, data)
+
+
+async def handle_created(event: bev.BatchCreated, raw: RawEnvelope, ports: Ports) -> None:
+    batch = await batch_store.get_batch(ports.db, event.batch_id)
+    if batch is None:
+        raise PermanentError(f"no batch {event.batch_id}")
+    if batch.in_progress_at is None and batch.status in ("validating", "cancelling"):
+        batch = await _validate_and_store(batch, event, ports)
+        if batch is None:
+            return
+    if batch.status == "in_progress":
+        await _publish_pending(batch, raw, ports)
+    elif batch.status == "cancelling":
+        await handle_cancel(batch.id, ports)
+    else:
+        await _finalize_if_done(batch, ports)
+
+
+async def _validate_and_store(batch: Batch, event: bev.BatchCreated, ports: Ports) -> Batch | None:
+    settings = ports.settings
+    stored = await batch_store.get_file(ports.db, batch.tenant_id, batch.input_file_id)
+    if stored is None:
+        missing = bev.LineError(
+            code="invalid_file", param="input_file_id", message="the input file no longer exists"
+        )
+        await _refuse(batch, [missing], ports)
+        return None
+    data = await ports.files.get(stored.storage_key)
+    requests, errors = parse_input(
+        data, endpoint=batch.endpoint,
+        max_requests=settings.batch_max_requests, max_bytes=settings.batch_max_bytes,
+    )  # fmt: skip
+    if errors:
+        await _refuse(batch, errors, ports)
+        return None
+    jobs, lines = [], []
+    for request in requests:
+        job_id = derived_id(batch.id, f"line:{request.line_no}")
+        jobs.append(
+            Job(
+                id=job_id, tenant_id=batch.tenant_id, api_key_id=event.api_key_id,
+                user_id=request.job.user_id, kind=request.job.kind, model=request.job.model,
+                status="queued", request=request.job.model_dump(mode="json"),
+                job_metadata={**request.job.metadata, "batch_id": bev.batch_public_id(batch.id)},
+                request_event_id=derived_id(job_id, "requested"),
+            )
+        )  # fmt: skip
+        lines.append(BatchLine(job_id=job_id, batch_id=batch.id, line_no=request.line_no,
+                               custom_id=request.custom_id, status="pending"))  # fmt: skip
+    started = await batch_store.add_lines(ports.db, batch.id, jobs, lines)
+    if started is None:  # cancelled and finished meanwhile
+        return None
+    await _announce(ports, started)
+    return started
+
+
+async def _refuse(batch: Batch, errors: list[bev.LineError], ports: Ports) -> None:
+    failed = await batch_store.set_status(
+        ports.db, batch.id, "failed", only_from=("validating", "cancelling"),
+        errors=[e.model_dump() for e in errors],
+    )  # fmt: skip
+    if failed is not None:
+        await _announce(ports, failed)
+        await ports.streams.append(batch.id, "done", {"status": "failed"})
+
+
+async def _publish_pending(batch: Batch, raw: RawEnvelope, ports: Ports) -> None:
+    """Publishes the lines not finished yet; after a crash only those are sent again."""
+    pending = await batch_store.pending_lines(ports.db, batch.id)
+    for start in range(0, len(pending), PUBLISH_CHUNK):
+        items = []
+        for _, job in pending[start : start + PUBLISH_CHUNK]:
+            payload = ev.JobRequested(
+                job_id=job.id, api_key_id=job.api_key_id, job=ev.ChatJob.model_validate(job.request)
+            )
+            envelope = Envelope[Any](
+                id=job.request_event_id, type=ev.JOB_REQUESTED, tenant_id=batch.tenant_id,
+                actor=SYSTEM, correlation_id=job.id, causation_id=raw.id, payload=payload,
+            )  # fmt: skip
+            items.append((topics.AI_JOB_REQUESTED_BATCH.name, envelope))
+        await ports.publisher.publish_many(items)
+    await _finalize_if_done(batch, ports)
+
+
+async def handle_cancel(batch_id: Any, ports: Ports) -> None:
+    batch = await batch_store.get_batch(ports.db, batch_id)
+    if batch is None or batch.status != "cancelling" or batch.in_progress_at is None:
+        return  # a batch still validating is cancelled once its lines are stored
+    batch = await batch_store.cancel_pending(ports.db, batch_id)
+    if batch is not None:
+        await _announce(ports, batch, "progress")
+        await _finalize_if_done(batch, ports)
+
+
+async def handle_outcome(job_id: Any, succeeded: bool, ports: Ports) -> None:
+    batch = await batch_store.record_outcome(ports.db, job_id, succeeded)
+    if batch is not None:
+        await _announce(ports, batch, "progress")
+    else:
+        # Already counted, or not a batch job. A redelivery may follow a crash
+        # that came before finalization, so look again (one key lookup).
+        line = await batch_store.line_of_job(ports.db, job_id)
+        if line is None:
+            return
+        batch = await batch_store.get_batch(ports.db, line.batch_id)
+        if batch is None:
+            return
+    await _finalize_if_done(batch, ports)
+
+
+async def _finalize_if_done(batch: Batch, ports: Ports) -> None:
+    if batch.status not in batch_store.OPEN or batch.in_progress_at is None:
+        return
+    if batch.completed + batch.failed + batch.cancelled < batch.total:
+        return
+    if batch.status == "in_progress":
+        moved = await batch_store.set_status(
+            ports.db, batch.id, "finalizing", only_from=("in_progress",)
+        )
+        if moved is not None:
+            await _announce(ports, moved)
+    output_id, error_id = await write_results(ports.db, ports.files, batch.tenant_id, batch.id)
+    current = await batch_store.get_batch(ports.db, batch.id)
+    final = "cancelled" if current is not None and current.cancelling_at else "completed"
+    done = await batch_store.set_status(
+        ports.db, batch.id, final, only_from=("finalizing", "cancelling"),
+        output_file_id=output_id, error_file_id=error_id,
+    )  # fmt: skip
+    if done is not None:
+        await _announce(ports, done)
+        await ports.streams.append(batch.id, "done", {"status": final})

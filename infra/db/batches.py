@@ -1,0 +1,235 @@
+"""Files, batches and batch lines: written by the ingress and the batch group.
+
+Every write here is idempotent on its own (conditional status changes, inserts
+that ignore conflicts), so a redelivered event or a restarted worker can run
+it again without counting a line twice.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import case, func, select, update
+from sqlalchemy.dialects.postgresql import insert
+
+from infra.db.engine import Database
+from infra.db.models import Batch, BatchLine, Job, JobResult, StoredFile, utcnow
+
+CHUNK = 1000
+OPEN = ("in_progress", "cancelling", "finalizing")
+
+
+async def insert_file(db: Database, row: StoredFile) -> None:
+    async with db.transaction() as session:
+        values = row.model_dump()
+        await session.execute(insert(StoredFile).values(**values).on_conflict_do_nothing())
+
+
+async def get_file(db: Database, tenant_id: uuid.UUID, file_id: uuid.UUID) -> StoredFile | None:
+    async with db.session() as session:
+        return (
+            await session.execute(
+                select(StoredFile).where(
+                    StoredFile.id == file_id,
+                    StoredFile.tenant_id == tenant_id,
+                    StoredFile.deleted_at.is_(None),
+                )
+            )
+        ).scalar_one_or_none()
+
+
+async def delete_file(db: Database, tenant_id: uuid.UUID, file_id: uuid.UUID) -> StoredFile | None:
+    async with db.transaction() as session:
+        return (
+            await session.execute(
+                update(StoredFile)
+                .where(
+                    StoredFile.id == file_id,
+                    StoredFile.tenant_id == tenant_id,
+                    StoredFile.deleted_at.is_(None),
+                )
+                .values(deleted_at=utcnow())
+                .returning(StoredFile)
+            )
+        ).scalar_one_or_none()
+
+
+async def insert_batch(db: Database, batch: Batch) -> None:
+    async with db.transaction() as session:
+        session.add(batch)
+
+
+async def get_batch(
+    db: Database, batch_id: uuid.UUID, tenant_id: uuid.UUID | None = None
+) -> Batch | None:
+    query = select(Batch).where(Batch.id == batch_id)
+    if tenant_id is not None:
+        query = query.where(Batch.tenant_id == tenant_id)
+    async with db.session() as session:
+        return (await session.execute(query)).scalar_one_or_none()
+
+
+async def list_batches(
+    db: Database, tenant_id: uuid.UUID, after: uuid.UUID | None, limit: int
+) -> list[Batch]:
+    """Newest first (ids are time-ordered); `after` is the last id of the previous page."""
+    query = select(Batch).where(Batch.tenant_id == tenant_id)
+    if after is not None:
+        query = query.where(Batch.id < after)
+    async with db.session() as session:
+        rows = await session.execute(query.order_by(Batch.id.desc()).limit(limit))
+        return list(rows.scalars())
+
+
+async def set_status(
+    db: Database, batch_id: uuid.UUID, status: str, *, only_from: Sequence[str], **values: Any
+) -> Batch | None:
+    """Moves the batch to `status` if it is in one of `only_from`; None if it was not."""
+    stamp = {f"{status}_at": utcnow()} if hasattr(Batch, f"{status}_at") else {}
+    async with db.transaction() as session:
+        return (
+            await session.execute(
+                update(Batch)
+                .where(Batch.id == batch_id, Batch.status.in_(only_from))
+                .values(status=status, **stamp, **values)
+                .returning(Batch)
+            )
+        ).scalar_one_or_none()
+
+
+async def add_lines(
+    db: Database, batch_id: uuid.UUID, jobs: list[Job], lines: list[BatchLine]
+) -> Batch | None:
+    """Stores every line and its job, then starts the batch; safe to run again."""
+    async with db.transaction() as session:
+        for start in range(0, len(jobs), CHUNK):
+            job_values = []
+            for job in jobs[start : start + CHUNK]:
+                values = job.model_dump()
+                values["metadata"] = values.pop("job_metadata")
+                job_values.append(values)
+            await session.execute(insert(Job).values(job_values).on_conflict_do_nothing())
+            await session.execute(
+                insert(BatchLine)
+                .values([line.model_dump() for line in lines[start : start + CHUNK]])
+                .on_conflict_do_nothing()
+            )
+        # A batch cancelled while it was validating keeps `cancelling`: its lines
+        # are then cancelled by the caller.
+        return (
+            await session.execute(
+                update(Batch)
+                .where(Batch.id == batch_id, Batch.status.in_(("validating", "cancelling")))
+                .values(
+                    status=case((Batch.status == "validating", "in_progress"), else_=Batch.status),
+                    in_progress_at=utcnow(),
+                    total=len(lines),
+                )
+                .returning(Batch)
+            )
+        ).scalar_one_or_none()
+
+
+async def pending_lines(db: Database, batch_id: uuid.UUID) -> list[tuple[BatchLine, Job]]:
+    async with db.session() as session:
+        rows = await session.execute(
+            select(BatchLine, Job)
+            .join(Job, Job.id == BatchLine.job_id)
+            .where(BatchLine.batch_id == batch_id, BatchLine.status == "pending")
+            .order_by(BatchLine.line_no)
+        )
+        return [(row[0], row[1]) for row in rows]
+
+
+async def line_of_job(db: Database, job_id: uuid.UUID) -> BatchLine | None:
+    async with db.session() as session:
+        return await session.get(BatchLine, job_id)
+
+
+async def record_outcome(db: Database, job_id: uuid.UUID, succeeded: bool) -> Batch | None:
+    """Counts a finished line once: only a pending line changes; None if it had already."""
+    status = "succeeded" if succeeded else "failed"
+    counter = Batch.completed if succeeded else Batch.failed
+    async with db.transaction() as session:
+        batch_id = (
+            await session.execute(
+                update(BatchLine)
+                .where(BatchLine.job_id == job_id, BatchLine.status == "pending")
+                .values(status=status)
+                .returning(BatchLine.batch_id)
+            )
+        ).scalar_one_or_none()
+        if batch_id is None:
+            return None
+        return (
+            await session.execute(
+                update(Batch)
+                .where(Batch.id == batch_id)
+                .values({counter.key: counter + 1})
+                .returning(Batch)
+            )
+        ).scalar_one()
+
+
+async def cancel_pending(db: Database, batch_id: uuid.UUID) -> Batch | None:
+    """Cancels the lines whose job has not started; running ones finish and are counted."""
+    async with db.transaction() as session:
+        queued = (
+            select(BatchLine.job_id)
+            .where(BatchLine.batch_id == batch_id, BatchLine.status == "pending")
+            .scalar_subquery()
+        )
+        cancelled = list(
+            (
+                await session.execute(
+                    update(Job)
+                    .where(Job.id.in_(queued), Job.status == "queued")
+                    .values(status="cancelled", finished_at=utcnow(), error="batch cancelled")
+                    .returning(Job.id)
+                )
+            ).scalars()
+        )
+        for start in range(0, len(cancelled), CHUNK):
+            await session.execute(
+                update(BatchLine)
+                .where(BatchLine.job_id.in_(cancelled[start : start + CHUNK]))
+                .values(status="cancelled")
+            )
+        return (
+            await session.execute(
+                update(Batch)
+                .where(Batch.id == batch_id)
+                .values(cancelled=Batch.cancelled + len(cancelled))
+                .returning(Batch)
+            )
+        ).scalar_one_or_none()
+
+
+@dataclass(frozen=True)
+class LineOutcome:
+    line: BatchLine
+    job: Job
+    result: JobResult | None
+
+
+async def outcomes(db: Database, batch_id: uuid.UUID) -> list[LineOutcome]:
+    async with db.session() as session:
+        rows = await session.execute(
+            select(BatchLine, Job, JobResult)
+            .join(Job, Job.id == BatchLine.job_id)
+            .outerjoin(JobResult, JobResult.job_id == Job.id)
+            .where(BatchLine.batch_id == batch_id)
+            .order_by(BatchLine.line_no)
+        )
+        return [LineOutcome(row[0], row[1], row[2]) for row in rows]
+
+
+async def count_lines(db: Database, batch_id: uuid.UUID) -> int:
+    async with db.session() as session:
+        found = await session.execute(
+            select(func.count()).select_from(BatchLine).where(BatchLine.batch_id == batch_id)
+        )
+        return int(found.scalar_one())

@@ -1,0 +1,210 @@
+"""The OpenAI Batches API, and each batch's live progress as Server-Sent Events."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Query
+from fastapi.responses import StreamingResponse
+
+from infra.db import batches as batch_store
+from infra.db.models import Batch, utcnow
+from infra.db.tenants import KeyOwner
+from infra.errors import TransientError
+from infra.redis import TERMINAL
+from producers.ingress.auth import authenticate
+from producers.ingress.body import json_body
+from producers.ingress.job_stream import KEEPALIVE_MS, _frame
+from producers.ingress.openai_errors import OpenAIError, not_found
+from producers.ingress.state import Services, services
+from schemas import batches as bev
+from schemas import topics
+from schemas.envelope import Actor, Envelope
+from schemas.ids import derived_id, uuid7
+
+router = APIRouter(prefix="/v1/batches", tags=["batches"])
+
+Owner = Annotated[KeyOwner, Depends(authenticate)]
+Svc = Annotated[Services, Depends(services)]
+WINDOW = timedelta(hours=24)
+
+
+def _ts(value: datetime | None) -> int | None:
+    return int(value.timestamp()) if value is not None else None
+
+
+def batch_object(batch: Batch) -> bev.BatchObject:
+    errors = {"object": "list", "data": batch.errors} if batch.errors else None
+    return bev.BatchObject(
+        id=bev.batch_public_id(batch.id),
+        endpoint=batch.endpoint,
+        errors=errors,
+        input_file_id=bev.file_public_id(batch.input_file_id),
+        completion_window=batch.completion_window,
+        status=batch.status,
+        output_file_id=bev.file_public_id(batch.output_file_id) if batch.output_file_id else None,
+        error_file_id=bev.file_public_id(batch.error_file_id) if batch.error_file_id else None,
+        created_at=int(batch.created_at.timestamp()),
+        in_progress_at=_ts(batch.in_progress_at),
+        expires_at=_ts(batch.expires_at),
+        finalizing_at=_ts(batch.finalizing_at),
+        completed_at=_ts(batch.completed_at),
+        failed_at=_ts(batch.failed_at),
+        cancelling_at=_ts(batch.cancelling_at),
+        cancelled_at=_ts(batch.cancelled_at),
+        request_counts=bev.RequestCounts(
+            total=batch.total, completed=batch.completed, failed=batch.failed
+        ),
+        metadata=batch.batch_metadata,
+    )
+
+
+async def _owned(svc: Services, owner: KeyOwner, batch_id: str) -> Batch:
+    ident = bev.parse_public_id("batch_", batch_id)
+    batch = await batch_store.get_batch(svc.db, ident, owner.tenant_id) if ident else None
+    if batch is None:
+        raise not_found("batch", batch_id)
+    return batch
+
+
+def _event(owner: KeyOwner, batch: Batch, type_: str, payload: Any, event_id: Any) -> Envelope[Any]:
+    return Envelope[Any](
+        id=event_id, type=type_, tenant_id=owner.tenant_id,
+        actor=Actor(kind="api_key", id=str(owner.key_id)), correlation_id=batch.id,
+        payload=payload,
+    )  # fmt: skip
+
+
+@router.post(
+    "",
+    response_model=bev.BatchObject,
+    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {}}}},
+)
+async def create(
+    body: Annotated[bev.CreateBatch, Depends(json_body(bev.CreateBatch))], owner: Owner, svc: Svc
+) -> bev.BatchObject:
+    if body.endpoint not in bev.ENDPOINTS:
+        raise OpenAIError(400, f"endpoint must be one of {bev.ENDPOINTS}",
+                          "invalid_request_error", "invalid_value", "endpoint")  # fmt: skip
+    file_id = bev.parse_public_id("file-", body.input_file_id)
+    stored = await batch_store.get_file(svc.db, owner.tenant_id, file_id) if file_id else None
+    if stored is None or file_id is None:
+        raise not_found("file", body.input_file_id)
+    if stored.purpose != "batch":
+        raise OpenAIError(400, "the input file's purpose must be 'batch'",
+                          "invalid_request_error", "invalid_value", "input_file_id")  # fmt: skip
+    now = utcnow()
+    batch = Batch(
+        id=uuid7(), tenant_id=owner.tenant_id, api_key_id=owner.key_id, input_file_id=file_id,
+        endpoint=body.endpoint, completion_window=body.completion_window, status="validating",
+        batch_metadata=body.metadata, created_at=now, expires_at=now + WINDOW,
+    )  # fmt: skip
+    await batch_store.insert_batch(svc.db, batch)
+    created = bev.BatchCreated(batch_id=batch.id, api_key_id=owner.key_id)
+    event = _event(owner, batch, bev.BATCH_CREATED, created, derived_id(batch.id, "created"))
+    await svc.streams.append(batch.id, "status", {"status": "validating"})
+    try:
+        await svc.publisher.publish(topics.BATCH_REQUESTED.name, event)
+    except TransientError as exc:
+        await batch_store.set_status(
+            svc.db, batch.id, "failed", only_from=("validating",),
+            errors=[{"code": "unavailable", "message": "the batch could not be queued"}],
+        )  # fmt: skip
+        raise OpenAIError(503, f"the event log did not accept the batch, retry: {exc}",
+                          "service_unavailable", "unavailable") from exc  # fmt: skip
+    return batch_object(batch)
+
+
+@router.get("/{batch_id}", response_model=bev.BatchObject)
+async def retrieve(batch_id: str, owner: Owner, svc: Svc) -> bev.BatchObject:
+    return batch_object(await _owned(svc, owner, batch_id))
+
+
+@router.post("/{batch_id}/cancel", response_model=bev.BatchObject)
+async def cancel(batch_id: str, owner: Owner, svc: Svc) -> bev.BatchObject:
+    batch = await _owned(svc, owner, batch_id)
+    moved = await batch_store.set_status(
+        svc.db, batch.id, "cancelling", only_from=("validating", "in_progress")
+    )
+    if moved is None:
+        if batch.status == "cancelled":
+            return batch_object(batch)
+        if batch.status != "cancelling":
+            raise OpenAIError(409, f"cannot cancel a batch that is {batch.status}",
+                              "invalid_request_error", "invalid_state")  # fmt: skip
+        moved = batch  # asked again: publish again (same event id), in case the first was lost
+    payload = bev.BatchCancelRequested(batch_id=batch.id)
+    event = _event(owner, batch, bev.BATCH_CANCEL_REQUESTED, payload,
+                   derived_id(batch.id, "cancel"))  # fmt: skip
+    await svc.streams.append(batch.id, "status", {"status": "cancelling"})
+    try:
+        await svc.publisher.publish(topics.BATCH_REQUESTED.name, event)
+    except TransientError as exc:
+        raise OpenAIError(503, f"the cancellation was not queued, retry: {exc}",
+                          "service_unavailable", "unavailable") from exc  # fmt: skip
+    return batch_object(moved)
+
+
+@router.get("")
+async def list_batches(
+    owner: Owner,
+    svc: Svc,
+    after: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> dict[str, Any]:
+    cursor = bev.parse_public_id("batch_", after) if after else None
+    if after and cursor is None:
+        raise OpenAIError(400, f"invalid cursor {after!r}", "invalid_request_error",
+                          "invalid_value", "after")  # fmt: skip
+    rows = await batch_store.list_batches(svc.db, owner.tenant_id, cursor, limit + 1)
+    data = [batch_object(b).model_dump() for b in rows[:limit]]
+    return {
+        "object": "list",
+        "data": data,
+        "first_id": data[0]["id"] if data else None,
+        "last_id": data[-1]["id"] if data else None,
+        "has_more": len(rows) > limit,
+    }
+
+
+@router.get("/{batch_id}/events")
+async def events(
+    batch_id: str,
+    owner: Owner,
+    svc: Svc,
+    last_event_id: Annotated[str | None, Header()] = None,
+) -> StreamingResponse:
+    batch = await _owned(svc, owner, batch_id)
+    return StreamingResponse(
+        _stream(svc, batch, last_event_id or "0-0"),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+async def _stream(svc: Services, batch: Batch, after: str) -> AsyncIterator[bytes]:
+    yield b"retry: 1000\n\n"
+    while True:
+        try:
+            found = await svc.streams.read(batch.id, after=after, block_ms=KEEPALIVE_MS)
+        except TransientError:
+            return  # the client reconnects with Last-Event-ID
+        if not found:
+            if not await svc.streams.exists(batch.id):
+                # Expired live stream: the stored batch still says where it stands.
+                current = await batch_store.get_batch(svc.db, batch.id) or batch
+                view = batch_object(current)
+                counts = view.request_counts.model_dump()
+                yield _frame("0-1", "status", {"status": view.status, "request_counts": counts})
+                if current.status in bev.TERMINAL_STATUSES:
+                    yield _frame("0-2", TERMINAL, {"status": current.status})
+                return
+            yield b": keepalive\n\n"
+            continue
+        for item in found:
+            yield _frame(item.id, item.type, item.data)
+            after = item.id
+            if item.type == TERMINAL:
+                return

@@ -1,0 +1,280 @@
+"""The OpenAI Batch API through the official SDK, end to end on real Kafka, Postgres, Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from infra.local_stack import ServiceAddresses
+from tests.conftest import TenantKey, make_tenant, new_platform
+from tests.fakes.llm import FakeLLMServer
+from tests.harness import Platform, eventually, sse_events, unique
+
+LANE = 16
+
+
+@pytest.fixture(scope="module")
+def batch_platform(
+    services: ServiceAddresses, fake_llm: FakeLLMServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Platform]:
+    platform, _ = new_platform(services, fake_llm, tmp_path_factory.mktemp("batch-logs"))
+    platform.env.update(
+        AYUSH_DATA_DIR=str(tmp_path_factory.mktemp("batch-data")),
+        AYUSH_LOCAL_ECHO_DELAY_S="0",
+        AYUSH_BATCH_LANE_CONCURRENCY=str(LANE),
+    )
+    try:
+        platform.start_ingress()
+        for group in ("model-calls", "model-calls-batch", "batch"):
+            platform.start_worker(group)
+        yield platform
+    finally:
+        platform.stop()
+
+
+@pytest.fixture
+async def sdk(
+    batch_platform: Platform, db: Any
+) -> AsyncIterator[tuple[openai.AsyncOpenAI, TenantKey]]:
+    tenant = await make_tenant(db)
+    client = openai.AsyncOpenAI(base_url=f"{batch_platform.url}/v1", api_key=tenant.key,
+                                max_retries=0, timeout=30)  # fmt: skip
+    yield client, tenant
+    await client.close()
+
+
+def line(custom_id: str, content: str, model: str = "local-echo") -> dict[str, Any]:
+    return {
+        "custom_id": custom_id,
+        "method": "POST",
+        "url": "/v1/chat/completions",
+        "body": {"model": model, "messages": [{"role": "user", "content": content}]},
+    }
+
+
+def jsonl(items: list[Any]) -> bytes:
+    return b"".join(
+        (item if isinstance(item, bytes) else json.dumps(item).encode()) + b"\n" for item in items
+    )
+
+
+async def submit(client: openai.AsyncOpenAI, items: list[Any]) -> str:
+    uploaded = await client.files.create(file=("input.jsonl", jsonl(items)), purpose="batch")
+    assert uploaded.purpose == "batch" and uploaded.bytes == len(jsonl(items))
+    batch = await client.batches.create(
+        input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h"
+    )
+    assert batch.status == "validating" and batch.input_file_id == uploaded.id
+    return batch.id
+
+
+async def wait_status(
+    client: openai.AsyncOpenAI, batch_id: str, statuses: tuple[str, ...], timeout_s: float = 90
+) -> Any:
+    async def probe() -> Any:
+        batch = await client.batches.retrieve(batch_id)
+        return batch if batch.status in statuses else None
+
+    return await eventually(probe, timeout_s, f"batch {batch_id} to be {statuses}")
+
+
+async def read_lines(client: openai.AsyncOpenAI, file_id: str | None) -> list[dict[str, Any]]:
+    if file_id is None:
+        return []
+    content = await client.files.content(file_id)
+    return [json.loads(raw) for raw in content.text.splitlines() if raw]
+
+
+@pytest.mark.timeout(600)
+async def test_thousand_lines_complete_with_every_custom_id_once(
+    sdk: tuple[openai.AsyncOpenAI, TenantKey], batch_platform: Platform
+) -> None:
+    client, tenant = sdk
+    items = [line(f"req-{i}", f"hello number {i}") for i in range(1000)]
+    for i in (10, 500, 999):  # refused by the (fake) vendor: these go to the error file
+        items[i] = line(f"req-{i}", f"bad {i}", model="gpt-fake@always=400")
+    batch_id = await submit(client, items)
+
+    batch = await wait_status(client, batch_id, ("completed", "failed"), timeout_s=560)
+    assert batch.status == "completed", batch.errors
+    assert batch.request_counts is not None
+    counts = batch.request_counts
+    assert (counts.total, counts.completed, counts.failed) == (1000, 997, 3)
+    assert batch.in_progress_at and batch.finalizing_at and batch.completed_at
+
+    output = await read_lines(client, batch.output_file_id)
+    errors = await read_lines(client, batch.error_file_id)
+    seen = Counter(item["custom_id"] for item in output + errors)
+    assert seen == Counter(f"req-{i}" for i in range(1000))
+    assert {item["custom_id"] for item in errors} == {"req-10", "req-500", "req-999"}
+    by_id = {item["custom_id"]: item for item in output}
+    sample = by_id["req-7"]["response"]
+    assert sample["status_code"] == 200
+    assert sample["body"]["object"] == "chat.completion"
+    assert sample["body"]["choices"][0]["message"]["content"] == "hello number 7"
+    assert sample["body"]["usage"]["completion_tokens"] == 3
+
+    async with httpx.AsyncClient(base_url=batch_platform.url, timeout=30) as http:
+        response = await http.get(f"/v1/batches/{batch_id}/events", headers=tenant.headers)
+    events = sse_events(response.text)
+    assert events[-1]["event"] == "done" and events[-1]["data"]["status"] == "completed"
+    progress = [e["data"]["request_counts"] for e in events if e["event"] == "progress"]
+    assert len(progress) == 1000 and progress[-1]["completed"] == 997
+
+
+async def test_bad_files_are_refused_with_line_numbers(
+    sdk: tuple[openai.AsyncOpenAI, TenantKey],
+) -> None:
+    client, _ = sdk
+    items: list[Any] = [
+        line("a", "fine"),
+        b"{not json",
+        line("b", "fine"),
+        line("a", "duplicate id"),
+        {**line("c", "wrong url"), "url": "/v1/embeddings"},
+        line("d", "unknown model", model="no-such-model"),
+        {"custom_id": "e", "method": "POST", "url": "/v1/chat/completions", "body": {}},
+    ]
+    batch_id = await submit(client, items)
+    batch = await wait_status(client, batch_id, ("failed", "completed"))
+    assert batch.status == "failed" and batch.errors is not None and batch.errors.data
+    by_line = {e.line: e.code for e in batch.errors.data}
+    assert by_line == {
+        2: "invalid_json_line",
+        4: "duplicate_custom_id",
+        5: "mismatched_endpoint",
+        6: "model_not_found",
+        7: "invalid_request",
+    }
+    assert batch.output_file_id is None and batch.failed_at
+    with pytest.raises(openai.ConflictError):
+        await client.batches.cancel(batch_id)
+
+    with pytest.raises(openai.BadRequestError):
+        await client.batches.create(
+            input_file_id=batch.input_file_id, endpoint="/v1/nope", completion_window="24h"
+        )
+    with pytest.raises(openai.NotFoundError) as missing:
+        await client.batches.retrieve("batch_" + "0" * 32)
+    assert missing.value.status_code == 404
+
+
+@pytest.mark.timeout(300)
+async def test_list_pages_newest_first(sdk: tuple[openai.AsyncOpenAI, TenantKey]) -> None:
+    client, _ = sdk
+    ids = [await submit(client, [line(unique("x"), "hi")]) for _ in range(3)]
+    first = await client.batches.list(limit=2)
+    assert [b.id for b in first.data] == ids[::-1][:2] and first.has_more
+    rest = await client.batches.list(limit=2, after=first.data[-1].id)
+    assert [b.id for b in rest.data] == ids[:1] and not rest.has_more
+    for batch_id in ids:
+        await wait_status(client, batch_id, ("completed",), timeout_s=250)
+
+
+@pytest.mark.timeout(300)
+async def test_cancel_mid_way_lists_every_line_once(
+    sdk: tuple[openai.AsyncOpenAI, TenantKey],
+) -> None:
+    client, _ = sdk
+    model = "gpt-fake@delay=150"
+    items = [line(f"c-{i}", unique("slow"), model=model) for i in range(400)]
+    batch_id = await submit(client, items)
+
+    async def some_done() -> bool:
+        batch = await client.batches.retrieve(batch_id)
+        return bool(batch.request_counts and batch.request_counts.completed >= 5)
+
+    await eventually(some_done, 60, "a few lines to complete")
+    cancelling = await client.batches.cancel(batch_id)
+    assert cancelling.status in ("cancelling", "cancelled")
+    batch = await wait_status(client, batch_id, ("cancelled",), timeout_s=200)
+    assert batch.cancelled_at and batch.request_counts is not None
+    assert 5 <= batch.request_counts.completed < 400
+
+    output = await read_lines(client, batch.output_file_id)
+    errors = await read_lines(client, batch.error_file_id)
+    assert Counter(i["custom_id"] for i in output + errors) == Counter(f"c-{i}" for i in range(400))
+    assert len(output) == batch.request_counts.completed
+    assert {e["error"]["code"] for e in errors} == {"batch_cancelled"}
+    again = await client.batches.cancel(batch_id)
+    assert again.status == "cancelled"
+
+
+@pytest.mark.timeout(400)
+async def test_killed_workers_resume_without_redoing_finished_lines(
+    sdk: tuple[openai.AsyncOpenAI, TenantKey], batch_platform: Platform, fake_llm: FakeLLMServer
+) -> None:
+    client, _ = sdk
+    tag = unique("crash")
+    items = [line(f"k-{i}", f"{tag} {i}", model="gpt-fake@delay=40") for i in range(300)]
+    batch_id = await submit(client, items)
+
+    async def some_done() -> bool:
+        batch = await client.batches.retrieve(batch_id)
+        return bool(batch.request_counts and batch.request_counts.completed >= 40)
+
+    await eventually(some_done, 60, "some lines to complete")
+    victims = [
+        p for p in batch_platform.procs if p.name in ("model-calls-batch", "batch") and p.alive()
+    ]
+    assert len(victims) == 2
+    for proc in victims:
+        proc.kill()  # SIGKILL: no drain, no commit
+    before = (await client.batches.retrieve(batch_id)).request_counts
+    assert before is not None and before.completed < 300
+    batch_platform.start_worker("model-calls-batch")
+    batch_platform.start_worker("batch")
+
+    batch = await wait_status(client, batch_id, ("completed",), timeout_s=300)
+    assert batch.request_counts is not None and batch.request_counts.completed == 300
+    output = await read_lines(client, batch.output_file_id)
+    assert Counter(i["custom_id"] for i in output) == Counter(f"k-{i}" for i in range(300))
+    calls = Counter(c.last_user for c in fake_llm.calls if c.last_user.startswith(tag))
+    assert set(calls) == {f"{tag} {i}" for i in range(300)}
+    # Only the calls in flight at the kill may run twice, never the finished lines.
+    assert sum(n - 1 for n in calls.values()) <= LANE
+
+
+async def _cli(*args: str) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "ayush.cli", "batch", "submit", *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 240)
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
+@pytest.mark.timeout(300)
+async def test_cli_submits_follows_and_downloads(
+    sdk: tuple[openai.AsyncOpenAI, TenantKey], batch_platform: Platform, tmp_path: Path
+) -> None:
+    _, tenant = sdk
+    source = tmp_path / "prompts.jsonl"
+    rows = [{"custom_id": f"p{i}", "body": {"messages": [{"role": "user", "content": f"hi {i}"}]}}
+            for i in range(20)]  # fmt: skip
+    source.write_bytes(jsonl(rows))
+    common = ("--url", batch_platform.url, "--api-key", tenant.key)
+
+    code, out, err = await _cli(str(source), "--model", "local-echo", *common)
+    assert code == 0, err
+    output = tmp_path / "prompts.output.jsonl"
+    assert f"output: {output}" in out
+    results = [json.loads(raw) for raw in output.read_text().splitlines()]
+    assert sorted(r["custom_id"] for r in results) == sorted(f"p{i}" for i in range(20))
+
+    broken = tmp_path / "broken.jsonl"
+    broken.write_bytes(jsonl([*rows[:2], b"{oops"]))
+    code, _, err = await _cli(str(broken), "--model", "local-echo", *common)
+    assert code == 1 and "line 3" in err
+
+    code, _, err = await _cli(str(source), "--model", "no-such-model", *common)
+    assert code == 1 and "line 1" in err and "refused" in err
