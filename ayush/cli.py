@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 from collections.abc import Coroutine
 from pathlib import Path
@@ -41,10 +40,9 @@ def _services_or_exit(settings: Settings) -> Settings:
 
 
 def _logging(level: str = "INFO") -> None:
-    logging.basicConfig(
-        level=os.environ.get("AYUSH_LOG_LEVEL", level),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    from infra.telemetry.logs import configure_logging
+
+    configure_logging(_settings(), os.environ.get("AYUSH_LOG_LEVEL", level))
 
 
 @app.command()
@@ -68,16 +66,10 @@ def ingress(
     host: Annotated[str, typer.Option()] = "127.0.0.1",
 ) -> None:
     """Run the HTTP ingress."""
-    import uvicorn
-
-    from producers.ingress import create_app
+    from ayush.serve import serve_ingress
 
     _logging()
-    settings = _services_or_exit(_settings())
-    uvicorn.run(
-        create_app(settings), host=host, port=port, loop="uvloop", log_level="warning",
-        access_log=False, timeout_graceful_shutdown=5,
-    )  # fmt: skip
+    serve_ingress(_services_or_exit(_settings()), host, port)
 
 
 @app.command()

@@ -15,12 +15,15 @@ from infra.kafka.consumer import Handler
 from infra.kafka.publisher import Publisher
 from infra.pricing import PriceTable
 from infra.providers.anthropic import AnthropicProvider
+from infra.providers.base import ChatProvider
 from infra.providers.local import LocalProvider
 from infra.providers.openai import OpenAIProvider
 from infra.providers.router import ProviderSet
 from infra.redis import JobStreams
 from infra.s3 import ObjectStore
 from infra.settings import Settings
+from infra.telemetry.metrics import Metrics
+from infra.telemetry.providers import ObservedProvider
 
 Build = Callable[[Settings, Publisher, AsyncExitStack], Awaitable[Mapping[str, Handler]]]
 # Handlers in replay side mode: no provider, vendor, stream or Kafka effects.
@@ -39,13 +42,18 @@ class GroupSpec:
     batch: BuildBatch | None = None
 
 
-def build_providers(settings: Settings) -> ProviderSet:
+def build_providers(
+    settings: Settings, metrics: Metrics | None = None, prices: PriceTable | None = None
+) -> ProviderSet:
+    providers: dict[str, ChatProvider] = {
+        "openai": OpenAIProvider(timeout_s=settings.provider_timeout_s),
+        "anthropic": AnthropicProvider(timeout_s=settings.provider_timeout_s),
+        "local": LocalProvider(delay_s=settings.local_echo_delay_s),
+    }
+    # Every call traced and counted, whatever the vendor.
+    prices = prices or PriceTable.load(settings.prices_file)
     return ProviderSet(
-        {
-            "openai": OpenAIProvider(timeout_s=settings.provider_timeout_s),
-            "anthropic": AnthropicProvider(timeout_s=settings.provider_timeout_s),
-            "local": LocalProvider(delay_s=settings.local_echo_delay_s),
-        }
+        {name: ObservedProvider(p, metrics, prices) for name, p in providers.items()}
     )
 
 
@@ -62,9 +70,9 @@ async def _model_calls_ports(
     db = _database(settings, stack, max(5, settings.model_calls_concurrency // 4))
     streams = JobStreams(settings, max_connections=settings.model_calls_concurrency * 2)
     stack.push_async_callback(streams.close)
-    providers = build_providers(settings)
-    stack.push_async_callback(providers.close)
     prices = PriceTable.load(settings.prices_file)
+    providers = build_providers(settings, publisher.metrics, prices)
+    stack.push_async_callback(providers.close)
     return model_calls.Ports(settings, db, streams, publisher, providers, prices, replay=replay)
 
 

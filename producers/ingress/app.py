@@ -11,18 +11,25 @@ from infra.db.engine import Database
 from infra.kafka.publisher import Publisher
 from infra.redis import JobStreams
 from infra.settings import Settings
-from producers.ingress import audit, errors, health, jobs
+from infra.telemetry.metrics import Metrics
+from producers.ingress import audit, docs, errors, health, jobs
 from producers.ingress.auth import KeyCache
+from producers.ingress.observability import OpenStreams, TelemetryMiddleware
 from producers.ingress.state import Services
 
+VERSION = "0.1.0"
 
-def create_app(settings: Settings) -> FastAPI:
+
+def create_app(settings: Settings, streams: OpenStreams | None = None) -> FastAPI:
+    """The ingress; `streams` lets the server end open event streams when it stops."""
+    metrics = Metrics() if settings.telemetry_enabled else None
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         _, database_url, _ = settings.require_services()
         db = Database(database_url)
         streams = JobStreams(settings)
-        publisher = Publisher(settings)
+        publisher = Publisher(settings, metrics)
         await publisher.start()
         app.state.services = Services(settings, db, streams, publisher)
         app.state.key_cache = KeyCache()
@@ -33,9 +40,12 @@ def create_app(settings: Settings) -> FastAPI:
             await streams.close()
             await db.close()
 
-    app = FastAPI(title="Ayush ingress", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(title="Ayush ingress", version=VERSION, lifespan=lifespan)
+    app.state.metrics = metrics
+    app.add_middleware(TelemetryMiddleware, metrics=metrics, streams=streams or OpenStreams())
     errors.install(app)
     app.include_router(health.router)
     app.include_router(jobs.router)
     app.include_router(audit.router)
+    app.include_router(docs.router)
     return app
