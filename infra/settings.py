@@ -71,6 +71,8 @@ class Settings(BaseSettings):
     # Workers serve /metrics on this port; 0 turns it off.
     metrics_port: int = Field(default=0, ge=0, le=65535)
     log_format: str = Field(default="json", pattern="^(json|text)$")
+    # One INFO line per handled event (failures are always logged).
+    log_events: bool = False
     # Prompt and answer bodies stay out of logs unless this is set.
     log_bodies: bool = False
     # SIGTERM: how long in-flight events and open streams get to finish.

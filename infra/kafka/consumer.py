@@ -81,7 +81,7 @@ class ConcurrentConsumer:
         self._consumer: AIOKafkaConsumer | None = None
         self.handled = 0
         self.dead_lettered = 0
-        self._observer = ConsumeObserver(publisher.metrics, self.group)
+        self._observer = ConsumeObserver(publisher.metrics, self.group, settings.log_events)
 
     def stop(self) -> None:
         """Stop taking new events; `run` returns once in-flight ones finish."""

@@ -8,6 +8,7 @@ the handler, so one trace runs from the HTTP request through every hop.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -25,6 +26,8 @@ from infra.telemetry.tracing import tracer
 from schemas.envelope import RawEnvelope
 
 Headers = list[tuple[str, bytes]]
+
+log = logging.getLogger("ayush.events")
 
 
 class PublishObserver:
@@ -76,9 +79,10 @@ class HandlingObservation:
 
 
 class ConsumeObserver:
-    def __init__(self, metrics: Metrics | None, group: str) -> None:
+    def __init__(self, metrics: Metrics | None, group: str, log_events: bool = False) -> None:
         self._metrics = metrics
         self._group = group
+        self._log_events = log_events
 
     @contextmanager
     def handling(
@@ -123,6 +127,12 @@ class ConsumeObserver:
                     span.set_attribute("ayush.outcome", observation.outcome)
                     if observation.retries:
                         span.set_attribute("ayush.retries", observation.retries)
+                    if self._log_events or observation.outcome != "ok":
+                        log.info(
+                            "handled %s: %s", raw.type, observation.outcome,
+                            extra={"retries": observation.retries, "seconds":
+                                   round(time.perf_counter() - started, 4)},
+                        )  # fmt: skip
         finally:
             otel_context.detach(token)
             if metrics is not None:
