@@ -105,6 +105,12 @@ async def test_one_trace_follows_a_job_from_http_to_usage(
         )
 
     await eventually(all_there, 20, "the job's spans in both processes")
+    servers = [
+        s
+        for s in spans(observed.traces / "ingress.spans")
+        if s["context"]["trace_id"] == f"0x{trace_id}" and s["kind"] == "SpanKind.SERVER"
+    ]
+    assert [s["name"] for s in servers] == ["POST /v1/jobs"]
     consumed = [
         s
         for s in spans(observed.traces / "worker.spans")

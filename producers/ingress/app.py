@@ -40,9 +40,20 @@ def create_app(settings: Settings, streams: OpenStreams | None = None) -> FastAP
             await streams.close()
             await db.close()
 
-    app = FastAPI(title="Ayush ingress", version=VERSION, lifespan=lifespan)
+    app = FastAPI(
+        title="Ayush ingress",
+        version=VERSION,
+        lifespan=lifespan,
+        # One server span and one set of HTTP series per request: ours, which
+        # also track event streams; FastAPI's own would duplicate them.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
+    )
     app.state.metrics = metrics
-    app.add_middleware(TelemetryMiddleware, metrics=metrics, streams=streams or OpenStreams())
+    app.add_middleware(
+        TelemetryMiddleware,
+        metrics=metrics,
+        streams=streams if streams is not None else OpenStreams(),
+    )
     errors.install(app)
     app.include_router(health.router)
     app.include_router(jobs.router)

@@ -39,9 +39,6 @@ class OpenStreams:
         for task in list(self._tasks):
             task.cancel()
 
-    def __len__(self) -> int:
-        return len(self._tasks)
-
 
 class TelemetryMiddleware:
     def __init__(self, app: ASGIApp, metrics: Metrics | None, streams: OpenStreams) -> None:
@@ -77,14 +74,14 @@ class TelemetryMiddleware:
         ) as span:
             try:
                 await self.app(scope, receive, observed_send)
-            except asyncio.CancelledError:
+            except BaseException:
+                # Shutdown cancelled this stream (clients may surface the cancel
+                # as their own timeout): end it with a last event, not a cut.
                 if not (exchange["sse"] and self.streams.closing) or exchange["ended"]:
                     raise
-                # Shutdown: end the stream with a last event instead of a cut connection.
-                if task is not None:
+                if task is not None and task.cancelling():
                     task.uncancel()
                 await send({"type": "http.response.body", "body": SHUTDOWN_FRAME})
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
             finally:
                 route = scope.get("route")
                 template = getattr(route, "path", None) or "unmatched"
