@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import Coroutine
 from pathlib import Path
@@ -84,6 +85,21 @@ def worker(group: Annotated[str, typer.Argument(help="The consumer group to run.
     _logging()
     settings = _services_or_exit(_settings())
     _run(run_worker(settings, group))
+
+
+@app.command()
+def status(
+    watch: Annotated[
+        float | None,
+        typer.Option("--watch", "-w", help="Refresh every this many seconds until Ctrl-C."),
+    ] = None,
+) -> None:
+    """Topics and consumer groups: partitions, end and committed offsets, lag, live members."""
+    from ayush.status import show_status
+
+    settings = _services_or_exit(_settings())
+    with contextlib.suppress(KeyboardInterrupt):
+        _run(show_status(settings, watch))
 
 
 @app.command()
