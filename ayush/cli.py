@@ -103,6 +103,15 @@ def status(
 
 
 @app.command()
+def docs() -> None:
+    """Regenerate docs/asyncapi.json (events) and docs/openapi.json (HTTP) from the code."""
+    from ayush.docs import write_documents
+
+    for path in write_documents():
+        typer.echo(f"wrote {path}")
+
+
+@app.command()
 def migrate() -> None:
     """Apply the database migrations."""
     from infra.db.migrate import upgrade
