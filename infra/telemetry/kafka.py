@@ -52,10 +52,6 @@ class PublishObserver:
 
     def _finish(self, token: Any, future: asyncio.Future[Any]) -> None:
         exc = future.exception() if not future.cancelled() else asyncio.CancelledError()
-        if exc is None:
-            metadata = future.result()
-            token[1].set_attribute("messaging.kafka.destination.partition", metadata.partition)
-            token[1].set_attribute("messaging.kafka.offset", metadata.offset)
         self._end(token, exc)
 
     def _end(self, token: Any, exc: BaseException | None) -> None:
