@@ -67,6 +67,9 @@ class TelemetryMiddleware:
                         self.metrics.sse_open.inc()
             elif message["type"] == "http.response.body" and not message.get("more_body"):
                 exchange["ended"] = True
+                if exchange["sse"] and self.streams.closing:
+                    # The stream ended on its own as shutdown cancelled its read.
+                    message = {**message, "body": message.get("body", b"") + SHUTDOWN_FRAME}
             await send(message)
 
         with tracer().start_as_current_span(
