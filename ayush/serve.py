@@ -40,6 +40,7 @@ def serve_ingress(settings: Settings, host: str, port: int) -> None:
     config = uvicorn.Config(
         create_app(settings, streams), host=host, port=port, loop="uvloop",
         log_level="warning", access_log=False,
+        log_config=None,  # uvicorn's records go through our (JSON) root handler
         timeout_graceful_shutdown=max(1, int(settings.shutdown_deadline_s)),
     )  # fmt: skip
     try:
