@@ -29,6 +29,8 @@ EVENTS: tuple[EventType, ...] = (
               "A worker began a job's model call."),
     EventType(jobs.JOB_SUCCEEDED, topics.AI_JOB_LIFECYCLE, jobs.JobSucceeded,
               "A job's answer is stored."),
+    EventType(jobs.JOB_RETRYING, topics.AI_JOB_LIFECYCLE, jobs.JobRetrying,
+              "A model call failed and will be tried again."),
     EventType(jobs.JOB_FAILED, topics.AI_JOB_LIFECYCLE, jobs.JobFailed,
               "A job ended without an answer."),
     EventType(jobs.USAGE_RECORDED, topics.USAGE_RECORDED, jobs.UsageRecorded,
