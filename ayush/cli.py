@@ -19,12 +19,16 @@ T = TypeVar("T")
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Ayush event backbone.")
 topics_app = typer.Typer(no_args_is_help=True, help="Kafka topics.")
 keys_app = typer.Typer(no_args_is_help=True, help="Tenants' API keys.")
+secrets_app = typer.Typer(no_args_is_help=True, help="Credentials and signing secrets at rest.")
 app.add_typer(topics_app, name="topics")
+usage_app = typer.Typer(no_args_is_help=True, help="Usage and cost of tenants.")
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
 app.add_typer(dlq_app, name="dlq")
 app.command("replay")(replay_command)
 app.command("verify")(verify_command)
+app.add_typer(usage_app, name="usage")
+app.add_typer(secrets_app, name="secrets")
 
 
 def _settings() -> Settings:
@@ -147,6 +151,39 @@ def keys_create(
         typer.echo(f"created tenant {tenant}")
     typer.echo(f"key {key_id} ({'admin' if admin else 'standard'}); it is shown only once:")
     typer.echo(plaintext)
+
+
+@usage_app.command("report")
+def usage_report(
+    tenant: Annotated[str, typer.Option(help="Tenant name.")],
+    month: Annotated[str, typer.Option(help="Month as YYYY-MM.")],
+) -> None:
+    """Print a tenant's usage of one month by model, with totals."""
+    from rich.console import Console
+
+    from ayush.usage_report import month_by_model, month_range, render
+
+    try:
+        month_range(month)
+    except ValueError as exc:
+        typer.echo(f"error: --month must look like 2026-11, not {month!r}", err=True)
+        raise typer.Exit(2) from exc
+    settings = _services_or_exit(_settings())
+    assert settings.database_url is not None
+    rows = _run(month_by_model(settings.database_url, tenant, month))
+    if rows is None:
+        typer.echo(f"error: no tenant named {tenant!r}", err=True)
+        raise typer.Exit(1)
+    render(tenant, month, rows, Console())
+
+
+@secrets_app.command("reseal")
+def secrets_reseal() -> None:
+    """Re-seal stored secrets with the first key of AYUSH_ENCRYPTION_KEYS (after a rotation)."""
+    from ayush.keys import reseal
+
+    settings = _services_or_exit(_settings())
+    typer.echo(f"re-sealed {_run(reseal(settings))} secrets")
 
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:

@@ -21,6 +21,7 @@ from infra.db.tenants import create_api_key, ensure_tenant, find_key_owner
 from infra.kafka.admin import create_topics
 from infra.local_stack import LocalStack
 from infra.settings import Settings
+from infra.vault import Vault
 
 DEV_TENANT = "dev"
 
@@ -54,6 +55,14 @@ def _save_key(key_file: Path, key: str) -> None:
     # Restarts reuse the key; the data folder is ignored by git.
     key_file.write_text(key + "\n")
     key_file.chmod(0o600)
+
+
+def _dev_encryption_keys(key_file: Path) -> str:
+    """A local key that seals credentials across restarts; production sets its own."""
+    if not key_file.exists():
+        key_file.write_text(Vault.new_key_setting("dev1") + "\n")
+        key_file.chmod(0o600)
+    return key_file.read_text().strip()
 
 
 def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -120,6 +129,8 @@ def run_dev(settings: Settings, host: str, port: int) -> int:
         key = asyncio.run(dev_key(settings, _saved_key(key_file)))
         _save_key(key_file, key)
         env = {**os.environ, **stack.addresses.as_env()}
+        if not settings.encryption_keys:
+            env["AYUSH_ENCRYPTION_KEYS"] = _dev_encryption_keys(data_dir / "dev-encryption-keys")
         logs = data_dir / "logs"
         logs.mkdir(exist_ok=True)
         url = f"http://{host}:{port}"

@@ -7,28 +7,38 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
 
-from consumers import archive, job_projection, model_calls
+from consumers import (
+    archive,
+    integrations,
+    job_projection,
+    model_calls,
+    usage,
+    webhook_router,
+)
+from infra.connectors import build_connectors
+from infra.connectors.base import VendorHttp
 from infra.db.engine import Database
 from infra.errors import PermanentError
 from infra.kafka.batch_consumer import BatchConsumer
 from infra.kafka.consumer import Handler
 from infra.kafka.publisher import Publisher
+from infra.kafka.routed_batches import RoutedBatchConsumer
 from infra.pricing import PriceTable
-from infra.providers.anthropic import AnthropicProvider
 from infra.providers.base import ChatProvider
-from infra.providers.local import LocalProvider
-from infra.providers.openai import OpenAIProvider
-from infra.providers.router import ProviderSet
-from infra.redis import JobStreams
+from infra.quota import Quotas
+from infra.redis import JobStreams, ResponseCache
+from infra.routing.config import RetryPolicy, RoutingConfig, load_routing
+from infra.routing.gateway import Gateway
 from infra.s3 import ObjectStore
 from infra.settings import Settings
 from infra.telemetry.metrics import Metrics
 from infra.telemetry.providers import ObservedProvider
+from infra.vault import Vault
 
 Build = Callable[[Settings, Publisher, AsyncExitStack], Awaitable[Mapping[str, Handler]]]
 # Handlers in replay side mode: no provider, vendor, stream or Kafka effects.
 BuildReplay = Callable[[Settings, AsyncExitStack], Awaitable[Mapping[str, Handler]]]
-BuildBatch = Callable[[Settings, AsyncExitStack], Awaitable[BatchConsumer]]
+BuildBatch = Callable[[Settings, AsyncExitStack], Awaitable[BatchConsumer | RoutedBatchConsumer]]
 
 
 @dataclass(frozen=True)
@@ -42,18 +52,15 @@ class GroupSpec:
     batch: BuildBatch | None = None
 
 
-def build_providers(
-    settings: Settings, metrics: Metrics | None = None, prices: PriceTable | None = None
-) -> ProviderSet:
-    providers: dict[str, ChatProvider] = {
-        "openai": OpenAIProvider(timeout_s=settings.provider_timeout_s),
-        "anthropic": AnthropicProvider(timeout_s=settings.provider_timeout_s),
-        "local": LocalProvider(delay_s=settings.local_echo_delay_s),
-    }
-    # Every call traced and counted, whatever the vendor.
-    prices = prices or PriceTable.load(settings.prices_file)
-    return ProviderSet(
-        {name: ObservedProvider(p, metrics, prices) for name, p in providers.items()}
+def load_routing_config(settings: Settings) -> RoutingConfig:
+    """The routing file (or the family defaults), with the retry defaults of the settings."""
+    return load_routing(
+        settings.routing_file,
+        RetryPolicy(
+            max_attempts=settings.provider_max_attempts,
+            backoff_initial_s=settings.provider_backoff_initial_s,
+            backoff_max_s=settings.provider_backoff_max_s,
+        ),
     )
 
 
@@ -70,10 +77,24 @@ async def _model_calls_ports(
     db = _database(settings, stack, max(5, settings.model_calls_concurrency // 4))
     streams = JobStreams(settings, max_connections=settings.model_calls_concurrency * 2)
     stack.push_async_callback(streams.close)
-    prices = PriceTable.load(settings.prices_file)
-    providers = build_providers(settings, publisher.metrics, prices)
-    stack.push_async_callback(providers.close)
-    return model_calls.Ports(settings, db, streams, publisher, providers, prices, replay=replay)
+    routing = load_routing_config(settings)
+    prices = PriceTable.load(settings.prices_file).with_prices(routing.prices)
+
+    def observed(client: ChatProvider) -> ChatProvider:
+        # Every call traced and counted, whatever the vendor or deployment.
+        return ObservedProvider(client, publisher.metrics, prices)
+
+    gateway = Gateway(
+        routing,
+        default_timeout_s=settings.provider_timeout_s,
+        local_delay_s=settings.local_echo_delay_s,
+        wrap_chat=observed,
+    )
+    stack.push_async_callback(gateway.close)
+    cache = ResponseCache(streams, settings, publisher.metrics)
+    return model_calls.Ports(
+        settings, db, streams, publisher, gateway, prices, cache, replay=replay
+    )
 
 
 async def _model_calls(
@@ -128,6 +149,52 @@ async def _archive(settings: Settings, stack: AsyncExitStack) -> BatchConsumer:
     )
 
 
+async def _usage(settings: Settings, stack: AsyncExitStack) -> RoutedBatchConsumer:
+    # Its publisher carries the registry the worker serves on /metrics.
+    publisher = Publisher(settings, Metrics() if settings.telemetry_enabled else None)
+    await publisher.start()
+    stack.push_async_callback(publisher.stop)
+    quotas = Quotas(settings, max_connections=4)
+    stack.push_async_callback(quotas.close)
+    ports = usage.Ports(settings, _database(settings, stack, 2), quotas, publisher)
+    return RoutedBatchConsumer(
+        settings,
+        group=usage.GROUP,
+        topics=usage.TOPICS,
+        handlers=usage.handlers(ports),
+        publisher=publisher,
+        max_batch=settings.usage_batch_max,
+    )
+
+
+async def _integrations(
+    settings: Settings, publisher: Publisher, stack: AsyncExitStack
+) -> Mapping[str, Handler]:
+    _, database_url, _ = settings.require_services()
+    db = Database(database_url, pool_size=max(5, settings.integrations_concurrency // 4))
+    stack.push_async_callback(db.close)
+    streams = JobStreams(settings, max_connections=settings.integrations_concurrency * 2)
+    stack.push_async_callback(streams.close)
+    http = VendorHttp(settings.connector_timeout_s)
+    stack.push_async_callback(http.close)
+    vault = Vault.from_setting(settings.encryption_keys)
+    connectors = build_connectors(settings, http)
+    return integrations.handlers(
+        integrations.Ports(settings, db, streams, publisher, vault, connectors)
+    )
+
+
+async def _webhook_router(
+    settings: Settings, publisher: Publisher, stack: AsyncExitStack
+) -> Mapping[str, Handler]:
+    _, database_url, _ = settings.require_services()
+    db = Database(database_url, pool_size=5)
+    stack.push_async_callback(db.close)
+    streams = JobStreams(settings, max_connections=32)
+    stack.push_async_callback(streams.close)
+    return webhook_router.handlers(webhook_router.Ports(db, streams, publisher))
+
+
 GROUPS: dict[str, GroupSpec] = {
     model_calls.GROUP: GroupSpec(
         model_calls.GROUP,
@@ -137,6 +204,16 @@ GROUPS: dict[str, GroupSpec] = {
         replay=_model_calls_replay,
     ),
     archive.GROUP: GroupSpec(archive.GROUP, archive.TOPICS, lambda s: 1, batch=_archive),
+    usage.GROUP: GroupSpec(usage.GROUP, usage.TOPICS, lambda s: 1, batch=_usage),
+    integrations.GROUP: GroupSpec(
+        integrations.GROUP,
+        integrations.TOPICS,
+        lambda s: s.integrations_concurrency,
+        build=_integrations,
+    ),
+    webhook_router.GROUP: GroupSpec(
+        webhook_router.GROUP, webhook_router.TOPICS, lambda s: 16, build=_webhook_router
+    ),
 }
 
 # Groups that only run in replay, to rebuild projections from events alone.

@@ -5,8 +5,10 @@ from __future__ import annotations
 import uuid
 
 from infra.db.engine import Database
+from infra.db.sealed import reseal_all
 from infra.db.tenants import create_api_key, ensure_tenant
 from infra.settings import Settings
+from infra.vault import Vault
 
 
 async def create_key(
@@ -18,5 +20,15 @@ async def create_key(
         row, created = await ensure_tenant(db, tenant)
         key, plaintext = await create_api_key(db, row.id, name=name, is_admin=admin)
         return created, key.id, plaintext
+    finally:
+        await db.close()
+
+
+async def reseal(settings: Settings) -> int:
+    """Re-seal secrets sealed with older keys; afterwards those keys can be removed."""
+    _, database_url, _ = settings.require_services()
+    db = Database(database_url, pool_size=1)
+    try:
+        return await reseal_all(db, Vault.from_setting(settings.encryption_keys))
     finally:
         await db.close()

@@ -27,7 +27,10 @@ def render(status: ClusterStatus) -> Group:
         groups.add_column(column, justify="left" if column in TEXT else "right", overflow="fold")
     groups.add_column("lag", justify="right")
     for g in status.groups:
-        live = f"[green]{g.members}[/]" if g.members else "[red]0[/]"
+        if g.members is None:
+            live = "[yellow]?[/]"
+        else:
+            live = f"[green]{g.members}[/]" if g.members else "[red]0[/]"
         if not g.partitions:
             groups.add_row(g.group, g.state, live, "-", "-", "-", "-", "-")
         for i, p in enumerate(g.partitions):
@@ -38,7 +41,9 @@ def render(status: ClusterStatus) -> Group:
                 "-" if p.committed is None else str(p.committed), lag,
             )  # fmt: skip
         groups.add_section()
-    return Group(topics, groups)
+    # The same note for every group whose description could not be read: say it once.
+    notes = dict.fromkeys(g.note for g in status.groups if g.note)
+    return Group(topics, groups, *(f"[yellow]note:[/] {n}" for n in notes))
 
 
 async def show_status(settings: Settings, watch: float | None) -> None:

@@ -4,14 +4,24 @@ from __future__ import annotations
 
 
 class AyushError(Exception):
-    """Base of every error an adapter raises."""
+    """Base of every error an adapter raises.
+
+    `status` is the vendor's HTTP status when there was one (504 for a
+    timeout): the gateway maps it to the status its own clients see.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class TransientError(AyushError):
     """Timeouts, 429, 5xx, dropped connections: worth retrying after a pause."""
 
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
-        super().__init__(message)
+    def __init__(
+        self, message: str, *, retry_after: float | None = None, status: int | None = None
+    ) -> None:
+        super().__init__(message, status=status)
         self.retry_after = retry_after
 
 

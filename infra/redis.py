@@ -7,6 +7,9 @@ reads only what came after that id.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -17,9 +20,24 @@ from redis.exceptions import RedisError
 
 from infra.errors import TransientError
 from infra.settings import Settings
+from infra.telemetry.metrics import Metrics
+
+log = logging.getLogger(__name__)
 
 TERMINAL = "done"
 MAX_BLOCK_MS = 20_000
+
+# Append an entry and, when a caller waits on a reply channel, publish it
+# there with its id, in one step: the waiter can then drop anything it has
+# already read from the stream itself.
+_APPEND = r"""
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 't', ARGV[2], 'd', ARGV[3])
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+if ARGV[5] ~= '' then
+  redis.call('PUBLISH', ARGV[5], ARGV[6] .. '\n' .. id .. '\n' .. ARGV[2] .. '\n' .. ARGV[3])
+end
+return id
+"""
 
 
 @dataclass(frozen=True)
@@ -40,31 +58,46 @@ class JobStreams:
         self._prefix = f"{settings.topic_prefix}ayush:job:"
         self._ttl = settings.stream_ttl_s
         self._maxlen = settings.stream_maxlen
+        self._append = self._redis.register_script(_APPEND)
 
     def _key(self, job_id: uuid.UUID) -> str:
         return f"{self._prefix}{job_id}"
 
-    async def append(self, job_id: uuid.UUID, type_: str, data: dict[str, Any]) -> str:
+    async def append(
+        self,
+        job_id: uuid.UUID,
+        type_: str,
+        data: dict[str, Any],
+        notify: str | None = None,
+    ) -> str:
+        """Append to the job's stream; also publish to `notify` (a Replies channel) if given."""
         key = self._key(job_id)
         try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.xadd(
-                    key,
-                    {"t": type_, "d": orjson.dumps(data)},
-                    maxlen=self._maxlen,
-                    approximate=True,
-                )
-                pipe.expire(key, self._ttl)
-                entry_id, _ = await pipe.execute()
+            entry_id = await self._append(
+                keys=[key],
+                args=[
+                    self._maxlen,
+                    type_,
+                    orjson.dumps(data),
+                    self._ttl,
+                    notify or "",
+                    str(job_id),
+                ],
+            )
         except RedisError as exc:
             raise TransientError(f"redis append failed: {exc}") from exc
         return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
 
     async def read(
-        self, job_id: uuid.UUID, after: str = "0-0", block_ms: int = 15_000, count: int = 500
+        self,
+        job_id: uuid.UUID,
+        after: str = "0-0",
+        block_ms: int | None = 15_000,
+        count: int = 500,
     ) -> list[StreamEvent]:
-        """Events after `after`, waiting up to `block_ms` for the first one."""
-        block_ms = min(block_ms, MAX_BLOCK_MS)
+        """Events after `after`, waiting up to `block_ms` for the first one (None: no wait)."""
+        if block_ms is not None:
+            block_ms = min(block_ms, MAX_BLOCK_MS)
         try:
             reply: Any = await self._redis.xread(
                 {self._key(job_id): after}, count=count, block=block_ms
@@ -91,3 +124,131 @@ class JobStreams:
 
     async def close(self) -> None:
         await self._redis.aclose()
+
+
+def _entry_order(entry_id: str) -> tuple[int, int]:
+    millis, _, seq = entry_id.partition("-")
+    return int(millis), int(seq or 0)
+
+
+class ReplyWaiter:
+    """One job's entries for a caller that waits on them, in order, each once."""
+
+    def __init__(self, streams: JobStreams, job_id: uuid.UUID, poll_s: float) -> None:
+        self._streams = streams
+        self.job_id = job_id
+        self._queue: asyncio.Queue[StreamEvent] = asyncio.Queue()
+        self._last = (0, 0)
+        self._last_id = "0-0"
+        self._poll_s = poll_s
+
+    def offer(self, event: StreamEvent) -> None:
+        self._queue.put_nowait(event)
+
+    async def next(self) -> StreamEvent:
+        """The next entry; reads the stream itself when the channel was quiet for a while."""
+        while True:
+            try:
+                event = await asyncio.wait_for(self._queue.get(), self._poll_s)
+            except TimeoutError:
+                # Pub/sub drops messages while a connection is down: the stream
+                # is the record, so catch up from it.
+                try:
+                    missed = await self._streams.read(self.job_id, self._last_id, block_ms=None)
+                except TransientError:
+                    continue  # Redis is away: wait on, the deadline is the caller's
+                for event in missed:
+                    self._queue.put_nowait(event)
+                continue
+            order = _entry_order(event.id)
+            if order <= self._last:
+                continue
+            self._last, self._last_id = order, event.id
+            return event
+
+
+class Replies:
+    """One Redis subscription per process, shared by every caller waiting on a job.
+
+    A request that waits for its job's answer registers here before the job
+    is published and names this process's channel in the event; the worker
+    publishes each stream entry there too. No request holds a blocking read.
+    """
+
+    def __init__(self, settings: Settings, streams: JobStreams, poll_s: float = 1.0) -> None:
+        self.channel = f"{settings.topic_prefix}ayush:replies:{uuid.uuid4().hex}"
+        self._streams = streams
+        self._poll_s = poll_s
+        self._waiting: dict[str, ReplyWaiter] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._subscribed = asyncio.Event()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._listen())
+        await asyncio.wait_for(self._subscribed.wait(), 10)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def waiter(self, job_id: uuid.UUID) -> ReplyWaiter:
+        waiter = ReplyWaiter(self._streams, job_id, self._poll_s)
+        self._waiting[str(job_id)] = waiter
+        return waiter
+
+    def forget(self, job_id: uuid.UUID) -> None:
+        self._waiting.pop(str(job_id), None)
+
+    async def _listen(self) -> None:
+        while True:
+            pubsub = self._streams._redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self.channel)
+                self._subscribed.set()
+                while True:
+                    # A bounded wait: the client's socket timeout would end an endless one.
+                    message = await pubsub.get_message(timeout=1.0)
+                    if message is not None:
+                        self._dispatch(message["data"])
+            except RedisError as exc:
+                log.warning("reply channel lost, resubscribing: %s", exc)
+                await asyncio.sleep(0.5)
+            finally:
+                with contextlib.suppress(RedisError):
+                    await pubsub.aclose()
+
+    def _dispatch(self, data: bytes) -> None:
+        job, entry_id, type_, body = data.split(b"\n", 3)
+        waiter = self._waiting.get(job.decode())
+        if waiter is not None:
+            waiter.offer(StreamEvent(entry_id.decode(), type_.decode(), orjson.loads(body)))
+
+
+class ResponseCache:
+    """Answers of earlier identical requests, by a hash the caller computes."""
+
+    def __init__(
+        self, streams: JobStreams, settings: Settings, metrics: Metrics | None = None
+    ) -> None:
+        self._redis = streams._redis
+        self._prefix = f"{settings.topic_prefix}ayush:cache:"
+        self._metrics = metrics
+
+    async def get(self, key: str) -> dict[str, Any] | None:
+        try:
+            raw = await self._redis.get(self._prefix + key)
+        except RedisError as exc:
+            log.warning("response cache unavailable: %s", exc)
+            return None
+        if self._metrics is not None:
+            result = "hit" if raw else "miss"
+            self._metrics.cache_lookups.labels("response", result).inc()
+        return orjson.loads(raw) if raw else None
+
+    async def put(self, key: str, value: dict[str, Any], ttl_s: int) -> None:
+        try:
+            await self._redis.set(self._prefix + key, orjson.dumps(value), ex=ttl_s)
+        except RedisError as exc:
+            log.warning("response cache unavailable: %s", exc)

@@ -60,6 +60,28 @@ class Settings(BaseSettings):
     archive_batch_events: int = Field(default=5_000, ge=1)
     archive_batch_age_s: float = 2.0
     archive_prefix: str = "archive"
+    # usage worker: events per batch (one transaction and one offset commit each)
+    usage_batch_max: int = Field(default=10_000, ge=1)
+
+    # Admission at the ingress. Rate limits apply per API key and per minute.
+    rate_limit_requests_per_min: int = Field(default=1200, ge=1)
+    rate_limit_tokens_per_min: int = Field(default=2_000_000, ge=1)
+    # Output tokens assumed for a request that sets no max_tokens, when
+    # estimating the cost to reserve against a budget.
+    budget_default_output_tokens: int = Field(default=1024, ge=0)
+    # A reservation whose usage never arrives (a failed job) is released then.
+    budget_hold_ttl_s: int = Field(default=3600, ge=1)
+
+    # AI gateway: the routing file (docs/routing.example.toml); without one,
+    # each model goes to its family's provider.
+    routing_file: Path | None = None
+    response_cache_ttl_s: int = 24 * 3600
+    # How long an OpenAI-compatible request waits for its job's answer.
+    gateway_wait_timeout_s: float = 600.0
+    # A waiting request reads its job's stream itself after this long without
+    # news on its reply channel (pub/sub loses messages on reconnects).
+    gateway_reply_poll_s: float = 1.0
+
     # Telemetry. Traces are exported over OTLP when the standard
     # OTEL_EXPORTER_OTLP_ENDPOINT is set, and/or as JSON lines to `trace_file`;
     # with neither, spans are no-ops. `telemetry_enabled=False` also drops metrics.
@@ -81,6 +103,32 @@ class Settings(BaseSettings):
     # live streams
     stream_ttl_s: int = 24 * 3600
     stream_maxlen: int = 100_000
+
+    # Integrations. Keys that encrypt credentials at rest: "id:base64-32-bytes"
+    # pairs, comma separated; the first encrypts, all decrypt (rotation).
+    encryption_keys: str = Field(default="", repr=False)
+    webhook_max_body_bytes: int = Field(default=1024 * 1024, ge=1)
+    integrations_concurrency: int = Field(default=32, ge=1)
+    connector_timeout_s: float = 15.0
+    connector_max_attempts: int = Field(default=4, ge=1)
+    connector_backoff_initial_s: float = 0.5
+    connector_backoff_max_s: float = 30.0
+    # Vendors' base URLs: enterprise installs and tests point them elsewhere.
+    slack_api_url: str = Field(
+        default="https://slack.com/api", validation_alias=AliasChoices("SLACK_API_URL")
+    )
+    github_api_url: str = Field(
+        default="https://api.github.com", validation_alias=AliasChoices("GITHUB_API_URL")
+    )
+    discord_api_url: str = Field(
+        default="https://discord.com/api", validation_alias=AliasChoices("DISCORD_API_URL")
+    )
+    telegram_api_url: str = Field(
+        default="https://api.telegram.org", validation_alias=AliasChoices("TELEGRAM_API_URL")
+    )
+    notion_api_url: str = Field(
+        default="https://api.notion.com", validation_alias=AliasChoices("NOTION_API_URL")
+    )
 
     def require_services(self) -> tuple[str, str, str]:
         if not (self.kafka_bootstrap_servers and self.database_url and self.redis_url):

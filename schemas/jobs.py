@@ -6,7 +6,7 @@ import uuid
 from decimal import Decimal
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 JOB_REQUESTED = "ai.job.requested"
 JOB_STARTED = "ai.job.started"
@@ -18,25 +18,76 @@ USAGE_RECORDED = "usage.recorded"
 JobStatus = Literal["queued", "running", "succeeded", "failed"]
 
 
+class ToolCall(BaseModel):
+    """A function call the model asked for; `arguments` is JSON text, as OpenAI sends it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str = Field(max_length=200)
+    name: str = Field(max_length=200)
+    arguments: str = Field(default="{}", max_length=1_000_000)
+
+
+class Tool(BaseModel):
+    """A function the model may call, described by a JSON Schema."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    description: str | None = Field(default=None, max_length=100_000)
+    parameters: dict[str, Any] = Field(default_factory=dict)
+
+
+class ForcedTool(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+
+
 class ChatMessage(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     role: Literal["system", "user", "assistant", "tool"]
-    content: str = Field(max_length=1_000_000)
+    content: str = Field(default="", max_length=1_000_000)
+    # An assistant turn that called tools, and the answer of one tool to it.
+    tool_calls: list[ToolCall] | None = Field(default=None, max_length=128)
+    tool_call_id: str | None = Field(default=None, max_length=200)
 
 
 class ChatJob(BaseModel):
-    """What to run: a chat completion. The ingress request body and the event payload."""
+    """What to run: a chat completion or an embedding. The ingress body and the event payload."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    kind: Literal["chat"] = "chat"
+    kind: Literal["chat", "embedding"] = "chat"
     model: str = Field(min_length=1, max_length=200)
-    messages: list[ChatMessage] = Field(min_length=1, max_length=10_000)
+    messages: list[ChatMessage] = Field(default_factory=list, max_length=10_000)
     user_id: str | None = Field(default=None, max_length=200)
     temperature: float | None = Field(default=None, ge=0, le=2)
     max_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
     metadata: dict[str, str] = Field(default_factory=dict, max_length=64)
+    stop: list[str] | None = Field(default=None, max_length=4)
+    tools: list[Tool] | None = Field(default=None, max_length=128)
+    tool_choice: Literal["auto", "none", "required"] | ForcedTool | None = None
+    # embedding jobs: the texts to embed
+    input: list[str] | None = Field(default=None, max_length=2048, validate_default=True)
+    dimensions: int | None = Field(default=None, ge=1, le=10_000)
+    # Serve an identical earlier answer from the response cache (costs nothing).
+    cache: bool = False
+
+    @field_validator("messages")
+    @classmethod
+    def _chat_has_messages(cls, value: list[ChatMessage], info: ValidationInfo) -> Any:
+        if info.data.get("kind", "chat") == "chat" and not value:
+            raise ValueError("a chat job needs at least one message")
+        return value
+
+    @field_validator("input")
+    @classmethod
+    def _embedding_has_input(cls, value: list[str] | None, info: ValidationInfo) -> Any:
+        if info.data.get("kind") == "embedding" and not value:
+            raise ValueError("an embedding job needs at least one text")
+        return value
 
 
 class JobRequested(BaseModel):
@@ -45,6 +96,9 @@ class JobRequested(BaseModel):
     job_id: uuid.UUID
     api_key_id: uuid.UUID | None = None
     job: ChatJob
+    # Where a waiting caller listens for the job's stream entries (the
+    # OpenAI-compatible routes): an opaque channel name, or None.
+    reply_to: str | None = None
 
 
 class TokenUsage(BaseModel):
@@ -77,6 +131,7 @@ class JobSucceeded(BaseModel):
     # None only in events upcast from version 1, which did not record them.
     text: str | None = None
     cost_usd: Decimal | None = None
+    cached: bool = False
 
     @staticmethod
     def upcast_v1_v2(payload: dict[str, Any]) -> dict[str, Any]:
@@ -100,6 +155,8 @@ class JobFailed(BaseModel):
     job_id: uuid.UUID
     error: str
     retryable: bool = False
+    # The upstream HTTP status behind the failure, when there was one.
+    status: int | None = None
 
 
 class UsageRecorded(BaseModel):

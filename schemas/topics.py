@@ -29,7 +29,25 @@ USAGE_RECORDED = Topic(
     "usage.recorded", 6, 90 * DAY_MS, "A billable act: tokens and cost of one model call."
 )
 
-ALL: tuple[Topic, ...] = (AI_JOB_REQUESTED, AI_JOB_LIFECYCLE, USAGE_RECORDED)
+USAGE_BUDGET = Topic(
+    "usage.budget", 3, 90 * DAY_MS, "Budgets of tenants and keys crossed 80% or 100% of a month."
+)
+
+WEBHOOK_RECEIVED = Topic(
+    "webhook.received", 6, 30 * DAY_MS, "A verified delivery from a webhook source, raw body kept."
+)
+INTEGRATION_ACTION_REQUESTED = Topic(
+    "integration.action.requested", 6, 7 * DAY_MS, "Run one connector action (Slack, GitHub …)."
+)
+
+ALL: tuple[Topic, ...] = (
+    AI_JOB_REQUESTED,
+    AI_JOB_LIFECYCLE,
+    USAGE_RECORDED,
+    USAGE_BUDGET,
+    WEBHOOK_RECEIVED,
+    INTEGRATION_ACTION_REQUESTED,
+)
 
 
 def by_name(name: str) -> Topic:

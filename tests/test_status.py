@@ -28,13 +28,18 @@ async def test_status_reports_offsets_lag_and_members(
     async def caught_up() -> ClusterStatus | None:
         status = await cluster_status(settings, groups)
         group = next(g for g in status.groups if g.group == settings.group("model-calls"))
-        return status if group.lag == 0 and group.members == 1 else None
+        # Members are unknown (None) when the broker's group description cannot be
+        # decoded (aiokafka against Apache Kafka 4.1); offsets and lag still hold.
+        return status if group.lag == 0 and group.members in (1, None) else None
 
     status = await eventually(caught_up, 20, "the model-calls group to commit everything")
     requested = next(t for t in status.topics if t.topic == settings.topic("ai.job.requested"))
     assert requested.partitions == 12 and requested.messages >= 4
     group = next(g for g in status.groups if g.group == settings.group("model-calls"))
-    assert group.state == "Stable"
+    if group.members is None:
+        assert group.state == "Unknown" and group.note and "members unknown" in group.note
+    else:
+        assert group.state == "Stable" and group.note is None
     assert {p.topic for p in group.partitions} == {settings.topic("ai.job.requested")}
     assert sum(p.end for p in group.partitions) == requested.messages
     assert all(p.committed == p.end for p in group.partitions if p.end)
@@ -46,4 +51,8 @@ async def test_status_reports_offsets_lag_and_members(
         capture_output=True, text=True, timeout=60, check=True,
     )  # fmt: skip
     assert settings.group("model-calls") in shown.stdout
-    assert "Stable" in shown.stdout and settings.topic("usage.recorded.dlq") in shown.stdout
+    assert settings.topic("usage.recorded.dlq") in shown.stdout
+    if group.members is None:
+        assert "members unknown" in shown.stdout
+    else:
+        assert "Stable" in shown.stdout

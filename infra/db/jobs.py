@@ -22,6 +22,7 @@ __all__ = [
     "is_processed",
     "mark_published",
     "mark_running",
+    "start_job",
 ]
 
 
@@ -95,16 +96,55 @@ async def mark_running(db: Database, job_id: uuid.UUID, provider: str) -> int:
     return int(attempts or 0)
 
 
+async def start_job(db: Database, job: Job, provider: str | None) -> int:
+    """Like mark_running, creating the row first when the ingress wrote none.
+
+    The OpenAI-compatible routes leave the row to the worker, which keeps a
+    database write off the request path.
+    """
+    values = job.model_dump(by_alias=False)
+    values["metadata"] = values.pop("job_metadata")
+    now = utcnow()
+    values.update(status="running", provider=provider, attempts=1, started_at=now)
+    async with db.transaction() as session:
+        attempts = (
+            await session.execute(
+                # The table, not the ORM class: the ORM's bulk-insert path costs
+                # more CPU than the query on this per-call path.
+                insert(Job.__table__)
+                .values(**values)
+                .on_conflict_do_update(
+                    index_elements=["id"],
+                    set_={
+                        "status": "running",
+                        "provider": provider,
+                        "attempts": Job.attempts + 1,
+                        "started_at": now,
+                    },
+                    where=Job.status.in_(("queued", "running")),
+                )
+                .returning(Job.attempts)
+            )
+        ).scalar_one_or_none()
+    return int(attempts or 0)
+
+
 async def complete_job(db: Database, group: str, event_id: uuid.UUID, result: JobResult) -> bool:
     """Store the result and claim the event in one transaction; False if already done."""
     async with db.transaction() as session:
         if not await claim(session, group, event_id):
             return False
-        session.add(result)
+        await session.execute(insert(JobResult.__table__).values(**result.model_dump()))
         await session.execute(
             update(Job)
             .where(Job.id == result.job_id)
-            .values(status="succeeded", finished_at=utcnow(), error=None, model=result.model)
+            .values(
+                status="succeeded",
+                finished_at=utcnow(),
+                error=None,
+                model=result.model,
+                provider=result.provider,
+            )
         )
     return True
 

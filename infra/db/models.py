@@ -87,6 +87,12 @@ class JobResult(SQLModel, table=True):
     cost_usd: Decimal = Field(
         default=Decimal("0"), sa_column=Column(Numeric(18, 8), nullable=False)
     )
+    # Tool calls the model asked for ([{id, name, arguments}]), if any.
+    tool_calls: list[dict[str, Any]] | None = Field(
+        default=None, sa_column=Column(JSONB, nullable=True)
+    )
+    # Served from the response cache: no upstream call, no cost.
+    cached: bool = False
     event_id: uuid.UUID
     created_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
@@ -29,6 +30,8 @@ class KeyOwner:
     tenant_id: uuid.UUID
     tenant_name: str
     is_admin: bool
+    # The tenant's settings, e.g. {"response_cache": true}.
+    settings: dict[str, Any] = field(default_factory=dict)
 
 
 async def ensure_tenant(db: Database, name: str) -> tuple[Tenant, bool]:
@@ -67,11 +70,17 @@ async def find_key_owner(db: Database, plaintext: str) -> KeyOwner | None:
     async with db.session() as session:
         row = (
             await session.execute(
-                select(ApiKey.id, ApiKey.tenant_id, Tenant.name, ApiKey.is_admin)
+                select(ApiKey.id, ApiKey.tenant_id, Tenant.name, ApiKey.is_admin, Tenant.settings)
                 .join(Tenant, Tenant.id == ApiKey.tenant_id)
                 .where(ApiKey.key_hash == hash_key(plaintext), ApiKey.revoked_at.is_(None))
             )
         ).first()
     if row is None:
         return None
-    return KeyOwner(key_id=row[0], tenant_id=row[1], tenant_name=row[2], is_admin=row[3])
+    return KeyOwner(
+        key_id=row[0],
+        tenant_id=row[1],
+        tenant_name=row[2],
+        is_admin=row[3],
+        settings=dict(row[4] or {}),
+    )

@@ -26,6 +26,7 @@ from tenacity import (
 
 from infra.errors import TransientError
 from infra.kafka.codec import decode_raw
+from infra.kafka.dead_letter import dead_letter
 from infra.kafka.offsets import PartitionOffsets
 from infra.kafka.publisher import Publisher
 from infra.settings import Settings
@@ -218,24 +219,6 @@ class ConcurrentConsumer:
     async def _dead_letter(
         self, record: ConsumerRecord[bytes, bytes], error: str, attempts: int
     ) -> None:
-        """Park the event with its error; keep trying until the broker takes it."""
-        headers = [
-            *[(k, v) for k, v in (record.headers or ()) if not k.startswith("ayush-dlq-")],
-            ("ayush-dlq-error", error[:4000].encode()),
-            ("ayush-dlq-source", f"{record.topic}:{record.partition}:{record.offset}".encode()),
-            ("ayush-dlq-group", self.group.encode()),
-            ("ayush-dlq-attempts", str(attempts).encode()),
-        ]
-        delay = 0.5
-        while True:
-            try:
-                await self.publisher.send(
-                    f"{record.topic}.dlq", record.value or b"", key=record.key, headers=headers
-                )
-                self.dead_lettered += 1
-                self._observer.dead_lettered(record.topic)
-                return
-            except TransientError as exc:
-                log.warning("dead-letter publish failed, retrying: %s", exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+        await dead_letter(self.publisher, self.group, record, error, attempts)
+        self.dead_lettered += 1
+        self._observer.dead_lettered(record.topic)

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import logging
+import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaConnectionError
 
 from infra.settings import Settings
 from schemas import topics as registry
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -29,8 +34,10 @@ class PartitionLag:
 class GroupStatus:
     group: str
     state: str
-    members: int
+    # None when the broker's description of the group could not be read.
+    members: int | None
     partitions: list[PartitionLag] = field(default_factory=list)
+    note: str | None = None
 
     @property
     def lag(self) -> int:
@@ -76,12 +83,12 @@ async def cluster_status(settings: Settings, groups: Mapping[str, Sequence[str]]
         full_groups = {
             settings.group(g): [settings.topic(t) for t in ts] for g, ts in groups.items()
         }
-        described = await _describe(admin, list(full_groups))
+        described, note = await _describe(admin, list(full_groups))
         group_rows = []
         for group, group_topics in full_groups.items():
-            state, members = described.get(group, ("Unknown", 0))
+            state, members = described.get(group, ("Unknown", None if note else 0))
             committed = await admin.list_consumer_group_offsets(group)
-            row = GroupStatus(group, state, members)
+            row = GroupStatus(group, state, members, note=note)
             for tp in (tp for tp in all_tps if tp.topic in group_topics):
                 offset = committed.get(tp)
                 position = offset.offset if offset is not None and offset.offset >= 0 else None
@@ -93,11 +100,24 @@ async def cluster_status(settings: Settings, groups: Mapping[str, Sequence[str]]
         await admin.close()
 
 
-async def _describe(admin: AIOKafkaAdminClient, groups: list[str]) -> dict[str, tuple[str, int]]:
+async def _describe(
+    admin: AIOKafkaAdminClient, groups: list[str]
+) -> tuple[dict[str, tuple[str, int]], str | None]:
+    """State and member count per group, or a note saying why they are unknown.
+
+    Some brokers answer DescribeGroups in a form aiokafka cannot decode
+    (Apache Kafka 4.1 does: "Buffer underrun decoding string", which kills
+    the connection's reader, so it surfaces as a closed connection); offsets
+    and lag come from other requests and are still worth showing then.
+    """
     if not groups:
-        return {}
+        return {}, None
     found: dict[str, tuple[str, int]] = {}
-    for response in await admin.describe_consumer_groups(groups):
-        for group in response.to_object()["groups"]:
-            found[group["group"]] = (group["state"] or "Empty", len(group["members"]))
-    return found
+    try:
+        for response in await admin.describe_consumer_groups(groups):
+            for group in response.to_object()["groups"]:
+                found[group["group"]] = (group["state"] or "Empty", len(group["members"]))
+    except (ValueError, struct.error, KafkaConnectionError) as exc:
+        log.warning("could not read the broker's consumer group description: %s", exc)
+        return {}, f"members unknown: the broker's group description could not be read ({exc})"
+    return found, None

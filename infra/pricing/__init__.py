@@ -36,6 +36,13 @@ class PriceTable:
                 prices[model] = Price(Decimal(str(row["input"])), Decimal(str(row["output"])))
         return cls(prices)
 
+    def names(self) -> list[str]:
+        return sorted(self._prices)
+
+    def with_prices(self, overrides: dict[str, Price]) -> PriceTable:
+        """This table with some models' prices replaced (the routing file's)."""
+        return PriceTable({**self._prices, **overrides})
+
     def price(self, model: str) -> Price | None:
         """Exact name first, then the longest listed prefix (dated snapshots share a price)."""
         if model in self._prices:

@@ -1,26 +1,45 @@
-"""Anthropic's Messages API, through the official async SDK."""
+"""Anthropic's Messages API, through the official async SDK.
+
+Requests arrive in our (OpenAI-shaped) form and leave in Anthropic's: the
+system prompt travels apart from the turns, tool calls are `tool_use`
+blocks, tool answers are `tool_result` blocks in a user turn, and stop
+reasons are mapped back to OpenAI's finish reasons.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
 import anthropic
 
 from infra.errors import PermanentError, TransientError
-from infra.providers.base import ChatRequest, Completion, OnDelta
+from infra.providers.base import ChatRequest, Completion, Message, OnDelta, ToolCall
 from infra.providers.http_errors import from_status
 
 DEFAULT_MAX_TOKENS = 4096
+FINISH_REASONS = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+}
 
 
 class AnthropicProvider:
     """Configured by the SDK's own variables (ANTHROPIC_API_KEY, ANTHROPIC_BASE_URL)."""
 
     def __init__(
-        self, *, api_key: str | None = None, base_url: str | None = None, timeout_s: float = 600.0
+        self,
+        *,
+        name: str = "anthropic",
+        api_key: str | None = None,
+        base_url: str | None = None,
+        timeout_s: float = 600.0,
     ) -> None:
-        self.name = "anthropic"
+        self.name = name
         self._client = anthropic.AsyncAnthropic(
             api_key=api_key or os.environ.get("ANTHROPIC_API_KEY") or "not-set",
             base_url=base_url,
@@ -29,35 +48,25 @@ class AnthropicProvider:
         )
 
     async def stream_chat(self, request: ChatRequest, on_delta: OnDelta) -> Completion:
-        # Anthropic takes the system prompt apart from the turns.
-        system = "\n\n".join(m.content for m in request.messages if m.role == "system")
-        turns = [
-            {"role": m.role, "content": m.content}
-            for m in request.messages
-            if m.role in ("user", "assistant")
-        ]
-        params: dict[str, Any] = {
-            "model": request.model,
-            "messages": turns,
-            "max_tokens": request.max_tokens or DEFAULT_MAX_TOKENS,
-            "stream": True,
-        }
-        if system:
-            params["system"] = system
-        if request.temperature is not None:
-            params["temperature"] = min(request.temperature, 1.0)
         parts: list[str] = []
+        calls: dict[int, dict[str, str]] = {}
         input_tokens = output_tokens = 0
         stop_reason: str | None = None
         try:
-            stream = await self._client.messages.create(**params)
+            stream = await self._client.messages.create(**request_params(request))
             async for event in stream:
                 if event.type == "message_start":
                     input_tokens = event.message.usage.input_tokens
                     output_tokens = event.message.usage.output_tokens
-                elif event.type == "content_block_delta" and event.delta.type == "text_delta":
-                    parts.append(event.delta.text)
-                    await on_delta(event.delta.text)
+                elif event.type == "content_block_start" and event.content_block.type == "tool_use":
+                    block = event.content_block
+                    calls[event.index] = {"id": block.id, "name": block.name, "args": ""}
+                elif event.type == "content_block_delta":
+                    if event.delta.type == "text_delta":
+                        parts.append(event.delta.text)
+                        await on_delta(event.delta.text)
+                    elif event.delta.type == "input_json_delta" and event.index in calls:
+                        calls[event.index]["args"] += event.delta.partial_json
                 elif event.type == "message_delta":
                     output_tokens = event.usage.output_tokens
                     stop_reason = event.delta.stop_reason
@@ -65,14 +74,93 @@ class AnthropicProvider:
             raise from_status(
                 self.name, exc.status_code, _message(exc), exc.response.headers
             ) from exc
-        except (anthropic.APITimeoutError, anthropic.APIConnectionError) as exc:
-            raise TransientError(f"anthropic: {type(exc).__name__}: {exc}") from exc
+        except anthropic.APITimeoutError as exc:
+            raise TransientError(f"{self.name}: timed out", status=504) from exc
+        except anthropic.APIConnectionError as exc:
+            raise TransientError(f"{self.name}: {type(exc).__name__}: {exc}", status=502) from exc
         except anthropic.AnthropicError as exc:
-            raise PermanentError(f"anthropic: {exc}") from exc
-        return Completion("".join(parts), stop_reason, input_tokens, output_tokens)
+            raise PermanentError(f"{self.name}: {exc}", status=502) from exc
+        tool_calls = [
+            ToolCall(c["id"], c["name"], c["args"] or "{}") for _, c in sorted(calls.items())
+        ]
+        finish = FINISH_REASONS.get(stop_reason or "", stop_reason)
+        return Completion(
+            "".join(parts), finish, input_tokens, output_tokens, tool_calls=tool_calls
+        )
 
     async def close(self) -> None:
         await self._client.close()
+
+
+def request_params(request: ChatRequest) -> dict[str, Any]:
+    """Our request in the Messages API's shape."""
+    system = "\n\n".join(m.content for m in request.messages if m.role == "system")
+    params: dict[str, Any] = {
+        "model": request.model,
+        "messages": _turns(request.messages),
+        "max_tokens": request.max_tokens or DEFAULT_MAX_TOKENS,
+        "stream": True,
+    }
+    if system:
+        params["system"] = system
+    if request.temperature is not None:
+        # Anthropic's range is 0..1. The SDK dropped the typed parameter; the API takes it.
+        params["extra_body"] = {"temperature": min(request.temperature, 1.0)}
+    if request.stop:
+        params["stop_sequences"] = list(request.stop)
+    if request.tools:
+        params["tools"] = [
+            {
+                "name": t.name,
+                "input_schema": t.parameters or {"type": "object", "properties": {}},
+                **({"description": t.description} if t.description else {}),
+            }
+            for t in request.tools
+        ]
+        if request.forced_tool:
+            params["tool_choice"] = {"type": "tool", "name": request.forced_tool}
+        elif request.tool_choice in ("auto", "none"):
+            params["tool_choice"] = {"type": request.tool_choice}
+        elif request.tool_choice == "required":
+            params["tool_choice"] = {"type": "any"}
+    return params
+
+
+def _blocks(m: Message) -> list[dict[str, Any]]:
+    if m.role == "tool":
+        return [{"type": "tool_result", "tool_use_id": m.tool_call_id or "", "content": m.content}]
+    blocks: list[dict[str, Any]] = [{"type": "text", "text": m.content}] if m.content else []
+    for call in m.tool_calls:
+        blocks.append(
+            {"type": "tool_use", "id": call.id, "name": call.name, "input": _json(call.arguments)}
+        )
+    return blocks
+
+
+def _turns(messages: list[Message] | Any) -> list[dict[str, Any]]:
+    """Alternating user/assistant turns: tool answers go in user turns, neighbours merge."""
+    turns: list[dict[str, Any]] = []
+    for m in messages:
+        if m.role == "system":
+            continue
+        role = "assistant" if m.role == "assistant" else "user"
+        blocks = _blocks(m)
+        if turns and turns[-1]["role"] == role:
+            turns[-1]["content"].extend(blocks)
+        else:
+            turns.append({"role": role, "content": blocks})
+    for turn in turns:
+        blocks = turn["content"]
+        if len(blocks) == 1 and blocks[0]["type"] == "text":
+            turn["content"] = blocks[0]["text"]  # the plain form, for a plain turn
+    return turns
+
+
+def _json(text: str) -> Any:
+    try:
+        return json.loads(text or "{}")
+    except ValueError:
+        return {}
 
 
 def _message(exc: anthropic.APIStatusError) -> str:

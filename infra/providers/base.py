@@ -4,15 +4,31 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 OnDelta = Callable[[str], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    id: str
+    name: str
+    arguments: str  # JSON text
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    description: str | None
+    parameters: dict[str, Any]
 
 
 @dataclass(frozen=True)
 class Message:
     role: str
     content: str
+    tool_calls: Sequence[ToolCall] = ()
+    tool_call_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -21,6 +37,11 @@ class ChatRequest:
     messages: Sequence[Message]
     temperature: float | None = None
     max_tokens: int | None = None
+    stop: Sequence[str] = ()
+    tools: Sequence[Tool] = ()
+    # "auto" | "none" | "required" | the name of one tool to force; None: the vendor's default
+    tool_choice: str | None = None
+    forced_tool: str | None = None
 
 
 @dataclass
@@ -30,6 +51,7 @@ class Completion:
     input_tokens: int
     output_tokens: int
     usage_estimated: bool = False
+    tool_calls: list[ToolCall] = field(default_factory=list)
     raw: dict[str, object] = field(default_factory=dict)
 
 

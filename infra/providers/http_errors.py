@@ -32,5 +32,5 @@ def from_status(
 ) -> TransientError | PermanentError:
     text = f"{vendor} answered {status}: {message}"
     if status in RETRYABLE_STATUS:
-        return TransientError(text, retry_after=retry_after_seconds(headers))
-    return PermanentError(text)
+        return TransientError(text, retry_after=retry_after_seconds(headers), status=status)
+    return PermanentError(text, status=status)

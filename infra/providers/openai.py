@@ -7,7 +7,14 @@ from typing import Any
 import openai
 
 from infra.errors import PermanentError, TransientError
-from infra.providers.base import ChatRequest, Completion, OnDelta, estimate_tokens
+from infra.providers.base import (
+    ChatRequest,
+    Completion,
+    Message,
+    OnDelta,
+    ToolCall,
+    estimate_tokens,
+)
 from infra.providers.http_errors import from_status
 
 
@@ -33,17 +40,9 @@ class OpenAIProvider:
         )
 
     async def stream_chat(self, request: ChatRequest, on_delta: OnDelta) -> Completion:
-        params: dict[str, Any] = {
-            "model": request.model,
-            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
-            "stream": True,
-            "stream_options": {"include_usage": True},
-        }
-        if request.temperature is not None:
-            params["temperature"] = request.temperature
-        if request.max_tokens is not None:
-            params["max_tokens"] = request.max_tokens
+        params = _params(request)
         parts: list[str] = []
+        calls: dict[int, dict[str, str]] = {}
         finish_reason: str | None = None
         usage: Any = None
         try:
@@ -52,22 +51,40 @@ class OpenAIProvider:
                 if chunk.usage is not None:
                     usage = chunk.usage
                 for choice in chunk.choices:
-                    if choice.delta and choice.delta.content:
-                        parts.append(choice.delta.content)
-                        await on_delta(choice.delta.content)
+                    delta = choice.delta
+                    if delta and delta.content:
+                        parts.append(delta.content)
+                        await on_delta(delta.content)
+                    for call in (delta.tool_calls if delta else None) or ():
+                        # A call arrives in pieces: id and name first, then the arguments.
+                        slot = calls.setdefault(call.index, {"id": "", "name": "", "args": ""})
+                        if call.id:
+                            slot["id"] = call.id
+                        if call.function and call.function.name:
+                            slot["name"] += call.function.name
+                        if call.function and call.function.arguments:
+                            slot["args"] += call.function.arguments
                     if choice.finish_reason:
                         finish_reason = choice.finish_reason
         except openai.APIStatusError as exc:
             raise from_status(
                 self.name, exc.status_code, _message(exc), exc.response.headers
             ) from exc
-        except (openai.APITimeoutError, openai.APIConnectionError) as exc:
-            raise TransientError(f"{self.name}: {type(exc).__name__}: {exc}") from exc
+        except openai.APITimeoutError as exc:
+            raise TransientError(f"{self.name}: timed out", status=504) from exc
+        except openai.APIConnectionError as exc:
+            raise TransientError(f"{self.name}: {type(exc).__name__}: {exc}", status=502) from exc
         except openai.OpenAIError as exc:
-            raise PermanentError(f"{self.name}: {exc}") from exc
+            raise PermanentError(f"{self.name}: {exc}", status=502) from exc
         text = "".join(parts)
+        tool_calls = [
+            ToolCall(c["id"], c["name"], c["args"] or "{}") for _, c in sorted(calls.items())
+        ]
         if usage is not None:
-            return Completion(text, finish_reason, usage.prompt_tokens, usage.completion_tokens)
+            return Completion(
+                text, finish_reason, usage.prompt_tokens, usage.completion_tokens,
+                tool_calls=tool_calls,
+            )  # fmt: skip
         prompt = " ".join(m.content for m in request.messages)
         return Completion(
             text,
@@ -75,6 +92,7 @@ class OpenAIProvider:
             estimate_tokens(prompt),
             estimate_tokens(text),
             usage_estimated=True,
+            tool_calls=tool_calls,
         )
 
     async def close(self) -> None:
@@ -94,3 +112,44 @@ def _message(exc: openai.APIStatusError) -> str:
         if isinstance(error, dict) and "message" in error:
             return str(error["message"])
     return str(exc.message)
+
+
+def _message_param(m: Message) -> dict[str, Any]:
+    out: dict[str, Any] = {"role": m.role, "content": m.content}
+    if m.tool_calls:
+        out["content"] = m.content or None
+        out["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+            for c in m.tool_calls
+        ]
+    if m.tool_call_id is not None:
+        out["tool_call_id"] = m.tool_call_id
+    return out
+
+
+def _params(request: ChatRequest) -> dict[str, Any]:
+    params: dict[str, Any] = {
+        "model": request.model,
+        "messages": [_message_param(m) for m in request.messages],
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    if request.temperature is not None:
+        params["temperature"] = request.temperature
+    if request.max_tokens is not None:
+        params["max_tokens"] = request.max_tokens
+    if request.stop:
+        params["stop"] = list(request.stop)
+    if request.tools:
+        params["tools"] = [
+            {"type": "function", "function": {
+                "name": t.name, "parameters": t.parameters or {"type": "object", "properties": {}},
+                **({"description": t.description} if t.description else {}),
+            }}
+            for t in request.tools
+        ]  # fmt: skip
+    if request.forced_tool:
+        params["tool_choice"] = {"type": "function", "function": {"name": request.forced_tool}}
+    elif request.tool_choice:
+        params["tool_choice"] = request.tool_choice
+    return params

@@ -1,4 +1,4 @@
-"""Which provider serves a model name."""
+"""Which provider family serves a model name: the routing default when no file names it."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import re
 from dataclasses import dataclass
 
 from infra.errors import PermanentError
-from infra.providers.base import ChatProvider
 
 # An explicit "<provider>/<model>" always wins; otherwise the model's family.
 _FAMILIES: tuple[tuple[re.Pattern[str], str], ...] = (
@@ -34,21 +33,3 @@ def route(model: str) -> Route:
         f"unknown model {model!r}: use gpt-*/o*, claude-*, local-* "
         "or name the provider, as in 'openai/llama3'"
     )
-
-
-class ProviderSet:
-    """The providers of one worker process, by name."""
-
-    def __init__(self, providers: dict[str, ChatProvider]) -> None:
-        self._providers = providers
-
-    def resolve(self, model: str) -> tuple[ChatProvider, str]:
-        target = route(model)
-        provider = self._providers.get(target.provider)
-        if provider is None:
-            raise PermanentError(f"provider {target.provider!r} is not configured here")
-        return provider, target.model
-
-    async def close(self) -> None:
-        for provider in self._providers.values():
-            await provider.close()

@@ -81,3 +81,6 @@ def configure_logging(settings: Settings, level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # httpx logs every request URL at INFO; some vendors (Telegram, Discord
+    # webhooks) carry the credential in the URL, which must never reach a log.
+    logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -5,14 +5,32 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from infra.db.engine import Database
 from infra.kafka.publisher import Publisher
-from infra.redis import JobStreams
+from infra.pricing import PriceTable
+from infra.quota import Quotas
+from infra.redis import JobStreams, Replies
+from infra.routing.config import load_routing
 from infra.settings import Settings
 from infra.telemetry.metrics import Metrics
-from producers.ingress import audit, docs, errors, health, jobs
+from infra.vault import Vault
+from producers.ingress import (
+    actions,
+    admission,
+    audit,
+    budgets,
+    docs,
+    errors,
+    health,
+    jobs,
+    openai_compat,
+    openai_errors,
+    usage,
+    webhook_receiver,
+    webhook_setup,
+)
 from producers.ingress.auth import KeyCache
 from producers.ingress.observability import OpenStreams, TelemetryMiddleware
 from producers.ingress.state import Services
@@ -31,11 +49,20 @@ def create_app(settings: Settings, streams: OpenStreams | None = None) -> FastAP
         streams = JobStreams(settings)
         publisher = Publisher(settings, metrics)
         await publisher.start()
-        app.state.services = Services(settings, db, streams, publisher)
+        replies = Replies(settings, streams, poll_s=settings.gateway_reply_poll_s)
+        await replies.start()
+        routing = load_routing(settings.routing_file)
+        prices = PriceTable.load(settings.prices_file).with_prices(routing.prices)
+        app.state.services = Services(settings, db, streams, publisher, replies, routing, prices)
         app.state.key_cache = KeyCache()
+        quotas = Quotas(settings)
+        app.state.admission = admission.Admission(settings, db, quotas, prices)
+        app.state.vault = Vault.from_setting(settings.encryption_keys)
         try:
             yield
         finally:
+            await replies.stop()
+            await quotas.close()
             await publisher.stop()
             await streams.close()
             await db.close()
@@ -55,8 +82,20 @@ def create_app(settings: Settings, streams: OpenStreams | None = None) -> FastAP
         streams=streams if streams is not None else OpenStreams(),
     )
     errors.install(app)
+    openai_errors.install(app)
+    admission.install(app)
     app.include_router(health.router)
-    app.include_router(jobs.router)
-    app.include_router(audit.router)
+    # Every authenticated route counts against its key's requests per minute.
+    limited = [Depends(admission.rate_limited)]
+    app.include_router(jobs.router, dependencies=limited)
+    app.include_router(usage.router, dependencies=limited)
+    app.include_router(budgets.router, dependencies=limited)
+    app.include_router(audit.router, dependencies=limited)
+    app.include_router(openai_compat.router, dependencies=limited)
+    app.include_router(actions.router, dependencies=limited)
+    app.include_router(webhook_setup.router, dependencies=limited)
+    # Webhook senders sign their deliveries; they have no API key to limit.
+    app.include_router(webhook_receiver.router)
+    # The contract documents are public, like the health checks.
     app.include_router(docs.router)
     return app

@@ -13,7 +13,12 @@ from infra.db.models import Job
 from infra.db.tenants import KeyOwner
 from infra.errors import PermanentError, TransientError
 from infra.providers.router import route
-from producers.ingress.auth import authenticate
+from producers.ingress.admission import (
+    admit_billable,
+    estimate_tokens,
+    rate_limited,
+    release_billable,
+)
 from producers.ingress.body import json_body
 from producers.ingress.errors import ApiError
 from producers.ingress.job_stream import job_event_stream
@@ -26,7 +31,7 @@ from schemas.ids import uuid7
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
-Owner = Annotated[KeyOwner, Depends(authenticate)]
+Owner = Annotated[KeyOwner, Depends(rate_limited)]
 Svc = Annotated[Services, Depends(services)]
 
 
@@ -48,6 +53,29 @@ async def create_job(
     except PermanentError as exc:
         raise _invalid("model", str(exc)) from exc
     job_id = uuid7()
+    await admit_billable(
+        request,
+        owner,
+        model=body.model,
+        input_tokens=estimate_tokens(m.content for m in body.messages),
+        max_output_tokens=body.max_tokens,
+        hold_id=job_id,
+    )
+    try:
+        return await _accept(body, owner, svc, request, job_id, idempotency_key)
+    except BaseException:
+        await release_billable(request, owner, job_id)
+        raise
+
+
+async def _accept(
+    body: ev.ChatJob,
+    owner: KeyOwner,
+    svc: Services,
+    request: Request,
+    job_id: uuid.UUID,
+    idempotency_key: str | None,
+) -> JobAccepted:
     envelope = _requested_event(owner, job_id, body, event_id=uuid7())
     row = Job(
         id=job_id,
@@ -74,6 +102,8 @@ async def create_job(
             # publish again under the same event id, which consumers dedupe.
             again = _requested_event(owner, stored.id, body, event_id=stored.request_event_id)
             await _publish(svc, again, stored.id, delete_on_failure=False)
+        # The first request holds the reservation; this new job id never runs.
+        await release_billable(request, owner, job_id)
         return _accepted(request, stored.id, stored.status)
     await _publish(svc, envelope, job_id, delete_on_failure=True)
     if idempotency_key is not None:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fastapi import Request
 
 from infra.db.engine import Database
 from infra.kafka.publisher import Publisher
-from infra.redis import JobStreams
+from infra.pricing import PriceTable
+from infra.redis import JobStreams, Replies
+from infra.routing.config import RoutingConfig
 from infra.settings import Settings
+from infra.vault import Vault
 
 
 @dataclass
@@ -18,7 +21,23 @@ class Services:
     db: Database
     streams: JobStreams
     publisher: Publisher
+    replies: Replies
+    routing: RoutingConfig = field(default_factory=RoutingConfig)
+    prices: PriceTable = field(default_factory=lambda: PriceTable({}))
+
+    def model_names(self) -> list[str]:
+        """What GET /v1/models lists: the routing file's models, else the priced defaults."""
+        listed = self.routing.listed()
+        if listed:
+            return listed
+        names = [n for n in self.prices.names() if not n.endswith("-") and self.routing.knows(n)]
+        return [*names, "local-echo"]
 
 
 def services(request: Request) -> Services:
     return request.app.state.services
+
+
+def vault(request: Request) -> Vault:
+    """Seals and opens secrets at rest; its keys never leave the process."""
+    return request.app.state.vault

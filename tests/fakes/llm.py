@@ -10,6 +10,11 @@ started as a subprocess too) can ask for it:
     gpt-fake@status=429@retry_after=1@fail=1   first call 429 with Retry-After: 1
     gpt-fake@always=500      always 500;  @always=400: always 400
     gpt-fake@nousage         a stream without a usage chunk
+    gpt-fake@pace=30         30 ms between streamed words
+    gpt-fake@tool            calls the first tool offered (or the forced one) with
+                             {"echo": <last user message>}
+
+POST /v1/embeddings answers deterministic 8-dimensional vectors (or `dimensions`).
 
 The same directives work with `claude-fake…`.
 """
@@ -34,6 +39,7 @@ class Call:
     last_user: str
     at: float
     headers: dict[str, str] = field(default_factory=dict)
+    body: dict[str, Any] = field(default_factory=dict)
 
 
 def _directives(model: str) -> dict[str, str]:
@@ -42,6 +48,13 @@ def _directives(model: str) -> dict[str, str]:
         name, _, value = part.partition("=")
         out[name] = value
     return out
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    texts = [b.get("text", "") for b in content or () if b.get("type") == "text"]
+    return " ".join(texts) if texts else json.dumps(content)
 
 
 def _reply_words(last_user: str) -> list[str]:
@@ -68,6 +81,7 @@ class FakeLLMServer:
             app = web.Application()
             app.router.add_post("/v1/chat/completions", self._openai_chat)
             app.router.add_post("/v1/messages", self._anthropic_messages)
+            app.router.add_post("/v1/embeddings", self._openai_embeddings)
             runner = web.AppRunner(app, access_log=None)
             loop.run_until_complete(runner.setup())
             site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -112,9 +126,11 @@ class FakeLLMServer:
         for message in body.get("messages", []):
             if message.get("role") == "user":
                 content = message.get("content")
-                last_user = content if isinstance(content, str) else json.dumps(content)
+                last_user = _text_of(content)
         with self._lock:
-            self.calls.append(Call(api, model, last_user, time.monotonic(), dict(request.headers)))
+            self.calls.append(
+                Call(api, model, last_user, time.monotonic(), dict(request.headers), body)
+            )
             self._attempts[(model, last_user)] += 1
             attempt = self._attempts[(model, last_user)]
         d = _directives(model)
@@ -153,6 +169,9 @@ class FakeLLMServer:
             "completion_tokens": len(words),
             "total_tokens": prompt_tokens + len(words),
         }
+        call = _tool_call(body, last_user)
+        if call is not None:
+            return await _openai_tool_answer(request, body, call, usage)
         if not body.get("stream"):
             return web.json_response(
                 {
@@ -194,8 +213,11 @@ class FakeLLMServer:
                 ],
             }
         )
+        pace = int(_directives(model).get("pace", "0")) / 1000
         for i, word in enumerate(words):
             piece = word if i == 0 else " " + word
+            if pace:
+                await asyncio.sleep(pace)
             await chunk(
                 {
                     **base,
@@ -220,6 +242,9 @@ class FakeLLMServer:
         input_tokens = sum(len(str(m.get("content", "")).split()) for m in body["messages"])
         input_tokens += len(str(body.get("system", "")).split())
         text = " ".join(words)
+        call = _tool_call(body, last_user)
+        if call is not None:
+            return await _anthropic_tool_answer(request, body, call, input_tokens)
         if not body.get("stream"):
             return web.json_response(
                 {
@@ -275,3 +300,132 @@ class FakeLLMServer:
         await event("message_stop", {})
         await response.write_eof()
         return response
+
+    async def _openai_embeddings(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        failure, _ = await self._prologue(
+            "openai", {"model": body["model"], "messages": [{"role": "user", "content": texts[0]}]},
+            request,
+        )  # fmt: skip
+        if failure is not None:
+            return failure
+        dim = int(body.get("dimensions") or 8)
+        data = [
+            {"object": "embedding", "index": i, "embedding": _fake_vector(text, dim)}
+            for i, text in enumerate(texts)
+        ]
+        tokens = sum(len(t.split()) for t in texts)
+        return web.json_response(
+            {
+                "object": "list",
+                "data": data,
+                "model": body["model"],
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            }
+        )
+
+
+def _fake_vector(text: str, dim: int) -> list[float]:
+    seed = sum(text.encode()) or 1
+    return [((seed * (i + 1)) % 97) / 97 for i in range(dim)]
+
+
+def _tool_call(body: dict[str, Any], last_user: str) -> tuple[str, str] | None:
+    """(tool name, JSON arguments) when the model was told to call a tool."""
+    if "tool" not in _directives(str(body.get("model", ""))) or not body.get("tools"):
+        return None
+    if any(m.get("role") == "tool" for m in body.get("messages", [])) or any(
+        isinstance(m.get("content"), list)
+        and any(b.get("type") == "tool_result" for b in m["content"])
+        for m in body.get("messages", [])
+    ):
+        return None  # the tool already answered: reply in text
+    choice = body.get("tool_choice") or {}
+    first = body["tools"][0]
+    name = first.get("function", first).get("name")
+    if isinstance(choice, dict):
+        name = choice.get("name") or (choice.get("function") or {}).get("name") or name
+    return name, json.dumps({"echo": last_user})
+
+
+async def _openai_tool_answer(
+    request: web.Request, body: dict[str, Any], call: tuple[str, str], usage: dict[str, int]
+) -> web.StreamResponse:
+    name, arguments = call
+    base = {"id": "chatcmpl-fake", "created": int(time.time()), "model": body["model"]}
+    if not body.get("stream"):
+        message = {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {"id": "call_fake", "type": "function",
+                 "function": {"name": name, "arguments": arguments}}
+            ],
+        }  # fmt: skip
+        return web.json_response(
+            {**base, "object": "chat.completion", "usage": usage,
+             "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls"}]}
+        )  # fmt: skip
+    response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+    await response.prepare(request)
+    half = len(arguments) // 2
+    pieces = [
+        {"index": 0, "id": "call_fake", "type": "function",
+         "function": {"name": name, "arguments": ""}},
+        {"index": 0, "function": {"arguments": arguments[:half]}},
+        {"index": 0, "function": {"arguments": arguments[half:]}},
+    ]  # fmt: skip
+    for piece in pieces:
+        chunk = {
+            **base,
+            "object": "chat.completion.chunk",
+            "choices": [{"index": 0, "delta": {"tool_calls": [piece]}, "finish_reason": None}],
+        }
+        await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
+    final = {
+        **base,
+        "object": "chat.completion.chunk",
+        "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}],
+    }
+    await response.write(f"data: {json.dumps(final)}\n\n".encode())
+    if (body.get("stream_options") or {}).get("include_usage"):
+        tail = {**base, "object": "chat.completion.chunk", "choices": [], "usage": usage}
+        await response.write(f"data: {json.dumps(tail)}\n\n".encode())
+    await response.write(b"data: [DONE]\n\n")
+    await response.write_eof()
+    return response
+
+
+async def _anthropic_tool_answer(
+    request: web.Request, body: dict[str, Any], call: tuple[str, str], input_tokens: int
+) -> web.StreamResponse:
+    name, arguments = call
+    response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+    await response.prepare(request)
+
+    async def event(kind: str, data: dict[str, Any]) -> None:
+        await response.write(
+            f"event: {kind}\ndata: {json.dumps({'type': kind, **data})}\n\n".encode()
+        )
+
+    await event("message_start", {"message": {
+        "id": "msg_fake", "type": "message", "role": "assistant", "model": body["model"],
+        "content": [], "stop_reason": None, "stop_sequence": None,
+        "usage": {"input_tokens": input_tokens, "output_tokens": 1},
+    }})  # fmt: skip
+    await event("content_block_start", {"index": 0, "content_block": {
+        "type": "tool_use", "id": "toolu_fake", "name": name, "input": {},
+    }})  # fmt: skip
+    half = len(arguments) // 2
+    for part in (arguments[:half], arguments[half:]):
+        await event("content_block_delta", {
+            "index": 0, "delta": {"type": "input_json_delta", "partial_json": part},
+        })  # fmt: skip
+    await event("content_block_stop", {"index": 0})
+    await event("message_delta", {
+        "delta": {"stop_reason": "tool_use", "stop_sequence": None}, "usage": {"output_tokens": 7},
+    })  # fmt: skip
+    await event("message_stop", {})
+    await response.write_eof()
+    return response

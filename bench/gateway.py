@@ -1,0 +1,210 @@
+"""Benchmark of the OpenAI-compatible gateway: the overhead it adds, measured.
+
+Starts an instant fake upstream (tests/fakes/instant_upstream.py), an ingress and one
+model-calls worker, then drives POST /v1/chat/completions with an aiohttp
+load client at concurrency 1 and 32, through Ayush (HTTP -> Kafka -> worker
+-> upstream -> Redis -> HTTP) and straight to the upstream, in the same run.
+Prints one JSON object.
+
+    uv run python bench/gateway.py [--seconds 8] [--c1-requests 300]
+
+Uses the services in KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL / REDIS_URL when
+set, else starts a local stack.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ayush.dev import prepare
+from infra.db.engine import Database
+from infra.db.tenants import create_api_key, ensure_tenant
+from infra.kafka.admin import create_topics
+from infra.local_stack import LocalStack
+from infra.local_stack.process import free_port
+from infra.settings import Settings
+from tests.harness import Platform, unique
+
+ROOT = Path(__file__).resolve().parents[1]
+BODY = {"model": "bench-model", "messages": [{"role": "user", "content": "hi there"}]}
+
+
+def _pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def _one(
+    http: aiohttp.ClientSession, url: str, body: bytes, headers: dict[str, str]
+) -> float:
+    started = time.perf_counter()
+    async with http.post(url, data=body, headers=headers) as response:
+        await response.read()
+        if response.status != 200:
+            raise RuntimeError(f"{url}: {response.status} {await response.text()}")
+    return (time.perf_counter() - started) * 1000
+
+
+async def sequential(url: str, headers: dict[str, str], n: int, stream: bool) -> list[float]:
+    body = json.dumps({**BODY, "stream": stream}).encode()
+    async with aiohttp.ClientSession() as http:
+        for _ in range(min(20, n)):  # warm-up: connections, caches, JIT-free paths
+            await _one(http, url, body, headers)
+        return [await _one(http, url, body, headers) for _ in range(n)]
+
+
+async def concurrent(
+    url: str, headers: dict[str, str], concurrency: int, seconds: float, stream: bool
+) -> dict[str, float]:
+    body = json.dumps({**BODY, "stream": stream}).encode()
+    latencies: list[float] = []
+    errors = 0
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as http:
+        await asyncio.gather(*[_one(http, url, body, headers) for _ in range(concurrency)])
+        deadline = time.perf_counter() + seconds
+
+        async def worker() -> None:
+            nonlocal errors
+            while time.perf_counter() < deadline:
+                try:
+                    latencies.append(await _one(http, url, body, headers))
+                except (RuntimeError, aiohttp.ClientError):
+                    errors += 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*[worker() for _ in range(concurrency)])
+        elapsed = time.perf_counter() - started
+    return {
+        "rps": round(len(latencies) / elapsed, 1),
+        "p50_ms": round(_pct(latencies, 0.5), 2),
+        "p99_ms": round(_pct(latencies, 0.99), 2),
+        "errors": errors,
+    }
+
+
+async def _tenant_key(settings: Settings) -> str:
+    assert settings.database_url is not None
+    db = Database(settings.database_url, pool_size=1)
+    try:
+        tenant, _ = await ensure_tenant(db, unique("bench-"))
+        _, key = await create_api_key(db, tenant.id)
+        return key
+    finally:
+        await db.close()
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    work = Path(tempfile.mkdtemp(prefix="ayush-bench-"))
+    stack = None
+    if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        stack = LocalStack.start(Settings(), work / "services")
+    addresses_env = (
+        stack.addresses.as_env()
+        if stack
+        else {k: os.environ[k] for k in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "REDIS_URL")}
+    )
+    prefix = unique("bench") + "."
+    settings = Settings(**{"topic_prefix": prefix}).model_copy(
+        update={
+            "kafka_bootstrap_servers": addresses_env["KAFKA_BOOTSTRAP_SERVERS"],
+            "database_url": addresses_env["DATABASE_URL"],
+            "redis_url": addresses_env["REDIS_URL"],
+        }
+    )
+    if stack:
+        settings = stack.addresses.apply(settings)
+        prepare(settings)
+    else:
+        prepare(settings)
+    asyncio.run(create_topics(settings))
+    port = free_port()
+    upstream = subprocess.Popen(
+        [sys.executable, "-m", "tests.fakes.instant_upstream", str(port)],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    routing = work / "routing.toml"
+    routing.write_text(
+        '[models."bench-model"]\nprice = { input = "1", output = "2" }\n'
+        f'deployments = [{{ provider = "openai", model = "bench", '
+        f'base_url = "http://127.0.0.1:{port}/v1", api_key = "sk-bench" }}]\n'
+    )
+    env = {
+        **addresses_env,
+        "AYUSH_TOPIC_PREFIX": prefix,
+        "AYUSH_ROUTING_FILE": str(routing),
+        "AYUSH_LOG_LEVEL": "INFO",  # the worker says it is ready at INFO
+        **{k: v for k, v in os.environ.items() if k.startswith("AYUSH_KAFKA_")},
+    }
+    platform = Platform(env, work / "logs")
+    try:
+        platform.start_ingress()
+        platform.start_worker("model-calls")
+        key = asyncio.run(_tenant_key(settings))
+        auth = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+        plain = {"Content-Type": "application/json", "Authorization": "Bearer sk-bench"}
+        ayush_url = f"{platform.url}/v1/chat/completions"
+        direct_url = f"http://127.0.0.1:{port}/v1/chat/completions"
+
+        direct_c1 = asyncio.run(sequential(direct_url, plain, args.c1_requests, False))
+        ayush_c1 = asyncio.run(sequential(ayush_url, auth, args.c1_requests, False))
+        ayush_c1_stream = asyncio.run(sequential(ayush_url, auth, args.c1_requests, True))
+        direct_c32 = asyncio.run(concurrent(direct_url, plain, 32, args.seconds, False))
+        direct_c32_stream = asyncio.run(concurrent(direct_url, plain, 32, args.seconds, True))
+        ayush_c32 = asyncio.run(concurrent(ayush_url, auth, 32, args.seconds, False))
+        ayush_c32_stream = asyncio.run(concurrent(ayush_url, auth, 32, args.seconds, True))
+    finally:
+        platform.stop()
+        upstream.terminate()
+        upstream.wait(10)
+        if stack:
+            stack.stop()
+    d50, d99 = _pct(direct_c1, 0.5), _pct(direct_c1, 0.99)
+    a50, a99 = _pct(ayush_c1, 0.5), _pct(ayush_c1, 0.99)
+    return {
+        "added_p50_ms_c1": round(a50 - d50, 2),
+        "added_p99_ms_c1": round(a99 - d99, 2),
+        "added_p50_ms_c1_stream": round(_pct(ayush_c1_stream, 0.5) - d50, 2),
+        "ayush_p50_ms_c1": round(a50, 2),
+        "ayush_p99_ms_c1": round(a99, 2),
+        "direct_p50_ms_c1": round(d50, 2),
+        "direct_p99_ms_c1": round(d99, 2),
+        "ayush_rps_c32": ayush_c32["rps"],
+        "ayush_rps_c32_stream": ayush_c32_stream["rps"],
+        "direct_rps_c32": direct_c32["rps"],
+        "direct_rps_c32_stream": direct_c32_stream["rps"],
+        "ayush_p50_ms_c32": ayush_c32["p50_ms"],
+        "ayush_p99_ms_c32": ayush_c32["p99_ms"],
+        "ayush_p50_ms_c32_stream": ayush_c32_stream["p50_ms"],
+        "errors": ayush_c32["errors"] + ayush_c32_stream["errors"],
+        "c1_requests": args.c1_requests,
+        "seconds_per_c32_run": args.seconds,
+        "mean_ms_c1_ayush": round(statistics.fmean(ayush_c1), 2),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--c1-requests", type=int, default=300)
+    print(json.dumps(run(parser.parse_args())))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,170 @@
+"""Turning one webhook into AI jobs and connector actions, by the tenant's rules."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+
+from consumers.webhook_router.templates import matches, render, render_text
+from infra.db import actions as action_store
+from infra.db import jobs as job_store
+from infra.db import webhooks as store
+from infra.db.engine import Database
+from infra.db.integration_models import Rule, RuleRun
+from infra.db.models import Job
+from infra.kafka.publisher import Publisher
+from infra.redis import JobStreams
+from schemas import integrations as iev
+from schemas import jobs as jev
+from schemas import topics
+from schemas.envelope import Actor, Envelope, RawEnvelope
+from schemas.ids import derived_id
+
+log = logging.getLogger(__name__)
+
+GROUP = "webhook-router"
+SYSTEM = Actor(kind="system", id=GROUP)
+
+
+@dataclass(frozen=True)
+class Ports:
+    db: Database
+    streams: JobStreams
+    publisher: Publisher
+
+
+async def handle_webhook(raw: RawEnvelope, ports: Ports) -> None:
+    webhook = iev.WebhookReceived.model_validate(raw.payload)
+    payload = webhook.payload or {}
+    context = {
+        "payload": payload,
+        "event_type": webhook.event_type,
+        "source": webhook.source,
+        "delivery_id": webhook.delivery_id,
+    }
+    for rule in await store.rules_for(ports.db, raw.tenant_id, webhook.endpoint_id):
+        if rule.event_type not in ("*", webhook.event_type) or not matches(rule.filter, payload):
+            continue
+        if rule.job is not None:
+            await _start_job(raw, rule, context, ports)
+        elif rule.action is not None:
+            params = render(rule.action["params"], context)
+            await _request_action(raw, raw.tenant_id, rule.action, params, f"rule:{rule.id}", ports)
+
+
+async def handle_job_succeeded(raw: RawEnvelope, ports: Ports) -> None:
+    succeeded = jev.JobSucceeded.model_validate(raw.payload)
+    run = await store.get_rule_run(ports.db, succeeded.job_id)
+    if run is None:
+        return  # not a job a rule is waiting on
+    found = await job_store.get_job(ports.db, run.tenant_id, run.job_id)
+    if found is None or found.result is None:
+        log.warning("job %s succeeded but has no stored result", run.job_id)
+        return
+    context = {**run.context, "result": found.result.text}
+    params = render(run.action["params"], context)
+    await _request_action(raw, run.tenant_id, run.action, params, f"rule:{run.rule_id}", ports)
+
+
+async def _start_job(raw: RawEnvelope, rule: Rule, context: dict[str, Any], ports: Ports) -> None:
+    assert rule.job is not None
+    template = iev.RuleJob.model_validate(rule.job)
+    messages = [jev.ChatMessage(role="user", content=render_text(template.prompt, context))]
+    if template.system:
+        messages.insert(0, jev.ChatMessage(role="system", content=template.system))
+    chat = jev.ChatJob(
+        model=template.model,
+        messages=messages,
+        metadata={"rule_id": str(rule.id), "webhook_event_id": str(raw.id)},
+    )
+    job_id = derived_id(raw.id, f"rule:{rule.id}:job")
+    event_id = derived_id(raw.id, f"rule:{rule.id}:request")
+    stored, created = await job_store.insert_job(
+        ports.db,
+        Job(
+            id=job_id, tenant_id=raw.tenant_id, kind=chat.kind, model=chat.model,
+            status="queued", request=chat.model_dump(mode="json"),
+            job_metadata=dict(chat.metadata), idempotency_key=f"rule:{rule.id}:{raw.id}",
+            request_event_id=event_id,
+        ),
+    )  # fmt: skip
+    if rule.action is not None:
+        # Saved before the job is requested, so its outcome always finds the run.
+        await store.save_rule_run(
+            ports.db,
+            RuleRun(
+                job_id=stored.id, tenant_id=raw.tenant_id, rule_id=rule.id,
+                webhook_event_id=raw.id, context=context, action=rule.action,
+            ),
+        )  # fmt: skip
+    if stored.published_at is not None:
+        return
+    if created:
+        await ports.streams.append(job_id, "status", {"status": "queued"})
+    payload = jev.JobRequested(job_id=job_id, job=chat)
+    await ports.publisher.publish(
+        topics.AI_JOB_REQUESTED.name, _event(raw, event_id, job_id, jev.JOB_REQUESTED, payload)
+    )
+    await job_store.mark_published(ports.db, job_id)
+
+
+async def _request_action(
+    raw: RawEnvelope,
+    tenant_id: uuid.UUID,
+    action: dict[str, Any],
+    params: Any,
+    purpose: str,
+    ports: Ports,
+) -> None:
+    connection_id = uuid.UUID(str(action["connection_id"]))
+    connection = await action_store.get_connection(ports.db, tenant_id, connection_id)
+    if connection is None:
+        log.warning("rule %s: connection %s is gone; action skipped", purpose, connection_id)
+        return
+    job_id = derived_id(raw.id, f"{purpose}:action-job")
+    event_id = derived_id(raw.id, f"{purpose}:action-request")
+    payload = iev.ActionRequested(
+        job_id=job_id, connection_id=connection_id, connector=connection.connector,
+        action=action["action"], params=params if isinstance(params, dict) else {},
+    )  # fmt: skip
+    stored, created = await job_store.insert_job(
+        ports.db,
+        action_store.action_job(
+            job_id=job_id, tenant_id=tenant_id, api_key_id=None,
+            connector=connection.connector, action=payload.action,
+            request=payload.model_dump(mode="json", include={"connection_id", "action", "params"}),
+            event_id=event_id, idempotency_key=f"{purpose}:action:{raw.id}",
+        ),
+    )  # fmt: skip
+    if stored.published_at is not None:
+        return
+    if created:
+        await ports.streams.append(job_id, "status", {"status": "queued"})
+    await ports.publisher.publish(
+        topics.INTEGRATION_ACTION_REQUESTED.name,
+        _event(raw, event_id, job_id, iev.ACTION_REQUESTED, payload, tenant_id),
+    )
+    await job_store.mark_published(ports.db, job_id)
+
+
+def _event(
+    raw: RawEnvelope,
+    event_id: uuid.UUID,
+    job_id: uuid.UUID,
+    type_: str,
+    payload: BaseModel,
+    tenant_id: uuid.UUID | None = None,
+) -> Envelope[Any]:
+    return Envelope[Any](
+        id=event_id,
+        type=type_,
+        tenant_id=tenant_id or raw.tenant_id,
+        actor=SYSTEM,
+        correlation_id=job_id,
+        causation_id=raw.id,
+        payload=payload,
+    )

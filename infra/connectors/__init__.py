@@ -1,0 +1,50 @@
+"""Connectors to third-party services, one file each, behind `base.Connector`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from infra.connectors.base import Connector, VendorHttp
+from infra.connectors.discord import Discord
+from infra.connectors.email import Email
+from infra.connectors.github import GitHub
+from infra.connectors.http import Http
+from infra.connectors.notion import Notion
+from infra.connectors.slack import Slack
+from infra.connectors.telegram import Telegram
+from infra.settings import Settings
+
+CATALOG: dict[str, type[Connector]] = {
+    c.name: c for c in (Slack, Discord, Telegram, GitHub, Notion, Email, Http)
+}
+
+
+def build_connectors(settings: Settings, http: VendorHttp) -> dict[str, Connector]:
+    base_urls = {
+        "slack": settings.slack_api_url,
+        "discord": settings.discord_api_url,
+        "telegram": settings.telegram_api_url,
+        "github": settings.github_api_url,
+        "notion": settings.notion_api_url,
+    }
+    return {name: cls(http, base_urls.get(name, "")) for name, cls in CATALOG.items()}
+
+
+def describe() -> list[dict[str, Any]]:
+    """Every connector with its actions and their parameter JSON schemas."""
+    return [
+        {
+            "name": cls.name,
+            "description": cls.description,
+            "credentials_schema": cls.credentials.model_json_schema(),
+            "actions": [
+                {
+                    "name": spec.name,
+                    "description": spec.description,
+                    "params_schema": spec.params.model_json_schema(by_alias=True),
+                }
+                for spec in cls.actions.values()
+            ],
+        }
+        for cls in CATALOG.values()
+    ]

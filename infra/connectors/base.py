@@ -1,0 +1,118 @@
+"""The one small interface every connector implements, and its HTTP edge.
+
+A connector is one file: a credentials model, typed parameter models per
+action, and `run`. Vendor answers become TransientError (429, 5xx, refused
+connections: retried, honouring the vendor's wait) or PermanentError (401,
+404, bad input: the job fails at once with the vendor's words).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import httpx
+from pydantic import BaseModel
+
+from infra.errors import PermanentError, TransientError
+from infra.providers.http_errors import retry_after_seconds
+
+RETRYABLE = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    name: str
+    description: str
+    params: type[BaseModel]
+
+
+class Connector:
+    """Base of the connectors. Subclasses set the class attributes and `run`."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    credentials: ClassVar[type[BaseModel]]
+    actions: ClassVar[Mapping[str, ActionSpec]]
+
+    def __init__(self, http: VendorHttp, base_url: str = "") -> None:
+        self.http = http
+        self.base_url = base_url.rstrip("/")
+
+    async def run(
+        self, action: str, credentials: Any, params: Any, idempotency_key: str
+    ) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+class VendorHttp:
+    """httpx, with vendor answers translated into our two error kinds."""
+
+    def __init__(self, timeout_s: float) -> None:
+        self._client = httpx.AsyncClient(timeout=timeout_s, follow_redirects=False)
+
+    async def call(
+        self,
+        vendor: str,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        json: Any = None,
+    ) -> httpx.Response:
+        try:
+            response = await self._client.request(method, url, headers=headers, json=json)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            # Nothing reached the vendor: safe to try again.
+            raise TransientError(f"{vendor} unreachable: {type(exc).__name__}") from exc
+        except httpx.HTTPError as exc:
+            # The request may have been acted on; retrying could act twice.
+            raise PermanentError(
+                f"{vendor} did not answer ({type(exc).__name__}); outcome unknown, not retried"
+            ) from exc
+        if response.status_code >= 400:
+            raise vendor_error(vendor, response)
+        return response
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+def vendor_error(vendor: str, response: httpx.Response) -> TransientError | PermanentError:
+    status = response.status_code
+    text = f"{vendor} answered {status}: {response.text[:500]}"
+    wait = (
+        retry_after_seconds(response.headers)
+        or _reset_wait(response.headers)
+        or _body_wait(response)
+    )
+    if status in RETRYABLE or (
+        status == 403 and response.headers.get("x-ratelimit-remaining") == "0"
+    ):
+        return TransientError(text, retry_after=wait)
+    return PermanentError(text)
+
+
+def _reset_wait(headers: Mapping[str, str]) -> float | None:
+    """GitHub's primary rate limit: wait until `x-ratelimit-reset` (epoch seconds)."""
+    reset = headers.get("x-ratelimit-reset")
+    if headers.get("x-ratelimit-remaining") != "0" or not reset:
+        return None
+    try:
+        return max(0.0, float(reset) - time.time())
+    except ValueError:
+        return None
+
+
+def _body_wait(response: httpx.Response) -> float | None:
+    """Telegram (`parameters.retry_after`) and Discord (`retry_after`) say it in the body."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    if not isinstance(body, dict):
+        return None
+    value = (body.get("parameters") or {}).get("retry_after", body.get("retry_after"))
+    return float(value) if isinstance(value, int | float) else None

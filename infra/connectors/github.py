@@ -1,0 +1,76 @@
+"""GitHub: create an issue, comment on one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from infra.connectors.base import ActionSpec, Connector
+
+
+class GitHubCredentials(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    token: str = Field(min_length=1)
+
+
+class CreateIssue(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    owner: str = Field(min_length=1)
+    repo: str = Field(min_length=1)
+    title: str = Field(min_length=1, max_length=256)
+    body: str | None = None
+    labels: list[str] = Field(default_factory=list)
+
+
+class CreateComment(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    owner: str = Field(min_length=1)
+    repo: str = Field(min_length=1)
+    issue_number: int = Field(ge=1)
+    body: str = Field(min_length=1, max_length=65_536)
+
+
+class GitHub(Connector):
+    name = "github"
+    description = "Open issues and comment on them."
+    credentials = GitHubCredentials
+    actions = {
+        "create_issue": ActionSpec(
+            "create_issue", "POST /repos/{owner}/{repo}/issues", CreateIssue
+        ),
+        "create_comment": ActionSpec(
+            "create_comment", "POST /repos/{owner}/{repo}/issues/{n}/comments", CreateComment
+        ),
+    }
+
+    async def run(
+        self, action: str, credentials: Any, params: Any, idempotency_key: str
+    ) -> dict[str, Any]:
+        repo = f"{self.base_url}/repos/{params.owner}/{params.repo}"
+        if action == "create_issue":
+            url = f"{repo}/issues"
+            body = params.model_dump(include={"title", "body", "labels"}, exclude_none=True)
+        else:
+            url = f"{repo}/issues/{params.issue_number}/comments"
+            body = {"body": params.body}
+        response = await self.http.call(
+            "github",
+            "POST",
+            url,
+            headers={
+                "Authorization": f"Bearer {credentials.token}",
+                "Accept": "application/vnd.github+json",
+                "X-GitHub-Api-Version": "2022-11-28",
+            },
+            json=body,
+        )
+        answer = response.json()
+        return {
+            "id": answer.get("id"),
+            "number": answer.get("number"),
+            "url": answer.get("html_url"),
+        }

@@ -1,0 +1,54 @@
+"""Slack: chat.postMessage with a bot token."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from infra.connectors.base import ActionSpec, Connector
+from infra.errors import PermanentError, TransientError
+
+# Slack answers 200 with {"ok": false, "error": ...}; these are worth a retry.
+RETRYABLE_ERRORS = frozenset({"ratelimited", "rate_limited", "internal_error", "fatal_error"})
+
+
+class SlackCredentials(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    bot_token: str = Field(min_length=1)
+
+
+class PostMessage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    channel: str = Field(min_length=1, description="channel id, e.g. C0123")
+    text: str = Field(min_length=1, max_length=40_000)
+    thread_ts: str | None = None
+
+
+class Slack(Connector):
+    name = "slack"
+    description = "Post messages to Slack channels."
+    credentials = SlackCredentials
+    actions = {
+        "post_message": ActionSpec("post_message", "chat.postMessage", PostMessage),
+    }
+
+    async def run(
+        self, action: str, credentials: Any, params: Any, idempotency_key: str
+    ) -> dict[str, Any]:
+        response = await self.http.call(
+            "slack",
+            "POST",
+            f"{self.base_url}/chat.postMessage",
+            headers={"Authorization": f"Bearer {credentials.bot_token}"},
+            json=params.model_dump(exclude_none=True),
+        )
+        body = response.json()
+        if not body.get("ok"):
+            error = str(body.get("error", "unknown_error"))
+            if error in RETRYABLE_ERRORS:
+                raise TransientError(f"slack answered {error}")
+            raise PermanentError(f"slack answered {error}")
+        return {"channel": body.get("channel"), "ts": body.get("ts")}

@@ -1,0 +1,89 @@
+"""Webhook endpoints, delivery dedupe, rules and rule runs."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert
+
+from infra.db.engine import Database
+from infra.db.integration_models import Rule, RuleRun, WebhookDelivery, WebhookEndpoint
+from infra.db.models import utcnow
+
+
+def endpoint_context(endpoint_id: uuid.UUID, tenant_id: uuid.UUID) -> bytes:
+    """Associated data of an endpoint's sealed secret: it opens on this row only."""
+    return b"webhook-endpoint:" + endpoint_id.bytes + tenant_id.bytes
+
+
+async def add_endpoint(db: Database, endpoint: WebhookEndpoint) -> None:
+    async with db.transaction() as session:
+        session.add(endpoint)
+
+
+async def get_endpoint(db: Database, endpoint_id: uuid.UUID) -> WebhookEndpoint | None:
+    async with db.session() as session:
+        return await session.get(WebhookEndpoint, endpoint_id)
+
+
+async def record_delivery(
+    db: Database, endpoint_id: uuid.UUID, delivery_id: str, event_id: uuid.UUID
+) -> bool:
+    """False if this delivery id was already published for the endpoint."""
+    async with db.transaction() as session:
+        await session.execute(
+            insert(WebhookDelivery)
+            .values(endpoint_id=endpoint_id, delivery_id=delivery_id, event_id=event_id)
+            .on_conflict_do_nothing()
+        )
+        published = (
+            await session.execute(
+                select(WebhookDelivery.published_at).where(
+                    WebhookDelivery.endpoint_id == endpoint_id,
+                    WebhookDelivery.delivery_id == delivery_id,
+                )
+            )
+        ).scalar_one()
+    return published is None
+
+
+async def mark_delivery_published(db: Database, endpoint_id: uuid.UUID, delivery_id: str) -> None:
+    async with db.transaction() as session:
+        await session.execute(
+            update(WebhookDelivery)
+            .where(
+                WebhookDelivery.endpoint_id == endpoint_id,
+                WebhookDelivery.delivery_id == delivery_id,
+            )
+            .values(published_at=utcnow())
+        )
+
+
+async def add_rule(db: Database, rule: Rule) -> None:
+    async with db.transaction() as session:
+        session.add(rule)
+
+
+async def rules_for(db: Database, tenant_id: uuid.UUID, endpoint_id: uuid.UUID) -> list[Rule]:
+    async with db.session() as session:
+        found = await session.execute(
+            select(Rule)
+            .where(Rule.tenant_id == tenant_id, Rule.endpoint_id == endpoint_id)
+            .order_by(Rule.id)
+        )
+        return list(found.scalars())
+
+
+async def save_rule_run(db: Database, run: RuleRun) -> None:
+    """Idempotent: a redelivered webhook finds its run already there."""
+    values: dict[str, Any] = run.model_dump()
+    values.pop("created_at", None)
+    async with db.transaction() as session:
+        await session.execute(insert(RuleRun).values(**values).on_conflict_do_nothing())
+
+
+async def get_rule_run(db: Database, job_id: uuid.UUID) -> RuleRun | None:
+    async with db.session() as session:
+        return await session.get(RuleRun, job_id)

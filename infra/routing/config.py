@@ -1,0 +1,169 @@
+"""The routing file (TOML, path in AYUSH_ROUTING_FILE), parsed into plain data.
+
+Without a file every model goes to its family's provider (gpt-*/o* to
+OpenAI, claude-* to Anthropic, local-* to the local models), configured by
+the vendors' own variables. A file adds aliases, several weighted
+deployments per model, fallback chains, limits and prices; models it does
+not name still take the family default. See docs/routing.example.toml.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from infra.errors import PermanentError
+from infra.pricing import Price
+from infra.providers.router import route
+
+PROVIDER_KINDS = ("openai", "anthropic", "local")
+
+
+@dataclass(frozen=True)
+class Deployment:
+    provider: str  # openai (or any OpenAI-compatible server) | anthropic | local
+    model: str  # the name the upstream is called with
+    base_url: str | None = None
+    api_key: str | None = None
+    weight: float = 1.0
+    max_concurrency: int | None = None
+    timeout_s: float | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.provider}:{self.base_url or 'default'}:{self.model}"
+
+
+@dataclass(frozen=True)
+class ModelRoute:
+    name: str
+    deployments: tuple[Deployment, ...]
+    fallbacks: tuple[str, ...] = ()
+    max_attempts: int | None = None
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 3
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 30.0
+    # A Retry-After longer than this is not waited for: the next model in the
+    # fallback chain is tried at once (or the job fails with 429 if none).
+    max_retry_after_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class RoutingConfig:
+    models: dict[str, ModelRoute] = field(default_factory=dict)
+    aliases: dict[str, str] = field(default_factory=dict)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    prices: dict[str, Price] = field(default_factory=dict)
+
+    def canonical(self, model: str) -> str:
+        return self.aliases.get(model, model)
+
+    def route_for(self, model: str) -> ModelRoute:
+        """The named model's route, else its family's default; PermanentError if neither."""
+        name = self.canonical(model)
+        if name in self.models:
+            return self.models[name]
+        target = route(name)  # raises PermanentError for an unknown family
+        return ModelRoute(name, (Deployment(target.provider, target.model),))
+
+    def knows(self, model: str) -> bool:
+        try:
+            self.route_for(model)
+        except PermanentError:
+            return False
+        return True
+
+    def listed(self) -> list[str]:
+        """The models this deployment names, aliases included."""
+        return sorted({*self.models, *self.aliases})
+
+
+def load_routing(path: Path | None, retry: RetryPolicy | None = None) -> RoutingConfig:
+    """The routing of this deployment; `retry` gives the defaults a file may override."""
+    retry = retry or RetryPolicy()
+    if path is None:
+        return RoutingConfig(retry=retry)
+    data = tomllib.loads(Path(path).read_text())
+    try:
+        return _parse(data, retry)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"routing file {path}: {exc}") from exc
+
+
+def _parse(data: dict[str, Any], defaults: RetryPolicy) -> RoutingConfig:
+    retry_table = data.get("retry", {})
+    retry = RetryPolicy(
+        max_attempts=int(retry_table.get("max_attempts", defaults.max_attempts)),
+        backoff_initial_s=float(retry_table.get("backoff_initial_s", defaults.backoff_initial_s)),
+        backoff_max_s=float(retry_table.get("backoff_max_s", defaults.backoff_max_s)),
+        max_retry_after_s=float(retry_table.get("max_retry_after_s", defaults.max_retry_after_s)),
+    )
+    models: dict[str, ModelRoute] = {}
+    prices: dict[str, Price] = {}
+    for name, table in data.get("models", {}).items():
+        deployments = tuple(_deployment(name, d) for d in table.get("deployments", []))
+        if not deployments:
+            deployments = (_deployment(name, {}),)
+        attempts = table.get("max_attempts")
+        models[name] = ModelRoute(
+            name,
+            deployments,
+            fallbacks=tuple(table.get("fallbacks", ())),
+            max_attempts=int(attempts) if attempts is not None else None,
+        )
+        if "price" in table:
+            prices[name] = _price(table["price"])
+    for name, row in data.get("prices", {}).items():
+        prices[name] = _price(row)
+    aliases = {str(k): str(v) for k, v in data.get("aliases", {}).items()}
+    config = RoutingConfig(models, aliases, retry, prices)
+    for name, model in models.items():
+        for fallback in model.fallbacks:
+            if not config.knows(fallback):
+                raise ValueError(f"model {name!r} falls back to unknown model {fallback!r}")
+    for alias, target in aliases.items():
+        if not config.knows(target):
+            raise ValueError(f"alias {alias!r} names unknown model {target!r}")
+    return config
+
+
+def _deployment(model: str, table: dict[str, Any]) -> Deployment:
+    provider = table.get("provider")
+    upstream = table.get("model")
+    if provider is None:
+        try:
+            target = route(upstream or model)
+        except PermanentError as exc:
+            raise ValueError(f"model {model!r} needs deployments with a provider: {exc}") from exc
+        provider, upstream = target.provider, upstream or target.model
+    if provider not in PROVIDER_KINDS:
+        raise ValueError(f"model {model!r}: provider must be one of {PROVIDER_KINDS}")
+    api_key = table.get("api_key")
+    if api_key is None and "api_key_env" in table:
+        api_key = os.environ.get(table["api_key_env"])
+    limit = table.get("max_concurrency")
+    timeout = table.get("timeout_s")
+    weight = float(table.get("weight", 1.0))
+    if weight <= 0:
+        raise ValueError(f"model {model!r}: weights must be positive")
+    return Deployment(
+        provider=provider,
+        model=upstream or model,
+        base_url=table.get("base_url"),
+        api_key=api_key,
+        weight=weight,
+        max_concurrency=int(limit) if limit is not None else None,
+        timeout_s=float(timeout) if timeout is not None else None,
+    )
+
+
+def _price(row: dict[str, Any]) -> Price:
+    return Price(Decimal(str(row["input"])), Decimal(str(row.get("output", "0"))))

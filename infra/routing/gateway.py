@@ -1,0 +1,239 @@
+"""Running a call on a model's deployments: weights, limits, retries, fallbacks.
+
+For one job: try the model's deployments (weighted, skipping ones that
+are cooling down after a 429 or that are full), retrying transient
+failures with exponential backoff and jitter, or exactly the vendor's
+Retry-After; when a model's attempts are spent, go down its fallback
+chain. Concurrency limits count calls of this worker process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, replace
+from typing import Any, TypeVar
+
+from infra.embeddings.hashing import HashingEmbedder
+from infra.embeddings.openai import OpenAIEmbedder
+from infra.errors import AyushError, PermanentError, TransientError
+from infra.providers.anthropic import AnthropicProvider
+from infra.providers.base import ChatProvider, ChatRequest, Completion, OnDelta, estimate_tokens
+from infra.providers.local import LocalProvider
+from infra.providers.openai import OpenAIProvider
+from infra.routing.config import Deployment, ModelRoute, RoutingConfig
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+OnRetry = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+@dataclass
+class Served:
+    """What answered: the public model name (after fallbacks) and the deployment."""
+
+    model: str
+    provider: str
+    deployment: Deployment
+
+
+class _Live:
+    """A deployment with its client(s), its concurrency slots and its cool-down."""
+
+    def __init__(self, spec: Deployment, chat: ChatProvider | None, embedder: Any) -> None:
+        self.spec = spec
+        self.chat = chat
+        self.embedder = embedder
+        self.slots = asyncio.Semaphore(spec.max_concurrency) if spec.max_concurrency else None
+        self.cool_until = 0.0
+
+    def has_room(self) -> bool:
+        return self.slots is None or not self.slots.locked()
+
+    def cool_down(self, seconds: float | None) -> None:
+        if seconds:
+            self.cool_until = max(self.cool_until, time.monotonic() + seconds)
+
+
+class Gateway:
+    def __init__(
+        self,
+        config: RoutingConfig,
+        *,
+        default_timeout_s: float = 600.0,
+        local_delay_s: float = 0.02,
+        wrap_chat: Callable[[ChatProvider], ChatProvider] | None = None,
+    ) -> None:
+        self.config = config
+        # Lets the composition root observe every chat client (traces, metrics).
+        self._wrap_chat = wrap_chat
+        self._timeout = default_timeout_s
+        self._local_delay = local_delay_s
+        self._live: dict[Deployment, _Live] = {}
+        self._clients = AsyncExitStack()
+        self._chat_clients: dict[tuple[str, str | None, str | None, float], ChatProvider] = {}
+
+    # building clients ------------------------------------------------------------
+    def _chat_client(self, d: Deployment) -> ChatProvider:
+        timeout = d.timeout_s or self._timeout
+        key = (d.provider, d.base_url, d.api_key, timeout)
+        client = self._chat_clients.get(key)
+        if client is None:
+            if d.provider == "openai":
+                client = OpenAIProvider(api_key=d.api_key, base_url=d.base_url, timeout_s=timeout)
+            elif d.provider == "anthropic":
+                client = AnthropicProvider(
+                    api_key=d.api_key, base_url=d.base_url, timeout_s=timeout
+                )
+            else:
+                client = LocalProvider(delay_s=self._local_delay)
+            if self._wrap_chat is not None:
+                client = self._wrap_chat(client)
+            self._clients.push_async_callback(client.close)
+            self._chat_clients[key] = client
+        return client
+
+    def _embedder(self, d: Deployment) -> Any:
+        if d.provider == "openai":
+            embedder = OpenAIEmbedder(
+                d.model, api_key=d.api_key, base_url=d.base_url, timeout_s=d.timeout_s or 60.0
+            )
+            self._clients.push_async_callback(embedder.close)
+            return embedder
+        if d.provider == "local":
+            return HashingEmbedder(model=d.model)
+        raise PermanentError(f"{d.provider} serves no embeddings", status=400)
+
+    def _deployments(self, route: ModelRoute) -> list[_Live]:
+        out = []
+        for spec in route.deployments:
+            live = self._live.get(spec)
+            if live is None:
+                live = _Live(spec, None, None)
+                self._live[spec] = live
+            out.append(live)
+        return out
+
+    # calling ---------------------------------------------------------------------
+    async def chat(
+        self, model: str, request: ChatRequest, on_delta: OnDelta, on_retry: OnRetry
+    ) -> tuple[Completion, Served]:
+        async def call(live: _Live) -> Completion:
+            if live.chat is None:
+                live.chat = self._chat_client(live.spec)
+            return await live.chat.stream_chat(replace(request, model=live.spec.model), on_delta)
+
+        return await self._run(model, call, on_retry)
+
+    async def embed(
+        self, model: str, texts: Sequence[str], dimensions: int | None, on_retry: OnRetry
+    ) -> tuple[tuple[list[list[float]], int], Served]:
+        async def call(live: _Live) -> tuple[list[list[float]], int]:
+            if live.embedder is None:
+                live.embedder = self._embedder(live.spec)
+            if isinstance(live.embedder, OpenAIEmbedder):
+                return await live.embedder.embed_counted(texts, dimensions)
+            vectors = await live.embedder.embed(texts)
+            return vectors, sum(estimate_tokens(t) for t in texts)
+
+        return await self._run(model, call, on_retry)
+
+    async def _run(
+        self, model: str, call: Callable[[_Live], Awaitable[T]], on_retry: OnRetry
+    ) -> tuple[T, Served]:
+        chain = self._chain(model)
+        policy = self.config.retry
+        last: TransientError | None = None
+        for index, route in enumerate(chain):
+            attempts = route.max_attempts or policy.max_attempts
+            for attempt in range(1, attempts + 1):
+                live = self._pick(route)
+                if last is not None:
+                    await on_retry(
+                        {
+                            "status": "retrying" if attempt > 1 else "fallback",
+                            "model": route.name,
+                            "provider": live.spec.provider,
+                            "attempt": attempt,
+                            "error": str(last),
+                        }
+                    )
+                try:
+                    result = await self._attempt(live, call)
+                    return result, Served(route.name, live.spec.provider, live.spec)
+                except TransientError as exc:
+                    last = exc
+                    live.cool_down(exc.retry_after)
+                    if attempt == attempts:
+                        break
+                    delay = self._delay(exc, attempt, more_models=index + 1 < len(chain))
+                    if delay is None:
+                        break  # the vendor asks for a longer pause than we wait: fall back
+                    await asyncio.sleep(delay)
+        assert last is not None
+        raise last
+
+    async def _attempt(self, live: _Live, call: Callable[[_Live], Awaitable[T]]) -> T:
+        budget = live.spec.timeout_s or self._timeout
+        async with AsyncExitStack() as stack:
+            if live.slots is not None:
+                await stack.enter_async_context(live.slots)
+            try:
+                async with asyncio.timeout(budget):
+                    return await call(live)
+            except TimeoutError as exc:
+                raise TransientError(
+                    f"{live.spec.provider}: no answer within {budget:g}s", status=504
+                ) from exc
+            except AyushError:
+                raise
+            except Exception as exc:
+                # An adapter let something through: fail the job rather than
+                # leave its caller waiting on a dead-lettered event.
+                log.exception("unexpected error from %s", live.spec.label)
+                raise PermanentError(
+                    f"{live.spec.provider}: unexpected {type(exc).__name__}: {exc}", status=502
+                ) from exc
+        raise AssertionError("unreachable")
+
+    def _delay(self, exc: TransientError, attempt: int, *, more_models: bool) -> float | None:
+        policy = self.config.retry
+        if exc.retry_after is not None:
+            if exc.retry_after > policy.max_retry_after_s and more_models:
+                return None
+            return min(exc.retry_after, policy.max_retry_after_s)
+        backoff = min(policy.backoff_initial_s * 2 ** (attempt - 1), policy.backoff_max_s)
+        return backoff + random.uniform(0, policy.backoff_initial_s)
+
+    def _chain(self, model: str) -> list[ModelRoute]:
+        """The model's route, then its fallbacks' (depth first, each model once)."""
+        chain: list[ModelRoute] = []
+        seen: set[str] = set()
+
+        def visit(name: str) -> None:
+            route = self.config.route_for(name)
+            if route.name in seen:
+                return
+            seen.add(route.name)
+            chain.append(route)
+            for fallback in route.fallbacks:
+                visit(fallback)
+
+        visit(model)
+        return chain
+
+    def _pick(self, route: ModelRoute) -> _Live:
+        live = self._deployments(route)
+        if len(live) == 1:
+            return live[0]
+        now = time.monotonic()
+        ready = [d for d in live if d.cool_until <= now] or live
+        roomy = [d for d in ready if d.has_room()] or ready
+        return random.choices(roomy, weights=[d.spec.weight for d in roomy])[0]
+
+    async def close(self) -> None:
+        await self._clients.aclose()

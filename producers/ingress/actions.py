@@ -1,0 +1,116 @@
+"""Connections (sealed credentials), the connector catalogue and POST /v1/actions."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ValidationError
+
+from infra.connectors import CATALOG, describe
+from infra.db import actions as store
+from infra.db import jobs as job_store
+from infra.db.integration_models import Connection
+from infra.db.tenants import KeyOwner
+from infra.errors import TransientError
+from infra.vault import Vault
+from producers.ingress.auth import authenticate
+from producers.ingress.body import json_body
+from producers.ingress.errors import ApiError
+from producers.ingress.state import Services, services, vault
+from schemas import integrations as ev
+from schemas import topics
+from schemas.api import JobAccepted
+from schemas.envelope import Actor, Envelope
+from schemas.ids import uuid7
+
+router = APIRouter(tags=["actions"])
+
+Owner = Annotated[KeyOwner, Depends(authenticate)]
+Svc = Annotated[Services, Depends(services)]
+SecretBox = Annotated[Vault, Depends(vault)]
+
+
+@router.get("/v1/connectors")
+async def list_connectors(_: Owner) -> dict[str, Any]:
+    return {"connectors": describe()}
+
+
+@router.post("/v1/connections", status_code=201, response_model=ev.ConnectionView)
+async def create_connection(
+    body: Annotated[ev.ConnectionCreate, Depends(json_body(ev.ConnectionCreate))],
+    owner: Owner,
+    svc: Svc,
+    box: SecretBox,
+) -> ev.ConnectionView:
+    connector = CATALOG.get(body.connector)
+    if connector is None:
+        raise invalid("connector", f"unknown connector; known: {', '.join(CATALOG)}")
+    credentials = validated(connector.credentials, body.credentials, "credentials")
+    connection = Connection(
+        id=uuid7(), tenant_id=owner.tenant_id, connector=body.connector, name=body.name,
+        key_id="", sealed=b"",
+    )  # fmt: skip
+    sealed = box.seal(credentials.model_dump_json().encode(), store.connection_context(connection))
+    connection.key_id, connection.sealed = sealed.key_id, sealed.data
+    await store.add_connection(svc.db, connection)
+    return ev.ConnectionView(id=connection.id, connector=connection.connector, name=body.name)
+
+
+@router.post("/v1/actions", status_code=202, response_model=JobAccepted)
+async def create_action(
+    body: Annotated[ev.ActionCreate, Depends(json_body(ev.ActionCreate))],
+    owner: Owner,
+    svc: Svc,
+    request: Request,
+) -> JobAccepted:
+    connection = await store.get_connection(svc.db, owner.tenant_id, body.connection_id)
+    if connection is None:
+        raise invalid("connection_id", "no such connection")
+    spec = CATALOG[connection.connector].actions.get(body.action)
+    if spec is None:
+        known = ", ".join(CATALOG[connection.connector].actions)
+        raise invalid("action", f"{connection.connector} has no such action; known: {known}")
+    params = validated(spec.params, body.params, "params")
+    job_id, event_id = uuid7(), uuid7()
+    payload = ev.ActionRequested(
+        job_id=job_id, api_key_id=owner.key_id, connection_id=connection.id,
+        connector=connection.connector, action=body.action,
+        params=params.model_dump(mode="json", by_alias=True, exclude_none=True),
+    )  # fmt: skip
+    row = store.action_job(
+        job_id=job_id, tenant_id=owner.tenant_id, api_key_id=owner.key_id,
+        connector=connection.connector, action=body.action,
+        request=payload.model_dump(mode="json", include={"connection_id", "action", "params"}),
+        event_id=event_id,
+    )  # fmt: skip
+    await job_store.insert_job(svc.db, row)
+    envelope = Envelope[Any](
+        id=event_id, type=ev.ACTION_REQUESTED, tenant_id=owner.tenant_id,
+        actor=Actor(kind="api_key", id=str(owner.key_id)), correlation_id=job_id, payload=payload,
+    )  # fmt: skip
+    try:
+        await svc.publisher.publish(topics.INTEGRATION_ACTION_REQUESTED.name, envelope)
+    except TransientError as exc:
+        await job_store.delete_unpublished(svc.db, job_id)
+        raise ApiError(503, "unavailable", "try again", {"Retry-After": "1"}) from exc
+    await svc.streams.append(job_id, "status", {"status": "queued"})
+    base = str(request.base_url).rstrip("/")
+    return JobAccepted(
+        id=job_id, status="queued", url=f"{base}/v1/jobs/{job_id}",
+        events_url=f"{base}/v1/jobs/{job_id}/events",
+    )  # fmt: skip
+
+
+def validated(model: type[BaseModel], data: dict[str, Any], field: str) -> BaseModel:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = ".".join([field, *(str(p) for p in first["loc"])])
+        # The message names the field only: a credential's value is never echoed.
+        raise invalid(where, first["msg"]) from exc
+
+
+def invalid(field: str, message: str) -> ApiError:
+    return ApiError(422, "invalid_request", f"invalid field {field}: {message}", field=field)

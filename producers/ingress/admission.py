@@ -1,0 +1,198 @@
+"""Admission of billable work: rate limits per API key and monthly budgets.
+
+Any billable route uses it in two steps: depend on `rate_limited` instead of
+`authenticate` (it counts the request and fills the X-RateLimit headers), then
+call `admit_billable` with a hold id before publishing work. The hold id is
+the id the work's `usage.recorded` will carry as `job_id`: when that event
+arrives the usage group settles the reservation; a failed job releases it.
+
+    owner: Annotated[KeyOwner, Depends(rate_limited)]
+    ...
+    await admit_billable(request, owner, model=body.model, input_tokens=n,
+                         max_output_tokens=body.max_tokens, hold_id=job_id)
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from infra.db.budgets import budget_state
+from infra.db.engine import Database
+from infra.db.tenants import KeyOwner
+from infra.errors import TransientError
+from infra.pricing import PriceTable
+from infra.quota import Quotas, RateWindow
+from infra.quota import Scope as BudgetScope
+from infra.settings import Settings
+from producers.ingress.auth import authenticate
+from producers.ingress.errors import ApiError
+from schemas.usage import current_period, period_reset
+
+
+@dataclass
+class Admission:
+    settings: Settings
+    db: Database
+    quotas: Quotas
+    prices: PriceTable
+
+
+class BudgetExceeded(Exception):
+    def __init__(self, body: dict[str, Any]) -> None:
+        super().__init__(body["message"])
+        self.body = body
+
+
+def admission(request: Request) -> Admission:
+    return request.app.state.admission
+
+
+def estimate_tokens(texts: Iterable[str]) -> int:
+    """A cheap upper-ish guess of input tokens: about four characters a token."""
+    return sum(len(t) // 4 + 4 for t in texts)
+
+
+async def rate_limited(
+    request: Request,
+    owner: KeyOwner = Depends(authenticate),
+    adm: Admission = Depends(admission),
+) -> KeyOwner:
+    """Authenticate and count the request against the key's requests per minute."""
+    window = await _hit(adm, owner, requests=1, tokens=0)
+    request.state.rate_limit = window
+    if not window.admitted:
+        raise _too_many(window)
+    return owner
+
+
+async def admit_billable(
+    request: Request,
+    owner: KeyOwner,
+    *,
+    model: str,
+    input_tokens: int,
+    max_output_tokens: int | None,
+    hold_id: uuid.UUID,
+) -> None:
+    """Count the tokens per minute, then reserve the estimated cost on the budgets.
+
+    Raises ApiError 429 or BudgetExceeded (402). On success the reservation
+    stays until the usage arrives; call `release_billable` if the work is
+    not published after all.
+    """
+    adm = admission(request)
+    output_tokens = max_output_tokens or adm.settings.budget_default_output_tokens
+    window = await _hit(adm, owner, requests=0, tokens=input_tokens + output_tokens)
+    request.state.rate_limit = window
+    if not window.admitted:
+        raise _too_many(window)
+    estimate = adm.prices.cost(model, input_tokens, output_tokens)
+    period = current_period()
+    scopes = [BudgetScope("tenant", owner.tenant_id), BudgetScope("key", owner.key_id)]
+    try:
+        refused = await adm.quotas.reserve(
+            owner.tenant_id, scopes, period, hold_id, estimate, adm.settings.budget_hold_ttl_s
+        )
+    except TransientError as exc:
+        raise _unavailable("budgets", exc) from exc
+    if refused is not None:
+        raise await _budget_exceeded(adm, refused, period)
+
+
+async def release_billable(request: Request, owner: KeyOwner, hold_id: uuid.UUID) -> None:
+    await admission(request).quotas.release(owner.tenant_id, hold_id)
+
+
+async def _hit(adm: Admission, owner: KeyOwner, *, requests: int, tokens: int) -> RateWindow:
+    try:
+        return await adm.quotas.hit(
+            owner.key_id,
+            requests=requests,
+            tokens=tokens,
+            rpm=adm.settings.rate_limit_requests_per_min,
+            tpm=adm.settings.rate_limit_tokens_per_min,
+        )
+    except TransientError as exc:
+        raise _unavailable("rate limits", exc) from exc
+
+
+def _unavailable(what: str, exc: Exception) -> ApiError:
+    return ApiError(503, "unavailable", f"{what} unavailable: {exc}", {"Retry-After": "1"})
+
+
+def _too_many(window: RateWindow) -> ApiError:
+    what = "tokens" if window.refused_by == "tokens" else "requests"
+    return ApiError(
+        429,
+        "rate_limited",
+        f"{what} per minute limit of this API key reached",
+        {"Retry-After": str(max(1, math.ceil(window.reset_s)))},
+    )
+
+
+async def _budget_exceeded(adm: Admission, scope: BudgetScope, period: str) -> BudgetExceeded:
+    state = await budget_state(adm.db, scope.kind, scope.id, period)
+    resets_at = period_reset(period)
+    name = "the tenant's" if scope.kind == "tenant" else f"API key {scope.id}'s"
+    return BudgetExceeded(
+        {
+            "error": "budget_exceeded",
+            "message": f"{name} monthly budget is spent; it resets at {resets_at.isoformat()}",
+            "budget": {
+                "scope": scope.kind,
+                "api_key_id": str(scope.id) if scope.kind == "key" else None,
+                "monthly_usd": str(state.monthly_usd) if state.monthly_usd is not None else None,
+                "spent_usd": str(state.spent_usd),
+                "period": period,
+                "resets_at": resets_at.isoformat(),
+            },
+        }
+    )
+
+
+def rate_limit_headers(window: RateWindow) -> list[tuple[bytes, bytes]]:
+    values = {
+        "x-ratelimit-limit": window.requests_limit,
+        "x-ratelimit-remaining": max(window.requests_limit - window.requests_used, 0),
+        "x-ratelimit-reset": max(1, math.ceil(window.reset_s)),
+        "x-ratelimit-limit-tokens": window.tokens_limit,
+        "x-ratelimit-remaining-tokens": max(window.tokens_limit - window.tokens_used, 0),
+    }
+    return [(k.encode(), str(v).encode()) for k, v in values.items()]
+
+
+class RateLimitHeaders:
+    """Adds the key's rate-limit headers to every response, errors included."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        state = scope.setdefault("state", {})
+
+        async def send_with_headers(message: Message) -> None:
+            window = state.get("rate_limit")
+            if message["type"] == "http.response.start" and window is not None:
+                message = {**message, "headers": [*message["headers"], *rate_limit_headers(window)]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def install(app: FastAPI) -> None:
+    app.add_middleware(RateLimitHeaders)
+
+    @app.exception_handler(BudgetExceeded)
+    async def budget_exceeded(_: Request, exc: BudgetExceeded) -> JSONResponse:
+        return JSONResponse(exc.body, 402)

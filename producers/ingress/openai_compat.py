@@ -1,0 +1,294 @@
+"""OpenAI-compatible routes: POST /v1/chat/completions, POST /v1/embeddings, GET /v1/models.
+
+Every call is an `ai.job.requested` event handled by the model-calls group,
+visible as a job (its id in `X-Ayush-Job-Id`). The request waits for its
+job's answer on this process's reply channel (infra.redis.Replies), so no
+request holds a Redis connection of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import struct
+import time
+import uuid
+from typing import Any, TypeVar
+
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.responses import Response, StreamingResponse
+from pydantic import BaseModel, ValidationError
+
+from infra.db.tenants import KeyOwner
+from infra.errors import TransientError
+from infra.redis import ReplyWaiter, StreamEvent
+from producers.ingress import openai_errors as oe
+from producers.ingress.auth import authenticate
+from producers.ingress.body import MAX_BODY_BYTES
+from producers.ingress.errors import ApiError
+from producers.ingress.openai_stream import completion_chunks, usage_of, wire_tool_calls
+from producers.ingress.state import Services, services
+from schemas import jobs as ev
+from schemas import topics
+from schemas.envelope import Actor, Envelope
+from schemas.ids import uuid7
+from schemas.openai import ChatCompletionRequest, EmbeddingRequest, WireMessage
+
+router = APIRouter(prefix="/v1", tags=["openai"])
+W = TypeVar("W", bound=BaseModel)
+JSON = "application/json"
+
+
+@router.post("/chat/completions")
+async def chat_completions(request: Request) -> Response:
+    svc = services(request)
+    owner = await _owner(request, svc)
+    body = await _parse(request, ChatCompletionRequest)
+    job = _build(lambda: chat_job(body, _wants_cache(request, owner)))
+    return await _run(svc, owner, job, body.model, stream=body.stream, usage=_include_usage(body))
+
+
+@router.post("/embeddings")
+async def embeddings(request: Request) -> Response:
+    svc = services(request)
+    owner = await _owner(request, svc)
+    body = await _parse(request, EmbeddingRequest)
+    texts = [body.input] if isinstance(body.input, str) else body.input
+    job = _build(lambda: ev.ChatJob(
+        kind="embedding", model=body.model, input=texts, dimensions=body.dimensions,
+        user_id=body.user, cache=_wants_cache(request, owner),
+    ))  # fmt: skip
+    return await _run(svc, owner, job, body.model, encoding=body.encoding_format)
+
+
+@router.get("/models")
+async def list_models(request: Request) -> Response:
+    svc = services(request)
+    await _owner(request, svc)
+    data = [_model_card(svc, name) for name in svc.model_names()]
+    return Response(orjson.dumps({"object": "list", "data": data}), media_type=JSON)
+
+
+@router.get("/models/{model:path}")
+async def get_model(model: str, request: Request) -> Response:
+    svc = services(request)
+    await _owner(request, svc)
+    if not svc.routing.knows(model):
+        raise oe.unknown_model(model)
+    return Response(orjson.dumps(_model_card(svc, model)), media_type=JSON)
+
+
+# the request's life ----------------------------------------------------------------
+async def _run(
+    svc: Services, owner: KeyOwner, job: ev.ChatJob, model: str, *,
+    stream: bool = False, usage: bool = False, encoding: str = "float",
+) -> Response:  # fmt: skip
+    if not svc.routing.knows(model):
+        raise oe.unknown_model(model)
+    job_id = uuid7()
+    headers = {"X-Ayush-Job-Id": str(job_id)}
+    waiter = svc.replies.waiter(job_id)
+    handed_over = False
+    deadline = asyncio.get_running_loop().time() + svc.settings.gateway_wait_timeout_s
+
+    async def next_event() -> StreamEvent:
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await waiter.next()
+        except TimeoutError as exc:
+            raise oe.OpenAIError(
+                504, f"no answer within {svc.settings.gateway_wait_timeout_s:g}s; "
+                f"the job goes on: GET /v1/jobs/{job_id}", "timeout_error", "timeout",
+                headers=headers,
+            ) from exc  # fmt: skip
+
+    try:
+        await _publish(svc, owner, job_id, job, waiter)
+        first = await _answer_start(next_event)
+        if first.type == "error":
+            raise _with(oe.from_job_error(first.data), headers)
+        if job.cache:
+            headers["X-Ayush-Cache"] = "hit" if first.data.get("cached") else "miss"
+        if stream:
+            handed_over = True
+            return StreamingResponse(
+                _forgetting(
+                    svc, job_id, completion_chunks(job_id, model, first, next_event, usage)
+                ),
+                media_type="text/event-stream",
+                headers={**headers, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            )
+        result = first
+        while result.type == "delta":
+            result = await next_event()
+        if result.type == "error":
+            raise _with(oe.from_job_error(result.data), headers)
+        headers["X-Ayush-Cost-Usd"] = str(result.data.get("cost_usd", "0"))
+        payload = (
+            _embedding_body(result.data, encoding)
+            if job.kind == "embedding"
+            else _completion_body(job_id, result.data)
+        )
+        return Response(orjson.dumps(payload), headers=headers, media_type=JSON)
+    finally:
+        if not handed_over:
+            svc.replies.forget(job_id)
+
+
+async def _answer_start(next_event: Any) -> StreamEvent:
+    """The first entry that says something about the answer: text, a result or an error."""
+    while True:
+        event: StreamEvent = await next_event()
+        if event.type in ("delta", "result", "error"):
+            return event
+
+
+async def _forgetting(svc: Services, job_id: uuid.UUID, chunks: Any) -> Any:
+    try:
+        async for chunk in chunks:
+            yield chunk
+    finally:
+        svc.replies.forget(job_id)
+
+
+async def _publish(
+    svc: Services, owner: KeyOwner, job_id: uuid.UUID, job: ev.ChatJob, waiter: ReplyWaiter
+) -> None:
+    envelope = Envelope[Any](
+        type=ev.JOB_REQUESTED,
+        tenant_id=owner.tenant_id,
+        actor=Actor(kind="api_key", id=str(owner.key_id)),
+        correlation_id=job_id,
+        payload=ev.JobRequested(
+            job_id=job_id, api_key_id=owner.key_id, job=job, reply_to=svc.replies.channel
+        ),
+    )
+    try:
+        await svc.publisher.publish(topics.AI_JOB_REQUESTED.name, envelope)
+    except TransientError as exc:
+        raise oe.OpenAIError(
+            503, f"the event log did not accept the request, try again: {exc}",
+            "service_unavailable", "unavailable", headers={"Retry-After": "1"},
+        ) from exc  # fmt: skip
+
+
+# translation ------------------------------------------------------------------------
+def chat_job(body: ChatCompletionRequest, cache: bool) -> ev.ChatJob:
+    """OpenAI's request as our job."""
+    choice: Any = body.tool_choice
+    if choice is not None and not isinstance(choice, str):
+        choice = ev.ForcedTool(name=choice.function.name)
+    return ev.ChatJob(
+        model=body.model,
+        messages=[_message(m) for m in body.messages],
+        user_id=body.user,
+        temperature=body.temperature,
+        max_tokens=body.max_completion_tokens or body.max_tokens,
+        metadata=body.metadata or {},
+        stop=[body.stop] if isinstance(body.stop, str) else body.stop,
+        tools=[
+            ev.Tool(name=t.function.name, description=t.function.description,
+                    parameters=t.function.parameters or {})
+            for t in body.tools
+        ] if body.tools else None,
+        tool_choice=choice,
+        cache=cache,
+    )  # fmt: skip
+
+
+def _message(m: WireMessage) -> ev.ChatMessage:
+    calls = [
+        ev.ToolCall(id=c.id, name=c.function.name, arguments=c.function.arguments)
+        for c in m.tool_calls or ()
+    ]
+    return ev.ChatMessage(
+        role="system" if m.role == "developer" else m.role,
+        content=m.text(),
+        tool_calls=calls or None,
+        tool_call_id=m.tool_call_id,
+    )
+
+
+def _completion_body(job_id: uuid.UUID, result: dict[str, Any]) -> dict[str, Any]:
+    calls = wire_tool_calls(result)
+    message: dict[str, Any] = {"role": "assistant", "content": result.get("text") or None}
+    if calls:
+        message["tool_calls"] = calls
+    finish = result.get("finish_reason") or ("tool_calls" if calls else "stop")
+    return {
+        "id": f"chatcmpl-{job_id.hex}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": result.get("model"),
+        "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
+        "usage": usage_of(result),
+    }
+
+
+def _embedding_body(result: dict[str, Any], encoding: str) -> dict[str, Any]:
+    vectors = result.get("embeddings") or []
+    tokens = usage_of(result)["prompt_tokens"]
+    data = [
+        {"object": "embedding", "index": i, "embedding": _encode(v, encoding)}
+        for i, v in enumerate(vectors)
+    ]
+    return {
+        "object": "list",
+        "data": data,
+        "model": result.get("model"),
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
+
+
+def _encode(vector: list[float], encoding: str) -> list[float] | str:
+    if encoding == "base64":  # what the official SDKs ask for by default
+        return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+    return vector
+
+
+# request helpers ----------------------------------------------------------------------
+async def _owner(request: Request, svc: Services) -> KeyOwner:
+    try:
+        return await authenticate(request, svc)
+    except ApiError as exc:
+        raise oe.from_api_error(exc) from exc
+
+
+async def _parse(request: Request, model: type[W]) -> W:
+    raw = await request.body()
+    if len(raw) > MAX_BODY_BYTES:
+        raise oe.OpenAIError(413, f"body over {MAX_BODY_BYTES} bytes", "invalid_request_error")
+    try:
+        return model.model_validate_json(raw or b"null")
+    except ValidationError as exc:
+        raise oe.invalid(exc) from exc
+
+
+def _build(make: Any) -> ev.ChatJob:
+    try:
+        job: ev.ChatJob = make()
+    except ValidationError as exc:
+        raise oe.invalid(exc) from exc
+    return job
+
+
+def _wants_cache(request: Request, owner: KeyOwner) -> bool:
+    header = request.headers.get("x-ayush-cache")
+    if header is not None:
+        return header.strip().lower() in ("true", "1", "yes")
+    return bool(owner.settings.get("response_cache", False))
+
+
+def _include_usage(body: ChatCompletionRequest) -> bool:
+    return bool(body.stream_options and body.stream_options.include_usage)
+
+
+def _with(error: oe.OpenAIError, headers: dict[str, str]) -> oe.OpenAIError:
+    error.headers = {**headers, **error.headers}
+    return error
+
+
+def _model_card(svc: Services, name: str) -> dict[str, Any]:
+    route = svc.routing.route_for(name)
+    return {"id": name, "object": "model", "created": 0, "owned_by": route.deployments[0].provider}

@@ -1,0 +1,110 @@
+"""Errors of the OpenAI-compatible routes, in OpenAI's error JSON shape.
+
+`{"error": {"message", "type", "param", "code"}}`, so the official SDKs
+raise their own typed exceptions (BadRequestError, RateLimitError …).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from pydantic import ValidationError
+
+from producers.ingress.errors import ApiError
+
+# An upstream's status, as the gateway's client should see it.
+_UPSTREAM = {
+    400: (400, "invalid_request_error", "upstream_bad_request"),
+    404: (404, "invalid_request_error", "model_not_found"),
+    413: (400, "invalid_request_error", "context_length_exceeded"),
+    422: (400, "invalid_request_error", "upstream_bad_request"),
+    429: (429, "rate_limit_error", "rate_limit_exceeded"),
+    504: (504, "timeout_error", "upstream_timeout"),
+}
+
+
+class OpenAIError(Exception):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        type_: str,
+        code: str | None = None,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type_
+        self.code = code
+        self.param = param
+        self.headers = headers or {}
+
+    def response(self, extra_headers: dict[str, str] | None = None) -> Response:
+        body = {
+            "error": {
+                "message": self.message,
+                "type": self.type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+        return Response(
+            orjson.dumps(body),
+            self.status,
+            headers={**self.headers, **(extra_headers or {})},
+            media_type="application/json",
+        )
+
+
+def from_api_error(exc: ApiError) -> OpenAIError:
+    kinds = {401: "authentication_error", 429: "rate_limit_error", 503: "service_unavailable"}
+    return OpenAIError(
+        exc.status,
+        exc.message,
+        kinds.get(exc.status, "invalid_request_error"),
+        exc.error,
+        exc.field,
+        exc.headers,
+    )
+
+
+def invalid(exc: ValidationError) -> OpenAIError:
+    first = exc.errors(include_url=False)[0]
+    param = ".".join(str(p) for p in first["loc"]) or None
+    message = f"invalid value for {param}: {first['msg']}" if param else first["msg"]
+    return OpenAIError(400, message, "invalid_request_error", "invalid_value", param)
+
+
+def unknown_model(model: str) -> OpenAIError:
+    return OpenAIError(
+        404,
+        f"The model '{model}' does not exist or is not routed by this deployment",
+        "invalid_request_error",
+        "model_not_found",
+        "model",
+    )
+
+
+def from_job_error(data: dict[str, Any]) -> OpenAIError:
+    """A failed job's error entry ({message, status, retry_after}) as an HTTP error."""
+    upstream = data.get("status")
+    status, type_, code = _UPSTREAM.get(upstream or 0, (502, "upstream_error", "upstream_error"))
+    headers: dict[str, str] = {}
+    if status == 429:
+        retry_after = data.get("retry_after")
+        headers["Retry-After"] = str(max(1, math.ceil(retry_after))) if retry_after else "1"
+    return OpenAIError(
+        status, str(data.get("message", "upstream failure")), type_, code, None, headers
+    )
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(OpenAIError)
+    async def openai_error(_: Request, exc: OpenAIError) -> Response:
+        return exc.response()

@@ -1,0 +1,69 @@
+"""GET /v1/usage: totals by model, user, key or day, as JSON or CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import UTC, date, datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import Response
+
+from infra.db.tenants import KeyOwner
+from infra.db.usage_report import UsageTotal, total_of, usage_totals
+from producers.ingress.admission import Admission, admission, rate_limited
+from producers.ingress.errors import ApiError
+from schemas.usage import GroupBy, UsageReport, UsageRow
+
+router = APIRouter(prefix="/v1/usage", tags=["usage"])
+
+MAX_DAYS = 366
+
+
+@router.get("", response_model=UsageReport, response_model_by_alias=True)
+async def get_usage(
+    owner: Annotated[KeyOwner, Depends(rate_limited)],
+    adm: Annotated[Admission, Depends(admission)],
+    first: Annotated[date | None, Query(alias="from")] = None,
+    last: Annotated[date | None, Query(alias="to")] = None,
+    group_by: GroupBy = "model",
+    format: Literal["json", "csv"] = "json",
+) -> Response | UsageReport:
+    today = datetime.now(UTC).date()
+    last = last or today
+    first = first or last.replace(day=1)
+    if last < first:
+        raise ApiError(422, "invalid_request", "invalid field to: before from", field="to")
+    if (last - first).days > MAX_DAYS:
+        raise ApiError(
+            422, "invalid_request", f"invalid field to: over {MAX_DAYS} days", field="to"
+        )
+    # Admin keys see the whole tenant; any other key only its own usage.
+    only_key = None if owner.is_admin else owner.key_id
+    rows = await usage_totals(adm.db, owner.tenant_id, first, last, group_by, only_key)
+    total = total_of(rows)
+    if format == "csv":
+        return Response(_csv(group_by, [*rows, total]), media_type="text/csv; charset=utf-8")
+    return UsageReport(
+        from_=first, to=last, group_by=group_by, rows=[_row(r) for r in rows], total=_row(total)
+    )
+
+
+def _row(total: UsageTotal) -> UsageRow:
+    return UsageRow(
+        group=total.group,
+        events=total.events,
+        input_tokens=total.input_tokens,
+        output_tokens=total.output_tokens,
+        cost_usd=total.cost_usd,
+    )
+
+
+def _csv(group_by: str, rows: list[UsageTotal]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow([group_by, "events", "input_tokens", "output_tokens", "cost_usd"])
+    for r in rows:
+        writer.writerow([r.group, r.events, r.input_tokens, r.output_tokens, r.cost_usd])
+    return out.getvalue()

@@ -1,0 +1,94 @@
+"""POST /v1/webhook-endpoints and POST /v1/rules: what a tenant receives and what it does."""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+
+from infra.connectors import CATALOG
+from infra.db import actions as action_store
+from infra.db import webhooks as store
+from infra.db.integration_models import Rule, WebhookEndpoint
+from infra.db.tenants import KeyOwner
+from infra.errors import PermanentError
+from infra.providers.router import route
+from infra.vault import Vault
+from producers.ingress.actions import invalid
+from producers.ingress.auth import authenticate
+from producers.ingress.body import json_body
+from producers.ingress.state import Services, services, vault
+from schemas import integrations as ev
+from schemas.ids import uuid7
+
+router = APIRouter(tags=["webhooks"])
+
+Owner = Annotated[KeyOwner, Depends(authenticate)]
+Svc = Annotated[Services, Depends(services)]
+SecretBox = Annotated[Vault, Depends(vault)]
+
+# Slack and Stripe issue the signing secret themselves; the tenant copies it here.
+VENDOR_ISSUED = frozenset({"slack", "stripe"})
+
+
+@router.post("/v1/webhook-endpoints", status_code=201, response_model=ev.WebhookEndpointCreated)
+async def create_endpoint(
+    body: Annotated[ev.WebhookEndpointCreate, Depends(json_body(ev.WebhookEndpointCreate))],
+    owner: Owner,
+    svc: Svc,
+    box: SecretBox,
+    request: Request,
+) -> ev.WebhookEndpointCreated:
+    generated = None
+    secret = body.secret
+    if secret is None:
+        if body.source in VENDOR_ISSUED:
+            raise invalid("secret", f"{body.source} issues the signing secret: pass it here")
+        # Standard Webhooks' format (whsec_ + base64 key) works for every HMAC source.
+        secret = generated = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+    endpoint = WebhookEndpoint(
+        id=uuid7(), tenant_id=owner.tenant_id, source=body.source,
+        signature_header=body.signature_header, secret_key_id="", secret_sealed=b"",
+    )  # fmt: skip
+    sealed = box.seal(secret.encode(), store.endpoint_context(endpoint.id, endpoint.tenant_id))
+    endpoint.secret_key_id, endpoint.secret_sealed = sealed.key_id, sealed.data
+    await store.add_endpoint(svc.db, endpoint)
+    base = str(request.base_url).rstrip("/")
+    return ev.WebhookEndpointCreated(
+        id=endpoint.id, url=f"{base}/hooks/{endpoint.id}", source=body.source, secret=generated
+    )
+
+
+@router.post("/v1/rules", status_code=201, response_model=ev.RuleView)
+async def create_rule(
+    body: Annotated[ev.RuleCreate, Depends(json_body(ev.RuleCreate))], owner: Owner, svc: Svc
+) -> ev.RuleView:
+    endpoint = await store.get_endpoint(svc.db, body.endpoint_id)
+    if endpoint is None or endpoint.tenant_id != owner.tenant_id:
+        raise invalid("endpoint_id", "no such webhook endpoint")
+    if body.job is not None:
+        try:
+            route(body.job.model)
+        except PermanentError as exc:
+            raise invalid("job.model", str(exc)) from exc
+    if body.action is not None:
+        connection = await action_store.get_connection(
+            svc.db, owner.tenant_id, body.action.connection_id
+        )
+        if connection is None:
+            raise invalid("action.connection_id", "no such connection")
+        if body.action.action not in CATALOG[connection.connector].actions:
+            raise invalid("action.action", f"{connection.connector} has no such action")
+    rule = Rule(
+        id=uuid7(), tenant_id=owner.tenant_id, endpoint_id=body.endpoint_id,
+        event_type=body.event_type, filter=dict(body.filter),
+        job=body.job.model_dump(mode="json") if body.job else None,
+        action=body.action.model_dump(mode="json") if body.action else None,
+    )  # fmt: skip
+    await store.add_rule(svc.db, rule)
+    return ev.RuleView(
+        id=rule.id, endpoint_id=rule.endpoint_id, event_type=rule.event_type,
+        filter=rule.filter, job=body.job, action=body.action,
+    )  # fmt: skip

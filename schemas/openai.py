@@ -1,0 +1,92 @@
+"""Request bodies of the OpenAI-compatible routes, in OpenAI's own wire shape.
+
+Lenient about fields we do not use (clients send many), strict about the ones
+we do. The ingress translates them into a ChatJob.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class FunctionCall(_Wire):
+    name: str
+    arguments: str = "{}"
+
+
+class WireToolCall(_Wire):
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
+class ContentPart(_Wire):
+    type: str
+    text: str | None = None
+
+
+class WireMessage(_Wire):
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[ContentPart] | None = None
+    name: str | None = None
+    tool_calls: list[WireToolCall] | None = None
+    tool_call_id: str | None = None
+
+    def text(self) -> str:
+        if isinstance(self.content, list):
+            return "".join(p.text or "" for p in self.content if p.type == "text")
+        return self.content or ""
+
+
+class FunctionDefinition(_Wire):
+    name: str
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+
+
+class WireTool(_Wire):
+    type: Literal["function"] = "function"
+    function: FunctionDefinition
+
+
+class NamedFunction(_Wire):
+    name: str
+
+
+class NamedToolChoice(_Wire):
+    type: Literal["function"] = "function"
+    function: NamedFunction
+
+
+class StreamOptions(_Wire):
+    include_usage: bool = False
+
+
+class ChatCompletionRequest(_Wire):
+    model: str = Field(min_length=1, max_length=200)
+    messages: list[WireMessage] = Field(min_length=1, max_length=10_000)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    stop: str | list[str] | None = None
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    tools: list[WireTool] | None = None
+    tool_choice: Literal["auto", "none", "required"] | NamedToolChoice | None = None
+    n: int | None = Field(default=None, ge=1, le=1)
+    user: str | None = Field(default=None, max_length=200)
+    metadata: dict[str, str] | None = None
+
+
+class EmbeddingRequest(_Wire):
+    model: str = Field(min_length=1, max_length=200)
+    input: str | list[str] = Field(min_length=1)
+    dimensions: int | None = Field(default=None, ge=1)
+    encoding_format: Literal["float", "base64"] = "float"
+    user: str | None = Field(default=None, max_length=200)

@@ -1,0 +1,72 @@
+"""Usage accounting: budget events and the HTTP models of usage and budgets."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+BUDGET_THRESHOLD_CROSSED = "usage.budget.threshold_crossed"
+
+BudgetScope = Literal["tenant", "key"]
+GroupBy = Literal["model", "user", "key", "day"]
+
+
+def current_period(now: datetime | None = None) -> str:
+    """Budgets run per calendar month in UTC, named YYYY-MM."""
+    return (now or datetime.now(UTC)).strftime("%Y-%m")
+
+
+def period_reset(period: str) -> datetime:
+    """When a period's budget resets: the first instant of the next month, UTC."""
+    year, month = (int(p) for p in period.split("-"))
+    return datetime(year + month // 12, month % 12 + 1, 1, tzinfo=UTC)
+
+
+class BudgetThresholdCrossed(BaseModel):
+    """A budget's spend reached a threshold (80 or 100 percent) in a period."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    scope: BudgetScope
+    api_key_id: uuid.UUID | None = None
+    period: str = Field(description="YYYY-MM")
+    threshold_pct: int
+    limit_usd: Decimal
+    spent_usd: Decimal
+    resets_at: datetime
+
+
+class BudgetIn(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    monthly_usd: Decimal = Field(ge=0, max_digits=14, decimal_places=8)
+
+
+class BudgetView(BaseModel):
+    scope: BudgetScope
+    api_key_id: uuid.UUID | None
+    monthly_usd: Decimal | None
+    spent_usd: Decimal
+    reserved_usd: Decimal
+    period: str
+    resets_at: datetime
+
+
+class UsageRow(BaseModel):
+    group: str
+    events: int
+    input_tokens: int
+    output_tokens: int
+    cost_usd: Decimal
+
+
+class UsageReport(BaseModel):
+    from_: date = Field(serialization_alias="from")
+    to: date
+    group_by: GroupBy
+    rows: list[UsageRow]
+    total: UsageRow

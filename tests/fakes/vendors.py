@@ -1,0 +1,144 @@
+"""A local HTTP server speaking the slices of Slack, Discord, Telegram, GitHub and
+Notion that the connectors use, counting every call.
+
+Behaviour is chosen by the request, so a worker in another process can ask for it:
+    Slack channel "RATE…"       first call per channel: 429 with Retry-After: 1
+    Slack channel "SLOW…"       answers after 1.5 s
+    Slack token  "xoxb-bad"     {"ok": false, "error": "invalid_auth"} (Slack's way)
+    GitHub repo  "missing"      404 Not Found
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+
+@dataclass
+class VendorCall:
+    vendor: str
+    path: str
+    body: Any
+    headers: dict[str, str]
+    at: float = field(default_factory=time.monotonic)
+
+
+class FakeVendors:
+    def __init__(self) -> None:
+        self.calls: list[VendorCall] = []
+        self._seen: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self.port = 0
+
+    def start(self) -> FakeVendors:
+        ready = threading.Event()
+
+        def serve() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            app = web.Application()
+            app.router.add_post("/slack/api/chat.postMessage", self._slack)
+            app.router.add_post("/discord/webhooks/{id}/{token}", self._discord)
+            app.router.add_post("/telegram/{bot}/sendMessage", self._telegram)
+            app.router.add_post("/github/repos/{owner}/{repo}/issues", self._github_issue)
+            app.router.add_post(
+                "/github/repos/{owner}/{repo}/issues/{n}/comments", self._github_comment
+            )
+            app.router.add_post("/notion/v1/pages", self._notion)
+            app.router.add_route("*", "/http/{tail:.*}", self._http)
+            runner = web.AppRunner(app, access_log=None)
+            loop.run_until_complete(runner.setup())
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            loop.run_until_complete(site.start())
+            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            ready.set()
+            loop.run_forever()
+            loop.run_until_complete(runner.cleanup())
+            loop.close()
+
+        self._thread = threading.Thread(target=serve, name="fake-vendors", daemon=True)
+        self._thread.start()
+        if not ready.wait(10):
+            raise RuntimeError("fake vendor server did not start")
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._thread is not None:
+            self._thread.join(10)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        return {
+            "SLACK_API_URL": f"{self.url}/slack/api",
+            "DISCORD_API_URL": f"{self.url}/discord",
+            "TELEGRAM_API_URL": f"{self.url}/telegram",
+            "GITHUB_API_URL": f"{self.url}/github",
+            "NOTION_API_URL": f"{self.url}/notion",
+        }
+
+    def matching(self, vendor: str, needle: str) -> list[VendorCall]:
+        """Calls to `vendor` whose path or body mentions `needle`."""
+        with self._lock:
+            return [c for c in self.calls if c.vendor == vendor and needle in f"{c.path}{c.body}"]
+
+    async def _record(self, vendor: str, request: web.Request) -> tuple[Any, int]:
+        body = await request.json() if request.can_read_body else None
+        with self._lock:
+            self.calls.append(VendorCall(vendor, request.path_qs, body, dict(request.headers)))
+            key = f"{vendor}:{request.path}:{body!r}"
+            self._seen[key] += 1
+            return body, self._seen[key]
+
+    async def _slack(self, request: web.Request) -> web.Response:
+        body, nth = await self._record("slack", request)
+        channel = str(body.get("channel", ""))
+        if request.headers.get("Authorization") == "Bearer xoxb-bad":
+            return web.json_response({"ok": False, "error": "invalid_auth"})
+        if channel.startswith("RATE") and nth == 1:
+            return web.json_response(
+                {"ok": False, "error": "ratelimited"}, status=429, headers={"Retry-After": "1"}
+            )
+        if channel.startswith("SLOW"):
+            await asyncio.sleep(1.5)
+        return web.json_response({"ok": True, "channel": channel, "ts": f"{time.time():.6f}"})
+
+    async def _discord(self, request: web.Request) -> web.Response:
+        await self._record("discord", request)
+        return web.json_response({"id": "1100", "channel_id": "900"})
+
+    async def _telegram(self, request: web.Request) -> web.Response:
+        await self._record("telegram", request)
+        return web.json_response({"ok": True, "result": {"message_id": 42}})
+
+    async def _github_issue(self, request: web.Request) -> web.Response:
+        await self._record("github", request)
+        if request.match_info["repo"] == "missing":
+            return web.json_response({"message": "Not Found"}, status=404)
+        return web.json_response(
+            {"id": 1, "number": 12, "html_url": "https://github.test/i/12"}, status=201
+        )
+
+    async def _github_comment(self, request: web.Request) -> web.Response:
+        await self._record("github", request)
+        return web.json_response({"id": 77, "html_url": "https://github.test/c/77"}, status=201)
+
+    async def _notion(self, request: web.Request) -> web.Response:
+        await self._record("notion", request)
+        return web.json_response({"object": "page", "id": "page-1", "url": "https://notion.test/p"})
+
+    async def _http(self, request: web.Request) -> web.Response:
+        body, _ = await self._record("http", request)
+        return web.json_response({"echo": body, "method": request.method})

@@ -1,0 +1,436 @@
+"""The OpenAI-compatible gateway, driven by the official `openai` SDK end to end.
+
+A real ingress and model-calls worker, real Kafka/Postgres/Redis; the model
+vendors are the fake servers of tests/fakes/llm.py, told by model name to
+fail, delay, rate-limit or call tools.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator, Iterator
+from decimal import Decimal
+
+import httpx
+import openai
+import pytest
+
+from infra.db.engine import Database
+from infra.kafka.codec import decode_raw
+from infra.local_stack import ServiceAddresses
+from tests.conftest import Running, TenantKey, make_tenant, new_platform
+from tests.fakes.llm import FakeLLMServer
+from tests.harness import eventually, unique
+from tests.kafka_tools import read_topic
+
+ROUTING = """
+[retry]
+max_attempts = 3
+backoff_initial_s = 0.05
+backoff_max_s = 2
+
+[aliases]
+"fast" = "gpt-fake"
+
+[models."gpt-fake"]
+price = {{ input = "5.00", output = "7.00" }}
+deployments = [{{ provider = "openai", base_url = "{v1}", api_key = "sk-fake" }}]
+
+[models."primary-down"]
+max_attempts = 2
+fallbacks = ["claude-fake"]
+deployments = [{{ provider = "openai", model = "gpt-fake@always=500", base_url = "{v1}" }}]
+
+[models."limited"]
+deployments = [
+  {{ provider = "openai", model = "gpt-fake@status=429@retry_after=1@fail=1", base_url = "{v1}" }},
+]
+
+[models."always-limited"]
+max_attempts = 1
+deployments = [
+  {{ provider = "openai", model = "gpt-fake@always=429@retry_after=7", base_url = "{v1}" }},
+]
+
+[models."slow"]
+max_attempts = 1
+deployments = [
+  {{ provider = "openai", model = "gpt-fake@delay=3000", base_url = "{v1}", timeout_s = 0.3 }},
+]
+
+[models."slow-then-fast"]
+max_attempts = 1
+fallbacks = ["gpt-fake"]
+deployments = [
+  {{ provider = "openai", model = "gpt-fake@delay=3000", base_url = "{v1}", timeout_s = 0.3 }},
+]
+
+[models."split"]
+deployments = [
+  {{ provider = "openai", model = "gpt-fake", base_url = "{v1}", api_key = "sk-h", weight = 3 }},
+  {{ provider = "openai", model = "gpt-fake", base_url = "{v1}", api_key = "sk-l", weight = 1 }},
+]
+
+[models."one-at-a-time"]
+deployments = [
+  {{ provider = "openai", model = "gpt-fake@delay=400", base_url = "{v1}", max_concurrency = 1 }},
+]
+
+[models."claude-fake"]
+deployments = [{{ provider = "anthropic", base_url = "{url}", api_key = "sk-ant-fake" }}]
+
+[models."emb-fake"]
+price = {{ input = "0.10", output = "0" }}
+deployments = [{{ provider = "openai", model = "text-embedding-fake", base_url = "{v1}" }}]
+"""
+
+
+@pytest.fixture(scope="module")
+def gateway(
+    services: ServiceAddresses, fake_llm: FakeLLMServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Running]:
+    folder = tmp_path_factory.mktemp("gateway")
+    routing = folder / "routing.toml"
+    routing.write_text(ROUTING.format(v1=fake_llm.openai_base_url, url=fake_llm.url))
+    platform, settings = new_platform(services, fake_llm, folder / "logs")
+    platform.env["AYUSH_ROUTING_FILE"] = str(routing)
+    try:
+        platform.start_ingress()
+        platform.start_worker("model-calls")
+        yield Running(platform, settings)
+    finally:
+        platform.stop()
+
+
+@pytest.fixture
+async def oai(gateway: Running, db: Database) -> AsyncIterator[openai.AsyncOpenAI]:
+    tenant = await make_tenant(db)
+    # max_retries=0: the SDK's own retries would hide our status codes.
+    async with openai.AsyncOpenAI(
+        base_url=f"{gateway.url}/v1", api_key=tenant.key, max_retries=0, timeout=30
+    ) as client:
+        yield client
+
+
+def user(text: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": text}]
+
+
+async def usage_events(gateway: Running, job_id: str) -> list[dict[str, object]]:
+    async def probe() -> list[dict[str, object]] | None:
+        records = await read_topic(gateway.settings, "usage.recorded")
+        mine = [decode_raw(r.value) for r in records]
+        found = [e.payload for e in mine if str(e.correlation_id) == job_id]
+        return found or None
+
+    return await eventually(probe, 20, f"usage of job {job_id}")
+
+
+async def test_chat_completion_is_a_job_with_usage_and_cost(
+    oai: openai.AsyncOpenAI, gateway: Running
+) -> None:
+    words = unique("hello ")
+    raw = await oai.chat.completions.with_raw_response.create(
+        model="gpt-fake",
+        messages=user(f"say {words}"),  # type: ignore[arg-type]
+    )
+    completion = raw.parse()
+    assert completion.choices[0].message.content == f"reply to: say {words}"
+    assert completion.choices[0].finish_reason == "stop"
+    assert completion.usage is not None
+    assert (completion.usage.prompt_tokens, completion.usage.completion_tokens) == (3, 5)
+    # priced by the routing file: 3 x $5/M in + 5 x $7/M out
+    assert Decimal(raw.headers["x-ayush-cost-usd"]) == Decimal("0.00005")
+
+    job_id = raw.headers["x-ayush-job-id"]
+    async with httpx.AsyncClient(base_url=gateway.url) as http:
+        job = (await http.get(f"/v1/jobs/{job_id}", headers=_auth(oai))).json()
+    assert job["status"] == "succeeded" and job["provider"] == "openai"
+    assert job["result"] == f"reply to: say {words}"
+    [usage] = await usage_events(gateway, job_id)
+    assert Decimal(str(usage["cost_usd"])) == Decimal("0.00005")
+    assert usage["cached"] is False
+
+
+async def test_alias_routes_to_its_model(oai: openai.AsyncOpenAI) -> None:
+    completion = await oai.chat.completions.create(model="fast", messages=user("aliased"))  # type: ignore[arg-type]
+    assert completion.choices[0].message.content == "reply to: aliased"
+    assert completion.model == "gpt-fake"
+
+
+async def test_streaming_chunks_arrive_in_order_and_end_with_done(
+    oai: openai.AsyncOpenAI, gateway: Running
+) -> None:
+    text = "one two three four five six"
+    stream = await oai.chat.completions.create(
+        model="gpt-fake@pace=30",
+        messages=user(text),  # type: ignore[arg-type]
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = [chunk async for chunk in stream]
+    assert chunks[0].choices[0].delta.role == "assistant"
+    pieces = [
+        c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content
+    ]
+    assert "".join(pieces) == f"reply to: {text}"
+    # one chunk per upstream delta, in order (deltas closer together than a
+    # Redis round trip would be coalesced; these are 30 ms apart)
+    assert pieces == ["reply", " to:", " one", " two", " three", " four", " five", " six"]
+    finishes = [c.choices[0].finish_reason for c in chunks if c.choices]
+    assert finishes[-1] == "stop" and set(finishes[:-1]) == {None}
+    assert chunks[-1].choices == [] and chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens == 8
+
+    # On the wire: OpenAI's SSE framing, closed by [DONE].
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=30) as http:
+        body = {"model": "gpt-fake", "messages": user("wire check"), "stream": True}
+        response = await http.post("/v1/chat/completions", json=body, headers=_auth(oai))
+    assert response.headers["content-type"].startswith("text/event-stream")
+    assert response.headers["x-ayush-job-id"]
+    frames = [f for f in response.text.split("\n\n") if f]
+    assert all(f.startswith("data: ") for f in frames)
+    assert frames[-1] == "data: [DONE]"
+
+
+async def test_fallback_to_another_vendor_on_5xx(
+    oai: openai.AsyncOpenAI, fake_llm: FakeLLMServer
+) -> None:
+    text = unique("fallback ")
+    raw = await oai.chat.completions.with_raw_response.create(
+        model="primary-down",
+        messages=user(text),  # type: ignore[arg-type]
+    )
+    completion = raw.parse()
+    assert completion.choices[0].message.content == f"reply to: {text}"
+    assert completion.model == "claude-fake"
+    calls = fake_llm.calls_for(text)
+    assert [c.api for c in calls] == ["openai", "openai", "anthropic"]
+
+
+async def test_retry_waits_for_retry_after(
+    oai: openai.AsyncOpenAI, fake_llm: FakeLLMServer
+) -> None:
+    text = unique("patience ")
+    completion = await oai.chat.completions.create(model="limited", messages=user(text))  # type: ignore[arg-type]
+    assert completion.choices[0].message.content == f"reply to: {text}"
+    first, second = fake_llm.calls_for(text)
+    assert second.at - first.at >= 1.0  # Retry-After: 1, not our 50 ms backoff
+
+
+async def test_rate_limit_reaches_the_client_as_429_with_retry_after(
+    oai: openai.AsyncOpenAI,
+) -> None:
+    with pytest.raises(openai.RateLimitError) as caught:
+        await oai.chat.completions.create(model="always-limited", messages=user(unique()))  # type: ignore[arg-type]
+    assert caught.value.status_code == 429
+    assert caught.value.response.headers["retry-after"] == "7"
+    assert caught.value.response.headers["x-ayush-job-id"]
+    assert isinstance(caught.value.body, dict) and caught.value.body["type"] == "rate_limit_error"
+
+
+async def test_timeout_is_504_or_falls_back(oai: openai.AsyncOpenAI) -> None:
+    started = time.monotonic()
+    with pytest.raises(openai.APIStatusError) as caught:
+        await oai.chat.completions.create(model="slow", messages=user(unique()))  # type: ignore[arg-type]
+    assert caught.value.status_code == 504
+    assert time.monotonic() - started < 2.5  # the deployment's 0.3 s budget, not the delay
+
+    text = unique("in time ")
+    completion = await oai.chat.completions.create(model="slow-then-fast", messages=user(text))  # type: ignore[arg-type]
+    assert completion.choices[0].message.content == f"reply to: {text}"
+
+
+async def test_cache_hit_costs_nothing(
+    oai: openai.AsyncOpenAI, gateway: Running, fake_llm: FakeLLMServer
+) -> None:
+    text = unique("cache me ")
+    cache = {"X-Ayush-Cache": "true"}
+    first = await oai.chat.completions.with_raw_response.create(
+        model="gpt-fake",
+        messages=user(text),
+        extra_headers=cache,  # type: ignore[arg-type]
+    )
+    second = await oai.chat.completions.with_raw_response.create(
+        model="gpt-fake",
+        messages=user(text),
+        extra_headers=cache,  # type: ignore[arg-type]
+    )
+    assert first.headers["x-ayush-cache"] == "miss" and second.headers["x-ayush-cache"] == "hit"
+    assert first.parse().choices[0].message.content == second.parse().choices[0].message.content
+    assert Decimal(first.headers["x-ayush-cost-usd"]) > 0
+    assert Decimal(second.headers["x-ayush-cost-usd"]) == 0
+    assert len(fake_llm.calls_for(text)) == 1
+    [usage] = await usage_events(gateway, second.headers["x-ayush-job-id"])
+    assert usage["cached"] is True and Decimal(str(usage["cost_usd"])) == 0
+
+    # a streamed request is served from the same cache
+    stream = await oai.chat.completions.create(
+        model="gpt-fake",
+        messages=user(text),
+        stream=True,
+        extra_headers=cache,  # type: ignore[arg-type]
+    )
+    text_out = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+    assert text_out == f"reply to: {text}"
+    assert len(fake_llm.calls_for(text)) == 1
+
+
+async def test_claude_through_the_openai_format_translates_both_ways(
+    oai: openai.AsyncOpenAI, fake_llm: FakeLLMServer
+) -> None:
+    question = unique("weather in ")
+    tools = [{"type": "function", "function": {
+        "name": "lookup", "description": "Look a thing up",
+        "parameters": {"type": "object", "properties": {"echo": {"type": "string"}}},
+    }}]  # fmt: skip
+    messages: list[dict[str, object]] = [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "hello"},
+        {"role": "user", "content": question},
+    ]
+    completion = await oai.chat.completions.create(
+        model="claude-fake@tool", messages=messages, tools=tools,  # type: ignore[arg-type]
+        max_tokens=50, temperature=0.3, stop=["END"],
+    )  # fmt: skip
+    choice = completion.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    assert choice.message.tool_calls is not None
+    call = choice.message.tool_calls[0]
+    assert call.function.name == "lookup"  # type: ignore[union-attr]
+    assert json.loads(call.function.arguments) == {"echo": question}  # type: ignore[union-attr]
+
+    sent = fake_llm.calls_for(question)[-1].body
+    assert sent["system"] == "be brief"
+    assert [m["role"] for m in sent["messages"]] == ["user", "assistant", "user"]
+    assert sent["max_tokens"] == 50 and sent["temperature"] == 0.3
+    assert sent["stop_sequences"] == ["END"]
+    assert sent["tools"][0]["name"] == "lookup"
+    assert sent["tools"][0]["input_schema"]["properties"] == {"echo": {"type": "string"}}
+
+    # the tool's answer goes back as a tool_result block; the model answers in text
+    follow_up = [
+        *messages,
+        {"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
+        {"role": "tool", "tool_call_id": call.id, "content": "sunny"},
+    ]
+    answer = await oai.chat.completions.create(
+        model="claude-fake@tool",
+        messages=follow_up,
+        tools=tools,  # type: ignore[arg-type]
+    )
+    assert answer.choices[0].finish_reason == "stop"
+    last = fake_llm.calls[-1].body["messages"]
+    assert last[-2]["content"][0]["type"] == "tool_use"
+    assert last[-1]["content"][0] == {
+        "type": "tool_result", "tool_use_id": call.id, "content": "sunny",
+    }  # fmt: skip
+
+
+async def test_openai_tool_calls_stream_through(oai: openai.AsyncOpenAI) -> None:
+    tools = [{"type": "function", "function": {"name": "find", "parameters": {}}}]
+    stream = await oai.chat.completions.create(
+        model="gpt-fake@tool",
+        messages=user("find it"),
+        tools=tools,
+        stream=True,  # type: ignore[arg-type]
+    )
+    calls = [
+        d for c in [c async for c in stream] if c.choices
+        for d in c.choices[0].delta.tool_calls or ()
+    ]  # fmt: skip
+    assert calls[0].function is not None and calls[0].function.name == "find"
+    assert json.loads(calls[0].function.arguments or "") == {"echo": "find it"}
+
+
+async def test_weighted_deployments_share_the_load(
+    oai: openai.AsyncOpenAI, fake_llm: FakeLLMServer
+) -> None:
+    text = unique("spread ")
+    for _ in range(24):
+        await oai.chat.completions.create(model="split", messages=user(text))  # type: ignore[arg-type]
+    keys = [c.headers.get("Authorization") for c in fake_llm.calls_for(text)]
+    heavy, light = keys.count("Bearer sk-h"), keys.count("Bearer sk-l")
+    assert heavy + light == 24 and heavy > light > 0
+
+
+async def test_concurrency_limit_queues_calls(
+    oai: openai.AsyncOpenAI, fake_llm: FakeLLMServer
+) -> None:
+    import asyncio
+
+    text = unique("one by one ")
+    await asyncio.gather(
+        *[oai.chat.completions.create(model="one-at-a-time", messages=user(text)) for _ in range(2)]  # type: ignore[arg-type]
+    )
+    first, second = fake_llm.calls_for(text)
+    assert second.at - first.at >= 0.35  # the second waited for the first's 400 ms
+
+
+async def test_embeddings(oai: openai.AsyncOpenAI) -> None:
+    reply = await oai.embeddings.create(model="emb-fake", input=["a b", "c"])
+    assert [len(d.embedding) for d in reply.data] == [8, 8]
+    assert reply.usage.prompt_tokens == 3
+    local = await oai.embeddings.create(model="local-hash", input="plain text")
+    assert len(local.data[0].embedding) == 384
+
+
+async def test_models_list(oai: openai.AsyncOpenAI) -> None:
+    names = [m.id async for m in oai.models.list()]
+    assert {"gpt-fake", "fast", "claude-fake", "emb-fake"} <= set(names)
+
+
+async def test_errors_come_in_openai_shape(oai: openai.AsyncOpenAI, gateway: Running) -> None:
+    with pytest.raises(openai.NotFoundError) as missing:
+        await oai.chat.completions.create(model="no-such-model", messages=user("x"))  # type: ignore[arg-type]
+    assert isinstance(missing.value.body, dict) and missing.value.body["code"] == "model_not_found"
+
+    with pytest.raises(openai.BadRequestError) as bad:
+        await oai.chat.completions.create(model="gpt-fake", messages=user("x"), temperature=5)  # type: ignore[arg-type]
+    assert isinstance(bad.value.body, dict) and bad.value.body["param"] == "temperature"
+
+    with pytest.raises(openai.BadRequestError):
+        await oai.chat.completions.create(model="gpt-fake@always=400", messages=user(unique()))  # type: ignore[arg-type]
+
+    with pytest.raises(openai.InternalServerError) as upstream:
+        await oai.chat.completions.create(model="gpt-fake@always=500", messages=user(unique()))  # type: ignore[arg-type]
+    assert upstream.value.status_code == 502
+
+    async with openai.AsyncOpenAI(
+        base_url=f"{gateway.url}/v1", api_key="ayk_wrong", max_retries=0
+    ) as stranger:
+        with pytest.raises(openai.AuthenticationError):
+            await stranger.models.list()
+
+
+async def test_tenant_setting_turns_the_cache_on(
+    gateway: Running, db: Database, fake_llm: FakeLLMServer
+) -> None:
+    from sqlalchemy import update
+
+    from infra.db.models import Tenant
+
+    tenant: TenantKey = await make_tenant(db)
+    async with db.transaction() as session:
+        await session.execute(
+            update(Tenant).where(Tenant.id == tenant.tenant_id).values(
+                settings={"response_cache": True}
+            )
+        )  # fmt: skip
+    text = unique("tenant cache ")
+    async with openai.AsyncOpenAI(
+        base_url=f"{gateway.url}/v1", api_key=tenant.key, max_retries=0
+    ) as client:
+        for expected in ("miss", "hit"):
+            raw = await client.chat.completions.with_raw_response.create(
+                model="gpt-fake",
+                messages=user(text),  # type: ignore[arg-type]
+            )
+            assert raw.headers["x-ayush-cache"] == expected
+    assert len(fake_llm.calls_for(text)) == 1
+
+
+def _auth(client: openai.AsyncOpenAI) -> dict[str, str]:
+    return {"Authorization": f"Bearer {client.api_key}"}
