@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import logging
+import contextlib
 import os
 from collections.abc import Coroutine
 from pathlib import Path
@@ -49,13 +49,9 @@ def _services_or_exit(settings: Settings) -> Settings:
 
 
 def _logging(level: str = "INFO") -> None:
-    logging.basicConfig(
-        level=os.environ.get("AYUSH_LOG_LEVEL", level),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    # httpx logs every request URL at INFO; some vendors (Telegram, Discord
-    # webhooks) carry the credential in the URL, which must never reach a log.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    from infra.telemetry.logs import configure_logging
+
+    configure_logging(_settings(), os.environ.get("AYUSH_LOG_LEVEL", level))
 
 
 @app.command()
@@ -79,16 +75,10 @@ def ingress(
     host: Annotated[str, typer.Option()] = "127.0.0.1",
 ) -> None:
     """Run the HTTP ingress."""
-    import uvicorn
-
-    from producers.ingress import create_app
+    from ayush.serve import serve_ingress
 
     _logging()
-    settings = _services_or_exit(_settings())
-    uvicorn.run(
-        create_app(settings), host=host, port=port, loop="uvloop", log_level="warning",
-        access_log=False, timeout_graceful_shutdown=5,
-    )  # fmt: skip
+    serve_ingress(_services_or_exit(_settings()), host, port)
 
 
 @app.command()
@@ -103,6 +93,30 @@ def worker(group: Annotated[str, typer.Argument(help="The consumer group to run.
     _logging()
     settings = _services_or_exit(_settings())
     _run(run_worker(settings, group))
+
+
+@app.command()
+def status(
+    watch: Annotated[
+        float | None,
+        typer.Option("--watch", "-w", help="Refresh every this many seconds until Ctrl-C."),
+    ] = None,
+) -> None:
+    """Topics and consumer groups: partitions, end and committed offsets, lag, live members."""
+    from ayush.status import show_status
+
+    settings = _services_or_exit(_settings())
+    with contextlib.suppress(KeyboardInterrupt):
+        _run(show_status(settings, watch))
+
+
+@app.command()
+def docs() -> None:
+    """Regenerate docs/asyncapi.json (events) and docs/openapi.json (HTTP) from the code."""
+    from ayush.docs import write_documents
+
+    for path in write_documents():
+        typer.echo(f"wrote {path}")
 
 
 @app.command()

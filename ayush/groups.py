@@ -27,12 +27,15 @@ from infra.kafka.consumer import Handler
 from infra.kafka.publisher import Publisher
 from infra.kafka.routed_batches import RoutedBatchConsumer
 from infra.pricing import PriceTable
+from infra.providers.base import ChatProvider
 from infra.quota import Quotas
 from infra.redis import JobStreams, ResponseCache
 from infra.routing.config import RetryPolicy, RoutingConfig, load_routing
 from infra.routing.gateway import Gateway
 from infra.s3 import ObjectStore
 from infra.settings import Settings
+from infra.telemetry.metrics import Metrics
+from infra.telemetry.providers import ObservedProvider
 from infra.vault import Vault
 from infra.vectors.factory import build_memory
 from infra.vectors.recall import StoreRecall
@@ -87,14 +90,20 @@ async def _model_calls_ports(
     streams = JobStreams(settings, max_connections=concurrency * 2)
     stack.push_async_callback(streams.close)
     routing = load_routing_config(settings)
+    prices = PriceTable.load(settings.prices_file).with_prices(routing.prices)
+
+    def observed(client: ChatProvider) -> ChatProvider:
+        # Every call traced and counted, whatever the vendor or deployment.
+        return ObservedProvider(client, publisher.metrics, prices)
+
     gateway = Gateway(
         routing,
         default_timeout_s=settings.provider_timeout_s,
         local_delay_s=settings.local_echo_delay_s,
+        wrap_chat=observed,
     )
     stack.push_async_callback(gateway.close)
-    prices = PriceTable.load(settings.prices_file).with_prices(routing.prices)
-    cache = ResponseCache(streams, settings)
+    cache = ResponseCache(streams, settings, publisher.metrics)
     recall = None
     if not replay:  # replay routes and stops: it never calls a model, so recalls nothing
         backend = build_memory(settings, db)
@@ -189,7 +198,8 @@ async def _memory(
 
 
 async def _usage(settings: Settings, stack: AsyncExitStack) -> RoutedBatchConsumer:
-    publisher = Publisher(settings)
+    # Its publisher carries the registry the worker serves on /metrics.
+    publisher = Publisher(settings, Metrics() if settings.telemetry_enabled else None)
     await publisher.start()
     stack.push_async_callback(publisher.stop)
     quotas = Quotas(settings, max_connections=4)

@@ -15,6 +15,8 @@ from infra.kafka.consumer import ConcurrentConsumer
 from infra.kafka.publisher import Publisher
 from infra.kafka.routed_batches import RoutedBatchConsumer
 from infra.settings import Settings
+from infra.telemetry.metrics import Metrics
+from infra.telemetry.tracing import setup_tracing
 
 log = logging.getLogger("ayush.worker")
 
@@ -26,7 +28,8 @@ async def build_consumer(
     if spec.batch is not None:
         return await spec.batch(settings, stack)
     assert spec.build is not None
-    publisher = Publisher(settings)
+    metrics = Metrics() if settings.telemetry_enabled else None
+    publisher = Publisher(settings, metrics)
     await publisher.start()
     stack.push_async_callback(publisher.stop)
     handlers = await spec.build(settings, publisher, stack)
@@ -54,7 +57,15 @@ def tune_gc() -> None:
 
 async def run_worker(settings: Settings, group: str) -> None:
     async with AsyncExitStack() as stack:
+        stack.callback(setup_tracing(settings, group))
         consumer = await build_consumer(settings, group, stack)
+        # Batch runners have no publisher, hence no registry yet.
+        publisher = getattr(consumer, "publisher", None)
+        metrics = publisher.metrics if publisher is not None else None
+        if metrics is not None and settings.metrics_port:
+            server = metrics.serve(settings.metrics_port)
+            stack.callback(server.close)
+            log.info("metrics on :%d/metrics", server.port)
         tune_gc()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -20,6 +20,7 @@ from redis.exceptions import RedisError
 
 from infra.errors import TransientError
 from infra.settings import Settings
+from infra.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -228,9 +229,12 @@ class Replies:
 class ResponseCache:
     """Answers of earlier identical requests, by a hash the caller computes."""
 
-    def __init__(self, streams: JobStreams, settings: Settings) -> None:
+    def __init__(
+        self, streams: JobStreams, settings: Settings, metrics: Metrics | None = None
+    ) -> None:
         self._redis = streams._redis
         self._prefix = f"{settings.topic_prefix}ayush:cache:"
+        self._metrics = metrics
 
     async def get(self, key: str) -> dict[str, Any] | None:
         try:
@@ -238,6 +242,9 @@ class ResponseCache:
         except RedisError as exc:
             log.warning("response cache unavailable: %s", exc)
             return None
+        if self._metrics is not None:
+            result = "hit" if raw else "miss"
+            self._metrics.cache_lookups.labels("response", result).inc()
         return orjson.loads(raw) if raw else None
 
     async def put(self, key: str, value: dict[str, Any], ttl_s: int) -> None:

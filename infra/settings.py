@@ -107,6 +107,24 @@ class Settings(BaseSettings):
     # news on its reply channel (pub/sub loses messages on reconnects).
     gateway_reply_poll_s: float = 1.0
 
+    # Telemetry. Traces are exported over OTLP when the standard
+    # OTEL_EXPORTER_OTLP_ENDPOINT is set, and/or as JSON lines to `trace_file`;
+    # with neither, spans are no-ops. `telemetry_enabled=False` also drops metrics.
+    telemetry_enabled: bool = True
+    otel_exporter_otlp_endpoint: str | None = Field(
+        default=None, validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_ENDPOINT")
+    )
+    trace_file: Path | None = None
+    # Workers serve /metrics on this port; 0 turns it off.
+    metrics_port: int = Field(default=0, ge=0, le=65535)
+    log_format: str = Field(default="json", pattern="^(json|text)$")
+    # One INFO line per handled event (failures are always logged).
+    log_events: bool = False
+    # Prompt and answer bodies stay out of logs unless this is set.
+    log_bodies: bool = False
+    # SIGTERM: how long in-flight events and open streams get to finish.
+    shutdown_deadline_s: float = Field(default=30.0, ge=0)
+
     # live streams
     stream_ttl_s: int = 24 * 3600
     stream_maxlen: int = 100_000

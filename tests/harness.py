@@ -97,8 +97,11 @@ class Platform:
         return proc
 
     def start_ingress(self) -> Proc:
+        return self.start_ingress_with(None)
+
+    def start_ingress_with(self, extra_env: dict[str, str] | None) -> Proc:
         port = free_port()
-        proc = self.spawn("ingress", "ingress", "--port", str(port))
+        proc = self.spawn("ingress", "ingress", "--port", str(port), extra_env=extra_env)
         self.url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

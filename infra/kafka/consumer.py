@@ -30,6 +30,7 @@ from infra.kafka.dead_letter import dead_letter
 from infra.kafka.offsets import PartitionOffsets
 from infra.kafka.publisher import Publisher
 from infra.settings import Settings
+from infra.telemetry.kafka import ConsumeObserver
 from schemas.envelope import RawEnvelope
 
 log = logging.getLogger(__name__)
@@ -81,12 +82,20 @@ class ConcurrentConsumer:
         self._consumer: AIOKafkaConsumer | None = None
         self.handled = 0
         self.dead_lettered = 0
+        self._observer = ConsumeObserver(publisher.metrics, self.group, settings.log_events)
 
     def stop(self) -> None:
         """Stop taking new events; `run` returns once in-flight ones finish."""
         self._stopping.set()
 
-    async def run(self, ready: asyncio.Event | None = None, drain_timeout_s: float = 30.0) -> None:
+    async def run(
+        self, ready: asyncio.Event | None = None, drain_timeout_s: float | None = None
+    ) -> None:
+        """Consume until `stop`; then wait up to the shutdown deadline for in-flight
+        events, commit what finished and cancel the rest, which stay uncommitted
+        and so are handed to the group's next owner of their partition."""
+        if drain_timeout_s is None:
+            drain_timeout_s = self.settings.shutdown_deadline_s
         bootstrap, _, _ = self.settings.require_services()
         consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap,
@@ -106,8 +115,10 @@ class ConcurrentConsumer:
             await self._drain(drain_timeout_s)
             await self.commit()
         finally:
-            for task in self._tasks:
+            for task in list(self._tasks):
                 task.cancel()
+            if self._tasks:
+                await asyncio.wait(set(self._tasks), timeout=5)
             await consumer.stop()
             self._consumer = None
 
@@ -133,6 +144,10 @@ class ConcurrentConsumer:
             if time.monotonic() - last_commit >= COMMIT_INTERVAL_S:
                 await self.commit()
                 last_commit = time.monotonic()
+                self._observer.lag(
+                    {tp: consumer.highwater(tp) for tp in consumer.assignment()},
+                    {tp: t.committed for tp, t in self.offsets.items() if t.committed is not None},
+                )
 
     async def _drain(self, timeout_s: float) -> None:
         if self._tasks:
@@ -178,25 +193,32 @@ class ConcurrentConsumer:
         if handler is None:
             return  # another group's event type on a shared topic
         attempts = 0
-        try:
-            async for attempt in AsyncRetrying(
-                retry=retry_if_exception_type(TransientError),
-                stop=stop_after_attempt(self.max_attempts),
-                wait=wait_exponential_jitter(multiplier=0.2, max=10.0),
-                reraise=True,
-            ):
-                with attempt:
-                    attempts = attempt.retry_state.attempt_number
-                    await handler(raw)
-            self.handled += 1
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.exception("event %s (%s) failed after %d attempts", raw.id, raw.type, attempts)
-            await self._dead_letter(record, f"{type(exc).__name__}: {exc}", attempts=attempts)
+        with self._observer.handling(record, raw) as observed:
+            try:
+                async for attempt in AsyncRetrying(
+                    retry=retry_if_exception_type(TransientError),
+                    stop=stop_after_attempt(self.max_attempts),
+                    wait=wait_exponential_jitter(multiplier=0.2, max=10.0),
+                    reraise=True,
+                ):
+                    with attempt:
+                        attempts = attempt.retry_state.attempt_number
+                        observed.retries = attempts - 1
+                        await handler(raw)
+                self.handled += 1
+                observed.outcome = "ok"
+            except asyncio.CancelledError:
+                observed.outcome = "cancelled"
+                raise
+            except Exception as exc:
+                observed.outcome = "dead_letter"
+                observed.span.record_exception(exc)
+                log.exception("event %s (%s) failed after %d attempts", raw.id, raw.type, attempts)
+                await self._dead_letter(record, f"{type(exc).__name__}: {exc}", attempts=attempts)
 
     async def _dead_letter(
         self, record: ConsumerRecord[bytes, bytes], error: str, attempts: int
     ) -> None:
         await dead_letter(self.publisher, self.group, record, error, attempts)
         self.dead_lettered += 1
+        self._observer.dead_lettered(record.topic)

@@ -11,14 +11,21 @@ from aiokafka.errors import KafkaError
 from infra.errors import TransientError
 from infra.kafka.codec import Headers, encode
 from infra.settings import Settings
+from infra.telemetry.kafka import PublishObserver
+from infra.telemetry.metrics import Metrics
 from schemas.envelope import Envelope
 
 
 class Publisher:
     """Owns one producer. `publish` returns once the broker has the event (acks=all)."""
 
-    def __init__(self, settings: Settings) -> None:
+    # The process's registry, also handed on to what a worker builds around it.
+    metrics: Metrics | None = None
+
+    def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
         self._settings = settings
+        self.metrics = metrics
+        self._observer = PublishObserver(metrics)
         bootstrap, _, _ = settings.require_services()
         self._producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap,
@@ -70,10 +77,14 @@ class Publisher:
     async def _send_nowait(
         self, topic: str, value: bytes, key: bytes | None, headers: Headers
     ) -> asyncio.Future[Any]:
+        headers, token = self._observer.start(topic, headers)
         try:
-            return await self._producer.send(topic, value=value, key=key, headers=headers)
+            future = await self._producer.send(topic, value=value, key=key, headers=headers)
         except KafkaError as exc:
+            self._observer.failed(token, exc)
             raise TransientError(f"kafka send to {topic} failed: {exc}") from exc
+        self._observer.sent(token, future)
+        return future
 
     @staticmethod
     async def _await_all(futures: list[asyncio.Future[Any]]) -> None:

@@ -66,8 +66,11 @@ class Gateway:
         *,
         default_timeout_s: float = 600.0,
         local_delay_s: float = 0.02,
+        wrap_chat: Callable[[ChatProvider], ChatProvider] | None = None,
     ) -> None:
         self.config = config
+        # Lets the composition root observe every chat client (traces, metrics).
+        self._wrap_chat = wrap_chat
         self._timeout = default_timeout_s
         self._local_delay = local_delay_s
         self._live: dict[Deployment, _Live] = {}
@@ -88,6 +91,8 @@ class Gateway:
                 )
             else:
                 client = LocalProvider(delay_s=self._local_delay)
+            if self._wrap_chat is not None:
+                client = self._wrap_chat(client)
             self._clients.push_async_callback(client.close)
             self._chat_clients[key] = client
         return client

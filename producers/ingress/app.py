@@ -15,6 +15,7 @@ from infra.quota import Quotas
 from infra.redis import JobStreams, Replies
 from infra.routing.config import load_routing
 from infra.settings import Settings
+from infra.telemetry.metrics import Metrics
 from infra.vault import Vault
 from infra.vectors.factory import build_memory
 from producers.ingress import (
@@ -23,6 +24,7 @@ from producers.ingress import (
     audit,
     batches,
     budgets,
+    docs,
     errors,
     files,
     health,
@@ -35,16 +37,22 @@ from producers.ingress import (
     webhook_setup,
 )
 from producers.ingress.auth import KeyCache
+from producers.ingress.observability import OpenStreams, TelemetryMiddleware
 from producers.ingress.state import Services
 
+VERSION = "0.1.0"
 
-def create_app(settings: Settings) -> FastAPI:
+
+def create_app(settings: Settings, streams: OpenStreams | None = None) -> FastAPI:
+    """The ingress; `streams` lets the server end open event streams when it stops."""
+    metrics = Metrics() if settings.telemetry_enabled else None
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         _, database_url, _ = settings.require_services()
         db = Database(database_url)
         streams = JobStreams(settings)
-        publisher = Publisher(settings)
+        publisher = Publisher(settings, metrics)
         await publisher.start()
         file_store = open_file_store(settings)
         replies = Replies(settings, streams, poll_s=settings.gateway_reply_poll_s)
@@ -70,7 +78,20 @@ def create_app(settings: Settings) -> FastAPI:
             await streams.close()
             await db.close()
 
-    app = FastAPI(title="Ayush ingress", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(
+        title="Ayush ingress",
+        version=VERSION,
+        lifespan=lifespan,
+        # One server span and one set of HTTP series per request: ours, which
+        # also track event streams; FastAPI's own would duplicate them.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
+    )
+    app.state.metrics = metrics
+    app.add_middleware(
+        TelemetryMiddleware,
+        metrics=metrics,
+        streams=streams if streams is not None else OpenStreams(),
+    )
     errors.install(app)
     openai_errors.install(app)
     admission.install(app)
@@ -89,4 +110,6 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(webhook_setup.router, dependencies=limited)
     # Webhook senders sign their deliveries; they have no API key to limit.
     app.include_router(webhook_receiver.router)
+    # The contract documents are public, like the health checks.
+    app.include_router(docs.router)
     return app

@@ -1,0 +1,123 @@
+"""Where every topic and consumer group stands: end offsets, commits, lag, members."""
+
+from __future__ import annotations
+
+import logging
+import struct
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaConnectionError
+
+from infra.settings import Settings
+from schemas import topics as registry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PartitionLag:
+    topic: str
+    partition: int
+    end: int
+    committed: int | None
+
+    @property
+    def lag(self) -> int:
+        # A group that never committed has everything still to read.
+        return self.end - (self.committed or 0)
+
+
+@dataclass
+class GroupStatus:
+    group: str
+    state: str
+    # None when the broker's description of the group could not be read.
+    members: int | None
+    partitions: list[PartitionLag] = field(default_factory=list)
+    note: str | None = None
+
+    @property
+    def lag(self) -> int:
+        return sum(p.lag for p in self.partitions)
+
+
+@dataclass(frozen=True)
+class TopicStatus:
+    topic: str
+    partitions: int
+    end_offsets: dict[int, int]
+
+    @property
+    def messages(self) -> int:
+        return sum(self.end_offsets.values())
+
+
+@dataclass(frozen=True)
+class ClusterStatus:
+    topics: list[TopicStatus]
+    groups: list[GroupStatus]
+
+
+async def cluster_status(settings: Settings, groups: Mapping[str, Sequence[str]]) -> ClusterStatus:
+    """The declared topics and the given groups ({group: topics it reads}), in this prefix."""
+    bootstrap, _, _ = settings.require_services()
+    names = [settings.topic(n) for t in registry.ALL for n in (t.name, t.dead_letter)]
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await admin.start()
+    await consumer.start()
+    try:
+        cluster = await consumer._client.fetch_all_metadata()
+        partitions = {
+            name: sorted(cluster.partitions_for_topic(name) or ()) for name in names
+        }  # fmt: skip
+        all_tps = [TopicPartition(t, p) for t, ps in partitions.items() for p in ps]
+        ends = await consumer.end_offsets(all_tps) if all_tps else {}
+        topic_rows = [
+            TopicStatus(t, len(ps), {p: ends[TopicPartition(t, p)] for p in ps})
+            for t, ps in partitions.items()
+        ]
+        full_groups = {
+            settings.group(g): [settings.topic(t) for t in ts] for g, ts in groups.items()
+        }
+        described, note = await _describe(admin, list(full_groups))
+        group_rows = []
+        for group, group_topics in full_groups.items():
+            state, members = described.get(group, ("Unknown", None if note else 0))
+            committed = await admin.list_consumer_group_offsets(group)
+            row = GroupStatus(group, state, members, note=note)
+            for tp in (tp for tp in all_tps if tp.topic in group_topics):
+                offset = committed.get(tp)
+                position = offset.offset if offset is not None and offset.offset >= 0 else None
+                row.partitions.append(PartitionLag(tp.topic, tp.partition, ends[tp], position))
+            group_rows.append(row)
+        return ClusterStatus(topic_rows, group_rows)
+    finally:
+        await consumer.stop()
+        await admin.close()
+
+
+async def _describe(
+    admin: AIOKafkaAdminClient, groups: list[str]
+) -> tuple[dict[str, tuple[str, int]], str | None]:
+    """State and member count per group, or a note saying why they are unknown.
+
+    Some brokers answer DescribeGroups in a form aiokafka cannot decode
+    (Apache Kafka 4.1 does: "Buffer underrun decoding string", which kills
+    the connection's reader, so it surfaces as a closed connection); offsets
+    and lag come from other requests and are still worth showing then.
+    """
+    if not groups:
+        return {}, None
+    found: dict[str, tuple[str, int]] = {}
+    try:
+        for response in await admin.describe_consumer_groups(groups):
+            for group in response.to_object()["groups"]:
+                found[group["group"]] = (group["state"] or "Empty", len(group["members"]))
+    except (ValueError, struct.error, KafkaConnectionError) as exc:
+        log.warning("could not read the broker's consumer group description: %s", exc)
+        return {}, f"members unknown: the broker's group description could not be read ({exc})"
+    return found, None

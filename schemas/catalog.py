@@ -1,0 +1,52 @@
+"""Which event types travel on which topic, with their payload models.
+
+The AsyncAPI document is generated from this table; a new event type is
+added here beside its topic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydantic import BaseModel
+
+from schemas import integrations, jobs, topics, usage
+from schemas.topics import Topic
+
+
+@dataclass(frozen=True)
+class EventType:
+    name: str
+    topic: Topic
+    payload: type[BaseModel]
+    summary: str
+
+
+EVENTS: tuple[EventType, ...] = (
+    EventType(jobs.JOB_REQUESTED, topics.AI_JOB_REQUESTED, jobs.JobRequested,
+              "A chat or embedding job to run on its model."),
+    EventType(jobs.JOB_STARTED, topics.AI_JOB_LIFECYCLE, jobs.JobStarted,
+              "A worker began a job's model call."),
+    EventType(jobs.JOB_SUCCEEDED, topics.AI_JOB_LIFECYCLE, jobs.JobSucceeded,
+              "A job's answer is stored."),
+    EventType(jobs.JOB_RETRYING, topics.AI_JOB_LIFECYCLE, jobs.JobRetrying,
+              "A model call failed and will be tried again."),
+    EventType(jobs.JOB_FAILED, topics.AI_JOB_LIFECYCLE, jobs.JobFailed,
+              "A job ended without an answer."),
+    EventType(jobs.USAGE_RECORDED, topics.USAGE_RECORDED, jobs.UsageRecorded,
+              "Tokens and cost of one model call or connector action."),
+    EventType(usage.BUDGET_THRESHOLD_CROSSED, topics.USAGE_BUDGET, usage.BudgetThresholdCrossed,
+              "A tenant's or key's monthly spend crossed 80% or 100% of its budget."),
+    EventType(integrations.WEBHOOK_RECEIVED, topics.WEBHOOK_RECEIVED,
+              integrations.WebhookReceived, "A verified webhook delivery, raw body kept."),
+    EventType(integrations.ACTION_REQUESTED, topics.INTEGRATION_ACTION_REQUESTED,
+              integrations.ActionRequested, "Run one connector action with a connection."),
+    EventType(integrations.ACTION_SUCCEEDED, topics.AI_JOB_LIFECYCLE,
+              integrations.ActionFinished, "A connector action's job succeeded."),
+    EventType(integrations.ACTION_FAILED, topics.AI_JOB_LIFECYCLE,
+              integrations.ActionFinished, "A connector action's job failed."),
+)  # fmt: skip
+
+
+def on_topic(topic: Topic) -> list[EventType]:
+    return [e for e in EVENTS if e.topic.name == topic.name]

@@ -1,0 +1,58 @@
+"""The AsyncAPI and OpenAPI documents: committed, current, served, and self-consistent."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+
+from ayush.docs import DOCS, contract_documents, dumps
+from schemas import catalog, topics
+
+
+def test_committed_documents_match_the_code() -> None:
+    for name, document in contract_documents().items():
+        committed = (DOCS / name).read_text()
+        assert committed == dumps(document), f"docs/{name} is stale: run `ayush docs`"
+
+
+def refs(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        found = [node["$ref"]] if isinstance(node.get("$ref"), str) else []
+        return found + [r for v in node.values() for r in refs(v)]
+    if isinstance(node, list):
+        return [r for v in node for r in refs(v)]
+    return []
+
+
+def resolve(document: dict[str, Any], ref: str) -> Any:
+    node: Any = document
+    for part in ref.removeprefix("#/").split("/"):
+        node = node[part.replace("~1", "/").replace("~0", "~")]
+    return node
+
+
+def test_asyncapi_has_every_topic_and_event_and_its_refs_resolve() -> None:
+    document = contract_documents()["asyncapi.json"]
+    assert document["asyncapi"].startswith("3.")
+    expected = {n for t in topics.ALL for n in (t.name, t.dead_letter)}
+    assert set(document["channels"]) == expected
+    messages = document["components"]["messages"]
+    assert {m["name"] for m in messages.values()} == {e.name for e in catalog.EVENTS}
+    for ref in refs(document):
+        assert resolve(document, ref) is not None, ref
+    requested = resolve(document, messages["ai_job_requested"]["payload"]["$ref"])
+    assert {"id", "type", "tenant_id", "correlation_id", "payload"} <= set(requested["properties"])
+
+
+async def test_ingress_serves_both_documents(client: httpx.AsyncClient) -> None:
+    served = {
+        name: (await client.get(f"/{name}")).json() for name in ("asyncapi.json", "openapi.json")
+    }
+    documents = contract_documents()
+    assert json.loads(dumps(served["asyncapi.json"])) == json.loads(
+        dumps(documents["asyncapi.json"])
+    )
+    assert "/v1/jobs" in served["openapi.json"]["paths"]
+    assert served["openapi.json"]["paths"].keys() == documents["openapi.json"]["paths"].keys()
