@@ -1,10 +1,18 @@
-"""The async engine and sessions."""
+"""The async engine and sessions, and a plain asyncpg pool for the hot paths.
+
+SQLAlchemy's statement compilation and result handling cost more CPU than
+the query itself on a per-call path (a model call's start and finish); those
+few statements are written in SQL and run on `pool()`.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import asyncpg
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -21,6 +29,20 @@ class Database:
         self._sessions = async_sessionmaker(
             self.engine, class_=AsyncSession, expire_on_commit=False
         )
+        self._dsn = make_url(url).set(drivername="postgresql").render_as_string(False)
+        self._pool_size = pool_size
+        self._pool: asyncpg.Pool | None = None
+        self._pool_lock = asyncio.Lock()
+
+    async def pool(self) -> asyncpg.Pool:
+        """The asyncpg pool, opened on first use: most processes never need it."""
+        if self._pool is None:
+            async with self._pool_lock:
+                if self._pool is None:
+                    self._pool = await asyncpg.create_pool(
+                        self._dsn, min_size=1, max_size=self._pool_size
+                    )
+        return self._pool
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
@@ -39,4 +61,6 @@ class Database:
             await conn.execute(text("SELECT 1"))
 
     async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
         await self.engine.dispose()

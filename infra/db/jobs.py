@@ -5,11 +5,12 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
+import orjson
 from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from infra.db.engine import Database
-from infra.db.idempotency import claim, is_processed
+from infra.db.idempotency import is_processed
 from infra.db.models import Job, JobResult, utcnow
 
 __all__ = [
@@ -96,68 +97,82 @@ async def mark_running(db: Database, job_id: uuid.UUID, provider: str) -> int:
     return int(attempts or 0)
 
 
+_START = """
+INSERT INTO jobs (id, tenant_id, api_key_id, user_id, kind, model, provider, status, request,
+                  metadata, attempts, request_event_id, created_at, started_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, 'running', $8::jsonb, $9::jsonb, 1, $10, now(), now())
+ON CONFLICT (id) DO UPDATE
+   SET status = 'running', provider = EXCLUDED.provider, attempts = jobs.attempts + 1,
+       started_at = now()
+ WHERE jobs.status IN ('queued', 'running')
+RETURNING attempts
+"""
+
+# One statement claims the event and stores its effects: atomic without a
+# BEGIN/COMMIT round trip each, and nothing happens when the claim fails.
+_COMPLETE = """
+WITH claimed AS (
+    INSERT INTO processed_events (consumer_group, event_id, processed_at)
+    VALUES ($1, $2, now()) ON CONFLICT DO NOTHING RETURNING event_id
+), stored AS (
+    INSERT INTO job_results (job_id, text, finish_reason, provider, model, input_tokens,
+                             output_tokens, cost_usd, tool_calls, cached, event_id, created_at)
+    SELECT $3::uuid, $4::text, $5::text, $6::text, $7::text, $8::int, $9::int, $10::numeric,
+           $11::jsonb, $12::boolean, event_id, now()
+      FROM claimed
+), finished AS (
+    UPDATE jobs SET status = 'succeeded', finished_at = now(), error = NULL,
+                    model = $7, provider = $6
+     WHERE id = $3 AND EXISTS (SELECT 1 FROM claimed)
+)
+SELECT count(*) FROM claimed
+"""
+
+_FAIL = """
+WITH claimed AS (
+    INSERT INTO processed_events (consumer_group, event_id, processed_at)
+    VALUES ($1, $2, now()) ON CONFLICT DO NOTHING RETURNING event_id
+), failed AS (
+    UPDATE jobs SET status = 'failed', finished_at = now(), error = $4
+     WHERE id = $3 AND EXISTS (SELECT 1 FROM claimed)
+)
+SELECT count(*) FROM claimed
+"""
+
+
 async def start_job(db: Database, job: Job, provider: str | None) -> int:
     """Like mark_running, creating the row first when the ingress wrote none.
 
-    The OpenAI-compatible routes leave the row to the worker, which keeps a
+    Returns the attempt number; 0 when the job is already finished. The
+    OpenAI-compatible routes leave the row to the worker, which keeps a
     database write off the request path.
     """
-    values = job.model_dump(by_alias=False)
-    values["metadata"] = values.pop("job_metadata")
-    now = utcnow()
-    values.update(status="running", provider=provider, attempts=1, started_at=now)
-    async with db.transaction() as session:
-        attempts = (
-            await session.execute(
-                # The table, not the ORM class: the ORM's bulk-insert path costs
-                # more CPU than the query on this per-call path.
-                insert(Job.__table__)
-                .values(**values)
-                .on_conflict_do_update(
-                    index_elements=["id"],
-                    set_={
-                        "status": "running",
-                        "provider": provider,
-                        "attempts": Job.attempts + 1,
-                        "started_at": now,
-                    },
-                    where=Job.status.in_(("queued", "running")),
-                )
-                .returning(Job.attempts)
-            )
-        ).scalar_one_or_none()
+    pool = await db.pool()
+    attempts = await pool.fetchval(
+        _START, job.id, job.tenant_id, job.api_key_id, job.user_id, job.kind, job.model,
+        provider, _json(job.request), _json(job.job_metadata), job.request_event_id,
+    )  # fmt: skip
     return int(attempts or 0)
 
 
 async def complete_job(db: Database, group: str, event_id: uuid.UUID, result: JobResult) -> bool:
-    """Store the result and claim the event in one transaction; False if already done."""
-    async with db.transaction() as session:
-        if not await claim(session, group, event_id):
-            return False
-        await session.execute(insert(JobResult.__table__).values(**result.model_dump()))
-        await session.execute(
-            update(Job)
-            .where(Job.id == result.job_id)
-            .values(
-                status="succeeded",
-                finished_at=utcnow(),
-                error=None,
-                model=result.model,
-                provider=result.provider,
-            )
-        )
-    return True
+    """Store the result and claim the event in one statement; False if already done."""
+    pool = await db.pool()
+    claimed = await pool.fetchval(
+        _COMPLETE, group, event_id, result.job_id, result.text, result.finish_reason,
+        result.provider, result.model, result.input_tokens, result.output_tokens,
+        result.cost_usd, None if result.tool_calls is None else _json(result.tool_calls),
+        result.cached,
+    )  # fmt: skip
+    return bool(claimed)
 
 
 async def fail_job(
     db: Database, group: str, event_id: uuid.UUID, job_id: uuid.UUID, error: str
 ) -> bool:
-    async with db.transaction() as session:
-        if not await claim(session, group, event_id):
-            return False
-        await session.execute(
-            update(Job)
-            .where(Job.id == job_id)
-            .values(status="failed", finished_at=utcnow(), error=error[:4000])
-        )
-    return True
+    pool = await db.pool()
+    return bool(await pool.fetchval(_FAIL, group, event_id, job_id, error[:4000]))
+
+
+def _json(value: object) -> str:
+    return orjson.dumps(value).decode()

@@ -1,10 +1,19 @@
-"""OpenAI and any OpenAI-compatible endpoint, through the official async SDK."""
+"""OpenAI and any OpenAI-compatible endpoint: chat completions over their wire protocol.
+
+The chat path speaks HTTP + server-sent events itself, with aiohttp: the
+official SDK builds typed objects for every request and chunk and costs
+several milliseconds of CPU per call, more than the rest of a job. The wire
+format is OpenAI's published one; embeddings still go through the SDK
+(infra/embeddings/openai.py), off this per-call path.
+"""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
-import openai
+import aiohttp
+import orjson
 
 from infra.errors import PermanentError, TransientError
 from infra.providers.base import (
@@ -17,9 +26,11 @@ from infra.providers.base import (
 )
 from infra.providers.http_errors import from_status
 
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+
 
 class OpenAIProvider:
-    """Configured by the SDK's own variables (OPENAI_API_KEY, OPENAI_BASE_URL)."""
+    """Configured like the SDK, by OPENAI_API_KEY and OPENAI_BASE_URL when not given."""
 
     def __init__(
         self,
@@ -30,88 +41,149 @@ class OpenAIProvider:
         timeout_s: float = 600.0,
     ) -> None:
         self.name = name
-        self._client = openai.AsyncOpenAI(
-            # The SDK refuses to start without a key; a local OpenAI-compatible
-            # server often needs none, so a placeholder keeps it usable.
-            api_key=api_key or _env_key() or "not-set",
-            base_url=base_url,
-            timeout=timeout_s,
-            max_retries=0,  # retries are ours: one policy, visible in the job's stream
-        )
+        base = base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
+        self._url = base.rstrip("/") + "/chat/completions"
+        # A local OpenAI-compatible server often needs no key; the header stays well-formed.
+        key = api_key or _env_key() or "not-set"
+        self._headers = {
+            "Authorization": f"Bearer {key}",
+            "Content-Type": "application/json",
+            "Accept": "text/event-stream",
+        }
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._session: aiohttp.ClientSession | None = None
+
+    def _http(self) -> aiohttp.ClientSession:
+        # Created on first use, inside the running loop that will use it.
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                timeout=self._timeout,
+                trust_env=True,  # HTTPS_PROXY and friends, as the SDK honours them
+                connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
+            )
+        return self._session
 
     async def stream_chat(self, request: ChatRequest, on_delta: OnDelta) -> Completion:
-        params = _params(request)
-        parts: list[str] = []
-        calls: dict[int, dict[str, str]] = {}
-        finish_reason: str | None = None
-        usage: Any = None
+        reading = _Reading()
         try:
-            stream = await self._client.chat.completions.create(**params)
-            async for chunk in stream:
-                if chunk.usage is not None:
-                    usage = chunk.usage
-                for choice in chunk.choices:
-                    delta = choice.delta
-                    if delta and delta.content:
-                        parts.append(delta.content)
-                        await on_delta(delta.content)
-                    for call in (delta.tool_calls if delta else None) or ():
-                        # A call arrives in pieces: id and name first, then the arguments.
-                        slot = calls.setdefault(call.index, {"id": "", "name": "", "args": ""})
-                        if call.id:
-                            slot["id"] = call.id
-                        if call.function and call.function.name:
-                            slot["name"] += call.function.name
-                        if call.function and call.function.arguments:
-                            slot["args"] += call.function.arguments
-                    if choice.finish_reason:
-                        finish_reason = choice.finish_reason
-        except openai.APIStatusError as exc:
-            raise from_status(
-                self.name, exc.status_code, _message(exc), exc.response.headers
-            ) from exc
-        except openai.APITimeoutError as exc:
+            async with self._http().post(
+                self._url, data=orjson.dumps(_params(request)), headers=self._headers
+            ) as response:
+                if response.status >= 400:
+                    body = await response.read()
+                    raise from_status(
+                        self.name, response.status, _error_message(body), response.headers
+                    )
+                async for data in _sse_data(response.content):
+                    if data == b"[DONE]":
+                        break
+                    chunk = orjson.loads(data)
+                    if "error" in chunk:
+                        raise PermanentError(f"{self.name}: {_error_message(data)}", status=502)
+                    text = reading.add(chunk)
+                    if text:
+                        await on_delta(text)
+        except TimeoutError as exc:
             raise TransientError(f"{self.name}: timed out", status=504) from exc
-        except openai.APIConnectionError as exc:
+        except aiohttp.ClientError as exc:
             raise TransientError(f"{self.name}: {type(exc).__name__}: {exc}", status=502) from exc
-        except openai.OpenAIError as exc:
-            raise PermanentError(f"{self.name}: {exc}", status=502) from exc
-        text = "".join(parts)
+        except orjson.JSONDecodeError as exc:
+            raise PermanentError(f"{self.name}: unreadable stream: {exc}", status=502) from exc
+        return reading.completion(request)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
+class _Reading:
+    """The pieces of one streamed answer, put together."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.calls: dict[int, dict[str, str]] = {}
+        self.finish_reason: str | None = None
+        self.usage: dict[str, Any] | None = None
+
+    def add(self, chunk: dict[str, Any]) -> str:
+        if chunk.get("usage"):
+            self.usage = chunk["usage"]
+        text = ""
+        for choice in chunk.get("choices") or ():
+            delta = choice.get("delta") or {}
+            content = delta.get("content")
+            if content:
+                self.parts.append(content)
+                text += content
+            for call in delta.get("tool_calls") or ():
+                # A call arrives in pieces: id and name first, then the arguments.
+                slot = self.calls.setdefault(
+                    call.get("index", 0), {"id": "", "name": "", "args": ""}
+                )
+                function = call.get("function") or {}
+                if call.get("id"):
+                    slot["id"] = call["id"]
+                slot["name"] += function.get("name") or ""
+                slot["args"] += function.get("arguments") or ""
+            if choice.get("finish_reason"):
+                self.finish_reason = choice["finish_reason"]
+        return text
+
+    def completion(self, request: ChatRequest) -> Completion:
+        text = "".join(self.parts)
         tool_calls = [
-            ToolCall(c["id"], c["name"], c["args"] or "{}") for _, c in sorted(calls.items())
+            ToolCall(c["id"], c["name"], c["args"] or "{}") for _, c in sorted(self.calls.items())
         ]
-        if usage is not None:
+        if self.usage is not None:
             return Completion(
-                text, finish_reason, usage.prompt_tokens, usage.completion_tokens,
-                tool_calls=tool_calls,
+                text, self.finish_reason, int(self.usage.get("prompt_tokens") or 0),
+                int(self.usage.get("completion_tokens") or 0), tool_calls=tool_calls,
             )  # fmt: skip
         prompt = " ".join(m.content for m in request.messages)
         return Completion(
             text,
-            finish_reason,
+            self.finish_reason,
             estimate_tokens(prompt),
             estimate_tokens(text),
             usage_estimated=True,
             tool_calls=tool_calls,
         )
 
-    async def close(self) -> None:
-        await self._client.close()
+
+async def _sse_data(content: aiohttp.StreamReader) -> Any:
+    """The `data:` fields of a server-sent event stream, one per event."""
+    buffer = b""
+    data: list[bytes] = []
+    async for piece in content.iter_any():
+        buffer += piece
+        *lines, buffer = buffer.split(b"\n")
+        for line in lines:
+            line = line.rstrip(b"\r")
+            if not line:
+                if data:
+                    yield b"\n".join(data)
+                    data = []
+            elif line.startswith(b"data:"):
+                data.append(line[6:] if line[5:6] == b" " else line[5:])
+    if buffer.startswith(b"data:"):
+        data.append(buffer[5:].strip())
+    if data:
+        yield b"\n".join(data)
+
+
+def _error_message(body: bytes) -> str:
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body.decode(errors="replace")[:500] or "no message"
+    error = parsed.get("error", parsed) if isinstance(parsed, dict) else parsed
+    if isinstance(error, dict) and "message" in error:
+        return str(error["message"])
+    return str(error)[:500]
 
 
 def _env_key() -> str | None:
-    import os
-
     return os.environ.get("OPENAI_API_KEY")
-
-
-def _message(exc: openai.APIStatusError) -> str:
-    body = exc.body
-    if isinstance(body, dict):
-        error = body.get("error", body)
-        if isinstance(error, dict) and "message" in error:
-            return str(error["message"])
-    return str(exc.message)
 
 
 def _message_param(m: Message) -> dict[str, Any]:

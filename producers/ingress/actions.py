@@ -17,7 +17,7 @@ from infra.vault import Vault
 from producers.ingress.auth import authenticate
 from producers.ingress.body import json_body
 from producers.ingress.errors import ApiError
-from producers.ingress.state import Services, services, vault
+from producers.ingress.state import Services, services_dependency, vault
 from schemas import integrations as ev
 from schemas import topics
 from schemas.api import JobAccepted
@@ -27,7 +27,7 @@ from schemas.ids import uuid7
 router = APIRouter(tags=["actions"])
 
 Owner = Annotated[KeyOwner, Depends(authenticate)]
-Svc = Annotated[Services, Depends(services)]
+Svc = Annotated[Services, Depends(services_dependency)]
 SecretBox = Annotated[Vault, Depends(vault)]
 
 

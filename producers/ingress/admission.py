@@ -55,6 +55,11 @@ def admission(request: Request) -> Admission:
     return request.app.state.admission
 
 
+async def admission_dependency(request: Request) -> Admission:
+    """`admission` for Depends: FastAPI runs a plain function in a thread, once per request."""
+    return admission(request)
+
+
 def estimate_tokens(texts: Iterable[str]) -> int:
     """A cheap upper-ish guess of input tokens: about four characters a token."""
     return sum(len(t) // 4 + 4 for t in texts)
@@ -63,7 +68,7 @@ def estimate_tokens(texts: Iterable[str]) -> int:
 async def rate_limited(
     request: Request,
     owner: KeyOwner = Depends(authenticate),
-    adm: Admission = Depends(admission),
+    adm: Admission = Depends(admission_dependency),
 ) -> KeyOwner:
     """Authenticate and count the request against the key's requests per minute."""
     window = await _hit(adm, owner, requests=1, tokens=0)

@@ -12,7 +12,7 @@ from infra.db.engine import Database
 from infra.db.tenants import KeyOwner
 from producers.ingress.auth import authenticate
 from producers.ingress.errors import ApiError
-from producers.ingress.state import Services, services
+from producers.ingress.state import Services, services_dependency
 from schemas.audit import AuditEntry, AuditTrail
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
@@ -36,6 +36,6 @@ async def job_trail(db: Database, owner: KeyOwner, job_id: uuid.UUID) -> AuditTr
 async def get_job_trail(
     job_id: uuid.UUID,
     owner: Annotated[KeyOwner, Depends(authenticate)],
-    svc: Annotated[Services, Depends(services)],
+    svc: Annotated[Services, Depends(services_dependency)],
 ) -> AuditTrail:
     return await job_trail(svc.db, owner, job_id)

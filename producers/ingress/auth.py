@@ -8,7 +8,7 @@ from fastapi import Depends, Request
 
 from infra.db.tenants import KeyOwner, find_key_owner
 from producers.ingress.errors import ApiError
-from producers.ingress.state import Services, services
+from producers.ingress.state import Services, services_dependency
 
 CACHE_TTL_S = 10.0
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
@@ -30,7 +30,7 @@ class KeyCache:
         self._entries[key] = (time.monotonic() + CACHE_TTL_S, owner)
 
 
-async def authenticate(request: Request, svc: Services = Depends(services)) -> KeyOwner:
+async def authenticate(request: Request, svc: Services = Depends(services_dependency)) -> KeyOwner:
     header = request.headers.get("authorization", "")
     scheme, _, key = header.partition(" ")
     if scheme.lower() != "bearer" or not key.strip():

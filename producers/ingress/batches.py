@@ -18,7 +18,7 @@ from producers.ingress.auth import authenticate
 from producers.ingress.body import json_body
 from producers.ingress.job_stream import KEEPALIVE_MS, _frame
 from producers.ingress.openai_errors import OpenAIError, not_found
-from producers.ingress.state import Services, services
+from producers.ingress.state import Services, services_dependency
 from schemas import batches as bev
 from schemas import topics
 from schemas.envelope import Actor, Envelope
@@ -27,7 +27,7 @@ from schemas.ids import derived_id, uuid7
 router = APIRouter(prefix="/v1/batches", tags=["batches"])
 
 Owner = Annotated[KeyOwner, Depends(authenticate)]
-Svc = Annotated[Services, Depends(services)]
+Svc = Annotated[Services, Depends(services_dependency)]
 WINDOW = timedelta(hours=24)
 
 

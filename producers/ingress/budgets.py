@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends
 from infra.db.budgets import budget_state, key_in_tenant, set_budget
 from infra.db.tenants import KeyOwner
 from infra.quota import Scope
-from producers.ingress.admission import Admission, admission, rate_limited
+from producers.ingress.admission import Admission, admission_dependency, rate_limited
 from producers.ingress.body import json_body
 from producers.ingress.errors import ApiError
 from schemas.usage import BudgetIn, BudgetView, current_period, period_reset
@@ -18,7 +18,7 @@ from schemas.usage import BudgetIn, BudgetView, current_period, period_reset
 router = APIRouter(prefix="/v1/budgets", tags=["budgets"])
 
 Owner = Annotated[KeyOwner, Depends(rate_limited)]
-Adm = Annotated[Admission, Depends(admission)]
+Adm = Annotated[Admission, Depends(admission_dependency)]
 Body = Annotated[BudgetIn, Depends(json_body(BudgetIn))]
 
 

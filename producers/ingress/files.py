@@ -12,14 +12,14 @@ from infra.db.models import StoredFile
 from infra.db.tenants import KeyOwner
 from producers.ingress.auth import authenticate
 from producers.ingress.openai_errors import OpenAIError, not_found
-from producers.ingress.state import Services, services
+from producers.ingress.state import Services, services_dependency
 from schemas.batches import FileObject, file_public_id, parse_public_id
 from schemas.ids import uuid7
 
 router = APIRouter(prefix="/v1/files", tags=["files"])
 
 Owner = Annotated[KeyOwner, Depends(authenticate)]
-Svc = Annotated[Services, Depends(services)]
+Svc = Annotated[Services, Depends(services_dependency)]
 PURPOSES = ("batch",)
 READ_CHUNK = 1024 * 1024
 

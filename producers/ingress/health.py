@@ -7,7 +7,7 @@ import asyncio
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
-from producers.ingress.state import Services, services
+from producers.ingress.state import Services, services_dependency
 
 router = APIRouter()
 
@@ -18,7 +18,7 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz")
-async def readyz(svc: Services = Depends(services)) -> JSONResponse:
+async def readyz(svc: Services = Depends(services_dependency)) -> JSONResponse:
     checks = {
         "kafka": svc.publisher.ping(),
         "postgres": svc.db.ping(),

@@ -22,7 +22,7 @@ from producers.ingress.admission import (
 from producers.ingress.body import json_body
 from producers.ingress.errors import ApiError
 from producers.ingress.job_stream import job_event_stream
-from producers.ingress.state import Services, services
+from producers.ingress.state import Services, services_dependency
 from schemas import jobs as ev
 from schemas import topics
 from schemas.api import JobAccepted, JobView
@@ -32,7 +32,7 @@ from schemas.ids import uuid7
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 Owner = Annotated[KeyOwner, Depends(rate_limited)]
-Svc = Annotated[Services, Depends(services)]
+Svc = Annotated[Services, Depends(services_dependency)]
 
 
 @router.post(

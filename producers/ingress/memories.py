@@ -18,7 +18,7 @@ from infra.errors import PermanentError, TransientError
 from producers.ingress.auth import authenticate
 from producers.ingress.body import json_body
 from producers.ingress.errors import ApiError
-from producers.ingress.state import Services, services
+from producers.ingress.state import Services, services_dependency
 from schemas import memory as ev
 from schemas import topics
 from schemas.envelope import Actor, Envelope
@@ -27,7 +27,7 @@ from schemas.ids import uuid7
 router = APIRouter(prefix="/v1/memories", tags=["memories"])
 
 Owner = Annotated[KeyOwner, Depends(authenticate)]
-Svc = Annotated[Services, Depends(services)]
+Svc = Annotated[Services, Depends(services_dependency)]
 _BODY = {"requestBody": {"required": True, "content": {"application/json": {}}}}
 
 

@@ -42,6 +42,11 @@ def services(request: Request) -> Services:
     return request.app.state.services
 
 
-def vault(request: Request) -> Vault:
+async def services_dependency(request: Request) -> Services:
+    """`services` for Depends: FastAPI runs a plain function in a thread, once per request."""
+    return services(request)
+
+
+async def vault(request: Request) -> Vault:
     """Seals and opens secrets at rest; its keys never leave the process."""
     return request.app.state.vault

@@ -12,7 +12,7 @@ from fastapi.responses import Response
 
 from infra.db.tenants import KeyOwner
 from infra.db.usage_report import UsageTotal, total_of, usage_totals
-from producers.ingress.admission import Admission, admission, rate_limited
+from producers.ingress.admission import Admission, admission_dependency, rate_limited
 from producers.ingress.errors import ApiError
 from schemas.usage import GroupBy, UsageReport, UsageRow
 
@@ -24,7 +24,7 @@ MAX_DAYS = 366
 @router.get("", response_model=UsageReport, response_model_by_alias=True)
 async def get_usage(
     owner: Annotated[KeyOwner, Depends(rate_limited)],
-    adm: Annotated[Admission, Depends(admission)],
+    adm: Annotated[Admission, Depends(admission_dependency)],
     first: Annotated[date | None, Query(alias="from")] = None,
     last: Annotated[date | None, Query(alias="to")] = None,
     group_by: GroupBy = "model",

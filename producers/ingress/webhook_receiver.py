@@ -22,7 +22,7 @@ from infra.errors import TransientError
 from infra.vault import Sealed, Vault
 from producers.ingress.errors import ApiError
 from producers.ingress.signatures import SignatureError, verify
-from producers.ingress.state import Services, services, vault
+from producers.ingress.state import Services, services_dependency, vault
 from schemas import integrations as ev
 from schemas import topics
 from schemas.envelope import Actor, Envelope
@@ -30,7 +30,7 @@ from schemas.ids import derived_id
 
 router = APIRouter(tags=["webhooks"])
 
-Svc = Annotated[Services, Depends(services)]
+Svc = Annotated[Services, Depends(services_dependency)]
 SecretBox = Annotated[Vault, Depends(vault)]
 
 # Headers that could carry a credential of ours are not kept in the event.

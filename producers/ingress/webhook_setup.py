@@ -19,14 +19,14 @@ from infra.vault import Vault
 from producers.ingress.actions import invalid
 from producers.ingress.auth import authenticate
 from producers.ingress.body import json_body
-from producers.ingress.state import Services, services, vault
+from producers.ingress.state import Services, services_dependency, vault
 from schemas import integrations as ev
 from schemas.ids import uuid7
 
 router = APIRouter(tags=["webhooks"])
 
 Owner = Annotated[KeyOwner, Depends(authenticate)]
-Svc = Annotated[Services, Depends(services)]
+Svc = Annotated[Services, Depends(services_dependency)]
 SecretBox = Annotated[Vault, Depends(vault)]
 
 # Slack and Stripe issue the signing secret themselves; the tenant copies it here.
