@@ -88,6 +88,26 @@ class JobStreams:
             raise TransientError(f"redis append failed: {exc}") from exc
         return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
 
+    async def append_many(
+        self,
+        job_id: uuid.UUID,
+        entries: list[tuple[str, dict[str, Any]]],
+        notify: str | None = None,
+    ) -> None:
+        """Several entries in order, in one round trip (e.g. the result and the end)."""
+        key = self._key(job_id)
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for type_, data in entries:
+                    args: list[bytes | str | int] = [
+                        self._maxlen, type_, orjson.dumps(data), self._ttl, notify or "",
+                        str(job_id),
+                    ]  # fmt: skip
+                    await self._append(keys=[key], args=args, client=pipe)
+                await pipe.execute()
+        except RedisError as exc:
+            raise TransientError(f"redis append failed: {exc}") from exc
+
     async def read(
         self,
         job_id: uuid.UUID,

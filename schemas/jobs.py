@@ -103,6 +103,11 @@ class JobRequested(BaseModel):
     # Where a waiting caller listens for the job's stream entries (the
     # OpenAI-compatible routes): an opaque channel name, or None.
     reply_to: str | None = None
+    # Whether the answer's text goes to the job's stream piece by piece as it
+    # comes. A caller that waits for the whole answer (an OpenAI-compatible
+    # call without `stream`) turns it off: the stream then carries the status,
+    # the result and the end, not the words in between.
+    live_text: bool = True
 
 
 class TokenUsage(BaseModel):

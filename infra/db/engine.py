@@ -40,7 +40,7 @@ class Database:
             async with self._pool_lock:
                 if self._pool is None:
                     self._pool = await asyncpg.create_pool(
-                        self._dsn, min_size=1, max_size=self._pool_size
+                        self._dsn, min_size=1, max_size=self._pool_size, reset=_keep_session
                     )
         return self._pool
 
@@ -64,3 +64,11 @@ class Database:
         if self._pool is not None:
             await self._pool.close()
         await self.engine.dispose()
+
+
+async def _keep_session(connection: asyncpg.Connection) -> None:
+    """No reset query on release: the pool's users set no session state.
+
+    asyncpg still rolls back a transaction left open before calling this; its
+    default would add a round trip (RESET ALL, UNLISTEN, ...) to every use.
+    """

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
 
 import orjson
 from sqlalchemy import delete, select, update
@@ -15,6 +17,8 @@ from infra.db.models import Job, JobResult, utcnow
 
 __all__ = [
     "JobWithResult",
+    "NewJob",
+    "Outcome",
     "complete_job",
     "delete_unpublished",
     "fail_job",
@@ -25,6 +29,44 @@ __all__ = [
     "mark_running",
     "start_job",
 ]
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """What a worker knows of a job it starts and the ingress did not write."""
+
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    api_key_id: uuid.UUID | None
+    user_id: str | None
+    kind: str
+    model: str
+    request: dict[str, Any]
+    metadata: dict[str, Any]
+    request_event_id: uuid.UUID
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A job's answer, as stored in job_results (a plain value: cheap on the per-call path)."""
+
+    job_id: uuid.UUID
+    text: str
+    finish_reason: str | None
+    provider: str
+    model: str
+    input_tokens: int
+    output_tokens: int
+    cost_usd: Decimal
+    tool_calls: list[dict[str, Any]] | None = None
+    cached: bool = False
+
+    @classmethod
+    def of(cls, row: JobResult) -> Outcome:
+        return cls(
+            row.job_id, row.text, row.finish_reason, row.provider, row.model, row.input_tokens,
+            row.output_tokens, row.cost_usd, row.tool_calls, row.cached,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -140,7 +182,7 @@ SELECT count(*) FROM claimed
 """
 
 
-async def start_job(db: Database, job: Job, provider: str | None) -> int:
+async def start_job(db: Database, job: NewJob, provider: str | None) -> int:
     """Like mark_running, creating the row first when the ingress wrote none.
 
     Returns the attempt number; 0 when the job is already finished. The
@@ -150,12 +192,12 @@ async def start_job(db: Database, job: Job, provider: str | None) -> int:
     pool = await db.pool()
     attempts = await pool.fetchval(
         _START, job.id, job.tenant_id, job.api_key_id, job.user_id, job.kind, job.model,
-        provider, _json(job.request), _json(job.job_metadata), job.request_event_id,
+        provider, _json(job.request), _json(job.metadata), job.request_event_id,
     )  # fmt: skip
     return int(attempts or 0)
 
 
-async def complete_job(db: Database, group: str, event_id: uuid.UUID, result: JobResult) -> bool:
+async def complete_job(db: Database, group: str, event_id: uuid.UUID, result: Outcome) -> bool:
     """Store the result and claim the event in one statement; False if already done."""
     pool = await db.pool()
     claimed = await pool.fetchval(

@@ -10,6 +10,8 @@ format is OpenAI's published one; embeddings still go through the SDK
 from __future__ import annotations
 
 import os
+import urllib.parse
+import urllib.request
 from typing import Any
 
 import aiohttp
@@ -51,6 +53,7 @@ class OpenAIProvider:
             "Accept": "text/event-stream",
         }
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._proxy = _env_proxy(self._url)
         self._session: aiohttp.ClientSession | None = None
 
     def _http(self) -> aiohttp.ClientSession:
@@ -58,7 +61,9 @@ class OpenAIProvider:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 timeout=self._timeout,
-                trust_env=True,  # HTTPS_PROXY and friends, as the SDK honours them
+                # trust_env would read ~/.netrc and the proxy variables in a thread on
+                # every request; the proxy is read once instead (see _env_proxy).
+                trust_env=False,
                 connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
             )
         return self._session
@@ -67,7 +72,10 @@ class OpenAIProvider:
         reading = _Reading()
         try:
             async with self._http().post(
-                self._url, data=orjson.dumps(_params(request)), headers=self._headers
+                self._url,
+                data=orjson.dumps(_params(request)),
+                headers=self._headers,
+                proxy=self._proxy,
             ) as response:
                 if response.status >= 400:
                     body = await response.read()
@@ -180,6 +188,15 @@ def _error_message(body: bytes) -> str:
     if isinstance(error, dict) and "message" in error:
         return str(error["message"])
     return str(error)[:500]
+
+
+def _env_proxy(url: str) -> str | None:
+    """HTTPS_PROXY / HTTP_PROXY for this URL unless NO_PROXY exempts it, as the SDK does."""
+    host = urllib.parse.urlsplit(url).hostname or ""
+    if urllib.request.proxy_bypass(host):
+        return None
+    proxies = urllib.request.getproxies_environment()
+    return proxies.get(urllib.parse.urlsplit(url).scheme) or proxies.get("all")
 
 
 def _env_key() -> str | None:

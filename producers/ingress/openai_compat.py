@@ -104,7 +104,7 @@ async def _run(
             ) from exc  # fmt: skip
 
     try:
-        await _publish(svc, owner, job_id, job, waiter)
+        await _publish(svc, owner, job_id, job, waiter, live_text=stream)
         first = await _answer_start(next_event)
         if first.type == "error":
             raise _with(oe.from_job_error(first.data), headers)
@@ -153,15 +153,20 @@ async def _forgetting(svc: Services, job_id: uuid.UUID, chunks: Any) -> Any:
 
 
 async def _publish(
-    svc: Services, owner: KeyOwner, job_id: uuid.UUID, job: ev.ChatJob, waiter: ReplyWaiter
-) -> None:
+    svc: Services, owner: KeyOwner, job_id: uuid.UUID, job: ev.ChatJob, waiter: ReplyWaiter,
+    *, live_text: bool,
+) -> None:  # fmt: skip
     envelope = Envelope[Any](
         type=ev.JOB_REQUESTED,
         tenant_id=owner.tenant_id,
         actor=Actor(kind="api_key", id=str(owner.key_id)),
         correlation_id=job_id,
         payload=ev.JobRequested(
-            job_id=job_id, api_key_id=owner.key_id, job=job, reply_to=svc.replies.channel
+            job_id=job_id,
+            api_key_id=owner.key_id,
+            job=job,
+            reply_to=svc.replies.channel,
+            live_text=live_text,
         ),
     )
     try:

@@ -1,0 +1,234 @@
+"""The model-calls group: runs chat and embedding jobs on their deployments, streams the answer.
+
+| topic            | event type       | handler              |
+|------------------|------------------|----------------------|
+| ai.job.requested | ai.job.requested | handle_job_requested |
+
+Idempotent by event id: the result row and the claim of the event commit in
+one statement; the follow-up events have ids derived from the request's id,
+so re-publishing them after a crash is deduplicated downstream (outcomes.py).
+Routing, retries and fallbacks are the gateway's (infra/routing); a job that
+asks for the response cache is answered from it when an identical request of
+the same tenant was answered before, at zero cost (answers.py).
+
+The same handlers serve the batch lane (`ai.job.requested.batch`) as the
+`model-calls-batch` group, a separate consumer with its own concurrency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Mapping
+from dataclasses import replace
+from typing import Any
+
+from consumers import chat_memory
+from consumers.model_calls.answers import Answer, cache_entry, cache_key, from_cache, priced
+from consumers.model_calls.outcomes import (
+    announce_again,
+    announce_retry,
+    announce_success,
+    emit,
+    fail,
+    follow_up,
+)
+from consumers.model_calls.ports import GROUP, Ports
+from infra.db import jobs as job_store
+from infra.errors import PermanentError, TransientError
+from infra.kafka.consumer import Handler
+from infra.providers.base import ChatRequest, Message, Tool, ToolCall
+from schemas import jobs as ev
+from schemas import topics
+from schemas.envelope import RawEnvelope
+
+__all__ = ["BATCH_GROUP", "BATCH_TOPICS", "GROUP", "TOPICS", "Ports", "handlers"]
+
+log = logging.getLogger(__name__)
+
+TOPICS = [topics.AI_JOB_REQUESTED.name]
+BATCH_GROUP = "model-calls-batch"
+BATCH_TOPICS = [topics.AI_JOB_REQUESTED_BATCH.name]
+
+
+def handlers(ports: Ports) -> Mapping[str, Handler]:
+    async def on_job_requested(raw: RawEnvelope) -> None:
+        await handle_job_requested(raw, ports)
+
+    return {ev.JOB_REQUESTED: on_job_requested}
+
+
+async def handle_job_requested(raw: RawEnvelope, ports: Ports) -> None:
+    request = ev.JobRequested.model_validate(raw.payload)
+    if ports.replay:
+        _replay(request, ports)
+        return
+    job = request.job
+    try:
+        route = ports.gateway.config.route_for(job.model)
+    except PermanentError as exc:
+        route, unknown = None, exc
+    provider = route.deployments[0].provider if route else None
+    attempt = await job_store.start_job(ports.db, _new_job(raw, request), provider=provider)
+    if attempt == 0:
+        # The job is finished. If this very event was handled, its follow-ups may
+        # not have reached Kafka before a crash: publish them again.
+        if await job_store.is_processed(ports.db, GROUP, raw.id):
+            await announce_again(raw, request, ports)
+        return
+    if route is None or provider is None:
+        await fail(raw, request, str(unknown), ports, status=404)
+        return
+    # The "running" entry and the broker's acknowledgement of "started" go out
+    # alongside the call: they need not delay the answer, only precede what
+    # the stream and the log say after them.
+    running = asyncio.ensure_future(emit(ports, request, "status", {
+        "status": "running", "provider": provider, "model": job.model, "attempt": attempt,
+    }))  # fmt: skip
+    started = asyncio.ensure_future(ports.publisher.publish(
+        topics.AI_JOB_LIFECYCLE.name,
+        follow_up(raw, ev.JOB_STARTED, ev.JobStarted(
+            job_id=request.job_id, provider=provider, model=job.model
+        ), f"started:{attempt}"),
+    ))  # fmt: skip
+    # Recalled memories change as the user's store does: such answers are never shared.
+    use_cache = job.cache and job.memory is None
+    try:
+        key = cache_key(raw.tenant_id, job, ports.gateway.config.canonical(job.model))
+        answer = await from_cache(request, key, ports) if use_cache else None
+        cached = answer is not None
+        if answer is None:
+            answer = await _call(raw, request, ports, running)
+    except (PermanentError, TransientError) as exc:
+        await running
+        await started
+        retry_after = exc.retry_after if isinstance(exc, TransientError) else None
+        await fail(raw, request, str(exc), ports, status=exc.status, retry_after=retry_after)
+        return
+    finally:
+        await asyncio.wait([running, started])
+    await running
+    await started
+    if not await job_store.complete_job(ports.db, GROUP, raw.id, answer.result):
+        return
+    if use_cache and not cached:
+        await ports.cache.put(key, cache_entry(answer), ports.settings.response_cache_ttl_s)
+    await announce_success(raw, request, answer, ports)
+
+
+def _replay(request: ev.JobRequested, ports: Ports) -> None:
+    """Side mode: make the routing decision again and report it, touching nothing."""
+    try:
+        route = ports.gateway.config.route_for(request.job.model)
+    except PermanentError as exc:
+        log.info("replay: job %s would fail: %s", request.job_id, exc)
+        return
+    first = route.deployments[0]
+    log.info("replay: job %s would run on %s as %s", request.job_id, first.provider, first.model)
+
+
+async def _call(
+    raw: RawEnvelope, request: ev.JobRequested, ports: Ports, running: Awaitable[None]
+) -> Answer:
+    job = request.job
+
+    async def on_retry(info: dict[str, Any]) -> None:
+        # Tells clients to drop the partial text of the failed try.
+        await running
+        await emit(ports, request, "status", info)
+        await announce_retry(raw, request, info, ports)
+
+    deltas = _Deltas(ports, request, running)
+    on_delta = deltas.add if ports.stream_deltas and request.live_text else _no_delta
+
+    if job.kind == "embedding":
+        (vectors, tokens), served = await ports.gateway.embed(
+            job.model, job.input or [], job.dimensions, on_retry
+        )
+        return Answer(priced(request, served, ports, "", None, tokens, 0, None), vectors)
+    chat = chat_request(job)
+    messages = await chat_memory.with_memories(raw, job, list(chat.messages), ports.recall)
+    try:
+        completion, served = await ports.gateway.chat(
+            job.model, replace(chat, messages=messages), on_delta, on_retry
+        )
+    finally:
+        await deltas.flushed()
+    calls = [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in completion.tool_calls]
+    result = priced(
+        request, served, ports, completion.text, completion.finish_reason,
+        completion.input_tokens, completion.output_tokens, calls or None,
+    )  # fmt: skip
+    return Answer(result)
+
+
+async def _no_delta(text: str) -> None:
+    return None
+
+
+class _Deltas:
+    """Text deltas on their way to the job's stream, in order, coalesced.
+
+    An upstream can stream faster than one Redis round trip per token; while
+    one append is in flight, the next pieces gather and go as one entry. The
+    first waits for the job's "running" entry, which must come before it.
+    """
+
+    def __init__(self, ports: Ports, request: ev.JobRequested, after: Awaitable[None]) -> None:
+        self._ports = ports
+        self._request = request
+        self._after = after
+        self._pending: list[str] = []
+        self._sender: asyncio.Task[None] | None = None
+
+    async def add(self, text: str) -> None:
+        self._pending.append(text)
+        if self._sender is None or self._sender.done():
+            if self._sender is not None:
+                await self._sender  # surfaces a failed append
+            self._sender = asyncio.create_task(self._send())
+
+    async def _send(self) -> None:
+        await self._after
+        while self._pending:
+            text = "".join(self._pending)
+            self._pending.clear()
+            await emit(self._ports, self._request, "delta", {"text": text})
+
+    async def flushed(self) -> None:
+        if self._sender is not None:
+            await self._sender
+        if self._pending:
+            await self._send()
+
+
+def chat_request(job: ev.ChatJob) -> ChatRequest:
+    forced = job.tool_choice.name if isinstance(job.tool_choice, ev.ForcedTool) else None
+    return ChatRequest(
+        model=job.model,
+        messages=[
+            Message(
+                m.role,
+                m.content,
+                tuple(ToolCall(c.id, c.name, c.arguments) for c in m.tool_calls or ()),
+                m.tool_call_id,
+            )
+            for m in job.messages
+        ],
+        temperature=job.temperature,
+        max_tokens=job.max_tokens,
+        stop=tuple(job.stop or ()),
+        tools=tuple(Tool(t.name, t.description, t.parameters) for t in job.tools or ()),
+        tool_choice=job.tool_choice if isinstance(job.tool_choice, str) else None,
+        forced_tool=forced,
+    )
+
+
+def _new_job(raw: RawEnvelope, request: ev.JobRequested) -> job_store.NewJob:
+    job = request.job
+    return job_store.NewJob(
+        id=request.job_id, tenant_id=raw.tenant_id, api_key_id=request.api_key_id,
+        user_id=job.user_id, kind=job.kind, model=job.model,
+        request=job.model_dump(mode="json"), metadata=dict(job.metadata),
+        request_event_id=raw.id,
+    )  # fmt: skip

@@ -1,0 +1,68 @@
+"""A job's answer: priced from what was served, or taken from the response cache."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from consumers.model_calls.ports import Ports
+from infra.db.jobs import Outcome
+from infra.routing.gateway import Served
+from schemas import jobs as ev
+
+
+@dataclass
+class Answer:
+    result: Outcome
+    embeddings: list[list[float]] | None = None
+
+
+def priced(
+    request: ev.JobRequested, served: Served, ports: Ports, text: str,
+    finish_reason: str | None, input_tokens: int, output_tokens: int,
+    tool_calls: list[dict[str, Any]] | None,
+) -> Outcome:  # fmt: skip
+    cost = ports.prices.cost(served.model, input_tokens, output_tokens)
+    if cost == 0 and ports.prices.price(served.model) is None:
+        cost = ports.prices.cost(served.deployment.model, input_tokens, output_tokens)
+    return Outcome(
+        job_id=request.job_id, text=text, finish_reason=finish_reason, provider=served.provider,
+        model=served.model, input_tokens=input_tokens, output_tokens=output_tokens,
+        cost_usd=cost, tool_calls=tool_calls,
+    )  # fmt: skip
+
+
+def cache_key(tenant_id: uuid.UUID, job: ev.ChatJob, model: str) -> str:
+    """Identical requests of one tenant share a key; labels and user ids do not count."""
+    normal = job.model_dump(mode="json", exclude={"user_id", "metadata", "cache"})
+    normal["model"] = model
+    digest = hashlib.sha256(orjson.dumps(normal, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    return f"{tenant_id}:{digest}"
+
+
+def cache_entry(answer: Answer) -> dict[str, Any]:
+    r = answer.result
+    return {
+        "text": r.text, "finish_reason": r.finish_reason, "provider": r.provider,
+        "model": r.model, "input_tokens": r.input_tokens, "output_tokens": r.output_tokens,
+        "tool_calls": r.tool_calls, "embeddings": answer.embeddings,
+    }  # fmt: skip
+
+
+async def from_cache(request: ev.JobRequested, key: str, ports: Ports) -> Answer | None:
+    """An identical earlier answer, marked cached and free; None on a miss."""
+    hit = await ports.cache.get(key)
+    if hit is None:
+        return None
+    result = Outcome(
+        job_id=request.job_id, text=hit["text"], finish_reason=hit["finish_reason"],
+        provider=hit["provider"], model=hit["model"], input_tokens=hit["input_tokens"],
+        output_tokens=hit["output_tokens"], cost_usd=Decimal("0"), tool_calls=hit["tool_calls"],
+        cached=True,
+    )  # fmt: skip
+    return Answer(result, hit.get("embeddings"))

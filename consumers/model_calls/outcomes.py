@@ -1,0 +1,150 @@
+"""What a finished job tells the world: its stream's last entries and its follow-up events.
+
+Follow-up events have ids derived from the request's id, so publishing them
+again after a crash is deduplicated downstream.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from pydantic import BaseModel
+
+from consumers import chat_memory
+from consumers.model_calls.answers import Answer
+from consumers.model_calls.ports import GROUP, SYSTEM, Ports
+from infra.db import jobs as job_store
+from infra.db.jobs import Outcome
+from infra.errors import TransientError
+from schemas import jobs as ev
+from schemas import topics
+from schemas.envelope import Envelope, RawEnvelope
+from schemas.ids import derived_id, uuid7
+from schemas.versions import schema_version
+
+log = logging.getLogger(__name__)
+
+
+async def emit(ports: Ports, request: ev.JobRequested, type_: str, data: dict[str, Any]) -> None:
+    await ports.streams.append(request.job_id, type_, data, notify=request.reply_to)
+
+
+async def fail(
+    raw: RawEnvelope, request: ev.JobRequested, error: str, ports: Ports,
+    *, status: int | None = None, retry_after: float | None = None,
+) -> None:  # fmt: skip
+    if not await job_store.fail_job(ports.db, GROUP, raw.id, request.job_id, error):
+        return
+    await ports.streams.append_many(
+        request.job_id,
+        [
+            ("error", {"message": error, "status": status, "retry_after": retry_after}),
+            ("done", {"status": "failed"}),
+        ],
+        notify=request.reply_to,
+    )
+    await ports.publisher.publish(
+        topics.AI_JOB_LIFECYCLE.name,
+        follow_up(raw, ev.JOB_FAILED, ev.JobFailed(
+            job_id=request.job_id, error=error, retryable=status in (429, 502, 503, 504),
+            status=status,
+        ), "failed"),
+    )  # fmt: skip
+
+
+async def announce_success(
+    raw: RawEnvelope, request: ev.JobRequested, answer: Answer, ports: Ports
+) -> None:
+    result = answer.result
+    usage = ev.TokenUsage(input_tokens=result.input_tokens, output_tokens=result.output_tokens)
+    data: dict[str, Any] = {
+        "text": result.text, "finish_reason": result.finish_reason, "provider": result.provider,
+        "model": result.model, "usage": usage.model_dump(), "tool_calls": result.tool_calls,
+        "cached": result.cached, "cost_usd": str(result.cost_usd),
+    }  # fmt: skip
+    if answer.embeddings is not None:
+        data["embeddings"] = answer.embeddings
+    await ports.streams.append_many(
+        request.job_id, [("result", data), ("done", {"status": "succeeded"})],
+        notify=request.reply_to,
+    )  # fmt: skip
+    await publish_outcome(raw, request, result, ports)
+
+
+async def publish_outcome(
+    raw: RawEnvelope, request: ev.JobRequested, result: Outcome, ports: Ports
+) -> None:
+    usage = ev.TokenUsage(input_tokens=result.input_tokens, output_tokens=result.output_tokens)
+    kind = "embedding" if request.job.kind == "embedding" else "model_call"
+    await ports.publisher.publish_many(
+        [
+            (
+                topics.AI_JOB_LIFECYCLE.name,
+                follow_up(raw, ev.JOB_SUCCEEDED, ev.JobSucceeded(
+                    job_id=request.job_id, provider=result.provider, model=result.model,
+                    usage=usage, finish_reason=result.finish_reason, cached=result.cached,
+                    text=result.text, cost_usd=result.cost_usd,
+                ), "succeeded"),
+            ),
+            (
+                topics.USAGE_RECORDED.name,
+                follow_up(raw, ev.USAGE_RECORDED, ev.UsageRecorded(
+                    job_id=request.job_id, api_key_id=request.api_key_id,
+                    user_id=request.job.user_id, kind=kind, provider=result.provider,
+                    model=result.model, input_tokens=result.input_tokens,
+                    output_tokens=result.output_tokens, cost_usd=result.cost_usd,
+                    cached=result.cached,
+                ), "usage"),
+            ),
+            *chat_memory.remember_exchange(raw, request.job, result.text, SYSTEM),
+        ]
+    )  # fmt: skip
+
+
+async def announce_again(raw: RawEnvelope, request: ev.JobRequested, ports: Ports) -> None:
+    """A redelivered, already handled event: re-publish its outcome with the same ids.
+
+    Covers a crash between the database commit and the publish; consumers of
+    the follow-up events drop the duplicates by id.
+    """
+    found = await job_store.get_job(ports.db, raw.tenant_id, request.job_id)
+    if found is not None and found.result is not None:
+        await publish_outcome(raw, request, Outcome.of(found.result), ports)
+    elif found is not None and found.job.status == "failed":
+        # A batch counts its lines by these outcomes: a lost "failed" would
+        # leave the batch waiting for a line that will never finish.
+        failed = ev.JobFailed(job_id=request.job_id, error=found.job.error or "failed")
+        await ports.publisher.publish(
+            topics.AI_JOB_LIFECYCLE.name, follow_up(raw, ev.JOB_FAILED, failed, "failed")
+        )
+
+
+async def announce_retry(
+    raw: RawEnvelope, request: ev.JobRequested, info: dict[str, Any], ports: Ports
+) -> None:
+    """Retries (and fallbacks) are part of the audit trail; a lost one must not fail the job."""
+    payload = ev.JobRetrying(
+        job_id=request.job_id, provider=str(info.get("provider", "")),
+        attempt=max(2, int(info.get("attempt", 2))), error=str(info.get("error", ""))[:2000],
+    )  # fmt: skip
+    try:
+        await ports.publisher.publish(
+            topics.AI_JOB_LIFECYCLE.name,
+            follow_up(raw, ev.JOB_RETRYING, payload, f"retrying:{uuid7()}"),
+        )
+    except TransientError as exc:
+        log.warning("job %s: retry event not published: %s", request.job_id, exc)
+
+
+def follow_up(raw: RawEnvelope, type_: str, payload: BaseModel, purpose: str) -> Envelope[Any]:
+    return Envelope[Any](
+        id=derived_id(raw.id, purpose),
+        type=type_,
+        version=schema_version(payload),
+        tenant_id=raw.tenant_id,
+        actor=SYSTEM,
+        correlation_id=raw.correlation_id,
+        causation_id=raw.id,
+        payload=payload,
+    )

@@ -1,0 +1,34 @@
+"""What the model-calls handlers are given: adapters and settings, nothing global."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from infra.db.engine import Database
+from infra.kafka.publisher import Publisher
+from infra.pricing import PriceTable
+from infra.redis import JobStreams, ResponseCache
+from infra.routing.gateway import Gateway
+from infra.settings import Settings
+from infra.vectors.recall import MemoryRecall
+from schemas.envelope import Actor
+
+GROUP = "model-calls"
+SYSTEM = Actor(kind="system", id=GROUP)
+
+
+@dataclass(frozen=True)
+class Ports:
+    settings: Settings
+    db: Database
+    streams: JobStreams
+    publisher: Publisher
+    gateway: Gateway
+    prices: PriceTable
+    cache: ResponseCache
+    # Replay side mode: routes the request and stops there. No provider call,
+    # no stream, no event: replaying history must not bill anyone twice.
+    replay: bool = False
+    recall: MemoryRecall | None = None  # jobs with `memory` get the user's memories
+    # Batch lines have no one watching them live: no word-by-word deltas.
+    stream_deltas: bool = True
