@@ -27,15 +27,19 @@ log = logging.getLogger(__name__)
 TERMINAL = "done"
 MAX_BLOCK_MS = 20_000
 
-# Append an entry and, when a caller waits on a reply channel, publish it
+# Append entries and, when a caller waits on a reply channel, publish each
 # there with its id, in one step: the waiter can then drop anything it has
-# already read from the stream itself.
+# already read from the stream itself. ARGV: maxlen, ttl, channel or '', job
+# id, then a type and a body per entry. Returns the last entry's id.
 _APPEND = r"""
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 't', ARGV[2], 'd', ARGV[3])
-redis.call('EXPIRE', KEYS[1], ARGV[4])
-if ARGV[5] ~= '' then
-  redis.call('PUBLISH', ARGV[5], ARGV[6] .. '\n' .. id .. '\n' .. ARGV[2] .. '\n' .. ARGV[3])
+local id
+for i = 5, #ARGV, 2 do
+  id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 't', ARGV[i], 'd', ARGV[i + 1])
+  if ARGV[3] ~= '' then
+    redis.call('PUBLISH', ARGV[3], ARGV[4] .. '\n' .. id .. '\n' .. ARGV[i] .. '\n' .. ARGV[i + 1])
+  end
 end
+redis.call('EXPIRE', KEYS[1], ARGV[2])
 return id
 """
 
@@ -71,42 +75,23 @@ class JobStreams:
         notify: str | None = None,
     ) -> str:
         """Append to the job's stream; also publish to `notify` (a Replies channel) if given."""
-        key = self._key(job_id)
-        try:
-            entry_id = await self._append(
-                keys=[key],
-                args=[
-                    self._maxlen,
-                    type_,
-                    orjson.dumps(data),
-                    self._ttl,
-                    notify or "",
-                    str(job_id),
-                ],
-            )
-        except RedisError as exc:
-            raise TransientError(f"redis append failed: {exc}") from exc
-        return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+        return await self.append_many(job_id, [(type_, data)], notify)
 
     async def append_many(
         self,
         job_id: uuid.UUID,
         entries: list[tuple[str, dict[str, Any]]],
         notify: str | None = None,
-    ) -> None:
+    ) -> str:
         """Several entries in order, in one round trip (e.g. the result and the end)."""
-        key = self._key(job_id)
+        args: list[bytes | str | int] = [self._maxlen, self._ttl, notify or "", str(job_id)]
+        for type_, data in entries:
+            args += (type_, orjson.dumps(data))
         try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for type_, data in entries:
-                    args: list[bytes | str | int] = [
-                        self._maxlen, type_, orjson.dumps(data), self._ttl, notify or "",
-                        str(job_id),
-                    ]  # fmt: skip
-                    await self._append(keys=[key], args=args, client=pipe)
-                await pipe.execute()
+            entry_id = await self._append(keys=[self._key(job_id)], args=args)
         except RedisError as exc:
             raise TransientError(f"redis append failed: {exc}") from exc
+        return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
 
     async def read(
         self,

@@ -31,18 +31,30 @@ class Database:
         )
         self._dsn = make_url(url).set(drivername="postgresql").render_as_string(False)
         self._pool_size = pool_size
-        self._pool: asyncpg.Pool | None = None
+        self._pools: dict[bool, asyncpg.Pool] = {}
         self._pool_lock = asyncio.Lock()
 
-    async def pool(self) -> asyncpg.Pool:
-        """The asyncpg pool, opened on first use: most processes never need it."""
-        if self._pool is None:
+    async def pool(self, *, durable: bool = True) -> asyncpg.Pool:
+        """An asyncpg pool, opened on first use: most processes never need one.
+
+        `durable=False` commits without waiting for the disk flush (Postgres'
+        synchronous_commit off), for writes that a crash may lose because
+        redelivery writes them again. The write-ahead log is flushed in order,
+        so a durable commit made after such a write makes that write durable
+        too.
+        """
+        pool = self._pools.get(durable)
+        if pool is None:
             async with self._pool_lock:
-                if self._pool is None:
-                    self._pool = await asyncpg.create_pool(
-                        self._dsn, min_size=1, max_size=self._pool_size, reset=_keep_session
-                    )
-        return self._pool
+                pool = self._pools.get(durable)
+                if pool is None:
+                    settings = {} if durable else {"synchronous_commit": "off"}
+                    pool = await asyncpg.create_pool(
+                        self._dsn, min_size=1, max_size=self._pool_size, reset=_keep_session,
+                        server_settings=settings,
+                    )  # fmt: skip
+                    self._pools[durable] = pool
+        return pool
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
@@ -61,8 +73,8 @@ class Database:
             await conn.execute(text("SELECT 1"))
 
     async def close(self) -> None:
-        if self._pool is not None:
-            await self._pool.close()
+        for pool in self._pools.values():
+            await pool.close()
         await self.engine.dispose()
 
 

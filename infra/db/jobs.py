@@ -187,9 +187,11 @@ async def start_job(db: Database, job: NewJob, provider: str | None) -> int:
 
     Returns the attempt number; 0 when the job is already finished. The
     OpenAI-compatible routes leave the row to the worker, which keeps a
-    database write off the request path.
+    database write off the request path. Not flushed to disk before it
+    returns: until the job's outcome commits (durably, flushing this too) the
+    event is not acknowledged, and its redelivery would write the row again.
     """
-    pool = await db.pool()
+    pool = await db.pool(durable=False)
     attempts = await pool.fetchval(
         _START, job.id, job.tenant_id, job.api_key_id, job.user_id, job.kind, job.model,
         provider, _json(job.request), _json(job.metadata), job.request_event_id,
