@@ -434,3 +434,31 @@ async def test_tenant_setting_turns_the_cache_on(
 
 def _auth(client: openai.AsyncOpenAI) -> dict[str, str]:
     return {"Authorization": f"Bearer {client.api_key}"}
+
+
+async def test_a_spent_budget_refuses_gateway_calls_with_402(
+    gateway: Running, db: Database
+) -> None:
+    admin = await make_tenant(db, admin=True)
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=30) as http:
+        put = await http.put(
+            "/v1/budgets/tenant", json={"monthly_usd": "0.000001"}, headers=admin.headers
+        )
+        assert put.status_code == 200, put.text
+    async with openai.AsyncOpenAI(
+        base_url=f"{gateway.url}/v1", api_key=admin.key, max_retries=0, timeout=30
+    ) as client:
+        # gpt-fake costs $5/$7 per 1M tokens: even one token out is over a millionth of a dollar.
+        with pytest.raises(openai.APIStatusError) as refused:
+            await client.chat.completions.create(
+                model="gpt-fake",
+                messages=user("too dear"),  # type: ignore[arg-type]
+                max_tokens=1,
+            )
+        with pytest.raises(openai.APIStatusError) as refused_embedding:
+            await client.embeddings.create(model="emb-fake", input=["a " * 100])
+    for caught in (refused.value, refused_embedding.value):
+        assert caught.status_code == 402
+        error = caught.response.json()["error"]
+        assert error["code"] == "budget_exceeded" and error["type"] == "insufficient_quota"
+        assert error["budget"]["scope"] == "tenant" and "resets" in error["message"]

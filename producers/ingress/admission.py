@@ -94,7 +94,11 @@ async def admit_billable(
     not published after all.
     """
     adm = admission(request)
-    output_tokens = max_output_tokens or adm.settings.budget_default_output_tokens
+    output_tokens = (
+        adm.settings.budget_default_output_tokens
+        if max_output_tokens is None
+        else max_output_tokens
+    )
     window = await _hit(adm, owner, requests=0, tokens=input_tokens + output_tokens)
     request.state.rate_limit = window
     if not window.admitted:

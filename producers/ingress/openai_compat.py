@@ -24,6 +24,12 @@ from infra.db.tenants import KeyOwner
 from infra.errors import TransientError
 from infra.redis import ReplyWaiter, StreamEvent
 from producers.ingress import openai_errors as oe
+from producers.ingress.admission import (
+    BudgetExceeded,
+    admit_billable,
+    estimate_tokens,
+    release_billable,
+)
 from producers.ingress.auth import authenticate
 from producers.ingress.body import MAX_BODY_BYTES
 from producers.ingress.errors import ApiError
@@ -46,7 +52,9 @@ async def chat_completions(request: Request) -> Response:
     owner = await _owner(request, svc)
     body = await _parse(request, ChatCompletionRequest)
     job = _build(lambda: chat_job(body, _wants_cache(request, owner)))
-    return await _run(svc, owner, job, body.model, stream=body.stream, usage=_include_usage(body))
+    return await _run(
+        request, svc, owner, job, body.model, stream=body.stream, usage=_include_usage(body)
+    )
 
 
 @router.post("/embeddings")
@@ -59,7 +67,7 @@ async def embeddings(request: Request) -> Response:
         kind="embedding", model=body.model, input=texts, dimensions=body.dimensions,
         user_id=body.user, cache=_wants_cache(request, owner),
     ))  # fmt: skip
-    return await _run(svc, owner, job, body.model, encoding=body.encoding_format)
+    return await _run(request, svc, owner, job, body.model, encoding=body.encoding_format)
 
 
 @router.get("/models")
@@ -81,13 +89,14 @@ async def get_model(model: str, request: Request) -> Response:
 
 # the request's life ----------------------------------------------------------------
 async def _run(
-    svc: Services, owner: KeyOwner, job: ev.ChatJob, model: str, *,
+    request: Request, svc: Services, owner: KeyOwner, job: ev.ChatJob, model: str, *,
     stream: bool = False, usage: bool = False, encoding: str = "float",
 ) -> Response:  # fmt: skip
     if not svc.routing.knows(model):
         raise oe.unknown_model(model)
     job_id = uuid7()
     headers = {"X-Ayush-Job-Id": str(job_id)}
+    await _admit(request, owner, job, job_id)
     waiter = svc.replies.waiter(job_id)
     handed_over = False
     deadline = asyncio.get_running_loop().time() + svc.settings.gateway_wait_timeout_s
@@ -104,7 +113,11 @@ async def _run(
             ) from exc  # fmt: skip
 
     try:
-        await _publish(svc, owner, job_id, job, waiter, live_text=stream)
+        try:
+            await _publish(svc, owner, job_id, job, waiter, live_text=stream)
+        except BaseException:
+            await release_billable(request, owner, job_id)
+            raise
         first = await _answer_start(next_event)
         if first.type == "error":
             raise _with(oe.from_job_error(first.data), headers)
@@ -253,6 +266,21 @@ def _encode(vector: list[float], encoding: str) -> list[float] | str:
 
 
 # request helpers ----------------------------------------------------------------------
+async def _admit(request: Request, owner: KeyOwner, job: ev.ChatJob, job_id: uuid.UUID) -> None:
+    """Tokens per minute and the budgets, reserved under the job's id until its usage arrives."""
+    embedding = job.kind == "embedding"
+    texts = (job.input or []) if embedding else (m.content for m in job.messages)
+    try:
+        await admit_billable(
+            request, owner, model=job.model, input_tokens=estimate_tokens(texts),
+            max_output_tokens=0 if embedding else job.max_tokens, hold_id=job_id,
+        )  # fmt: skip
+    except ApiError as exc:
+        raise oe.from_api_error(exc) from exc
+    except BudgetExceeded as exc:
+        raise oe.budget_exceeded(exc.body) from exc
+
+
 async def _owner(request: Request, svc: Services) -> KeyOwner:
     try:
         return await authenticate(request, svc)

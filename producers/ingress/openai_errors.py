@@ -44,6 +44,7 @@ class OpenAIError(Exception):
         self.code = code
         self.param = param
         self.headers = headers or {}
+        self.extra: dict[str, Any] = {}  # more members of "error", e.g. the budget refused
 
     def response(self, extra_headers: dict[str, str] | None = None) -> Response:
         body = {
@@ -52,6 +53,7 @@ class OpenAIError(Exception):
                 "type": self.type,
                 "param": self.param,
                 "code": self.code,
+                **self.extra,
             }
         }
         return Response(
@@ -72,6 +74,13 @@ def from_api_error(exc: ApiError) -> OpenAIError:
         exc.field,
         exc.headers,
     )
+
+
+def budget_exceeded(body: dict[str, Any]) -> OpenAIError:
+    """A spent monthly budget: 402, naming the budget and when it resets."""
+    error = OpenAIError(402, body["message"], "insufficient_quota", "budget_exceeded")
+    error.extra = {"budget": body["budget"]}
+    return error
 
 
 def invalid(exc: ValidationError) -> OpenAIError:
