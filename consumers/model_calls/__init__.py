@@ -69,7 +69,7 @@ async def handle_job_requested(raw: RawEnvelope, ports: Ports) -> None:
     except PermanentError as exc:
         route, unknown = None, exc
     provider = route.deployments[0].provider if route else None
-    attempt = await job_store.start_job(ports.db, _new_job(raw, request), provider=provider)
+    attempt = await ports.writes.start(_new_job(raw, request), provider)
     if attempt == 0:
         # The job is finished. If this very event was handled, its follow-ups may
         # not have reached Kafka before a crash: publish them again.
@@ -109,7 +109,7 @@ async def handle_job_requested(raw: RawEnvelope, ports: Ports) -> None:
         await asyncio.wait([running, started])
     await running
     await started
-    if not await job_store.complete_job(ports.db, GROUP, raw.id, answer.result):
+    if not await ports.writes.complete(raw.id, answer.result):
         return
     if use_cache and not cached:
         await ports.cache.put(key, cache_entry(answer), ports.settings.response_cache_ttl_s)

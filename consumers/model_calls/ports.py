@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from infra.db.engine import Database
+from infra.db.jobs import JobWrites
 from infra.kafka.publisher import Publisher
 from infra.pricing import PriceTable
 from infra.redis import JobStreams, ResponseCache
@@ -32,3 +33,7 @@ class Ports:
     recall: MemoryRecall | None = None  # jobs with `memory` get the user's memories
     # Batch lines have no one watching them live: no word-by-word deltas.
     stream_deltas: bool = True
+    writes: JobWrites = field(init=False)  # starts and completions, batched across calls
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "writes", JobWrites(self.db, GROUP))

@@ -3,23 +3,25 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert
 
+from infra.coalesce import Coalescer
 from infra.db.engine import Database
 from infra.db.idempotency import is_processed
 from infra.db.models import Job, JobResult, utcnow
 
 __all__ = [
     "JobWithResult",
+    "JobWrites",
     "NewJob",
     "Outcome",
-    "complete_job",
     "delete_unpublished",
     "fail_job",
     "get_job",
@@ -27,8 +29,10 @@ __all__ = [
     "is_processed",
     "mark_published",
     "mark_running",
-    "start_job",
 ]
+
+
+Item = TypeVar("Item")
 
 
 @dataclass(frozen=True)
@@ -139,35 +143,49 @@ async def mark_running(db: Database, job_id: uuid.UUID, provider: str) -> int:
     return int(attempts or 0)
 
 
+# Starts and completions of many concurrent calls go as one statement each
+# (infra/coalesce.py): arrays in, one row per job out.
 _START = """
 INSERT INTO jobs (id, tenant_id, api_key_id, user_id, kind, model, provider, status, request,
                   metadata, attempts, request_event_id, created_at, started_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, 'running', $8::jsonb, $9::jsonb, 1, $10, now(), now())
+SELECT id, tenant_id, api_key_id, user_id, kind, model, provider, 'running', request::jsonb,
+       metadata::jsonb, 1, request_event_id, now(), now()
+  FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[],
+              $7::text[], $8::text[], $9::text[], $10::uuid[])
+       AS t(id, tenant_id, api_key_id, user_id, kind, model, provider, request, metadata,
+            request_event_id)
 ON CONFLICT (id) DO UPDATE
    SET status = 'running', provider = EXCLUDED.provider, attempts = jobs.attempts + 1,
        started_at = now()
  WHERE jobs.status IN ('queued', 'running')
-RETURNING attempts
+RETURNING id, attempts
 """
 
-# One statement claims the event and stores its effects: atomic without a
-# BEGIN/COMMIT round trip each, and nothing happens when the claim fails.
+# One statement claims the events and stores their effects: atomic without
+# a BEGIN/COMMIT round trip each, and nothing happens for an event already
+# claimed.
 _COMPLETE = """
-WITH claimed AS (
+WITH input AS (
+    SELECT * FROM unnest($2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[],
+                         $8::int[], $9::int[], $10::numeric[], $11::text[], $12::boolean[])
+           AS t(event_id, job_id, text, finish_reason, provider, model, input_tokens,
+                output_tokens, cost_usd, tool_calls, cached)
+), claimed AS (
     INSERT INTO processed_events (consumer_group, event_id, processed_at)
-    VALUES ($1, $2, now()) ON CONFLICT DO NOTHING RETURNING event_id
+    SELECT $1, event_id, now() FROM input ON CONFLICT DO NOTHING RETURNING event_id
 ), stored AS (
     INSERT INTO job_results (job_id, text, finish_reason, provider, model, input_tokens,
                              output_tokens, cost_usd, tool_calls, cached, event_id, created_at)
-    SELECT $3::uuid, $4::text, $5::text, $6::text, $7::text, $8::int, $9::int, $10::numeric,
-           $11::jsonb, $12::boolean, event_id, now()
-      FROM claimed
+    SELECT i.job_id, i.text, i.finish_reason, i.provider, i.model, i.input_tokens,
+           i.output_tokens, i.cost_usd, i.tool_calls::jsonb, i.cached, i.event_id, now()
+      FROM input i JOIN claimed c USING (event_id)
 ), finished AS (
     UPDATE jobs SET status = 'succeeded', finished_at = now(), error = NULL,
-                    model = $7, provider = $6
-     WHERE id = $3 AND EXISTS (SELECT 1 FROM claimed)
+                    model = i.model, provider = i.provider
+      FROM input i JOIN claimed c USING (event_id)
+     WHERE jobs.id = i.job_id
 )
-SELECT count(*) FROM claimed
+SELECT event_id FROM claimed
 """
 
 _FAIL = """
@@ -182,33 +200,81 @@ SELECT count(*) FROM claimed
 """
 
 
-async def start_job(db: Database, job: NewJob, provider: str | None) -> int:
-    """Like mark_running, creating the row first when the ingress wrote none.
+class JobWrites:
+    """A worker's job starts and completions, each kind batched across concurrent calls."""
 
-    Returns the attempt number; 0 when the job is already finished. The
-    OpenAI-compatible routes leave the row to the worker, which keeps a
-    database write off the request path. Not flushed to disk before it
-    returns: until the job's outcome commits (durably, flushing this too) the
-    event is not acknowledged, and its redelivery would write the row again.
-    """
-    pool = await db.pool(durable=False)
-    attempts = await pool.fetchval(
-        _START, job.id, job.tenant_id, job.api_key_id, job.user_id, job.kind, job.model,
-        provider, _json(job.request), _json(job.metadata), job.request_event_id,
-    )  # fmt: skip
-    return int(attempts or 0)
+    def __init__(self, db: Database, group: str) -> None:
+        self._db = db
+        self._group = group
+        self._starts: Coalescer[tuple[NewJob, str | None], int] = Coalescer(self._start_many)
+        self._completions: Coalescer[tuple[uuid.UUID, Outcome], bool] = Coalescer(
+            self._complete_many
+        )
+
+    async def start(self, job: NewJob, provider: str | None) -> int:
+        """Status running, one more attempt; creates the row when the ingress wrote none.
+
+        Returns the attempt number; 0 when the job is already finished. The
+        OpenAI-compatible routes leave the row to the worker, which keeps a
+        database write off the request path. Not flushed to disk before it
+        returns: until the job's outcome commits (durably, flushing this too)
+        the event is not acknowledged, and its redelivery writes the row again.
+        """
+        return await self._starts.submit((job, provider))
+
+    async def complete(self, event_id: uuid.UUID, result: Outcome) -> bool:
+        """Store the result and claim the event, atomically; False if already done."""
+        return await self._completions.submit((event_id, result))
+
+    async def _start_many(self, items: list[tuple[NewJob, str | None]]) -> list[int]:
+        first, again = _split_repeats(items, lambda item: item[0].id)
+        pool = await self._db.pool(durable=False)
+        rows = await pool.fetch(
+            _START, *_columns([
+                (j.id, j.tenant_id, j.api_key_id, j.user_id, j.kind, j.model, provider,
+                 _json(j.request), _json(j.metadata), j.request_event_id)
+                for j, provider in (items[i] for i in first)
+            ]),
+        )  # fmt: skip
+        attempts = {row["id"]: int(row["attempts"]) for row in rows}
+        results = [attempts.get(job.id, 0) for job, _ in items]
+        if again:  # the same job twice in one batch: the repeat goes after the first
+            for i, attempt in zip(
+                again, await self._start_many([items[i] for i in again]), strict=True
+            ):
+                results[i] = attempt
+        return results
+
+    async def _complete_many(self, items: list[tuple[uuid.UUID, Outcome]]) -> list[bool]:
+        first, _ = _split_repeats(items, lambda item: item[0])
+        pool = await self._db.pool()
+        rows = await pool.fetch(
+            _COMPLETE, self._group, *_columns([
+                (event_id, r.job_id, r.text, r.finish_reason, r.provider, r.model,
+                 r.input_tokens, r.output_tokens, r.cost_usd,
+                 None if r.tool_calls is None else _json(r.tool_calls), r.cached)
+                for event_id, r in (items[i] for i in first)
+            ]),
+        )  # fmt: skip
+        claimed = {row["event_id"] for row in rows}
+        # A repeat of an event in the same batch is its redelivery: the first claims it.
+        firsts = set(first)
+        return [i in firsts and event_id in claimed for i, (event_id, _) in enumerate(items)]
 
 
-async def complete_job(db: Database, group: str, event_id: uuid.UUID, result: Outcome) -> bool:
-    """Store the result and claim the event in one statement; False if already done."""
-    pool = await db.pool()
-    claimed = await pool.fetchval(
-        _COMPLETE, group, event_id, result.job_id, result.text, result.finish_reason,
-        result.provider, result.model, result.input_tokens, result.output_tokens,
-        result.cost_usd, None if result.tool_calls is None else _json(result.tool_calls),
-        result.cached,
-    )  # fmt: skip
-    return bool(claimed)
+def _columns(rows: list[tuple[Any, ...]]) -> list[list[Any]]:
+    return [list(column) for column in zip(*rows, strict=True)] if rows else []
+
+
+def _split_repeats(items: list[Item], key: Callable[[Item], object]) -> tuple[list[int], list[int]]:
+    """Indexes of first occurrences and of repeats: one statement may touch a row once."""
+    seen: set[object] = set()
+    first: list[int] = []
+    again: list[int] = []
+    for i, item in enumerate(items):
+        (again if key(item) in seen else first).append(i)
+        seen.add(key(item))
+    return first, again
 
 
 async def fail_job(
