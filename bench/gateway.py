@@ -4,7 +4,10 @@ Starts an instant fake upstream (tests/fakes/instant_upstream.py), an ingress an
 model-calls worker, then drives POST /v1/chat/completions with an aiohttp
 load client at concurrency 1 and 32, through Ayush (HTTP -> Kafka -> worker
 -> upstream -> Redis -> HTTP) and straight to the upstream, in the same run.
-Prints one JSON object.
+Prints one JSON object, with the raw Kafka round trip (produce -> consume, no
+processing) measured in the same run as the floor of what a trip through
+Kafka can cost, and the CPU time the ingress and the worker spent per request
+under load (a figure that holds even when other work shares the machine).
 
     uv run python bench/gateway.py [--seconds 8] [--c1-requests 300]
 
@@ -31,6 +34,8 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ayush.dev import prepare
+from bench.e2e import kafka_round_trips
+from bench.overhead import cpu_seconds
 from infra.db.engine import Database
 from infra.db.tenants import create_api_key, ensure_tenant
 from infra.kafka.admin import create_topics
@@ -168,9 +173,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         direct_c1 = asyncio.run(sequential(direct_url, plain, args.c1_requests, False))
         ayush_c1 = asyncio.run(sequential(ayush_url, auth, args.c1_requests, False))
         ayush_c1_stream = asyncio.run(sequential(ayush_url, auth, args.c1_requests, True))
+        kafka = asyncio.run(kafka_round_trips(settings, args.c1_requests))
         direct_c32 = asyncio.run(concurrent(direct_url, plain, 32, args.seconds, False))
         direct_c32_stream = asyncio.run(concurrent(direct_url, plain, 32, args.seconds, True))
+        cpu_before = cpu_seconds(platform)
         ayush_c32 = asyncio.run(concurrent(ayush_url, auth, 32, args.seconds, False))
+        cpu_per_request = (cpu_seconds(platform) - cpu_before) / (ayush_c32["rps"] * args.seconds)
         ayush_c32_stream = asyncio.run(concurrent(ayush_url, auth, 32, args.seconds, True))
     finally:
         platform.stop()
@@ -195,6 +203,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "ayush_p50_ms_c32": ayush_c32["p50_ms"],
         "ayush_p99_ms_c32": ayush_c32["p99_ms"],
         "ayush_p50_ms_c32_stream": ayush_c32_stream["p50_ms"],
+        "kafka_rtt_p50_ms": round(_pct(kafka, 0.5), 2),
+        "kafka_rtt_p99_ms": round(_pct(kafka, 0.99), 2),
+        "platform_cpu_ms_per_request_c32": round(cpu_per_request * 1000, 2),
         "errors": ayush_c32["errors"] + ayush_c32_stream["errors"],
         "c1_requests": args.c1_requests,
         "seconds_per_c32_run": args.seconds,

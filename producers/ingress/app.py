@@ -98,11 +98,12 @@ def create_app(settings: Settings, streams: OpenStreams | None = None) -> FastAP
     app.include_router(health.router)
     # Every authenticated route counts against its key's requests per minute.
     limited = [Depends(admission.rate_limited)]
+    # The busiest routes first: a request is matched against the routes in order.
+    app.include_router(openai_compat.router, dependencies=limited)
     app.include_router(jobs.router, dependencies=limited)
     app.include_router(usage.router, dependencies=limited)
     app.include_router(budgets.router, dependencies=limited)
     app.include_router(audit.router, dependencies=limited)
-    app.include_router(openai_compat.router, dependencies=limited)
     app.include_router(files.router, dependencies=limited)
     app.include_router(batches.router, dependencies=limited)
     app.include_router(actions.router, dependencies=limited)

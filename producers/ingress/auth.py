@@ -31,6 +31,9 @@ class KeyCache:
 
 
 async def authenticate(request: Request, svc: Services = Depends(services_dependency)) -> KeyOwner:
+    known: KeyOwner | None = getattr(request.state, "owner", None)
+    if known is not None:  # already authenticated for this request (rate_limited)
+        return known
     header = request.headers.get("authorization", "")
     scheme, _, key = header.partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
@@ -42,4 +45,5 @@ async def authenticate(request: Request, svc: Services = Depends(services_depend
         cache.put(key.strip(), owner)
     if owner is None:
         raise ApiError(401, "unauthorized", "unknown or revoked API key", _CHALLENGE)
+    request.state.owner = owner
     return owner
