@@ -18,6 +18,7 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from infra.coalesce import Coalescer
 from infra.errors import TransientError
 from infra.settings import Settings
 from infra.telemetry.metrics import Metrics
@@ -63,6 +64,11 @@ class JobStreams:
         self._ttl = settings.stream_ttl_s
         self._maxlen = settings.stream_maxlen
         self._append = self._redis.register_script(_APPEND)
+        # Many handlers appending at once share pipelines: one round trip for
+        # all that arrived while the last one was in flight, in order.
+        self._appends: Coalescer[tuple[str, list[bytes | str | int]], Any] = Coalescer(
+            self._append_all
+        )
 
     def _key(self, job_id: uuid.UUID) -> str:
         return f"{self._prefix}{job_id}"
@@ -88,10 +94,22 @@ class JobStreams:
         for type_, data in entries:
             args += (type_, orjson.dumps(data))
         try:
-            entry_id = await self._append(keys=[self._key(job_id)], args=args)
+            entry_id = await self._appends.submit((self._key(job_id), args))
         except RedisError as exc:
             raise TransientError(f"redis append failed: {exc}") from exc
         return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+
+    async def _append_all(self, calls: list[tuple[str, list[bytes | str | int]]]) -> list[Any]:
+        if len(calls) == 1:
+            key, args = calls[0]
+            return [await self._append(keys=[key], args=args)]
+        # EVALSHA, not the script object: redis-py would ask SCRIPT EXISTS on
+        # every pipeline. A Redis that lost its scripts (a restart) fails this
+        # batch; the coalescer then appends one by one, which loads it again.
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key, args in calls:
+                pipe.evalsha(self._append.sha, 1, key, *args)
+            return list(await pipe.execute())
 
     async def read(
         self,
