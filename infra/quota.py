@@ -16,9 +16,11 @@ from decimal import Decimal
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from infra.errors import TransientError
+from infra.redis import Arg, ScriptCalls
 from infra.settings import Settings
 
 UNIT = Decimal("0.00000001")
@@ -144,6 +146,7 @@ class Quotas:
         _, _, url = settings.require_services()
         self._redis: Redis = Redis.from_url(url, max_connections=max_connections)
         self._prefix = f"{settings.topic_prefix}ayush:"
+        self._scripts = ScriptCalls(self._redis)  # concurrent requests share round trips
         self._reserve = self._redis.register_script(RESERVE)
         self._settle = self._redis.register_script(SETTLE)
         self._rate = self._redis.register_script(RATE)
@@ -175,7 +178,13 @@ class Quotas:
         keys = self._hold_keys(tenant_id)
         for scope in scopes:
             keys += [self._limit_key(tenant_id, scope), self._counter_key(tenant_id, scope, period)]
-        args = [_now_ms(), to_units(amount), str(hold_id), hold_ttl_s * 1000, PERIOD_TTL_S]
+        args: list[Arg] = [
+            _now_ms(),
+            to_units(amount),
+            str(hold_id),
+            hold_ttl_s * 1000,
+            PERIOD_TTL_S,
+        ]
         refused = int(await self._call(self._reserve, keys, args))
         return scopes[refused - 1] if refused else None
 
@@ -248,10 +257,9 @@ class Quotas:
             reset_s=(window + 1) * 60 - now,
         )
 
-    @staticmethod
-    async def _call(script: object, keys: list[str], args: list[object]) -> Any:
+    async def _call(self, script: AsyncScript, keys: list[str], args: list[Arg]) -> Any:
         try:
-            return await script(keys=keys, args=args)  # type: ignore[operator]
+            return await self._scripts.call(script, keys, args)
         except RedisError as exc:
             raise TransientError(f"redis script failed: {exc}") from exc
 

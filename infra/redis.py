@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from infra.coalesce import Coalescer
@@ -45,6 +46,35 @@ return id
 """
 
 
+Arg = bytes | str | int | float
+
+
+class ScriptCalls:
+    """Lua script calls of many concurrent callers, pipelined: one round trip for
+    all that arrived while the last one was in flight, each call still atomic
+    and run in the order called."""
+
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+        self._calls: Coalescer[tuple[AsyncScript, list[str], list[Arg]], Any] = Coalescer(self._run)
+
+    async def call(self, script: AsyncScript, keys: list[str], args: list[Arg]) -> Any:
+        """The script's reply; raises RedisError."""
+        return await self._calls.submit((script, keys, args))
+
+    async def _run(self, calls: list[tuple[AsyncScript, list[str], list[Arg]]]) -> list[Any]:
+        if len(calls) == 1:
+            script, keys, args = calls[0]
+            return [await script(keys=keys, args=args)]
+        # EVALSHA, not the script objects: redis-py would ask SCRIPT EXISTS on
+        # every pipeline. A Redis that lost its scripts (a restart) fails this
+        # batch; the coalescer then runs the calls one by one, which loads them.
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for script, keys, args in calls:
+                pipe.evalsha(script.sha, len(keys), *keys, *args)
+            return list(await pipe.execute())
+
+
 @dataclass(frozen=True)
 class StreamEvent:
     id: str
@@ -63,12 +93,8 @@ class JobStreams:
         self._prefix = f"{settings.topic_prefix}ayush:job:"
         self._ttl = settings.stream_ttl_s
         self._maxlen = settings.stream_maxlen
+        self._scripts = ScriptCalls(self._redis)
         self._append = self._redis.register_script(_APPEND)
-        # Many handlers appending at once share pipelines: one round trip for
-        # all that arrived while the last one was in flight, in order.
-        self._appends: Coalescer[tuple[str, list[bytes | str | int]], Any] = Coalescer(
-            self._append_all
-        )
 
     def _key(self, job_id: uuid.UUID) -> str:
         return f"{self._prefix}{job_id}"
@@ -90,26 +116,14 @@ class JobStreams:
         notify: str | None = None,
     ) -> str:
         """Several entries in order, in one round trip (e.g. the result and the end)."""
-        args: list[bytes | str | int] = [self._maxlen, self._ttl, notify or "", str(job_id)]
+        args: list[Arg] = [self._maxlen, self._ttl, notify or "", str(job_id)]
         for type_, data in entries:
             args += (type_, orjson.dumps(data))
         try:
-            entry_id = await self._appends.submit((self._key(job_id), args))
+            entry_id = await self._scripts.call(self._append, [self._key(job_id)], args)
         except RedisError as exc:
             raise TransientError(f"redis append failed: {exc}") from exc
         return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
-
-    async def _append_all(self, calls: list[tuple[str, list[bytes | str | int]]]) -> list[Any]:
-        if len(calls) == 1:
-            key, args = calls[0]
-            return [await self._append(keys=[key], args=args)]
-        # EVALSHA, not the script object: redis-py would ask SCRIPT EXISTS on
-        # every pipeline. A Redis that lost its scripts (a restart) fails this
-        # batch; the coalescer then appends one by one, which loads it again.
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for key, args in calls:
-                pipe.evalsha(self._append.sha, 1, key, *args)
-            return list(await pipe.execute())
 
     async def read(
         self,
