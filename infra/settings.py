@@ -42,7 +42,10 @@ class Settings(BaseSettings):
     # The broker may not answer a waiting fetch early (Tansu); a small wait
     # keeps one hop at a few milliseconds instead of hundreds.
     kafka_fetch_max_wait_ms: int = 20
-    kafka_linger_ms: int = 1
+    # No wait before sending: the producer has one request in flight per broker,
+    # and what arrives meanwhile goes as the next batch, so batching comes from
+    # load without delaying a lone event.
+    kafka_linger_ms: int = 0
 
     # model-calls worker
     model_calls_concurrency: int = Field(default=64, ge=1)
