@@ -186,7 +186,9 @@ class ReplyWaiter:
         """The next entry; reads the stream itself when the channel was quiet for a while."""
         while True:
             try:
-                event = await asyncio.wait_for(self._queue.get(), self._poll_s)
+                # asyncio.timeout, not wait_for: no task created per entry.
+                async with asyncio.timeout(self._poll_s):
+                    event = await self._queue.get()
             except TimeoutError:
                 # Pub/sub drops messages while a connection is down: the stream
                 # is the record, so catch up from it.

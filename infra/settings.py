@@ -46,6 +46,10 @@ class Settings(BaseSettings):
     # and what arrives meanwhile goes as the next batch, so batching comes from
     # load without delaying a lone event.
     kafka_linger_ms: int = 0
+    # Caps every topic's partitions when created. For small dev and test stacks
+    # that make many topic namespaces: each partition holds open files, and a
+    # broker at its file limit stops accepting connections.
+    kafka_max_partitions: int | None = Field(default=None, ge=1)
 
     # model-calls worker
     model_calls_concurrency: int = Field(default=64, ge=1)

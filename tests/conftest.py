@@ -44,8 +44,13 @@ def fake_llm() -> Iterator[FakeLLMServer]:
     server.stop()
 
 
+# Every test namespace gets its own topics; a few partitions each keep the
+# broker well below its open-file limit over a whole session.
+MAX_PARTITIONS = 3
+
+
 def namespace_settings(services: ServiceAddresses, prefix: str) -> Settings:
-    return services.apply(Settings(topic_prefix=prefix))
+    return services.apply(Settings(topic_prefix=prefix, kafka_max_partitions=MAX_PARTITIONS))
 
 
 def platform_env(
@@ -54,6 +59,7 @@ def platform_env(
     return {
         **services.as_env(),
         "AYUSH_TOPIC_PREFIX": prefix,
+        "AYUSH_KAFKA_MAX_PARTITIONS": str(MAX_PARTITIONS),
         "OPENAI_BASE_URL": fake_llm.openai_base_url,
         "OPENAI_API_KEY": "sk-fake",
         "ANTHROPIC_BASE_URL": fake_llm.url,

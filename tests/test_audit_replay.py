@@ -29,7 +29,7 @@ from infra.kafka.publisher import Publisher
 from infra.local_stack import ServiceAddresses
 from infra.settings import Settings
 from schemas import topics
-from tests.conftest import TenantKey, make_tenant, new_platform
+from tests.conftest import TenantKey, make_tenant, namespace_settings, new_platform
 from tests.databases import create_empty_database, drop_database
 from tests.fakes.llm import FakeLLMServer
 from tests.harness import Platform, eventually, unique
@@ -243,7 +243,7 @@ async def test_version_1_events_still_replay_into_the_projection(
         .replace(first["correlation_id"], str(job_id))
         for v in values
     ]
-    settings = services.apply(Settings(topic_prefix=unique("v1") + "."))
+    settings = namespace_settings(services, unique("v1") + ".")
     await create_topics(settings)
     publisher = Publisher(settings)
     await publisher.start()

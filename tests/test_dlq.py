@@ -20,6 +20,7 @@ from schemas import jobs as ev
 from schemas import topics
 from schemas.envelope import Actor, Envelope, RawEnvelope
 from schemas.ids import uuid7
+from tests.conftest import namespace_settings
 from tests.harness import eventually, unique
 
 TOPIC = topics.AI_JOB_LIFECYCLE.name
@@ -48,7 +49,7 @@ class Setup:
 
 @pytest.fixture
 async def setup(services: ServiceAddresses) -> AsyncIterator[Setup]:
-    settings = services.apply(Settings(topic_prefix=unique("dlq") + "."))
+    settings = namespace_settings(services, unique("dlq") + ".")
     await create_topics(settings)
     publisher = Publisher(settings)
     await publisher.start()

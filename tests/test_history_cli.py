@@ -14,12 +14,11 @@ from infra.db.engine import Database
 from infra.kafka.admin import create_topics
 from infra.kafka.publisher import Publisher
 from infra.local_stack import ServiceAddresses
-from infra.settings import Settings
 from schemas import jobs as ev
 from schemas import topics
 from schemas.envelope import Actor, Envelope
 from schemas.ids import uuid7
-from tests.conftest import make_tenant
+from tests.conftest import make_tenant, namespace_settings
 from tests.harness import ROOT, unique
 
 
@@ -46,7 +45,7 @@ async def test_replay_out_and_dead_letters_from_the_command_line(
     services: ServiceAddresses, tmp_path: Path
 ) -> None:
     prefix = unique("cli") + "."
-    settings = services.apply(Settings(topic_prefix=prefix))
+    settings = namespace_settings(services, prefix)
     await create_topics(settings)
     tenant, other = uuid7(), uuid7()
     publisher = Publisher(settings)

@@ -24,6 +24,7 @@ async def create_topics(settings: Settings, timeout_s: float = 60.0) -> list[str
             (topic.dead_letter, 1),
         ):
             full = settings.topic(name)
+            partitions = min(partitions, settings.kafka_max_partitions or partitions)
             wanted[full] = NewTopic(full, partitions, 1, topic_configs=config)
     deadline = time.monotonic() + timeout_s
     while True:
