@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
+from fastapi.routing import APIRoute
 
 from infra.db.engine import Database
 from infra.files import open_file_store
@@ -98,8 +99,15 @@ def create_app(settings: Settings, streams: OpenStreams | None = None) -> FastAP
     app.include_router(health.router)
     # Every authenticated route counts against its key's requests per minute.
     limited = [Depends(admission.rate_limited)]
-    # The busiest routes first: a request is matched against the routes in order.
-    app.include_router(openai_compat.router, dependencies=limited)
+    # The busiest routes first and on the app itself: a request is matched
+    # against the routes in order, and FastAPI re-checks an included router's
+    # routes on every request that reaches it.
+    for route in openai_compat.router.routes:
+        assert isinstance(route, APIRoute)
+        app.add_api_route(
+            route.path, route.endpoint, methods=sorted(route.methods or ()), name=route.name,
+            tags=list(route.tags), dependencies=limited,
+        )  # fmt: skip
     app.include_router(jobs.router, dependencies=limited)
     app.include_router(usage.router, dependencies=limited)
     app.include_router(budgets.router, dependencies=limited)
