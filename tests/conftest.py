@@ -39,9 +39,8 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceAddres
 
 @pytest.fixture(scope="session")
 def fake_llm() -> Iterator[FakeLLMServer]:
-    server = FakeLLMServer().start()
-    yield server
-    server.stop()
+    with FakeLLMServer() as server:
+        yield server
 
 
 # Every test namespace gets its own topics; a few partitions each keep the
@@ -152,9 +151,8 @@ def pytest_report_header() -> str:
 
 @pytest.fixture(scope="session")
 def fake_pinecone() -> Iterator[FakePinecone]:
-    server = FakePinecone(dimension=384).start()
-    yield server
-    server.stop()
+    with FakePinecone(dimension=384) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

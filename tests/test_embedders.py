@@ -15,9 +15,8 @@ from tests.fakes.openai_embeddings import FakeEmbeddingsServer
 
 @pytest.fixture(scope="module")
 def embeddings_server() -> Iterator[FakeEmbeddingsServer]:
-    server = FakeEmbeddingsServer().start()
-    yield server
-    server.stop()
+    with FakeEmbeddingsServer() as server:
+        yield server
 
 
 def cosine(a: list[float], b: list[float]) -> float:

@@ -31,6 +31,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes.server import BackgroundServer
+
 
 @dataclass
 class Call:
@@ -62,53 +64,21 @@ def _reply_words(last_user: str) -> list[str]:
     return f"reply to: {last_user}".split(" ")
 
 
-class FakeLLMServer:
+class FakeLLMServer(BackgroundServer):
+    name = "fake LLM server"
+
     def __init__(self) -> None:
+        super().__init__()
         self.calls: list[Call] = []
         self._attempts: Counter[tuple[str, str]] = Counter()
         self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._runner: web.AppRunner | None = None
-        self._thread: threading.Thread | None = None
-        self.port = 0
 
-    # lifecycle ---------------------------------------------------------------
-    def start(self) -> FakeLLMServer:
-        ready = threading.Event()
-
-        def serve() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-            app = web.Application()
-            app.router.add_post("/v1/chat/completions", self._openai_chat)
-            app.router.add_post("/v1/messages", self._anthropic_messages)
-            app.router.add_post("/v1/embeddings", self._openai_embeddings)
-            runner = web.AppRunner(app, access_log=None)
-            loop.run_until_complete(runner.setup())
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            loop.run_until_complete(site.start())
-            self._runner = runner
-            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-            ready.set()
-            loop.run_forever()
-            loop.run_until_complete(runner.cleanup())
-            loop.close()
-
-        self._thread = threading.Thread(target=serve, name="fake-llm", daemon=True)
-        self._thread.start()
-        if not ready.wait(10):
-            raise RuntimeError("fake LLM server did not start")
-        return self
-
-    def stop(self) -> None:
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-        if self._thread is not None:
-            self._thread.join(10)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self._openai_chat)
+        app.router.add_post("/v1/messages", self._anthropic_messages)
+        app.router.add_post("/v1/embeddings", self._openai_embeddings)
+        return app
 
     @property
     def openai_base_url(self) -> str:

@@ -7,57 +7,31 @@ answer with that status.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import struct
-import threading
 from typing import Any
 
 from aiohttp import web
 
 from infra.embeddings.hashing import HashingEmbedder
+from tests.fakes.server import BackgroundServer
 
 
-class FakeEmbeddingsServer:
+class FakeEmbeddingsServer(BackgroundServer):
+    name = "fake embeddings server"
+
     def __init__(self) -> None:
+        super().__init__()
         self.requests: list[dict[str, Any]] = []
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self.port = 0
 
-    def start(self) -> FakeEmbeddingsServer:
-        ready = threading.Event()
-
-        def serve() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-            app = web.Application()
-            app.router.add_post("/v1/embeddings", self._embeddings)
-            runner = web.AppRunner(app, access_log=None)
-            loop.run_until_complete(runner.setup())
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            loop.run_until_complete(site.start())
-            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-            ready.set()
-            loop.run_forever()
-            loop.run_until_complete(runner.cleanup())
-            loop.close()
-
-        self._thread = threading.Thread(target=serve, name="fake-embeddings", daemon=True)
-        self._thread.start()
-        if not ready.wait(10):
-            raise RuntimeError("fake embeddings server did not start")
-        return self
-
-    def stop(self) -> None:
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-        if self._thread is not None:
-            self._thread.join(10)
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/v1/embeddings", self._embeddings)
+        return app
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
+        return f"{self.url}/v1"
 
     async def _embeddings(self, request: web.Request) -> web.Response:
         body = await request.json()

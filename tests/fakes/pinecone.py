@@ -7,13 +7,14 @@ and delete in namespaces: exact cosine search over what it holds, in memory.
 
 from __future__ import annotations
 
-import asyncio
 import math
 import threading
 from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
+
+from tests.fakes.server import BackgroundServer
 
 Record = dict[str, Any]
 
@@ -50,54 +51,25 @@ def cosine(a: list[float], b: list[float]) -> float:
     return dot / norm if norm else 0.0
 
 
-class FakePinecone:
+class FakePinecone(BackgroundServer):
+    name = "fake Pinecone"
+
     def __init__(self, dimension: int = 384) -> None:
+        super().__init__()
         self.dimension = dimension
         self.namespaces: dict[str, dict[str, Record]] = {}
         self.requests: list[tuple[str, str]] = []
         self._failures: list[int] = []
         self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self.port = 0
 
-    def start(self) -> FakePinecone:
-        ready = threading.Event()
-
-        def serve() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-            app = web.Application(middlewares=[self._middleware])
-            app.router.add_post("/vectors/upsert", self._upsert)
-            app.router.add_post("/query", self._query)
-            app.router.add_post("/vectors/delete", self._delete)
-            app.router.add_get("/vectors/fetch", self._fetch)
-            app.router.add_get("/vectors/list", self._list)
-            runner = web.AppRunner(app, access_log=None)
-            loop.run_until_complete(runner.setup())
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            loop.run_until_complete(site.start())
-            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-            ready.set()
-            loop.run_forever()
-            loop.run_until_complete(runner.cleanup())
-            loop.close()
-
-        self._thread = threading.Thread(target=serve, name="fake-pinecone", daemon=True)
-        self._thread.start()
-        if not ready.wait(10):
-            raise RuntimeError("fake Pinecone did not start")
-        return self
-
-    def stop(self) -> None:
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-        if self._thread is not None:
-            self._thread.join(10)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self._middleware])
+        app.router.add_post("/vectors/upsert", self._upsert)
+        app.router.add_post("/query", self._query)
+        app.router.add_post("/vectors/delete", self._delete)
+        app.router.add_get("/vectors/fetch", self._fetch)
+        app.router.add_get("/vectors/list", self._list)
+        return app
 
     def fail_next(self, status: int, times: int = 1) -> None:
         with self._lock:

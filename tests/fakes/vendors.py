@@ -19,6 +19,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes.server import BackgroundServer
+
 
 @dataclass
 class VendorCall:
@@ -29,56 +31,27 @@ class VendorCall:
     at: float = field(default_factory=time.monotonic)
 
 
-class FakeVendors:
+class FakeVendors(BackgroundServer):
+    name = "fake vendor server"
+
     def __init__(self) -> None:
+        super().__init__()
         self.calls: list[VendorCall] = []
         self._seen: Counter[str] = Counter()
         self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self.port = 0
 
-    def start(self) -> FakeVendors:
-        ready = threading.Event()
-
-        def serve() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-            app = web.Application()
-            app.router.add_post("/slack/api/chat.postMessage", self._slack)
-            app.router.add_post("/discord/webhooks/{id}/{token}", self._discord)
-            app.router.add_post("/telegram/{bot}/sendMessage", self._telegram)
-            app.router.add_post("/github/repos/{owner}/{repo}/issues", self._github_issue)
-            app.router.add_post(
-                "/github/repos/{owner}/{repo}/issues/{n}/comments", self._github_comment
-            )
-            app.router.add_post("/notion/v1/pages", self._notion)
-            app.router.add_route("*", "/http/{tail:.*}", self._http)
-            runner = web.AppRunner(app, access_log=None)
-            loop.run_until_complete(runner.setup())
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            loop.run_until_complete(site.start())
-            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-            ready.set()
-            loop.run_forever()
-            loop.run_until_complete(runner.cleanup())
-            loop.close()
-
-        self._thread = threading.Thread(target=serve, name="fake-vendors", daemon=True)
-        self._thread.start()
-        if not ready.wait(10):
-            raise RuntimeError("fake vendor server did not start")
-        return self
-
-    def stop(self) -> None:
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-        if self._thread is not None:
-            self._thread.join(10)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/slack/api/chat.postMessage", self._slack)
+        app.router.add_post("/discord/webhooks/{id}/{token}", self._discord)
+        app.router.add_post("/telegram/{bot}/sendMessage", self._telegram)
+        app.router.add_post("/github/repos/{owner}/{repo}/issues", self._github_issue)
+        app.router.add_post(
+            "/github/repos/{owner}/{repo}/issues/{n}/comments", self._github_comment
+        )
+        app.router.add_post("/notion/v1/pages", self._notion)
+        app.router.add_route("*", "/http/{tail:.*}", self._http)
+        return app
 
     def env(self) -> dict[str, str]:
         return {
