@@ -18,6 +18,7 @@ from consumers import (
     webhook_router,
 )
 from infra.connectors import build_connectors
+from infra.connectors.address_policy import AddressPolicy
 from infra.connectors.base import VendorHttp
 from infra.db.engine import Database
 from infra.errors import PermanentError
@@ -225,8 +226,13 @@ async def _integrations(
     stack.push_async_callback(streams.close)
     http = VendorHttp(settings.connector_timeout_s)
     stack.push_async_callback(http.close)
+    policy = AddressPolicy.parse(
+        settings.http_connector_allow_private, settings.http_connector_allow
+    )
+    open_http = VendorHttp(settings.connector_timeout_s, policy)
+    stack.push_async_callback(open_http.close)
     vault = Vault.from_setting(settings.encryption_keys)
-    connectors = build_connectors(settings, http)
+    connectors = build_connectors(settings, http, open_http)
     return integrations.handlers(
         integrations.Ports(settings, db, streams, publisher, vault, connectors)
     )

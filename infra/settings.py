@@ -145,6 +145,11 @@ class Settings(BaseSettings):
     connector_max_attempts: int = Field(default=4, ge=1)
     connector_backoff_initial_s: float = 0.5
     connector_backoff_max_s: float = 30.0
+    # Where the generic HTTP connector may connect: public addresses only, unless private
+    # ones are allowed (development) or hosts/networks are listed, comma separated
+    # ("hooks.internal, 10.20.0.0/16"). Cloud metadata addresses need an explicit entry.
+    http_connector_allow_private: bool = False
+    http_connector_allow: str = ""
     # Vendors' base URLs: enterprise installs and tests point them elsewhere.
     slack_api_url: str = Field(
         default="https://slack.com/api", validation_alias=AliasChoices("SLACK_API_URL")

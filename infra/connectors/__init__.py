@@ -19,7 +19,10 @@ CATALOG: dict[str, type[Connector]] = {
 }
 
 
-def build_connectors(settings: Settings, http: VendorHttp) -> dict[str, Connector]:
+def build_connectors(
+    settings: Settings, http: VendorHttp, open_http: VendorHttp
+) -> dict[str, Connector]:
+    """`open_http` serves the connector whose URLs tenants choose: it must check addresses."""
     base_urls = {
         "slack": settings.slack_api_url,
         "discord": settings.discord_api_url,
@@ -27,7 +30,10 @@ def build_connectors(settings: Settings, http: VendorHttp) -> dict[str, Connecto
         "github": settings.github_api_url,
         "notion": settings.notion_api_url,
     }
-    return {name: cls(http, base_urls.get(name, "")) for name, cls in CATALOG.items()}
+    return {
+        name: cls(open_http if cls is Http else http, base_urls.get(name, ""))
+        for name, cls in CATALOG.items()
+    }
 
 
 def describe() -> list[dict[str, Any]]:

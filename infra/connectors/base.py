@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 import httpx
 from pydantic import BaseModel
 
+from infra.connectors.address_policy import AddressPolicy, CheckedTransport
 from infra.errors import PermanentError, TransientError
 from infra.providers.http_errors import retry_after_seconds
 
@@ -50,8 +51,16 @@ class Connector:
 class VendorHttp:
     """httpx, with vendor answers translated into our two error kinds."""
 
-    def __init__(self, timeout_s: float) -> None:
-        self._client = httpx.AsyncClient(timeout=timeout_s, follow_redirects=False)
+    def __init__(self, timeout_s: float, policy: AddressPolicy | None = None) -> None:
+        """With a `policy`, only addresses it allows are connected to (and redirected to)."""
+        self._policy = policy
+        # Redirects are not followed: that would send the credentials' headers wherever
+        # the answer points.
+        self._client = httpx.AsyncClient(
+            timeout=timeout_s,
+            follow_redirects=False,
+            transport=CheckedTransport(policy) if policy else None,
+        )
 
     async def call(
         self,
@@ -74,6 +83,9 @@ class VendorHttp:
             ) from exc
         if response.status_code >= 400:
             raise vendor_error(vendor, response)
+        if self._policy is not None and response.has_redirect_location:
+            # Not followed here, but the answer may be followed by whoever reads the result.
+            await self._policy.check_redirect(response.url, response.headers["location"])
         return response
 
     async def close(self) -> None:
