@@ -27,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ayush.dev import prepare
 from ayush.keys import create_key
-from bench.e2e import job_round_trips, percentile
+from bench.e2e import job_round_trips
+from bench.stats import percentile
 from infra.local_stack import LocalStack
 from infra.settings import Settings
 from tests.fakes.llm import FakeLLMServer

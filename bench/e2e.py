@@ -27,14 +27,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ayush.dev import prepare
 from ayush.keys import create_key
+from bench.stats import percentile
 from infra.local_stack import LocalStack
 from infra.settings import Settings
 from tests.harness import Platform
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 async def job_round_trips(url: str, key: str, jobs: int) -> list[float]:

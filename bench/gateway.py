@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ayush.dev import prepare
 from bench.e2e import kafka_round_trips
 from bench.overhead import cpu_seconds
+from bench.stats import percentile
 from infra.db.engine import Database
 from infra.db.tenants import create_api_key, ensure_tenant
 from infra.kafka.admin import create_topics
@@ -46,13 +47,6 @@ from tests.harness import Platform, unique
 
 ROOT = Path(__file__).resolve().parents[1]
 BODY = {"model": "bench-model", "messages": [{"role": "user", "content": "hi there"}]}
-
-
-def _pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 async def _one(
@@ -98,8 +92,8 @@ async def concurrent(
         elapsed = time.perf_counter() - started
     return {
         "rps": round(len(latencies) / elapsed, 1),
-        "p50_ms": round(_pct(latencies, 0.5), 2),
-        "p99_ms": round(_pct(latencies, 0.99), 2),
+        "p50_ms": round(percentile(latencies, 0.5), 2),
+        "p99_ms": round(percentile(latencies, 0.99), 2),
         "errors": errors,
     }
 
@@ -186,12 +180,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         upstream.wait(10)
         if stack:
             stack.stop()
-    d50, d99 = _pct(direct_c1, 0.5), _pct(direct_c1, 0.99)
-    a50, a99 = _pct(ayush_c1, 0.5), _pct(ayush_c1, 0.99)
+    d50, d99 = percentile(direct_c1, 0.5), percentile(direct_c1, 0.99)
+    a50, a99 = percentile(ayush_c1, 0.5), percentile(ayush_c1, 0.99)
     return {
         "added_p50_ms_c1": round(a50 - d50, 2),
         "added_p99_ms_c1": round(a99 - d99, 2),
-        "added_p50_ms_c1_stream": round(_pct(ayush_c1_stream, 0.5) - d50, 2),
+        "added_p50_ms_c1_stream": round(percentile(ayush_c1_stream, 0.5) - d50, 2),
         "ayush_p50_ms_c1": round(a50, 2),
         "ayush_p99_ms_c1": round(a99, 2),
         "direct_p50_ms_c1": round(d50, 2),
@@ -203,8 +197,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "ayush_p50_ms_c32": ayush_c32["p50_ms"],
         "ayush_p99_ms_c32": ayush_c32["p99_ms"],
         "ayush_p50_ms_c32_stream": ayush_c32_stream["p50_ms"],
-        "kafka_rtt_p50_ms": round(_pct(kafka, 0.5), 2),
-        "kafka_rtt_p99_ms": round(_pct(kafka, 0.99), 2),
+        "kafka_rtt_p50_ms": round(percentile(kafka, 0.5), 2),
+        "kafka_rtt_p99_ms": round(percentile(kafka, 0.99), 2),
         "platform_cpu_ms_per_request_c32": round(cpu_per_request * 1000, 2),
         "errors": ayush_c32["errors"] + ayush_c32_stream["errors"],
         "c1_requests": args.c1_requests,

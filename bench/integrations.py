@@ -25,6 +25,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ayush.dev import prepare
+from bench.stats import percentile
 from infra.db.engine import Database
 from infra.db.tenants import create_api_key, ensure_tenant
 from infra.kafka.admin import create_topics
@@ -40,8 +41,8 @@ CONCURRENCY = 16
 
 
 def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 1)
+    """In milliseconds, from seconds."""
+    return round(percentile(values, q) * 1000, 1)
 
 
 async def key_for(database_url: str) -> str:

@@ -105,12 +105,8 @@ def running(
 ) -> Iterator[Running]:
     """One ingress and one model-calls worker shared by the session."""
     platform, settings = new_platform(services, fake_llm, tmp_path_factory.mktemp("logs"))
-    try:
-        platform.start_ingress()
-        platform.start_worker("model-calls")
+    with platform.serving("model-calls"):
         yield Running(platform, settings)
-    finally:
-        platform.stop()
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -130,6 +131,18 @@ class Platform:
     def stop(self) -> None:
         for proc in reversed(self.procs):
             proc.terminate(15)
+
+    @contextmanager
+    def serving(self, *groups: str) -> Iterator[Platform]:
+        """The ingress and one worker per group; every process is stopped on the way out,
+        also when one of them fails to start."""
+        try:
+            self.start_ingress()
+            for group in groups:
+                self.start_worker(group)
+            yield self
+        finally:
+            self.stop()
 
 
 def sse_events(text: str) -> list[dict[str, Any]]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -29,37 +28,27 @@ from infra.kafka.publisher import Publisher
 from infra.local_stack import ServiceAddresses
 from infra.settings import Settings
 from schemas import topics
-from tests.conftest import TenantKey, make_tenant, namespace_settings, new_platform
+from tests.conftest import Running, TenantKey, make_tenant, namespace_settings, new_platform
 from tests.databases import create_empty_database, drop_database
 from tests.fakes.llm import FakeLLMServer
-from tests.harness import Platform, eventually, unique
+from tests.harness import eventually, unique
 from tests.test_jobs_http import chat, submit, wait_finished
 
 FAST_ARCHIVE = {"AYUSH_ARCHIVE_BATCH_AGE_S": "0.1"}
 
 
-@dataclass
-class Archived:
-    platform: Platform
-    settings: Settings
-
-
 @pytest.fixture
 def archived(
     services: ServiceAddresses, fake_llm: FakeLLMServer, tmp_path: Path
-) -> Iterator[Archived]:
+) -> Iterator[Running]:
     platform, settings = new_platform(services, fake_llm, tmp_path / "logs")
-    try:
-        platform.start_ingress()
-        platform.start_worker("model-calls")
+    with platform.serving("model-calls"):
         platform.start_worker("archive", extra_env=FAST_ARCHIVE)
-        yield Archived(platform, settings)
-    finally:
-        platform.stop()
+        yield Running(platform, settings)
 
 
 @pytest.fixture
-async def http(archived: Archived) -> AsyncIterator[httpx.AsyncClient]:
+async def http(archived: Running) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=archived.platform.url, timeout=30) as client:
         yield client
 
@@ -71,7 +60,7 @@ async def _logged(db: Database, tenant: TenantKey, job_id: str, n: int) -> list[
 
 @pytest.mark.timeout(300)  # three processes on a shared machine
 async def test_audit_trail_is_complete_and_ordered(
-    archived: Archived, http: httpx.AsyncClient, db: Database
+    archived: Running, http: httpx.AsyncClient, db: Database
 ) -> None:
     admin = await make_tenant(db, admin=True)
     # the first provider call answers 500: the trail shows the retry
@@ -129,7 +118,7 @@ async def _drop_topics(settings: Settings) -> None:
 
 @pytest.mark.timeout(300)
 async def test_archive_then_replay_from_s3_rebuilds_the_projection(
-    archived: Archived,
+    archived: Running,
     http: httpx.AsyncClient,
     db: Database,
     services: ServiceAddresses,

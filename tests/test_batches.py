@@ -32,13 +32,8 @@ def batch_platform(
         AYUSH_LOCAL_ECHO_DELAY_S="0",
         AYUSH_BATCH_LANE_CONCURRENCY=str(LANE),
     )
-    try:
-        platform.start_ingress()
-        for group in ("model-calls", "model-calls-batch", "batch"):
-            platform.start_worker(group)
+    with platform.serving("model-calls", "model-calls-batch", "batch"):
         yield platform
-    finally:
-        platform.stop()
 
 
 @pytest.fixture

@@ -95,12 +95,8 @@ def gateway(
     routing.write_text(ROUTING.format(v1=fake_llm.openai_base_url, url=fake_llm.url))
     platform, settings = new_platform(services, fake_llm, folder / "logs")
     platform.env["AYUSH_ROUTING_FILE"] = str(routing)
-    try:
-        platform.start_ingress()
-        platform.start_worker("model-calls")
+    with platform.serving("model-calls"):
         yield Running(platform, settings)
-    finally:
-        platform.stop()
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import httpx
 
@@ -29,8 +30,8 @@ async def submit(client: httpx.AsyncClient, tenant: TenantKey, body: dict[str, o
 
 async def wait_finished(
     client: httpx.AsyncClient, tenant: TenantKey, job_id: str, timeout_s: float = 30
-) -> dict[str, object]:
-    async def probe() -> dict[str, object] | None:
+) -> dict[str, Any]:
+    async def probe() -> dict[str, Any] | None:
         job = (await client.get(f"/v1/jobs/{job_id}", headers=tenant.headers)).json()
         return job if job["status"] in ("succeeded", "failed") else None
 

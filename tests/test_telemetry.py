@@ -15,18 +15,15 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from infra.local_stack import ServiceAddresses
 from infra.local_stack.process import free_port
-from infra.settings import Settings
-from tests.conftest import TenantKey, new_platform
+from tests.conftest import Running, TenantKey, new_platform
 from tests.fakes.llm import FakeLLMServer
-from tests.harness import Platform, Proc, eventually, unique
+from tests.harness import Proc, eventually, unique
 from tests.kafka_tools import read_topic
 from tests.test_jobs_http import chat, submit, wait_finished
 
 
 @dataclass
-class Observed:
-    platform: Platform
-    settings: Settings
+class Observed(Running):
     traces: Path
     worker: Proc
     worker_metrics: str

@@ -13,12 +13,11 @@ from aiosmtpd.smtp import Envelope as SmtpEnvelope
 
 from infra.local_stack import ServiceAddresses
 from infra.local_stack.process import free_port
-from infra.settings import Settings
 from infra.vault import Vault
-from tests.conftest import new_platform
+from tests.conftest import Running, new_platform
 from tests.fakes.llm import FakeLLMServer
 from tests.fakes.vendors import FakeVendors
-from tests.harness import Platform, unique
+from tests.harness import unique
 
 MAX_WEBHOOK_BYTES = 64 * 1024
 
@@ -35,16 +34,10 @@ class SmtpInbox:
 
 
 @dataclass
-class Integrations:
-    platform: Platform
-    settings: Settings
+class Integrations(Running):
     vendors: FakeVendors
     smtp: SmtpInbox
     smtp_port: int
-
-    @property
-    def url(self) -> str:
-        return self.platform.url
 
 
 # Package scope: its processes (and their database connections) are gone
@@ -76,12 +69,9 @@ def integrations(
         }
     )
     try:
-        platform.start_ingress()
-        for group in ("model-calls", "webhook-router", "integrations"):
-            platform.start_worker(group)
-        yield Integrations(platform, settings, vendors, inbox, smtp_port)
+        with platform.serving("model-calls", "webhook-router", "integrations"):
+            yield Integrations(platform, settings, vendors, inbox, smtp_port)
     finally:
-        platform.stop()
         smtp.stop()
         vendors.stop()
 

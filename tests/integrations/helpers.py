@@ -41,16 +41,6 @@ async def act(
     return str(response.json()["id"])
 
 
-async def finished(
-    api: httpx.AsyncClient, tenant: TenantKey, job_id: str, timeout_s: float = 30
-) -> dict[str, Any]:
-    async def probe() -> dict[str, Any] | None:
-        job = (await api.get(f"/v1/jobs/{job_id}", headers=tenant.headers)).json()
-        return job if job["status"] in ("succeeded", "failed") else None
-
-    return await eventually(probe, timeout_s, f"job {job_id} to finish")
-
-
 async def vendor_calls(
     integrations: Integrations, vendor: str, needle: str, timeout_s: float = 60
 ) -> list[VendorCall]:

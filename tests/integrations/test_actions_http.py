@@ -18,8 +18,9 @@ from infra.vault import Vault
 from tests.conftest import TenantKey
 from tests.harness import eventually, sse_events, unique
 from tests.integrations.conftest import Integrations
-from tests.integrations.helpers import act, connect, finished
+from tests.integrations.helpers import act, connect
 from tests.kafka_tools import read_topic
+from tests.test_jobs_http import wait_finished
 
 # The package's first test also starts an ingress and three workers: slow on a busy machine.
 pytestmark = pytest.mark.timeout(300)
@@ -59,7 +60,7 @@ async def test_slack_message_posted_once_under_redelivery(
     channel = unique("SLOW")  # the call takes a while: redeliveries arrive mid-call
     job_id = await act(api, tenant, slack, "post_message", {"channel": channel, "text": "hi"})
     await redeliver(integrations.settings, job_id, times=2)
-    job = await finished(api, tenant, job_id)
+    job = await wait_finished(api, tenant, job_id)
     assert job["status"] == "succeeded", job
     assert job["kind"] == "action" and job["model"] == "slack.post_message"
     assert json.loads(job["result"])["channel"] == channel
@@ -84,7 +85,7 @@ async def test_rate_limit_answer_is_waited_out(
     slack = await connect(api, tenant, "slack", {"bot_token": "xoxb-good"})
     channel = unique("RATE")
     job_id = await act(api, tenant, slack, "post_message", {"channel": channel, "text": "x"})
-    job = await finished(api, tenant, job_id)
+    job = await wait_finished(api, tenant, job_id)
     assert job["status"] == "succeeded", job
     calls = integrations.vendors.matching("slack", channel)
     assert len(calls) == 2
@@ -102,8 +103,8 @@ async def test_refused_credentials_and_missing_repo_fail_at_once(
     github_job = await act(
         api, tenant, github, "create_issue", {"owner": owner, "repo": "missing", "title": "t"}
     )
-    failed_slack = await finished(api, tenant, slack_job)
-    failed_github = await finished(api, tenant, github_job)
+    failed_slack = await wait_finished(api, tenant, slack_job)
+    failed_github = await wait_finished(api, tenant, github_job)
     assert failed_slack["status"] == "failed" and "invalid_auth" in failed_slack["error"]
     assert failed_github["status"] == "failed" and "404" in failed_github["error"]
     assert len(integrations.vendors.matching("slack", channel)) == 1
@@ -137,7 +138,7 @@ async def test_every_connector_reaches_its_vendor(
         connection = await connect(api, tenant, connector, credentials)
         jobs.append(await act(api, tenant, connection, action, params))
     for job_id in jobs:
-        job = await finished(api, tenant, job_id)
+        job = await wait_finished(api, tenant, job_id)
         assert job["status"] == "succeeded", job
     assert len(vendors.matching("discord", mark)) == 1
     assert vendors.matching("discord", mark)[0].path == "/discord/webhooks/123/tok?wait=true"
@@ -164,7 +165,7 @@ async def test_usage_is_recorded_for_integration_calls(
 ) -> None:
     telegram = await connect(api, tenant, "telegram", {"bot_token": "1:t"})
     job_id = await act(api, tenant, telegram, "send_message", {"chat_id": 1, "text": "u"})
-    assert (await finished(api, tenant, job_id))["status"] == "succeeded"
+    assert (await wait_finished(api, tenant, job_id))["status"] == "succeeded"
 
     async def usage() -> list[dict[str, object]]:
         records = await read_topic(integrations.settings, "usage.recorded")
@@ -193,7 +194,7 @@ async def test_call_cut_off_by_a_dead_worker_is_not_repeated(
     worker.kill()  # mid-call: the vendor may or may not have posted
     integrations.platform.start_worker("integrations")
 
-    job = await finished(api, tenant, job_id, timeout_s=60)
+    job = await wait_finished(api, tenant, job_id, timeout_s=60)
     assert job["status"] == "failed" and "outcome is unknown" in job["error"]
     assert len(integrations.vendors.matching("slack", channel)) == 1
 
@@ -211,7 +212,7 @@ async def test_credentials_never_readable(
     channel = unique("C")
     job_id = await act(api, tenant, created.json()["id"], "post_message",
                        {"channel": channel, "text": "t"})  # fmt: skip
-    assert (await finished(api, tenant, job_id))["status"] == "succeeded"
+    assert (await wait_finished(api, tenant, job_id))["status"] == "succeeded"
     # The vendor did get it: the secret was really used.
     assert (
         integrations.vendors.matching("slack", channel)[0].headers["Authorization"].endswith(token)
@@ -231,7 +232,7 @@ async def test_credentials_never_readable(
     bot_token = "987654:" + unique("tg")
     telegram = await connect(api, tenant, "telegram", {"bot_token": bot_token})
     sent = await act(api, tenant, telegram, "send_message", {"chat_id": 1, "text": "x"})
-    assert (await finished(api, tenant, sent))["status"] == "succeeded"
+    assert (await wait_finished(api, tenant, sent))["status"] == "succeeded"
     assert integrations.vendors.matching("telegram", bot_token)
     for proc in integrations.platform.procs:
         log = proc.log.read_text(errors="replace")
@@ -294,7 +295,7 @@ async def test_key_rotation_reseals_and_the_action_still_runs(
     assert await key_of(slack) == old_id
     channel = unique("C")
     job_id = await act(api, tenant, slack, "post_message", {"channel": channel, "text": "r"})
-    assert (await finished(api, tenant, job_id))["status"] == "succeeded"
+    assert (await wait_finished(api, tenant, job_id))["status"] == "succeeded"
     assert (
         integrations.vendors.matching("slack", channel)[0]
         .headers["Authorization"]
