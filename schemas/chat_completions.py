@@ -1,8 +1,10 @@
-"""OpenAI chat completion bodies <-> ChatJob, in one place.
+"""OpenAI chat completion requests <-> ChatJob, in one place.
 
-The batch line bodies and the batch output files speak OpenAI's chat
-completions format; everything behind them speaks ChatJob. Content given as a
-list of text parts is joined; other part types are refused.
+The gateway's `/v1/chat/completions` bodies and the batch input lines speak
+OpenAI's chat completions format (schemas.openai.ChatCompletionRequest);
+everything behind them speaks ChatJob. Both convert here, so a batch line
+accepts what the gateway accepts (tools, tool_choice, stop, ...), and batch
+output lines are shaped as the gateway answers.
 """
 
 from __future__ import annotations
@@ -11,9 +13,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from schemas.jobs import ChatJob, ChatMessage
-
-_ROLES = {"developer": "system"}
+from schemas.jobs import ChatJob, ChatMessage, ForcedTool, Tool, ToolCall
+from schemas.openai import ChatCompletionRequest, WireMessage
 
 
 class BodyError(ValueError):
@@ -24,50 +25,56 @@ class BodyError(ValueError):
         self.param = param
 
 
-def _content(value: Any, where: str) -> str:
-    if isinstance(value, str):
-        return value
-    if value is None:
-        return ""
-    if isinstance(value, list):
-        texts = []
-        for index, part in enumerate(value):
-            if not isinstance(part, dict) or part.get("type") != "text":
-                raise BodyError("only text content parts are supported", f"{where}[{index}]")
-            texts.append(str(part.get("text", "")))
-        return "".join(texts)
-    raise BodyError("content must be a string or a list of text parts", where)
+def chat_job(
+    body: ChatCompletionRequest, cache: bool = False, metadata: dict[str, str] | None = None
+) -> ChatJob:
+    """OpenAI's request as our job (`metadata` replaces the body's own)."""
+    choice: Any = body.tool_choice
+    if choice is not None and not isinstance(choice, str):
+        choice = ForcedTool(name=choice.function.name)
+    return ChatJob(
+        model=body.model,
+        messages=[_message(m) for m in body.messages],
+        user_id=body.user,
+        temperature=body.temperature,
+        max_tokens=body.max_completion_tokens or body.max_tokens,
+        metadata=(body.metadata or {}) if metadata is None else metadata,
+        stop=[body.stop] if isinstance(body.stop, str) else body.stop,
+        tools=[
+            Tool(name=t.function.name, description=t.function.description,
+                 parameters=t.function.parameters or {})
+            for t in body.tools
+        ] if body.tools else None,
+        tool_choice=choice,
+        cache=cache,
+    )  # fmt: skip
+
+
+def _message(m: WireMessage) -> ChatMessage:
+    calls = [
+        ToolCall(id=c.id, name=c.function.name, arguments=c.function.arguments)
+        for c in m.tool_calls or ()
+    ]
+    return ChatMessage(
+        role="system" if m.role == "developer" else m.role,
+        content=m.text(),
+        tool_calls=calls or None,
+        tool_call_id=m.tool_call_id,
+    )
 
 
 def chat_job_from_body(body: Any, metadata: dict[str, str] | None = None) -> ChatJob:
-    """A ChatJob from an OpenAI chat completion request body."""
+    """A ChatJob from an untyped request body (a batch line's); BodyError names the field."""
     if not isinstance(body, dict):
         raise BodyError("body must be a JSON object", "body")
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise BodyError("messages must be a non-empty list", "body.messages")
-    converted = []
-    for index, message in enumerate(messages):
-        where = f"body.messages[{index}]"
-        if not isinstance(message, dict):
-            raise BodyError("a message must be an object", where)
-        role = message.get("role")
-        role = _ROLES.get(role, role) if isinstance(role, str) else role
-        converted.append({"role": role, "content": _content(message.get("content"), where)})
-    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
     try:
-        return ChatJob(
-            model=body.get("model") or "",
-            messages=[ChatMessage.model_validate(m) for m in converted],
-            user_id=body.get("user"),
-            temperature=body.get("temperature"),
-            max_tokens=max_tokens,
-            metadata=metadata or {},
-        )
+        request = ChatCompletionRequest.model_validate(body)
+        extra = {**(request.metadata or {}), **(metadata or {})}
+        return chat_job(request, metadata=extra)
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"])
-        raise BodyError(first["msg"], f"body.{field}") from exc
+        raise BodyError(first["msg"], f"body.{field}" if field else "body") from exc
 
 
 def completion_body(

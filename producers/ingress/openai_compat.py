@@ -37,9 +37,10 @@ from producers.ingress.openai_stream import completion_chunks, usage_of, wire_to
 from producers.ingress.state import Services, services
 from schemas import jobs as ev
 from schemas import topics
+from schemas.chat_completions import chat_job
 from schemas.envelope import Actor, Envelope
 from schemas.ids import uuid7
-from schemas.openai import ChatCompletionRequest, EmbeddingRequest, WireMessage
+from schemas.openai import ChatCompletionRequest, EmbeddingRequest
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 W = TypeVar("W", bound=BaseModel)
@@ -192,42 +193,6 @@ async def _publish(
 
 
 # translation ------------------------------------------------------------------------
-def chat_job(body: ChatCompletionRequest, cache: bool) -> ev.ChatJob:
-    """OpenAI's request as our job."""
-    choice: Any = body.tool_choice
-    if choice is not None and not isinstance(choice, str):
-        choice = ev.ForcedTool(name=choice.function.name)
-    return ev.ChatJob(
-        model=body.model,
-        messages=[_message(m) for m in body.messages],
-        user_id=body.user,
-        temperature=body.temperature,
-        max_tokens=body.max_completion_tokens or body.max_tokens,
-        metadata=body.metadata or {},
-        stop=[body.stop] if isinstance(body.stop, str) else body.stop,
-        tools=[
-            ev.Tool(name=t.function.name, description=t.function.description,
-                    parameters=t.function.parameters or {})
-            for t in body.tools
-        ] if body.tools else None,
-        tool_choice=choice,
-        cache=cache,
-    )  # fmt: skip
-
-
-def _message(m: WireMessage) -> ev.ChatMessage:
-    calls = [
-        ev.ToolCall(id=c.id, name=c.function.name, arguments=c.function.arguments)
-        for c in m.tool_calls or ()
-    ]
-    return ev.ChatMessage(
-        role="system" if m.role == "developer" else m.role,
-        content=m.text(),
-        tool_calls=calls or None,
-        tool_call_id=m.tool_call_id,
-    )
-
-
 def _completion_body(job_id: uuid.UUID, result: dict[str, Any]) -> dict[str, Any]:
     calls = wire_tool_calls(result)
     message: dict[str, Any] = {"role": "assistant", "content": result.get("text") or None}
