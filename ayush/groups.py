@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -10,6 +11,7 @@ from typing import Any
 from consumers import (
     archive,
     batch,
+    batch_lane,
     integrations,
     job_projection,
     memory,
@@ -84,7 +86,6 @@ async def _model_calls_ports(
     replay: bool,
     *,
     concurrency: int | None = None,
-    stream_deltas: bool = True,
 ) -> model_calls.Ports:
     concurrency = concurrency or settings.model_calls_concurrency
     db = _database(settings, stack, max(5, concurrency // 4))
@@ -112,7 +113,7 @@ async def _model_calls_ports(
         recall = StoreRecall(backend)
     return model_calls.Ports(
         settings, db, streams, publisher, gateway, prices, cache,
-        replay=replay, recall=recall, stream_deltas=stream_deltas,
+        replay=replay, recall=recall,
     )  # fmt: skip
 
 
@@ -122,25 +123,64 @@ async def _model_calls(
     return model_calls.handlers(await _model_calls_ports(settings, publisher, stack, False))
 
 
-async def _model_calls_batch(
-    settings: Settings, publisher: Publisher, stack: AsyncExitStack
-) -> Mapping[str, Handler]:
-    ports = await _model_calls_ports(
-        settings, publisher, stack, False,
-        concurrency=settings.batch_lane_concurrency, stream_deltas=False,
-    )  # fmt: skip
-    return model_calls.handlers(ports)
+async def _publisher(settings: Settings, stack: AsyncExitStack) -> Publisher:
+    # Its registry is the one the worker serves on /metrics.
+    publisher = Publisher(settings, Metrics() if settings.telemetry_enabled else None)
+    await publisher.start()
+    stack.push_async_callback(publisher.stop)
+    return publisher
 
 
-async def _batch(
-    settings: Settings, publisher: Publisher, stack: AsyncExitStack
-) -> Mapping[str, Handler]:
-    db = _database(settings, stack, 5)
-    streams = JobStreams(settings, max_connections=settings.batch_concurrency * 2)
+async def _batch_lane(settings: Settings, stack: AsyncExitStack) -> RoutedBatchConsumer:
+    if settings.batch_lane_nice:
+        os.nice(settings.batch_lane_nice)
+    publisher = await _publisher(settings, stack)
+    routing = load_routing_config(settings)
+    prices = PriceTable.load(settings.prices_file).with_prices(routing.prices)
+
+    def observed(client: ChatProvider) -> ChatProvider:
+        return ObservedProvider(client, publisher.metrics, prices)
+
+    gateway = Gateway(
+        routing,
+        default_timeout_s=settings.provider_timeout_s,
+        local_delay_s=settings.local_echo_delay_s,
+        wrap_chat=observed,
+    )
+    stack.push_async_callback(gateway.close)
+    ports = batch_lane.Ports(_database(settings, stack, 2), publisher, gateway, prices)
+    # A wave is one poll: never more lines than may be in flight at once.
+    return RoutedBatchConsumer(
+        settings,
+        group=batch_lane.GROUP,
+        topics=batch_lane.TOPICS,
+        handlers=batch_lane.handlers(ports),
+        publisher=publisher,
+        max_batch=settings.batch_lane_concurrency,
+    )
+
+
+async def _batch(settings: Settings, stack: AsyncExitStack) -> RoutedBatchConsumer:
+    publisher = await _publisher(settings, stack)
+    streams = JobStreams(settings, max_connections=8)
     stack.push_async_callback(streams.close)
     files = open_file_store(settings)
     stack.push_async_callback(files.close)
-    return batch.handlers(batch.Ports(settings, db, streams, publisher, files))
+    ports = batch.Ports(settings, _database(settings, stack, 2), streams, publisher, files)
+
+    async def expire_due() -> None:
+        await batch.expire_due(ports)
+
+    return RoutedBatchConsumer(
+        settings,
+        group=batch.GROUP,
+        topics=batch.TOPICS,
+        handlers=batch.handlers(ports),
+        publisher=publisher,
+        max_batch=settings.batch_progress_max,
+        periodic=expire_due,
+        every_s=settings.batch_expiry_check_s,
+    )
 
 
 class ReplayPublisher(Publisher):
@@ -199,10 +239,7 @@ async def _memory(
 
 
 async def _usage(settings: Settings, stack: AsyncExitStack) -> RoutedBatchConsumer:
-    # Its publisher carries the registry the worker serves on /metrics.
-    publisher = Publisher(settings, Metrics() if settings.telemetry_enabled else None)
-    await publisher.start()
-    stack.push_async_callback(publisher.stop)
+    publisher = await _publisher(settings, stack)
     quotas = Quotas(settings, max_connections=4)
     stack.push_async_callback(quotas.close)
     ports = usage.Ports(settings, _database(settings, stack, 2), quotas, publisher)
@@ -258,13 +295,13 @@ GROUPS: dict[str, GroupSpec] = {
         replay=_model_calls_replay,
     ),
     archive.GROUP: GroupSpec(archive.GROUP, archive.TOPICS, lambda s: 1, batch=_archive),
-    model_calls.BATCH_GROUP: GroupSpec(
-        model_calls.BATCH_GROUP,
-        model_calls.BATCH_TOPICS,
+    batch_lane.GROUP: GroupSpec(
+        batch_lane.GROUP,
+        batch_lane.TOPICS,
         lambda s: s.batch_lane_concurrency,
-        build=_model_calls_batch,
+        batch=_batch_lane,
     ),
-    batch.GROUP: GroupSpec(batch.GROUP, batch.TOPICS, lambda s: s.batch_concurrency, build=_batch),
+    batch.GROUP: GroupSpec(batch.GROUP, batch.TOPICS, lambda s: 1, batch=_batch),
     usage.GROUP: GroupSpec(usage.GROUP, usage.TOPICS, lambda s: 1, batch=_usage),
     integrations.GROUP: GroupSpec(
         integrations.GROUP,

@@ -4,8 +4,13 @@ Prints JSON: `lines_per_s` (batch created -> completed), and the p99 of
 interactive chat jobs (POST /v1/jobs until the SSE stream says `done`,
 sequential, model local-echo) measured idle and while the batch runs:
 `interactive_p99_ms_idle`, `interactive_p99_ms_batch`. Target: batch <= 2x idle.
+Also the CPU seconds each process spent on the batch, to see where a line's
+cost goes. The upstream (tests/fakes/instant_upstream.py) is its own process.
 
     uv run python bench/batch.py [--lines 10000] [--jobs 100]
+
+Uses the services in KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL / REDIS_URL when
+set, else starts a local stack.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import argparse
 import asyncio
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -30,15 +36,17 @@ from ayush.keys import create_key
 from bench.e2e import job_round_trips
 from bench.stats import percentile
 from infra.local_stack import LocalStack
+from infra.local_stack.process import free_port
 from infra.settings import Settings
-from tests.fakes.llm import FakeLLMServer
-from tests.harness import Platform
+from tests.harness import ROOT, Platform
+
+GROUPS = ("model-calls", "model-calls-batch", "batch")
 
 
 def batch_file(lines: int) -> bytes:
     rows = (
         {"custom_id": f"r{i}", "method": "POST", "url": "/v1/chat/completions",
-         "body": {"model": "gpt-fake", "messages": [{"role": "user", "content": f"line {i}"}]}}
+         "body": {"model": "gpt-bench", "messages": [{"role": "user", "content": f"line {i}"}]}}
         for i in range(lines)
     )  # fmt: skip
     return b"".join(json.dumps(row).encode() + b"\n" for row in rows)
@@ -64,13 +72,26 @@ async def run_batch(url: str, key: str, lines: int) -> tuple[str, float]:
         return batch["status"], time.perf_counter() - started
 
 
-async def measure(url: str, key: str, lines: int, jobs: int) -> dict[str, Any]:
+def cpu_seconds(platform: Platform) -> dict[str, float]:
+    """User + system CPU of each process so far (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    times = {}
+    for proc in platform.procs:
+        fields = Path(f"/proc/{proc.popen.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        times[proc.name] = (int(fields[11]) + int(fields[12])) / tick
+    return times
+
+
+async def measure(platform: Platform, key: str, lines: int, jobs: int) -> dict[str, Any]:
+    url = platform.url
     await job_round_trips(url, key, 10)  # warm up
     idle = await job_round_trips(url, key, jobs)
+    before = cpu_seconds(platform)
     runner = asyncio.create_task(run_batch(url, key, lines))
     await asyncio.sleep(3)  # let the fan-out start before measuring under load
     busy = await job_round_trips(url, key, jobs)
     status, seconds = await runner
+    after = cpu_seconds(platform)
     return {
         "lines": lines,
         "batch_status": status,
@@ -78,6 +99,8 @@ async def measure(url: str, key: str, lines: int, jobs: int) -> dict[str, Any]:
         "interactive_jobs": jobs,
         "interactive_p99_ms_idle": round(percentile(idle, 0.99), 2),
         "interactive_p99_ms_batch": round(percentile(busy, 0.99), 2),
+        "cpu_ms_per_line": {n: round((after[n] - before[n]) * 1000 / lines, 2) for n in after},
+        "load_avg_1m": round(os.getloadavg()[0], 2),
     }
 
 
@@ -88,28 +111,39 @@ def main() -> None:
     args = parser.parse_args()
     data = Path(tempfile.mkdtemp(prefix="ayush-bench-batch-"))
     stack = LocalStack.start(Settings(), data)
-    fake = FakeLLMServer().start()
+    port = free_port()
+    upstream = subprocess.Popen(
+        [sys.executable, "-m", "tests.fakes.instant_upstream", str(port)],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    routing = data / "routing.toml"
+    routing.write_text(
+        '[models."gpt-bench"]\n'
+        f'deployments = [{{ provider = "openai", model = "bench", '
+        f'base_url = "http://127.0.0.1:{port}/v1", api_key = "sk-bench" }}]\n'
+    )
     platform = None
     try:
         settings = stack.addresses.apply(Settings(topic_prefix=f"bench{uuid.uuid4().hex[:6]}."))
         prepare(settings)
         env = {**stack.addresses.as_env(), "AYUSH_TOPIC_PREFIX": settings.topic_prefix,
                "AYUSH_LOCAL_ECHO_DELAY_S": "0", "AYUSH_LOG_LEVEL": "WARNING",
-               "AYUSH_DATA_DIR": str(data), "OPENAI_BASE_URL": fake.openai_base_url,
-               "OPENAI_API_KEY": "sk-fake"}  # fmt: skip
+               "AYUSH_DATA_DIR": str(data), "AYUSH_ROUTING_FILE": str(routing)}  # fmt: skip
         os.environ.update(env)
         _, _, key = asyncio.run(create_key(settings, f"bench-{uuid.uuid4().hex[:6]}", True))
         platform = Platform(env, data / "logs")
         platform.start_ingress()
-        for group in ("model-calls", "model-calls-batch", "batch"):
+        for group in GROUPS:
             platform.start_worker(group)
         print("measuring …", file=sys.stderr)
-        result = asyncio.run(measure(platform.url, key, args.lines, args.jobs))
+        result = asyncio.run(measure(platform, key, args.lines, args.jobs))
+        result["batch_lane_concurrency"] = Settings().batch_lane_concurrency
         print(json.dumps(result, indent=2))
     finally:
         if platform is not None:
             platform.stop()
-        fake.stop()
+        upstream.terminate()
+        upstream.wait(10)
         stack.stop()
 
 

@@ -90,8 +90,16 @@ class Settings(BaseSettings):
     # (kept well below model_calls_concurrency so interactive jobs go first).
     batch_max_requests: int = Field(default=50_000, ge=1)
     batch_max_bytes: int = Field(default=200 * 1024 * 1024, ge=1)
-    batch_lane_concurrency: int = Field(default=8, ge=1)
-    batch_concurrency: int = Field(default=64, ge=1)
+    batch_lane_concurrency: int = Field(default=16, ge=1)
+    # The lane's worker runs at this lower CPU priority (nice), so interactive
+    # workers sharing its machine get the CPU first.
+    batch_lane_nice: int = Field(default=10, ge=0, le=19)
+    # Events the batch group takes per poll: outcomes counted in one transaction.
+    batch_progress_max: int = Field(default=2_000, ge=1)
+    # The completion window ("24h"); shorter in tests and for trials.
+    batch_completion_window_s: int = Field(default=24 * 3600, ge=1)
+    # How often the batch group looks for batches past their window.
+    batch_expiry_check_s: float = Field(default=30.0, gt=0)
     # usage worker: events per batch (one transaction and one offset commit each)
     usage_batch_max: int = Field(default=10_000, ge=1)
 

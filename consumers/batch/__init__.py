@@ -1,43 +1,49 @@
 """The batch group: fans batch files out into chat jobs, counts them, writes the results.
 
-| topic            | event type             | handler            |
-|------------------|------------------------|--------------------|
-| batch.requested  | batch.created          | handle_created     |
-| batch.requested  | batch.cancel.requested | handle_cancel      |
-| ai.job.lifecycle | ai.job.succeeded       | handle_outcome     |
-| ai.job.lifecycle | ai.job.failed          | handle_outcome     |
+| topic            | event type             | handler         |
+|------------------|------------------------|-----------------|
+| batch.requested  | batch.created          | handle_created  |
+| batch.requested  | batch.cancel.requested | handle_cancel   |
+| ai.job.lifecycle | ai.job.succeeded       | handle_outcomes |
+| ai.job.lifecycle | ai.job.failed          | handle_outcomes |
+| (every few s)    | -                      | expire_due      |
 
-The lines' jobs go to `ai.job.requested.batch`, a lane of its own that the
-`model-calls-batch` group serves with a small concurrency, so batches never
-queue in front of interactive jobs.
+Events come in batches (one poll at a time): the outcomes of a poll are
+counted in one transaction, and each batch announces its progress once per
+poll, not once per line. The lines' jobs go to `ai.job.requested.batch`, a
+lane of its own that the `model-calls-batch` group serves with a small
+concurrency, so batches never queue in front of interactive jobs.
 
 Crash safety: job ids and request event ids are derived from (batch, line),
-so re-publishing after a crash is deduplicated by model-calls; a line is
+so re-publishing after a crash is deduplicated by the lane; a line is
 counted by a conditional update (pending -> succeeded/failed), never twice;
 finalization is retried by any redelivered event of a batch whose lines are
-all done, and its files have derived ids.
+all done (and by the expiry sweep for expired batches), and its files have
+derived ids.
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from infra.db import batch_progress
 from infra.db import batches as batch_store
 from infra.db.engine import Database
-from infra.db.models import Batch, BatchLine, Job
+from infra.db.models import Batch, BatchLine, Job, utcnow
 from infra.errors import PermanentError
 from infra.files import FileStore
-from infra.kafka.consumer import Handler
 from infra.kafka.publisher import Publisher
+from infra.kafka.routed_batches import BatchRoute, typed
 from infra.redis import JobStreams
 from infra.settings import Settings
 from schemas import batches as bev
 from schemas import jobs as ev
 from schemas import topics
-from schemas.envelope import Actor, Envelope, RawEnvelope
+from schemas.envelope import Actor, Envelope
 from schemas.ids import derived_id
 
 from .lines import parse_input
@@ -60,24 +66,26 @@ class Ports:
     files: FileStore
 
 
-def handlers(ports: Ports) -> Mapping[str, Handler]:
-    async def on_created(raw: RawEnvelope) -> None:
-        await handle_created(bev.BatchCreated.model_validate(raw.payload), raw, ports)
+def handlers(ports: Ports) -> Mapping[str, BatchRoute]:
+    async def on_created(events: list[Envelope[bev.BatchCreated]]) -> None:
+        for event in events:
+            await handle_created(event.payload, event.id, ports)
 
-    async def on_cancel(raw: RawEnvelope) -> None:
-        await handle_cancel(bev.BatchCancelRequested.model_validate(raw.payload).batch_id, ports)
+    async def on_cancel(events: list[Envelope[bev.BatchCancelRequested]]) -> None:
+        for event in events:
+            await handle_cancel(event.payload.batch_id, ports)
 
-    async def on_succeeded(raw: RawEnvelope) -> None:
-        await handle_outcome(ev.JobSucceeded.model_validate(raw.payload).job_id, True, ports)
+    async def on_succeeded(events: list[Envelope[ev.JobSucceeded]]) -> None:
+        await handle_outcomes([e.payload.job_id for e in events], [], ports)
 
-    async def on_failed(raw: RawEnvelope) -> None:
-        await handle_outcome(ev.JobFailed.model_validate(raw.payload).job_id, False, ports)
+    async def on_failed(events: list[Envelope[ev.JobFailed]]) -> None:
+        await handle_outcomes([], [e.payload.job_id for e in events], ports)
 
     return {
-        bev.BATCH_CREATED: on_created,
-        bev.BATCH_CANCEL_REQUESTED: on_cancel,
-        ev.JOB_SUCCEEDED: on_succeeded,
-        ev.JOB_FAILED: on_failed,
+        bev.BATCH_CREATED: BatchRoute(typed(bev.BatchCreated), on_created),
+        bev.BATCH_CANCEL_REQUESTED: BatchRoute(typed(bev.BatchCancelRequested), on_cancel),
+        ev.JOB_SUCCEEDED: BatchRoute(typed(ev.JobSucceeded), on_succeeded),
+        ev.JOB_FAILED: BatchRoute(typed(ev.JobFailed), on_failed),
     }
 
 
@@ -91,7 +99,7 @@ async def _announce(ports: Ports, batch: Batch, type_: str = "status") -> None:
     await ports.streams.append(batch.id, type_, data)
 
 
-async def handle_created(event: bev.BatchCreated, raw: RawEnvelope, ports: Ports) -> None:
+async def handle_created(event: bev.BatchCreated, cause: uuid.UUID, ports: Ports) -> None:
     batch = await batch_store.get_batch(ports.db, event.batch_id)
     if batch is None:
         raise PermanentError(f"no batch {event.batch_id}")
@@ -100,7 +108,7 @@ async def handle_created(event: bev.BatchCreated, raw: RawEnvelope, ports: Ports
         if batch is None:
             return
     if batch.status == "in_progress":
-        await _publish_pending(batch, raw, ports)
+        await _publish_pending(batch, cause, ports)
     elif batch.status == "cancelling":
         await handle_cancel(batch.id, ports)
     else:
@@ -155,7 +163,7 @@ async def _refuse(batch: Batch, errors: list[bev.LineError], ports: Ports) -> No
         await ports.streams.append(batch.id, "done", {"status": "failed"})
 
 
-async def _publish_pending(batch: Batch, raw: RawEnvelope, ports: Ports) -> None:
+async def _publish_pending(batch: Batch, cause: uuid.UUID, ports: Ports) -> None:
     """Publishes the lines not finished yet; after a crash only those are sent again."""
     pending = await batch_store.pending_lines(ports.db, batch.id)
     for start in range(0, len(pending), PUBLISH_CHUNK):
@@ -166,7 +174,7 @@ async def _publish_pending(batch: Batch, raw: RawEnvelope, ports: Ports) -> None
             )
             envelope = Envelope[Any](
                 id=job.request_event_id, type=ev.JOB_REQUESTED, tenant_id=batch.tenant_id,
-                actor=SYSTEM, correlation_id=job.id, causation_id=raw.id, payload=payload,
+                actor=SYSTEM, correlation_id=job.id, causation_id=cause, payload=payload,
             )  # fmt: skip
             items.append((topics.AI_JOB_REQUESTED_BATCH.name, envelope))
         await ports.publisher.publish_many(items)
@@ -183,20 +191,31 @@ async def handle_cancel(batch_id: Any, ports: Ports) -> None:
         await _finalize_if_done(batch, ports)
 
 
-async def handle_outcome(job_id: Any, succeeded: bool, ports: Ports) -> None:
-    batch = await batch_store.record_outcome(ports.db, job_id, succeeded)
-    if batch is not None:
+async def handle_outcomes(
+    succeeded: list[uuid.UUID], failed: list[uuid.UUID], ports: Ports
+) -> None:
+    counted = await batch_progress.record_outcomes(ports.db, succeeded, failed)
+    for batch in counted.moved:
         await _announce(ports, batch, "progress")
-    else:
-        # Already counted, or not a batch job. A redelivery may follow a crash
-        # that came before finalization, so look again (one key lookup).
-        line = await batch_store.line_of_job(ports.db, job_id)
-        if line is None:
-            return
-        batch = await batch_store.get_batch(ports.db, line.batch_id)
-        if batch is None:
-            return
-    await _finalize_if_done(batch, ports)
+        await _finalize_if_done(batch, ports)
+    # Lines counted before: a redelivery may follow a crash that came before
+    # finalization, so look again.
+    for batch_id in counted.seen_before:
+        found = await batch_store.get_batch(ports.db, batch_id)
+        if found is not None:
+            await _finalize_if_done(found, ports)
+
+
+async def expire_due(ports: Ports) -> None:
+    """Batches past their completion window end as `expired`: what finished stays."""
+    for batch_id in await batch_progress.due_to_expire(ports.db, utcnow()):
+        expired = await batch_progress.expire(ports.db, batch_id)
+        if expired is not None:
+            log.info("batch %s expired with %d lines not run", batch_id, expired.cancelled)
+            await _announce(ports, expired)
+        batch = expired or await batch_store.get_batch(ports.db, batch_id)
+        if batch is not None:
+            await _finalize_if_done(batch, ports)
 
 
 async def _finalize_if_done(batch: Batch, ports: Ports) -> None:
@@ -211,8 +230,12 @@ async def _finalize_if_done(batch: Batch, ports: Ports) -> None:
         if moved is not None:
             await _announce(ports, moved)
     output_id, error_id = await write_results(ports.db, ports.files, batch.tenant_id, batch.id)
-    current = await batch_store.get_batch(ports.db, batch.id)
-    final = "cancelled" if current is not None and current.cancelling_at else "completed"
+    current = await batch_store.get_batch(ports.db, batch.id) or batch
+    final = (
+        "expired" if current.expired_at
+        else "cancelled" if current.cancelling_at
+        else "completed"
+    )  # fmt: skip
     done = await batch_store.set_status(
         ports.db, batch.id, final, only_from=("finalizing", "cancelling"),
         output_file_id=output_id, error_file_id=error_id,

@@ -1,8 +1,10 @@
 """The output and error files of a finished batch: every input line exactly once.
 
 Succeeded lines go to the output file with OpenAI's `chat.completion` body;
-failed and cancelled ones go to the error file. File ids are derived from the
-batch id, so a finalization redone after a crash overwrites the same files.
+failed, cancelled and expired ones go to the error file. The lines stream
+from the database in input order and each file is written once. File ids are
+derived from the batch id, so a finalization redone after a crash overwrites
+the same files.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from infra.db import batch_progress
 from infra.db import batches as batch_store
 from infra.db.engine import Database
 from infra.db.models import StoredFile
@@ -19,22 +22,25 @@ from infra.files import FileStore
 from schemas.chat_completions import completion_body
 from schemas.ids import derived_id
 
+# The error file's code for a line that did not run, by the line's status.
+NOT_RUN = {"cancelled": "batch_cancelled", "expired": "batch_expired"}
 
-def _result_line(outcome: batch_store.LineOutcome) -> tuple[bool, dict[str, Any]]:
-    line, job, result = outcome.line, outcome.job, outcome.result
-    base = {"id": f"batch_req_{job.id.hex}", "custom_id": line.custom_id}
-    if result is not None:
-        created = int(result.created_at.timestamp())
+
+def _result_line(line: batch_progress.LineResult) -> tuple[bool, dict[str, Any]]:
+    base = {"id": f"batch_req_{line.job_id.hex}", "custom_id": line.custom_id}
+    if line.status == "succeeded" and line.text is not None:
+        created = int(line.created_at.timestamp()) if line.created_at else 0
         body = completion_body(
-            completion_id=f"chatcmpl-{job.id.hex}", created=created, model=result.model,
-            text=result.text, finish_reason=result.finish_reason,
-            input_tokens=result.input_tokens, output_tokens=result.output_tokens,
-            tool_calls=result.tool_calls,
+            completion_id=f"chatcmpl-{line.job_id.hex}", created=created, model=line.model or "",
+            text=line.text, finish_reason=line.finish_reason,
+            input_tokens=line.input_tokens, output_tokens=line.output_tokens,
+            tool_calls=line.tool_calls,
         )  # fmt: skip
-        response = {"status_code": 200, "request_id": job.id.hex, "body": body}
+        response = {"status_code": 200, "request_id": line.job_id.hex, "body": body}
         return True, {**base, "response": response, "error": None}
-    code = "batch_cancelled" if line.status == "cancelled" else "request_failed"
-    error = {"code": code, "message": job.error or line.status}
+    code = NOT_RUN.get(line.status, "request_failed")
+    message = line.error if code == "request_failed" else f"batch {line.status}"
+    error = {"code": code, "message": message or line.status}
     return False, {**base, "response": None, "error": error}
 
 
@@ -42,20 +48,19 @@ async def write_results(
     db: Database, files: FileStore, tenant_id: uuid.UUID, batch_id: uuid.UUID
 ) -> tuple[uuid.UUID | None, uuid.UUID | None]:
     """Writes the files; returns (output file id, error file id), None where a file is empty."""
-    output: list[bytes] = []
-    errors: list[bytes] = []
-    for outcome in await batch_store.outcomes(db, batch_id):
-        ok, item = _result_line(outcome)
-        (output if ok else errors).append(orjson.dumps(item))
+    output = bytearray()
+    errors = bytearray()
+    async for line in batch_progress.line_results(db, batch_id):
+        ok, item = _result_line(line)
+        (output if ok else errors).extend(orjson.dumps(item) + b"\n")
     ids: list[uuid.UUID | None] = []
-    for purpose, lines in (("output", output), ("errors", errors)):
-        if not lines:
+    for purpose, data in (("output", output), ("errors", errors)):
+        if not data:
             ids.append(None)
             continue
         file_id = derived_id(batch_id, purpose)
-        data = b"\n".join(lines) + b"\n"
         key = f"{tenant_id}/{file_id}"
-        await files.put(key, data)
+        await files.put(key, bytes(data))
         await batch_store.insert_file(
             db,
             StoredFile(

@@ -10,9 +10,6 @@ so re-publishing them after a crash is deduplicated downstream (outcomes.py).
 Routing, retries and fallbacks are the gateway's (infra/routing); a job that
 asks for the response cache is answered from it when an identical request of
 the same tenant was answered before, at zero cost (answers.py).
-
-The same handlers serve the batch lane (`ai.job.requested.batch`) as the
-`model-calls-batch` group, a separate consumer with its own concurrency.
 """
 
 from __future__ import annotations
@@ -42,13 +39,11 @@ from schemas import jobs as ev
 from schemas import topics
 from schemas.envelope import RawEnvelope
 
-__all__ = ["BATCH_GROUP", "BATCH_TOPICS", "GROUP", "TOPICS", "Ports", "handlers"]
+__all__ = ["GROUP", "TOPICS", "Ports", "handlers"]
 
 log = logging.getLogger(__name__)
 
 TOPICS = [topics.AI_JOB_REQUESTED.name]
-BATCH_GROUP = "model-calls-batch"
-BATCH_TOPICS = [topics.AI_JOB_REQUESTED_BATCH.name]
 
 
 def handlers(ports: Ports) -> Mapping[str, Handler]:

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import case, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from infra.db.engine import Database
-from infra.db.models import Batch, BatchLine, Job, JobResult, StoredFile, utcnow
+from infra.db.models import Batch, BatchLine, Job, StoredFile, utcnow
 
 CHUNK = 1000
 OPEN = ("in_progress", "cancelling", "finalizing")
@@ -144,36 +143,6 @@ async def pending_lines(db: Database, batch_id: uuid.UUID) -> list[tuple[BatchLi
         return [(row[0], row[1]) for row in rows]
 
 
-async def line_of_job(db: Database, job_id: uuid.UUID) -> BatchLine | None:
-    async with db.session() as session:
-        return await session.get(BatchLine, job_id)
-
-
-async def record_outcome(db: Database, job_id: uuid.UUID, succeeded: bool) -> Batch | None:
-    """Counts a finished line once: only a pending line changes; None if it had already."""
-    status = "succeeded" if succeeded else "failed"
-    counter = Batch.completed if succeeded else Batch.failed
-    async with db.transaction() as session:
-        batch_id = (
-            await session.execute(
-                update(BatchLine)
-                .where(BatchLine.job_id == job_id, BatchLine.status == "pending")
-                .values(status=status)
-                .returning(BatchLine.batch_id)
-            )
-        ).scalar_one_or_none()
-        if batch_id is None:
-            return None
-        return (
-            await session.execute(
-                update(Batch)
-                .where(Batch.id == batch_id)
-                .values({counter.key: counter + 1})
-                .returning(Batch)
-            )
-        ).scalar_one()
-
-
 async def cancel_pending(db: Database, batch_id: uuid.UUID) -> Batch | None:
     """Cancels the lines whose job has not started; running ones finish and are counted."""
     async with db.transaction() as session:
@@ -206,25 +175,6 @@ async def cancel_pending(db: Database, batch_id: uuid.UUID) -> Batch | None:
                 .returning(Batch)
             )
         ).scalar_one_or_none()
-
-
-@dataclass(frozen=True)
-class LineOutcome:
-    line: BatchLine
-    job: Job
-    result: JobResult | None
-
-
-async def outcomes(db: Database, batch_id: uuid.UUID) -> list[LineOutcome]:
-    async with db.session() as session:
-        rows = await session.execute(
-            select(BatchLine, Job, JobResult)
-            .join(Job, Job.id == BatchLine.job_id)
-            .outerjoin(JobResult, JobResult.job_id == Job.id)
-            .where(BatchLine.batch_id == batch_id)
-            .order_by(BatchLine.line_no)
-        )
-        return [LineOutcome(row[0], row[1], row[2]) for row in rows]
 
 
 async def count_lines(db: Database, batch_id: uuid.UUID) -> int:

@@ -156,6 +156,7 @@ class Batch(SQLModel, table=True):
     failed_at: datetime | None = _ts()
     cancelling_at: datetime | None = _ts()
     cancelled_at: datetime | None = _ts()
+    expired_at: datetime | None = _ts()
 
 
 class BatchLine(SQLModel, table=True):

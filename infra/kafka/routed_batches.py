@@ -7,12 +7,16 @@ event type, handed to the type's handler as one list, and the offsets are
 committed once after the handlers return. Handlers must be idempotent per
 event id: a crash between their commit and the offset commit redelivers the
 batch.
+
+A group may also ask for `periodic` work (every `every_s` seconds, between
+batches), for what no event announces, such as a deadline passing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -81,6 +85,8 @@ class RoutedBatchConsumer:
         publisher: Publisher,
         max_batch: int,
         max_attempts: int | None = None,
+        periodic: Callable[[], Awaitable[None]] | None = None,
+        every_s: float = 60.0,
     ) -> None:
         self.settings = settings
         self.group = settings.group(group)
@@ -89,6 +95,8 @@ class RoutedBatchConsumer:
         self.publisher = publisher
         self.max_batch = max_batch
         self.max_attempts = max_attempts or settings.handler_max_attempts
+        self._periodic = periodic
+        self._every_s = every_s
         self._stopping = asyncio.Event()
         self.handled = 0
         self.dead_lettered = 0
@@ -113,11 +121,18 @@ class RoutedBatchConsumer:
         )
         await consumer.start()
         pending: asyncio.Task[None] | None = None
+        last_periodic = time.monotonic()
         try:
             while not self._stopping.is_set():
                 batch = await consumer.getmany(timeout_ms=100, max_records=self.max_batch)
                 if ready is not None and not ready.is_set() and consumer.assignment():
                     ready.set()
+                if self._periodic is not None and time.monotonic() - last_periodic >= self._every_s:
+                    if pending is not None:
+                        await pending
+                        pending = None
+                    await self._run_periodic(self._periodic)
+                    last_periodic = time.monotonic()
                 if not batch:
                     continue
                 # Decode this batch while the previous one waits on its
@@ -132,6 +147,14 @@ class RoutedBatchConsumer:
             if pending is not None and not pending.done():
                 pending.cancel()
             await consumer.stop()
+
+    async def _run_periodic(self, periodic: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await periodic()
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the next round tries again
+            log.exception("periodic work of %s failed", self.group)
 
     async def _decode(
         self, batch: dict[TopicPartition, list[Record]]

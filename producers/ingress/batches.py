@@ -28,7 +28,6 @@ router = APIRouter(prefix="/v1/batches", tags=["batches"])
 
 Owner = Annotated[KeyOwner, Depends(authenticate)]
 Svc = Annotated[Services, Depends(services_dependency)]
-WINDOW = timedelta(hours=24)
 
 
 def _ts(value: datetime | None) -> int | None:
@@ -54,6 +53,7 @@ def batch_object(batch: Batch) -> bev.BatchObject:
         failed_at=_ts(batch.failed_at),
         cancelling_at=_ts(batch.cancelling_at),
         cancelled_at=_ts(batch.cancelled_at),
+        expired_at=_ts(batch.expired_at),
         request_counts=bev.RequestCounts(
             total=batch.total, completed=batch.completed, failed=batch.failed
         ),
@@ -96,10 +96,11 @@ async def create(
         raise OpenAIError(400, "the input file's purpose must be 'batch'",
                           "invalid_request_error", "invalid_value", "input_file_id")  # fmt: skip
     now = utcnow()
+    window = timedelta(seconds=svc.settings.batch_completion_window_s)
     batch = Batch(
         id=uuid7(), tenant_id=owner.tenant_id, api_key_id=owner.key_id, input_file_id=file_id,
         endpoint=body.endpoint, completion_window=body.completion_window, status="validating",
-        batch_metadata=body.metadata, created_at=now, expires_at=now + WINDOW,
+        batch_metadata=body.metadata, created_at=now, expires_at=now + window,
     )  # fmt: skip
     await batch_store.insert_batch(svc.db, batch)
     created = bev.BatchCreated(batch_id=batch.id, api_key_id=owner.key_id)

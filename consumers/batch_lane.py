@@ -1,0 +1,214 @@
+"""The batch lane: the `model-calls-batch` group runs batch lines' chat jobs in waves.
+
+| topic                  | event type       | handler     |
+|------------------------|------------------|-------------|
+| ai.job.requested.batch | ai.job.requested | handle_wave |
+
+A wave is one poll of at most `batch_lane_concurrency` requests: their job
+rows turn `running` in one statement, their calls run side by side, their
+results and the claims of their events commit in one transaction, and their
+outcome events go out in one publish. Offsets are committed after the wave,
+so a crash redoes only the wave in hand: the calls that were in flight.
+
+Interactive jobs never wait behind this lane (a topic and workers of its
+own), and the lane spends no round trip on what nobody watches: no job
+stream entries (a line's job is readable from Postgres; the batch's own
+stream carries progress) and no response cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+
+from consumers.model_calls import chat_request
+from infra.db import job_waves
+from infra.db.engine import Database
+from infra.db.models import Job, JobResult
+from infra.errors import PermanentError, TransientError
+from infra.kafka.publisher import Publisher
+from infra.kafka.routed_batches import BatchRoute, typed
+from infra.pricing import PriceTable
+from infra.providers.base import Completion
+from infra.routing.gateway import Gateway, Served
+from schemas import jobs as ev
+from schemas import topics
+from schemas.envelope import Actor, Envelope
+from schemas.ids import derived_id, uuid7
+from schemas.versions import schema_version
+
+log = logging.getLogger(__name__)
+
+GROUP = "model-calls-batch"
+TOPICS = [topics.AI_JOB_REQUESTED_BATCH.name]
+SYSTEM = Actor(kind="system", id=GROUP)
+Request = Envelope[ev.JobRequested]
+Outgoing = list[tuple[str, Envelope[Any]]]
+
+
+@dataclass(frozen=True)
+class Ports:
+    db: Database
+    publisher: Publisher
+    gateway: Gateway
+    prices: PriceTable
+
+
+def handlers(ports: Ports) -> Mapping[str, BatchRoute]:
+    async def on_wave(events: list[Request]) -> None:
+        await handle_wave(events, ports)
+
+    return {ev.JOB_REQUESTED: BatchRoute(typed(ev.JobRequested), on_wave)}
+
+
+async def handle_wave(events: Sequence[Request], ports: Ports) -> None:
+    # A fan-out redone after a crash may put a line on the lane twice.
+    unique = list({e.id: e for e in events}.values())
+    providers = {e.payload.job_id: _provider(e, ports) for e in unique}
+    started = await job_waves.start_jobs(ports.db, [_job_row(e) for e in unique], providers)
+    running = [e for e in unique if e.payload.job_id in started]
+    done = [e for e in unique if e.payload.job_id not in started]
+    # "started" need not delay the calls, only precede the outcomes.
+    announced = asyncio.ensure_future(ports.publisher.publish_many(
+        [(topics.AI_JOB_LIFECYCLE.name, _follow_up(e, ev.JOB_STARTED, ev.JobStarted(
+            job_id=e.payload.job_id, provider=providers[e.payload.job_id] or "",
+            model=e.payload.job.model,
+        ), f"started:{started[e.payload.job_id]}")) for e in running]
+    ))  # fmt: skip
+    try:
+        outcomes = await asyncio.gather(*(_call(e, ports) for e in running))
+    finally:
+        await asyncio.wait([announced])
+    await announced
+    results = [o for o in outcomes if isinstance(o, JobResult)]
+    failures = [o for o in outcomes if isinstance(o, job_waves.Failure)]
+    claimed = await job_waves.finish_jobs(ports.db, GROUP, results, failures)
+    by_event = {e.id: e for e in running}
+    outgoing: Outgoing = []
+    for result in results:
+        if result.event_id in claimed:
+            outgoing += _succeeded(by_event[result.event_id], result)
+    for failure in failures:
+        if failure.event_id in claimed:
+            outgoing += _failed(by_event[failure.event_id], failure.error)
+    # Finished before: their outcome may not have reached Kafka before a
+    # crash. Published again with the same ids, they are dropped downstream.
+    outgoing += await _again(done, ports)
+    await ports.publisher.publish_many(outgoing)
+
+
+def _provider(event: Request, ports: Ports) -> str | None:
+    try:
+        return ports.gateway.config.route_for(event.payload.job.model).deployments[0].provider
+    except PermanentError:
+        return None
+
+
+async def _call(event: Request, ports: Ports) -> JobResult | job_waves.Failure:
+    request = event.payload
+
+    async def on_retry(info: dict[str, Any]) -> None:
+        await _announce_retry(event, info, ports)
+
+    try:
+        completion, served = await ports.gateway.chat(
+            request.job.model, chat_request(request.job), _no_delta, on_retry
+        )
+    except (PermanentError, TransientError) as exc:
+        return job_waves.Failure(event.id, request.job_id, str(exc))
+    return _result(event, completion, served, ports.prices)
+
+
+async def _no_delta(text: str) -> None:
+    return None
+
+
+def _result(
+    event: Request, completion: Completion, served: Served, prices: PriceTable
+) -> JobResult:
+    tokens = (completion.input_tokens, completion.output_tokens)
+    cost = prices.cost(served.model, *tokens)
+    if cost == 0 and prices.price(served.model) is None:
+        cost = prices.cost(served.deployment.model, *tokens)
+    calls = [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in completion.tool_calls]
+    return JobResult(
+        job_id=event.payload.job_id, text=completion.text,
+        finish_reason=completion.finish_reason, provider=served.provider, model=served.model,
+        input_tokens=tokens[0], output_tokens=tokens[1], cost_usd=cost,
+        tool_calls=calls or None, event_id=event.id,
+    )  # fmt: skip
+
+
+def _succeeded(event: Request, result: JobResult) -> Outgoing:
+    request = event.payload
+    usage = ev.TokenUsage(input_tokens=result.input_tokens, output_tokens=result.output_tokens)
+    return [
+        (topics.AI_JOB_LIFECYCLE.name, _follow_up(event, ev.JOB_SUCCEEDED, ev.JobSucceeded(
+            job_id=request.job_id, provider=result.provider, model=result.model, usage=usage,
+            finish_reason=result.finish_reason, cached=result.cached, text=result.text,
+            cost_usd=result.cost_usd,
+        ), "succeeded")),
+        (topics.USAGE_RECORDED.name, _follow_up(event, ev.USAGE_RECORDED, ev.UsageRecorded(
+            job_id=request.job_id, api_key_id=request.api_key_id, user_id=request.job.user_id,
+            provider=result.provider, model=result.model, input_tokens=result.input_tokens,
+            output_tokens=result.output_tokens, cost_usd=result.cost_usd, cached=result.cached,
+        ), "usage")),
+    ]  # fmt: skip
+
+
+def _failed(event: Request, error: str) -> Outgoing:
+    failed = ev.JobFailed(job_id=event.payload.job_id, error=error)
+    return [(topics.AI_JOB_LIFECYCLE.name, _follow_up(event, ev.JOB_FAILED, failed, "failed"))]
+
+
+async def _again(done: Sequence[Request], ports: Ports) -> Outgoing:
+    by_job = {e.payload.job_id: e for e in done}
+    outgoing: Outgoing = []
+    for job, result in await job_waves.finished(ports.db, list(by_job)):
+        event = by_job[job.id]
+        if job.request_event_id != event.id:
+            continue  # finished by another request: that one announces it
+        if result is not None:
+            outgoing += _succeeded(event, result)
+        else:
+            outgoing += _failed(event, job.error or "failed")
+    return outgoing
+
+
+async def _announce_retry(event: Request, info: dict[str, Any], ports: Ports) -> None:
+    """Retries are part of the audit trail; a lost one must not fail the line."""
+    payload = ev.JobRetrying(
+        job_id=event.payload.job_id, provider=str(info.get("provider", "")),
+        attempt=max(2, int(info.get("attempt", 2))), error=str(info.get("error", ""))[:2000],
+    )  # fmt: skip
+    try:
+        await ports.publisher.publish(
+            topics.AI_JOB_LIFECYCLE.name,
+            _follow_up(event, ev.JOB_RETRYING, payload, f"retrying:{uuid7()}"),
+        )
+    except TransientError as exc:
+        log.warning("job %s: retry event not published: %s", event.payload.job_id, exc)
+
+
+def _job_row(event: Request) -> Job:
+    request = event.payload
+    job = request.job
+    return Job(
+        id=request.job_id, tenant_id=event.tenant_id, api_key_id=request.api_key_id,
+        user_id=job.user_id, kind=job.kind, model=job.model, status="queued",
+        request=job.model_dump(mode="json"), job_metadata=dict(job.metadata),
+        request_event_id=event.id,
+    )  # fmt: skip
+
+
+def _follow_up(event: Request, type_: str, payload: BaseModel, purpose: str) -> Envelope[Any]:
+    return Envelope[Any](
+        id=derived_id(event.id, purpose), type=type_, version=schema_version(payload),
+        tenant_id=event.tenant_id, actor=SYSTEM, correlation_id=event.correlation_id,
+        causation_id=event.id, payload=payload,
+    )  # fmt: skip

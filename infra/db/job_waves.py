@@ -1,0 +1,121 @@
+"""Job rows started and finished many at a time: the batch lane's writes.
+
+The same effects as jobs.start_job / complete_job / fail_job, in one statement
+or one transaction per wave of jobs instead of one per job. Each event is
+still claimed in the transaction of its effects, so a redelivered wave
+changes nothing twice.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.dialects.postgresql import insert
+
+from infra.db.engine import Database
+from infra.db.models import Job, JobResult, ProcessedEvent, utcnow
+
+JOBS = Job.__table__
+RESULTS = JobResult.__table__
+
+
+@dataclass(frozen=True)
+class Failure:
+    event_id: uuid.UUID
+    job_id: uuid.UUID
+    error: str
+
+
+async def start_jobs(
+    db: Database, jobs: Sequence[Job], providers: dict[uuid.UUID, str | None]
+) -> dict[uuid.UUID, int]:
+    """Marks the jobs running (creating missing rows); their attempt numbers.
+
+    Finished jobs are left alone and are absent from the answer.
+    """
+    if not jobs:
+        return {}
+    now = utcnow()
+    rows = []
+    for job in jobs:
+        values = job.model_dump(by_alias=False)
+        values["metadata"] = values.pop("job_metadata")
+        values.update(status="running", provider=providers.get(job.id), attempts=1, started_at=now)
+        rows.append(values)
+    insert_rows = insert(JOBS).values(rows)
+    stmt = insert_rows.on_conflict_do_update(
+        index_elements=["id"],
+        set_={
+            "status": "running",
+            "provider": insert_rows.excluded.provider,
+            "attempts": JOBS.c.attempts + 1,
+            "started_at": now,
+        },
+        where=JOBS.c.status.in_(("queued", "running")),
+    ).returning(JOBS.c.id, JOBS.c.attempts)
+    async with db.transaction() as session:
+        return {row[0]: int(row[1]) for row in await session.execute(stmt)}
+
+
+async def finish_jobs(
+    db: Database, group: str, results: Sequence[JobResult], failures: Sequence[Failure]
+) -> set[uuid.UUID]:
+    """Stores results and failures, claiming their events; the event ids claimed now.
+
+    An event claimed before (a redelivered wave) keeps its first outcome.
+    """
+    events = [r.event_id for r in results] + [f.event_id for f in failures]
+    if not events:
+        return set()
+    now = utcnow()
+    async with db.transaction() as session:
+        claimed = set(
+            (
+                await session.execute(
+                    insert(ProcessedEvent)
+                    .values([{"consumer_group": group, "event_id": e, "processed_at": now}
+                             for e in events])
+                    .on_conflict_do_nothing()
+                    .returning(ProcessedEvent.event_id)
+                )
+            ).scalars()
+        )  # fmt: skip
+        won = [r for r in results if r.event_id in claimed]
+        if won:
+            await session.execute(
+                insert(RESULTS).values([r.model_dump() for r in won]).on_conflict_do_nothing()
+            )
+            await session.execute(
+                update(JOBS)
+                .where(JOBS.c.id == bindparam("b_id"))
+                .values(status="succeeded", finished_at=now, error=None,
+                        model=bindparam("b_model"), provider=bindparam("b_provider")),
+                [{"b_id": r.job_id, "b_model": r.model, "b_provider": r.provider} for r in won],
+            )  # fmt: skip
+        lost = [f for f in failures if f.event_id in claimed]
+        if lost:
+            await session.execute(
+                update(JOBS)
+                .where(JOBS.c.id == bindparam("b_id"))
+                .values(status="failed", finished_at=now, error=bindparam("b_error")),
+                [{"b_id": f.job_id, "b_error": f.error[:4000]} for f in lost],
+            )
+    return claimed
+
+
+async def finished(
+    db: Database, job_ids: Sequence[uuid.UUID]
+) -> list[tuple[Job, JobResult | None]]:
+    """The finished jobs among `job_ids`, with their results."""
+    if not job_ids:
+        return []
+    async with db.session() as session:
+        rows = await session.execute(
+            select(Job, JobResult)
+            .outerjoin(JobResult, JobResult.job_id == Job.id)
+            .where(Job.id.in_(job_ids), Job.status.in_(("succeeded", "failed")))
+        )
+        return [(row[0], row[1]) for row in rows]
