@@ -166,7 +166,11 @@ async def _batch(settings: Settings, stack: AsyncExitStack) -> RoutedBatchConsum
     stack.push_async_callback(streams.close)
     files = open_file_store(settings)
     stack.push_async_callback(files.close)
-    ports = batch.Ports(settings, _database(settings, stack, 2), streams, publisher, files)
+    quotas = Quotas(settings, max_connections=4)
+    stack.push_async_callback(quotas.close)
+    prices = PriceTable.load(settings.prices_file).with_prices(load_routing_config(settings).prices)
+    db = _database(settings, stack, 2)
+    ports = batch.Ports(settings, db, streams, publisher, files, quotas, prices)
 
     async def expire_due() -> None:
         await batch.expire_due(ports)

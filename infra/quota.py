@@ -47,6 +47,8 @@ end
 RESERVE = (
     _RELEASE
     + """
+-- A hold already made stands: asking again (a retried publish) must not be refused.
+if redis.call('HEXISTS', KEYS[1], ARGV[3]) == 1 then return 0 end
 local amount = tonumber(ARGV[2])
 local n = (#KEYS - 2) / 2
 for i = 1, n do
@@ -58,7 +60,6 @@ for i = 1, n do
     if spent >= limit or spent + reserved + amount > limit then return i end
   end
 end
-if redis.call('HEXISTS', KEYS[1], ARGV[3]) == 1 then return 0 end
 local counters = {}
 for i = 1, n do
   redis.call('HINCRBY', KEYS[2 * i + 2], 'reserved', ARGV[2])
@@ -187,6 +188,36 @@ class Quotas:
         ]
         refused = int(await self._call(self._reserve, keys, args))
         return scopes[refused - 1] if refused else None
+
+    async def reserve_many(
+        self,
+        tenant_id: uuid.UUID,
+        scopes: list[Scope],
+        period: str,
+        holds: list[tuple[uuid.UUID, Decimal]],
+        hold_ttl_s: int,
+    ) -> list[Scope | None]:
+        """`reserve` for many holds in one round trip, in order: for each, the scope
+        that refused it, or None. Once a budget is spent, the holds after are refused."""
+        keys = self._hold_keys(tenant_id)
+        for scope in scopes:
+            keys += [self._limit_key(tenant_id, scope), self._counter_key(tenant_id, scope, period)]
+        now = _now_ms()
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for hold_id, amount in holds:
+                    args: list[Any] = [
+                        now,
+                        to_units(amount),
+                        str(hold_id),
+                        hold_ttl_s * 1000,
+                        PERIOD_TTL_S,
+                    ]
+                    await self._reserve(keys=keys, args=args, client=pipe)
+                answers = await pipe.execute()
+        except RedisError as exc:
+            raise TransientError(f"redis reserve failed: {exc}") from exc
+        return [scopes[int(a) - 1] if int(a) else None for a in answers]
 
     async def release(self, tenant_id: uuid.UUID, hold_id: uuid.UUID) -> None:
         await self.settle(tenant_id, [hold_id], [])

@@ -38,6 +38,8 @@ from infra.errors import PermanentError
 from infra.files import FileStore
 from infra.kafka.publisher import Publisher
 from infra.kafka.routed_batches import BatchRoute, typed
+from infra.pricing import PriceTable
+from infra.quota import Quotas
 from infra.redis import JobStreams
 from infra.settings import Settings
 from schemas import batches as bev
@@ -46,6 +48,7 @@ from schemas import topics
 from schemas.envelope import Actor, Envelope
 from schemas.ids import derived_id
 
+from .budget import admit
 from .lines import parse_input
 from .results import write_results
 
@@ -64,6 +67,8 @@ class Ports:
     streams: JobStreams
     publisher: Publisher
     files: FileStore
+    quotas: Quotas
+    prices: PriceTable
 
 
 def handlers(ports: Ports) -> Mapping[str, BatchRoute]:
@@ -167,8 +172,19 @@ async def _publish_pending(batch: Batch, cause: uuid.UUID, ports: Ports) -> None
     """Publishes the lines not finished yet; after a crash only those are sent again."""
     pending = await batch_store.pending_lines(ports.db, batch.id)
     for start in range(0, len(pending), PUBLISH_CHUNK):
+        chunk = [job for _, job in pending[start : start + PUBLISH_CHUNK]]
+        refusals = await admit(batch, chunk, ports.quotas, ports.prices, ports.settings)
+        if refusals:
+            refused = [(r.job_id, r.message) for r in refusals]
+            counted = await batch_store.refuse_lines(ports.db, batch.id, refused)
+            if counted is not None:
+                batch = counted
+                await _announce(ports, batch, "progress")
+        skip = {r.job_id for r in refusals}
         items = []
-        for _, job in pending[start : start + PUBLISH_CHUNK]:
+        for job in chunk:
+            if job.id in skip:
+                continue
             payload = ev.JobRequested(
                 job_id=job.id, api_key_id=job.api_key_id, job=ev.ChatJob.model_validate(job.request)
             )

@@ -1,7 +1,7 @@
 """The output and error files of a finished batch: every input line exactly once.
 
 Succeeded lines go to the output file with OpenAI's `chat.completion` body;
-failed, cancelled and expired ones go to the error file. The lines stream
+failed, cancelled, expired and over-budget ones go to the error file. The lines stream
 from the database in input order and each file is written once. File ids are
 derived from the batch id, so a finalization redone after a crash overwrites
 the same files.
@@ -23,7 +23,7 @@ from schemas.chat_completions import completion_body
 from schemas.ids import derived_id
 
 # The error file's code for a line that did not run, by the line's status.
-NOT_RUN = {"cancelled": "batch_cancelled", "expired": "batch_expired"}
+NOT_RUN = {"cancelled": "batch_cancelled", "expired": "batch_expired", "refused": "budget_exceeded"}
 
 
 def _result_line(line: batch_progress.LineResult) -> tuple[bool, dict[str, Any]]:
@@ -39,7 +39,7 @@ def _result_line(line: batch_progress.LineResult) -> tuple[bool, dict[str, Any]]
         response = {"status_code": 200, "request_id": line.job_id.hex, "body": body}
         return True, {**base, "response": response, "error": None}
     code = NOT_RUN.get(line.status, "request_failed")
-    message = line.error if code == "request_failed" else f"batch {line.status}"
+    message = f"batch {line.status}" if line.status in ("cancelled", "expired") else line.error
     error = {"code": code, "message": message or line.status}
     return False, {**base, "response": None, "error": error}
 

@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import bindparam, case, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from infra.db.engine import Database
@@ -141,6 +141,40 @@ async def pending_lines(db: Database, batch_id: uuid.UUID) -> list[tuple[BatchLi
             .order_by(BatchLine.line_no)
         )
         return [(row[0], row[1]) for row in rows]
+
+
+async def refuse_lines(
+    db: Database, batch_id: uuid.UUID, refusals: Sequence[tuple[uuid.UUID, str]]
+) -> Batch | None:
+    """Lines that will not run (over budget): counted as failed, with their job's error."""
+    now = utcnow()
+    async with db.transaction() as session:
+        refused = set(
+            (
+                await session.execute(
+                    update(BatchLine)
+                    .where(BatchLine.job_id.in_([j for j, _ in refusals]),
+                           BatchLine.status == "pending")
+                    .values(status="refused")
+                    .returning(BatchLine.job_id)
+                )
+            ).scalars()
+        )  # fmt: skip
+        if refused:
+            await session.execute(
+                update(Job.__table__)
+                .where(Job.__table__.c.id == bindparam("b_id"))
+                .values(status="failed", finished_at=now, error=bindparam("b_error")),
+                [{"b_id": j, "b_error": e} for j, e in refusals if j in refused],
+            )
+        return (
+            await session.execute(
+                update(Batch)
+                .where(Batch.id == batch_id)
+                .values(failed=Batch.failed + len(refused))
+                .returning(Batch)
+            )
+        ).scalar_one_or_none()
 
 
 async def cancel_pending(db: Database, batch_id: uuid.UUID) -> Batch | None:
