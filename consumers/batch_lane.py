@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pydantic import BaseModel
@@ -70,7 +70,8 @@ async def handle_wave(events: Sequence[Request], ports: Ports) -> None:
     # A fan-out redone after a crash may put a line on the lane twice.
     unique = list({e.id: e for e in events}.values())
     providers = {e.payload.job_id: _provider(e, ports) for e in unique}
-    started = await job_waves.start_jobs(ports.db, [_job_row(e) for e in unique], providers)
+    by_job = {e.payload.job_id: e for e in unique}
+    started = await job_waves.start_jobs(ports.db, providers, lambda j: _job_row(by_job[j]))
     running = [e for e in unique if e.payload.job_id in started]
     done = [e for e in unique if e.payload.job_id not in started]
     # "started" need not delay the calls, only precede the outcomes.
@@ -116,9 +117,9 @@ async def _call(event: Request, ports: Ports) -> JobResult | job_waves.Failure:
         await _announce_retry(event, info, ports)
 
     try:
-        completion, served = await ports.gateway.chat(
-            request.job.model, chat_request(request.job), _no_delta, on_retry
-        )
+        # Whole answers: nobody watches a line arrive, and a stream costs more CPU.
+        whole = replace(chat_request(request.job), stream=False)
+        completion, served = await ports.gateway.chat(request.job.model, whole, _no_delta, on_retry)
     except (PermanentError, TransientError) as exc:
         return job_waves.Failure(event.id, request.job_id, str(exc))
     return _result(event, completion, served, ports.prices)

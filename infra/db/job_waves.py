@@ -9,7 +9,7 @@ changes nothing twice.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import bindparam, select, update
@@ -30,34 +30,48 @@ class Failure:
 
 
 async def start_jobs(
-    db: Database, jobs: Sequence[Job], providers: dict[uuid.UUID, str | None]
+    db: Database, providers: dict[uuid.UUID, str | None], row: Callable[[uuid.UUID], Job]
 ) -> dict[uuid.UUID, int]:
-    """Marks the jobs running (creating missing rows); their attempt numbers.
+    """Marks these jobs (id -> provider) running; their attempt numbers. Finished
+    jobs are left alone and are absent from the answer.
 
-    Finished jobs are left alone and are absent from the answer.
+    Rows the fan-out wrote are updated in place (one statement per provider);
+    only jobs with no row at all are inserted, as `row` builds them.
     """
-    if not jobs:
+    if not providers:
         return {}
     now = utcnow()
-    rows = []
-    for job in jobs:
-        values = job.model_dump(by_alias=False)
-        values["metadata"] = values.pop("job_metadata")
-        values.update(status="running", provider=providers.get(job.id), attempts=1, started_at=now)
-        rows.append(values)
-    insert_rows = insert(JOBS).values(rows)
-    stmt = insert_rows.on_conflict_do_update(
-        index_elements=["id"],
-        set_={
-            "status": "running",
-            "provider": insert_rows.excluded.provider,
-            "attempts": JOBS.c.attempts + 1,
-            "started_at": now,
-        },
-        where=JOBS.c.status.in_(("queued", "running")),
-    ).returning(JOBS.c.id, JOBS.c.attempts)
+    by_provider: dict[str | None, list[uuid.UUID]] = {}
+    for job_id, provider in providers.items():
+        by_provider.setdefault(provider, []).append(job_id)
+    attempts: dict[uuid.UUID, int] = {}
     async with db.transaction() as session:
-        return {row[0]: int(row[1]) for row in await session.execute(stmt)}
+        for provider, ids in by_provider.items():
+            rows = await session.execute(
+                update(JOBS)
+                .where(JOBS.c.id.in_(ids), JOBS.c.status.in_(("queued", "running")))
+                .values(status="running", provider=provider, attempts=JOBS.c.attempts + 1,
+                        started_at=now)
+                .returning(JOBS.c.id, JOBS.c.attempts)
+            )  # fmt: skip
+            attempts.update((row[0], int(row[1])) for row in rows)
+        rest = [job_id for job_id in providers if job_id not in attempts]
+        if rest:
+            found = await session.execute(select(JOBS.c.id).where(JOBS.c.id.in_(rest)))
+            missing = set(rest) - set(found.scalars())
+            if missing:
+                new_rows = []
+                for job_id in missing:
+                    values = row(job_id).model_dump(by_alias=False)
+                    values["metadata"] = values.pop("job_metadata")
+                    values.update(status="running", provider=providers[job_id],
+                                  attempts=1, started_at=now)  # fmt: skip
+                    new_rows.append(values)
+                inserted = await session.execute(
+                    insert(JOBS).values(new_rows).on_conflict_do_nothing().returning(JOBS.c.id)
+                )
+                attempts.update((job_id, 1) for job_id in inserted.scalars())
+    return attempts
 
 
 async def finish_jobs(
