@@ -244,6 +244,72 @@ async def test_killed_workers_resume_without_redoing_finished_lines(
 
 
 @pytest.mark.timeout(300)
+async def test_lines_carry_tools_tool_choice_and_stop_like_the_gateway(
+    sdk: tuple[openai.AsyncOpenAI, TenantKey], fake_llm: FakeLLMServer
+) -> None:
+    client, _ = sdk
+    tag = unique("tools")
+    lookup = {"type": "function", "function": {
+        "name": "lookup", "description": "finds things",
+        "parameters": {"type": "object", "properties": {"echo": {"type": "string"}}},
+    }}  # fmt: skip
+    with_tools = line("t-1", f"{tag} a", model="gpt-fake@tool")
+    with_tools["body"].update(
+        tools=[lookup], tool_choice={"type": "function", "function": {"name": "lookup"}}
+    )
+    with_stop = line("t-2", f"{tag} b", model="gpt-fake")
+    with_stop["body"].update(stop="END", max_completion_tokens=50, metadata={"team": "x"})
+    batch_id = await submit(client, [with_tools, with_stop])
+    batch = await wait_status(client, batch_id, ("completed", "failed"))
+    assert batch.status == "completed" and batch.error_file_id is None, batch.errors
+
+    output = {i["custom_id"]: i for i in await read_lines(client, batch.output_file_id)}
+    choice = output["t-1"]["response"]["body"]["choices"][0]
+    assert choice["finish_reason"] == "tool_calls"
+    call = choice["message"]["tool_calls"][0]
+    assert call["function"]["name"] == "lookup"
+    assert json.loads(call["function"]["arguments"]) == {"echo": f"{tag} a"}
+    assert output["t-2"]["response"]["body"]["choices"][0]["message"]["content"]
+
+    sent = {c.last_user: c.body for c in fake_llm.calls if c.last_user.startswith(tag)}
+    assert sent[f"{tag} a"]["tools"][0]["function"]["name"] == "lookup"
+    assert sent[f"{tag} a"]["tool_choice"] == {"type": "function", "function": {"name": "lookup"}}
+    assert sent[f"{tag} b"]["stop"] == ["END"] and sent[f"{tag} b"]["max_tokens"] == 50
+
+
+@pytest.mark.timeout(300)
+async def test_lines_beyond_the_budget_fail_with_budget_exceeded(
+    batch_platform: Platform, db: Any
+) -> None:
+    tenant = await make_tenant(db, admin=True)
+    async with httpx.AsyncClient(base_url=batch_platform.url, timeout=30) as http:
+        put = await http.put(
+            "/v1/budgets/tenant", json={"monthly_usd": "0.005"}, headers=tenant.headers
+        )
+        assert put.status_code == 200, put.text
+    # gpt-fake costs $2 per million output tokens: each line reserves about $0.002.
+    items = [line(f"b-{i}", f"hi {i}", model="gpt-fake") for i in range(5)]
+    for item in items:
+        item["body"]["max_tokens"] = 1000
+    client = openai.AsyncOpenAI(base_url=f"{batch_platform.url}/v1", api_key=tenant.key,
+                                max_retries=0, timeout=30)  # fmt: skip
+    try:
+        batch_id = await submit(client, items)
+        batch = await wait_status(client, batch_id, ("completed", "failed"))
+        assert batch.status == "completed" and batch.request_counts is not None
+        counts = batch.request_counts
+        assert (counts.total, counts.completed, counts.failed) == (5, 2, 3)
+        output = await read_lines(client, batch.output_file_id)
+        errors = await read_lines(client, batch.error_file_id)
+    finally:
+        await client.close()
+    assert sorted(i["custom_id"] for i in output) == ["b-0", "b-1"]
+    assert sorted(e["custom_id"] for e in errors) == ["b-2", "b-3", "b-4"]
+    assert {e["error"]["code"] for e in errors} == {"budget_exceeded"}
+    assert all("tenant's monthly budget is spent" in e["error"]["message"] for e in errors)
+
+
+@pytest.mark.timeout(300)
 async def test_unfinished_lines_expire_with_the_window(batch_platform: Platform, db: Any) -> None:
     # An ingress whose batches get an 8 s window instead of 24 h; the workers
     # look for expired batches every half second.
