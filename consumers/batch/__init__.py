@@ -33,7 +33,7 @@ from typing import Any
 from infra.db import batch_progress
 from infra.db import batches as batch_store
 from infra.db.engine import Database
-from infra.db.models import Batch, BatchLine, Job, utcnow
+from infra.db.models import Batch, utcnow
 from infra.errors import PermanentError
 from infra.files import FileStore
 from infra.kafka.publisher import Publisher
@@ -48,7 +48,7 @@ from schemas import topics
 from schemas.envelope import Actor, Envelope
 from schemas.ids import derived_id
 
-from .budget import admit
+from .budget import admit, release
 from .lines import parse_input
 from .results import write_results
 
@@ -138,19 +138,22 @@ async def _validate_and_store(batch: Batch, event: bev.BatchCreated, ports: Port
         await _refuse(batch, errors, ports)
         return None
     jobs, lines = [], []
+    public_id = bev.batch_public_id(batch.id)
     for request in requests:
         job_id = derived_id(batch.id, f"line:{request.line_no}")
         jobs.append(
-            Job(
-                id=job_id, tenant_id=batch.tenant_id, api_key_id=event.api_key_id,
-                user_id=request.job.user_id, kind=request.job.kind, model=request.job.model,
-                status="queued", request=request.job.model_dump(mode="json"),
-                job_metadata={**request.job.metadata, "batch_id": bev.batch_public_id(batch.id)},
-                request_event_id=derived_id(job_id, "requested"),
-            )
+            {
+                "id": job_id, "tenant_id": batch.tenant_id, "api_key_id": event.api_key_id,
+                "user_id": request.job.user_id, "kind": request.job.kind,
+                "model": request.job.model, "status": "queued",
+                "request": request.job.model_dump(mode="json"),
+                "metadata": {**request.job.metadata, "batch_id": public_id},
+                "request_event_id": derived_id(job_id, "requested"), "attempts": 0,
+                "created_at": batch.created_at,
+            }
         )  # fmt: skip
-        lines.append(BatchLine(job_id=job_id, batch_id=batch.id, line_no=request.line_no,
-                               custom_id=request.custom_id, status="pending"))  # fmt: skip
+        lines.append({"job_id": job_id, "batch_id": batch.id, "line_no": request.line_no,
+                      "custom_id": request.custom_id, "status": "pending"})  # fmt: skip
     started = await batch_store.add_lines(ports.db, batch.id, jobs, lines)
     if started is None:  # cancelled and finished meanwhile
         return None
@@ -172,7 +175,7 @@ async def _publish_pending(batch: Batch, cause: uuid.UUID, ports: Ports) -> None
     """Publishes the lines not finished yet; after a crash only those are sent again."""
     pending = await batch_store.pending_lines(ports.db, batch.id)
     for start in range(0, len(pending), PUBLISH_CHUNK):
-        chunk = [job for _, job in pending[start : start + PUBLISH_CHUNK]]
+        chunk = pending[start : start + PUBLISH_CHUNK]
         refusals = await admit(batch, chunk, ports.quotas, ports.prices, ports.settings)
         if refusals:
             refused = [(r.job_id, r.message) for r in refusals]
@@ -182,15 +185,16 @@ async def _publish_pending(batch: Batch, cause: uuid.UUID, ports: Ports) -> None
                 await _announce(ports, batch, "progress")
         skip = {r.job_id for r in refusals}
         items = []
-        for job in chunk:
-            if job.id in skip:
+        for line in chunk:
+            if line.job_id in skip:
                 continue
             payload = ev.JobRequested(
-                job_id=job.id, api_key_id=job.api_key_id, job=ev.ChatJob.model_validate(job.request)
-            )
+                job_id=line.job_id, api_key_id=line.api_key_id,
+                job=ev.ChatJob.model_validate(line.request),
+            )  # fmt: skip
             envelope = Envelope[Any](
-                id=job.request_event_id, type=ev.JOB_REQUESTED, tenant_id=batch.tenant_id,
-                actor=SYSTEM, correlation_id=job.id, causation_id=cause, payload=payload,
+                id=line.request_event_id, type=ev.JOB_REQUESTED, tenant_id=batch.tenant_id,
+                actor=SYSTEM, correlation_id=line.job_id, causation_id=cause, payload=payload,
             )  # fmt: skip
             items.append((topics.AI_JOB_REQUESTED_BATCH.name, envelope))
         await ports.publisher.publish_many(items)
@@ -201,8 +205,9 @@ async def handle_cancel(batch_id: Any, ports: Ports) -> None:
     batch = await batch_store.get_batch(ports.db, batch_id)
     if batch is None or batch.status != "cancelling" or batch.in_progress_at is None:
         return  # a batch still validating is cancelled once its lines are stored
-    batch = await batch_store.cancel_pending(ports.db, batch_id)
+    batch, cancelled = await batch_store.cancel_pending(ports.db, batch_id)
     if batch is not None:
+        await release(batch, cancelled, ports.quotas)
         await _announce(ports, batch, "progress")
         await _finalize_if_done(batch, ports)
 
@@ -226,10 +231,12 @@ async def expire_due(ports: Ports) -> None:
     """Batches past their completion window end as `expired`: what finished stays."""
     for batch_id in await batch_progress.due_to_expire(ports.db, utcnow()):
         expired = await batch_progress.expire(ports.db, batch_id)
+        batch = expired[0] if expired else await batch_store.get_batch(ports.db, batch_id)
         if expired is not None:
-            log.info("batch %s expired with %d lines not run", batch_id, expired.cancelled)
-            await _announce(ports, expired)
-        batch = expired or await batch_store.get_batch(ports.db, batch_id)
+            stopped, job_ids = expired
+            log.info("batch %s expired with %d lines not run", batch_id, len(job_ids))
+            await release(stopped, job_ids, ports.quotas)
+            await _announce(ports, stopped)
         if batch is not None:
             await _finalize_if_done(batch, ports)
 

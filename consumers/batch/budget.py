@@ -3,7 +3,8 @@ reserved on the tenant's and the key's monthly budgets before the line is publis
 
 A line the budget cannot cover does not run: it fails with `budget_exceeded` in the
 error file. The reservation's id is the line's job id, as with the ingress: the
-line's `usage.recorded` settles it, its `ai.job.failed` releases it. Reserving
+line's `usage.recorded` settles it, its `ai.job.failed` releases it, and
+cancelling or expiring the batch releases those of the lines that will not run. Reserving
 again after a crash keeps the first reservation. A reservation lasts as long as
 the batch's completion window, since a line may wait in the lane that long.
 """
@@ -14,11 +15,14 @@ import uuid
 from dataclasses import dataclass
 from decimal import Decimal
 
-from infra.db.models import Batch, Job
+from infra.db.batches import PendingLine
+from infra.db.models import Batch
 from infra.pricing import PriceTable
 from infra.quota import Quotas, Scope
 from infra.settings import Settings
 from schemas.usage import current_period, period_reset
+
+RELEASE_CHUNK = 1000
 
 
 @dataclass(frozen=True)
@@ -27,33 +31,40 @@ class Refusal:
     message: str
 
 
-def estimate_cost(job: Job, prices: PriceTable, default_output_tokens: int) -> Decimal:
+def estimate_cost(line: PendingLine, prices: PriceTable, default_output_tokens: int) -> Decimal:
     """About four characters a token in, the line's max_tokens (or the default) out."""
-    messages = job.request.get("messages") or []
+    messages = line.request.get("messages") or []
     input_tokens = sum(len(str(m.get("content") or "")) // 4 + 4 for m in messages)
-    output_tokens = job.request.get("max_tokens") or default_output_tokens
-    return prices.cost(job.model, input_tokens, int(output_tokens))
+    output_tokens = line.request.get("max_tokens") or default_output_tokens
+    return prices.cost(line.model, input_tokens, int(output_tokens))
 
 
 async def admit(
-    batch: Batch, jobs: list[Job], quotas: Quotas, prices: PriceTable, settings: Settings
+    batch: Batch, lines: list[PendingLine], quotas: Quotas, prices: PriceTable, settings: Settings
 ) -> list[Refusal]:
     """Reserves each line's cost, in order; the lines refused."""
-    if not jobs:
+    if not lines:
         return []
     scopes = [Scope("tenant", batch.tenant_id)]
     if batch.api_key_id is not None:
         scopes.append(Scope("key", batch.api_key_id))
     period = current_period()
-    holds = [(j.id, estimate_cost(j, prices, settings.budget_default_output_tokens)) for j in jobs]
+    default_output = settings.budget_default_output_tokens
+    holds = [(line.job_id, estimate_cost(line, prices, default_output)) for line in lines]
     answers = await quotas.reserve_many(
         batch.tenant_id, scopes, period, holds, settings.batch_completion_window_s
     )
     resets = period_reset(period).isoformat()
     refusals = []
-    for job, refused_by in zip(jobs, answers, strict=True):
+    for line, refused_by in zip(lines, answers, strict=True):
         if refused_by is not None:
             owner = "the tenant's" if refused_by.kind == "tenant" else "the API key's"
             message = f"{owner} monthly budget is spent; it resets at {resets}"
-            refusals.append(Refusal(job.id, message))
+            refusals.append(Refusal(line.job_id, message))
     return refusals
+
+
+async def release(batch: Batch, job_ids: list[uuid.UUID], quotas: Quotas) -> None:
+    """Drops the reservations of lines that will not run (cancelled, expired)."""
+    for start in range(0, len(job_ids), RELEASE_CHUNK):
+        await quotas.settle(batch.tenant_id, job_ids[start : start + RELEASE_CHUNK], [])

@@ -87,9 +87,10 @@ async def due_to_expire(db: Database, now: datetime) -> list[uuid.UUID]:
         return list(rows.scalars())
 
 
-async def expire(db: Database, batch_id: uuid.UUID) -> Batch | None:
+async def expire(db: Database, batch_id: uuid.UUID) -> tuple[Batch, list[uuid.UUID]] | None:
     """Stops a batch past its window: its unfinished lines will not run and count as
-    not done (like cancelled ones); it moves to `finalizing`. None if it was not due."""
+    not done (like cancelled ones); it moves to `finalizing`. The batch and the jobs
+    of its expired lines; None if it was not due."""
     now = utcnow()
     async with db.transaction() as session:
         moved = (
@@ -120,7 +121,7 @@ async def expire(db: Database, batch_id: uuid.UUID) -> Batch | None:
                 .where(Job.id.in_(expired[start : start + CHUNK]), Job.status == "queued")
                 .values(status="cancelled", finished_at=now, error="batch expired")
             )
-        return (
+        batch = (
             await session.execute(
                 update(Batch)
                 .where(Batch.id == batch_id)
@@ -128,6 +129,7 @@ async def expire(db: Database, batch_id: uuid.UUID) -> Batch | None:
                 .returning(Batch)
             )
         ).scalar_one()
+    return batch, expired
 
 
 @dataclass(frozen=True)

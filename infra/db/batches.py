@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import bindparam, case, func, select, update
@@ -100,21 +101,18 @@ async def set_status(
 
 
 async def add_lines(
-    db: Database, batch_id: uuid.UUID, jobs: list[Job], lines: list[BatchLine]
+    db: Database, batch_id: uuid.UUID, jobs: list[dict[str, Any]], lines: list[dict[str, Any]]
 ) -> Batch | None:
-    """Stores every line and its job, then starts the batch; safe to run again."""
+    """Stores every line and its job (rows of the jobs and batch_lines tables, as
+    dicts), then starts the batch; safe to run again."""
     async with db.transaction() as session:
+        # One statement, many parameter sets: compiled once, not once per row.
         for start in range(0, len(jobs), CHUNK):
-            job_values = []
-            for job in jobs[start : start + CHUNK]:
-                values = job.model_dump()
-                values["metadata"] = values.pop("job_metadata")
-                job_values.append(values)
-            await session.execute(insert(Job).values(job_values).on_conflict_do_nothing())
             await session.execute(
-                insert(BatchLine)
-                .values([line.model_dump() for line in lines[start : start + CHUNK]])
-                .on_conflict_do_nothing()
+                insert(Job.__table__).on_conflict_do_nothing(), jobs[start : start + CHUNK]
+            )
+            await session.execute(
+                insert(BatchLine.__table__).on_conflict_do_nothing(), lines[start : start + CHUNK]
             )
         # A batch cancelled while it was validating keeps `cancelling`: its lines
         # are then cancelled by the caller.
@@ -132,15 +130,25 @@ async def add_lines(
         ).scalar_one_or_none()
 
 
-async def pending_lines(db: Database, batch_id: uuid.UUID) -> list[tuple[BatchLine, Job]]:
+@dataclass(frozen=True)
+class PendingLine:
+    job_id: uuid.UUID
+    api_key_id: uuid.UUID | None
+    model: str
+    request: dict[str, Any]  # the ChatJob, as JSON
+    request_event_id: uuid.UUID
+
+
+async def pending_lines(db: Database, batch_id: uuid.UUID) -> list[PendingLine]:
+    """The lines not counted yet, in input order, with what publishing them needs."""
     async with db.session() as session:
         rows = await session.execute(
-            select(BatchLine, Job)
-            .join(Job, Job.id == BatchLine.job_id)
+            select(Job.id, Job.api_key_id, Job.model, Job.request, Job.request_event_id)
+            .join(BatchLine, BatchLine.job_id == Job.id)
             .where(BatchLine.batch_id == batch_id, BatchLine.status == "pending")
             .order_by(BatchLine.line_no)
         )
-        return [(row[0], row[1]) for row in rows]
+        return [PendingLine(*row) for row in rows]
 
 
 async def refuse_lines(
@@ -177,8 +185,9 @@ async def refuse_lines(
         ).scalar_one_or_none()
 
 
-async def cancel_pending(db: Database, batch_id: uuid.UUID) -> Batch | None:
-    """Cancels the lines whose job has not started; running ones finish and are counted."""
+async def cancel_pending(db: Database, batch_id: uuid.UUID) -> tuple[Batch | None, list[uuid.UUID]]:
+    """Cancels the lines whose job has not started (running ones finish and are
+    counted); the batch, and the jobs cancelled now."""
     async with db.transaction() as session:
         queued = (
             select(BatchLine.job_id)
@@ -201,7 +210,7 @@ async def cancel_pending(db: Database, batch_id: uuid.UUID) -> Batch | None:
                 .where(BatchLine.job_id.in_(cancelled[start : start + CHUNK]))
                 .values(status="cancelled")
             )
-        return (
+        batch = (
             await session.execute(
                 update(Batch)
                 .where(Batch.id == batch_id)
@@ -209,6 +218,7 @@ async def cancel_pending(db: Database, batch_id: uuid.UUID) -> Batch | None:
                 .returning(Batch)
             )
         ).scalar_one_or_none()
+    return batch, cancelled
 
 
 async def count_lines(db: Database, batch_id: uuid.UUID) -> int:
