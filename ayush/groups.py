@@ -131,9 +131,14 @@ async def _publisher(settings: Settings, stack: AsyncExitStack) -> Publisher:
     return publisher
 
 
+def _lower_priority(settings: Settings) -> None:
+    """Batch work yields the CPU to interactive work on the same machine."""
+    if settings.batch_nice:
+        os.nice(settings.batch_nice)
+
+
 async def _batch_lane(settings: Settings, stack: AsyncExitStack) -> RoutedBatchConsumer:
-    if settings.batch_lane_nice:
-        os.nice(settings.batch_lane_nice)
+    _lower_priority(settings)
     publisher = await _publisher(settings, stack)
     routing = load_routing_config(settings)
     prices = PriceTable.load(settings.prices_file).with_prices(routing.prices)
@@ -161,6 +166,7 @@ async def _batch_lane(settings: Settings, stack: AsyncExitStack) -> RoutedBatchC
 
 
 async def _batch(settings: Settings, stack: AsyncExitStack) -> RoutedBatchConsumer:
+    _lower_priority(settings)
     publisher = await _publisher(settings, stack)
     streams = JobStreams(settings, max_connections=8)
     stack.push_async_callback(streams.close)
