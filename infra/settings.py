@@ -93,7 +93,7 @@ class Settings(BaseSettings):
     batch_lane_concurrency: int = Field(default=16, ge=1)
     # The batch workers (the `batch` group's fan-out and the lane) run at this
     # lower CPU priority (nice), so interactive workers sharing a machine go first.
-    batch_nice: int = Field(default=10, ge=0, le=19)
+    batch_nice: int = Field(default=5, ge=0, le=19)
     # Events the batch group takes per poll: outcomes counted in one transaction.
     batch_progress_max: int = Field(default=2_000, ge=1)
     # The completion window ("24h"); shorter in tests and for trials.
