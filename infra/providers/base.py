@@ -42,10 +42,6 @@ class ChatRequest:
     # "auto" | "none" | "required" | the name of one tool to force; None: the vendor's default
     tool_choice: str | None = None
     forced_tool: str | None = None
-    # False: nobody watches the answer arrive (batch lines), so a provider that
-    # can answer in one piece does, which costs far less CPU than a stream of
-    # chunks; `on_delta` is then not called. Providers that only stream ignore it.
-    stream: bool = True
 
 
 @dataclass
