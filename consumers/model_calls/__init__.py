@@ -134,7 +134,7 @@ async def _call(
         await announce_retry(raw, request, info, ports)
 
     deltas = _Deltas(ports, request, running)
-    on_delta = deltas.add if ports.stream_deltas and request.live_text else _no_delta
+    on_delta = deltas.add if request.live_text else _no_delta
 
     if job.kind == "embedding":
         (vectors, tokens), served = await ports.gateway.embed(

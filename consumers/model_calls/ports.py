@@ -31,8 +31,6 @@ class Ports:
     # no stream, no event: replaying history must not bill anyone twice.
     replay: bool = False
     recall: MemoryRecall | None = None  # jobs with `memory` get the user's memories
-    # Batch lines have no one watching them live: no word-by-word deltas.
-    stream_deltas: bool = True
     writes: JobWrites = field(init=False)  # starts and completions, batched across calls
 
     def __post_init__(self) -> None:
