@@ -1,8 +1,9 @@
 """The usage projection: daily totals and monthly spend, written one batch at a time.
 
-A batch is one statement in one transaction: claim every event id (the ones
-already claimed are skipped), then add the rest with one upsert per table. A redelivered
-batch or a whole replayed topic therefore adds nothing twice.
+A batch is one transaction: claim every event id (the ones already claimed
+are skipped), then add the rest, summed per daily row, with one upsert per
+table. A redelivered batch or a whole replayed topic therefore adds nothing
+twice.
 """
 
 from __future__ import annotations
@@ -10,37 +11,48 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TypedDict
+from typing import Any, TypedDict
 
-import orjson
+import asyncpg
+from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 
 from infra.db.engine import Database
+from infra.errors import TransientError
 
 NO_KEY = uuid.UUID(int=0)
 NO_KEY_TEXT = str(NO_KEY)
+# What a retry can cure: a lost connection, a restart, a deadlock with another worker.
+_TRANSIENT = (
+    OSError,
+    sa_exc.OperationalError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.DeadlockDetectedError,
+    asyncpg.SerializationError,
+)
 
-# One round trip per batch: claim the ids, keep the rows whose claim is new,
-# and add them up per day row and per month spend, all in one statement (the
-# data-modifying CTEs share one snapshot and commit together). Rows are
-# grouped and upserted in key order, so two workers lock them in one order.
-_RECORD = text("""
-WITH batch AS (
-  -- DISTINCT: a batch may hold an event twice (a redelivery next to the original).
-  SELECT DISTINCT ON (id) * FROM json_to_recordset(CAST(:rows AS json)) AS b(
-    id uuid, tenant_id uuid, day date, api_key_id uuid, user_id text, model text,
-    input_tokens bigint, output_tokens bigint, cost_usd numeric
-  )
-),
-claimed AS (
-  INSERT INTO usage_events_seen (event_id) SELECT id FROM batch
-  ON CONFLICT DO NOTHING RETURNING event_id
-),
-grouped AS (
-  SELECT b.tenant_id, b.day, b.api_key_id, b.user_id, b.model, count(*) AS events,
-         sum(b.input_tokens) AS input_tokens, sum(b.output_tokens) AS output_tokens,
-         sum(b.cost_usd) AS cost_usd
-  FROM batch b JOIN claimed c ON c.event_id = b.id
+# Claims: COPY the ids straight into the claims table. A batch is almost
+# always new, and COPY into a plain unique index is the cheapest way to claim
+# it; the one id counted before (a redelivery, a replay) fails the COPY and the
+# batch is claimed again one id at a time with ON CONFLICT (see record_batch).
+_CLAIM_EACH = (
+    "INSERT INTO usage_events_seen (event_id) SELECT unnest($1::uuid[]) "
+    "ON CONFLICT DO NOTHING RETURNING event_id"
+)
+# The totals of the claimed events, summed per group in Python, added with one
+# upsert per table. Grouping again here folds two spellings of one id; rows are
+# upserted in key order, so two workers lock them in one order.
+_ADD = """
+WITH grouped AS (
+  SELECT CAST(tenant_id AS uuid) AS tenant_id, CAST(day AS date) AS day,
+         CAST(api_key_id AS uuid) AS api_key_id, user_id, model, sum(events) AS events,
+         sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
+         sum(CAST(cost_usd AS numeric)) AS cost_usd
+  FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+              $6::bigint[], $7::bigint[], $8::bigint[], $9::text[])
+    AS g(tenant_id, day, api_key_id, user_id, model, events, input_tokens, output_tokens, cost_usd)
   GROUP BY 1, 2, 3, 4, 5
 ),
 daily AS (
@@ -59,7 +71,7 @@ spend AS (
          tenant_id, cost_usd FROM grouped
   UNION ALL
   SELECT 'key', api_key_id, to_char(day, 'YYYY-MM'), tenant_id, cost_usd FROM grouped
-  WHERE api_key_id <> :no_key
+  WHERE api_key_id <> $10::uuid
 ),
 spent AS (
   INSERT INTO budget_spend AS s (scope, scope_id, period, tenant_id, spent_usd)
@@ -68,8 +80,8 @@ spent AS (
   ON CONFLICT (scope, scope_id, period) DO UPDATE SET spent_usd = s.spent_usd + excluded.spent_usd
   RETURNING 1
 )
-SELECT (SELECT count(*) FROM claimed), (SELECT count(*) FROM daily), (SELECT count(*) FROM spent)
-""")
+SELECT (SELECT count(*) FROM daily), (SELECT count(*) FROM spent)
+"""
 _SPEND = text(
     "SELECT s.scope, s.scope_id, s.period, s.tenant_id, s.spent_usd, s.alerted_pct, b.monthly_usd "
     "FROM budget_spend s LEFT JOIN budgets b ON b.scope = s.scope AND b.scope_id = s.scope_id "
@@ -123,16 +135,79 @@ class Spend:
 
 
 SpendKey = tuple[str, uuid.UUID, str]
+GroupKey = tuple[str, str, str, str, str]  # tenant, day, key, user, model
 
 
 async def record_batch(db: Database, rows: list[UsageRow]) -> int:
     """Add the events not counted yet; returns how many were new."""
+    rows = list({r["id"]: r for r in reversed(rows)}.values())  # the first of each id
     if not rows:
         return 0
-    params = {"no_key": NO_KEY, "rows": orjson.dumps(rows).decode()}
-    async with db.transaction() as session:
-        claimed, _, _ = (await session.execute(_RECORD, params)).one()
-    return int(claimed)
+    totals = group_totals(rows)  # before a connection is taken: a bad amount fails here
+    try:
+        async with (await db.pool()).acquire() as conn:
+            try:
+                async with conn.transaction():
+                    ids = [(r["id"],) for r in rows]
+                    await conn.copy_records_to_table(
+                        "usage_events_seen", records=ids, columns=["event_id"]
+                    )
+                    await _add(conn, totals)
+                return len(rows)
+            except asyncpg.UniqueViolationError:
+                pass  # some were counted before: claim one by one, count the rest
+            async with conn.transaction():
+                new = await _claim_each(conn, rows)
+                await _add(conn, group_totals(new))
+            return len(new)
+    except _TRANSIENT as exc:
+        raise TransientError(f"usage write failed: {exc}") from exc
+
+
+async def _claim_each(conn: asyncpg.Connection, rows: list[UsageRow]) -> list[UsageRow]:
+    """The rows whose ids this transaction claimed, each id once however it was spelled."""
+    claimed = {str(r[0]) for r in await conn.fetch(_CLAIM_EACH, [r["id"] for r in rows])}
+    new = []
+    for r in rows:
+        if (canonical := str(uuid.UUID(r["id"]))) in claimed:
+            claimed.remove(canonical)
+            new.append(r)
+    return new
+
+
+async def _add(conn: asyncpg.Connection, totals: dict[GroupKey, list[Any]]) -> None:
+    if totals:
+        await conn.execute(_ADD, *_columns(totals), NO_KEY)
+
+
+def group_totals(rows: list[UsageRow]) -> dict[GroupKey, list[Any]]:
+    """events, input tokens, output tokens and cost (Decimal) per daily row."""
+    totals: dict[GroupKey, list[Any]] = {}
+    for r in rows:
+        key = (r["tenant_id"], r["day"], r["api_key_id"], r["user_id"], r["model"])
+        cost = Decimal(r["cost_usd"])
+        if not cost.is_finite():
+            raise ValueError(f"cost must be a finite amount: {r['cost_usd']}")
+        total = totals.get(key)
+        if total is None:
+            totals[key] = [1, r["input_tokens"], r["output_tokens"], cost]
+        else:
+            total[0] += 1
+            total[1] += r["input_tokens"]
+            total[2] += r["output_tokens"]
+            total[3] += cost
+    return totals
+
+
+def _columns(totals: dict[GroupKey, list[Any]]) -> list[list[Any]]:
+    keys = list(totals)
+    values = list(totals.values())
+    return [[k[i] for k in keys] for i in range(5)] + [
+        [v[0] for v in values],
+        [v[1] for v in values],
+        [v[2] for v in values],
+        [str(v[3]) for v in values],
+    ]
 
 
 async def spend_of(db: Database, keys: list[SpendKey]) -> list[Spend]:
