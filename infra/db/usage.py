@@ -93,10 +93,11 @@ _SPEND = text(
 class UsageRow(TypedDict):
     """One usage event as the bill needs it, with the strings its JSON carried.
 
-    A batch goes to Postgres as one JSON document: Postgres parses the ids,
-    days and amounts while it reads it, which is far cheaper than building
-    Python objects for each and checks them as strictly (a bad value fails
-    the batch, which the runner retries event by event to dead-letter it).
+    Only the amounts become Python objects (to be summed). Ids, days and
+    keys stay strings that Postgres parses as it copies or casts them, which
+    is far cheaper than building UUIDs and dates for each and checks them as
+    strictly (a bad value fails the batch, which the runner retries event by
+    event to dead-letter it).
     """
 
     id: str
