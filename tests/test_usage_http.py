@@ -197,12 +197,21 @@ async def test_budget_endpoints_check_who_asks_and_what(
     assert (await client.put("/v1/budgets/tenant", json={"monthly_usd": "1"},
                              headers=standard)).status_code == 403  # fmt: skip
     assert (await client.get("/v1/budgets/tenant", headers=standard)).status_code == 403
+    # A key that is not admin may not set a budget, not even its own: it could lift it.
     own = await client.put(
-        f"/v1/budgets/keys/{key.id}", json={"monthly_usd": "5"}, headers=standard
+        f"/v1/budgets/keys/{key.id}", json={"monthly_usd": "500"}, headers=standard
     )
-    assert own.status_code == 200 and own.json()["api_key_id"] == str(key.id)
-    by_admin = await client.get(f"/v1/budgets/keys/{key.id}", headers=admin.headers)
-    assert Decimal(by_admin.json()["monthly_usd"]) == 5
+    assert own.status_code == 403 and own.json()["error"] == "forbidden"
+    assert "admin" in own.json()["message"]
+    by_admin = await client.put(
+        f"/v1/budgets/keys/{key.id}", json={"monthly_usd": "5"}, headers=admin.headers
+    )
+    assert by_admin.status_code == 200 and by_admin.json()["api_key_id"] == str(key.id)
+    seen = (await client.get(f"/v1/budgets/keys/{key.id}", headers=standard)).json()
+    assert Decimal(seen["monthly_usd"]) == 5  # the key still sees its own budget
+    other, _ = await create_api_key(db, uuid.UUID(str(admin.tenant_id)))
+    assert (await client.get(f"/v1/budgets/keys/{other.id}",
+                             headers=standard)).status_code == 403  # fmt: skip
     stranger = await make_tenant(db, admin=True)
     assert (await client.get(f"/v1/budgets/keys/{key.id}",
                              headers=stranger.headers)).status_code == 404  # fmt: skip

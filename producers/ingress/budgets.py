@@ -42,21 +42,25 @@ async def get_key_budget(key_id: uuid.UUID, owner: Owner, adm: Adm) -> BudgetVie
 
 @router.put("/keys/{key_id}", response_model=BudgetView)
 async def put_key_budget(key_id: uuid.UUID, body: Body, owner: Owner, adm: Adm) -> BudgetView:
+    # A key that could set its own budget could lift the limit put on it.
+    _require_admin(owner, "only an admin key sets budgets, its own key's included")
     await _require_key(adm, owner, key_id)
     return await _set(adm, owner, Scope("key", key_id), body)
 
 
-def _require_admin(owner: KeyOwner) -> None:
+def _require_admin(
+    owner: KeyOwner, why: str = "only an admin key manages the tenant's budget"
+) -> None:
     if not owner.is_admin:
-        raise ApiError(403, "forbidden", "only an admin key manages the tenant's budget")
+        raise ApiError(403, "forbidden", why)
 
 
 async def _require_key(adm: Admission, owner: KeyOwner, key_id: uuid.UUID) -> None:
-    """Admins manage every key of their tenant; other keys only themselves."""
+    """Admins see every key of their tenant; other keys only themselves."""
     if key_id == owner.key_id:
         return
     if not owner.is_admin:
-        raise ApiError(403, "forbidden", "a key that is not admin manages only its own budget")
+        raise ApiError(403, "forbidden", "a key that is not admin sees only its own budget")
     if not await key_in_tenant(adm.db, owner.tenant_id, key_id):
         raise ApiError(404, "not_found", f"no API key {key_id}")
 
