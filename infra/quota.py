@@ -92,17 +92,21 @@ return 0
 """
 )
 
-# KEYS: requests counter, tokens counter of this minute. ARGV: requests, tokens, rpm, tpm, ttl.
-# Returns {admitted, requests used, tokens used, refused by: 0 none, 1 requests, 2 tokens}.
+# KEYS: requests counter, tokens counter of this minute, the key's own limits (a hash).
+# ARGV: requests, tokens, default rpm, default tpm, ttl.
+# Returns {admitted, requests used, tokens used, refused by: 0 none, 1 requests, 2 tokens,
+# rpm, tpm}: the limits that applied, the key's own where it has them.
 RATE = """
+local rpm = tonumber(redis.call('HGET', KEYS[3], 'rpm') or ARGV[3])
+local tpm = tonumber(redis.call('HGET', KEYS[3], 'tpm') or ARGV[4])
 local r = tonumber(redis.call('GET', KEYS[1]) or '0')
 local t = tonumber(redis.call('GET', KEYS[2]) or '0')
 local req, tok = tonumber(ARGV[1]), tonumber(ARGV[2])
-if req > 0 and r + req > tonumber(ARGV[3]) then return {0, r, t, 1} end
-if tok > 0 and t + tok > tonumber(ARGV[4]) then return {0, r, t, 2} end
+if req > 0 and r + req > rpm then return {0, r, t, 1, rpm, tpm} end
+if tok > 0 and t + tok > tpm then return {0, r, t, 2, rpm, tpm} end
 if req > 0 then r = redis.call('INCRBY', KEYS[1], req); redis.call('EXPIRE', KEYS[1], ARGV[5]) end
 if tok > 0 then t = redis.call('INCRBY', KEYS[2], tok); redis.call('EXPIRE', KEYS[2], ARGV[5]) end
-return {1, r, t, 0}
+return {1, r, t, 0, rpm, tpm}
 """
 
 
@@ -270,14 +274,17 @@ class Quotas:
     async def hit(
         self, key_id: uuid.UUID, *, requests: int, tokens: int, rpm: int, tpm: int
     ) -> RateWindow:
-        """Count a request and/or tokens against this minute's window of a key, if they fit."""
+        """Count a request and/or tokens against this minute's window of a key, if they fit.
+
+        `rpm` and `tpm` are the defaults: a key with limits of its own
+        (`set_key_limits`) is held to those instead.
+        """
         now = time.time()
         window = int(now // 60)
-        base = f"{self._prefix}rate:{{{key_id}}}:{window}"
-        result = await self._call(
-            self._rate, [f"{base}:r", f"{base}:t"], [requests, tokens, rpm, tpm, 120]
-        )
-        admitted, used_r, used_t, refused = (int(v) for v in result)
+        base = f"{self._prefix}rate:{{{key_id}}}"
+        keys = [f"{base}:{window}:r", f"{base}:{window}:t", f"{base}:limits"]
+        result = await self._call(self._rate, keys, [requests, tokens, rpm, tpm, 120])
+        admitted, used_r, used_t, refused, rpm, tpm = (int(v) for v in result)
         return RateWindow(
             admitted=bool(admitted),
             refused_by={1: "requests", 2: "tokens"}.get(refused),
@@ -287,6 +294,19 @@ class Quotas:
             tokens_used=used_t,
             reset_s=(window + 1) * 60 - now,
         )
+
+    async def set_key_limits(self, key_id: uuid.UUID, rpm: int | None, tpm: int | None) -> None:
+        """Hold a key to its own limits from its next request on, everywhere; None: default."""
+        key = f"{self._prefix}rate:{{{key_id}}}:limits"
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.delete(key)
+                for name, value in (("rpm", rpm), ("tpm", tpm)):
+                    if value is not None:
+                        pipe.hset(key, name, value)
+                await pipe.execute()
+        except RedisError as exc:
+            raise TransientError(f"redis: {exc}") from exc
 
     async def _call(self, script: AsyncScript, keys: list[str], args: list[Arg]) -> Any:
         try:

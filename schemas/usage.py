@@ -1,4 +1,4 @@
-"""Usage accounting: budget events and the HTTP models of usage and budgets."""
+"""Usage accounting: budget events and the HTTP models of usage, budgets and rate limits."""
 
 from __future__ import annotations
 
@@ -54,6 +54,22 @@ class BudgetView(BaseModel):
     reserved_usd: Decimal
     period: str
     resets_at: datetime
+
+
+class RateLimitIn(BaseModel):
+    """A key's own limits per minute; a limit left out (or null) is the platform's default."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    rpm: int | None = Field(default=None, ge=1, le=10**9, description="requests per minute")
+    tpm: int | None = Field(default=None, ge=1, le=10**15, description="tokens per minute")
+
+
+class RateLimitView(BaseModel):
+    api_key_id: uuid.UUID
+    rpm: int = Field(description="requests per minute that apply to the key")
+    tpm: int = Field(description="tokens per minute that apply to the key")
+    own: RateLimitIn = Field(description="the key's own limits; null where the default applies")
 
 
 class UsageRow(BaseModel):

@@ -33,6 +33,7 @@ from producers.ingress import (
     memories,
     openai_compat,
     openai_errors,
+    ratelimits,
     usage,
     webhook_receiver,
     webhook_setup,
@@ -66,6 +67,7 @@ def create_app(settings: Settings, streams: OpenStreams | None = None) -> FastAP
         )
         app.state.key_cache = KeyCache()
         quotas = Quotas(settings)
+        await ratelimits.restore(db, quotas)
         app.state.admission = admission.Admission(settings, db, quotas, prices)
         app.state.vault = Vault.from_setting(settings.encryption_keys)
         try:
@@ -111,6 +113,7 @@ def create_app(settings: Settings, streams: OpenStreams | None = None) -> FastAP
     app.include_router(jobs.router, dependencies=limited)
     app.include_router(usage.router, dependencies=limited)
     app.include_router(budgets.router, dependencies=limited)
+    app.include_router(ratelimits.router, dependencies=limited)
     app.include_router(audit.router, dependencies=limited)
     app.include_router(files.router, dependencies=limited)
     app.include_router(batches.router, dependencies=limited)

@@ -1,0 +1,51 @@
+"""Per-key rate limits; the day each usage claim was made, so old claims can be pruned.
+
+Revision ID: 0310_usage_limits
+Revises: 0300_usage
+Create Date: 2026-11-25
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+from sqlalchemy.dialects.postgresql import UUID
+
+revision: str = "0310_usage_limits"
+down_revision: str | None = "0300_usage"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    # NULL: the setting's default applies to that limit.
+    op.create_table(
+        "rate_limit_overrides",
+        sa.Column("api_key_id", UUID(as_uuid=True), sa.ForeignKey("api_keys.id"), primary_key=True),
+        sa.Column("tenant_id", UUID(as_uuid=True), sa.ForeignKey("tenants.id"), nullable=False),
+        sa.Column("requests_per_min", sa.Integer, nullable=True),
+        sa.Column("tokens_per_min", sa.BigInteger, nullable=True),
+        sa.Column(
+            "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+        ),
+    )
+    # Claims made before this migration get its day: they are kept a full
+    # retention period from now, never pruned early. COPY fills the day in.
+    op.add_column(
+        "usage_events_seen",
+        sa.Column("claimed_on", sa.Date, nullable=False, server_default=sa.text("CURRENT_DATE")),
+    )
+    # Claims arrive in day order, so a BRIN index finds the old ones for a
+    # fraction of a btree's size and insert cost.
+    op.create_index(
+        "usage_events_seen_claimed_on",
+        "usage_events_seen",
+        ["claimed_on"],
+        postgresql_using="brin",
+    )
+
+
+def downgrade() -> None:
+    op.drop_index("usage_events_seen_claimed_on", "usage_events_seen")
+    op.drop_column("usage_events_seen", "claimed_on")
+    op.drop_table("rate_limit_overrides")

@@ -1,0 +1,101 @@
+"""Per-key rate limits: an admin sets a key's requests and tokens per minute.
+
+Postgres keeps what was set and Redis a copy the limiter reads on each
+request, so every ingress applies a change from the key's next request on.
+The copy is rewritten from Postgres when an ingress starts (Redis may have
+lost it).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Response
+
+from infra.db.budgets import key_in_tenant
+from infra.db.engine import Database
+from infra.db.rate_limits import (
+    KeyLimits,
+    all_key_limits,
+    clear_key_limits,
+    key_limits,
+    set_key_limits,
+)
+from infra.db.tenants import KeyOwner
+from infra.errors import TransientError
+from infra.quota import Quotas
+from producers.ingress.admission import Admission, admission, rate_limited
+from producers.ingress.body import json_body
+from producers.ingress.errors import ApiError
+from schemas.usage import RateLimitIn, RateLimitView
+
+router = APIRouter(prefix="/v1/ratelimits", tags=["rate limits"])
+
+Owner = Annotated[KeyOwner, Depends(rate_limited)]
+Adm = Annotated[Admission, Depends(admission)]
+Body = Annotated[RateLimitIn, Depends(json_body(RateLimitIn))]
+
+
+@router.get("/keys/{key_id}", response_model=RateLimitView)
+async def get_key_limits(key_id: uuid.UUID, owner: Owner, adm: Adm) -> RateLimitView:
+    """A key's limits per minute: an admin for any key of the tenant, a key for itself."""
+    if key_id != owner.key_id:
+        await _require_admin_of(adm, owner, key_id)
+    return _view(adm, await key_limits(adm.db, key_id))
+
+
+@router.put("/keys/{key_id}", response_model=RateLimitView)
+async def put_key_limits(key_id: uuid.UUID, body: Body, owner: Owner, adm: Adm) -> RateLimitView:
+    """Hold one key to its own limits per minute (admin keys only)."""
+    await _require_admin_of(adm, owner, key_id)
+    limits = KeyLimits(key_id, body.rpm, body.tpm)
+    await set_key_limits(adm.db, owner.tenant_id, limits)
+    await _copy_to_redis(adm.quotas, limits)
+    return _view(adm, limits)
+
+
+@router.delete("/keys/{key_id}", status_code=204)
+async def delete_key_limits(key_id: uuid.UUID, owner: Owner, adm: Adm) -> Response:
+    """Back to the platform's defaults (admin keys only)."""
+    await _require_admin_of(adm, owner, key_id)
+    await clear_key_limits(adm.db, key_id)
+    await _copy_to_redis(adm.quotas, KeyLimits(key_id, None, None))
+    return Response(status_code=204)
+
+
+async def restore(db: Database, quotas: Quotas) -> None:
+    """Rewrite Redis's copy of every key's own limits from Postgres."""
+    for limits in await all_key_limits(db):
+        await quotas.set_key_limits(
+            limits.api_key_id, limits.requests_per_min, limits.tokens_per_min
+        )
+
+
+async def _require_admin_of(adm: Admission, owner: KeyOwner, key_id: uuid.UUID) -> None:
+    if not owner.is_admin:
+        raise ApiError(403, "forbidden", "only an admin key manages other keys' rate limits")
+    if not await key_in_tenant(adm.db, owner.tenant_id, key_id):
+        raise ApiError(404, "not_found", f"no API key {key_id}")
+
+
+async def _copy_to_redis(quotas: Quotas, limits: KeyLimits) -> None:
+    try:
+        await quotas.set_key_limits(
+            limits.api_key_id, limits.requests_per_min, limits.tokens_per_min
+        )
+    except TransientError as exc:
+        # Postgres has the change; a retry of the same call copies it.
+        raise ApiError(
+            503, "unavailable", f"rate limits unavailable: {exc}", {"Retry-After": "1"}
+        ) from exc
+
+
+def _view(adm: Admission, limits: KeyLimits) -> RateLimitView:
+    defaults = adm.settings
+    return RateLimitView(
+        api_key_id=limits.api_key_id,
+        rpm=limits.requests_per_min or defaults.rate_limit_requests_per_min,
+        tpm=limits.tokens_per_min or defaults.rate_limit_tokens_per_min,
+        own=RateLimitIn(rpm=limits.requests_per_min, tpm=limits.tokens_per_min),
+    )
