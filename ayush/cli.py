@@ -236,6 +236,33 @@ def usage_report(
     render(tenant, month, rows, Console())
 
 
+@usage_app.command("prune")
+def usage_prune(
+    older_than: Annotated[str, typer.Option(help="Age of the claims to forget, e.g. 400d.")],
+    dry_run: Annotated[bool, typer.Option(help="Only count them.")] = False,
+) -> None:
+    """Forget usage event ids claimed longer ago than Kafka can deliver their events."""
+    from ayush.usage_prune import PruneRefused, parse_days, prune
+    from infra.errors import TransientError
+
+    try:
+        days = parse_days(older_than)
+    except ValueError as exc:
+        typer.echo(f"error: --older-than: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    settings = _services_or_exit(_settings())
+    try:
+        outcome = _run(prune(settings, days, dry_run=dry_run))
+    except PruneRefused as exc:
+        typer.echo(f"refused: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    except TransientError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    verb = "deleted" if outcome.deleted else "would delete"
+    typer.echo(f"{verb} {outcome.claims} usage claims older than {days} days")
+
+
 @secrets_app.command("reseal")
 def secrets_reseal() -> None:
     """Re-seal stored secrets with the first key of AYUSH_ENCRYPTION_KEYS (after a rotation)."""

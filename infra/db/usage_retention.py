@@ -1,0 +1,43 @@
+"""Old usage claims: counting and deleting the ids the usage group claimed long ago.
+
+Every counted usage event leaves its id in usage_events_seen so that a
+redelivery or a replay is not counted again. An id is only needed while
+Kafka can still deliver its event; after that it is dead weight. Whether a
+cut-off is safe is the caller's decision (ayush.usage_prune).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import text
+
+from infra.db.engine import Database
+
+# Days are counted by the database's own CURRENT_DATE, the one that stamped
+# `claimed_on`, so both sides agree on what "today" is.
+_OLD = "claimed_on < CURRENT_DATE - CAST(:days AS integer)"
+
+
+async def count_claims_older_than(db: Database, days: int) -> int:
+    async with db.session() as session:
+        row = await session.execute(
+            text(f"SELECT count(*) FROM usage_events_seen WHERE {_OLD}"), {"days": days}
+        )
+        return int(row.scalar_one())
+
+
+async def prune_claims_older_than(db: Database, days: int, chunk: int = 50_000) -> int:
+    """Delete claims made more than `days` days ago, a chunk per transaction; how many."""
+    deleted = 0
+    while True:
+        async with db.transaction() as session:
+            result = await session.execute(
+                text(
+                    "DELETE FROM usage_events_seen WHERE ctid = ANY(ARRAY("
+                    f"SELECT ctid FROM usage_events_seen WHERE {_OLD} LIMIT :chunk))"
+                ),
+                {"days": days, "chunk": chunk},
+            )
+        done = int(result.rowcount)
+        deleted += done
+        if done < chunk:
+            return deleted
