@@ -11,6 +11,7 @@ from sqlalchemy import text
 
 from ayush.usage_prune import DAY, parse_days, replay_window
 from infra.db.engine import Database
+from infra.db.usage_retention import prune_claims_older_than
 from infra.kafka.admin import Retention, create_topics, topic_retention
 from infra.local_stack import ServiceAddresses
 from schemas import topics
@@ -39,18 +40,22 @@ async def test_prune_deletes_only_claims_older_than_asked(
     services: ServiceAddresses, db: Database
 ) -> None:
     ancient = await claim_days_ago(db, 500, 30)
+    old = await claim_days_ago(db, 420, 4)
     kept = await claim_days_ago(db, 399, 5) | await claim_days_ago(db, 0, 5)
+    # The table is walked a range of pages at a time: small ranges, many of them.
+    assert await prune_claims_older_than(db, 450, pages=20) >= 30
+    assert await claimed_count(db, ancient) == 0 and await claimed_count(db, old) == 4
 
     dry = await asyncio.to_thread(
         ayush, services, "usage", "prune", "--older-than", "400d", "--dry-run"
     )
     assert dry.returncode == 0, dry.stderr
-    assert "would delete" in dry.stdout and await claimed_count(db, ancient) == 30
+    assert "would delete" in dry.stdout and await claimed_count(db, old) == 4
 
     done = await asyncio.to_thread(ayush, services, "usage", "prune", "--older-than", "400d")
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("deleted ")
-    assert await claimed_count(db, ancient) == 0
+    assert await claimed_count(db, old) == 0
     assert await claimed_count(db, kept) == 10
 
 

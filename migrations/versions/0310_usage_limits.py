@@ -35,17 +35,10 @@ def upgrade() -> None:
         "usage_events_seen",
         sa.Column("claimed_on", sa.Date, nullable=False, server_default=sa.text("CURRENT_DATE")),
     )
-    # Claims arrive in day order, so a BRIN index finds the old ones for a
-    # fraction of a btree's size and insert cost.
-    op.create_index(
-        "usage_events_seen_claimed_on",
-        "usage_events_seen",
-        ["claimed_on"],
-        postgresql_using="brin",
-    )
+    # No index on it: the usage group COPYs tens of thousands of claims a
+    # second and every index slows that down; pruning walks the table instead.
 
 
 def downgrade() -> None:
-    op.drop_index("usage_events_seen_claimed_on", "usage_events_seen")
     op.drop_column("usage_events_seen", "claimed_on")
     op.drop_table("rate_limit_overrides")
