@@ -70,34 +70,43 @@ def usage_row(value: bytes) -> UsageRow:
 
     This is the group's hot path: pydantic would build UUIDs, a datetime and a
     Decimal per event only for them to be written back as text. Postgres
-    checks the strings while it casts them (see infra.db.usage). A new
-    version of the event must be handled here.
+    checks the strings while it copies and casts them (see infra.db.usage).
+    A new version of the event must be handled here.
     """
     data = orjson.loads(value)
     if data.get("version", 1) != 1 or data["type"] != ev.USAGE_RECORDED:
         raise ValueError(f"not a usage.recorded v1 event: {data.get('type')} {data.get('version')}")
     usage = data["payload"]
+    texts = (
+        data["id"],
+        data["tenant_id"],
+        data["occurred_at"],
+        usage["job_id"],
+        usage["api_key_id"] or NO_KEY_TEXT,
+        usage["user_id"] or "",
+        usage["model"],
+    )
+    for text in texts:  # loops, not all(): this runs for every event
+        if type(text) is not str:
+            raise ValueError(f"expected a string, got {text!r}")
     tokens = (usage["input_tokens"], usage["output_tokens"])
-    if not all(type(t) is int and t >= 0 for t in tokens):
-        raise ValueError(f"token counts must be whole numbers: {tokens}")
+    for count in tokens:
+        if type(count) is not int or count < 0:
+            raise ValueError(f"token counts must be whole numbers: {tokens}")
+    event_id, tenant_id, occurred_at, job_id, key_id, user_id, model = texts
+    cost = usage.get("cost_usd", "0")
     return {
-        "id": _text(data["id"]),
-        "tenant_id": _text(data["tenant_id"]),
-        "day": _utc_day(_text(data["occurred_at"])),
-        "job_id": _text(usage["job_id"]),
-        "api_key_id": _text(usage["api_key_id"] or NO_KEY_TEXT),
-        "user_id": _text(usage["user_id"] or ""),
-        "model": _text(usage["model"]),
+        "id": event_id,
+        "tenant_id": tenant_id,
+        "day": _utc_day(occurred_at),
+        "job_id": job_id,
+        "api_key_id": key_id,
+        "user_id": user_id,
+        "model": model,
         "input_tokens": tokens[0],
         "output_tokens": tokens[1],
-        "cost_usd": str(usage.get("cost_usd", "0")),
+        "cost_usd": cost if type(cost) is str else str(cost),
     }
-
-
-def _text(value: object) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"expected a string, got {value!r}")
-    return value
 
 
 def _utc_day(occurred_at: str) -> str:
