@@ -4,7 +4,7 @@ Prints one JSON object: usage_events_per_s (events claimed, aggregated into
 Postgres, settled in Redis and committed, by one worker), raw_consume_per_s
 (an aiokafka consumer that only fetches the same records) and their ratio.
 
-    uv run python bench/usage.py [--events 60000]
+    uv run python bench/usage.py [--events 120000]
 
 Uses the service addresses in the environment, else starts local services.
 """
@@ -130,7 +130,8 @@ async def usage_worker(settings: Settings, count: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--events", type=int, default=60_000)
+    # Several batches of the default size, so fetching, writing and committing overlap.
+    parser.add_argument("--events", type=int, default=120_000)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         stack = LocalStack.start(Settings(), Path(tmp))

@@ -100,8 +100,10 @@ class Settings(BaseSettings):
     batch_completion_window_s: int = Field(default=24 * 3600, ge=1)
     # How often the batch group looks for batches past their window.
     batch_expiry_check_s: float = Field(default=30.0, gt=0)
-    # usage worker: events per batch (one transaction and one offset commit each)
-    usage_batch_max: int = Field(default=10_000, ge=1)
+    # usage worker: events per batch (one transaction and one offset commit each).
+    # A batch upserts one row per (tenant, day, key, user, model) it touches, so
+    # bigger batches spread that cost over more events; a crash redoes one batch.
+    usage_batch_max: int = Field(default=20_000, ge=1)
 
     # Admission at the ingress. Rate limits apply per API key and per minute.
     rate_limit_requests_per_min: int = Field(default=1200, ge=1)
