@@ -14,7 +14,6 @@ from decimal import Decimal
 from typing import Any, TypedDict
 
 import asyncpg
-from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 
 from infra.db.engine import Database
@@ -25,7 +24,6 @@ NO_KEY_TEXT = str(NO_KEY)
 # What a retry can cure: a lost connection, a restart, a deadlock with another worker.
 _TRANSIENT = (
     OSError,
-    sa_exc.OperationalError,
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
     asyncpg.CannotConnectNowError,
