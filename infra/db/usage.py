@@ -40,7 +40,8 @@ _CLAIM_EACH = (
     "ON CONFLICT DO NOTHING RETURNING event_id"
 )
 # The totals of the claimed events, summed per group in Python, added with one
-# upsert per table. Grouping again here folds two spellings of one id; rows are
+# upsert per table. Grouping again here folds two spellings of one tenant or key
+# id into one row (Python grouped the strings); rows are
 # upserted in key order, so two workers lock them in one order.
 _ADD = """
 WITH grouped AS (
