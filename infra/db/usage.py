@@ -41,8 +41,8 @@ _CLAIM_EACH = (
 )
 # The totals of the claimed events, summed per group in Python, added with one
 # upsert per table. Grouping again here folds two spellings of one tenant or key
-# id into one row (Python grouped the strings); rows are
-# upserted in key order, so two workers lock them in one order.
+# id into one row (Python grouped the strings); rows are upserted in key order,
+# so two workers lock them in one order.
 _ADD = """
 WITH grouped AS (
   SELECT CAST(tenant_id AS uuid) AS tenant_id, CAST(day AS date) AS day,
