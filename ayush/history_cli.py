@@ -148,7 +148,8 @@ def replay_command(
     if not topics:
         typer.echo("error: give at least one --topic", err=True)
         raise typer.Exit(2)
-    tenant_id = _tenant_ids(live_url, [tenant])[0] if tenant is not None else None
+    # an id needs no tenant row here: the history of a removed tenant still reads back
+    tenant_id = _tenant_ids(live_url, [tenant], False)[0] if tenant is not None else None
     query = replay.Query(
         topics=topics, start=_utc(start), end=_utc(end or datetime.now(UTC)), tenant_id=tenant_id,
         types=frozenset(type_), source=source,  # type: ignore[arg-type]
@@ -171,13 +172,15 @@ def replay_command(
         raise typer.Exit(1)
 
 
-def _tenant_ids(database_url: str | None, given: list[str]) -> list[uuid.UUID]:
+def _tenant_ids(
+    database_url: str | None, given: list[str], rows_required: bool = True
+) -> list[uuid.UUID]:
     """Tenant ids from the names or ids given, looked up in the live database."""
     from ayush import replay
 
     assert database_url is not None
     try:
-        return _run(replay.resolve_tenants(database_url, given))
+        return _run(replay.resolve_tenants(database_url, given, rows_required=rows_required))
     except replay.UnknownTenant as exc:
         typer.echo(f"error: {exc.args[0]}", err=True)
         raise typer.Exit(2) from exc

@@ -195,19 +195,34 @@ class UnknownTenant(LookupError):
     pass
 
 
-async def resolve_tenants(database_url: str, names_or_ids: list[str]) -> list[uuid.UUID]:
-    """Tenant ids from names or ids, as the CLI takes them; UnknownTenant names the first miss."""
+async def resolve_tenants(
+    database_url: str, names_or_ids: list[str], *, rows_required: bool = True
+) -> list[uuid.UUID]:
+    """Tenant ids from names or ids, as the CLI takes them; UnknownTenant names the first miss.
+
+    Without `rows_required` an id is taken as given even with no tenant row:
+    history outlives tenants, and their events can still be read back.
+    """
     db = Database(database_url, pool_size=1)
     try:
         found = []
         for given in names_or_ids:
             tenant_id = await find_tenant_id(db, given)
+            if tenant_id is None and not rows_required:
+                tenant_id = _as_uuid(given)
             if tenant_id is None:
                 raise UnknownTenant(f"no tenant named or with the id {given!r}")
             found.append(tenant_id)
         return found
     finally:
         await db.close()
+
+
+def _as_uuid(text: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        return None
 
 
 PROJECTIONS = ("jobs", "usage", "memory")

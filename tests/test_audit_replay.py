@@ -352,16 +352,18 @@ async def test_archive_then_replay_from_s3_rebuilds_the_projection(
         await drop_database(services.database_url, rebuilt_url)
 
 
-def test_an_unknown_tenant_is_refused_by_name_or_id(services: ServiceAddresses) -> None:
+def test_an_unknown_tenant_is_refused(services: ServiceAddresses) -> None:
     settings = services.apply(Settings())
-    for tenant in ("no-such-tenant", str(uuid.uuid4())):
+    for tenant in ("no-such-tenant", str(uuid.uuid4())):  # verify compares rows: both must exist
         result = ayush_cli(settings, "verify", "--tenant", tenant, "--against", "postgresql://x")
         assert result.returncode == 2
         assert f"no tenant named or with the id '{tenant}'" in result.stderr
-        result = ayush_cli(
-            settings, "replay", "--into-group", "usage", "--tenant", tenant, "--source", "kafka"
-        )
-        assert result.returncode == 2 and "no tenant named" in result.stderr
+    # replay reads history, which outlives tenants: an id goes, an unknown name does not
+    result = ayush_cli(
+        settings, "replay", "--into-group", "usage", "--tenant", "no-such-tenant",
+        "--source", "kafka",
+    )  # fmt: skip
+    assert result.returncode == 2 and "no tenant named" in result.stderr
 
 
 async def test_version_1_events_still_replay_into_the_projection(
