@@ -132,24 +132,15 @@ async def _drop_topics(settings: Settings) -> None:
         await admin.close()
 
 
-def ayush_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+def ayush_cli(
+    services: ServiceAddresses, settings: Settings, *args: str
+) -> subprocess.CompletedProcess[str]:
     """The `ayush` command in this test's topic namespace, with the test's fake vendors."""
-    env = {**os.environ, **archived_env(settings)}
+    env = {**os.environ, **services.as_env(), "AYUSH_TOPIC_PREFIX": settings.topic_prefix}
     return subprocess.run(
         [sys.executable, "-m", "ayush.cli", *args],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=180,
     )  # fmt: skip
-
-
-def archived_env(settings: Settings) -> dict[str, str]:
-    bootstrap, database_url, redis_url = settings.require_services()
-    env = {
-        "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "DATABASE_URL": database_url,
-        "REDIS_URL": redis_url, "AYUSH_TOPIC_PREFIX": settings.topic_prefix,
-    }  # fmt: skip
-    if settings.s3_endpoint_url:
-        env["S3_ENDPOINT_URL"] = settings.s3_endpoint_url
-    return env
 
 
 async def remember_and_forget(http: httpx.AsyncClient, tenant: TenantKey) -> dict[str, int]:
@@ -281,7 +272,7 @@ async def test_archive_then_replay_from_s3_rebuilds_the_projection(
             window.end.isoformat(timespec="seconds"),
         )
         result = ayush_cli(
-            settings, "replay", "--into-group", "memory-projection", "--tenant", name,
+            services, settings, "replay", "--into-group", "memory-projection", "--tenant", name,
             "--from", since, "--to", until, "--database-url", rebuilt_url,
         )  # fmt: skip
         assert result.returncode == 0, result.stderr
@@ -289,7 +280,7 @@ async def test_archive_then_replay_from_s3_rebuilds_the_projection(
         assert summary["handled"] == sum(users.values()) and summary["failures"] == []
         assert set(summary["sources"].values()) == {"archive"}
 
-        result = ayush_cli(settings, "verify", "--tenant", name, "--against", rebuilt_url)
+        result = ayush_cli(services, settings, "verify", "--tenant", name, "--against", rebuilt_url)
         assert result.returncode == 0, result.stdout + result.stderr
         assert result.stdout.strip().endswith("0 differences")
         # the same, row for row, through the API
@@ -355,12 +346,14 @@ async def test_archive_then_replay_from_s3_rebuilds_the_projection(
 def test_an_unknown_tenant_is_refused(services: ServiceAddresses) -> None:
     settings = services.apply(Settings())
     for tenant in ("no-such-tenant", str(uuid.uuid4())):  # verify compares rows: both must exist
-        result = ayush_cli(settings, "verify", "--tenant", tenant, "--against", "postgresql://x")
+        result = ayush_cli(
+            services, settings, "verify", "--tenant", tenant, "--against", "postgresql://x"
+        )
         assert result.returncode == 2
         assert f"no tenant named or with the id '{tenant}'" in result.stderr
     # replay reads history, which outlives tenants: an id goes, an unknown name does not
     result = ayush_cli(
-        settings, "replay", "--into-group", "usage", "--tenant", "no-such-tenant",
+        services, settings, "replay", "--into-group", "usage", "--tenant", "no-such-tenant",
         "--source", "kafka",
     )  # fmt: skip
     assert result.returncode == 2 and "no tenant named" in result.stderr
