@@ -90,9 +90,11 @@ async def read(
         store: ObjectStore | None = None
         for topic in query.topics:
             full = settings.topic(topic)
-            where = await history.locate(full, query.start)
-            use_kafka = query.source == "kafka" or (query.source == "auto" and where.complete())
-            if use_kafka:
+            # Locating asks the broker for its metadata, slow on a broker of many
+            # topics: an archive-only read skips it.
+            where = None if query.source == "archive" else await history.locate(full, query.start)
+            use_kafka = where is not None and (query.source == "kafka" or where.complete())
+            if where is not None and use_kafka:
                 records = history.read(where, query.end)
                 total = where.upper_bound
             else:

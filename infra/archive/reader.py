@@ -20,11 +20,9 @@ async def count_objects(
     """How many events the manifests of the range's hours announce (for progress bars)."""
     total = 0
     for hour in hours_between(start, end):
-        async for key in store.list(hour_prefix(prefix, topic, hour)):
-            if key.endswith(".manifest.json"):
-                body = await store.get(key)
-                if body is not None:
-                    total += int(json.loads(body)["count"])
+        keys = [k async for k in store.list(hour_prefix(prefix, topic, hour))]
+        bodies = await asyncio.gather(*(store.get(k) for k in keys if k.endswith(".manifest.json")))
+        total += sum(int(json.loads(body)["count"]) for body in bodies if body is not None)
     return total
 
 
