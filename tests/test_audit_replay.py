@@ -137,6 +137,8 @@ def ayush_cli(
 ) -> subprocess.CompletedProcess[str]:
     """The `ayush` command in this test's topic namespace, with the test's fake vendors."""
     env = {**os.environ, **services.as_env(), "AYUSH_TOPIC_PREFIX": settings.topic_prefix}
+    if settings.kafka_max_partitions is not None:
+        env["AYUSH_KAFKA_MAX_PARTITIONS"] = str(settings.kafka_max_partitions)
     return subprocess.run(
         [sys.executable, "-m", "ayush.cli", *args],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=180,
@@ -344,7 +346,7 @@ async def test_archive_then_replay_from_s3_rebuilds_the_projection(
 
 
 def test_an_unknown_tenant_is_refused(services: ServiceAddresses) -> None:
-    settings = services.apply(Settings())
+    settings = namespace_settings(services, unique("unknown") + ".")
     for tenant in ("no-such-tenant", str(uuid.uuid4())):  # verify compares rows: both must exist
         result = ayush_cli(
             services, settings, "verify", "--tenant", tenant, "--against", "postgresql://x"

@@ -22,13 +22,12 @@ from infra.kafka.codec import decode_raw
 from infra.kafka.consumer import ConcurrentConsumer
 from infra.kafka.publisher import Publisher
 from infra.local_stack import ServiceAddresses
-from infra.settings import Settings
 from infra.vectors.pgvector import PgVectorStore
 from schemas import topics
 from schemas.envelope import Actor, RawEnvelope
 from schemas.ids import uuid7
 from schemas.memory import MEMORY_REMEMBER, Remember, user_key
-from tests.conftest import Running, TenantKey
+from tests.conftest import Running, TenantKey, namespace_settings
 from tests.databases import create_empty_database, drop_database
 from tests.fakes.llm import FakeLLMServer
 from tests.harness import eventually, unique
@@ -132,7 +131,7 @@ async def test_a_refused_embedding_replays_as_a_failed_memory(
     services: ServiceAddresses, db: Database, tenant: TenantKey, fake_llm: FakeLLMServer
 ) -> None:
     """The embedder's refusal travels as memory.embed_failed; the rebuild marks the memory so."""
-    settings = services.apply(Settings(topic_prefix=unique("embed-failed") + "."))
+    settings = namespace_settings(services, unique("embed-failed") + ".")
     await create_topics(settings)
     tenant_id: uuid.UUID = tenant.tenant_id  # type: ignore[assignment]
     user = unique("carol-")
