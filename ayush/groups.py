@@ -17,8 +17,10 @@ from consumers import (
     memory,
     model_calls,
     usage,
+    usage_projection,
     webhook_router,
 )
+from consumers.memory import projection as memory_projection
 from infra.connectors import build_connectors
 from infra.connectors.address_policy import AddressPolicy
 from infra.connectors.base import VendorHttp
@@ -220,6 +222,19 @@ async def _job_projection_replay(
     return job_projection.handlers(job_projection.Ports(_database(settings, stack, 5)))
 
 
+async def _usage_projection_replay(
+    settings: Settings, stack: AsyncExitStack
+) -> Mapping[str, Handler]:
+    return usage_projection.handlers(usage_projection.Ports(_database(settings, stack, 2)))
+
+
+async def _memory_projection_replay(
+    settings: Settings, stack: AsyncExitStack
+) -> Mapping[str, Handler]:
+    db = _database(settings, stack, 2)
+    return memory_projection.handlers(memory_projection.Ports(settings, db))
+
+
 async def _archive(settings: Settings, stack: AsyncExitStack) -> BatchConsumer:
     store = await ObjectStore(settings).start()
     stack.push_async_callback(store.close)
@@ -245,7 +260,9 @@ async def _memory(
     db = _database(settings, stack, max(5, settings.memory_concurrency // 2))
     backend = build_memory(settings, db)
     stack.push_async_callback(backend.close)
-    return memory.handlers(memory.Ports(settings, db, backend.embedder, backend.store))
+    return memory.handlers(
+        memory.Ports(settings, db, backend.embedder, backend.store, publisher=publisher)
+    )
 
 
 async def _usage(settings: Settings, stack: AsyncExitStack) -> RoutedBatchConsumer:
@@ -335,4 +352,22 @@ REPLAY_GROUPS: dict[str, GroupSpec] = {
         lambda s: 1,
         replay=_job_projection_replay,
     ),
+    usage_projection.GROUP: GroupSpec(
+        usage_projection.GROUP,
+        usage_projection.TOPICS,
+        lambda s: 1,
+        replay=_usage_projection_replay,
+    ),
+    memory_projection.GROUP: GroupSpec(
+        memory_projection.GROUP,
+        memory_projection.TOPICS,
+        lambda s: 1,
+        replay=_memory_projection_replay,
+    ),
+}
+
+# The live groups whose side mode is the rebuild of their projection.
+REPLAY_ALIASES: dict[str, str] = {
+    usage.GROUP: usage_projection.GROUP,
+    memory.GROUP: memory_projection.GROUP,
 }

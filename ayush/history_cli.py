@@ -105,7 +105,9 @@ def replay_command(
     end: Annotated[
         datetime | None, typer.Option("--to", formats=TIME_FORMATS, help="Exclusive; default now.")
     ] = None,
-    tenant: Annotated[uuid.UUID | None, typer.Option(help="Only this tenant's events.")] = None,
+    tenant: Annotated[
+        str | None, typer.Option(help="Only this tenant's events (its name or id).")
+    ] = None,
     type_: Annotated[
         list[str], typer.Option("--type", help="Only events of this type; repeatable.")
     ] = [],  # noqa: B006
@@ -146,8 +148,10 @@ def replay_command(
     if not topics:
         typer.echo("error: give at least one --topic", err=True)
         raise typer.Exit(2)
+    # an id needs no tenant row here: the history of a removed tenant still reads back
+    tenant_id = _tenant_ids(live_url, [tenant], False)[0] if tenant is not None else None
     query = replay.Query(
-        topics=topics, start=_utc(start), end=_utc(end or datetime.now(UTC)), tenant_id=tenant,
+        topics=topics, start=_utc(start), end=_utc(end or datetime.now(UTC)), tenant_id=tenant_id,
         types=frozenset(type_), source=source,  # type: ignore[arg-type]
     )  # fmt: skip
     with _bar() as bar:
@@ -168,16 +172,46 @@ def replay_command(
         raise typer.Exit(1)
 
 
-def verify_command(
-    tenant: Annotated[list[uuid.UUID], typer.Option(help="Tenant to compare; repeatable.")],
-    against: Annotated[str, typer.Option(help="URL of the rebuilt database.")],
-) -> None:
-    """Compare the live jobs projection (DATABASE_URL) with a rebuilt one; exit 1 on differences."""
+def _tenant_ids(
+    database_url: str | None, given: list[str], rows_required: bool = True
+) -> list[uuid.UUID]:
+    """Tenant ids from the names or ids given, looked up in the live database."""
     from ayush import replay
 
+    assert database_url is not None
+    try:
+        return _run(replay.resolve_tenants(database_url, given, rows_required=rows_required))
+    except replay.UnknownTenant as exc:
+        typer.echo(f"error: {exc.args[0]}", err=True)
+        raise typer.Exit(2) from exc
+
+
+def verify_command(
+    tenant: Annotated[
+        list[str], typer.Option(help="Tenant to compare (its name or id); repeatable.")
+    ],
+    against: Annotated[str, typer.Option(help="URL of the rebuilt database.")],
+    projection: Annotated[
+        list[str],
+        typer.Option(help="jobs, usage or memory; repeatable. Default: all three."),
+    ] = [],  # noqa: B006
+) -> None:
+    """Compare the live projections (DATABASE_URL) with rebuilt ones; exit 1 on differences."""
+    from ayush import replay
+
+    unknown = set(projection) - set(replay.PROJECTIONS)
+    if unknown:
+        typer.echo(f"error: unknown projection {sorted(unknown)[0]!r}: choose from "
+                   f"{', '.join(replay.PROJECTIONS)}", err=True)  # fmt: skip
+        raise typer.Exit(2)
     settings = _settings()
+    tenant_ids = _tenant_ids(settings.database_url, tenant)
     assert settings.database_url is not None
-    differences = _run(replay.verify(settings.database_url, against, tenant))
+    differences = _run(
+        replay.verify(
+            settings.database_url, against, tenant_ids, tuple(projection or replay.PROJECTIONS)
+        )
+    )
     for line in differences:
         typer.echo(line)
     typer.echo(f"{len(differences)} differences")

@@ -18,11 +18,12 @@ from typing import Literal, Protocol
 
 import orjson
 
-from ayush.groups import GROUPS, REPLAY_GROUPS, GroupSpec
+from ayush.groups import GROUPS, REPLAY_ALIASES, REPLAY_GROUPS, GroupSpec
 from infra.archive import reader as archive_reader
 from infra.archive.format import StoredRecord
-from infra.db import projection
+from infra.db import projection, snapshots
 from infra.db.engine import Database
+from infra.db.tenants import find_tenant_id
 from infra.kafka.codec import decode_raw
 from infra.kafka.history import History
 from infra.s3 import ObjectStore
@@ -89,9 +90,11 @@ async def read(
         store: ObjectStore | None = None
         for topic in query.topics:
             full = settings.topic(topic)
-            where = await history.locate(full, query.start)
-            use_kafka = query.source == "kafka" or (query.source == "auto" and where.complete())
-            if use_kafka:
+            # Locating asks the broker for its metadata, slow on a broker of many
+            # topics: an archive-only read skips it.
+            where = None if query.source == "archive" else await history.locate(full, query.start)
+            use_kafka = where is not None and (query.source == "kafka" or where.complete())
+            if where is not None and use_kafka:
                 records = history.read(where, query.end)
                 total = where.upper_bound
             else:
@@ -125,9 +128,11 @@ async def export(
 
 
 def replay_spec(group: str) -> GroupSpec:
+    group = REPLAY_ALIASES.get(group, group)
     spec = GROUPS.get(group) or REPLAY_GROUPS.get(group)
     if spec is None or spec.replay is None:
         known = [n for n, s in {**GROUPS, **REPLAY_GROUPS}.items() if s.replay is not None]
+        known += [f"{alias} (= {name})" for alias, name in REPLAY_ALIASES.items()]
         raise KeyError(f"group {group!r} has no replay mode; groups that do: {', '.join(known)}")
     return spec
 
@@ -188,16 +193,65 @@ async def _copy_reference_rows(
         await target.close()
 
 
-async def verify(live_url: str, rebuilt_url: str, tenant_ids: list[uuid.UUID]) -> list[str]:
-    """Differences between the live and the rebuilt jobs projection of these tenants."""
+class UnknownTenant(LookupError):
+    pass
+
+
+async def resolve_tenants(
+    database_url: str, names_or_ids: list[str], *, rows_required: bool = True
+) -> list[uuid.UUID]:
+    """Tenant ids from names or ids, as the CLI takes them; UnknownTenant names the first miss.
+
+    Without `rows_required` an id is taken as given even with no tenant row:
+    history outlives tenants, and their events can still be read back.
+    """
+    db = Database(database_url, pool_size=1)
+    try:
+        found = []
+        for given in names_or_ids:
+            tenant_id = await find_tenant_id(db, given)
+            if tenant_id is None and not rows_required:
+                tenant_id = _as_uuid(given)
+            if tenant_id is None:
+                raise UnknownTenant(f"no tenant named or with the id {given!r}")
+            found.append(tenant_id)
+        return found
+    finally:
+        await db.close()
+
+
+def _as_uuid(text: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        return None
+
+
+PROJECTIONS = ("jobs", "usage", "memory")
+
+
+async def verify(
+    live_url: str,
+    rebuilt_url: str,
+    tenant_ids: list[uuid.UUID],
+    projections: tuple[str, ...] = PROJECTIONS,
+) -> list[str]:
+    """Differences between the live and the rebuilt projections of these tenants."""
+    tables = [
+        *(snapshots.USAGE_TABLES if "usage" in projections else ()),
+        *(snapshots.MEMORY_TABLES if "memory" in projections else ()),
+    ]
     live_db, rebuilt_db = Database(live_url, pool_size=1), Database(rebuilt_url, pool_size=1)
     try:
-        live = await projection.snapshot(live_db, tenant_ids)
-        rebuilt = await projection.snapshot(rebuilt_db, tenant_ids)
+        sides = []
+        for db in (live_db, rebuilt_db):
+            rows = await projection.snapshot(db, tenant_ids) if "jobs" in projections else {}
+            rows.update(await snapshots.snapshot(db, tenant_ids, tables))
+            sides.append(rows)
     finally:
         await live_db.close()
         await rebuilt_db.close()
-    return diff_rows(live, rebuilt)
+    return diff_rows(sides[0], sides[1])
 
 
 def diff_rows(

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel
 
-from schemas import integrations, jobs, topics, usage
+from schemas import integrations, jobs, memory, topics, usage
 from schemas.topics import Topic
 
 
@@ -45,6 +45,16 @@ EVENTS: tuple[EventType, ...] = (
               integrations.ActionFinished, "A connector action's job succeeded."),
     EventType(integrations.ACTION_FAILED, topics.AI_JOB_LIFECYCLE,
               integrations.ActionFinished, "A connector action's job failed."),
+    EventType(memory.MEMORY_REMEMBER, topics.MEMORY_COMMANDS, memory.Remember,
+              "Store a text as a memory of a user: chunked, embedded, kept."),
+    EventType(memory.MEMORY_FORGET, topics.MEMORY_COMMANDS, memory.Forget,
+              "Forget one memory: its vectors and text are erased."),
+    EventType(memory.MEMORY_FORGET_USER, topics.MEMORY_COMMANDS, memory.ForgetUser,
+              "Forget every memory of a user remembered before this event."),
+    EventType(memory.MEMORY_STORED, topics.MEMORY_EVENTS, memory.Stored,
+              "Chunks of a memory and their vectors, as stored (in parts)."),
+    EventType(memory.MEMORY_EMBED_FAILED, topics.MEMORY_EVENTS, memory.EmbedFailed,
+              "The embedder refused a memory's text for good."),
 )  # fmt: skip
 
 

@@ -6,7 +6,10 @@ replaying the topic into an empty store rebuilds the same set of memories.
 
 from __future__ import annotations
 
+import base64
+import struct
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Literal
 
@@ -15,6 +18,11 @@ from pydantic import BaseModel, ConfigDict, Field
 MEMORY_REMEMBER = "memory.remember"
 MEMORY_FORGET = "memory.forget"
 MEMORY_FORGET_USER = "memory.forget_user"
+MEMORY_STORED = "memory.stored"
+MEMORY_EMBED_FAILED = "memory.embed_failed"
+# Chunks per memory.stored event: 32 chunks of 1536 dimensions stay far below
+# Kafka's default 1 MB message limit, whatever the memory's length.
+STORED_CHUNKS_PER_EVENT = 32
 
 MemoryStatus = Literal["pending", "stored", "failed", "deleted"]
 
@@ -77,6 +85,54 @@ class MemoryContext(BaseModel):
     user_id: str = UserId
     top_k: int = Field(default=5, ge=1, le=50)
     remember: bool = False
+
+
+def pack_vector(vector: Sequence[float]) -> str:
+    """Base64 of little-endian float32: what the vector stores keep, a quarter of JSON."""
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+
+
+def unpack_vector(packed: str) -> list[float]:
+    raw = base64.b64decode(packed)
+    return list(struct.unpack(f"<{len(raw) // 4}f", raw))
+
+
+def as_float32(vector: Sequence[float]) -> list[float]:
+    """The vector as the stores keep it, so a stored event and the live store agree bit for bit."""
+    return unpack_vector(pack_vector(vector))
+
+
+class Stored(BaseModel):
+    """Chunks of a remembered memory and their vectors, as the memory group stored them.
+
+    Published by the memory group before it marks the memory stored, one event
+    per `STORED_CHUNKS_PER_EVENT` chunks. A replay rebuilds the store from
+    these without embedding again: no embedding API is called twice, and the
+    vectors are the ones the live store holds.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    memory_id: uuid.UUID
+    user_id: str = UserId
+    model: str
+    dim: int
+    chunks: int = Field(ge=0, description="chunks of the whole memory, over all parts")
+    first_chunk: int = Field(ge=0, description="index of this part's first chunk")
+    texts: list[str]
+    vectors: list[str] = Field(description="base64 of little-endian float32, one per text")
+    # a re-embed: the memory's older chunks are dropped before these are stored
+    replace: bool = False
+
+
+class EmbedFailed(BaseModel):
+    """The embedder refused a memory's text for good: the memory is marked failed."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    memory_id: uuid.UUID
+    user_id: str = UserId
+    error: str
 
 
 # HTTP ----------------------------------------------------------------------

@@ -43,6 +43,14 @@ MEMORY_COMMANDS = Topic(
     "Remember and forget memories of users; kept forever so a replay rebuilds the store.",
 )
 
+MEMORY_EVENTS = Topic(
+    "memory.events",
+    6,
+    -1,
+    "What the memory group stored (chunks and vectors) or failed to embed; kept forever "
+    "so a replay rebuilds the store without embedding again.",
+)
+
 USAGE_BUDGET = Topic(
     "usage.budget", 3, 90 * DAY_MS, "Budgets of tenants and keys crossed 80% or 100% of a month."
 )
@@ -64,6 +72,7 @@ ALL: tuple[Topic, ...] = (
     WEBHOOK_RECEIVED,
     INTEGRATION_ACTION_REQUESTED,
     MEMORY_COMMANDS,
+    MEMORY_EVENTS,
 )
 
 

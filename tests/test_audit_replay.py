@@ -1,12 +1,17 @@
 """Audit trails, and history replayed from Kafka or from the S3 archive.
 
 One platform per test (ingress, model-calls, archive) in its own topic
-namespace: the replay test deletes its topics to drop Kafka's copy.
+namespace: the replay test deletes its topics to drop Kafka's copy. The
+replay test adds the usage and the memory group, the latter embedding through
+the fake OpenAI server, so a replay that embedded again would be seen there.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -15,6 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
+from sqlalchemy import text
 
 from ayush import replay
 from consumers import job_projection
@@ -28,13 +34,23 @@ from infra.kafka.publisher import Publisher
 from infra.local_stack import ServiceAddresses
 from infra.settings import Settings
 from schemas import topics
+from schemas.memory import STORED_CHUNKS_PER_EVENT, user_key
 from tests.conftest import Running, TenantKey, make_tenant, namespace_settings, new_platform
 from tests.databases import create_empty_database, drop_database
 from tests.fakes.llm import FakeLLMServer
-from tests.harness import eventually, unique
+from tests.harness import ROOT, eventually, unique
 from tests.test_jobs_http import chat, submit, wait_finished
+from tests.test_memories_http import remember, wait_status
 
 FAST_ARCHIVE = {"AYUSH_ARCHIVE_BATCH_AGE_S": "0.1"}
+# Embeddings from the fake OpenAI server, in chunks small enough that one
+# memory takes more than one memory.stored event.
+FAKE_OPENAI_EMBEDDINGS = {
+    "AYUSH_MEMORY_EMBEDDER": "openai",
+    "AYUSH_MEMORY_EMBEDDING_DIM": "384",
+    "AYUSH_MEMORY_CHUNK_CHARS": "100",
+    "AYUSH_MEMORY_CHUNK_OVERLAP": "20",
+}
 
 
 @pytest.fixture
@@ -116,7 +132,61 @@ async def _drop_topics(settings: Settings) -> None:
         await admin.close()
 
 
-@pytest.mark.timeout(300)
+def ayush_cli(
+    services: ServiceAddresses, settings: Settings, *args: str
+) -> subprocess.CompletedProcess[str]:
+    """The `ayush` command in this test's topic namespace, with the test's fake vendors."""
+    env = {**os.environ, **services.as_env(), "AYUSH_TOPIC_PREFIX": settings.topic_prefix}
+    if settings.kafka_max_partitions is not None:
+        env["AYUSH_KAFKA_MAX_PARTITIONS"] = str(settings.kafka_max_partitions)
+    return subprocess.run(
+        [sys.executable, "-m", "ayush.cli", *args],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+
+
+async def remember_and_forget(http: httpx.AsyncClient, tenant: TenantKey) -> dict[str, int]:
+    """Memories of two users, a forget and a user wipe; how many events each user's key has."""
+    alice, bob = unique("alice-"), unique("bob-")
+    long_text = " ".join(f"fact {i} about the garden of alice" for i in range(120))
+    kept = [
+        await remember(http, tenant, alice, long_text, kind="garden"),
+        await remember(http, tenant, alice, "alice drinks green tea"),
+    ]
+    dropped = await remember(http, tenant, alice, "alice fact to forget")
+    bobs_old = await remember(http, tenant, bob, "bob old fact")
+    for memory_id in [*kept, dropped, bobs_old]:
+        await wait_status(http, tenant, memory_id, "stored")
+    chunks = (await wait_status(http, tenant, kept[0], "stored"))["chunks"]
+    assert chunks > STORED_CHUNKS_PER_EVENT  # stored in two events
+    await http.delete(f"/v1/memories/{dropped}", headers=tenant.headers)
+    await http.delete("/v1/memories", params={"user_id": bob}, headers=tenant.headers)
+    bobs_new = await remember(http, tenant, bob, "bob new fact after the wipe")
+    await wait_status(http, tenant, bobs_new, "stored")
+    # remembers, memory.stored (the long one in two parts), the forget, the wipe
+    return {alice: 3 + 4 + 1, bob: 2 + 2 + 1}
+
+
+async def _memories_settled(db: Database, tenant: TenantKey) -> bool:
+    """The live memory group has applied the forget and the wipe."""
+    async with db.session() as session:
+        found = await session.execute(
+            text("SELECT status, count(*) FROM memories WHERE tenant_id = :t GROUP BY status"),
+            {"t": tenant.tenant_id},
+        )
+        return dict(found.all()) == {"stored": 3, "deleted": 2}
+
+
+async def _usage_counted(db: Database, tenant: TenantKey, n: int) -> bool:
+    async with db.session() as session:
+        found = await session.execute(
+            text("SELECT coalesce(sum(events), 0) FROM usage_daily WHERE tenant_id = :t"),
+            {"t": tenant.tenant_id},
+        )
+        return int(found.scalar_one()) == n
+
+
+@pytest.mark.timeout(420)  # five processes on a shared machine
 async def test_archive_then_replay_from_s3_rebuilds_the_projection(
     archived: Running,
     http: httpx.AsyncClient,
@@ -127,6 +197,8 @@ async def test_archive_then_replay_from_s3_rebuilds_the_projection(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     settings = archived.settings
+    archived.platform.start_worker("usage")
+    archived.platform.start_worker("memory", extra_env=FAKE_OPENAI_EMBEDDINGS)
     started = datetime.now(UTC) - timedelta(minutes=1)
     tenant = await make_tenant(db, admin=True)
     job_ids = [
@@ -137,8 +209,14 @@ async def test_archive_then_replay_from_s3_rebuilds_the_projection(
     ]
     statuses = [(await wait_finished(http, tenant, j))["status"] for j in job_ids]
     assert statuses == ["succeeded", "succeeded", "failed", "succeeded"]
+    users = await remember_and_forget(http, tenant)
     for job_id, n in zip(job_ids, (4, 4, 3, 4), strict=True):
         await eventually(lambda j=job_id, n=n: _logged(db, tenant, j, n), what="events archived")
+    for user, n in users.items():
+        key = str(user_key(tenant.tenant_id, user))  # type: ignore[arg-type]
+        await eventually(lambda k=key, n=n: _logged(db, tenant, k, n), 60, "memory archived")
+    await eventually(lambda: _memories_settled(db, tenant), 60, "the live memory store")
+    await eventually(lambda: _usage_counted(db, tenant, 3), 60, "the usage group to count")
 
     window = replay.Query(
         topics=[topics.AI_JOB_REQUESTED.name], start=started,
@@ -154,11 +232,14 @@ async def test_archive_then_replay_from_s3_rebuilds_the_projection(
     archived.platform.stop()
     await _drop_topics(settings)
     calls_before = len(fake_llm.calls)
+    assert any(c.model == "text-embedding-3-small" for c in fake_llm.calls)  # live embedded there
     # a replayed model-calls handler would reach the fake vendor here
     monkeypatch.setenv("OPENAI_BASE_URL", fake_llm.openai_base_url)
     monkeypatch.setenv("OPENAI_API_KEY", "sk-fake")
     monkeypatch.setenv("ANTHROPIC_BASE_URL", fake_llm.url)
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-fake")
+    for name, value in FAKE_OPENAI_EMBEDDINGS.items():  # and an embedding replay there
+        monkeypatch.setenv(name, value)
 
     # the same export now comes from the archive
     report = await replay.export(settings, window, out)
@@ -170,16 +251,41 @@ async def test_archive_then_replay_from_s3_rebuilds_the_projection(
     rebuilt_url = await create_empty_database(services.database_url)
     rebuild = settings.model_copy(update={"database_url": rebuilt_url})
     try:
-        query = replay.Query(
-            topics=job_projection.TOPICS, start=window.start, end=window.end,
-            tenant_id=tenant.tenant_id,  # type: ignore[arg-type]
-        )  # fmt: skip
-        report = await replay.into_group(
-            rebuild, query, job_projection.GROUP, reference_database_url=services.database_url
+        for group, topic_names, handled in (
+            (job_projection.GROUP, job_projection.TOPICS, 4 * 3),  # requested, started, ended
+            ("usage", [topics.USAGE_RECORDED.name, topics.USAGE_BUDGET.name], 3),
+        ):
+            query = replay.Query(
+                topics=topic_names, start=window.start, end=window.end,
+                tenant_id=tenant.tenant_id,  # type: ignore[arg-type]
+            )  # fmt: skip
+            report = await replay.into_group(
+                rebuild, query, group, reference_database_url=services.database_url
+            )
+            assert report.failures == []
+            assert set(report.sources.values()) == {"archive"}
+            assert report.handled == handled, group
+        # the memory store through the command line, the tenant named by its name
+        async with db.session() as session:
+            name = (await session.execute(text("SELECT name FROM tenants WHERE id = :t"),
+                                          {"t": tenant.tenant_id})).scalar_one()  # fmt: skip
+        since, until = (
+            window.start.isoformat(timespec="seconds"),
+            window.end.isoformat(timespec="seconds"),
         )
-        assert report.failures == []
-        assert set(report.sources.values()) == {"archive"}
-        assert report.handled == 4 * 3  # requested, started, succeeded or failed
+        result = ayush_cli(
+            services, settings, "replay", "--into-group", "memory-projection", "--tenant", name,
+            "--from", since, "--to", until, "--database-url", rebuilt_url,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        summary = json.loads(result.stdout.strip().splitlines()[-1])
+        assert summary["handled"] == sum(users.values()) and summary["failures"] == []
+        assert set(summary["sources"].values()) == {"archive"}
+
+        result = ayush_cli(services, settings, "verify", "--tenant", name, "--against", rebuilt_url)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert result.stdout.strip().endswith("0 differences")
+        # the same, row for row, through the API
         differences = await replay.verify(
             services.database_url,
             rebuilt_url,
@@ -190,7 +296,30 @@ async def test_archive_then_replay_from_s3_rebuilds_the_projection(
         # the model-calls group in side mode goes through every request, calling no one
         report = await replay.into_group(settings, window, "model-calls")
         assert report.failures == [] and report.handled == 4
-        assert len(fake_llm.calls) == calls_before
+        assert len(fake_llm.calls) == calls_before  # no chat call, no embedding call
+
+        # a lost vector and a lost usage row are reported
+        rebuilt = Database(rebuilt_url, pool_size=1)
+        try:
+            async with rebuilt.transaction() as session:
+                params = {"t": tenant.tenant_id}
+                lose_a_vector = text(
+                    "DELETE FROM memory_chunks WHERE id = "
+                    "(SELECT min(id) FROM memory_chunks WHERE tenant_id = :t)"
+                )
+                await session.execute(lose_a_vector, params)
+                count_twice = text(
+                    "UPDATE usage_daily SET events = events + 1 WHERE tenant_id = :t"
+                )
+                await session.execute(count_twice, params)
+        finally:
+            await rebuilt.close()
+        differences = await replay.verify(
+            services.database_url, rebuilt_url, [tenant.tenant_id],  # type: ignore[list-item]
+            ("usage", "memory"),
+        )  # fmt: skip
+        assert sum(d.startswith("memory_chunks:") for d in differences) == 1
+        assert any(d.startswith("usage_daily:") and ".events:" in d for d in differences)
 
         # a rebuild that misses events is reported
         partial = replay.Query(
@@ -214,6 +343,22 @@ async def test_archive_then_replay_from_s3_rebuilds_the_projection(
             await drop_database(services.database_url, second_url)
     finally:
         await drop_database(services.database_url, rebuilt_url)
+
+
+def test_an_unknown_tenant_is_refused(services: ServiceAddresses) -> None:
+    settings = namespace_settings(services, unique("unknown") + ".")
+    for tenant in ("no-such-tenant", str(uuid.uuid4())):  # verify compares rows: both must exist
+        result = ayush_cli(
+            services, settings, "verify", "--tenant", tenant, "--against", "postgresql://x"
+        )
+        assert result.returncode == 2
+        assert f"no tenant named or with the id '{tenant}'" in result.stderr
+    # replay reads history, which outlives tenants: an id goes, an unknown name does not
+    result = ayush_cli(
+        services, settings, "replay", "--into-group", "usage", "--tenant", "no-such-tenant",
+        "--source", "kafka",
+    )  # fmt: skip
+    assert result.returncode == 2 and "no tenant named" in result.stderr
 
 
 async def test_version_1_events_still_replay_into_the_projection(

@@ -4,20 +4,32 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 from sqlalchemy import text
 
+from ayush import replay
 from consumers import memory
+from consumers.memory import projection as memory_projection
 from infra.db.engine import Database
+from infra.db.memories import get_memory, insert_pending
 from infra.embeddings.hashing import HashingEmbedder
+from infra.embeddings.openai import OpenAIEmbedder
+from infra.kafka.admin import create_topics
 from infra.kafka.codec import decode_raw
 from infra.kafka.consumer import ConcurrentConsumer
 from infra.kafka.publisher import Publisher
+from infra.local_stack import ServiceAddresses
 from infra.vectors.pgvector import PgVectorStore
 from schemas import topics
-from tests.conftest import Running, TenantKey
+from schemas.envelope import Actor, RawEnvelope
+from schemas.ids import uuid7
+from schemas.memory import MEMORY_REMEMBER, Remember, user_key
+from tests.conftest import Running, TenantKey, namespace_settings
+from tests.databases import create_empty_database, drop_database
+from tests.fakes.llm import FakeLLMServer
 from tests.harness import eventually, unique
 from tests.kafka_tools import read_topic
 from tests.test_memories_http import remember, wait_status
@@ -113,3 +125,54 @@ async def test_replay_into_an_empty_store_reproduces_the_same_set(
 
     after = await snapshot(db, tenant.tenant_id, [alice, bob])
     assert after == before
+
+
+async def test_a_refused_embedding_replays_as_a_failed_memory(
+    services: ServiceAddresses, db: Database, tenant: TenantKey, fake_llm: FakeLLMServer
+) -> None:
+    """The embedder's refusal travels as memory.embed_failed; the rebuild marks the memory so."""
+    settings = namespace_settings(services, unique("embed-failed") + ".")
+    await create_topics(settings)
+    tenant_id: uuid.UUID = tenant.tenant_id  # type: ignore[assignment]
+    user = unique("carol-")
+    cmd = Remember(memory_id=uuid7(), user_id=user, text="carol's secret recipe")
+    raw = RawEnvelope(
+        type=MEMORY_REMEMBER, tenant_id=tenant_id, actor=Actor(kind="system", id="test"),
+        correlation_id=user_key(tenant_id, user), payload=cmd.model_dump(mode="json"),
+    )  # fmt: skip
+    refusing = OpenAIEmbedder(
+        "text-embedding-3-small@always=400", 8, base_url=fake_llm.openai_base_url
+    )
+    publisher = Publisher(settings)
+    await publisher.start()
+    try:
+        await publisher.publish(topics.MEMORY_COMMANDS.name, raw)
+        await insert_pending(db, tenant_id, cmd.memory_id, user, cmd.text, {})
+        ports = memory.Ports(
+            settings, db, refusing, PgVectorStore(db, dim=8), group=unique("memory-"),
+            publisher=publisher,
+        )  # fmt: skip
+        await memory.handle_remember(raw, ports)
+    finally:
+        await publisher.stop()
+        await refusing.close()
+    live = await get_memory(db, tenant_id, cmd.memory_id)
+    assert live is not None and live.status == "failed" and "400" in (live.error or "")
+
+    rebuilt_url = await create_empty_database(services.database_url)
+    try:
+        query = replay.Query(
+            topics=memory_projection.TOPICS, start=datetime.now(UTC) - timedelta(minutes=5),
+            end=datetime.now(UTC) + timedelta(minutes=1), tenant_id=tenant_id,
+        )  # fmt: skip
+        rebuild = settings.model_copy(update={"database_url": rebuilt_url})
+        report = await replay.into_group(
+            rebuild, query, "memory", reference_database_url=services.database_url
+        )
+        assert report.failures == [] and report.handled == 2  # remember, embed_failed
+        differences = await replay.verify(
+            services.database_url, rebuilt_url, [tenant_id], ("memory",)
+        )
+        assert differences == []
+    finally:
+        await drop_database(services.database_url, rebuilt_url)

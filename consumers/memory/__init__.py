@@ -6,6 +6,11 @@
 | memory.commands | memory.forget      | handle_forget    |
 | memory.commands | memory.forget_user | handle_forget_user |
 
+Every outcome of a remember is announced on `memory.events` (chunks with their
+vectors, or the embedding error) before the memory row commits, under ids
+derived from the remember: a replay rebuilds the store from the events alone,
+without embedding again (see consumers/memory/projection.py).
+
 Idempotent by event id. Vector writes are idempotent by themselves (chunk ids
 are derived from the memory id), so they happen first; the memory row and the
 claim of the event then commit together. Events of one user share a Kafka key,
@@ -17,8 +22,9 @@ removes its own vectors again.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from consumers.memory.chunks import split
 from infra.db import memories as rows
@@ -27,14 +33,17 @@ from infra.db.idempotency import is_processed
 from infra.embeddings.base import Embedder
 from infra.errors import PermanentError
 from infra.kafka.consumer import Handler
+from infra.kafka.publisher import Publisher
 from infra.settings import Settings
 from infra.vectors.base import Chunk, VectorStore
 from schemas import memory as ev
 from schemas import topics
-from schemas.envelope import RawEnvelope
+from schemas.envelope import Actor, Envelope, RawEnvelope
+from schemas.ids import derived_id
 
 GROUP = "memory"
 TOPICS = [topics.MEMORY_COMMANDS.name]
+SYSTEM = Actor(kind="system", id=GROUP)
 
 
 @dataclass(frozen=True)
@@ -44,6 +53,8 @@ class Ports:
     embedder: Embedder
     store: VectorStore
     group: str = GROUP  # the idempotency namespace; a replay into a fresh store uses its own
+    # where outcomes are announced; None only where nothing replays them (a test's store)
+    publisher: Publisher | None = None
 
 
 def handlers(ports: Ports) -> Mapping[str, Handler]:
@@ -73,19 +84,26 @@ async def handle_remember(raw: RawEnvelope, ports: Ports) -> None:
     try:
         vectors = await embedder.embed(pieces)
     except PermanentError as exc:
+        failed = ev.EmbedFailed(memory_id=cmd.memory_id, user_id=cmd.user_id, error=str(exc))
+        await _announce(ports, [_outcome(raw, ev.MEMORY_EMBED_FAILED, "embed-failed", failed)])
         await rows.fail_remember(
             ports.db, ports.group, raw.id, tenant, cmd.memory_id, cmd.user_id, cmd.text,
             cmd.metadata, str(exc),
         )  # fmt: skip
         return
+    # Stored as float32, as the events carry them: the live store and a rebuild agree exactly.
+    vectors = [ev.as_float32(v) for v in vectors]
     chunks = [
         Chunk(cmd.memory_id, tenant, cmd.user_id, i, piece, embedder.model, vector, cmd.metadata)
         for i, (piece, vector) in enumerate(zip(pieces, vectors, strict=True))
     ]
-    if cmd.source == "reembed":
+    replace = cmd.source == "reembed"
+    if replace:
         # The old model's chunks may outnumber the new ones: drop them all first.
         await ports.store.delete(tenant, cmd.user_id, [cmd.memory_id])
     await ports.store.upsert(chunks)
+    # Before the claim: a crash in between re-publishes under the same ids.
+    await _announce(ports, stored_events(raw, cmd, chunks, embedder, replace))
     kept = await rows.finish_remember(
         ports.db, ports.group, raw.id, tenant, cmd.memory_id, cmd.user_id, cmd.text,
         cmd.metadata, chunks=len(chunks), model=embedder.model, dim=embedder.dim,
@@ -116,3 +134,38 @@ async def handle_forget_user(raw: RawEnvelope, ports: Ports) -> None:
 async def _delete(ports: Ports, raw: RawEnvelope, user_id: str, ids: list[uuid.UUID]) -> None:
     for start in range(0, len(ids), 500):
         await ports.store.delete(raw.tenant_id, user_id, ids[start : start + 500])
+
+
+def stored_events(
+    raw: RawEnvelope, cmd: ev.Remember, chunks: Sequence[Chunk], embedder: Embedder, replace: bool
+) -> list[Envelope[Any]]:
+    """The chunks and vectors of one remember, in parts that fit a Kafka message."""
+    size = ev.STORED_CHUNKS_PER_EVENT
+    parts = [chunks[i : i + size] for i in range(0, len(chunks), size)] or [[]]
+    events = []
+    for n, part in enumerate(parts):
+        stored = ev.Stored(
+            memory_id=cmd.memory_id, user_id=cmd.user_id, model=embedder.model,
+            dim=embedder.dim, chunks=len(chunks), first_chunk=n * size,
+            texts=[c.text for c in part], vectors=[ev.pack_vector(c.vector) for c in part],
+            replace=replace,
+        )  # fmt: skip
+        events.append(_outcome(raw, ev.MEMORY_STORED, f"stored:{n}", stored))
+    return events
+
+
+def _outcome(raw: RawEnvelope, kind: str, purpose: str, payload: Any) -> Envelope[Any]:
+    return Envelope[Any](
+        id=derived_id(raw.id, purpose),
+        type=kind,
+        tenant_id=raw.tenant_id,
+        actor=SYSTEM,
+        correlation_id=raw.correlation_id,  # the user's key: in order with their commands
+        causation_id=raw.id,
+        payload=payload,
+    )
+
+
+async def _announce(ports: Ports, events: list[Envelope[Any]]) -> None:
+    if ports.publisher is not None and events:
+        await ports.publisher.publish_many([(topics.MEMORY_EVENTS.name, e) for e in events])

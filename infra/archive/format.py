@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
+
 Headers = list[tuple[str, bytes]]
 
 
@@ -97,8 +99,8 @@ def encode(records: Sequence[StoredRecord]) -> tuple[bytes, dict[str, Any]]:
 def decode(topic: str, body: bytes, sha256: str | None = None) -> Iterable[StoredRecord]:
     if sha256 is not None and hashlib.sha256(body).hexdigest() != sha256:
         raise ValueError("archive object does not match its manifest checksum")
-    for raw in gzip.decompress(body).decode().splitlines():
-        line = json.loads(raw)
+    for raw in gzip.decompress(body).splitlines():
+        line = orjson.loads(raw)
         value = (
             base64.b64decode(line["value_b64"]) if "value_b64" in line else line["value"].encode()
         )

@@ -48,6 +48,22 @@ async def ensure_tenant(db: Database, name: str) -> tuple[Tenant, bool]:
     return tenant, was_created
 
 
+async def find_tenant_id(db: Database, name_or_id: str) -> uuid.UUID | None:
+    """The id of the tenant with this name, or with this id; None if there is none."""
+    try:
+        as_id: uuid.UUID | None = uuid.UUID(name_or_id)
+    except ValueError:
+        as_id = None
+    async with db.session() as session:
+        if as_id is not None:
+            found = await session.execute(select(Tenant.id).where(Tenant.id == as_id))
+            tenant_id = found.scalar_one_or_none()
+            if tenant_id is not None:
+                return tenant_id
+        found = await session.execute(select(Tenant.id).where(Tenant.name == name_or_id))
+        return found.scalar_one_or_none()
+
+
 async def create_api_key(
     db: Database, tenant_id: uuid.UUID, *, name: str = "", is_admin: bool = False
 ) -> tuple[ApiKey, str]:
