@@ -81,18 +81,10 @@ def _database(settings: Settings, stack: AsyncExitStack, pool_size: int) -> Data
     return db
 
 
-async def _model_calls_ports(
-    settings: Settings,
-    publisher: Publisher,
-    stack: AsyncExitStack,
-    replay: bool,
-    *,
-    concurrency: int | None = None,
-) -> model_calls.Ports:
-    concurrency = concurrency or settings.model_calls_concurrency
-    db = _database(settings, stack, max(5, concurrency // 4))
-    streams = JobStreams(settings, max_connections=concurrency * 2)
-    stack.push_async_callback(streams.close)
+def _gateway(
+    settings: Settings, publisher: Publisher, stack: AsyncExitStack
+) -> tuple[Gateway, PriceTable]:
+    """The routing file's deployments, with the prices that cost their calls."""
     routing = load_routing_config(settings)
     prices = PriceTable.load(settings.prices_file).with_prices(routing.prices)
 
@@ -107,6 +99,22 @@ async def _model_calls_ports(
         wrap_chat=observed,
     )
     stack.push_async_callback(gateway.close)
+    return gateway, prices
+
+
+async def _model_calls_ports(
+    settings: Settings,
+    publisher: Publisher,
+    stack: AsyncExitStack,
+    replay: bool,
+    *,
+    concurrency: int | None = None,
+) -> model_calls.Ports:
+    concurrency = concurrency or settings.model_calls_concurrency
+    db = _database(settings, stack, max(5, concurrency // 4))
+    streams = JobStreams(settings, max_connections=concurrency * 2)
+    stack.push_async_callback(streams.close)
+    gateway, prices = _gateway(settings, publisher, stack)
     cache = ResponseCache(streams, settings, publisher.metrics)
     recall = None
     if not replay:  # replay routes and stops: it never calls a model, so recalls nothing
@@ -142,19 +150,7 @@ def _lower_priority(settings: Settings) -> None:
 async def _batch_lane(settings: Settings, stack: AsyncExitStack) -> RoutedBatchConsumer:
     _lower_priority(settings)
     publisher = await _publisher(settings, stack)
-    routing = load_routing_config(settings)
-    prices = PriceTable.load(settings.prices_file).with_prices(routing.prices)
-
-    def observed(client: ChatProvider) -> ChatProvider:
-        return ObservedProvider(client, publisher.metrics, prices)
-
-    gateway = Gateway(
-        routing,
-        default_timeout_s=settings.provider_timeout_s,
-        local_delay_s=settings.local_echo_delay_s,
-        wrap_chat=observed,
-    )
-    stack.push_async_callback(gateway.close)
+    gateway, prices = _gateway(settings, publisher, stack)
     ports = batch_lane.Ports(_database(settings, stack, 2), publisher, gateway, prices)
     # A wave is one poll: never more lines than may be in flight at once.
     return RoutedBatchConsumer(
