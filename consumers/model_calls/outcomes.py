@@ -27,7 +27,10 @@ log = logging.getLogger(__name__)
 
 
 async def emit(ports: Ports, request: ev.JobRequested, type_: str, data: dict[str, Any]) -> None:
-    await ports.streams.append(request.job_id, type_, data, notify=request.reply_to)
+    # A caller waiting on a reply channel (the gateway) reads the answer, never the
+    # status entries: they stay in the stream, off the channel.
+    notify = None if type_ == "status" else request.reply_to
+    await ports.streams.append(request.job_id, type_, data, notify=notify)
 
 
 async def fail(
