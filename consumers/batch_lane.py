@@ -39,8 +39,8 @@ from infra.routing.gateway import Gateway, Served
 from schemas import jobs as ev
 from schemas import topics
 from schemas.envelope import Actor, Envelope
-from schemas.ids import derived_id, uuid7
-from schemas.versions import schema_version
+from schemas.ids import uuid7
+from schemas.versions import follow_up
 
 log = logging.getLogger(__name__)
 
@@ -208,8 +208,4 @@ def _job_row(event: Request) -> Job:
 
 
 def _follow_up(event: Request, type_: str, payload: BaseModel, purpose: str) -> Envelope[Any]:
-    return Envelope[Any](
-        id=derived_id(event.id, purpose), type=type_, version=schema_version(payload),
-        tenant_id=event.tenant_id, actor=SYSTEM, correlation_id=event.correlation_id,
-        causation_id=event.id, payload=payload,
-    )  # fmt: skip
+    return follow_up(event, type_, payload, purpose, SYSTEM)

@@ -46,7 +46,7 @@ from schemas import integrations as ev
 from schemas import jobs as jev
 from schemas import topics
 from schemas.envelope import Actor, Envelope, RawEnvelope
-from schemas.ids import derived_id
+from schemas.versions import follow_up
 
 log = logging.getLogger(__name__)
 
@@ -248,12 +248,4 @@ async def _announce_again(raw: RawEnvelope, request: ev.ActionRequested, ports: 
 
 
 def _follow_up(raw: RawEnvelope, type_: str, payload: BaseModel, purpose: str) -> Envelope[Any]:
-    return Envelope[Any](
-        id=derived_id(raw.id, purpose),
-        type=type_,
-        tenant_id=raw.tenant_id,
-        actor=SYSTEM,
-        correlation_id=raw.correlation_id,
-        causation_id=raw.id,
-        payload=payload,
-    )
+    return follow_up(raw, type_, payload, purpose, SYSTEM)

@@ -14,7 +14,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from schemas import jobs
-from schemas.envelope import RawEnvelope
+from schemas.envelope import Actor, Envelope, RawEnvelope
+from schemas.ids import derived_id
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -42,6 +43,23 @@ def current_version(event_type: str) -> int:
 def schema_version(payload: BaseModel) -> int:
     """The version to stamp on a new event carrying this payload."""
     return int(getattr(type(payload), "SCHEMA_VERSION", 1))
+
+
+def follow_up(
+    cause: Envelope[Any], type_: str, payload: BaseModel, purpose: str, actor: Actor
+) -> Envelope[Any]:
+    """An event that `cause` led to, in its correlation. Its id is derived from the
+    cause and `purpose`, so publishing it again after a crash is the same event."""
+    return Envelope[Any](
+        id=derived_id(cause.id, purpose),
+        type=type_,
+        version=schema_version(payload),
+        tenant_id=cause.tenant_id,
+        actor=actor,
+        correlation_id=cause.correlation_id,
+        causation_id=cause.id,
+        payload=payload,
+    )
 
 
 def upcast(raw: RawEnvelope) -> RawEnvelope:

@@ -18,10 +18,9 @@ from infra.db import jobs as job_store
 from infra.db.jobs import Outcome
 from infra.errors import TransientError
 from schemas import jobs as ev
-from schemas import topics
+from schemas import topics, versions
 from schemas.envelope import Envelope, RawEnvelope
-from schemas.ids import derived_id, uuid7
-from schemas.versions import schema_version
+from schemas.ids import uuid7
 
 log = logging.getLogger(__name__)
 
@@ -141,13 +140,4 @@ async def announce_retry(
 
 
 def follow_up(raw: RawEnvelope, type_: str, payload: BaseModel, purpose: str) -> Envelope[Any]:
-    return Envelope[Any](
-        id=derived_id(raw.id, purpose),
-        type=type_,
-        version=schema_version(payload),
-        tenant_id=raw.tenant_id,
-        actor=SYSTEM,
-        correlation_id=raw.correlation_id,
-        causation_id=raw.id,
-        payload=payload,
-    )
+    return versions.follow_up(raw, type_, payload, purpose, SYSTEM)
