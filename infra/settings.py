@@ -39,9 +39,11 @@ class Settings(BaseSettings):
     # Whether the broker supports the idempotent producer (Apache Kafka does,
     # Tansu does not).
     kafka_idempotent_producer: bool = True
-    # The broker may not answer a waiting fetch early (Tansu); a small wait
-    # keeps one hop at a few milliseconds instead of hundreds.
-    kafka_fetch_max_wait_ms: int = 20
+    # How long the broker may hold a fetch that finds nothing new. Kafka answers
+    # a waiting fetch as soon as data arrives, so a long wait adds no latency and
+    # spares an idle consumer (and the broker) fifty empty fetches a second. The
+    # local stack sets 5 for Tansu, which does not answer a waiting fetch early.
+    kafka_fetch_max_wait_ms: int = 500
     # No wait before sending: the producer has one request in flight per broker,
     # and what arrives meanwhile goes as the next batch, so batching comes from
     # load without delaying a lone event.
