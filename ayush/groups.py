@@ -32,6 +32,7 @@ from infra.kafka.consumer import Handler
 from infra.kafka.publisher import Publisher
 from infra.kafka.routed_batches import RoutedBatchConsumer
 from infra.pricing import PriceTable
+from infra.providers import tokens
 from infra.providers.base import ChatProvider
 from infra.quota import Quotas
 from infra.redis import JobStreams, ResponseCache
@@ -99,6 +100,9 @@ def _gateway(
         wrap_chat=observed,
     )
     stack.push_async_callback(gateway.close)
+    # A stream without usage is counted with the tokenizer: load it before the
+    # first such call rather than inside it.
+    tokens.warm()
     return gateway, prices
 
 

@@ -77,6 +77,10 @@ deployments = [
   {{ provider = "openai", model = "gpt-fake@delay=400", base_url = "{v1}", max_concurrency = 1 }},
 ]
 
+[models."no-usage"]
+price = {{ input = "5.00", output = "7.00" }}
+deployments = [{{ provider = "openai", model = "gpt-fake@nousage", base_url = "{v1}" }}]
+
 [models."claude-fake"]
 deployments = [{{ provider = "anthropic", base_url = "{url}", api_key = "sk-ant-fake" }}]
 
@@ -147,6 +151,24 @@ async def test_chat_completion_is_a_job_with_usage_and_cost(
     [usage] = await usage_events(gateway, job_id)
     assert Decimal(str(usage["cost_usd"])) == Decimal("0.00005")
     assert usage["cached"] is False
+
+
+async def test_usage_a_stream_does_not_report_is_counted_with_the_tokenizer(
+    oai: openai.AsyncOpenAI, gateway: Running
+) -> None:
+    raw = await oai.chat.completions.with_raw_response.create(
+        model="no-usage",
+        messages=user("tokenize this sentence, please"),  # type: ignore[arg-type]
+    )
+    completion = raw.parse()
+    assert completion.choices[0].message.content == "reply to: tokenize this sentence, please"
+    assert completion.usage is not None
+    # cl100k_base: 3 + (3 + "user" 1 + 6) for the prompt; "reply to: …" is 8 tokens.
+    # (Four characters a token would have said 8 and 10.)
+    assert (completion.usage.prompt_tokens, completion.usage.completion_tokens) == (13, 8)
+    [usage] = await usage_events(gateway, raw.headers["x-ayush-job-id"])
+    assert (usage["input_tokens"], usage["output_tokens"]) == (13, 8)
+    assert Decimal(str(usage["cost_usd"])) == Decimal("0.000121")  # 13 x $5/M + 8 x $7/M
 
 
 async def test_alias_routes_to_its_model(oai: openai.AsyncOpenAI) -> None:

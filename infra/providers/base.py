@@ -66,8 +66,3 @@ class ChatProvider(Protocol):
         ...
 
     async def close(self) -> None: ...
-
-
-def estimate_tokens(text: str) -> int:
-    """Roughly four characters a token, for streams that report no usage."""
-    return max(1, (len(text) + 3) // 4) if text else 0

@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 
 from infra.errors import PermanentError
-from infra.providers.base import ChatRequest, Completion, OnDelta, estimate_tokens
+from infra.providers import tokens
+from infra.providers.base import ChatRequest, Completion, OnDelta
 
 MODELS = ("local-echo",)
 
@@ -37,8 +38,7 @@ class LocalProvider:
             if request.max_tokens is not None and len(words) == request.max_tokens
             else "stop"
         )
-        prompt = " ".join(m.content for m in request.messages)
-        return Completion(text, finish, estimate_tokens(prompt), len(words))
+        return Completion(text, finish, tokens.count_prompt(request.messages), len(words))
 
     async def close(self) -> None:
         return None

@@ -18,13 +18,13 @@ import aiohttp
 import orjson
 
 from infra.errors import PermanentError, TransientError
+from infra.providers import tokens
 from infra.providers.base import (
     ChatRequest,
     Completion,
     Message,
     OnDelta,
     ToolCall,
-    estimate_tokens,
 )
 from infra.providers.http_errors import from_status
 
@@ -147,12 +147,12 @@ class _Reading:
                 text, self.finish_reason, int(self.usage.get("prompt_tokens") or 0),
                 int(self.usage.get("completion_tokens") or 0), tool_calls=tool_calls,
             )  # fmt: skip
-        prompt = " ".join(m.content for m in request.messages)
+        answer = Message("assistant", text, tool_calls)
         return Completion(
             text,
             self.finish_reason,
-            estimate_tokens(prompt),
-            estimate_tokens(text),
+            tokens.count_prompt(request.messages),
+            tokens.count_text(text) + tokens.count_tool_calls(answer),
             usage_estimated=True,
             tool_calls=tool_calls,
         )

@@ -21,8 +21,9 @@ from typing import Any, TypeVar
 from infra.embeddings.hashing import HashingEmbedder
 from infra.embeddings.openai import OpenAIEmbedder
 from infra.errors import AyushError, PermanentError, TransientError
+from infra.providers import tokens
 from infra.providers.anthropic import AnthropicProvider
-from infra.providers.base import ChatProvider, ChatRequest, Completion, OnDelta, estimate_tokens
+from infra.providers.base import ChatProvider, ChatRequest, Completion, OnDelta
 from infra.providers.local import LocalProvider
 from infra.providers.openai import OpenAIProvider
 from infra.routing.config import Deployment, ModelRoute, RoutingConfig
@@ -138,7 +139,7 @@ class Gateway:
             if isinstance(live.embedder, OpenAIEmbedder):
                 return await live.embedder.embed_counted(texts, dimensions)
             vectors = await live.embedder.embed(texts)
-            return vectors, sum(estimate_tokens(t) for t in texts)
+            return vectors, sum(tokens.count_text(t) for t in texts)
 
         return await self._run(model, call, on_retry)
 
