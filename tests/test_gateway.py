@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import httpx
@@ -17,6 +19,7 @@ import openai
 import pytest
 
 from infra.db.engine import Database
+from infra.db.tenants import create_api_key
 from infra.kafka.codec import decode_raw
 from infra.local_stack import ServiceAddresses
 from tests.conftest import Running, TenantKey, make_tenant, new_platform
@@ -169,6 +172,31 @@ async def test_usage_a_stream_does_not_report_is_counted_with_the_tokenizer(
     [usage] = await usage_events(gateway, raw.headers["x-ayush-job-id"])
     assert (usage["input_tokens"], usage["output_tokens"]) == (13, 8)
     assert Decimal(str(usage["cost_usd"])) == Decimal("0.000121")  # 13 x $5/M + 8 x $7/M
+
+
+async def test_each_call_counts_once_against_the_keys_requests_per_minute(
+    gateway: Running, db: Database
+) -> None:
+    admin = await make_tenant(db, admin=True)
+    key, plaintext = await create_api_key(db, uuid.UUID(str(admin.tenant_id)))
+    body = {"model": "gpt-fake", "messages": user("count me")}
+    auth = {"Authorization": f"Bearer {plaintext}"}
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=30) as http:
+        put = await http.put(
+            f"/v1/ratelimits/keys/{key.id}", json={"rpm": 2}, headers=admin.headers
+        )
+        assert put.status_code == 200, put.text
+        await eventually(_early_in_a_minute, 20, "the start of a minute")
+        calls = [await http.post("/v1/chat/completions", json=body, headers=auth) for _ in "abc"]
+    assert [c.status_code for c in calls] == [200, 200, 429]
+    assert [c.headers["x-ratelimit-remaining"] for c in calls[:2]] == ["1", "0"]
+    refused = calls[2].json()["error"]
+    assert (refused["type"], refused["code"]) == ("rate_limit_error", "rate_limited")
+    assert int(calls[2].headers["retry-after"]) >= 1
+
+
+async def _early_in_a_minute() -> bool:  # three calls must not straddle two windows
+    return datetime.now(UTC).second < 45
 
 
 async def test_alias_routes_to_its_model(oai: openai.AsyncOpenAI) -> None:

@@ -88,8 +88,12 @@ async def admit_billable(
     input_tokens: int,
     max_output_tokens: int | None,
     hold_id: uuid.UUID,
+    requests: int = 0,
 ) -> None:
     """Count the tokens per minute, then reserve the estimated cost on the budgets.
+
+    `requests=1` counts the request itself in the same step, for a route that
+    is not behind `rate_limited`: one script call instead of two.
 
     Raises ApiError 429 or BudgetExceeded (402). On success the reservation
     stays until the usage arrives; call `release_billable` if the work is
@@ -101,7 +105,7 @@ async def admit_billable(
         if max_output_tokens is None
         else max_output_tokens
     )
-    window = await _hit(adm, owner, requests=0, tokens=input_tokens + output_tokens)
+    window = await _hit(adm, owner, requests=requests, tokens=input_tokens + output_tokens)
     request.state.rate_limit = window
     if not window.admitted:
         raise _too_many(window)

@@ -40,6 +40,7 @@ from producers.ingress import (
 )
 from producers.ingress.auth import KeyCache
 from producers.ingress.observability import OpenStreams, TelemetryMiddleware
+from producers.ingress.plain_route import PlainRoute
 from producers.ingress.state import Services
 
 VERSION = "0.1.0"
@@ -106,9 +107,12 @@ def create_app(settings: Settings, streams: OpenStreams | None = None) -> FastAP
     # routes on every request that reaches it.
     for route in openai_compat.router.routes:
         assert isinstance(route, APIRoute)
-        app.add_api_route(
+        # A plain route admits its requests itself (see openai_compat).
+        plain = isinstance(route, PlainRoute)
+        app.router.add_api_route(
             route.path, route.endpoint, methods=sorted(route.methods or ()), name=route.name,
-            tags=list(route.tags), dependencies=limited,
+            tags=list(route.tags), dependencies=[] if plain else limited,
+            route_class_override=type(route),
         )  # fmt: skip
     app.include_router(jobs.router, dependencies=limited)
     app.include_router(usage.router, dependencies=limited)

@@ -34,6 +34,7 @@ from producers.ingress.auth import authenticate
 from producers.ingress.body import MAX_BODY_BYTES
 from producers.ingress.errors import ApiError
 from producers.ingress.openai_stream import completion_chunks, usage_of, wire_tool_calls
+from producers.ingress.plain_route import PlainRoute
 from producers.ingress.state import Services, services
 from schemas import jobs as ev
 from schemas import topics
@@ -47,7 +48,6 @@ W = TypeVar("W", bound=BaseModel)
 JSON = "application/json"
 
 
-@router.post("/chat/completions")
 async def chat_completions(request: Request) -> Response:
     svc = services(request)
     owner = await _owner(request, svc)
@@ -58,7 +58,6 @@ async def chat_completions(request: Request) -> Response:
     )
 
 
-@router.post("/embeddings")
 async def embeddings(request: Request) -> Response:
     svc = services(request)
     owner = await _owner(request, svc)
@@ -69,6 +68,14 @@ async def embeddings(request: Request) -> Response:
         user_id=body.user, cache=_wants_cache(request, owner),
     ))  # fmt: skip
     return await _run(request, svc, owner, job, body.model, encoding=body.encoding_format)
+
+
+# Served as plain routes: each authenticates, then counts the request with its
+# tokens against the key's limits in one step (`_admit`), after reading its body.
+router.add_api_route(
+    "/chat/completions", chat_completions, methods=["POST"], route_class_override=PlainRoute
+)
+router.add_api_route("/embeddings", embeddings, methods=["POST"], route_class_override=PlainRoute)
 
 
 @router.get("/models")
@@ -237,7 +244,7 @@ async def _admit(request: Request, owner: KeyOwner, job: ev.ChatJob, job_id: uui
     texts = (job.input or []) if embedding else (m.content for m in job.messages)
     try:
         await admit_billable(
-            request, owner, model=job.model, input_tokens=estimate_tokens(texts),
+            request, owner, model=job.model, requests=1, input_tokens=estimate_tokens(texts),
             max_output_tokens=0 if embedding else job.max_tokens, hold_id=job_id,
         )  # fmt: skip
     except ApiError as exc:
