@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import Depends, FastAPI
 from fastapi.routing import APIRoute
@@ -40,7 +41,7 @@ from producers.ingress import (
 )
 from producers.ingress.auth import KeyCache
 from producers.ingress.observability import OpenStreams, TelemetryMiddleware
-from producers.ingress.plain_route import PlainRoute
+from producers.ingress.plain_route import PlainRoute, document_bodies
 from producers.ingress.state import Services
 
 VERSION = "0.1.0"
@@ -112,8 +113,9 @@ def create_app(settings: Settings, streams: OpenStreams | None = None) -> FastAP
         app.router.add_api_route(
             route.path, route.endpoint, methods=sorted(route.methods or ()), name=route.name,
             tags=list(route.tags), dependencies=[] if plain else limited,
-            route_class_override=type(route),
+            route_class_override=type(route), openapi_extra=route.openapi_extra,
         )  # fmt: skip
+    _document_plain_bodies(app)
     app.include_router(jobs.router, dependencies=limited)
     app.include_router(usage.router, dependencies=limited)
     app.include_router(budgets.router, dependencies=limited)
@@ -129,3 +131,14 @@ def create_app(settings: Settings, streams: OpenStreams | None = None) -> FastAP
     # The contract documents are public, like the health checks.
     app.include_router(docs.router)
     return app
+
+
+def _document_plain_bodies(app: FastAPI) -> None:
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document_bodies(generate(), openai_compat.BODIES)
+        return app.openapi_schema or {}
+
+    app.openapi = openapi  # type: ignore[method-assign]

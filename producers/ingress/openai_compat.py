@@ -34,7 +34,7 @@ from producers.ingress.auth import authenticate
 from producers.ingress.body import MAX_BODY_BYTES
 from producers.ingress.errors import ApiError
 from producers.ingress.openai_stream import completion_chunks, usage_of, wire_tool_calls
-from producers.ingress.plain_route import PlainRoute
+from producers.ingress.plain_route import PlainRoute, json_body
 from producers.ingress.state import Services, services
 from schemas import jobs as ev
 from schemas import topics
@@ -72,10 +72,15 @@ async def embeddings(request: Request) -> Response:
 
 # Served as plain routes: each authenticates, then counts the request with its
 # tokens against the key's limits in one step (`_admit`), after reading its body.
+BODIES = (ChatCompletionRequest, EmbeddingRequest)
 router.add_api_route(
-    "/chat/completions", chat_completions, methods=["POST"], route_class_override=PlainRoute
-)
-router.add_api_route("/embeddings", embeddings, methods=["POST"], route_class_override=PlainRoute)
+    "/chat/completions", chat_completions, methods=["POST"], route_class_override=PlainRoute,
+    openapi_extra=json_body(ChatCompletionRequest),
+)  # fmt: skip
+router.add_api_route(
+    "/embeddings", embeddings, methods=["POST"], route_class_override=PlainRoute,
+    openapi_extra=json_body(EmbeddingRequest),
+)  # fmt: skip
 
 
 @router.get("/models")
