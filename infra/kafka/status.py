@@ -6,10 +6,16 @@ import logging
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaConnectionError
+from aiokafka.protocol.admin import (
+    DescribeGroupsRequest,
+    DescribeGroupsRequest_v3,
+    DescribeGroupsResponse_v3,
+)
 
 from infra.settings import Settings
 from schemas import topics as registry
@@ -105,19 +111,44 @@ async def _describe(
 ) -> tuple[dict[str, tuple[str, int]], str | None]:
     """State and member count per group, or a note saying why they are unknown.
 
-    Some brokers answer DescribeGroups in a form aiokafka cannot decode
-    (Apache Kafka 4.1 does: "Buffer underrun decoding string", which kills
-    the connection's reader, so it surfaces as a closed connection); offsets
-    and lag come from other requests and are still worth showing then.
+    A broker whose answer still cannot be decoded (the reader then closes the
+    connection) leaves the members unknown; offsets and lag come from other
+    requests and are still worth showing.
     """
     if not groups:
         return {}, None
     found: dict[str, tuple[str, int]] = {}
     try:
-        for response in await admin.describe_consumer_groups(groups):
+        for response in await _describe_groups(admin, groups):
             for group in response.to_object()["groups"]:
                 found[group["group"]] = (group["state"] or "Empty", len(group["members"]))
     except (ValueError, struct.error, KafkaConnectionError) as exc:
         log.warning("could not read the broker's consumer group description: %s", exc)
         return {}, f"members unknown: the broker's group description could not be read ({exc})"
     return found, None
+
+
+class _DescribeGroupsV3(DescribeGroupsRequest_v3):
+    # aiokafka reads a v3 answer with the v2 layout, which lacks each group's
+    # authorized_operations: every group after the first is then read from the
+    # wrong bytes ("Buffer underrun decoding string"). Kafka 4 no longer
+    # answers v0, so clients settle on v3 there.
+    RESPONSE_TYPE = DescribeGroupsResponse_v3
+
+
+class _DescribeGroups(DescribeGroupsRequest):
+    def build(self, request_struct_class: type[Any]) -> Any:
+        if request_struct_class is DescribeGroupsRequest_v3:
+            request_struct_class = _DescribeGroupsV3
+        return super().build(request_struct_class)
+
+
+async def _describe_groups(admin: AIOKafkaAdminClient, groups: list[str]) -> list[Any]:
+    """aiokafka's describe_consumer_groups, with v3 answers decoded by their own layout."""
+    by_node: dict[int, list[str]] = {}
+    for group in groups:
+        by_node.setdefault(await admin.find_coordinator(group), []).append(group)
+    return [
+        await admin._send_request(_DescribeGroups(members), node)
+        for node, members in by_node.items()
+    ]
