@@ -22,6 +22,7 @@ from infra.settings import Settings
 from tests.fakes.llm import FakeLLMServer
 from tests.fakes.pinecone import FakePinecone
 from tests.harness import Platform, unique
+from tests.kafka_tools import drop_namespaces
 
 T = TypeVar("T")
 
@@ -34,6 +35,10 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceAddres
         prepare(stack.addresses.apply(Settings()))
         yield stack.addresses
     finally:
+        # A broker that outlives the session would keep every namespace's topics
+        # (and their open files) for good: drop the ones this session made.
+        if stack.addresses.kafka_flavour == "external" and NAMESPACES:
+            run_blocking(drop_namespaces(stack.addresses.kafka_bootstrap_servers, NAMESPACES))
         stack.stop()
 
 
@@ -46,9 +51,12 @@ def fake_llm() -> Iterator[FakeLLMServer]:
 # Every test namespace gets its own topics; a few partitions each keep the
 # broker well below its open-file limit over a whole session.
 MAX_PARTITIONS = 3
+# The topic prefixes this session used.
+NAMESPACES: set[str] = set()
 
 
 def namespace_settings(services: ServiceAddresses, prefix: str) -> Settings:
+    NAMESPACES.add(prefix)
     return services.apply(Settings(topic_prefix=prefix, kafka_max_partitions=MAX_PARTITIONS))
 
 

@@ -1,8 +1,11 @@
-"""Reading a whole topic, for assertions about what was published."""
+"""Reading a whole topic, for assertions about what was published; dropping test namespaces."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import ConsumerRecord
 
 from infra.settings import Settings
@@ -35,3 +38,17 @@ async def read_topic(settings: Settings, topic: str) -> list[ConsumerRecord[byte
         return records
     finally:
         await consumer.stop()
+
+
+async def drop_namespaces(bootstrap: str, prefixes: Iterable[str]) -> int:
+    """Delete every topic under the given prefixes; returns how many."""
+    wanted = tuple(prefixes)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        names = [t for t in await admin.list_topics() if t.startswith(wanted)]
+        for start in range(0, len(names), 200):
+            await admin.delete_topics(names[start : start + 200])
+        return len(names)
+    finally:
+        await admin.close()
