@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from schemas.jobs import ChatJob, ChatMessage, ForcedTool, Tool, ToolCall
+from schemas.jobs import ChatJob, ChatMessage, ForcedTool, ResponseFormat, Tool, ToolCall
 from schemas.openai import ChatCompletionRequest, WireMessage
 
 
@@ -37,6 +37,11 @@ def chat_job(
         messages=[_message(m) for m in body.messages],
         user_id=body.user,
         temperature=body.temperature,
+        top_p=body.top_p,
+        seed=body.seed,
+        presence_penalty=body.presence_penalty,
+        frequency_penalty=body.frequency_penalty,
+        response_format=_response_format(body),
         max_tokens=body.max_completion_tokens or body.max_tokens,
         metadata=(body.metadata or {}) if metadata is None else metadata,
         stop=[body.stop] if isinstance(body.stop, str) else body.stop,
@@ -48,6 +53,16 @@ def chat_job(
         tool_choice=choice,
         cache=cache,
     )  # fmt: skip
+
+
+def _response_format(body: ChatCompletionRequest) -> ResponseFormat | None:
+    wire = body.response_format
+    if wire is None or wire.type == "text":
+        return None
+    schema = (
+        wire.json_schema.model_dump(by_alias=True, exclude_none=True) if wire.json_schema else None
+    )
+    return ResponseFormat(type=wire.type, json_schema=schema)
 
 
 def _message(m: WireMessage) -> ChatMessage:

@@ -46,6 +46,16 @@ class ForcedTool(BaseModel):
     name: str = Field(min_length=1, max_length=200)
 
 
+class ResponseFormat(BaseModel):
+    """The shape the answer must take: OpenAI's `response_format`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    type: Literal["text", "json_object", "json_schema"]
+    # With "json_schema": OpenAI's {"name", "schema", "strict", "description"}.
+    json_schema: dict[str, Any] | None = None
+
+
 class ChatMessage(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -66,6 +76,11 @@ class ChatJob(BaseModel):
     messages: list[ChatMessage] = Field(default_factory=list, max_length=10_000)
     user_id: str | None = Field(default=None, max_length=200)
     temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    seed: int | None = None
+    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
+    response_format: ResponseFormat | None = None
     max_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
     metadata: dict[str, str] = Field(default_factory=dict, max_length=64)
     stop: list[str] | None = Field(default=None, max_length=4)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class _Wire(BaseModel):
@@ -31,12 +31,40 @@ class ContentPart(_Wire):
     text: str | None = None
 
 
+class WireJsonSchema(_Wire):
+    name: str = Field(min_length=1, max_length=64)
+    description: str | None = None
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    strict: bool | None = None
+
+
+class WireResponseFormat(_Wire):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: WireJsonSchema | None = None
+
+    @model_validator(mode="after")
+    def _schema_with_its_type(self) -> WireResponseFormat:
+        if self.type == "json_schema" and self.json_schema is None:
+            raise ValueError('"json_schema" is required when type is "json_schema"')
+        return self
+
+
 class WireMessage(_Wire):
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[ContentPart] | None = None
     name: str | None = None
     tool_calls: list[WireToolCall] | None = None
     tool_call_id: str | None = None
+
+    @model_validator(mode="after")
+    def _text_parts_only(self) -> WireMessage:
+        # Better refused than answered as if the image (or sound, or file) were not there.
+        for part in self.content if isinstance(self.content, list) else ():
+            if part.type != "text":
+                raise ValueError(
+                    f'content parts of type "{part.type}" are not supported: text only'
+                )
+        return self
 
     def text(self) -> str:
         if isinstance(self.content, list):
@@ -72,6 +100,11 @@ class ChatCompletionRequest(_Wire):
     model: str = Field(min_length=1, max_length=200)
     messages: list[WireMessage] = Field(min_length=1, max_length=10_000)
     temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    seed: int | None = None
+    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
+    response_format: WireResponseFormat | None = None
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
     stop: str | list[str] | None = None

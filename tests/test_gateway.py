@@ -375,6 +375,58 @@ async def test_claude_through_the_openai_format_translates_both_ways(
     }  # fmt: skip
 
 
+async def test_sampling_and_json_schema_reach_an_openai_deployment(
+    oai: openai.AsyncOpenAI, fake_llm: FakeLLMServer
+) -> None:
+    text = unique("structured ")
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}}
+    await oai.chat.completions.create(
+        model="gpt-fake",
+        messages=user(text),  # type: ignore[arg-type]
+        top_p=0.4, seed=7, presence_penalty=0.5, frequency_penalty=-0.5,
+        response_format={
+            "type": "json_schema",
+            "json_schema": {"name": "place", "schema": schema, "strict": True},
+        },
+    )  # fmt: skip
+    [call] = fake_llm.calls_for(text)
+    sent = {k: call.body.get(k) for k in ("top_p", "seed", "presence_penalty", "frequency_penalty")}
+    assert sent == {"top_p": 0.4, "seed": 7, "presence_penalty": 0.5, "frequency_penalty": -0.5}
+    assert call.body["response_format"] == {
+        "type": "json_schema",
+        "json_schema": {"name": "place", "schema": schema, "strict": True},
+    }
+
+
+async def test_claude_is_asked_for_json_in_words_and_gets_top_p(
+    oai: openai.AsyncOpenAI, fake_llm: FakeLLMServer
+) -> None:
+    text = unique("json please ")
+    await oai.chat.completions.create(
+        model="claude-fake",
+        messages=user(text),  # type: ignore[arg-type]
+        top_p=0.3,
+        seed=7,  # OpenAI's only: not sent to Anthropic
+        response_format={"type": "json_object"},
+    )
+    [call] = fake_llm.calls_for(text)
+    assert call.api == "anthropic" and "one JSON object and nothing else" in call.system
+    assert call.body.get("top_p") == 0.3 and "seed" not in call.body
+
+
+async def test_image_parts_are_refused_naming_the_message(oai: openai.AsyncOpenAI) -> None:
+    parts = [
+        {"type": "text", "text": "what is in this picture?"},
+        {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}},
+    ]
+    with pytest.raises(openai.BadRequestError) as refused:
+        await oai.chat.completions.create(
+            model="gpt-fake",
+            messages=[{"role": "user", "content": "hello"}, {"role": "user", "content": parts}],  # type: ignore[list-item,misc]
+        )
+    assert refused.value.param == "messages.1" and "image_url" in refused.value.message
+
+
 async def test_openai_tool_calls_stream_through(oai: openai.AsyncOpenAI) -> None:
     tools = [{"type": "function", "function": {"name": "find", "parameters": {}}}]
     stream = await oai.chat.completions.create(

@@ -211,6 +211,13 @@ def chat_request(job: ev.ChatJob) -> ChatRequest:
             for m in job.messages
         ],
         temperature=job.temperature,
+        top_p=job.top_p,
+        seed=job.seed,
+        presence_penalty=job.presence_penalty,
+        frequency_penalty=job.frequency_penalty,
+        response_format=job.response_format.model_dump(exclude_none=True)
+        if job.response_format
+        else None,
         max_tokens=job.max_tokens,
         stop=tuple(job.stop or ()),
         tools=tuple(Tool(t.name, t.description, t.parameters) for t in job.tools or ()),

@@ -92,9 +92,25 @@ class AnthropicProvider:
         await self._client.close()
 
 
+def _format_instruction(response_format: dict[str, Any] | None) -> list[str]:
+    """OpenAI's JSON modes, asked of Claude in words: the Messages API has no such switch."""
+    if not response_format or response_format.get("type") not in ("json_object", "json_schema"):
+        return []
+    schema = (response_format.get("json_schema") or {}).get("schema")
+    if schema is None:
+        return ["Answer with one JSON object and nothing else: no prose, no code fence."]
+    return [
+        "Answer with one JSON object that validates against this JSON Schema, and nothing "
+        f"else (no prose, no code fence): {json.dumps(schema, separators=(',', ':'))}"
+    ]
+
+
 def request_params(request: ChatRequest) -> dict[str, Any]:
     """Our request in the Messages API's shape."""
-    system = "\n\n".join(m.content for m in request.messages if m.role == "system")
+    system = "\n\n".join(
+        [m.content for m in request.messages if m.role == "system"]
+        + _format_instruction(request.response_format)
+    )
     params: dict[str, Any] = {
         "model": request.model,
         "messages": _turns(request.messages),
@@ -103,9 +119,13 @@ def request_params(request: ChatRequest) -> dict[str, Any]:
     }
     if system:
         params["system"] = system
+    # The SDK dropped the typed sampling parameters; the API takes them. Its
+    # temperature range is 0..1, and recent models refuse both at once.
+    # (It has no seed or penalties: those are OpenAI's, and dropped here.)
     if request.temperature is not None:
-        # Anthropic's range is 0..1. The SDK dropped the typed parameter; the API takes it.
         params["extra_body"] = {"temperature": min(request.temperature, 1.0)}
+    elif request.top_p is not None:
+        params["extra_body"] = {"top_p": request.top_p}
     if request.stop:
         params["stop_sequences"] = list(request.stop)
     if request.tools:

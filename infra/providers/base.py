@@ -36,6 +36,12 @@ class ChatRequest:
     model: str
     messages: Sequence[Message]
     temperature: float | None = None
+    top_p: float | None = None
+    seed: int | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    # OpenAI's `response_format` as sent on the wire ("json_object", "json_schema").
+    response_format: dict[str, Any] | None = None
     max_tokens: int | None = None
     stop: Sequence[str] = ()
     tools: Sequence[Tool] = ()

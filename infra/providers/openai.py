@@ -223,8 +223,12 @@ def _params(request: ChatRequest) -> dict[str, Any]:
         "stream": True,
         "stream_options": {"include_usage": True},
     }
-    if request.temperature is not None:
-        params["temperature"] = request.temperature
+    for name in ("temperature", "top_p", "seed", "presence_penalty", "frequency_penalty"):
+        value = getattr(request, name)
+        if value is not None:
+            params[name] = value
+    if request.response_format:
+        params["response_format"] = request.response_format
     if request.max_tokens is not None:
         params["max_tokens"] = request.max_tokens
     if request.stop:
