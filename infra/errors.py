@@ -27,3 +27,10 @@ class TransientError(AyushError):
 
 class PermanentError(AyushError):
     """Bad request, unknown model, refused credentials: retrying cannot help."""
+
+
+class EventTooLarge(PermanentError):
+    """An event over the log's record size limit (`kafka_max_message_bytes`)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, status=413)

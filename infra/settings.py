@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     # and what arrives meanwhile goes as the next batch, so batching comes from
     # load without delaying a lone event.
     kafka_linger_ms: int = 0
+    # The largest event: above the ingress's 8 MiB body limit, so a long-context
+    # prompt that the ingress accepts also fits in the log (Kafka's default is
+    # 1 MB). Topics are created with it; consumers read larger records whole.
+    kafka_max_message_bytes: int = Field(default=16 * 1024 * 1024, ge=1024 * 1024)
     # Caps every topic's partitions when created. For small dev and test stacks
     # that make many topic namespaces: each partition holds open files, and a
     # broker at its file limit stops accepting connections.

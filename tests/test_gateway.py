@@ -414,6 +414,24 @@ async def test_claude_is_asked_for_json_in_words_and_gets_top_p(
     assert call.body.get("top_p") == 0.3 and "seed" not in call.body
 
 
+async def test_a_prompt_over_a_megabyte_goes_through(
+    oai: openai.AsyncOpenAI, fake_llm: FakeLLMServer
+) -> None:
+    # Long-context models take millions of characters; Kafka's default record
+    # limit is one megabyte.
+    document = " lorem ipsum" * 80_000  # 960 kB a message, under the per-message limit
+    text = unique("long ") + document
+    raw = await oai.chat.completions.with_raw_response.create(
+        model="gpt-fake",
+        messages=[
+            {"role": "system", "content": "Summarize." + document},
+            {"role": "user", "content": text},
+        ],
+    )
+    assert raw.parse().choices[0].message.content == f"reply to: {text}"
+    assert len(fake_llm.calls_for(text)) == 1
+
+
 async def test_image_parts_are_refused_naming_the_message(oai: openai.AsyncOpenAI) -> None:
     parts = [
         {"type": "text", "text": "what is in this picture?"},

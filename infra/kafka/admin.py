@@ -21,7 +21,10 @@ async def create_topics(settings: Settings, timeout_s: float = 60.0) -> list[str
     bootstrap, _, _ = settings.require_services()
     wanted: dict[str, NewTopic] = {}
     for topic in registry.ALL:
-        config = {"retention.ms": str(topic.retention_ms)}
+        config = {
+            "retention.ms": str(topic.retention_ms),
+            "max.message.bytes": str(settings.kafka_max_message_bytes),
+        }
         for name, partitions in (
             (topic.name, topic.partitions),
             (topic.dead_letter, 1),

@@ -6,9 +6,9 @@ import asyncio
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 
-from infra.errors import TransientError
+from infra.errors import EventTooLarge, TransientError
 from infra.kafka.codec import Headers, encode
 from infra.settings import Settings
 from infra.telemetry.kafka import PublishObserver
@@ -35,6 +35,7 @@ class Publisher:
             linger_ms=settings.kafka_linger_ms,
             request_timeout_ms=15_000,
             compression_type=None,
+            max_request_size=settings.kafka_max_message_bytes,
         )
 
     async def start(self) -> None:
@@ -80,6 +81,9 @@ class Publisher:
         headers, token = self._observer.start(topic, headers)
         try:
             future = await self._producer.send(topic, value=value, key=key, headers=headers)
+        except MessageSizeTooLargeError as exc:
+            self._observer.failed(token, exc)
+            raise EventTooLarge(f"event of {len(value)} bytes is over the log's limit") from exc
         except KafkaError as exc:
             self._observer.failed(token, exc)
             raise TransientError(f"kafka send to {topic} failed: {exc}") from exc
@@ -90,5 +94,7 @@ class Publisher:
     async def _await_all(futures: list[asyncio.Future[Any]]) -> None:
         try:
             await asyncio.gather(*futures)
+        except MessageSizeTooLargeError as exc:  # the topic's own limit is lower
+            raise EventTooLarge(f"the broker refused an event as too large: {exc}") from exc
         except KafkaError as exc:
             raise TransientError(f"kafka did not acknowledge: {exc}") from exc

@@ -9,6 +9,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from infra.errors import EventTooLarge
+
 
 class ApiError(Exception):
     def __init__(
@@ -34,6 +36,10 @@ def _field(loc: tuple[Any, ...]) -> str:
 
 
 def install(app: FastAPI) -> None:
+    @app.exception_handler(EventTooLarge)
+    async def too_large(_: Request, exc: EventTooLarge) -> JSONResponse:
+        return JSONResponse({"error": "too_large", "message": str(exc)}, 413)
+
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
         body: dict[str, Any] = {"error": exc.error, "message": exc.message}

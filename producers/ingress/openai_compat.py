@@ -21,7 +21,7 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ValidationError
 
 from infra.db.tenants import KeyOwner
-from infra.errors import TransientError
+from infra.errors import EventTooLarge, TransientError
 from infra.redis import ReplyWaiter, StreamEvent
 from producers.ingress import openai_errors as oe
 from producers.ingress.admission import (
@@ -197,6 +197,8 @@ async def _publish(
     )
     try:
         await svc.publisher.publish(topics.AI_JOB_REQUESTED.name, envelope)
+    except EventTooLarge as exc:
+        raise oe.OpenAIError(413, str(exc), "invalid_request_error", "request_too_large") from exc
     except TransientError as exc:
         raise oe.OpenAIError(
             503, f"the event log did not accept the request, try again: {exc}",

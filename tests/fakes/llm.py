@@ -74,7 +74,8 @@ class FakeLLMServer(BackgroundServer):
         self._lock = threading.Lock()
 
     def app(self) -> web.Application:
-        app = web.Application()
+        # The vendors take long-context requests of many megabytes (aiohttp's default is 1 MB).
+        app = web.Application(client_max_size=32 * 1024 * 1024)
         app.router.add_post("/v1/chat/completions", self._openai_chat)
         app.router.add_post("/v1/messages", self._anthropic_messages)
         app.router.add_post("/v1/embeddings", self._openai_embeddings)
