@@ -13,7 +13,16 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from schemas.jobs import ChatJob, ChatMessage, ForcedTool, ResponseFormat, Tool, ToolCall
+from schemas.jobs import (
+    ChatJob,
+    ChatMessage,
+    ForcedTool,
+    ImagePart,
+    ResponseFormat,
+    TextPart,
+    Tool,
+    ToolCall,
+)
 from schemas.openai import ChatCompletionRequest, WireMessage
 
 
@@ -73,9 +82,20 @@ def _message(m: WireMessage) -> ChatMessage:
     return ChatMessage(
         role="system" if m.role == "developer" else m.role,
         content=m.text(),
+        parts=_parts(m) if m.has_images() else None,
         tool_calls=calls or None,
         tool_call_id=m.tool_call_id,
     )
+
+
+def _parts(m: WireMessage) -> list[TextPart | ImagePart]:
+    assert isinstance(m.content, list)
+    return [
+        ImagePart(url=p.image_url.url, detail=p.image_url.detail)
+        if p.image_url is not None
+        else TextPart(text=p.text or "")
+        for p in m.content
+    ]
 
 
 def chat_job_from_body(body: Any, metadata: dict[str, str] | None = None) -> ChatJob:

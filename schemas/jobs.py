@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from decimal import Decimal
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
@@ -56,11 +57,49 @@ class ResponseFormat(BaseModel):
     json_schema: dict[str, Any] | None = None
 
 
+class TextPart(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    type: Literal["text"] = "text"
+    text: str = Field(max_length=1_000_000)
+
+
+class ImagePart(BaseModel):
+    """An image by URL: https, or inline as a data URL (base64)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    type: Literal["image"] = "image"
+    url: str = Field(min_length=1, max_length=12_000_000)
+    detail: Literal["auto", "low", "high"] | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _fetchable_or_inline(cls, value: str) -> str:
+        return check_image_url(value)
+
+
+# What every vendor that sees images takes inline.
+_IMAGE_DATA_URL = re.compile(r"data:image/(png|jpeg|gif|webp);base64,")
+
+
+def check_image_url(url: str) -> str:
+    if url.startswith(("https://", "http://")) or _IMAGE_DATA_URL.match(url[:64]):
+        return url
+    raise ValueError("an image is an http(s) URL or a data:image/(png|jpeg|gif|webp) URL")
+
+
+Part = Annotated[TextPart | ImagePart, Field(discriminator="type")]
+
+
 class ChatMessage(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     role: Literal["system", "user", "assistant", "tool"]
     content: str = Field(default="", max_length=1_000_000)
+    # A message with images: its text and images in their order. `content` is
+    # then its text alone, for whatever reads text only (memory, counting).
+    parts: list[Part] | None = Field(default=None, max_length=100)
     # An assistant turn that called tools, and the answer of one tool to it.
     tool_calls: list[ToolCall] | None = Field(default=None, max_length=128)
     tool_call_id: str | None = Field(default=None, max_length=200)

@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from schemas.jobs import check_image_url
+
 
 class _Wire(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
@@ -26,9 +28,15 @@ class WireToolCall(_Wire):
     function: FunctionCall
 
 
+class WireImageUrl(_Wire):
+    url: str
+    detail: Literal["auto", "low", "high"] | None = None
+
+
 class ContentPart(_Wire):
     type: str
     text: str | None = None
+    image_url: WireImageUrl | None = None
 
 
 class WireJsonSchema(_Wire):
@@ -57,14 +65,21 @@ class WireMessage(_Wire):
     tool_call_id: str | None = None
 
     @model_validator(mode="after")
-    def _text_parts_only(self) -> WireMessage:
-        # Better refused than answered as if the image (or sound, or file) were not there.
+    def _supported_parts(self) -> WireMessage:
+        # Better refused than answered as if the sound (or file) were not there.
         for part in self.content if isinstance(self.content, list) else ():
-            if part.type != "text":
+            if part.type not in ("text", "image_url"):
                 raise ValueError(
-                    f'content parts of type "{part.type}" are not supported: text only'
+                    f'content parts of type "{part.type}" are not supported: text and image_url'
                 )
+            if part.type == "image_url":
+                if part.image_url is None:
+                    raise ValueError('an "image_url" part needs its "image_url": {"url": ...}')
+                check_image_url(part.image_url.url)
         return self
+
+    def has_images(self) -> bool:
+        return isinstance(self.content, list) and any(p.type == "image_url" for p in self.content)
 
     def text(self) -> str:
         if isinstance(self.content, list):

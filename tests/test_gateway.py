@@ -432,17 +432,68 @@ async def test_a_prompt_over_a_megabyte_goes_through(
     assert len(fake_llm.calls_for(text)) == 1
 
 
-async def test_image_parts_are_refused_naming_the_message(oai: openai.AsyncOpenAI) -> None:
-    parts = [
-        {"type": "text", "text": "what is in this picture?"},
-        {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}},
+PNG = (  # one transparent pixel
+    "data:image/png;base64,"
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNkYAAAAAYAAjCB0C8AAAAASUVORK5CYII="
+)
+
+
+def _picture_question(text: str, url: str, detail: str | None = None) -> list[dict[str, object]]:
+    image: dict[str, str] = {"url": url, **({"detail": detail} if detail else {})}
+    parts = [{"type": "text", "text": text}, {"type": "image_url", "image_url": image}]
+    return [{"role": "user", "content": parts}]
+
+
+async def test_images_reach_an_openai_deployment_in_order(
+    oai: openai.AsyncOpenAI, fake_llm: FakeLLMServer
+) -> None:
+    text = unique("what is in this picture? ")
+    url = "https://example.com/cat.png"
+    await oai.chat.completions.create(
+        model="gpt-fake",
+        messages=_picture_question(text, url, "low"),  # type: ignore[arg-type]
+    )
+    [call] = fake_llm.calls_for(text)
+    assert call.body["messages"][-1]["content"] == [
+        {"type": "text", "text": text},
+        {"type": "image_url", "image_url": {"url": url, "detail": "low"}},
     ]
+
+
+async def test_claude_gets_an_inline_image_as_a_base64_block(
+    oai: openai.AsyncOpenAI, fake_llm: FakeLLMServer
+) -> None:
+    text = unique("describe ")
+    await oai.chat.completions.create(
+        model="claude-fake",
+        messages=_picture_question(text, PNG),  # type: ignore[arg-type]
+    )
+    [call] = fake_llm.calls_for(text)
+    assert call.body["messages"][-1]["content"] == [
+        {"type": "text", "text": text},
+        {"type": "image", "source": {
+            "type": "base64", "media_type": "image/png", "data": PNG.split(",", 1)[1],
+        }},
+    ]  # fmt: skip
+
+
+async def test_unsupported_parts_and_images_are_refused_naming_the_message(
+    oai: openai.AsyncOpenAI,
+) -> None:
+    audio = [{"type": "input_audio", "input_audio": {"data": "AAAA", "format": "wav"}}]
     with pytest.raises(openai.BadRequestError) as refused:
         await oai.chat.completions.create(
             model="gpt-fake",
-            messages=[{"role": "user", "content": "hello"}, {"role": "user", "content": parts}],  # type: ignore[list-item,misc]
+            messages=[{"role": "user", "content": "hello"}, {"role": "user", "content": audio}],  # type: ignore[list-item,misc]
         )
-    assert refused.value.param == "messages.1" and "image_url" in refused.value.message
+    assert refused.value.param == "messages.1" and "input_audio" in refused.value.message
+    with pytest.raises(openai.BadRequestError) as bad_url:
+        await oai.chat.completions.create(
+            model="gpt-fake",
+            messages=_picture_question("look", "ftp://example.com/cat.png"),  # type: ignore[arg-type]
+        )
+    assert bad_url.value.param == "messages.0"
+    assert "http(s) URL or a data:image" in bad_url.value.message
 
 
 async def test_openai_tool_calls_stream_through(oai: openai.AsyncOpenAI) -> None:

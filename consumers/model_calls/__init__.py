@@ -34,7 +34,7 @@ from consumers.model_calls.ports import GROUP, Ports
 from infra.db import jobs as job_store
 from infra.errors import PermanentError, TransientError
 from infra.kafka.consumer import Handler
-from infra.providers.base import ChatRequest, Message, Tool, ToolCall
+from infra.providers.base import ChatRequest, Image, Message, Tool, ToolCall
 from schemas import jobs as ev
 from schemas import topics
 from schemas.envelope import RawEnvelope
@@ -207,6 +207,7 @@ def chat_request(job: ev.ChatJob) -> ChatRequest:
                 m.content,
                 tuple(ToolCall(c.id, c.name, c.arguments) for c in m.tool_calls or ()),
                 m.tool_call_id,
+                tuple(_part(p) for p in m.parts or ()),
             )
             for m in job.messages
         ],
@@ -224,6 +225,10 @@ def chat_request(job: ev.ChatJob) -> ChatRequest:
         tool_choice=job.tool_choice if isinstance(job.tool_choice, str) else None,
         forced_tool=forced,
     )
+
+
+def _part(part: ev.TextPart | ev.ImagePart) -> str | Image:
+    return part.text if isinstance(part, ev.TextPart) else Image(part.url, part.detail)
 
 
 def _new_job(raw: RawEnvelope, request: ev.JobRequested) -> job_store.NewJob:

@@ -15,7 +15,7 @@ from typing import Any
 import anthropic
 
 from infra.errors import PermanentError, TransientError
-from infra.providers.base import ChatRequest, Completion, Message, OnDelta, ToolCall
+from infra.providers.base import ChatRequest, Completion, Image, Message, OnDelta, ToolCall
 from infra.providers.http_errors import from_status
 
 DEFAULT_MAX_TOKENS = 4096
@@ -149,12 +149,29 @@ def request_params(request: ChatRequest) -> dict[str, Any]:
 def _blocks(m: Message) -> list[dict[str, Any]]:
     if m.role == "tool":
         return [{"type": "tool_result", "tool_use_id": m.tool_call_id or "", "content": m.content}]
-    blocks: list[dict[str, Any]] = [{"type": "text", "text": m.content}] if m.content else []
+    if m.parts:
+        blocks = [_part_block(p) for p in m.parts if not (isinstance(p, str) and not p)]
+    else:
+        blocks = [{"type": "text", "text": m.content}] if m.content else []
     for call in m.tool_calls:
         blocks.append(
             {"type": "tool_use", "id": call.id, "name": call.name, "input": _json(call.arguments)}
         )
     return blocks
+
+
+def _part_block(part: str | Image) -> dict[str, Any]:
+    if isinstance(part, str):
+        return {"type": "text", "text": part}
+    if part.url.startswith("data:"):
+        # data:image/png;base64,<data>: the Messages API takes the two apart.
+        header, _, data = part.url.partition(",")
+        media_type = header.removeprefix("data:").split(";", 1)[0]
+        return {
+            "type": "image",
+            "source": {"type": "base64", "media_type": media_type, "data": data},
+        }
+    return {"type": "image", "source": {"type": "url", "url": part.url}}
 
 
 def _turns(messages: list[Message] | Any) -> list[dict[str, Any]]:

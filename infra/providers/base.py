@@ -24,11 +24,19 @@ class Tool:
 
 
 @dataclass(frozen=True)
+class Image:
+    url: str  # https, or a data:image/...;base64 URL
+    detail: str | None = None  # OpenAI's "auto" | "low" | "high"
+
+
+@dataclass(frozen=True)
 class Message:
     role: str
     content: str
     tool_calls: Sequence[ToolCall] = ()
     tool_call_id: str | None = None
+    # With images: text (str) and images in their order; `content` is the text alone.
+    parts: Sequence[str | Image] = ()
 
 
 @dataclass(frozen=True)

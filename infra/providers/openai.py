@@ -204,7 +204,7 @@ def _env_key() -> str | None:
 
 
 def _message_param(m: Message) -> dict[str, Any]:
-    out: dict[str, Any] = {"role": m.role, "content": m.content}
+    out: dict[str, Any] = {"role": m.role, "content": _content(m)}
     if m.tool_calls:
         out["content"] = m.content or None
         out["tool_calls"] = [
@@ -214,6 +214,20 @@ def _message_param(m: Message) -> dict[str, Any]:
     if m.tool_call_id is not None:
         out["tool_call_id"] = m.tool_call_id
     return out
+
+
+def _content(m: Message) -> str | list[dict[str, Any]]:
+    if not m.parts:
+        return m.content
+    return [
+        {"type": "text", "text": p}
+        if isinstance(p, str)
+        else {
+            "type": "image_url",
+            "image_url": {"url": p.url, **({"detail": p.detail} if p.detail else {})},
+        }
+        for p in m.parts
+    ]
 
 
 def _params(request: ChatRequest) -> dict[str, Any]:

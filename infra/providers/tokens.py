@@ -13,7 +13,7 @@ from functools import cache
 
 import tiktoken
 
-from infra.providers.base import Message
+from infra.providers.base import Image, Message
 
 # OpenAI's accounting for chat models: each message is framed by a few tokens
 # around its role and content, and the reply is primed with a few more.
@@ -39,9 +39,24 @@ def count_text(text: str) -> int:
 
 def count_prompt(messages: Sequence[Message]) -> int:
     return _REPLY_PRIMING + sum(
-        _PER_MESSAGE + count_text(m.role) + count_text(m.content) + count_tool_calls(m)
+        _PER_MESSAGE
+        + count_text(m.role)
+        + count_text(m.content)
+        + count_tool_calls(m)
+        + count_images(m)
         for m in messages
     )
+
+
+def count_images(message: Message) -> int:
+    return sum(image_tokens(p.detail) for p in message.parts if isinstance(p, Image))
+
+
+def image_tokens(detail: str | None) -> int:
+    # OpenAI's price of an image: 85 tokens at low detail; at high detail 170
+    # per 512-pixel tile more, 765 for a 1024 x 1024 picture (sizes are not
+    # read here, so that is the figure for any image).
+    return 85 if detail == "low" else 765
 
 
 def count_tool_calls(message: Message) -> int:

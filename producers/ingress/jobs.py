@@ -15,7 +15,7 @@ from infra.errors import PermanentError, TransientError
 from infra.providers.router import route
 from producers.ingress.admission import (
     admit_billable,
-    estimate_tokens,
+    estimate_input_tokens,
     rate_limited,
     release_billable,
 )
@@ -57,7 +57,7 @@ async def create_job(
         request,
         owner,
         model=body.model,
-        input_tokens=estimate_tokens(m.content for m in body.messages),
+        input_tokens=estimate_input_tokens(body),
         max_output_tokens=body.max_tokens,
         hold_id=job_id,
     )

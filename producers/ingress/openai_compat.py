@@ -27,7 +27,7 @@ from producers.ingress import openai_errors as oe
 from producers.ingress.admission import (
     BudgetExceeded,
     admit_billable,
-    estimate_tokens,
+    estimate_input_tokens,
     release_billable,
 )
 from producers.ingress.auth import authenticate
@@ -248,10 +248,9 @@ def _encode(vector: list[float], encoding: str) -> list[float] | str:
 async def _admit(request: Request, owner: KeyOwner, job: ev.ChatJob, job_id: uuid.UUID) -> None:
     """Tokens per minute and the budgets, reserved under the job's id until its usage arrives."""
     embedding = job.kind == "embedding"
-    texts = (job.input or []) if embedding else (m.content for m in job.messages)
     try:
         await admit_billable(
-            request, owner, model=job.model, requests=1, input_tokens=estimate_tokens(texts),
+            request, owner, model=job.model, requests=1, input_tokens=estimate_input_tokens(job),
             max_output_tokens=0 if embedding else job.max_tokens, hold_id=job_id,
         )  # fmt: skip
     except ApiError as exc:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from infra.providers import tokens
-from infra.providers.base import Message, ToolCall
+from infra.providers.base import Image, Message, ToolCall
 
 
 def test_counts_match_the_cl100k_tokenizer() -> None:
@@ -30,3 +30,13 @@ def test_tool_calls_count_their_name_and_arguments() -> None:
     assert tokens.count_tool_calls(with_call) == tokens.count_text("lookup") + tokens.count_text(
         '{"q": "x"}'
     )
+
+
+def test_images_count_at_openais_price() -> None:
+    text_only = Message("user", "look")
+    with_images = Message(
+        "user",
+        "look",
+        parts=("look", Image("https://e.x/a.png"), Image("https://e.x/b.png", "low")),
+    )
+    assert tokens.count_prompt([with_images]) == tokens.count_prompt([text_only]) + 765 + 85
