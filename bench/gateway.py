@@ -171,8 +171,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         # Steady state, as a service that has been up a while: the broker's JIT
         # compiles its request path over the first several thousand requests (a
         # fresh broker spends three times the CPU per request), and the caches
-        # and pools of every process fill.
+        # and pools of every process fill. Both paths: batched (32) and lone (1).
         asyncio.run(concurrent(ayush_url, auth, 32, args.warmup_seconds, False))
+        asyncio.run(concurrent(ayush_url, auth, 1, args.warmup_seconds / 3, False))
         direct_c1 = asyncio.run(sequential(direct_url, plain, args.c1_requests, False))
         ayush_c1 = asyncio.run(sequential(ayush_url, auth, args.c1_requests, False))
         ayush_c1_stream = asyncio.run(sequential(ayush_url, auth, args.c1_requests, True))
