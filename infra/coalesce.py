@@ -32,7 +32,13 @@ class Coalescer(Generic[T, R]):
             self._runner = asyncio.create_task(self._run())
         # The batch runs on its own task: a caller that gives up does not
         # cancel the write of the others.
-        return await asyncio.shield(future)
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            # Nobody reads this outcome now; asyncio would log a failure of it
+            # as "never retrieved" when the future is freed.
+            future.add_done_callback(_retrieve)
+            raise
 
     async def _run(self) -> None:
         while self._pending:
@@ -59,3 +65,8 @@ class Coalescer(Generic[T, R]):
 def _fail(future: asyncio.Future[R], exc: BaseException) -> None:
     if not future.done():
         future.set_exception(exc)
+
+
+def _retrieve(future: asyncio.Future[R]) -> None:
+    if not future.cancelled():
+        future.exception()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 
 import pytest
 
@@ -63,3 +64,36 @@ async def test_a_caller_that_gives_up_does_not_cancel_the_others() -> None:
     assert await stayer == 2
     with pytest.raises(asyncio.CancelledError):
         await quitter
+
+
+async def test_a_caller_that_gives_up_leaves_no_unretrieved_failure() -> None:
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def flush(items: list[int]) -> list[int]:
+        started.set()
+        await release.wait()
+        raise ValueError("the write failed")
+
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, object]] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, context: reported.append(context))
+    try:
+        coalescer: Coalescer[int, int] = Coalescer(flush)
+        quitter = asyncio.ensure_future(coalescer.submit(1))
+        await started.wait()
+        quitter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await quitter
+        del quitter
+        release.set()
+        # Batches go in order: once this one has failed, the quitter's has too.
+        with pytest.raises(ValueError):
+            await coalescer.submit(2)
+        del coalescer
+        gc.collect()  # the abandoned future is freed: asyncio reports it if unretrieved
+    finally:
+        loop.set_exception_handler(previous)
+    # Only this test's failure counts: the loop is shared with other tests.
+    ours = [c for c in reported if str(c.get("exception")) == "the write failed"]
+    assert [c["message"] for c in ours] == []
