@@ -8,6 +8,7 @@ model; this table only lists them.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -46,17 +47,28 @@ def schema_version(payload: BaseModel) -> int:
 
 
 def follow_up(
-    cause: Envelope[Any], type_: str, payload: BaseModel, purpose: str, actor: Actor
+    cause: Envelope[Any],
+    type_: str,
+    payload: BaseModel,
+    purpose: str,
+    actor: Actor,
+    *,
+    correlation_id: uuid.UUID | None = None,
+    tenant_id: uuid.UUID | None = None,
 ) -> Envelope[Any]:
-    """An event that `cause` led to, in its correlation. Its id is derived from the
-    cause and `purpose`, so publishing it again after a crash is the same event."""
+    """An event that `cause` led to. Its id is derived from the cause and `purpose`,
+    so publishing it again after a crash is the same event.
+
+    It stays in the cause's correlation and tenant unless it starts a correlation
+    of its own (a job that a webhook starts is correlated by that job's id).
+    """
     return Envelope[Any](
         id=derived_id(cause.id, purpose),
         type=type_,
         version=schema_version(payload),
-        tenant_id=cause.tenant_id,
+        tenant_id=cause.tenant_id if tenant_id is None else tenant_id,
         actor=actor,
-        correlation_id=cause.correlation_id,
+        correlation_id=cause.correlation_id if correlation_id is None else correlation_id,
         causation_id=cause.id,
         payload=payload,
     )

@@ -26,6 +26,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import BaseModel
+
 from consumers.memory.chunks import split
 from infra.db import memories as rows
 from infra.db.engine import Database
@@ -39,7 +41,7 @@ from infra.vectors.base import Chunk, VectorStore
 from schemas import memory as ev
 from schemas import topics
 from schemas.envelope import Actor, Envelope, RawEnvelope
-from schemas.ids import derived_id
+from schemas.versions import follow_up
 
 GROUP = "memory"
 TOPICS = [topics.MEMORY_COMMANDS.name]
@@ -85,7 +87,7 @@ async def handle_remember(raw: RawEnvelope, ports: Ports) -> None:
         vectors = await embedder.embed(pieces)
     except PermanentError as exc:
         failed = ev.EmbedFailed(memory_id=cmd.memory_id, user_id=cmd.user_id, error=str(exc))
-        await _announce(ports, [_outcome(raw, ev.MEMORY_EMBED_FAILED, "embed-failed", failed)])
+        await _announce(ports, [_outcome(raw, ev.MEMORY_EMBED_FAILED, failed, "embed-failed")])
         await rows.fail_remember(
             ports.db, ports.group, raw.id, tenant, cmd.memory_id, cmd.user_id, cmd.text,
             cmd.metadata, str(exc),
@@ -150,20 +152,13 @@ def stored_events(
             texts=[c.text for c in part], vectors=[ev.pack_vector(c.vector) for c in part],
             replace=replace,
         )  # fmt: skip
-        events.append(_outcome(raw, ev.MEMORY_STORED, f"stored:{n}", stored))
+        events.append(_outcome(raw, ev.MEMORY_STORED, stored, f"stored:{n}"))
     return events
 
 
-def _outcome(raw: RawEnvelope, kind: str, purpose: str, payload: Any) -> Envelope[Any]:
-    return Envelope[Any](
-        id=derived_id(raw.id, purpose),
-        type=kind,
-        tenant_id=raw.tenant_id,
-        actor=SYSTEM,
-        correlation_id=raw.correlation_id,  # the user's key: in order with their commands
-        causation_id=raw.id,
-        payload=payload,
-    )
+def _outcome(raw: RawEnvelope, type_: str, payload: BaseModel, purpose: str) -> Envelope[Any]:
+    # In the command's correlation, the user's key: in order with their commands.
+    return follow_up(raw, type_, payload, purpose, SYSTEM)
 
 
 async def _announce(ports: Ports, events: list[Envelope[Any]]) -> None:

@@ -7,8 +7,6 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel
-
 from consumers.webhook_router.templates import matches, render, render_text
 from infra.db import actions as action_store
 from infra.db import jobs as job_store
@@ -21,8 +19,9 @@ from infra.redis import JobStreams
 from schemas import integrations as iev
 from schemas import jobs as jev
 from schemas import topics
-from schemas.envelope import Actor, Envelope, RawEnvelope
+from schemas.envelope import Actor, RawEnvelope
 from schemas.ids import derived_id
+from schemas.versions import follow_up
 
 log = logging.getLogger(__name__)
 
@@ -82,14 +81,16 @@ async def _start_job(raw: RawEnvelope, rule: Rule, context: dict[str, Any], port
         metadata={"rule_id": str(rule.id), "webhook_event_id": str(raw.id)},
     )
     job_id = derived_id(raw.id, f"rule:{rule.id}:job")
-    event_id = derived_id(raw.id, f"rule:{rule.id}:request")
+    # The job's own correlation: its events are keyed by the job, not the webhook.
+    event = follow_up(raw, jev.JOB_REQUESTED, jev.JobRequested(job_id=job_id, job=chat),
+                      f"rule:{rule.id}:request", SYSTEM, correlation_id=job_id)  # fmt: skip
     stored, created = await job_store.insert_job(
         ports.db,
         Job(
             id=job_id, tenant_id=raw.tenant_id, kind=chat.kind, model=chat.model,
             status="queued", request=chat.model_dump(mode="json"),
             job_metadata=dict(chat.metadata), idempotency_key=f"rule:{rule.id}:{raw.id}",
-            request_event_id=event_id,
+            request_event_id=event.id,
         ),
     )  # fmt: skip
     if rule.action is not None:
@@ -105,10 +106,7 @@ async def _start_job(raw: RawEnvelope, rule: Rule, context: dict[str, Any], port
         return
     if created:
         await ports.streams.append(job_id, "status", {"status": "queued"})
-    payload = jev.JobRequested(job_id=job_id, job=chat)
-    await ports.publisher.publish(
-        topics.AI_JOB_REQUESTED.name, _event(raw, event_id, job_id, jev.JOB_REQUESTED, payload)
-    )
+    await ports.publisher.publish(topics.AI_JOB_REQUESTED.name, event)
     await job_store.mark_published(ports.db, job_id)
 
 
@@ -126,45 +124,24 @@ async def _request_action(
         log.warning("rule %s: connection %s is gone; action skipped", purpose, connection_id)
         return
     job_id = derived_id(raw.id, f"{purpose}:action-job")
-    event_id = derived_id(raw.id, f"{purpose}:action-request")
     payload = iev.ActionRequested(
         job_id=job_id, connection_id=connection_id, connector=connection.connector,
         action=action["action"], params=params if isinstance(params, dict) else {},
     )  # fmt: skip
+    event = follow_up(raw, iev.ACTION_REQUESTED, payload, f"{purpose}:action-request", SYSTEM,
+                      correlation_id=job_id, tenant_id=tenant_id)  # fmt: skip
     stored, created = await job_store.insert_job(
         ports.db,
         action_store.action_job(
             job_id=job_id, tenant_id=tenant_id, api_key_id=None,
             connector=connection.connector, action=payload.action,
             request=payload.model_dump(mode="json", include={"connection_id", "action", "params"}),
-            event_id=event_id, idempotency_key=f"{purpose}:action:{raw.id}",
+            event_id=event.id, idempotency_key=f"{purpose}:action:{raw.id}",
         ),
     )  # fmt: skip
     if stored.published_at is not None:
         return
     if created:
         await ports.streams.append(job_id, "status", {"status": "queued"})
-    await ports.publisher.publish(
-        topics.INTEGRATION_ACTION_REQUESTED.name,
-        _event(raw, event_id, job_id, iev.ACTION_REQUESTED, payload, tenant_id),
-    )
+    await ports.publisher.publish(topics.INTEGRATION_ACTION_REQUESTED.name, event)
     await job_store.mark_published(ports.db, job_id)
-
-
-def _event(
-    raw: RawEnvelope,
-    event_id: uuid.UUID,
-    job_id: uuid.UUID,
-    type_: str,
-    payload: BaseModel,
-    tenant_id: uuid.UUID | None = None,
-) -> Envelope[Any]:
-    return Envelope[Any](
-        id=event_id,
-        type=type_,
-        tenant_id=tenant_id or raw.tenant_id,
-        actor=SYSTEM,
-        correlation_id=job_id,
-        causation_id=raw.id,
-        payload=payload,
-    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from decimal import Decimal
 from pathlib import Path
 
@@ -10,7 +11,9 @@ import pytest
 
 from infra.kafka.codec import decode_raw, decode_stored
 from schemas import jobs
-from schemas.versions import MODELS, current_version, upcast
+from schemas.envelope import Actor, RawEnvelope
+from schemas.ids import derived_id, uuid7
+from schemas.versions import MODELS, current_version, follow_up, upcast
 
 SAMPLES = Path(__file__).resolve().parents[1] / "data" / "events"
 FILES = sorted(SAMPLES.glob("*.json"))
@@ -51,3 +54,31 @@ def test_an_unknown_old_version_is_refused() -> None:
     sample["version"] = 0
     with pytest.raises(ValueError, match="no upcaster"):
         upcast(decode_stored(json.dumps(sample).encode()))
+
+
+def _request() -> RawEnvelope:
+    return RawEnvelope(
+        type=jobs.JOB_REQUESTED, tenant_id=uuid.uuid4(), actor=Actor(kind="api_key", id="k"),
+        correlation_id=uuid.uuid4(), payload={},
+    )  # fmt: skip
+
+
+def test_a_follow_up_is_derived_from_its_cause_and_stamped_with_its_version() -> None:
+    cause, actor = _request(), Actor(kind="system", id="model-calls")
+    done = jobs.JobSucceeded(job_id=uuid7(), provider="p", model="m", usage=jobs.TokenUsage())
+    event = follow_up(cause, jobs.JOB_SUCCEEDED, done, "succeeded", actor)
+    assert event.id == derived_id(cause.id, "succeeded")
+    assert event.id == follow_up(cause, jobs.JOB_SUCCEEDED, done, "succeeded", actor).id
+    assert event.version == jobs.JobSucceeded.SCHEMA_VERSION
+    assert (event.tenant_id, event.correlation_id) == (cause.tenant_id, cause.correlation_id)
+    assert (event.causation_id, event.actor) == (cause.id, actor)
+
+
+def test_a_follow_up_can_start_a_correlation_of_its_own() -> None:
+    cause, job, tenant = _request(), uuid7(), uuid.uuid4()
+    started = jobs.JobStarted(job_id=job, provider="p", model="m")
+    event = follow_up(cause, jobs.JOB_STARTED, started, "rule:1:request",
+                      Actor(kind="system", id="webhook-router"),
+                      correlation_id=job, tenant_id=tenant)  # fmt: skip
+    assert event.id == derived_id(cause.id, "rule:1:request")  # the same id either way
+    assert (event.correlation_id, event.tenant_id, event.causation_id) == (job, tenant, cause.id)
