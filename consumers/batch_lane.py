@@ -19,7 +19,6 @@ stream carries progress) and no response cache.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +26,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from consumers.model_calls import chat_request
+from consumers.retry_events import announce_retry
 from infra.db import job_waves
 from infra.db.engine import Database
 from infra.db.models import Job, JobResult
@@ -39,10 +39,7 @@ from infra.routing.gateway import Gateway, Served
 from schemas import jobs as ev
 from schemas import topics
 from schemas.envelope import Actor, Envelope
-from schemas.ids import uuid7
 from schemas.versions import follow_up
-
-log = logging.getLogger(__name__)
 
 GROUP = "model-calls-batch"
 TOPICS = [topics.AI_JOB_REQUESTED_BATCH.name]
@@ -114,7 +111,8 @@ async def _call(event: Request, ports: Ports) -> JobResult | job_waves.Failure:
     request = event.payload
 
     async def on_retry(info: dict[str, Any]) -> None:
-        await _announce_retry(event, info, ports)
+        # Part of the audit trail; a lost one does not fail the line.
+        await announce_retry(ports.publisher, event, request.job_id, info, SYSTEM)
 
     try:
         completion, served = await ports.gateway.chat(
@@ -179,21 +177,6 @@ async def _again(done: Sequence[Request], ports: Ports) -> Outgoing:
         else:
             outgoing += _failed(event, job.error or "failed")
     return outgoing
-
-
-async def _announce_retry(event: Request, info: dict[str, Any], ports: Ports) -> None:
-    """Retries are part of the audit trail; a lost one must not fail the line."""
-    payload = ev.JobRetrying(
-        job_id=event.payload.job_id, provider=str(info.get("provider", "")),
-        attempt=max(2, int(info.get("attempt", 2))), error=str(info.get("error", ""))[:2000],
-    )  # fmt: skip
-    try:
-        await ports.publisher.publish(
-            topics.AI_JOB_LIFECYCLE.name,
-            _follow_up(event, ev.JOB_RETRYING, payload, f"retrying:{uuid7()}"),
-        )
-    except TransientError as exc:
-        log.warning("job %s: retry event not published: %s", event.payload.job_id, exc)
 
 
 def _job_row(event: Request) -> Job:

@@ -24,13 +24,13 @@ from consumers import chat_memory
 from consumers.model_calls.answers import Answer, cache_entry, cache_key, from_cache, priced
 from consumers.model_calls.outcomes import (
     announce_again,
-    announce_retry,
     announce_success,
     emit,
     fail,
     follow_up,
 )
-from consumers.model_calls.ports import GROUP, Ports
+from consumers.model_calls.ports import GROUP, SYSTEM, Ports
+from consumers.retry_events import announce_retry
 from infra.db import jobs as job_store
 from infra.errors import PermanentError, TransientError
 from infra.kafka.consumer import Handler
@@ -131,7 +131,8 @@ async def _call(
         # Tells clients to drop the partial text of the failed try.
         await running
         await emit(ports, request, "status", info)
-        await announce_retry(raw, request, info, ports)
+        # Part of the audit trail; a lost one does not fail the job.
+        await announce_retry(ports.publisher, raw, request.job_id, info, SYSTEM)
 
     deltas = _Deltas(ports, request, running)
     on_delta = deltas.add if request.live_text else _no_delta

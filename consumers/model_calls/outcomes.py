@@ -6,7 +6,6 @@ again after a crash is deduplicated downstream.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from pydantic import BaseModel
@@ -16,13 +15,9 @@ from consumers.model_calls.answers import Answer
 from consumers.model_calls.ports import GROUP, SYSTEM, Ports
 from infra.db import jobs as job_store
 from infra.db.jobs import Outcome
-from infra.errors import TransientError
 from schemas import jobs as ev
 from schemas import topics, versions
 from schemas.envelope import Envelope, RawEnvelope
-from schemas.ids import uuid7
-
-log = logging.getLogger(__name__)
 
 
 async def emit(ports: Ports, request: ev.JobRequested, type_: str, data: dict[str, Any]) -> None:
@@ -120,23 +115,6 @@ async def announce_again(raw: RawEnvelope, request: ev.JobRequested, ports: Port
         await ports.publisher.publish(
             topics.AI_JOB_LIFECYCLE.name, follow_up(raw, ev.JOB_FAILED, failed, "failed")
         )
-
-
-async def announce_retry(
-    raw: RawEnvelope, request: ev.JobRequested, info: dict[str, Any], ports: Ports
-) -> None:
-    """Retries (and fallbacks) are part of the audit trail; a lost one must not fail the job."""
-    payload = ev.JobRetrying(
-        job_id=request.job_id, provider=str(info.get("provider", "")),
-        attempt=max(2, int(info.get("attempt", 2))), error=str(info.get("error", ""))[:2000],
-    )  # fmt: skip
-    try:
-        await ports.publisher.publish(
-            topics.AI_JOB_LIFECYCLE.name,
-            follow_up(raw, ev.JOB_RETRYING, payload, f"retrying:{uuid7()}"),
-        )
-    except TransientError as exc:
-        log.warning("job %s: retry event not published: %s", request.job_id, exc)
 
 
 def follow_up(raw: RawEnvelope, type_: str, payload: BaseModel, purpose: str) -> Envelope[Any]:
