@@ -17,10 +17,9 @@ from typing import Any
 from sqlalchemy import and_, or_, select, update
 from sqlmodel import col
 
+from infra.db.batches import CHUNK, add_to_counters, cancel_queued_jobs
 from infra.db.engine import Database
 from infra.db.models import Batch, BatchLine, Job, JobResult, utcnow
-
-CHUNK = 1000
 
 
 @dataclass(frozen=True)
@@ -59,17 +58,10 @@ async def record_outcomes(
             before = set(found.scalars())
         moved = []
         for batch_id in sorted(completed.keys() | failures.keys()):  # one lock order
-            moved.append(
-                (
-                    await session.execute(
-                        update(Batch)
-                        .where(Batch.id == batch_id)
-                        .values(completed=Batch.completed + completed[batch_id],
-                                failed=Batch.failed + failures[batch_id])
-                        .returning(Batch)
-                    )
-                ).scalar_one()
-            )  # fmt: skip
+            counted_now = add_to_counters(
+                batch_id, completed=completed[batch_id], failed=failures[batch_id]
+            )
+            moved.append((await session.execute(counted_now)).scalar_one())
     return Counted(moved, before - {b.id for b in moved})
 
 
@@ -117,17 +109,10 @@ async def expire(db: Database, batch_id: uuid.UUID) -> tuple[Batch, list[uuid.UU
         for start in range(0, len(expired), CHUNK):
             # Queued jobs are skipped by the lane; running ones finish unseen.
             await session.execute(
-                update(Job)
-                .where(Job.id.in_(expired[start : start + CHUNK]), Job.status == "queued")
-                .values(status="cancelled", finished_at=now, error="batch expired")
+                cancel_queued_jobs(expired[start : start + CHUNK], "batch expired", now)
             )
         batch = (
-            await session.execute(
-                update(Batch)
-                .where(Batch.id == batch_id)
-                .values(cancelled=Batch.cancelled + len(expired))
-                .returning(Batch)
-            )
+            await session.execute(add_to_counters(batch_id, cancelled=len(expired)))
         ).scalar_one()
     return batch, expired
 

@@ -10,16 +10,35 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, case, func, select, update
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.sql.dml import ReturningUpdate, Update
 
 from infra.db.engine import Database
 from infra.db.models import Batch, BatchLine, Job, StoredFile, utcnow
 
 CHUNK = 1000
 OPEN = ("in_progress", "cancelling", "finalizing")
+
+
+def add_to_counters(batch_id: uuid.UUID, **lines: int) -> ReturningUpdate[Batch]:
+    """Adds to the batch's line counters (completed=, failed=, cancelled=) in one
+    statement, so concurrent counters add up; returns the batch."""
+    added = {name: getattr(Batch, name) + n for name, n in lines.items()}
+    return update(Batch).where(Batch.id == batch_id).values(added).returning(Batch)
+
+
+def cancel_queued_jobs(job_ids: Any, error: str, now: datetime) -> Update:
+    """Cancels those of these jobs (ids, or a subquery of them) that have not
+    started yet; running ones are left to finish."""
+    return (
+        update(Job)
+        .where(Job.id.in_(job_ids), Job.status == "queued")
+        .values(status="cancelled", finished_at=now, error=error)
+    )
 
 
 async def insert_file(db: Database, row: StoredFile) -> None:
@@ -176,12 +195,7 @@ async def refuse_lines(
                 [{"b_id": j, "b_error": e} for j, e in refusals if j in refused],
             )
         return (
-            await session.execute(
-                update(Batch)
-                .where(Batch.id == batch_id)
-                .values(failed=Batch.failed + len(refused))
-                .returning(Batch)
-            )
+            await session.execute(add_to_counters(batch_id, failed=len(refused)))
         ).scalar_one_or_none()
 
 
@@ -197,10 +211,7 @@ async def cancel_pending(db: Database, batch_id: uuid.UUID) -> tuple[Batch | Non
         cancelled = list(
             (
                 await session.execute(
-                    update(Job)
-                    .where(Job.id.in_(queued), Job.status == "queued")
-                    .values(status="cancelled", finished_at=utcnow(), error="batch cancelled")
-                    .returning(Job.id)
+                    cancel_queued_jobs(queued, "batch cancelled", utcnow()).returning(Job.id)
                 )
             ).scalars()
         )
@@ -211,12 +222,7 @@ async def cancel_pending(db: Database, batch_id: uuid.UUID) -> tuple[Batch | Non
                 .values(status="cancelled")
             )
         batch = (
-            await session.execute(
-                update(Batch)
-                .where(Batch.id == batch_id)
-                .values(cancelled=Batch.cancelled + len(cancelled))
-                .returning(Batch)
-            )
+            await session.execute(add_to_counters(batch_id, cancelled=len(cancelled)))
         ).scalar_one_or_none()
     return batch, cancelled
 
