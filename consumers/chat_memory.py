@@ -15,7 +15,7 @@ from schemas import jobs as jobs_ev
 from schemas import memory as ev
 from schemas import topics
 from schemas.envelope import Actor, Envelope, RawEnvelope
-from schemas.ids import derived_id
+from schemas.versions import follow_up
 
 HEADER = "Relevant memories about the user (most relevant first):"
 
@@ -51,15 +51,9 @@ def remember_exchange(
         metadata={"source": "chat", "job_id": str(raw.correlation_id)},
         source="chat",
     )
-    envelope = Envelope[Any](
-        id=derived_id(raw.id, "remember"),
-        type=ev.MEMORY_REMEMBER,
-        tenant_id=raw.tenant_id,
-        actor=actor,
-        correlation_id=ev.user_key(raw.tenant_id, job.memory.user_id),
-        causation_id=raw.id,
-        payload=command,
-    )
+    # Correlated by the user, as their other memory commands: kept in order with them.
+    user = ev.user_key(raw.tenant_id, job.memory.user_id)
+    envelope = follow_up(raw, ev.MEMORY_REMEMBER, command, "remember", actor, correlation_id=user)
     return [(topics.MEMORY_COMMANDS.name, envelope)]
 
 

@@ -59,8 +59,8 @@ def follow_up(
     """An event that `cause` led to. Its id is derived from the cause and `purpose`,
     so publishing it again after a crash is the same event.
 
-    It stays in the cause's correlation and tenant unless it starts a correlation
-    of its own (a job that a webhook starts is correlated by that job's id).
+    It stays in the cause's correlation and tenant unless told otherwise: a job
+    that a webhook starts is correlated by that job, a memory command by its user.
     """
     return Envelope[Any](
         id=derived_id(cause.id, purpose),
