@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -38,6 +39,11 @@ async def eventually(
             raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
         await asyncio.sleep(delay)
         delay = min(delay * 2, 0.2)
+
+
+async def early_in_a_minute() -> bool:
+    """For `eventually`: a burst counted per minute must not straddle two windows."""
+    return datetime.now(UTC).second < 45
 
 
 def unique(prefix: str = "t") -> str:

@@ -11,7 +11,6 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime
 from decimal import Decimal
 
 import httpx
@@ -24,7 +23,7 @@ from infra.kafka.codec import decode_raw
 from infra.local_stack import ServiceAddresses
 from tests.conftest import Running, TenantKey, make_tenant, new_platform
 from tests.fakes.llm import FakeLLMServer
-from tests.harness import eventually, unique
+from tests.harness import early_in_a_minute, eventually, unique
 from tests.kafka_tools import read_topic
 
 ROUTING = """
@@ -186,17 +185,13 @@ async def test_each_call_counts_once_against_the_keys_requests_per_minute(
             f"/v1/ratelimits/keys/{key.id}", json={"rpm": 2}, headers=admin.headers
         )
         assert put.status_code == 200, put.text
-        await eventually(_early_in_a_minute, 20, "the start of a minute")
+        await eventually(early_in_a_minute, 20, "the start of a minute")
         calls = [await http.post("/v1/chat/completions", json=body, headers=auth) for _ in "abc"]
     assert [c.status_code for c in calls] == [200, 200, 429]
     assert [c.headers["x-ratelimit-remaining"] for c in calls[:2]] == ["1", "0"]
     refused = calls[2].json()["error"]
     assert (refused["type"], refused["code"]) == ("rate_limit_error", "rate_limited")
     assert int(calls[2].headers["retry-after"]) >= 1
-
-
-async def _early_in_a_minute() -> bool:  # three calls must not straddle two windows
-    return datetime.now(UTC).second < 45
 
 
 async def test_alias_routes_to_its_model(oai: openai.AsyncOpenAI) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -17,7 +16,7 @@ from infra.local_stack import ServiceAddresses
 from infra.quota import Quotas
 from tests.conftest import make_tenant, new_platform
 from tests.fakes.llm import FakeLLMServer
-from tests.harness import Platform, eventually
+from tests.harness import Platform, early_in_a_minute, eventually
 
 RPM = 40  # the default in this module
 
@@ -54,10 +53,6 @@ async def clients(
 
 def bearer(plaintext: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {plaintext}"}
-
-
-async def early_in_a_minute() -> bool:  # a burst must not straddle two windows
-    return datetime.now(UTC).second < 45
 
 
 async def test_an_admin_sets_one_keys_limits_and_both_ingresses_hold_it_to_them(
