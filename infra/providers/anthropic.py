@@ -150,7 +150,7 @@ def _blocks(m: Message) -> list[dict[str, Any]]:
     if m.role == "tool":
         return [{"type": "tool_result", "tool_use_id": m.tool_call_id or "", "content": m.content}]
     if m.parts:
-        blocks = [_part_block(p) for p in m.parts if not (isinstance(p, str) and not p)]
+        blocks = [_part_block(p) for p in m.parts if p != ""]  # the API refuses empty text
     else:
         blocks = [{"type": "text", "text": m.content}] if m.content else []
     for call in m.tool_calls:

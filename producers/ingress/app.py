@@ -138,7 +138,7 @@ def _document_plain_bodies(app: FastAPI) -> None:
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            document_bodies(generate(), openai_compat.BODIES)
+            document_bodies(generate(), [body for _, body in openai_compat.PLAIN_ROUTES.values()])
         return app.openapi_schema or {}
 
     app.openapi = openapi  # type: ignore[method-assign]

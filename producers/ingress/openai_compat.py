@@ -13,6 +13,7 @@ import base64
 import struct
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import orjson
@@ -72,15 +73,16 @@ async def embeddings(request: Request) -> Response:
 
 # Served as plain routes: each authenticates, then counts the request with its
 # tokens against the key's limits in one step (`_admit`), after reading its body.
-BODIES = (ChatCompletionRequest, EmbeddingRequest)
-router.add_api_route(
-    "/chat/completions", chat_completions, methods=["POST"], route_class_override=PlainRoute,
-    openapi_extra=json_body(ChatCompletionRequest),
-)  # fmt: skip
-router.add_api_route(
-    "/embeddings", embeddings, methods=["POST"], route_class_override=PlainRoute,
-    openapi_extra=json_body(EmbeddingRequest),
-)  # fmt: skip
+Endpoint = Callable[[Request], Awaitable[Response]]
+PLAIN_ROUTES: dict[str, tuple[Endpoint, type[BaseModel]]] = {
+    "/chat/completions": (chat_completions, ChatCompletionRequest),
+    "/embeddings": (embeddings, EmbeddingRequest),
+}
+for _path, (_endpoint, _body) in PLAIN_ROUTES.items():
+    router.add_api_route(
+        _path, _endpoint, methods=["POST"], route_class_override=PlainRoute,
+        openapi_extra=json_body(_body),
+    )  # fmt: skip
 
 
 @router.get("/models")
