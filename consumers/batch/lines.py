@@ -29,11 +29,19 @@ def parse_input(
     if len(data) > max_bytes:
         message = f"the file is {len(data)} bytes; the limit is {max_bytes}"
         return [], [LineError(code="file_too_large", message=message)]
+    lines = data.splitlines()
+    # Counted before any line is parsed: a file over the limit costs no more than its count.
+    count = _count_requests(lines, stop_after=max_requests)
+    if count > max_requests:
+        message = (
+            f"the file has more than {max_requests} requests; the limit is {max_requests} "
+            "per batch: split it into several batches"
+        )
+        return [], [LineError(code="too_many_requests", message=message)]
     requests: list[BatchRequest] = []
     errors: list[LineError] = []
     seen: dict[str, int] = {}
-    line_no = 0
-    for line_no, raw in enumerate(data.splitlines(), start=1):
+    for line_no, raw in enumerate(lines, start=1):
         if not raw.strip():
             continue
         try:
@@ -54,10 +62,18 @@ def parse_input(
             break
     if not errors and not requests:
         errors.append(LineError(code="empty_file", message="the file has no requests"))
-    if len(requests) > max_requests:
-        message = f"{len(requests)} requests; the limit is {max_requests}"
-        errors.append(LineError(code="too_many_requests", line=line_no, message=message))
     return (requests if not errors else []), errors
+
+
+def _count_requests(lines: list[bytes], *, stop_after: int) -> int:
+    """The non-blank lines, counted up to one past `stop_after` and no further."""
+    count = 0
+    for raw in lines:
+        if raw.strip():
+            count += 1
+            if count > stop_after:
+                break
+    return count
 
 
 class _LineRefused(Exception):
