@@ -272,3 +272,31 @@ async def test_usage_api_groups_and_scopes_by_key(
         "/v1/usage", params={"from": "2026-11-10", "to": "2026-11-01"}, headers=admin.headers
     )
     assert backwards.status_code == 422 and backwards.json()["details"][0]["field"] == "to"
+
+
+async def test_usage_csv_export_neutralises_formula_cells(
+    stack: TwoIngresses, clients: list[httpx.AsyncClient], db: Database
+) -> None:
+    """A caller-chosen user id never runs as a formula in the spreadsheet that opens the CSV."""
+    admin = await make_tenant(db, admin=True)
+    tid = uuid.UUID(str(admin.tenant_id))
+    attacks = ['=HYPERLINK("http://x.invalid","y")', "+1+1", "-1+1", "@SUM(A1)", "\t=1", "\r=1"]
+    publisher = Publisher(stack.settings)
+    await publisher.start()
+    try:
+        await publish_all(publisher, [usage_event(tid, user_id=a, cost="0.001") for a in attacks])
+    finally:
+        await publisher.stop()
+
+    async def counted() -> bool:
+        return (await tenant_totals(db, tid))[0] == len(attacks)
+
+    await eventually(counted, 30, "the usage events counted")
+    response = await clients[0].get(
+        "/v1/usage", params={"group_by": "user", "format": "csv"}, headers=admin.headers
+    )
+    assert response.status_code == 200, response.text
+    rows = list(csv.reader(io.StringIO(response.text, newline="")))
+    users = [row[0] for row in rows[1:-1]]
+    assert sorted(users) == sorted("'" + a for a in attacks)
+    assert rows[-1][0] == "total" and Decimal(rows[-1][4]) == Decimal("0.006")

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from datetime import UTC, date, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 
+from infra.csv_export import csv_text
 from infra.db.tenants import KeyOwner
 from infra.db.usage_report import UsageTotal, total_of, usage_totals
 from producers.ingress.admission import Admission, admission_dependency, rate_limited
@@ -61,9 +60,7 @@ def _row(total: UsageTotal) -> UsageRow:
 
 
 def _csv(group_by: str, rows: list[UsageTotal]) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow([group_by, "events", "input_tokens", "output_tokens", "cost_usd"])
-    for r in rows:
-        writer.writerow([r.group, r.events, r.input_tokens, r.output_tokens, r.cost_usd])
-    return out.getvalue()
+    header = [group_by, "events", "input_tokens", "output_tokens", "cost_usd"]
+    return csv_text(
+        header, ([r.group, r.events, r.input_tokens, r.output_tokens, r.cost_usd] for r in rows)
+    )
