@@ -44,7 +44,7 @@ def chat_job(
     return ChatJob(
         model=body.model,
         messages=[_message(m) for m in body.messages],
-        user_id=body.user,
+        user_id=body.user_id or body.user,
         temperature=body.temperature,
         top_p=body.top_p,
         seed=body.seed,
@@ -61,6 +61,7 @@ def chat_job(
         ] if body.tools else None,
         tool_choice=choice,
         cache=cache,
+        memory=body.memory,
     )  # fmt: skip
 
 

@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from schemas.jobs import check_image_url
+from schemas.memory import MemoryContext
 
 
 class _Wire(BaseModel):
@@ -130,6 +131,16 @@ class ChatCompletionRequest(_Wire):
     n: int | None = Field(default=None, ge=1, le=1)
     user: str | None = Field(default=None, max_length=200)
     metadata: dict[str, str] | None = None
+    # Ayush's job extensions, as the official SDKs send them (`extra_body`): what
+    # `POST /v1/jobs` takes under the same names.
+    memory: MemoryContext | None = None
+    user_id: str | None = Field(default=None, max_length=200)
+
+    @model_validator(mode="after")
+    def _one_user(self) -> ChatCompletionRequest:
+        if self.user is not None and self.user_id is not None and self.user != self.user_id:
+            raise ValueError('"user" and "user_id" name different users: send one')
+        return self
 
 
 class EmbeddingRequest(_Wire):

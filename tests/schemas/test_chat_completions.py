@@ -50,3 +50,18 @@ def test_a_bad_body_names_the_field(body: object, param: str) -> None:
     with pytest.raises(BodyError) as refused:
         chat_job_from_body(body)
     assert refused.value.param is not None and refused.value.param.startswith(param)
+
+
+def test_job_extensions_in_the_body_reach_the_job() -> None:
+    hello = [{"role": "user", "content": "hi"}]
+    body = {"model": "gpt-x", "messages": hello, "user_id": "ann",
+            "memory": {"user_id": "ann", "top_k": 2, "remember": True}}  # fmt: skip
+    job = chat_job_from_body(body)
+    assert job.user_id == "ann" and job.memory is not None
+    assert (job.memory.user_id, job.memory.top_k, job.memory.remember) == ("ann", 2, True)
+    with pytest.raises(BodyError) as both:
+        chat_job_from_body({"model": "gpt-x", "messages": hello, "user": "a", "user_id": "b"})
+    assert "user_id" in str(both.value)
+    with pytest.raises(BodyError) as unknown:
+        chat_job_from_body({"model": "gpt-x", "messages": hello, "memory": {"user": "ann"}})
+    assert unknown.value.param is not None and unknown.value.param.startswith("body.memory")
