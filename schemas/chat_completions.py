@@ -44,7 +44,7 @@ def chat_job(
     return ChatJob(
         model=body.model,
         messages=[_message(m) for m in body.messages],
-        user_id=body.user_id or body.user,
+        user_id=body.end_user(),
         temperature=body.temperature,
         top_p=body.top_p,
         seed=body.seed,

@@ -112,7 +112,24 @@ class StreamOptions(_Wire):
     include_usage: bool = False
 
 
-class ChatCompletionRequest(_Wire):
+class _WithJobFields(_Wire):
+    """OpenAI's `user` and `metadata`, and `user_id` as `POST /v1/jobs` names it."""
+
+    user: str | None = Field(default=None, max_length=200)
+    metadata: dict[str, str] | None = Field(default=None, max_length=64)
+    user_id: str | None = Field(default=None, max_length=200)
+
+    @model_validator(mode="after")
+    def _one_user(self) -> _WithJobFields:
+        if self.user is not None and self.user_id is not None and self.user != self.user_id:
+            raise ValueError('"user" and "user_id" name different users: send one')
+        return self
+
+    def end_user(self) -> str | None:
+        return self.user_id or self.user
+
+
+class ChatCompletionRequest(_WithJobFields):
     model: str = Field(min_length=1, max_length=200)
     messages: list[WireMessage] = Field(min_length=1, max_length=10_000)
     temperature: float | None = Field(default=None, ge=0, le=2)
@@ -129,23 +146,12 @@ class ChatCompletionRequest(_Wire):
     tools: list[WireTool] | None = None
     tool_choice: Literal["auto", "none", "required"] | NamedToolChoice | None = None
     n: int | None = Field(default=None, ge=1, le=1)
-    user: str | None = Field(default=None, max_length=200)
-    metadata: dict[str, str] | None = None
-    # Ayush's job extensions, as the official SDKs send them (`extra_body`): what
-    # `POST /v1/jobs` takes under the same names.
+    # Ayush's job extension (the official SDKs send it in `extra_body`), as on `POST /v1/jobs`.
     memory: MemoryContext | None = None
-    user_id: str | None = Field(default=None, max_length=200)
-
-    @model_validator(mode="after")
-    def _one_user(self) -> ChatCompletionRequest:
-        if self.user is not None and self.user_id is not None and self.user != self.user_id:
-            raise ValueError('"user" and "user_id" name different users: send one')
-        return self
 
 
-class EmbeddingRequest(_Wire):
+class EmbeddingRequest(_WithJobFields):
     model: str = Field(min_length=1, max_length=200)
     input: str | list[str] = Field(min_length=1)
     dimensions: int | None = Field(default=None, ge=1)
     encoding_format: Literal["float", "base64"] = "float"
-    user: str | None = Field(default=None, max_length=200)

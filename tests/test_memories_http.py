@@ -279,6 +279,10 @@ async def test_chat_completions_take_the_memory_extension_in_extra_body(
             },
         )
         completion = raw.parse()
+        embedded = await sdk.embeddings.with_raw_response.create(
+            model="local-hash", input="plain text", extra_body={"user_id": user,
+                                                                "metadata": {"via": "sdk"}},
+        )  # fmt: skip
         refused = sdk.chat.completions.create(
             model="gpt-fake",
             messages=[{"role": "user", "content": "hi"}],
@@ -297,6 +301,8 @@ async def test_chat_completions_take_the_memory_extension_in_extra_body(
     job_id = raw.headers["X-Ayush-Job-Id"]
     job = await wait_finished(client, tenant, job_id)
     assert job["user_id"] == user and job["metadata"] == {"via": "sdk"}
+    embedding = await wait_finished(client, tenant, embedded.headers["X-Ayush-Job-Id"])
+    assert embedding["user_id"] == user and embedding["metadata"] == {"via": "sdk"}
 
     async def exchange() -> Json | None:
         listed = await client.get("/v1/memories", params={"user_id": user}, headers=tenant.headers)

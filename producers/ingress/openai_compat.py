@@ -66,7 +66,7 @@ async def embeddings(request: Request) -> Response:
     texts = [body.input] if isinstance(body.input, str) else body.input
     job = _build(lambda: ev.ChatJob(
         kind="embedding", model=body.model, input=texts, dimensions=body.dimensions,
-        user_id=body.user, cache=_wants_cache(request, owner),
+        user_id=body.end_user(), metadata=body.metadata or {}, cache=_wants_cache(request, owner),
     ))  # fmt: skip
     return await _run(request, svc, owner, job, body.model, encoding=body.encoding_format)
 
