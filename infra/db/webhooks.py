@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import select, update
@@ -29,33 +30,40 @@ async def get_endpoint(db: Database, endpoint_id: uuid.UUID) -> WebhookEndpoint 
 
 
 async def record_delivery(
-    db: Database, endpoint_id: uuid.UUID, delivery_id: str, event_id: uuid.UUID
+    db: Database, endpoint_id: uuid.UUID, delivery_ids: Sequence[str], event_id: uuid.UUID
 ) -> bool:
-    """False if this delivery id was already published for the endpoint."""
+    """False if any of a delivery's dedupe keys was already published for the endpoint."""
     async with db.transaction() as session:
         await session.execute(
             insert(WebhookDelivery)
-            .values(endpoint_id=endpoint_id, delivery_id=delivery_id, event_id=event_id)
+            .values(
+                [
+                    {"endpoint_id": endpoint_id, "delivery_id": key, "event_id": event_id}
+                    for key in delivery_ids
+                ]
+            )
             .on_conflict_do_nothing()
         )
         published = (
             await session.execute(
                 select(WebhookDelivery.published_at).where(
                     WebhookDelivery.endpoint_id == endpoint_id,
-                    WebhookDelivery.delivery_id == delivery_id,
+                    WebhookDelivery.delivery_id.in_(delivery_ids),
                 )
             )
-        ).scalar_one()
-    return published is None
+        ).scalars()
+        return all(at is None for at in published)
 
 
-async def mark_delivery_published(db: Database, endpoint_id: uuid.UUID, delivery_id: str) -> None:
+async def mark_delivery_published(
+    db: Database, endpoint_id: uuid.UUID, delivery_ids: Sequence[str]
+) -> None:
     async with db.transaction() as session:
         await session.execute(
             update(WebhookDelivery)
             .where(
                 WebhookDelivery.endpoint_id == endpoint_id,
-                WebhookDelivery.delivery_id == delivery_id,
+                WebhookDelivery.delivery_id.in_(delivery_ids),
             )
             .values(published_at=utcnow())
         )

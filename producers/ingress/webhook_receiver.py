@@ -35,6 +35,8 @@ SecretBox = Annotated[Vault, Depends(vault)]
 
 # Headers that could carry a credential of ours are not kept in the event.
 DROPPED_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
+# Schemes that sign neither a timestamp nor the delivery id: deduplicated on the body as well.
+BODY_DEDUPED = frozenset({"github", "hmac"})
 
 
 @router.post("/hooks/{endpoint_id}", status_code=202)
@@ -56,8 +58,9 @@ async def receive(endpoint_id: str, request: Request, svc: Svc, box: SecretBox) 
     if endpoint.source == "slack" and payload and payload.get("type") == "url_verification":
         return JSONResponse({"challenge": payload.get("challenge")}, 200)
     delivery_id = _delivery_id(endpoint, request, payload, body)
-    event_id = derived_id(endpoint.id, f"delivery:{delivery_id}")
-    if not await store.record_delivery(svc.db, endpoint.id, delivery_id, event_id):
+    keys = _dedupe_keys(endpoint.source, delivery_id, body)
+    event_id = derived_id(endpoint.id, f"delivery:{keys[-1]}")
+    if not await store.record_delivery(svc.db, endpoint.id, keys, event_id):
         return JSONResponse({"status": "duplicate", "id": str(event_id)}, 200)
     envelope = Envelope[Any](
         id=event_id,
@@ -80,7 +83,7 @@ async def receive(endpoint_id: str, request: Request, svc: Svc, box: SecretBox) 
     except TransientError as exc:
         # Not marked published: the source's retry publishes it under the same id.
         raise ApiError(503, "unavailable", "try again", {"Retry-After": "1"}) from exc
-    await store.mark_delivery_published(svc.db, endpoint.id, delivery_id)
+    await store.mark_delivery_published(svc.db, endpoint.id, keys)
     return JSONResponse({"status": "accepted", "id": str(event_id)}, 202)
 
 
@@ -134,6 +137,23 @@ def _delivery_id(
     if found:
         return str(found)[:300]
     return "sha256:" + hashlib.sha256(body).hexdigest()
+
+
+def _dedupe_keys(source: str, delivery_id: str, body: bytes) -> list[str]:
+    """What makes a delivery a duplicate: its id, and for some schemes its body too.
+
+    GitHub's and the generic HMAC scheme's signatures cover the body only: the
+    delivery id (and GitHub's event type) are unsigned headers and no timestamp
+    is signed, so a captured delivery could be replayed for ever under fresh
+    ids. Their body's hash is a dedupe key as well, and the event id derives from
+    it, so a replay answers like the duplicate it is. Stripe, Slack and Standard
+    Webhooks sign a timestamp (checked against a five-minute window) and their
+    id is signed or in the signed body: their id alone is the key.
+    """
+    body_key = "sha256:" + hashlib.sha256(body).hexdigest()
+    if source not in BODY_DEDUPED or delivery_id == body_key:
+        return [delivery_id]
+    return [delivery_id, body_key]
 
 
 def _event_type(source: str, request: Request, payload: dict[str, Any] | None) -> str:

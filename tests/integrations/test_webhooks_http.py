@@ -204,3 +204,38 @@ async def test_stripe_standard_and_generic_hmac_deliveries(
         "/v1/webhook-endpoints", json={"source": "stripe"}, headers=tenant.headers
     )
     assert missing.status_code == 422 and missing.json()["details"][0]["field"] == "secret"
+
+
+async def test_a_signed_body_replayed_under_fresh_ids_publishes_nothing(
+    api: httpx.AsyncClient, tenant: TenantKey, integrations: Integrations
+) -> None:
+    """GitHub and generic HMAC sign the body only, not the ids nor GitHub's event type."""
+    secret = unique("gh-secret-")
+    hook = await endpoint(api, tenant, "github", secret)
+    url = f"/hooks/{hook['id']}"
+    body = b'{"action": "opened", "issue": {"number": 7}}'
+    first = await api.post(url, content=body, headers=github_headers(secret, body, "d-1"))
+    assert first.status_code == 202, first.text
+    # Captured and sent again: a fresh delivery id, another event type, the same signed body.
+    for delivery, event in (("d-2", "issues"), ("d-3", "push")):
+        headers = github_headers(secret, body, delivery, event)
+        replay = await api.post(url, content=body, headers=headers)
+        assert replay.status_code == 200, replay.text
+        assert replay.json() == {"status": "duplicate", "id": first.json()["id"]}
+    closed = body.replace(b"opened", b"closed")  # another body is another delivery
+    later = await api.post(url, content=closed, headers=github_headers(secret, closed, "d-4"))
+    assert later.status_code == 202, later.text
+    events = await published_for(integrations, hook["id"])
+    assert [e.payload["event_type"] for e in events] == ["issues.opened", "issues.closed"]
+    assert [e.payload["delivery_id"] for e in events] == ["d-1", "d-4"]
+
+    generic = await endpoint(api, tenant, "hmac", "shared-s3cret")
+    gbody = b'{"type": "build.done", "build": 41}'
+    sig = hmac.new(b"shared-s3cret", gbody, hashlib.sha256).hexdigest()
+    answers = [
+        await api.post(f"/hooks/{generic['id']}", content=gbody,
+                       headers={"X-Signature": sig, "X-Delivery-Id": delivery})
+        for delivery in ("g-1", "g-2", "g-3")
+    ]  # fmt: skip
+    assert [a.status_code for a in answers] == [202, 200, 200]
+    assert len(await published_for(integrations, generic["id"])) == 1
