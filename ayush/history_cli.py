@@ -12,6 +12,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.progress import Progress as RichProgress
 from rich.table import Table
@@ -232,8 +233,8 @@ def dlq_list(topic: TopicOpt, all_: Annotated[bool, typer.Option("--all")] = Fal
     for d in letters:
         event: dict[str, Any] = _event_json(d.record.value)
         table.add_row(
-            str(d.offset), "yes" if d.pending else "no", str(event.get("type", "?")),
-            str(event.get("id", "?")), d.group, str(d.attempts), d.error[:80],
+            str(d.offset), "yes" if d.pending else "no", escape(str(event.get("type", "?"))),
+            escape(str(event.get("id", "?"))), d.group, str(d.attempts), escape(d.error[:80]),
         )  # fmt: skip
     out = Console()
     if not out.is_terminal:  # piped: do not squeeze columns into 80 characters

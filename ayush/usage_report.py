@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from infra.db.engine import Database
@@ -32,7 +33,8 @@ async def month_by_model(database_url: str, tenant: str, month: str) -> list[Usa
 
 
 def render(tenant: str, month: str, rows: list[UsageTotal], console: Console) -> None:
-    table = Table(title=f"Usage of {tenant} in {month}", show_footer=True)
+    # Names come from requests: shown as they are, never read as rich markup (links, styles).
+    table = Table(title=escape(f"Usage of {tenant} in {month}"), show_footer=True)
     total = total_of(rows)
     table.add_column("model", footer="total")
     for name, value in (
@@ -44,7 +46,7 @@ def render(tenant: str, month: str, rows: list[UsageTotal], console: Console) ->
     table.add_column("cost (USD)", justify="right", footer=f"{total.cost_usd:,.8f}")
     for r in rows:
         table.add_row(
-            r.group, f"{r.events:,}", f"{r.input_tokens:,}", f"{r.output_tokens:,}",
+            escape(r.group), f"{r.events:,}", f"{r.input_tokens:,}", f"{r.output_tokens:,}",
             f"{r.cost_usd:,.8f}",
         )  # fmt: skip
     console.print(table)

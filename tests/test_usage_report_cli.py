@@ -5,11 +5,16 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import UTC, datetime
+from decimal import Decimal
 
+from rich.console import Console
+
+from ayush.usage_report import render
 from consumers.usage import usage_row
 from infra.db import usage as usage_store
 from infra.db.engine import Database
 from infra.db.tenants import ensure_tenant
+from infra.db.usage_report import UsageTotal
 from infra.kafka.codec import encode
 from infra.local_stack import ServiceAddresses
 from tests.harness import unique
@@ -49,3 +54,11 @@ async def test_report_shows_each_model_and_the_totals(
         ayush, services, "usage", "report", "--tenant", name, "--month", "November"
     )
     assert bad.returncode == 2 and "2026-11" in bad.stderr
+
+
+def test_report_shows_names_as_text_never_as_markup() -> None:
+    planted = "[link=http://x.invalid]gpt[/link][bold]"
+    console = Console(record=True, width=200)
+    render("acme[red]", "2026-11", [UsageTotal(planted, 1, 2, 3, Decimal("0.1"))], console)
+    shown = console.export_text()
+    assert planted in shown and "acme[red]" in shown
