@@ -138,8 +138,10 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_ENDPOINT")
     )
     trace_file: Path | None = None
-    # Workers serve /metrics on this port; 0 turns it off.
+    # Every process (workers and the ingress) serves /metrics on this port and
+    # address, apart from the API; 0 turns it off. Keep the port off the internet.
     metrics_port: int = Field(default=0, ge=0, le=65535)
+    metrics_host: str = "0.0.0.0"
     log_format: str = Field(default="json", pattern="^(json|text)$")
     # One INFO line per handled event (failures are always logged).
     log_events: bool = False

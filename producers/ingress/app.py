@@ -72,9 +72,17 @@ def create_app(settings: Settings, streams: OpenStreams | None = None) -> FastAP
         await ratelimits.restore(db, quotas)
         app.state.admission = admission.Admission(settings, db, quotas, prices)
         app.state.vault = Vault.from_setting(settings.encryption_keys)
+        # Metrics are for the operator: on a port of their own, never the API's.
+        exporter = (
+            metrics.serve(settings.metrics_port, settings.metrics_host)
+            if metrics and settings.metrics_port
+            else None
+        )
         try:
             yield
         finally:
+            if exporter is not None:
+                exporter.close()
             await memory.close()
             await replies.stop()
             await quotas.close()

@@ -33,7 +33,7 @@ from producers.ingress.admission import (
 )
 from producers.ingress.auth import authenticate
 from producers.ingress.body import MAX_BODY_BYTES
-from producers.ingress.errors import ApiError
+from producers.ingress.errors import ApiError, unavailable
 from producers.ingress.openai_stream import completion_chunks, usage_of, wire_tool_calls
 from producers.ingress.plain_route import PlainRoute, json_body
 from producers.ingress.state import Services, services
@@ -202,10 +202,7 @@ async def _publish(
     except EventTooLarge as exc:
         raise oe.OpenAIError(413, str(exc), "invalid_request_error", "request_too_large") from exc
     except TransientError as exc:
-        raise oe.OpenAIError(
-            503, f"the event log did not accept the request, try again: {exc}",
-            "service_unavailable", "unavailable", headers={"Retry-After": "1"},
-        ) from exc  # fmt: skip
+        raise oe.from_api_error(unavailable("the event log", exc)) from exc
 
 
 # translation ------------------------------------------------------------------------
