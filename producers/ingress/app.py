@@ -40,6 +40,7 @@ from producers.ingress import (
     webhook_setup,
 )
 from producers.ingress.auth import KeyCache
+from producers.ingress.body import BodyLimit
 from producers.ingress.observability import OpenStreams, TelemetryMiddleware
 from producers.ingress.plain_route import PlainRoute, document_bodies
 from producers.ingress.state import Services
@@ -100,6 +101,8 @@ def create_app(settings: Settings, streams: OpenStreams | None = None) -> FastAP
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.metrics = metrics
+    # Every route's body is capped (routes with a limit of their own say so).
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(
         TelemetryMiddleware,
         metrics=metrics,

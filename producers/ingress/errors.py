@@ -76,6 +76,9 @@ def install(app: FastAPI) -> None:
 
 
 def _slug(status: int) -> str:
-    return {404: "not_found", 405: "method_not_allowed", 401: "unauthorized"}.get(
-        status, "http_error"
-    )
+    return {
+        401: "unauthorized",
+        404: "not_found",
+        405: "method_not_allowed",
+        413: "payload_too_large",
+    }.get(status, "http_error")

@@ -32,7 +32,7 @@ from producers.ingress.admission import (
     release_billable,
 )
 from producers.ingress.auth import authenticate
-from producers.ingress.body import MAX_BODY_BYTES
+from producers.ingress.body import BodyTooLarge
 from producers.ingress.errors import ApiError, unavailable
 from producers.ingress.openai_stream import completion_chunks, usage_of, wire_tool_calls
 from producers.ingress.plain_route import PlainRoute, json_body
@@ -266,9 +266,10 @@ async def _owner(request: Request, svc: Services) -> KeyOwner:
 
 
 async def _parse(request: Request, model: type[W]) -> W:
-    raw = await request.body()
-    if len(raw) > MAX_BODY_BYTES:
-        raise oe.OpenAIError(413, f"body over {MAX_BODY_BYTES} bytes", "invalid_request_error")
+    try:
+        raw = await request.body()
+    except BodyTooLarge as exc:
+        raise oe.OpenAIError(413, exc.detail, "invalid_request_error", "request_too_large") from exc
     try:
         return model.model_validate_json(raw or b"null")
     except ValidationError as exc:
