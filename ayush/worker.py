@@ -63,7 +63,7 @@ async def run_worker(settings: Settings, group: str) -> None:
         publisher = getattr(consumer, "publisher", None)
         metrics = publisher.metrics if publisher is not None else None
         if metrics is not None and settings.metrics_port:
-            server = metrics.serve(settings.metrics_port)
+            server = metrics.serve(settings.metrics_port, settings.metrics_host)
             stack.callback(server.close)
             log.info("metrics on :%d/metrics", server.port)
         tune_gc()

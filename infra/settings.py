@@ -111,6 +111,10 @@ class Settings(BaseSettings):
     # bigger batches spread that cost over more events; a crash redoes one batch.
     usage_batch_max: int = Field(default=20_000, ge=1)
 
+    # The largest request body the ingress reads, by default; uploads and webhook
+    # deliveries have their own limits (batch_max_bytes, webhook_max_body_bytes).
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1)
+
     # Admission at the ingress. Rate limits apply per API key and per minute.
     rate_limit_requests_per_min: int = Field(default=1200, ge=1)
     rate_limit_tokens_per_min: int = Field(default=2_000_000, ge=1)
@@ -138,8 +142,10 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_ENDPOINT")
     )
     trace_file: Path | None = None
-    # Workers serve /metrics on this port; 0 turns it off.
+    # Every process (workers and the ingress) serves /metrics on this port and
+    # address, apart from the API; 0 turns it off. Keep the port off the internet.
     metrics_port: int = Field(default=0, ge=0, le=65535)
+    metrics_host: str = "0.0.0.0"
     log_format: str = Field(default="json", pattern="^(json|text)$")
     # One INFO line per handled event (failures are always logged).
     log_events: bool = False

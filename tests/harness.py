@@ -9,12 +9,13 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -170,3 +171,60 @@ def sse_events(text: str) -> list[dict[str, Any]]:
         if "event" in event:
             events.append(event)
     return events
+
+
+@dataclass
+class RawAnswer:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        import json
+
+        return json.loads(self.body)
+
+
+async def raw_http(
+    url: str,
+    method: str,
+    path: str,
+    headers: dict[str, str],
+    chunks: Iterable[bytes] = (),
+    timeout_s: float = 10.0,
+) -> RawAnswer:
+    """One HTTP/1.1 exchange over a bare socket, for what clients will not send: headers that
+    promise a body that never comes, or a chunked body that never ends. The answer must come
+    within `timeout_s` of the last byte sent, body or not."""
+    parts = urlsplit(url)
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    try:
+        head = [f"{method} {path} HTTP/1.1", f"Host: {parts.netloc}", "Connection: close"]
+        head += [f"{name}: {value}" for name, value in headers.items()]
+        writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
+        try:
+            for chunk in chunks:
+                writer.write(chunk)
+                await writer.drain()
+        except ConnectionError:
+            pass  # the server answered and hung up before taking it all: read the answer
+        async with asyncio.timeout(timeout_s):
+            status_line = await reader.readline()
+            answer_headers: dict[str, str] = {}
+            while (line := await reader.readline()) not in (b"\r\n", b""):
+                name, _, value = line.decode("latin-1").partition(":")
+                answer_headers[name.strip().lower()] = value.strip()
+            length = int(answer_headers.get("content-length", "0"))
+            body = await reader.readexactly(length)
+    finally:
+        writer.close()
+    return RawAnswer(int(status_line.split()[1]), answer_headers, body)
+
+
+def chunked(data: bytes, size: int = 16 * 1024, *, end: bool = True) -> Iterator[bytes]:
+    """`data` in HTTP/1.1 chunked framing; without the last chunk if not `end`."""
+    for start in range(0, len(data), size):
+        piece = data[start : start + size]
+        yield f"{len(piece):x}\r\n".encode() + piece + b"\r\n"
+    if end:
+        yield b"0\r\n\r\n"

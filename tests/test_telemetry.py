@@ -27,6 +27,7 @@ class Observed(Running):
     traces: Path
     worker: Proc
     worker_metrics: str
+    ingress_metrics: str
 
 
 @pytest.fixture(scope="module")
@@ -38,9 +39,14 @@ def observed(
     platform, settings = new_platform(services, fake_llm, logs)
     # Export every 50 ms instead of every 5 s, so spans reach the files quickly.
     platform.env["OTEL_BSP_SCHEDULE_DELAY"] = "50"
-    port = free_port()
+    port, ingress_port = free_port(), free_port()
     try:
-        platform.start_ingress_with({"AYUSH_TRACE_FILE": str(logs / "ingress.spans")})
+        platform.start_ingress_with(
+            {
+                "AYUSH_TRACE_FILE": str(logs / "ingress.spans"),
+                "AYUSH_METRICS_PORT": str(ingress_port),
+            }
+        )
         worker = platform.start_worker(
             "model-calls",
             extra_env={
@@ -49,7 +55,10 @@ def observed(
                 "AYUSH_LOG_EVENTS": "true",
             },
         )
-        yield Observed(platform, settings, logs, worker, f"http://127.0.0.1:{port}/metrics")
+        yield Observed(
+            platform, settings, logs, worker,
+            f"http://127.0.0.1:{port}/metrics", f"http://127.0.0.1:{ingress_port}/metrics",
+        )  # fmt: skip
     finally:
         platform.stop()
 
@@ -154,13 +163,13 @@ async def test_metrics_show_requests_lag_latency_and_tokens(
     prefix = observed.settings.topic_prefix
     group = f"{prefix}model-calls"
     model = f"gpt-fake@tag={unique()}"  # a label of its own: counts start at zero
-    before = samples((await http.get("/metrics")).text)
+    before = samples((await http.get(observed.ingress_metrics)).text)
     jobs = [await submit(http, tenant, chat(f"count {n} tokens", model=model)) for n in range(3)]
     finished = [await wait_finished(http, tenant, job_id) for job_id in jobs]
     output_tokens = sum(int(j["usage"]["output_tokens"]) for j in finished)  # type: ignore[index]
     input_tokens = sum(int(j["usage"]["input_tokens"]) for j in finished)  # type: ignore[index]
 
-    ingress = samples((await http.get("/metrics")).text)
+    ingress = samples((await http.get(observed.ingress_metrics)).text)
     posted = ("ayush_http_requests_total", {"method": "POST", "route": "/v1/jobs", "status": "202"})
     assert value(ingress, posted[0], **posted[1]) - value(before, posted[0], **posted[1]) == 3
     published = {"topic": f"{prefix}ai.job.requested", "outcome": "ok"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import uuid
 from dataclasses import dataclass, field
@@ -16,12 +17,20 @@ from infra.db.models import ApiKey, Tenant
 from schemas.ids import uuid7
 
 KEY_PREFIX = "ayk_"
+KEY_BYTES = 32
+# What create_api_key hands out: the prefix and 32 random bytes, URL-safe base64 unpadded.
+KEY_FORMAT = re.compile(rf"{KEY_PREFIX}[A-Za-z0-9_-]{{{(KEY_BYTES * 4 + 2) // 3}}}")
 
 
 def hash_key(plaintext: str) -> str:
     # Keys are 256-bit random strings, so a fast hash is enough: there is no
     # dictionary to guess from, unlike passwords.
     return hashlib.sha256(plaintext.encode()).hexdigest()
+
+
+def is_well_formed_key(candidate: str) -> bool:
+    """Whether `candidate` could be a key at all; anything else needs no lookup."""
+    return KEY_FORMAT.fullmatch(candidate) is not None
 
 
 @dataclass(frozen=True)
@@ -68,7 +77,7 @@ async def create_api_key(
     db: Database, tenant_id: uuid.UUID, *, name: str = "", is_admin: bool = False
 ) -> tuple[ApiKey, str]:
     """A new key; the plaintext is returned once and never stored."""
-    plaintext = KEY_PREFIX + secrets.token_urlsafe(32)
+    plaintext = KEY_PREFIX + secrets.token_urlsafe(KEY_BYTES)
     key = ApiKey(
         id=uuid7(),
         tenant_id=tenant_id,

@@ -33,7 +33,7 @@ from infra.quota import Quotas, RateWindow
 from infra.quota import Scope as BudgetScope
 from infra.settings import Settings
 from producers.ingress.auth import authenticate
-from producers.ingress.errors import ApiError
+from producers.ingress.errors import ApiError, unavailable
 from producers.ingress.state import services
 from schemas.jobs import ChatJob, ImagePart
 from schemas.usage import current_period, period_reset
@@ -127,7 +127,7 @@ async def admit_billable(
             owner.tenant_id, scopes, period, hold_id, estimate, adm.settings.budget_hold_ttl_s
         )
     except TransientError as exc:
-        raise _unavailable("budgets", exc) from exc
+        raise unavailable("budgets", exc) from exc
     if refused is not None:
         raise await _budget_exceeded(adm, refused, period)
 
@@ -146,11 +146,7 @@ async def _hit(adm: Admission, owner: KeyOwner, *, requests: int, tokens: int) -
             tpm=adm.settings.rate_limit_tokens_per_min,
         )
     except TransientError as exc:
-        raise _unavailable("rate limits", exc) from exc
-
-
-def _unavailable(what: str, exc: Exception) -> ApiError:
-    return ApiError(503, "unavailable", f"{what} unavailable: {exc}", {"Retry-After": "1"})
+        raise unavailable("rate limits", exc) from exc
 
 
 def _too_many(window: RateWindow) -> ApiError:

@@ -40,6 +40,7 @@ from producers.ingress import (
     webhook_setup,
 )
 from producers.ingress.auth import KeyCache
+from producers.ingress.body import BodyLimit
 from producers.ingress.observability import OpenStreams, TelemetryMiddleware
 from producers.ingress.plain_route import PlainRoute, document_bodies
 from producers.ingress.state import Services
@@ -72,9 +73,17 @@ def create_app(settings: Settings, streams: OpenStreams | None = None) -> FastAP
         await ratelimits.restore(db, quotas)
         app.state.admission = admission.Admission(settings, db, quotas, prices)
         app.state.vault = Vault.from_setting(settings.encryption_keys)
+        # Metrics are for the operator: on a port of their own, never the API's.
+        exporter = (
+            metrics.serve(settings.metrics_port, settings.metrics_host)
+            if metrics and settings.metrics_port
+            else None
+        )
         try:
             yield
         finally:
+            if exporter is not None:
+                exporter.close()
             await memory.close()
             await replies.stop()
             await quotas.close()
@@ -92,6 +101,8 @@ def create_app(settings: Settings, streams: OpenStreams | None = None) -> FastAP
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.metrics = metrics
+    # Every route's body is capped (routes with a limit of their own say so).
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(
         TelemetryMiddleware,
         metrics=metrics,

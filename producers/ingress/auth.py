@@ -1,33 +1,58 @@
-"""Bearer API keys. Lookups are cached briefly so a busy client costs no query per call."""
+"""Bearer API keys. Lookups are cached briefly so a busy client costs no query per call.
+
+Whatever is not shaped like a key is refused before the cache and the
+database see it, so a header of any size costs nothing to keep. The cache
+is keyed by the key's hash, holds a bounded number of entries and forgets
+each one when its time is up.
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
+from cachetools import TTLCache
 from fastapi import Depends, Request
 
-from infra.db.tenants import KeyOwner, find_key_owner
+from infra.db.tenants import KeyOwner, find_key_owner, hash_key, is_well_formed_key
 from producers.ingress.errors import ApiError
 from producers.ingress.state import Services, services_dependency
 
 CACHE_TTL_S = 10.0
+CACHE_MAX_ENTRIES = 10_000
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 
+class _Missing:
+    pass
+
+
+_MISSING = _Missing()
+
+
 class KeyCache:
-    def __init__(self) -> None:
-        self._entries: dict[str, tuple[float, KeyOwner | None]] = {}
+    """Key hash -> its owner, or None for a key that is unknown or revoked."""
 
-    def get(self, key: str) -> tuple[bool, KeyOwner | None]:
-        entry = self._entries.get(key)
-        if entry is None or entry[0] < time.monotonic():
+    def __init__(
+        self,
+        max_entries: int = CACHE_MAX_ENTRIES,
+        ttl_s: float = CACHE_TTL_S,
+        timer: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._entries: TTLCache[str, KeyOwner | None] = TTLCache(max_entries, ttl_s, timer)
+
+    def get(self, key_hash: str) -> tuple[bool, KeyOwner | None]:
+        found = self._entries.get(key_hash, _MISSING)
+        if isinstance(found, _Missing):
             return False, None
-        return True, entry[1]
+        return True, found
 
-    def put(self, key: str, owner: KeyOwner | None) -> None:
-        if len(self._entries) > 100_000:
-            self._entries.clear()
-        self._entries[key] = (time.monotonic() + CACHE_TTL_S, owner)
+    def put(self, key_hash: str, owner: KeyOwner | None) -> None:
+        self._entries[key_hash] = owner
+
+    def __len__(self) -> int:
+        self._entries.expire()
+        return len(self._entries)
 
 
 async def authenticate(request: Request, svc: Services = Depends(services_dependency)) -> KeyOwner:
@@ -36,13 +61,17 @@ async def authenticate(request: Request, svc: Services = Depends(services_depend
         return known
     header = request.headers.get("authorization", "")
     scheme, _, key = header.partition(" ")
-    if scheme.lower() != "bearer" or not key.strip():
+    key = key.strip()
+    if scheme.lower() != "bearer" or not key:
         raise ApiError(401, "unauthorized", "missing bearer API key", _CHALLENGE)
+    if not is_well_formed_key(key):
+        raise ApiError(401, "unauthorized", "unknown or revoked API key", _CHALLENGE)
     cache: KeyCache = request.app.state.key_cache
-    hit, owner = cache.get(key.strip())
+    key_hash = hash_key(key)
+    hit, owner = cache.get(key_hash)
     if not hit:
-        owner = await find_key_owner(svc.db, key.strip())
-        cache.put(key.strip(), owner)
+        owner = await find_key_owner(svc.db, key)
+        cache.put(key_hash, owner)
     if owner is None:
         raise ApiError(401, "unauthorized", "unknown or revoked API key", _CHALLENGE)
     request.state.owner = owner

@@ -16,8 +16,9 @@ from infra.errors import TransientError
 from infra.redis import TERMINAL
 from producers.ingress.auth import authenticate
 from producers.ingress.body import json_body
+from producers.ingress.errors import unavailable
 from producers.ingress.job_stream import KEEPALIVE_MS, _frame
-from producers.ingress.openai_errors import OpenAIError, not_found
+from producers.ingress.openai_errors import OpenAIError, from_api_error, not_found
 from producers.ingress.state import Services, services_dependency
 from schemas import batches as bev
 from schemas import topics
@@ -113,8 +114,7 @@ async def create(
             svc.db, batch.id, "failed", only_from=("validating",),
             errors=[{"code": "unavailable", "message": "the batch could not be queued"}],
         )  # fmt: skip
-        raise OpenAIError(503, f"the event log did not accept the batch, retry: {exc}",
-                          "service_unavailable", "unavailable") from exc  # fmt: skip
+        raise from_api_error(unavailable("the event log", exc)) from exc
     return batch_object(batch)
 
 
@@ -143,8 +143,7 @@ async def cancel(batch_id: str, owner: Owner, svc: Svc) -> bev.BatchObject:
     try:
         await svc.publisher.publish(topics.BATCH_REQUESTED.name, event)
     except TransientError as exc:
-        raise OpenAIError(503, f"the cancellation was not queued, retry: {exc}",
-                          "service_unavailable", "unavailable") from exc  # fmt: skip
+        raise from_api_error(unavailable("the event log", exc)) from exc
     return batch_object(moved)
 
 

@@ -1,4 +1,11 @@
-"""JSON request bodies, whatever Content-Type the client sent.
+"""Request bodies: every one capped, and JSON whatever Content-Type the client sent.
+
+`BodyLimit` caps every request's body: a declared `Content-Length` over the
+limit is refused before a byte is read, and a body without one (chunked) is
+counted as it streams in and refused as soon as it passes the limit. The
+check runs when the route first reads its body, so a route may first
+authenticate, and may set a limit of its own with `allow_body` (uploads,
+webhook deliveries). Over the limit, reading raises `BodyTooLarge`: 413.
 
 `curl -d '{...}'` labels JSON as a form; refusing it would only annoy people.
 """
@@ -11,19 +18,68 @@ from typing import TypeVar
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 M = TypeVar("M", bound=BaseModel)
 
-MAX_BODY_BYTES = 8 * 1024 * 1024
+LIMIT_KEY = "ayush.max_body_bytes"
+
+
+class BodyTooLarge(HTTPException):
+    """An HTTPException, so FastAPI's own body parsing lets it through unchanged."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"the request body is over {limit} bytes")
+        self.limit = limit
+
+
+class BodyLimit:
+    """ASGI middleware: no request body over the limit is read (see the module's doc)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        scope[LIMIT_KEY] = self.max_bytes
+        declared = _content_length(scope)
+        received = 0
+
+        async def capped() -> Message:
+            nonlocal received
+            limit: int = scope[LIMIT_KEY]
+            if declared is not None and declared > limit:
+                raise BodyTooLarge(limit)
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge(limit)
+            return message
+
+        await self.app(scope, capped, send)
+
+
+def allow_body(request: Request, max_bytes: int) -> None:
+    """This request's body may be up to `max_bytes`; call before reading it."""
+    request.scope[LIMIT_KEY] = max_bytes
+
+
+def _content_length(scope: Scope) -> int | None:
+    value = Headers(scope=scope).get("content-length")
+    if value is None or not value.isdigit():
+        return None  # the server refuses a malformed length itself
+    return int(value) if len(value) <= 18 else 10**18
 
 
 def json_body(model: type[M]) -> Callable[[Request], Awaitable[M]]:
     async def parse(request: Request) -> M:
         raw = await request.body()
-        if len(raw) > MAX_BODY_BYTES:
-            raise RequestValidationError(
-                [{"loc": ("body",), "msg": f"body over {MAX_BODY_BYTES} bytes", "type": "too_long"}]
-            )
         try:
             return model.model_validate_json(raw or b"null")
         except ValidationError as exc:

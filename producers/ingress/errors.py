@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -10,6 +11,9 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from infra.errors import EventTooLarge
+
+log = logging.getLogger(__name__)
+RETRY_SOON = {"Retry-After": "1"}
 
 
 class ApiError(Exception):
@@ -28,6 +32,12 @@ class ApiError(Exception):
         self.message = message
         self.headers = headers
         self.field = field
+
+
+def unavailable(what: str, exc: BaseException) -> ApiError:
+    """A 503 saying what is unavailable; why (hosts, addresses, driver text) goes to the log."""
+    log.warning("%s unavailable: %s: %s", what, type(exc).__name__, exc)
+    return ApiError(503, "unavailable", f"{what} unavailable, try again", RETRY_SOON)
 
 
 def _field(loc: tuple[Any, ...]) -> str:
@@ -66,6 +76,9 @@ def install(app: FastAPI) -> None:
 
 
 def _slug(status: int) -> str:
-    return {404: "not_found", 405: "method_not_allowed", 401: "unauthorized"}.get(
-        status, "http_error"
-    )
+    return {
+        401: "unauthorized",
+        404: "not_found",
+        405: "method_not_allowed",
+        413: "payload_too_large",
+    }.get(status, "http_error")

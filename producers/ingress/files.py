@@ -1,16 +1,24 @@
-"""The OpenAI Files API: upload, describe, download and delete files (purpose `batch`)."""
+"""The OpenAI Files API: upload, describe, download and delete files (purpose `batch`).
+
+An upload is authenticated before a byte of its body is read, and its body is
+capped (producers.ingress.body): FastAPI would parse a declared form first,
+spooling files of any size to disk, so the route reads its form itself.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Form, UploadFile
+from fastapi import APIRouter, Depends, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from starlette.datastructures import UploadFile
 
 from infra.db import batches as batch_store
 from infra.db.models import StoredFile
 from infra.db.tenants import KeyOwner
 from producers.ingress.auth import authenticate
+from producers.ingress.body import BodyTooLarge, allow_body
 from producers.ingress.openai_errors import OpenAIError, not_found
 from producers.ingress.state import Services, services_dependency
 from schemas.batches import FileObject, file_public_id, parse_public_id
@@ -22,6 +30,26 @@ Owner = Annotated[KeyOwner, Depends(authenticate)]
 Svc = Annotated[Services, Depends(services_dependency)]
 PURPOSES = ("batch",)
 READ_CHUNK = 1024 * 1024
+# Room in an upload's body for the multipart framing and the `purpose` field.
+FORM_OVERHEAD = 64 * 1024
+MAX_FORM_FIELDS = 8  # `purpose`, and what SDKs may add (`expires_after[...]`)
+UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file", "purpose"],
+                    "properties": {
+                        "file": {"type": "string", "contentMediaType": "application/octet-stream"},
+                        "purpose": {"type": "string", "enum": list(PURPOSES)},
+                    },
+                }
+            }
+        },
+    }
+}
 
 
 def file_object(row: StoredFile) -> FileObject:
@@ -39,34 +67,51 @@ async def _owned(svc: Services, owner: KeyOwner, file_id: str) -> StoredFile:
     return row
 
 
-@router.post("", response_model=FileObject)
-async def upload(
-    file: UploadFile, purpose: Annotated[str, Form()], owner: Owner, svc: Svc
-) -> FileObject:
-    if purpose not in PURPOSES:
-        raise OpenAIError(
-            400, f"purpose must be one of {PURPOSES}", "invalid_request_error",
-            "invalid_value", "purpose",
-        )  # fmt: skip
+@router.post("", response_model=FileObject, openapi_extra=UPLOAD_BODY)
+async def upload(request: Request, owner: Owner, svc: Svc) -> FileObject:
     limit = svc.settings.batch_max_bytes
-    chunks, size = [], 0
-    while chunk := await file.read(READ_CHUNK):
-        size += len(chunk)
-        if size > limit:
-            raise OpenAIError(
-                413, f"the file is over {limit} bytes", "invalid_request_error",
-                "file_too_large", "file",
-            )  # fmt: skip
-        chunks.append(chunk)
+    allow_body(request, limit + FORM_OVERHEAD)
+    try:
+        async with request.form(max_files=1, max_fields=MAX_FORM_FIELDS) as form:
+            file, purpose = form.get("file"), form.get("purpose")
+            if not isinstance(file, UploadFile):
+                raise _missing("file")
+            if not isinstance(purpose, str):
+                raise _missing("purpose")
+            if purpose not in PURPOSES:
+                raise OpenAIError(
+                    400, f"purpose must be one of {PURPOSES}", "invalid_request_error",
+                    "invalid_value", "purpose",
+                )  # fmt: skip
+            chunks, size = [], 0
+            while chunk := await file.read(READ_CHUNK):
+                size += len(chunk)
+                if size > limit:
+                    raise _too_large(limit)
+                chunks.append(chunk)
+            filename = file.filename
+    except BodyTooLarge as exc:
+        raise _too_large(limit) from exc
     file_id = uuid7()
     key = f"{owner.tenant_id}/{file_id}"
     await svc.files.put(key, b"".join(chunks))
     row = StoredFile(
-        id=file_id, tenant_id=owner.tenant_id, filename=(file.filename or "upload.jsonl")[:500],
+        id=file_id, tenant_id=owner.tenant_id, filename=(filename or "upload.jsonl")[:500],
         purpose=purpose, bytes=size, storage_key=key,
     )  # fmt: skip
     await batch_store.insert_file(svc.db, row)
     return file_object(row)
+
+
+def _missing(name: str) -> RequestValidationError:
+    error = {"loc": ("body", name), "msg": "Field required", "type": "missing"}
+    return RequestValidationError([error])
+
+
+def _too_large(limit: int) -> OpenAIError:
+    return OpenAIError(
+        413, f"the file is over {limit} bytes", "invalid_request_error", "file_too_large", "file"
+    )
 
 
 @router.get("/{file_id}", response_model=FileObject)

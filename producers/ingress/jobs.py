@@ -20,7 +20,7 @@ from producers.ingress.admission import (
     release_billable,
 )
 from producers.ingress.body import json_body
-from producers.ingress.errors import ApiError
+from producers.ingress.errors import ApiError, unavailable
 from producers.ingress.job_stream import job_event_stream
 from producers.ingress.state import Services, services_dependency
 from schemas import jobs as ev
@@ -183,10 +183,7 @@ async def _publish(
     except TransientError as exc:
         if delete_on_failure:
             await job_store.delete_unpublished(svc.db, job_id)
-        raise ApiError(
-            503, "unavailable", f"the event log did not accept the job, try again: {exc}",
-            {"Retry-After": "1"},
-        ) from exc  # fmt: skip
+        raise unavailable("the event log", exc) from exc
 
 
 def _accepted(request: Request, job_id: uuid.UUID, status: str) -> JobAccepted:

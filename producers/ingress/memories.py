@@ -17,7 +17,7 @@ from infra.db.tenants import KeyOwner
 from infra.errors import PermanentError, TransientError
 from producers.ingress.auth import authenticate
 from producers.ingress.body import json_body
-from producers.ingress.errors import ApiError
+from producers.ingress.errors import ApiError, unavailable
 from producers.ingress.state import Services, services_dependency
 from schemas import memory as ev
 from schemas import topics
@@ -104,7 +104,7 @@ async def search(
             model=svc.memory.embedder.model, top_k=body.top_k, filter=body.filter,
         )  # fmt: skip
     except TransientError as exc:
-        raise ApiError(503, "unavailable", str(exc), {"Retry-After": "1"}) from exc
+        raise unavailable("memory search", exc) from exc
     except PermanentError as exc:
         raise ApiError(422, "invalid_request", str(exc)) from exc
     return ev.MemorySearchResult(
@@ -137,10 +137,7 @@ async def _publish(svc: Services, owner: KeyOwner, user_id: str, type_: str, pay
     try:
         await svc.publisher.publish(topics.MEMORY_COMMANDS.name, envelope)
     except TransientError as exc:
-        raise ApiError(
-            503, "unavailable", f"the event log did not accept it, try again: {exc}",
-            {"Retry-After": "1"},
-        ) from exc  # fmt: skip
+        raise unavailable("the event log", exc) from exc
 
 
 def _view(row: memory_rows.MemoryRow) -> ev.MemoryView:

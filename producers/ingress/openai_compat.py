@@ -32,8 +32,8 @@ from producers.ingress.admission import (
     release_billable,
 )
 from producers.ingress.auth import authenticate
-from producers.ingress.body import MAX_BODY_BYTES
-from producers.ingress.errors import ApiError
+from producers.ingress.body import BodyTooLarge
+from producers.ingress.errors import ApiError, unavailable
 from producers.ingress.openai_stream import completion_chunks, usage_of, wire_tool_calls
 from producers.ingress.plain_route import PlainRoute, json_body
 from producers.ingress.state import Services, services
@@ -202,10 +202,7 @@ async def _publish(
     except EventTooLarge as exc:
         raise oe.OpenAIError(413, str(exc), "invalid_request_error", "request_too_large") from exc
     except TransientError as exc:
-        raise oe.OpenAIError(
-            503, f"the event log did not accept the request, try again: {exc}",
-            "service_unavailable", "unavailable", headers={"Retry-After": "1"},
-        ) from exc  # fmt: skip
+        raise oe.from_api_error(unavailable("the event log", exc)) from exc
 
 
 # translation ------------------------------------------------------------------------
@@ -269,9 +266,10 @@ async def _owner(request: Request, svc: Services) -> KeyOwner:
 
 
 async def _parse(request: Request, model: type[W]) -> W:
-    raw = await request.body()
-    if len(raw) > MAX_BODY_BYTES:
-        raise oe.OpenAIError(413, f"body over {MAX_BODY_BYTES} bytes", "invalid_request_error")
+    try:
+        raw = await request.body()
+    except BodyTooLarge as exc:
+        raise oe.OpenAIError(413, exc.detail, "invalid_request_error", "request_too_large") from exc
     try:
         return model.model_validate_json(raw or b"null")
     except ValidationError as exc:

@@ -27,7 +27,7 @@ from infra.errors import TransientError
 from infra.quota import Quotas
 from producers.ingress.admission import Admission, admission, rate_limited
 from producers.ingress.body import json_body
-from producers.ingress.errors import ApiError
+from producers.ingress.errors import ApiError, unavailable
 from schemas.usage import RateLimitIn, RateLimitView
 
 router = APIRouter(prefix="/v1/ratelimits", tags=["rate limits"])
@@ -86,9 +86,7 @@ async def _copy_to_redis(quotas: Quotas, limits: KeyLimits) -> None:
         )
     except TransientError as exc:
         # Postgres has the change; a retry of the same call copies it.
-        raise ApiError(
-            503, "unavailable", f"rate limits unavailable: {exc}", {"Retry-After": "1"}
-        ) from exc
+        raise unavailable("rate limits", exc) from exc
 
 
 def _view(adm: Admission, limits: KeyLimits) -> RateLimitView:

@@ -20,6 +20,7 @@ from infra.db import webhooks as store
 from infra.db.integration_models import WebhookEndpoint
 from infra.errors import TransientError
 from infra.vault import Sealed, Vault
+from producers.ingress.body import allow_body
 from producers.ingress.errors import ApiError
 from producers.ingress.signatures import SignatureError, verify
 from producers.ingress.state import Services, services_dependency, vault
@@ -42,7 +43,8 @@ BODY_DEDUPED = frozenset({"github", "hmac"})
 @router.post("/hooks/{endpoint_id}", status_code=202)
 async def receive(endpoint_id: str, request: Request, svc: Svc, box: SecretBox) -> JSONResponse:
     endpoint = await _endpoint(svc, endpoint_id)
-    body = await _bounded_body(request, svc.settings.webhook_max_body_bytes)
+    allow_body(request, svc.settings.webhook_max_body_bytes)
+    body = await request.body()
     secret = box.open(
         Sealed(endpoint.secret_key_id, endpoint.secret_sealed),
         store.endpoint_context(endpoint.id, endpoint.tenant_id),
@@ -96,20 +98,6 @@ async def _endpoint(svc: Services, endpoint_id: str) -> WebhookEndpoint:
     if endpoint is None:
         raise ApiError(404, "not_found", "no such webhook endpoint")
     return endpoint
-
-
-async def _bounded_body(request: Request, limit: int) -> bytes:
-    too_large = ApiError(413, "payload_too_large", f"body over {limit} bytes")
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise too_large
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_large
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _json_object(body: bytes) -> dict[str, Any] | None:

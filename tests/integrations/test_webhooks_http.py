@@ -15,7 +15,7 @@ import pytest
 
 from infra.kafka.codec import decode_raw
 from tests.conftest import TenantKey
-from tests.harness import unique
+from tests.harness import chunked, raw_http, unique
 from tests.integrations.conftest import MAX_WEBHOOK_BYTES, Integrations
 from tests.kafka_tools import read_topic
 
@@ -140,6 +140,22 @@ async def test_refused_deliveries_publish_nothing(
     assert old_std.status_code == 401
     assert await published_for(integrations, slack["id"]) == []
     assert await published_for(integrations, std["id"]) == []
+
+
+async def test_a_delivery_over_the_limit_is_refused_before_it_is_read(
+    api: httpx.AsyncClient, tenant: TenantKey, integrations: Integrations
+) -> None:
+    secret = unique("gh-secret-")
+    hook = await endpoint(api, tenant, "github", secret)
+    path = f"/hooks/{hook['id']}"
+    headers = github_headers(secret, b"{}", "over")
+    promised = {**headers, "Content-Length": str(MAX_WEBHOOK_BYTES + 1)}
+    declared = await raw_http(integrations.url, "POST", path, promised)
+    assert declared.status == 413 and declared.json()["error"] == "payload_too_large"
+    flood = chunked(b'{"x": "' + b"a" * 2 * MAX_WEBHOOK_BYTES, end=False)
+    streamed = {**headers, "Transfer-Encoding": "chunked"}
+    assert (await raw_http(integrations.url, "POST", path, streamed, flood)).status == 413
+    assert await published_for(integrations, hook["id"]) == []
 
 
 async def test_slack_url_verification_and_events(
