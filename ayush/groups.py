@@ -75,6 +75,11 @@ def load_routing_config(settings: Settings) -> RoutingConfig:
     )
 
 
+def _prices(settings: Settings) -> PriceTable:
+    """The shipped prices, the prices file's, then the routing file's."""
+    return PriceTable.load(settings.prices_file).with_prices(load_routing_config(settings).prices)
+
+
 def _database(settings: Settings, stack: AsyncExitStack, pool_size: int) -> Database:
     _, database_url, _ = settings.require_services()
     db = Database(database_url, pool_size=pool_size)
@@ -176,7 +181,7 @@ async def _batch(settings: Settings, stack: AsyncExitStack) -> RoutedBatchConsum
     stack.push_async_callback(files.close)
     quotas = Quotas(settings, max_connections=4)
     stack.push_async_callback(quotas.close)
-    prices = PriceTable.load(settings.prices_file).with_prices(load_routing_config(settings).prices)
+    prices = _prices(settings)
     db = _database(settings, stack, 2)
     ports = batch.Ports(settings, db, streams, publisher, files, quotas, prices)
 
@@ -310,7 +315,10 @@ async def _webhook_router(
     stack.push_async_callback(db.close)
     streams = JobStreams(settings, max_connections=32)
     stack.push_async_callback(streams.close)
-    return webhook_router.handlers(webhook_router.Ports(db, streams, publisher))
+    quotas = Quotas(settings, max_connections=16)
+    stack.push_async_callback(quotas.close)
+    limits = webhook_router.Limits(settings, quotas, _prices(settings))
+    return webhook_router.handlers(webhook_router.Ports(db, streams, publisher, limits))
 
 
 GROUPS: dict[str, GroupSpec] = {
