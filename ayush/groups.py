@@ -265,9 +265,11 @@ async def _memory(
     db = _database(settings, stack, max(5, settings.memory_concurrency // 2))
     backend = build_memory(settings, db)
     stack.push_async_callback(backend.close)
-    return memory.handlers(
-        memory.Ports(settings, db, backend.embedder, backend.store, publisher=publisher)
-    )
+    ports = memory.Ports(
+        settings, db, backend.embedder, backend.store, publisher=publisher,
+        prices=_prices(settings),
+    )  # fmt: skip
+    return memory.handlers(ports)
 
 
 async def _usage(settings: Settings, stack: AsyncExitStack) -> RoutedBatchConsumer:
