@@ -75,6 +75,11 @@ def load_routing_config(settings: Settings) -> RoutingConfig:
     )
 
 
+def _prices(settings: Settings) -> PriceTable:
+    """The shipped prices, the prices file's, then the routing file's."""
+    return PriceTable.load(settings.prices_file).with_prices(load_routing_config(settings).prices)
+
+
 def _database(settings: Settings, stack: AsyncExitStack, pool_size: int) -> Database:
     _, database_url, _ = settings.require_services()
     db = Database(database_url, pool_size=pool_size)
@@ -176,7 +181,7 @@ async def _batch(settings: Settings, stack: AsyncExitStack) -> RoutedBatchConsum
     stack.push_async_callback(files.close)
     quotas = Quotas(settings, max_connections=4)
     stack.push_async_callback(quotas.close)
-    prices = PriceTable.load(settings.prices_file).with_prices(load_routing_config(settings).prices)
+    prices = _prices(settings)
     db = _database(settings, stack, 2)
     ports = batch.Ports(settings, db, streams, publisher, files, quotas, prices)
 
@@ -260,9 +265,11 @@ async def _memory(
     db = _database(settings, stack, max(5, settings.memory_concurrency // 2))
     backend = build_memory(settings, db)
     stack.push_async_callback(backend.close)
-    return memory.handlers(
-        memory.Ports(settings, db, backend.embedder, backend.store, publisher=publisher)
-    )
+    ports = memory.Ports(
+        settings, db, backend.embedder, backend.store, publisher=publisher,
+        prices=_prices(settings),
+    )  # fmt: skip
+    return memory.handlers(ports)
 
 
 async def _usage(settings: Settings, stack: AsyncExitStack) -> RoutedBatchConsumer:
@@ -310,7 +317,10 @@ async def _webhook_router(
     stack.push_async_callback(db.close)
     streams = JobStreams(settings, max_connections=32)
     stack.push_async_callback(streams.close)
-    return webhook_router.handlers(webhook_router.Ports(db, streams, publisher))
+    quotas = Quotas(settings, max_connections=16)
+    stack.push_async_callback(quotas.close)
+    limits = webhook_router.Limits(settings, quotas, _prices(settings))
+    return webhook_router.handlers(webhook_router.Ports(db, streams, publisher, limits))
 
 
 GROUPS: dict[str, GroupSpec] = {

@@ -10,6 +10,7 @@ re-publish is deduplicated.
 
 from __future__ import annotations
 
+import uuid
 from html import escape
 from typing import Any
 
@@ -52,9 +53,15 @@ def memory_block(found: list[str]) -> str:
 
 
 def remember_exchange(
-    raw: RawEnvelope, job: jobs_ev.ChatJob, answer: str, actor: Actor
+    raw: RawEnvelope,
+    job: jobs_ev.ChatJob,
+    answer: str,
+    actor: Actor,
+    *,
+    api_key_id: uuid.UUID | None = None,
 ) -> list[tuple[str, Envelope[Any]]]:
-    """The event storing this exchange as a memory, if the job asked for it."""
+    """The event storing this exchange as a memory, if the job asked for it (its
+    embedding billed to the job's key)."""
     if job.memory is None or not job.memory.remember:
         return []
     command = ev.Remember(
@@ -63,6 +70,7 @@ def remember_exchange(
         text=f"user: {_last_user(job)}\nassistant: {answer}"[:200_000],
         metadata={"source": "chat", "job_id": str(raw.correlation_id)},
         source="chat",
+        api_key_id=api_key_id,
     )
     # Correlated by the user, as their other memory commands: kept in order with them.
     user = ev.user_key(raw.tenant_id, job.memory.user_id)

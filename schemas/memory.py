@@ -59,6 +59,8 @@ class Remember(BaseModel):
     metadata: dict[str, str] = Field(default_factory=dict, max_length=64)
     # reembed: the memory exists; replace its chunks with the current model's.
     source: Literal["api", "chat", "reembed"] = "api"
+    # The API key the embedding is billed to (None: the tenant alone, as a re-embed).
+    api_key_id: uuid.UUID | None = None
 
 
 class Forget(BaseModel):

@@ -310,6 +310,35 @@ async def test_lines_beyond_the_budget_fail_with_budget_exceeded(
 
 
 @pytest.mark.timeout(300)
+async def test_a_lines_tool_schemas_count_against_the_budget(
+    batch_platform: Platform, db: Any
+) -> None:
+    """A line is admitted by everything it sends, as an interactive request is."""
+    tenant = await make_tenant(db, admin=True)
+    async with httpx.AsyncClient(base_url=batch_platform.url, timeout=30) as http:
+        put = await http.put(
+            "/v1/budgets/tenant", json={"monthly_usd": "0.05"}, headers=tenant.headers
+        )
+        assert put.status_code == 200, put.text
+    # A megabyte of schema: about 250,000 tokens, $0.25 at gpt-fake's $1 per 1M in.
+    schema = {"type": "object", "properties": {"x": {"description": "fill me in " * 90_000}}}
+    heavy, light = line("heavy", "hi", model="gpt-fake"), line("light", "hi", model="gpt-fake")
+    heavy["body"]["tools"] = [{"type": "function", "function": {"name": "f", "parameters": schema}}]
+    for item in (heavy, light):
+        item["body"]["max_tokens"] = 1
+    client = openai.AsyncOpenAI(base_url=f"{batch_platform.url}/v1", api_key=tenant.key,
+                                max_retries=0, timeout=30)  # fmt: skip
+    try:
+        batch = await wait_status(client, await submit(client, [heavy, light]), ("completed",))
+        assert batch.request_counts is not None
+        assert (batch.request_counts.completed, batch.request_counts.failed) == (1, 1)
+        errors = await read_lines(client, batch.error_file_id)
+    finally:
+        await client.close()
+    assert [(e["custom_id"], e["error"]["code"]) for e in errors] == [("heavy", "budget_exceeded")]
+
+
+@pytest.mark.timeout(300)
 async def test_unfinished_lines_expire_with_the_window(batch_platform: Platform, db: Any) -> None:
     # An ingress whose batches get an 8 s window instead of 24 h; the workers
     # look for expired batches every half second.

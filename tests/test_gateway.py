@@ -624,3 +624,24 @@ async def test_a_spent_budget_refuses_gateway_calls_with_402(
         error = caught.response.json()["error"]
         assert error["code"] == "budget_exceeded" and error["type"] == "insufficient_quota"
         assert error["budget"]["scope"] == "tenant" and "resets" in error["message"]
+
+
+async def test_tool_schemas_count_against_the_budget(gateway: Running, db: Database) -> None:
+    """What a tool definition sends upstream is admitted like the messages are."""
+    admin = await make_tenant(db, admin=True)
+    # A megabyte of schema: about 250,000 tokens, over $1 at gpt-fake's $5 per 1M in.
+    schema = {"type": "object", "properties": {"x": {"description": "fill me in " * 90_000}}}
+    body = {
+        "model": "gpt-fake",
+        "max_tokens": 1,
+        "messages": user("hi"),
+        "tools": [{"type": "function", "function": {"name": "lookup", "parameters": schema}}],
+    }
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=30) as http:
+        put = await http.put(
+            "/v1/budgets/tenant", json={"monthly_usd": "0.05"}, headers=admin.headers
+        )
+        assert put.status_code == 200, put.text
+        response = await http.post("/v1/chat/completions", json=body, headers=admin.headers)
+    assert response.status_code == 402, response.text
+    assert response.json()["error"]["code"] == "budget_exceeded"

@@ -166,3 +166,19 @@ async def test_health_and_readiness(client: httpx.AsyncClient) -> None:
 
 def _correlated(value: bytes, job_id: str) -> bool:
     return str(decode_raw(value).correlation_id) == job_id
+
+
+async def test_text_parts_count_against_the_budget(client: httpx.AsyncClient, db: Any) -> None:
+    """A message's text parts are sent upstream, so they are admitted, not only `content`."""
+    admin = await make_tenant(db, admin=True)
+    put = await client.put(
+        "/v1/budgets/tenant", json={"monthly_usd": "0.05"}, headers=admin.headers
+    )
+    assert put.status_code == 200, put.text
+    # About 220,000 tokens: over $0.20 at gpt-fake's $1 per 1M tokens in.
+    text = "The quick brown fox jumps over the lazy dog. " * 22_000
+    message = {"role": "user", "content": "", "parts": [{"type": "text", "text": text}]}
+    body = {"kind": "chat", "model": "gpt-fake", "max_tokens": 1, "messages": [message]}
+    response = await client.post("/v1/jobs", json=body, headers=admin.headers)
+    assert response.status_code == 402, response.text
+    assert response.json()["error"] == "budget_exceeded"

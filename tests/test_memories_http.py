@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
 import httpx
@@ -10,9 +11,13 @@ import openai
 import pytest
 
 from consumers.chat_memory import memory_block
+from infra.kafka.codec import decode_raw
+from infra.providers import tokens
+from schemas.ids import derived_id
 from tests.conftest import Running, TenantKey, make_tenant
 from tests.fakes.llm import Call, FakeLLMServer
 from tests.harness import eventually, unique
+from tests.kafka_tools import read_topic
 from tests.test_jobs_http import chat, submit, wait_finished
 
 Json = dict[str, Any]
@@ -313,3 +318,54 @@ async def test_chat_completions_take_the_memory_extension_in_extra_body(
 
     remembered = await eventually(exchange, 30, "the exchange to be remembered")
     assert remembered["text"] == f"user: {question}\nassistant: reply to: {question}"
+
+
+async def test_embedding_calls_are_metered_and_refused_over_budget(
+    client: httpx.AsyncClient, db: Any, memory_worker: Running
+) -> None:
+    """A remember, a search and a chat job's recall each embed: each is one usage.recorded,
+    and a tenant whose budget is spent is refused on the memory routes as on chat."""
+    admin = await make_tenant(db, admin=True)
+    user = unique("user-")
+    text, query = "My dog is called Rex and he loves the beach", "what is my dog called"
+    memory_id = await remember(client, admin, user, text)
+    await wait_status(client, admin, memory_id, "stored")
+    await search(client, admin, user, query)
+    job_id = await submit(client, admin, chat(unique("hi "), memory={"user_id": user}))
+    assert (await wait_finished(client, admin, job_id))["status"] == "succeeded"
+
+    async def embedding_usage() -> dict[str, Json] | None:
+        records = await read_topic(memory_worker.settings, "usage.recorded")
+        tenant = str(admin.tenant_id).encode()
+        mine = [decode_raw(r.value) for r in records if tenant in r.value]
+        found = {str(e.id): e.payload for e in mine if e.payload["kind"] == "embedding"}
+        return found if len(found) >= 3 else None
+
+    found = await eventually(embedding_usage, 30, "three embedding usage events")
+    by_purpose = {usage["extra"]["purpose"]: usage for usage in found.values()}
+    assert len(found) == 3 and sorted(by_purpose) == ["recall", "remember", "search"]
+    for usage in found.values():
+        assert usage["model"] == "local-hash" and usage["api_key_id"] is not None
+        assert usage["user_id"] == user and usage["output_tokens"] == 0
+    # The remember's usage settles the reservation the ingress made under the memory's id.
+    assert by_purpose["remember"]["job_id"] == memory_id
+    assert by_purpose["remember"]["input_tokens"] == tokens.count_text(text)
+    assert by_purpose["search"]["input_tokens"] == tokens.count_text(query)
+    assert by_purpose["recall"]["job_id"] == str(derived_id(uuid.UUID(job_id), "recall"))
+
+    put = await client.put("/v1/budgets/tenant", json={"monthly_usd": "0"}, headers=admin.headers)
+    assert put.status_code == 200, put.text
+    refused = [
+        await client.post(
+            "/v1/memories", json={"user_id": user, "text": "more"}, headers=admin.headers
+        ),
+        await client.post(
+            "/v1/memories/search", json={"user_id": user, "query": "dog"}, headers=admin.headers
+        ),
+    ]
+    for response in refused:
+        assert response.status_code == 402, response.text
+        body = response.json()
+        assert body["error"] == "budget_exceeded" and body["budget"]["scope"] == "tenant"
+    listed = await client.get("/v1/memories", params={"user_id": user}, headers=admin.headers)
+    assert [m["id"] for m in listed.json()["data"]] == [memory_id]

@@ -105,7 +105,7 @@ async def test_budget_spent_mid_stream_refuses_the_next_request_with_402(
         f"/v1/budgets/keys/{key_id}", json={"monthly_usd": "0.0002"}, headers=tenant.headers
     )
     assert put.status_code == 200, put.text
-    # Each job reserves about $0.00009 and costs $0.000048 (claude-fake: 1 token in, 3 out).
+    # Each job reserves about $0.0001 and costs $0.000048 (claude-fake: 1 token in, 3 out).
     accepted = 0
     while True:
         response = await clients[accepted % 2].post(
@@ -167,11 +167,12 @@ async def test_concurrent_requests_on_two_ingresses_never_overbook_a_budget(
         *(clients[i % 2].post("/v1/jobs", json=body, headers=tenant.headers) for i in range(12))
     )
     codes = sorted(r.status_code for r in responses)
-    assert codes == [202] * 3 + [402] * 9  # 3 x $0.00009 fit in $0.0003, a 4th does not
+    # Each reserves 8 tokens in (the message and its framing) and 5 out: $0.000099.
+    assert codes == [202] * 3 + [402] * 9  # 3 x $0.000099 fit in $0.0003, a 4th does not
     refused = next(r for r in responses if r.status_code == 402).json()
     assert refused["budget"]["scope"] == "tenant"
     view = (await clients[1].get("/v1/budgets/tenant", headers=tenant.headers)).json()
-    assert Decimal(view["reserved_usd"]) == Decimal("0.00027")
+    assert Decimal(view["reserved_usd"]) == Decimal("0.000297")
 
 
 async def test_budget_endpoints_check_who_asks_and_what(

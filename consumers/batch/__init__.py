@@ -176,7 +176,8 @@ async def _publish_pending(batch: Batch, cause: uuid.UUID, ports: Ports) -> None
     pending = await batch_store.pending_lines(ports.db, batch.id)
     for start in range(0, len(pending), PUBLISH_CHUNK):
         chunk = pending[start : start + PUBLISH_CHUNK]
-        refusals = await admit(batch, chunk, ports.quotas, ports.prices, ports.settings)
+        jobs = [ev.ChatJob.model_validate(line.request) for line in chunk]
+        refusals = await admit(batch, chunk, jobs, ports.quotas, ports.prices, ports.settings)
         if refusals:
             refused = [(r.job_id, r.message) for r in refusals]
             counted = await batch_store.refuse_lines(ports.db, batch.id, refused)
@@ -185,13 +186,10 @@ async def _publish_pending(batch: Batch, cause: uuid.UUID, ports: Ports) -> None
                 await _announce(ports, batch, "progress")
         skip = {r.job_id for r in refusals}
         items = []
-        for line in chunk:
+        for line, job in zip(chunk, jobs, strict=True):
             if line.job_id in skip:
                 continue
-            payload = ev.JobRequested(
-                job_id=line.job_id, api_key_id=line.api_key_id,
-                job=ev.ChatJob.model_validate(line.request),
-            )  # fmt: skip
+            payload = ev.JobRequested(job_id=line.job_id, api_key_id=line.api_key_id, job=job)
             envelope = Envelope[Any](
                 id=line.request_event_id, type=ev.JOB_REQUESTED, tenant_id=batch.tenant_id,
                 actor=SYSTEM, correlation_id=line.job_id, causation_id=cause, payload=payload,

@@ -18,8 +18,10 @@ from decimal import Decimal
 from infra.db.batches import PendingLine
 from infra.db.models import Batch
 from infra.pricing import PriceTable
+from infra.providers.tokens import estimate_job
 from infra.quota import Quotas, Scope
 from infra.settings import Settings
+from schemas.jobs import ChatJob
 from schemas.usage import current_period, period_reset
 
 RELEASE_CHUNK = 1000
@@ -31,18 +33,25 @@ class Refusal:
     message: str
 
 
-def estimate_cost(line: PendingLine, prices: PriceTable, default_output_tokens: int) -> Decimal:
-    """About four characters a token in, the line's max_tokens (or the default) out."""
-    messages = line.request.get("messages") or []
-    input_tokens = sum(len(str(m.get("content") or "")) // 4 + 4 for m in messages)
-    output_tokens = line.request.get("max_tokens") or default_output_tokens
-    return prices.cost(line.model, input_tokens, int(output_tokens))
+def estimate_cost(job: ChatJob, prices: PriceTable, default_output_tokens: int) -> Decimal:
+    """Everything the line sends in (counted as the ingress counts it), its max_tokens
+    (or the default) out; an embedding line has no output."""
+    if job.kind == "embedding":
+        output_tokens = 0
+    else:
+        output_tokens = job.max_tokens if job.max_tokens is not None else default_output_tokens
+    return prices.cost(job.model, estimate_job(job), output_tokens)
 
 
 async def admit(
-    batch: Batch, lines: list[PendingLine], quotas: Quotas, prices: PriceTable, settings: Settings
+    batch: Batch,
+    lines: list[PendingLine],
+    jobs: list[ChatJob],
+    quotas: Quotas,
+    prices: PriceTable,
+    settings: Settings,
 ) -> list[Refusal]:
-    """Reserves each line's cost, in order; the lines refused."""
+    """Reserves each line's cost (`jobs`: the lines' requests, in order); the lines refused."""
     if not lines:
         return []
     scopes = [Scope("tenant", batch.tenant_id)]
@@ -50,7 +59,10 @@ async def admit(
         scopes.append(Scope("key", batch.api_key_id))
     period = current_period()
     default_output = settings.budget_default_output_tokens
-    holds = [(line.job_id, estimate_cost(line, prices, default_output)) for line in lines]
+    holds = [
+        (line.job_id, estimate_cost(job, prices, default_output))
+        for line, job in zip(lines, jobs, strict=True)
+    ]
     answers = await quotas.reserve_many(
         batch.tenant_id, scopes, period, holds, settings.batch_completion_window_s
     )

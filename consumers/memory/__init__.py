@@ -6,6 +6,8 @@
 | memory.commands | memory.forget      | handle_forget    |
 | memory.commands | memory.forget_user | handle_forget_user |
 
+Each embedding call is billed: a `usage.recorded` (the embedding model's tokens
+and cost, under an id derived from the remember) goes out with the outcome.
 Every outcome of a remember is announced on `memory.events` (chunks with their
 vectors, or the embedding error) before the memory row commits, under ids
 derived from the remember: a replay rebuilds the store from the events alone,
@@ -23,7 +25,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel
@@ -33,14 +35,17 @@ from infra.db import memories as rows
 from infra.db.engine import Database
 from infra.db.idempotency import is_processed
 from infra.embeddings.base import Embedder
+from infra.embeddings.metering import embedding_usage
 from infra.errors import PermanentError
 from infra.kafka.consumer import Handler
 from infra.kafka.publisher import Publisher
+from infra.pricing import PriceTable
 from infra.settings import Settings
 from infra.vectors.base import Chunk, VectorStore
 from schemas import memory as ev
 from schemas import topics
 from schemas.envelope import Actor, Envelope, RawEnvelope
+from schemas.jobs import USAGE_RECORDED
 from schemas.versions import follow_up
 
 GROUP = "memory"
@@ -57,6 +62,8 @@ class Ports:
     group: str = GROUP  # the idempotency namespace; a replay into a fresh store uses its own
     # where outcomes are announced; None only where nothing replays them (a test's store)
     publisher: Publisher | None = None
+    # what each embedding costs: every remember's embedding call is a `usage.recorded`
+    prices: PriceTable = field(default_factory=lambda: PriceTable({}))
 
 
 def handlers(ports: Ports) -> Mapping[str, Handler]:
@@ -105,7 +112,15 @@ async def handle_remember(raw: RawEnvelope, ports: Ports) -> None:
         await ports.store.delete(tenant, cmd.user_id, [cmd.memory_id])
     await ports.store.upsert(chunks)
     # Before the claim: a crash in between re-publishes under the same ids.
-    await _announce(ports, stored_events(raw, cmd, chunks, embedder, replace))
+    usage = embedding_usage(
+        cmd.memory_id, pieces, purpose="remember", provider=ports.settings.memory_embedder,
+        model=embedder.model, prices=ports.prices, api_key_id=cmd.api_key_id, user_id=cmd.user_id,
+    )  # fmt: skip
+    await _announce(
+        ports,
+        stored_events(raw, cmd, chunks, embedder, replace),
+        _outcome(raw, USAGE_RECORDED, usage, "usage"),
+    )
     kept = await rows.finish_remember(
         ports.db, ports.group, raw.id, tenant, cmd.memory_id, cmd.user_id, cmd.text,
         cmd.metadata, chunks=len(chunks), model=embedder.model, dim=embedder.dim,
@@ -161,6 +176,13 @@ def _outcome(raw: RawEnvelope, type_: str, payload: BaseModel, purpose: str) -> 
     return follow_up(raw, type_, payload, purpose, SYSTEM)
 
 
-async def _announce(ports: Ports, events: list[Envelope[Any]]) -> None:
-    if ports.publisher is not None and events:
-        await ports.publisher.publish_many([(topics.MEMORY_EVENTS.name, e) for e in events])
+async def _announce(
+    ports: Ports, events: list[Envelope[Any]], usage: Envelope[Any] | None = None
+) -> None:
+    if ports.publisher is None:
+        return
+    items = [(topics.MEMORY_EVENTS.name, e) for e in events]
+    if usage is not None:
+        items.append((topics.USAGE_RECORDED.name, usage))
+    if items:
+        await ports.publisher.publish_many(items)

@@ -30,6 +30,7 @@ from consumers.model_calls.outcomes import (
     follow_up,
 )
 from consumers.model_calls.ports import GROUP, SYSTEM, Ports
+from consumers.model_calls.recall_usage import MeteredRecall
 from consumers.retry_events import announce_retry
 from infra.db import jobs as job_store
 from infra.errors import PermanentError, TransientError
@@ -143,7 +144,8 @@ async def _call(
         )
         return Answer(priced(request, served, ports, "", None, tokens, 0, None), vectors)
     chat = chat_request(job)
-    messages = await chat_memory.with_memories(raw, job, list(chat.messages), ports.recall)
+    recall = None if ports.recall is None else MeteredRecall(ports.recall, raw, request, ports)
+    messages = await chat_memory.with_memories(raw, job, list(chat.messages), recall)
     try:
         completion, served = await ports.gateway.chat(
             job.model, replace(chat, messages=messages), on_delta, on_retry

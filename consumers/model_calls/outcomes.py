@@ -94,7 +94,9 @@ async def publish_outcome(
                     cached=result.cached,
                 ), "usage"),
             ),
-            *chat_memory.remember_exchange(raw, request.job, result.text, SYSTEM),
+            *chat_memory.remember_exchange(
+                raw, request.job, result.text, SYSTEM, api_key_id=request.api_key_id
+            ),
         ]
     )  # fmt: skip
 

@@ -6,17 +6,19 @@
 | ai.job.lifecycle | ai.job.succeeded | on_job_succeeded    |
 
 A matching rule starts an AI job (a job row and `ai.job.requested`, as the
-ingress does) and/or an integration action. An action that needs the AI
-result waits for the job's `ai.job.succeeded`, then reads the result from
-Postgres. Every row and event it creates has an id derived from the event
-that caused it, so a redelivered event re-publishes the same ids and
-downstream consumers drop the duplicates.
+ingress does) and/or an integration action, each admitted first against the
+tenant's rate limits and budget (admission.py); a refused one fails visibly.
+An action that needs the AI result waits for the job's `ai.job.succeeded`,
+then reads the result from Postgres. Every row and event it creates has an
+id derived from the event that caused it, so a redelivered event re-publishes
+the same ids and downstream consumers drop the duplicates.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
+from consumers.webhook_router.admission import Limits
 from consumers.webhook_router.routing import (
     GROUP,
     Ports,
@@ -31,7 +33,7 @@ from schemas.envelope import RawEnvelope
 
 TOPICS = [topics.WEBHOOK_RECEIVED.name, topics.AI_JOB_LIFECYCLE.name]
 
-__all__ = ["GROUP", "TOPICS", "Ports", "handlers"]
+__all__ = ["GROUP", "TOPICS", "Limits", "Ports", "handlers"]
 
 
 def handlers(ports: Ports) -> Mapping[str, Handler]:

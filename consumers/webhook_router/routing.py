@@ -7,6 +7,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from consumers.webhook_router.admission import BUDGET_EXCEEDED, Limits, admit_action, admit_job
 from consumers.webhook_router.templates import matches, render, render_text
 from infra.db import actions as action_store
 from infra.db import jobs as job_store
@@ -19,7 +20,7 @@ from infra.redis import JobStreams
 from schemas import integrations as iev
 from schemas import jobs as jev
 from schemas import topics
-from schemas.envelope import Actor, RawEnvelope
+from schemas.envelope import Actor, Envelope, RawEnvelope
 from schemas.ids import derived_id
 from schemas.versions import follow_up
 
@@ -34,6 +35,8 @@ class Ports:
     db: Database
     streams: JobStreams
     publisher: Publisher
+    # The tenant's rate limits and budget, which every job and action a rule starts passes.
+    limits: Limits
 
 
 async def handle_webhook(raw: RawEnvelope, ports: Ports) -> None:
@@ -104,10 +107,37 @@ async def _start_job(raw: RawEnvelope, rule: Rule, context: dict[str, Any], port
         )  # fmt: skip
     if stored.published_at is not None:
         return
+    purpose = f"rule:{rule.id}"
+    refused = stored.error if stored.status == "failed" else None
+    if refused is None:
+        refused = await admit_job(ports.limits, raw.tenant_id, job_id, chat)
+    if refused is not None:
+        failed = jev.JobFailed(
+            job_id=job_id, error=refused, status=402 if refused.startswith(BUDGET_EXCEEDED) else 429
+        )
+        await _refuse(raw, job_id, refused, follow_up(
+            raw, jev.JOB_FAILED, failed, f"{purpose}:refused", SYSTEM, correlation_id=job_id
+        ), ports)  # fmt: skip
+        return
     if created:
         await ports.streams.append(job_id, "status", {"status": "queued"})
     await ports.publisher.publish(topics.AI_JOB_REQUESTED.name, event)
     await job_store.mark_published(ports.db, job_id)
+
+
+async def _refuse(
+    raw: RawEnvelope, job_id: uuid.UUID, error: str, failed: Envelope[Any], ports: Ports
+) -> None:
+    """A job that admission refused fails visibly: its row, its stream and its outcome.
+
+    Asked again (a redelivered webhook), it announces the same outcome under the same id.
+    """
+    if await job_store.fail_job(ports.db, GROUP, failed.id, job_id, error):
+        code = error.split(":", 1)[0]
+        await ports.streams.append_many(
+            job_id, [("error", {"message": error, "code": code}), ("done", {"status": "failed"})]
+        )
+    await ports.publisher.publish(topics.AI_JOB_LIFECYCLE.name, failed)
 
 
 async def _request_action(
@@ -140,6 +170,18 @@ async def _request_action(
         ),
     )  # fmt: skip
     if stored.published_at is not None:
+        return
+    refused = stored.error if stored.status == "failed" else None
+    if refused is None:
+        refused = await admit_action(ports.limits, tenant_id)
+    if refused is not None:
+        finished = iev.ActionFinished(
+            job_id=job_id, connector=connection.connector, action=payload.action, error=refused
+        )
+        await _refuse(raw, job_id, refused, follow_up(
+            raw, iev.ACTION_FAILED, finished, f"{purpose}:action-refused", SYSTEM,
+            correlation_id=job_id, tenant_id=tenant_id,
+        ), ports)  # fmt: skip
         return
     if created:
         await ports.streams.append(job_id, "status", {"status": "queued"})

@@ -38,7 +38,7 @@ class LocalProvider:
             if request.max_tokens is not None and len(words) == request.max_tokens
             else "stop"
         )
-        return Completion(text, finish, tokens.count_prompt(request.messages), len(words))
+        return Completion(text, finish, tokens.count_request(request), len(words))
 
     async def close(self) -> None:
         return None

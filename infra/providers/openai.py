@@ -151,7 +151,7 @@ class _Reading:
         return Completion(
             text,
             self.finish_reason,
-            tokens.count_prompt(request.messages),
+            tokens.count_request(request),
             tokens.count_text(text) + tokens.count_tool_calls(answer),
             usage_estimated=True,
             tool_calls=tool_calls,

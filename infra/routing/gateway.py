@@ -139,7 +139,7 @@ class Gateway:
             if isinstance(live.embedder, OpenAIEmbedder):
                 return await live.embedder.embed_counted(texts, dimensions)
             vectors = await live.embedder.embed(texts)
-            return vectors, sum(tokens.count_text(t) for t in texts)
+            return vectors, tokens.estimate_texts(texts)
 
         return await self._run(model, call, on_retry)
 

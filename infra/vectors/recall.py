@@ -9,6 +9,11 @@ from infra.vectors.factory import MemoryBackend
 
 
 class MemoryRecall(Protocol):
+    @property
+    def model(self) -> str:
+        """The embedding model that embeds the query (what a recall is billed as)."""
+        ...
+
     async def recall(self, tenant_id: uuid.UUID, user_id: str, query: str, top_k: int) -> list[str]:
         """Texts of the user's memories nearest to `query`, closest first."""
         ...
@@ -17,6 +22,10 @@ class MemoryRecall(Protocol):
 class StoreRecall:
     def __init__(self, backend: MemoryBackend) -> None:
         self._backend = backend
+
+    @property
+    def model(self) -> str:
+        return self._backend.embedder.model
 
     async def recall(self, tenant_id: uuid.UUID, user_id: str, query: str, top_k: int) -> list[str]:
         embedder = self._backend.embedder

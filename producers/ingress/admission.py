@@ -28,14 +28,14 @@ from infra.db.engine import Database
 from infra.db.tenants import KeyOwner
 from infra.errors import TransientError
 from infra.pricing import PriceTable
-from infra.providers.tokens import image_tokens
+from infra.providers.tokens import estimate_job
 from infra.quota import Quotas, RateWindow
 from infra.quota import Scope as BudgetScope
 from infra.settings import Settings
 from producers.ingress.auth import authenticate
 from producers.ingress.errors import ApiError, unavailable
 from producers.ingress.state import services
-from schemas.jobs import ChatJob, ImagePart
+from schemas.jobs import ChatJob
 from schemas.usage import current_period, period_reset
 
 
@@ -63,17 +63,10 @@ async def admission_dependency(request: Request) -> Admission:
 
 
 def estimate_input_tokens(job: ChatJob) -> int:
-    """A cheap upper-ish guess of a job's input tokens, to reserve on before the call:
-    about four characters a token, and an image at OpenAI's high-detail price."""
-    if job.kind == "embedding":
-        return sum(len(t) // 4 + 4 for t in job.input or ())
-    images = sum(
-        image_tokens(p.detail)
-        for m in job.messages
-        for p in m.parts or ()
-        if isinstance(p, ImagePart)
-    )
-    return images + sum(len(m.content) // 4 + 4 for m in job.messages)
+    """What the job sends upstream, counted before it runs: every message's text (its
+    text parts when it has parts), images, tool calls, tool definitions and the answer's
+    schema, with the tokenizer up to a size and by bytes beyond it (infra.providers.tokens)."""
+    return estimate_job(job)
 
 
 async def rate_limited(request: Request) -> KeyOwner:

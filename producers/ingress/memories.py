@@ -1,5 +1,9 @@
 """Memories of users: remember and forget through events; search synchronously.
 
+Remembering and searching embed text, which is billed like a model call: both
+are admitted against the key's rate limits and the budgets first (402
+`budget_exceeded`, 429), and each embedding call is one `usage.recorded`.
+
 Every read names the tenant of the API key and the user of the request; a
 memory of another tenant is "not found", never "forbidden".
 """
@@ -14,7 +18,10 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from infra.db import memories as memory_rows
 from infra.db.tenants import KeyOwner
+from infra.embeddings.metering import embedding_usage
 from infra.errors import PermanentError, TransientError
+from infra.providers.tokens import estimate_texts
+from producers.ingress.admission import admit_billable, release_billable
 from producers.ingress.auth import authenticate
 from producers.ingress.body import json_body
 from producers.ingress.errors import ApiError, unavailable
@@ -23,6 +30,7 @@ from schemas import memory as ev
 from schemas import topics
 from schemas.envelope import Actor, Envelope
 from schemas.ids import uuid7
+from schemas.jobs import USAGE_RECORDED
 
 router = APIRouter(prefix="/v1/memories", tags=["memories"])
 
@@ -39,19 +47,32 @@ async def remember(
     request: Request,
 ) -> ev.MemoryAccepted:
     memory_id = uuid7()
+    # Its embedding is billed to this key: reserved now, settled by the memory group's usage.
+    await _admit(request, owner, svc, memory_id, body.text)
+    try:
+        await _store(svc, owner, memory_id, body)
+    except BaseException:
+        await release_billable(request, owner, memory_id)
+        raise
+    url = f"{str(request.base_url).rstrip('/')}/v1/memories/{memory_id}"
+    return ev.MemoryAccepted(id=memory_id, status="pending", url=url)
+
+
+async def _store(
+    svc: Services, owner: KeyOwner, memory_id: uuid.UUID, body: ev.MemoryCreate
+) -> None:
     await memory_rows.insert_pending(
         svc.db, owner.tenant_id, memory_id, body.user_id, body.text, dict(body.metadata)
     )
     command = ev.Remember(
-        memory_id=memory_id, user_id=body.user_id, text=body.text, metadata=body.metadata
-    )
+        memory_id=memory_id, user_id=body.user_id, text=body.text, metadata=body.metadata,
+        api_key_id=owner.key_id,
+    )  # fmt: skip
     try:
         await _publish(svc, owner, body.user_id, ev.MEMORY_REMEMBER, command)
     except ApiError:
         await memory_rows.delete_pending(svc.db, memory_id)
         raise
-    url = f"{str(request.base_url).rstrip('/')}/v1/memories/{memory_id}"
-    return ev.MemoryAccepted(id=memory_id, status="pending", url=url)
 
 
 @router.get("", response_model=ev.MemoryList)
@@ -93,20 +114,28 @@ async def search(
     body: Annotated[ev.MemorySearch, Depends(json_body(ev.MemorySearch))],
     owner: Owner,
     svc: Svc,
+    request: Request,
 ) -> ev.MemorySearchResult:
     if svc.memory is None:
         raise ApiError(503, "unavailable", "memory search is not configured")
     started = time.perf_counter()
+    # The query's embedding is billed like a model call: admitted, then recorded.
+    search_id = uuid7()
+    await _admit(request, owner, svc, search_id, body.query)
     try:
         [vector] = await svc.memory.embedder.embed([body.query])
+        await _record_search(svc, owner, search_id, body)
         hits = await svc.memory.store.search(
             owner.tenant_id, body.user_id, vector,
             model=svc.memory.embedder.model, top_k=body.top_k, filter=body.filter,
         )  # fmt: skip
-    except TransientError as exc:
-        raise unavailable("memory search", exc) from exc
-    except PermanentError as exc:
-        raise ApiError(422, "invalid_request", str(exc)) from exc
+    except BaseException as exc:
+        await release_billable(request, owner, search_id)
+        if isinstance(exc, TransientError):
+            raise unavailable("memory search", exc) from exc
+        if isinstance(exc, PermanentError):
+            raise ApiError(422, "invalid_request", str(exc)) from exc
+        raise
     return ev.MemorySearchResult(
         data=[
             ev.MemoryHit(
@@ -117,6 +146,39 @@ async def search(
         ],
         took_ms=round((time.perf_counter() - started) * 1000, 3),
     )  # fmt: skip
+
+
+def _embedding_model(svc: Services) -> str:
+    return svc.memory.embedder.model if svc.memory else svc.settings.memory_embedding_model
+
+
+async def _admit(
+    request: Request, owner: KeyOwner, svc: Services, hold_id: uuid.UUID, text: str
+) -> None:
+    """The rate limits and budgets, as for a model call: 429, or 402 `budget_exceeded`."""
+    await admit_billable(
+        request, owner, model=_embedding_model(svc), input_tokens=estimate_texts([text]),
+        max_output_tokens=0, hold_id=hold_id,
+    )  # fmt: skip
+
+
+async def _record_search(
+    svc: Services, owner: KeyOwner, search_id: uuid.UUID, body: ev.MemorySearch
+) -> None:
+    usage = embedding_usage(
+        search_id, [body.query], purpose="search", provider=svc.settings.memory_embedder,
+        model=_embedding_model(svc), prices=svc.prices, api_key_id=owner.key_id,
+        user_id=body.user_id,
+    )  # fmt: skip
+    envelope = Envelope[Any](
+        type=USAGE_RECORDED, tenant_id=owner.tenant_id,
+        actor=Actor(kind="api_key", id=str(owner.key_id)), correlation_id=search_id,
+        payload=usage,
+    )  # fmt: skip
+    try:
+        await svc.publisher.publish(topics.USAGE_RECORDED.name, envelope)
+    except TransientError as exc:
+        raise unavailable("recording the search's usage", exc) from exc
 
 
 async def _existing(svc: Services, owner: KeyOwner, memory_id: uuid.UUID) -> memory_rows.MemoryRow:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import time
+
 from infra.providers import tokens
-from infra.providers.base import Image, Message, ToolCall
+from infra.providers.base import ChatRequest, Image, Message, Tool, ToolCall
+from producers.ingress.admission import estimate_input_tokens
+from schemas.jobs import ChatJob
 
 
 def test_counts_match_the_cl100k_tokenizer() -> None:
@@ -40,3 +44,70 @@ def test_images_count_at_openais_price() -> None:
         parts=("look", Image("https://e.x/a.png"), Image("https://e.x/b.png", "low")),
     )
     assert tokens.count_prompt([with_images]) == tokens.count_prompt([text_only]) + 765 + 85
+
+
+def _job(**fields: object) -> ChatJob:
+    return ChatJob.model_validate({"model": "gpt-fake", **fields})
+
+
+MEGABYTE = "The quick brown fox jumps over the lazy dog. " * 22_000  # about 1 MB of prose
+
+
+def test_text_parts_are_counted_as_what_is_sent() -> None:
+    """A message with parts sends its parts, whatever its `content` says."""
+    parts = [{"type": "text", "text": MEGABYTE}, {"type": "image", "url": "https://e.x/a.png"}]
+    job = _job(messages=[{"role": "user", "content": "", "parts": parts}])
+    # The real count of that text is about 230,000 tokens; the image is 765 more.
+    assert estimate_input_tokens(job) > len(MEGABYTE) // 5 + 765
+
+
+def test_tools_calls_results_and_schemas_are_counted() -> None:
+    bare = estimate_input_tokens(_job(messages=[{"role": "user", "content": "hi"}]))
+    big = "a field the model fills in " * 3500  # about 24,000 tokens each time
+    schema = {"type": "object", "properties": {"x": {"type": "string", "description": big}}}
+    cases: list[dict[str, object]] = [
+        {"tools": [{"name": "lookup", "parameters": schema}]},
+        {"tools": [{"name": "lookup", "description": big}]},
+        {"response_format": {"type": "json_schema", "json_schema": {"schema": schema}}},
+        {
+            "messages": [
+                {"role": "user", "content": "hi"},
+                {"role": "assistant", "tool_calls": [{"id": "c1", "name": "f", "arguments": big}]},
+                {"role": "tool", "tool_call_id": "c1", "content": "ok"},
+            ]
+        },
+    ]
+    for extra in cases:
+        job = _job(**{"messages": [{"role": "user", "content": "hi"}], **extra})
+        assert estimate_input_tokens(job) > bare + 20_000, extra
+
+
+def test_embedding_inputs_are_counted_with_the_tokenizer() -> None:
+    job = _job(kind="embedding", input=["hello world, how are you?", "hello"])
+    assert estimate_input_tokens(job) == 7 + 1
+
+
+def test_megabytes_of_one_repeated_character_are_estimated_quickly() -> None:
+    """Byte-pair encoding of a long run is slow: the work is bounded, the estimate is not low."""
+    run = "a" * 1_000_000
+    job = _job(messages=[{"role": "user", "content": run} for _ in range(8)])
+    started = time.perf_counter()
+    estimate = estimate_input_tokens(job)
+    assert time.perf_counter() - started < 1.0
+    # cl100k_base counts a run of "a" at 8 characters a token: never less than that.
+    assert estimate >= 8 * 1_000_000 // 8
+
+
+def test_a_request_without_reported_usage_counts_its_tools_and_schema() -> None:
+    user = Message("user", "hi")
+    schema = {"type": "object", "properties": {"x": {"description": "y " * 5000}}}
+    bare = tokens.count_request(ChatRequest("m", [user]))
+    with_tool = tokens.count_request(
+        ChatRequest("m", [user], tools=(Tool("lookup", "finds things", schema),))
+    )
+    with_format = tokens.count_request(
+        ChatRequest("m", [user], response_format={"type": "json_schema", "json_schema": schema})
+    )
+    assert with_tool > bare + 5000 and with_format > bare + 5000
+    text_in_parts = Message("user", "", parts=("tokenize this sentence, please",))
+    assert tokens.count_prompt([text_in_parts]) == 3 + (3 + 1 + 6)

@@ -11,7 +11,7 @@ from sqlalchemy import text
 
 from infra.db.engine import Database
 from schemas.ids import derived_id
-from tests.conftest import TenantKey
+from tests.conftest import TenantKey, make_tenant
 from tests.harness import eventually, unique
 from tests.integrations.conftest import Integrations
 from tests.integrations.helpers import connect, redeliver_and_wait, vendor_calls
@@ -157,3 +157,34 @@ async def test_a_failed_action_is_visible_on_its_job(
     job = await eventually(failed, 60, "the action job")
     assert job["status"] == "failed" and "issue_number" in str(job["error"])
     assert job["kind"] == "action"
+
+
+async def test_a_rule_job_over_the_tenant_budget_fails_visibly(
+    api: httpx.AsyncClient, integrations: Integrations, db: Database
+) -> None:
+    """Work a webhook starts is admitted against the tenant's budget like any other."""
+    admin = await make_tenant(db, admin=True)
+    put = await api.put("/v1/budgets/tenant", json={"monthly_usd": "0"}, headers=admin.headers)
+    assert put.status_code == 200, put.text
+    secret = unique("gh-")
+    hook = await endpoint(api, admin, "github", secret)
+    rule_id = await rule(api, admin, {
+        "endpoint_id": hook["id"], "event_type": "issues.opened",
+        "job": {"model": "local-echo", "prompt": "Summarize: {{ payload.issue.title }}"},
+    })  # fmt: skip
+    body = json.dumps({"action": "opened", "issue": {"title": "t", "number": 1}}).encode()
+    response = await api.post(
+        f"/hooks/{hook['id']}", content=body, headers=github_headers(secret, body, unique())
+    )
+    assert response.status_code == 202
+    job_id = derived_id(uuid.UUID(response.json()["id"]), f"rule:{rule_id}:job")
+
+    async def finished() -> dict[str, object] | None:
+        found = await api.get(f"/v1/jobs/{job_id}", headers=admin.headers)
+        job = found.json() if found.status_code == 200 else {}
+        return job if job.get("status") in ("succeeded", "failed") else None
+
+    job = await eventually(finished, 60, "the rule's job")
+    assert job["status"] == "failed", job
+    assert str(job["error"]).startswith("budget_exceeded: the tenant's monthly budget is spent")
+    assert job["provider"] is None and job["result"] is None  # no model was called
