@@ -40,8 +40,11 @@ from producers.ingress import (
     webhook_setup,
 )
 from producers.ingress.auth import KeyCache
+from producers.ingress.body import api_routes, route_body
+from producers.ingress.nul_guard import RefuseNul
 from producers.ingress.observability import OpenStreams, TelemetryMiddleware
 from producers.ingress.plain_route import PlainRoute, document_bodies
+from producers.ingress.plain_route import json_body as documented_body
 from producers.ingress.state import Services
 
 VERSION = "0.1.0"
@@ -92,6 +95,7 @@ def create_app(settings: Settings, streams: OpenStreams | None = None) -> FastAP
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.metrics = metrics
+    app.add_middleware(RefuseNul)
     app.add_middleware(
         TelemetryMiddleware,
         metrics=metrics,
@@ -115,7 +119,6 @@ def create_app(settings: Settings, streams: OpenStreams | None = None) -> FastAP
             tags=list(route.tags), dependencies=[] if plain else limited,
             route_class_override=type(route), openapi_extra=route.openapi_extra,
         )  # fmt: skip
-    _document_plain_bodies(app)
     app.include_router(jobs.router, dependencies=limited)
     app.include_router(usage.router, dependencies=limited)
     app.include_router(budgets.router, dependencies=limited)
@@ -130,15 +133,23 @@ def create_app(settings: Settings, streams: OpenStreams | None = None) -> FastAP
     app.include_router(webhook_receiver.router)
     # The contract documents are public, like the health checks.
     app.include_router(docs.router)
+    _document_bodies(app)
     return app
 
 
-def _document_plain_bodies(app: FastAPI) -> None:
+def _document_bodies(app: FastAPI) -> None:
+    """The bodies FastAPI never sees: the plain routes' and those read by `json_body`."""
+    models = [body for _, body in openai_compat.PLAIN_ROUTES.values()]
+    for route in api_routes(app.routes):
+        model = route_body(route)
+        if model is not None:
+            route.openapi_extra = {**(route.openapi_extra or {}), **documented_body(model)}
+            models.append(model)
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            document_bodies(generate(), [body for _, body in openai_compat.PLAIN_ROUTES.values()])
+            document_bodies(generate(), models)
         return app.openapi_schema or {}
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -30,8 +30,13 @@ class ApiError(Exception):
         self.field = field
 
 
+# Where FastAPI says a parameter came from: the first part of a location only.
+# A field may have one of these names itself (`query` in a memory search).
+_SOURCES = ("body", "query", "path", "header", "cookie")
+
+
 def _field(loc: tuple[Any, ...]) -> str:
-    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    parts = [str(p) for p in (loc[1:] if loc and loc[0] in _SOURCES else loc)]
     return ".".join(parts) or "body"
 
 

@@ -204,3 +204,24 @@ async def test_stripe_standard_and_generic_hmac_deliveries(
         "/v1/webhook-endpoints", json={"source": "stripe"}, headers=tenant.headers
     )
     assert missing.status_code == 422 and missing.json()["details"][0]["field"] == "secret"
+
+
+async def test_nul_in_a_webhook_payload_is_refused_naming_it(
+    api: httpx.AsyncClient, tenant: TenantKey, integrations: Integrations
+) -> None:
+    """Postgres stores no NUL: the delivery's id (here Stripe's, from the payload) would fail."""
+    secret = "whsec_" + unique()
+    created = await api.post(
+        "/v1/webhook-endpoints", json={"source": "stripe", "secret": secret}, headers=tenant.headers
+    )
+    assert created.status_code == 201, created.text
+    now = int(time.time())
+    body = json.dumps({"id": "evt_\x00" + unique(), "type": "invoice.paid"}).encode()
+    v1 = hmac.new(secret.encode(), f"{now}.".encode() + body, hashlib.sha256).hexdigest()
+    response = await api.post(
+        f"/hooks/{created.json()['id']}",
+        content=body,
+        headers={"Stripe-Signature": f"t={now},v1={v1}"},
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["details"][0]["field"] == "payload.id"
