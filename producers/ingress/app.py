@@ -17,6 +17,7 @@ from infra.quota import Quotas
 from infra.redis import JobStreams, Replies
 from infra.routing.config import load_routing
 from infra.settings import Settings
+from infra.stream_slots import StreamSlots
 from infra.telemetry.metrics import Metrics
 from infra.vault import Vault
 from infra.vectors.factory import build_memory
@@ -58,7 +59,9 @@ def create_app(settings: Settings, streams: OpenStreams | None = None) -> FastAP
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         _, database_url, _ = settings.require_services()
         db = Database(database_url)
-        streams = JobStreams(settings)
+        streams = JobStreams(settings, read_connections=settings.max_streams_per_process)
+        slots = StreamSlots(settings)
+        await slots.start()
         publisher = Publisher(settings, metrics)
         await publisher.start()
         file_store = open_file_store(settings)
@@ -68,7 +71,7 @@ def create_app(settings: Settings, streams: OpenStreams | None = None) -> FastAP
         prices = PriceTable.load(settings.prices_file).with_prices(routing.prices)
         memory = build_memory(settings, db)
         app.state.services = Services(
-            settings, db, streams, publisher, replies, file_store, routing, prices, memory
+            settings, db, streams, slots, publisher, replies, file_store, routing, prices, memory
         )
         app.state.key_cache = KeyCache()
         quotas = Quotas(settings)
@@ -83,6 +86,7 @@ def create_app(settings: Settings, streams: OpenStreams | None = None) -> FastAP
             await quotas.close()
             await file_store.close()
             await publisher.stop()
+            await slots.close()
             await streams.close()
             await db.close()
 
