@@ -83,12 +83,22 @@ class StreamEvent:
 
 
 class JobStreams:
-    def __init__(self, settings: Settings, max_connections: int = 2000) -> None:
+    """Jobs' live streams. A reader that waits (`read` with `block_ms`) holds a
+    connection of its own pool, `read_connections` large, for as long as it
+    waits: open streams never take the connections every other call needs."""
+
+    def __init__(
+        self, settings: Settings, max_connections: int = 2000, read_connections: int = 8
+    ) -> None:
         _, _, url = settings.require_services()
         # Stream readers block for up to MAX_BLOCK_MS; the socket must wait longer than
         # that (redis-py's default read timeout is 5 s).
+        timeout_s = MAX_BLOCK_MS / 1000 + 10
         self._redis: Redis = Redis.from_url(
-            url, max_connections=max_connections, socket_timeout=MAX_BLOCK_MS / 1000 + 10
+            url, max_connections=max_connections, socket_timeout=timeout_s
+        )
+        self._readers: Redis = Redis.from_url(
+            url, max_connections=read_connections, socket_timeout=timeout_s
         )
         self._prefix = f"{settings.topic_prefix}ayush:job:"
         self._ttl = settings.stream_ttl_s
@@ -133,12 +143,12 @@ class JobStreams:
         count: int = 500,
     ) -> list[StreamEvent]:
         """Events after `after`, waiting up to `block_ms` for the first one (None: no wait)."""
+        redis = self._redis
         if block_ms is not None:
             block_ms = min(block_ms, MAX_BLOCK_MS)
+            redis = self._readers
         try:
-            reply: Any = await self._redis.xread(
-                {self._key(job_id): after}, count=count, block=block_ms
-            )
+            reply: Any = await redis.xread({self._key(job_id): after}, count=count, block=block_ms)
         except RedisError as exc:
             raise TransientError(f"redis read failed: {exc}") from exc
         events: list[StreamEvent] = []
@@ -160,6 +170,7 @@ class JobStreams:
         await self._redis.ping()
 
     async def close(self) -> None:
+        await self._readers.aclose()
         await self._redis.aclose()
 
 

@@ -157,6 +157,17 @@ class Settings(BaseSettings):
     # live streams
     stream_ttl_s: int = 24 * 3600
     stream_maxlen: int = 100_000
+    # Event streams a client may hold open at once (job and batch events, chat
+    # completions with stream=true), counted over every ingress process; past
+    # a limit a new stream is refused with 429.
+    max_streams_per_key: int = Field(default=200, ge=1)
+    max_streams_per_tenant: int = Field(default=1000, ge=1)
+    # One ingress process's open streams, whoever holds them: the size of the
+    # Redis pool its streams read from (apart from the pool of everything else).
+    max_streams_per_process: int = Field(default=2000, ge=1)
+    # A process renews its streams' slots while they are open; the slots of a
+    # process that died lapse after this long.
+    stream_slot_lease_s: float = Field(default=30.0, gt=0)
 
     # Integrations. Keys that encrypt credentials at rest: "id:base64-32-bytes"
     # pairs, comma separated; the first encrypts, all decrypt (rotation).

@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from schemas.request import RequestModel
+
 BATCH_CREATED = "batch.created"
 BATCH_CANCEL_REQUESTED = "batch.cancel.requested"
 
@@ -56,7 +58,7 @@ class BatchCancelRequested(BaseModel):
     batch_id: uuid.UUID
 
 
-class CreateBatch(BaseModel):
+class CreateBatch(RequestModel):
     """The body of POST /v1/batches."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")

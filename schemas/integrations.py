@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from schemas.request import RequestModel
+
 WEBHOOK_RECEIVED = "webhook.received"
 ACTION_REQUESTED = "integration.action.requested"
 ACTION_SUCCEEDED = "integration.action.succeeded"
@@ -53,7 +55,7 @@ class ActionFinished(BaseModel):
 # HTTP bodies ------------------------------------------------------------------
 
 
-class WebhookEndpointCreate(BaseModel):
+class WebhookEndpointCreate(RequestModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     source: WebhookSource
@@ -70,7 +72,7 @@ class WebhookEndpointCreated(BaseModel):
     secret: str | None = Field(default=None, description="only when generated; shown once")
 
 
-class ConnectionCreate(BaseModel):
+class ConnectionCreate(RequestModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     connector: str = Field(min_length=1, max_length=64)
@@ -84,7 +86,7 @@ class ConnectionView(BaseModel):
     name: str
 
 
-class ActionCreate(BaseModel):
+class ActionCreate(RequestModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     connection_id: uuid.UUID
@@ -92,7 +94,7 @@ class ActionCreate(BaseModel):
     params: dict[str, Any]
 
 
-class RuleJob(BaseModel):
+class RuleJob(RequestModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     model: str = Field(min_length=1, max_length=200)
@@ -100,7 +102,7 @@ class RuleJob(BaseModel):
     system: str | None = Field(default=None, max_length=100_000)
 
 
-class RuleAction(BaseModel):
+class RuleAction(RequestModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     connection_id: uuid.UUID
@@ -108,7 +110,7 @@ class RuleAction(BaseModel):
     params: dict[str, Any]
 
 
-class RuleCreate(BaseModel):
+class RuleCreate(RequestModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     endpoint_id: uuid.UUID

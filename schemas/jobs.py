@@ -10,6 +10,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from schemas.memory import MemoryContext
+from schemas.request import RequestModel
 
 JOB_REQUESTED = "ai.job.requested"
 JOB_STARTED = "ai.job.started"
@@ -21,7 +22,7 @@ USAGE_RECORDED = "usage.recorded"
 JobStatus = Literal["queued", "running", "succeeded", "failed"]
 
 
-class ToolCall(BaseModel):
+class ToolCall(RequestModel):
     """A function call the model asked for; `arguments` is JSON text, as OpenAI sends it."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -31,7 +32,7 @@ class ToolCall(BaseModel):
     arguments: str = Field(default="{}", max_length=1_000_000)
 
 
-class Tool(BaseModel):
+class Tool(RequestModel):
     """A function the model may call, described by a JSON Schema."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -41,13 +42,13 @@ class Tool(BaseModel):
     parameters: dict[str, Any] = Field(default_factory=dict)
 
 
-class ForcedTool(BaseModel):
+class ForcedTool(RequestModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str = Field(min_length=1, max_length=200)
 
 
-class ResponseFormat(BaseModel):
+class ResponseFormat(RequestModel):
     """The shape the answer must take: OpenAI's `response_format`."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -57,14 +58,14 @@ class ResponseFormat(BaseModel):
     json_schema: dict[str, Any] | None = None
 
 
-class TextPart(BaseModel):
+class TextPart(RequestModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     type: Literal["text"] = "text"
     text: str = Field(max_length=1_000_000)
 
 
-class ImagePart(BaseModel):
+class ImagePart(RequestModel):
     """An image by URL: https, or inline as a data URL (base64)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -92,7 +93,7 @@ def check_image_url(url: str) -> str:
 Part = Annotated[TextPart | ImagePart, Field(discriminator="type")]
 
 
-class ChatMessage(BaseModel):
+class ChatMessage(RequestModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     role: Literal["system", "user", "assistant", "tool"]
@@ -105,14 +106,16 @@ class ChatMessage(BaseModel):
     tool_call_id: str | None = Field(default=None, max_length=200)
 
 
-class ChatJob(BaseModel):
+class ChatJob(RequestModel):
     """What to run: a chat completion or an embedding. The ingress body and the event payload."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     kind: Literal["chat", "embedding"] = "chat"
     model: str = Field(min_length=1, max_length=200)
-    messages: list[ChatMessage] = Field(default_factory=list, max_length=10_000)
+    messages: list[ChatMessage] = Field(
+        default_factory=list, max_length=10_000, validate_default=True
+    )
     user_id: str | None = Field(default=None, max_length=200)
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, ge=0, le=1)

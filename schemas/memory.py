@@ -15,6 +15,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from schemas.request import RequestModel
+
 MEMORY_REMEMBER = "memory.remember"
 MEMORY_FORGET = "memory.forget"
 MEMORY_FORGET_USER = "memory.forget_user"
@@ -79,7 +81,7 @@ class ForgetUser(BaseModel):
     before: uuid.UUID
 
 
-class MemoryContext(BaseModel):
+class MemoryContext(RequestModel):
     """On a chat job: inject the user's most relevant memories before the model call."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -140,7 +142,7 @@ class EmbedFailed(BaseModel):
 # HTTP ----------------------------------------------------------------------
 
 
-class MemoryCreate(BaseModel):
+class MemoryCreate(RequestModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     user_id: str = UserId
@@ -172,7 +174,7 @@ class MemoryList(BaseModel):
     data: list[MemoryView]
 
 
-class MemorySearch(BaseModel):
+class MemorySearch(RequestModel):
     """`filter` narrows by metadata equality; tenant and user always apply on top of it."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from schemas.jobs import check_image_url
 from schemas.memory import MemoryContext
+from schemas.request import RequestModel
 
 
-class _Wire(BaseModel):
+class _Wire(RequestModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
 

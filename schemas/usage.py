@@ -9,6 +9,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from schemas.request import RequestModel
+
 BUDGET_THRESHOLD_CROSSED = "usage.budget.threshold_crossed"
 
 BudgetScope = Literal["tenant", "key"]
@@ -40,7 +42,7 @@ class BudgetThresholdCrossed(BaseModel):
     resets_at: datetime
 
 
-class BudgetIn(BaseModel):
+class BudgetIn(RequestModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     monthly_usd: Decimal = Field(ge=0, max_digits=14, decimal_places=8)
@@ -56,7 +58,7 @@ class BudgetView(BaseModel):
     resets_at: datetime
 
 
-class RateLimitIn(BaseModel):
+class RateLimitIn(RequestModel):
     """A key's own limits per minute; a limit left out (or null) is the platform's default."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")

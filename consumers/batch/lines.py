@@ -97,6 +97,8 @@ def _parse_line(raw: bytes, line_no: int, endpoint: str) -> BatchRequest:
     if not isinstance(custom_id, str) or not custom_id or len(custom_id) > 500:
         raise _refuse(line_no, "missing_required_parameter",
                       "custom_id must be a non-empty string", "custom_id")  # fmt: skip
+    if "\x00" in custom_id:  # stored as text, where Postgres takes no NUL
+        raise _refuse(line_no, "invalid_value", "custom_id holds a NUL character", "custom_id")
     if item.get("method", "POST") != "POST":
         raise _refuse(line_no, "invalid_value", "method must be POST", "method")
     if item.get("url") != endpoint:

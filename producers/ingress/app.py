@@ -17,6 +17,7 @@ from infra.quota import Quotas
 from infra.redis import JobStreams, Replies
 from infra.routing.config import load_routing
 from infra.settings import Settings
+from infra.stream_slots import StreamSlots
 from infra.telemetry.metrics import Metrics
 from infra.vault import Vault
 from infra.vectors.factory import build_memory
@@ -40,9 +41,11 @@ from producers.ingress import (
     webhook_setup,
 )
 from producers.ingress.auth import KeyCache
-from producers.ingress.body import BodyLimit
+from producers.ingress.body import BodyLimit, api_routes, route_body
+from producers.ingress.nul_guard import RefuseNul
 from producers.ingress.observability import OpenStreams, TelemetryMiddleware
 from producers.ingress.plain_route import PlainRoute, document_bodies
+from producers.ingress.plain_route import json_body as documented_body
 from producers.ingress.state import Services
 
 VERSION = "0.1.0"
@@ -56,7 +59,9 @@ def create_app(settings: Settings, streams: OpenStreams | None = None) -> FastAP
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         _, database_url, _ = settings.require_services()
         db = Database(database_url)
-        streams = JobStreams(settings)
+        streams = JobStreams(settings, read_connections=settings.max_streams_per_process)
+        slots = StreamSlots(settings)
+        await slots.start()
         publisher = Publisher(settings, metrics)
         await publisher.start()
         file_store = open_file_store(settings)
@@ -66,7 +71,7 @@ def create_app(settings: Settings, streams: OpenStreams | None = None) -> FastAP
         prices = PriceTable.load(settings.prices_file).with_prices(routing.prices)
         memory = build_memory(settings, db)
         app.state.services = Services(
-            settings, db, streams, publisher, replies, file_store, routing, prices, memory
+            settings, db, streams, slots, publisher, replies, file_store, routing, prices, memory
         )
         app.state.key_cache = KeyCache()
         quotas = Quotas(settings)
@@ -89,6 +94,7 @@ def create_app(settings: Settings, streams: OpenStreams | None = None) -> FastAP
             await quotas.close()
             await file_store.close()
             await publisher.stop()
+            await slots.close()
             await streams.close()
             await db.close()
 
@@ -103,6 +109,7 @@ def create_app(settings: Settings, streams: OpenStreams | None = None) -> FastAP
     app.state.metrics = metrics
     # Every route's body is capped (routes with a limit of their own say so).
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RefuseNul)
     app.add_middleware(
         TelemetryMiddleware,
         metrics=metrics,
@@ -126,7 +133,6 @@ def create_app(settings: Settings, streams: OpenStreams | None = None) -> FastAP
             tags=list(route.tags), dependencies=[] if plain else limited,
             route_class_override=type(route), openapi_extra=route.openapi_extra,
         )  # fmt: skip
-    _document_plain_bodies(app)
     app.include_router(jobs.router, dependencies=limited)
     app.include_router(usage.router, dependencies=limited)
     app.include_router(budgets.router, dependencies=limited)
@@ -141,15 +147,23 @@ def create_app(settings: Settings, streams: OpenStreams | None = None) -> FastAP
     app.include_router(webhook_receiver.router)
     # The contract documents are public, like the health checks.
     app.include_router(docs.router)
+    _document_bodies(app)
     return app
 
 
-def _document_plain_bodies(app: FastAPI) -> None:
+def _document_bodies(app: FastAPI) -> None:
+    """The bodies FastAPI never sees: the plain routes' and those read by `json_body`."""
+    models = [body for _, body in openai_compat.PLAIN_ROUTES.values()]
+    for route in api_routes(app.routes):
+        model = route_body(route)
+        if model is not None:
+            route.openapi_extra = {**(route.openapi_extra or {}), **documented_body(model)}
+            models.append(model)
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            document_bodies(generate(), [body for _, body in openai_compat.PLAIN_ROUTES.values()])
+            document_bodies(generate(), models)
         return app.openapi_schema or {}
 
     app.openapi = openapi  # type: ignore[method-assign]

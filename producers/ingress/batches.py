@@ -7,7 +7,6 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query
-from fastapi.responses import StreamingResponse
 
 from infra.db import batches as batch_store
 from infra.db.models import Batch, utcnow
@@ -16,7 +15,8 @@ from infra.errors import TransientError
 from infra.redis import TERMINAL
 from producers.ingress.auth import authenticate
 from producers.ingress.body import json_body
-from producers.ingress.errors import unavailable
+from producers.ingress.errors import ApiError, unavailable
+from producers.ingress.event_streams import SlotStream, slot_stream, take_slot
 from producers.ingress.job_stream import KEEPALIVE_MS, _frame
 from producers.ingress.openai_errors import OpenAIError, from_api_error, not_found
 from producers.ingress.state import Services, services_dependency
@@ -175,13 +175,13 @@ async def events(
     owner: Owner,
     svc: Svc,
     last_event_id: Annotated[str | None, Header()] = None,
-) -> StreamingResponse:
+) -> SlotStream:
     batch = await _owned(svc, owner, batch_id)
-    return StreamingResponse(
-        _stream(svc, batch, last_event_id or "0-0"),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    try:
+        slot = await take_slot(svc, owner)
+    except ApiError as exc:
+        raise from_api_error(exc) from exc
+    return slot_stream(svc, slot, _stream(svc, batch, last_event_id or "0-0"))
 
 
 async def _stream(svc: Services, batch: Batch, after: str) -> AsyncIterator[bytes]:

@@ -12,11 +12,13 @@ webhook deliveries). Over the limit, reading raises `BodyTooLarge`: 413.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import Iterable, Iterator
+from typing import Any, Generic, TypeVar
 
 from fastapi import Request
+from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
@@ -77,12 +79,51 @@ def _content_length(scope: Scope) -> int | None:
     return int(value) if len(value) <= 18 else 10**18
 
 
-def json_body(model: type[M]) -> Callable[[Request], Awaitable[M]]:
-    async def parse(request: Request) -> M:
+class JsonBody(Generic[M]):
+    """A dependency that reads the body as `model`; the app documents `model` as its schema.
+
+    Its errors are located in the body (`("body", field, ...)`), as FastAPI
+    locates its own, so every 422 names the field itself.
+    """
+
+    def __init__(self, model: type[M]) -> None:
+        self.model = model
+
+    async def __call__(self, request: Request) -> M:
         raw = await request.body()
         try:
-            return model.model_validate_json(raw or b"null")
+            return self.model.model_validate_json(raw or b"null")
         except ValidationError as exc:
-            raise RequestValidationError(exc.errors(include_url=False)) from exc
+            errors = exc.errors(include_url=False)
+            raise RequestValidationError(
+                [{**e, "loc": ("body", *e["loc"])} for e in errors]
+            ) from exc
 
-    return parse
+
+def json_body(model: type[M]) -> JsonBody[M]:
+    return JsonBody(model)
+
+
+def route_body(route: APIRoute) -> type[BaseModel] | None:
+    """The model a route reads its body as with `json_body`, if it does."""
+
+    def find(dependant: Dependant) -> type[BaseModel] | None:
+        for dependency in dependant.dependencies:
+            if isinstance(dependency.call, JsonBody):
+                return dependency.call.model
+            found = find(dependency)
+            if found is not None:
+                return found
+        return None
+
+    return find(route.dependant)
+
+
+def api_routes(routes: Iterable[Any]) -> Iterator[APIRoute]:
+    """Every APIRoute of an app, also those of the routers it includes."""
+    for route in routes:
+        if isinstance(route, APIRoute):
+            yield route
+        included = getattr(route, "original_router", None)  # an included router
+        if included is not None:
+            yield from api_routes(included.routes)

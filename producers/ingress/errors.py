@@ -40,8 +40,13 @@ def unavailable(what: str, exc: BaseException) -> ApiError:
     return ApiError(503, "unavailable", f"{what} unavailable, try again", RETRY_SOON)
 
 
+# Where FastAPI says a parameter came from: the first part of a location only.
+# A field may have one of these names itself (`query` in a memory search).
+_SOURCES = ("body", "query", "path", "header", "cookie")
+
+
 def _field(loc: tuple[Any, ...]) -> str:
-    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    parts = [str(p) for p in (loc[1:] if loc and loc[0] in _SOURCES else loc)]
     return ".".join(parts) or "body"
 
 

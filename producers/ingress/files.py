@@ -83,6 +83,11 @@ async def upload(request: Request, owner: Owner, svc: Svc) -> FileObject:
                     400, f"purpose must be one of {PURPOSES}", "invalid_request_error",
                     "invalid_value", "purpose",
                 )  # fmt: skip
+            if "\x00" in (file.filename or ""):  # Postgres stores no NUL
+                raise OpenAIError(
+                    400, "the file name holds a NUL character", "invalid_request_error",
+                    "invalid_value", "file",
+                )  # fmt: skip
             chunks, size = [], 0
             while chunk := await file.read(READ_CHUNK):
                 size += len(chunk)

@@ -6,7 +6,6 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request
-from fastapi.responses import StreamingResponse
 
 from infra.db import jobs as job_store
 from infra.db.models import Job
@@ -21,6 +20,7 @@ from producers.ingress.admission import (
 )
 from producers.ingress.body import json_body
 from producers.ingress.errors import ApiError, unavailable
+from producers.ingress.event_streams import SlotStream, slot_stream, take_slot
 from producers.ingress.job_stream import job_event_stream
 from producers.ingress.state import Services, services_dependency
 from schemas import jobs as ev
@@ -126,15 +126,12 @@ async def job_events(
     owner: Owner,
     svc: Svc,
     last_event_id: Annotated[str | None, Header()] = None,
-) -> StreamingResponse:
+) -> SlotStream:
     found = await job_store.get_job(svc.db, owner.tenant_id, job_id)
     if found is None:
         raise ApiError(404, "not_found", f"no job {job_id}")
-    return StreamingResponse(
-        job_event_stream(svc, owner.tenant_id, job_id, last_event_id),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    slot = await take_slot(svc, owner)
+    return slot_stream(svc, slot, job_event_stream(svc, owner.tenant_id, job_id, last_event_id))
 
 
 def job_view(found: job_store.JobWithResult) -> JobView:

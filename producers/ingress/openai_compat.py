@@ -18,12 +18,13 @@ from typing import Any, TypeVar
 
 import orjson
 from fastapi import APIRouter, Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
 
 from infra.db.tenants import KeyOwner
 from infra.errors import EventTooLarge, TransientError
 from infra.redis import ReplyWaiter, StreamEvent
+from infra.stream_slots import StreamSlot
 from producers.ingress import openai_errors as oe
 from producers.ingress.admission import (
     BudgetExceeded,
@@ -34,6 +35,7 @@ from producers.ingress.admission import (
 from producers.ingress.auth import authenticate
 from producers.ingress.body import BodyTooLarge
 from producers.ingress.errors import ApiError, unavailable
+from producers.ingress.event_streams import slot_stream, take_slot
 from producers.ingress.openai_stream import completion_chunks, usage_of, wire_tool_calls
 from producers.ingress.plain_route import PlainRoute, json_body
 from producers.ingress.state import Services, services
@@ -109,6 +111,20 @@ async def _run(
 ) -> Response:  # fmt: skip
     if not svc.routing.knows(model):
         raise oe.unknown_model(model)
+    # A stream holds a slot from before its job exists: a refused one costs nothing.
+    slot = await _stream_slot(svc, owner) if stream else None
+    try:
+        return await _answer(request, svc, owner, job, model, slot, usage=usage, encoding=encoding)
+    except BaseException:
+        if slot is not None:
+            await svc.slots.release(slot)
+        raise
+
+
+async def _answer(
+    request: Request, svc: Services, owner: KeyOwner, job: ev.ChatJob, model: str,
+    slot: StreamSlot | None, *, usage: bool, encoding: str,
+) -> Response:  # fmt: skip
     job_id = uuid7()
     headers = {"X-Ayush-Job-Id": str(job_id)}
     await _admit(request, owner, job, job_id)
@@ -129,7 +145,7 @@ async def _run(
 
     try:
         try:
-            await _publish(svc, owner, job_id, job, waiter, live_text=stream)
+            await _publish(svc, owner, job_id, job, waiter, live_text=slot is not None)
         except BaseException:
             await release_billable(request, owner, job_id)
             raise
@@ -138,15 +154,11 @@ async def _run(
             raise _with(oe.from_job_error(first.data), headers)
         if job.cache:
             headers["X-Ayush-Cache"] = "hit" if first.data.get("cached") else "miss"
-        if stream:
+        if slot is not None:
+            chunks = completion_chunks(job_id, model, first, next_event, usage)
+            response = slot_stream(svc, slot, _forgetting(svc, job_id, chunks), headers)
             handed_over = True
-            return StreamingResponse(
-                _forgetting(
-                    svc, job_id, completion_chunks(job_id, model, first, next_event, usage)
-                ),
-                media_type="text/event-stream",
-                headers={**headers, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-            )
+            return response
         result = first
         while result.type == "delta":
             result = await next_event()
@@ -256,6 +268,13 @@ async def _admit(request: Request, owner: KeyOwner, job: ev.ChatJob, job_id: uui
         raise oe.from_api_error(exc) from exc
     except BudgetExceeded as exc:
         raise oe.budget_exceeded(exc.body) from exc
+
+
+async def _stream_slot(svc: Services, owner: KeyOwner) -> StreamSlot:
+    try:
+        return await take_slot(svc, owner)
+    except ApiError as exc:
+        raise oe.from_api_error(exc) from exc
 
 
 async def _owner(request: Request, svc: Services) -> KeyOwner:

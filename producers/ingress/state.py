@@ -13,6 +13,7 @@ from infra.pricing import PriceTable
 from infra.redis import JobStreams, Replies
 from infra.routing.config import RoutingConfig
 from infra.settings import Settings
+from infra.stream_slots import StreamSlots
 from infra.vault import Vault
 from infra.vectors.factory import MemoryBackend
 
@@ -22,6 +23,7 @@ class Services:
     settings: Settings
     db: Database
     streams: JobStreams
+    slots: StreamSlots
     publisher: Publisher
     replies: Replies
     files: FileStore

@@ -28,6 +28,7 @@ from schemas import integrations as ev
 from schemas import topics
 from schemas.envelope import Actor, Envelope
 from schemas.ids import derived_id
+from schemas.request import nul_at
 
 router = APIRouter(tags=["webhooks"])
 
@@ -57,6 +58,12 @@ async def receive(endpoint_id: str, request: Request, svc: Svc, box: SecretBox) 
     except SignatureError as exc:
         raise ApiError(401, "invalid_signature", str(exc)) from exc
     payload = _json_object(body)
+    where = nul_at(payload)
+    if where is not None:
+        # Postgres stores no NUL: the delivery, its rule runs and jobs would fail later.
+        field = f"payload{where}"
+        message = f"invalid field {field}: a NUL character (\\u0000) is not allowed"
+        raise ApiError(422, "invalid_request", message, field=field)
     if endpoint.source == "slack" and payload and payload.get("type") == "url_verification":
         return JSONResponse({"challenge": payload.get("challenge")}, 200)
     delivery_id = _delivery_id(endpoint, request, payload, body)

@@ -255,3 +255,24 @@ async def test_a_signed_body_replayed_under_fresh_ids_publishes_nothing(
     ]  # fmt: skip
     assert [a.status_code for a in answers] == [202, 200, 200]
     assert len(await published_for(integrations, generic["id"])) == 1
+
+
+async def test_nul_in_a_webhook_payload_is_refused_naming_it(
+    api: httpx.AsyncClient, tenant: TenantKey, integrations: Integrations
+) -> None:
+    """Postgres stores no NUL: the delivery's id (here Stripe's, from the payload) would fail."""
+    secret = "whsec_" + unique()
+    created = await api.post(
+        "/v1/webhook-endpoints", json={"source": "stripe", "secret": secret}, headers=tenant.headers
+    )
+    assert created.status_code == 201, created.text
+    now = int(time.time())
+    body = json.dumps({"id": "evt_\x00" + unique(), "type": "invoice.paid"}).encode()
+    v1 = hmac.new(secret.encode(), f"{now}.".encode() + body, hashlib.sha256).hexdigest()
+    response = await api.post(
+        f"/hooks/{created.json()['id']}",
+        content=body,
+        headers={"Stripe-Signature": f"t={now},v1={v1}"},
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["details"][0]["field"] == "payload.id"

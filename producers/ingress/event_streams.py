@@ -1,0 +1,73 @@
+"""Server-Sent Event responses under the open-stream limits (infra.stream_slots).
+
+Every streaming route takes a slot before it starts any work and answers
+with a `SlotStream`, which gives the slot back when the response ends,
+however it ends (the client left, the job finished, the server stops).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable
+
+from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from infra.db.tenants import KeyOwner
+from infra.errors import TransientError
+from infra.stream_slots import StreamLimit, StreamSlot, StreamSlots
+from producers.ingress.errors import ApiError
+from producers.ingress.state import Services
+
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+_RETRY = {"Retry-After": "1"}
+_SETTING = {"key": "AYUSH_MAX_STREAMS_PER_KEY", "tenant": "AYUSH_MAX_STREAMS_PER_TENANT"}
+_HOLDER = {"key": "this API key", "tenant": "this tenant"}
+
+
+class SlotStream(StreamingResponse):
+    def __init__(
+        self,
+        content: AsyncIterable[bytes],
+        slots: StreamSlots,
+        slot: StreamSlot,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(content, media_type="text/event-stream", headers=headers)
+        self._slots = slots
+        self._slot = slot
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self._slots.release(self._slot)
+
+
+async def take_slot(svc: Services, owner: KeyOwner) -> StreamSlot:
+    """A slot for one more open stream of this key; ApiError 429 past a limit."""
+    try:
+        return await svc.slots.take(owner.tenant_id, owner.key_id)
+    except StreamLimit as exc:
+        if exc.scope == "process":
+            raise ApiError(
+                503, "too_many_streams",
+                f"this server has {exc.limit} event streams open, all it serves: retry shortly",
+                _RETRY,
+            ) from exc  # fmt: skip
+        raise ApiError(
+            429, "too_many_streams",
+            f"{_HOLDER[exc.scope]} has {exc.limit} event streams open, the most allowed "
+            f"({_SETTING[exc.scope]}): close one before opening another",
+            _RETRY,
+        ) from exc  # fmt: skip
+    except TransientError as exc:
+        raise ApiError(503, "unavailable", "streams are unavailable, try again", _RETRY) from exc
+
+
+def slot_stream(
+    svc: Services,
+    slot: StreamSlot,
+    content: AsyncIterable[bytes],
+    headers: dict[str, str] | None = None,
+) -> SlotStream:
+    return SlotStream(content, svc.slots, slot, {**SSE_HEADERS, **(headers or {})})
