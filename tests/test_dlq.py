@@ -11,7 +11,7 @@ import pytest
 
 from infra.errors import PermanentError
 from infra.kafka.admin import create_topics
-from infra.kafka.consumer import ConcurrentConsumer
+from infra.kafka.consumer import ConcurrentConsumer, Settling
 from infra.kafka.dead_letters import DeadLetters
 from infra.kafka.publisher import Publisher
 from infra.local_stack import ServiceAddresses
@@ -118,3 +118,42 @@ async def _true(value: object) -> bool:
 
 async def _len_is(dead: DeadLetters, n: int) -> bool:
     return len(await dead.letters()) == n
+
+
+async def test_a_given_up_event_settles_what_it_started(services: ServiceAddresses) -> None:
+    """Any exception, not only ours: the job an event started is failed, never left running."""
+    settings = namespace_settings(services, unique("giveup") + ".")
+    await create_topics(settings)
+    publisher = Publisher(settings)
+    await publisher.start()
+    settled: list[tuple[uuid.UUID, str]] = []
+
+    async def handle(raw: RawEnvelope) -> None:
+        raise ValueError("Header values may not contain linefeed")  # not one of ours
+
+    async def give_up(raw: RawEnvelope, reason: str) -> None:
+        settled.append((raw.id, reason))
+
+    consumer = ConcurrentConsumer(
+        settings, group="settling", topics=[TOPIC],
+        handlers={ev.JOB_FAILED: Settling(handle, give_up)},
+        publisher=publisher, concurrency=4, max_attempts=2,
+    )  # fmt: skip
+    ready = asyncio.Event()
+    task = asyncio.create_task(consumer.run(ready=ready))
+    try:
+        await asyncio.wait_for(ready.wait(), 60)
+        event_id = await _publish_failed_job(publisher)
+        await eventually(lambda: _true(settled), what="the given-up event settled")
+        letters = await DeadLetters(settings, TOPIC).letters()
+    finally:
+        consumer.stop()
+        await task
+        await publisher.stop()
+    assert len(settled) == 1 and settled[0][0] == event_id
+    assert settled[0][1] == (
+        "internal error in settling (ValueError); the request was set aside for an operator"
+    )
+    assert [letter.error for letter in letters] == [
+        "ValueError: Header values may not contain linefeed"
+    ]

@@ -4,6 +4,7 @@ Notion that the connectors use, counting every call.
 Behaviour is chosen by the request, so a worker in another process can ask for it:
     Slack channel "RATE…"       first call per channel: 429 with Retry-After: 1
     Slack channel "SLOW…"       answers after 1.5 s
+    Slack channel "HTML…"       200 with an HTML page (a proxy's or a portal's), not JSON
     Slack token  "xoxb-bad"     {"ok": false, "error": "invalid_auth"} (Slack's way)
     GitHub repo  "missing"      404 Not Found
 """
@@ -86,6 +87,8 @@ class FakeVendors(BackgroundServer):
             )
         if channel.startswith("SLOW"):
             await asyncio.sleep(1.5)
+        if channel.startswith("HTML"):
+            return web.Response(text="<html><body>Sign in</body></html>", content_type="text/html")
         return web.json_response({"ok": True, "channel": channel, "ts": f"{time.time():.6f}"})
 
     async def _discord(self, request: web.Request) -> web.Response:
