@@ -6,9 +6,11 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
+from consumers import batch, batch_lane, integrations, memory, model_calls, webhook_router
 from infra.errors import PermanentError
 from infra.kafka.admin import create_topics
 from infra.kafka.consumer import ConcurrentConsumer, Settling
@@ -16,7 +18,10 @@ from infra.kafka.dead_letters import DeadLetters
 from infra.kafka.publisher import Publisher
 from infra.local_stack import ServiceAddresses
 from infra.settings import Settings
+from schemas import batches as bev
+from schemas import integrations as iev
 from schemas import jobs as ev
+from schemas import memory as mev
 from schemas import topics
 from schemas.envelope import Actor, Envelope, RawEnvelope
 from schemas.ids import uuid7
@@ -157,3 +162,17 @@ async def test_a_given_up_event_settles_what_it_started(services: ServiceAddress
     assert [letter.error for letter in letters] == [
         "ValueError: Header values may not contain linefeed"
     ]
+
+
+def test_handlers_that_start_jobs_settle_them_when_given_up() -> None:
+    ports: Any = None  # the handlers only close over their ports
+    settling = [
+        model_calls.handlers(ports)[ev.JOB_REQUESTED],
+        integrations.handlers(ports)[iev.ACTION_REQUESTED],
+        memory.handlers(ports)[mev.MEMORY_REMEMBER],
+        webhook_router.handlers(ports)[iev.WEBHOOK_RECEIVED],
+        webhook_router.handlers(ports)[ev.JOB_SUCCEEDED],
+    ]
+    assert all(isinstance(handler, Settling) for handler in settling)
+    assert batch_lane.handlers(ports)[ev.JOB_REQUESTED].give_up is not None
+    assert batch.handlers(ports)[bev.BATCH_CREATED].give_up is not None

@@ -358,3 +358,19 @@ async def test_http_connection_secret_goes_only_to_its_origin(
     job = await wait_finished(api, tenant, job_id)
     assert job["status"] == "failed" and "is not an origin of this connection" in job["error"]
     assert vendors.matching("http", mark) == []
+
+
+async def test_unforeseen_error_in_a_connector_fails_the_job(
+    api: httpx.AsyncClient, tenant: TenantKey, integrations: Integrations, db: Database
+) -> None:
+    telegram = await connect(api, tenant, "telegram", {"bot_token": "123:abc"})
+    text_ = unique("ODD")
+    job_id = await act(api, tenant, telegram, "send_message", {"chat_id": 5, "text": text_})
+    job = await wait_finished(api, tenant, job_id)
+    assert job["status"] == "failed", job
+    assert job["error"].startswith("telegram.send_message failed: AttributeError")
+    async with db.session() as session:
+        attempt = await session.execute(
+            text("SELECT status FROM action_attempts WHERE job_id = :id"), {"id": job_id}
+        )
+    assert attempt.scalar_one() == "failed"
