@@ -69,7 +69,11 @@ class Email(Connector):
     credentials = SmtpCredentials
     actions = {"send_email": ActionSpec("send_email", "SMTP sendmail", SendEmail)}
     tenant_aimed = True
-    timeout_s: float = 15.0
+
+    @property
+    def timeout_s(self) -> float:
+        """The connectors' one deadline (AYUSH_CONNECTOR_TIMEOUT_S), for the whole exchange."""
+        return self.http.timeout_s
 
     async def run(
         self, action: str, credentials: Any, params: Any, idempotency_key: str

@@ -19,9 +19,8 @@ MESSAGE = SendEmail(to=["ops@example.test"], subject="hello", text="body")
 
 
 async def send(policy: AddressPolicy, port: int, timeout_s: float = 5) -> dict[str, object]:
-    http = VendorHttp(5, policy)
+    http = VendorHttp(timeout_s, policy)
     email = Email(http)
-    email.timeout_s = timeout_s
     credentials = SmtpCredentials(
         host="127.0.0.1", port=port, starttls=False, from_address="bot@ayush.test"
     )
