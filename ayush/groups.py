@@ -295,12 +295,11 @@ async def _integrations(
     stack.push_async_callback(db.close)
     streams = JobStreams(settings, max_connections=settings.integrations_concurrency * 2)
     stack.push_async_callback(streams.close)
-    http = VendorHttp(settings.connector_timeout_s)
+    cap = settings.connector_max_response_bytes
+    http = VendorHttp(settings.connector_timeout_s, max_response_bytes=cap)
     stack.push_async_callback(http.close)
-    policy = AddressPolicy.parse(
-        settings.http_connector_allow_private, settings.http_connector_allow
-    )
-    open_http = VendorHttp(settings.connector_timeout_s, policy)
+    policy = AddressPolicy.parse(settings.connector_allow_private, settings.connector_allow)
+    open_http = VendorHttp(settings.connector_timeout_s, policy, max_response_bytes=cap)
     stack.push_async_callback(open_http.close)
     vault = Vault.from_setting(settings.encryption_keys)
     connectors = build_connectors(settings, http, open_http)

@@ -19,6 +19,7 @@ stream carries progress) and no response cache.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +42,8 @@ from schemas import topics
 from schemas.envelope import Actor, Envelope
 from schemas.versions import follow_up
 
+log = logging.getLogger(__name__)
+
 GROUP = "model-calls-batch"
 TOPICS = [topics.AI_JOB_REQUESTED_BATCH.name]
 SYSTEM = Actor(kind="system", id=GROUP)
@@ -60,7 +63,13 @@ def handlers(ports: Ports) -> Mapping[str, BatchRoute]:
     async def on_wave(events: list[Request]) -> None:
         await handle_wave(events, ports)
 
-    return {ev.JOB_REQUESTED: BatchRoute(typed(ev.JobRequested), on_wave)}
+    async def give_up(event: Request, reason: str) -> None:
+        failure = job_waves.Failure(event.id, event.payload.job_id, reason)
+        if await job_waves.finish_jobs(ports.db, GROUP, [], [failure]):
+            # The batch counts its lines by these outcomes: without it, it never finishes.
+            await ports.publisher.publish_many(_failed(event, reason))
+
+    return {ev.JOB_REQUESTED: BatchRoute(typed(ev.JobRequested), on_wave, give_up)}
 
 
 async def handle_wave(events: Sequence[Request], ports: Ports) -> None:
@@ -120,6 +129,11 @@ async def _call(event: Request, ports: Ports) -> JobResult | job_waves.Failure:
         )
     except (PermanentError, TransientError) as exc:
         return job_waves.Failure(event.id, request.job_id, str(exc))
+    except Exception as exc:
+        # One line's unforeseen failure fails that line, not the wave it rides in.
+        log.exception("batch line %s: unexpected error", request.job_id)
+        error = f"internal error ({type(exc).__name__})"
+        return job_waves.Failure(event.id, request.job_id, error)
     return _result(event, completion, served, ports.prices)
 
 

@@ -37,7 +37,7 @@ from infra.db import jobs as job_store
 from infra.db.engine import Database
 from infra.db.models import JobResult, utcnow
 from infra.errors import PermanentError, TransientError
-from infra.kafka.consumer import Handler
+from infra.kafka.consumer import Handler, Settling
 from infra.kafka.publisher import Publisher
 from infra.redis import JobStreams
 from infra.settings import Settings
@@ -70,7 +70,11 @@ def handlers(ports: Ports) -> Mapping[str, Handler]:
     async def on_action_requested(raw: RawEnvelope) -> None:
         await handle_action_requested(raw, ports)
 
-    return {ev.ACTION_REQUESTED: on_action_requested}
+    async def give_up(raw: RawEnvelope, reason: str) -> None:
+        request = ev.ActionRequested.model_validate(raw.payload)
+        await _finish(raw, request, ports, calls=0, error=reason)
+
+    return {ev.ACTION_REQUESTED: Settling(on_action_requested, give_up)}
 
 
 async def handle_action_requested(raw: RawEnvelope, ports: Ports) -> None:
@@ -105,6 +109,13 @@ async def handle_action_requested(raw: RawEnvelope, ports: Ports) -> None:
         result = await _with_retries(call, settings)
     except (PermanentError, TransientError) as exc:
         await _finish(raw, request, ports, calls=calls, error=str(exc))
+        return
+    except Exception as exc:
+        # Nothing foreseen it (a connector's bug, an answer of an unknown shape): the
+        # attempt is settled like any failure, never left `calling` with its job `running`.
+        log.exception("action %s: unexpected error", request.job_id)
+        error = f"{request.connector}.{request.action} failed: {type(exc).__name__}: {exc}"
+        await _finish(raw, request, ports, calls=calls, error=error[:1000])
         return
     await _finish(raw, request, ports, calls=calls, result=result)
 

@@ -178,11 +178,22 @@ class Settings(BaseSettings):
     connector_max_attempts: int = Field(default=4, ge=1)
     connector_backoff_initial_s: float = 0.5
     connector_backoff_max_s: float = 30.0
-    # Where the generic HTTP connector may connect: public addresses only, unless private
-    # ones are allowed (development) or hosts/networks are listed, comma separated
-    # ("hooks.internal, 10.20.0.0/16"). Cloud metadata addresses need an explicit entry.
-    http_connector_allow_private: bool = False
-    http_connector_allow: str = ""
+    # The largest answer body a connector reads; the rest is not read.
+    connector_max_response_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # Where the connectors whose targets tenants choose (http, email) may connect: public
+    # addresses only, unless private ones are allowed (development) or hosts/networks are
+    # listed, comma separated ("hooks.internal, 10.20.0.0/16"). Cloud metadata addresses need
+    # an explicit entry. The AYUSH_HTTP_CONNECTOR_ names of before still work.
+    connector_allow_private: bool = Field(
+        default=False,
+        validation_alias=AliasChoices(
+            "AYUSH_CONNECTOR_ALLOW_PRIVATE", "AYUSH_HTTP_CONNECTOR_ALLOW_PRIVATE"
+        ),
+    )
+    connector_allow: str = Field(
+        default="",
+        validation_alias=AliasChoices("AYUSH_CONNECTOR_ALLOW", "AYUSH_HTTP_CONNECTOR_ALLOW"),
+    )
     # Vendors' base URLs: enterprise installs and tests point them elsewhere.
     slack_api_url: str = Field(
         default="https://slack.com/api", validation_alias=AliasChoices("SLACK_API_URL")

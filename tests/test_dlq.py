@@ -6,17 +6,22 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
+from consumers import batch, batch_lane, integrations, memory, model_calls, webhook_router
 from infra.errors import PermanentError
 from infra.kafka.admin import create_topics
-from infra.kafka.consumer import ConcurrentConsumer
+from infra.kafka.consumer import ConcurrentConsumer, Settling
 from infra.kafka.dead_letters import DeadLetters
 from infra.kafka.publisher import Publisher
 from infra.local_stack import ServiceAddresses
 from infra.settings import Settings
+from schemas import batches as bev
+from schemas import integrations as iev
 from schemas import jobs as ev
+from schemas import memory as mev
 from schemas import topics
 from schemas.envelope import Actor, Envelope, RawEnvelope
 from schemas.ids import uuid7
@@ -118,3 +123,56 @@ async def _true(value: object) -> bool:
 
 async def _len_is(dead: DeadLetters, n: int) -> bool:
     return len(await dead.letters()) == n
+
+
+async def test_a_given_up_event_settles_what_it_started(services: ServiceAddresses) -> None:
+    """Any exception, not only ours: the job an event started is failed, never left running."""
+    settings = namespace_settings(services, unique("giveup") + ".")
+    await create_topics(settings)
+    publisher = Publisher(settings)
+    await publisher.start()
+    settled: list[tuple[uuid.UUID, str]] = []
+
+    async def handle(raw: RawEnvelope) -> None:
+        raise ValueError("Header values may not contain linefeed")  # not one of ours
+
+    async def give_up(raw: RawEnvelope, reason: str) -> None:
+        settled.append((raw.id, reason))
+
+    consumer = ConcurrentConsumer(
+        settings, group="settling", topics=[TOPIC],
+        handlers={ev.JOB_FAILED: Settling(handle, give_up)},
+        publisher=publisher, concurrency=4, max_attempts=2,
+    )  # fmt: skip
+    ready = asyncio.Event()
+    task = asyncio.create_task(consumer.run(ready=ready))
+    try:
+        await asyncio.wait_for(ready.wait(), 60)
+        event_id = await _publish_failed_job(publisher)
+        await eventually(lambda: _true(settled), what="the given-up event settled")
+        letters = await DeadLetters(settings, TOPIC).letters()
+    finally:
+        consumer.stop()
+        await task
+        await publisher.stop()
+    assert len(settled) == 1 and settled[0][0] == event_id
+    assert settled[0][1] == (
+        "internal error in settling (ValueError); the request was set aside for an operator"
+    )
+    assert [letter.error for letter in letters] == [
+        "ValueError: Header values may not contain linefeed"
+    ]
+
+
+def test_handlers_that_start_jobs_settle_them_when_given_up() -> None:
+    ports: Any = None  # the handlers only close over their ports
+    settling = [
+        model_calls.handlers(ports)[ev.JOB_REQUESTED],
+        integrations.handlers(ports)[iev.ACTION_REQUESTED],
+        memory.handlers(ports)[mev.MEMORY_REMEMBER],
+        webhook_router.handlers(ports)[iev.WEBHOOK_RECEIVED],
+        webhook_router.handlers(ports)[ev.JOB_SUCCEEDED],
+    ]
+    assert all(isinstance(handler, Settling) for handler in settling)
+    assert batch_lane.handlers(ports)[ev.JOB_REQUESTED].give_up is not None
+    assert batch.handlers(ports)[bev.BATCH_CREATED].give_up is not None

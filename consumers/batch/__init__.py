@@ -86,8 +86,14 @@ def handlers(ports: Ports) -> Mapping[str, BatchRoute]:
     async def on_failed(events: list[Envelope[ev.JobFailed]]) -> None:
         await handle_outcomes([], [e.payload.job_id for e in events], ports)
 
+    async def created_given_up(event: Envelope[bev.BatchCreated], reason: str) -> None:
+        batch = await batch_store.get_batch(ports.db, event.payload.batch_id)
+        if batch is not None:
+            internal = bev.LineError(code="internal_error", param=None, message=reason)
+            await _refuse(batch, [internal], ports)
+
     return {
-        bev.BATCH_CREATED: BatchRoute(typed(bev.BatchCreated), on_created),
+        bev.BATCH_CREATED: BatchRoute(typed(bev.BatchCreated), on_created, created_given_up),
         bev.BATCH_CANCEL_REQUESTED: BatchRoute(typed(bev.BatchCancelRequested), on_cancel),
         ev.JOB_SUCCEEDED: BatchRoute(typed(ev.JobSucceeded), on_succeeded),
         ev.JOB_FAILED: BatchRoute(typed(ev.JobFailed), on_failed),

@@ -37,7 +37,7 @@ from infra.db.idempotency import is_processed
 from infra.embeddings.base import Embedder
 from infra.embeddings.metering import embedding_usage
 from infra.errors import PermanentError
-from infra.kafka.consumer import Handler
+from infra.kafka.consumer import Handler, Settling
 from infra.kafka.publisher import Publisher
 from infra.pricing import PriceTable
 from infra.settings import Settings
@@ -76,8 +76,14 @@ def handlers(ports: Ports) -> Mapping[str, Handler]:
     async def on_forget_user(raw: RawEnvelope) -> None:
         await handle_forget_user(raw, ports)
 
+    async def remember_given_up(raw: RawEnvelope, reason: str) -> None:
+        cmd = ev.Remember.model_validate(raw.payload)
+        # Vectors stored before the failure go: a failed memory is never recalled.
+        await ports.store.delete(raw.tenant_id, cmd.user_id, [cmd.memory_id])
+        await _fail_remember(raw, cmd, reason, ports)
+
     return {
-        ev.MEMORY_REMEMBER: on_remember,
+        ev.MEMORY_REMEMBER: Settling(on_remember, remember_given_up),
         ev.MEMORY_FORGET: on_forget,
         ev.MEMORY_FORGET_USER: on_forget_user,
     }
@@ -93,12 +99,7 @@ async def handle_remember(raw: RawEnvelope, ports: Ports) -> None:
     try:
         vectors = await embedder.embed(pieces)
     except PermanentError as exc:
-        failed = ev.EmbedFailed(memory_id=cmd.memory_id, user_id=cmd.user_id, error=str(exc))
-        await _announce(ports, [_outcome(raw, ev.MEMORY_EMBED_FAILED, failed, "embed-failed")])
-        await rows.fail_remember(
-            ports.db, ports.group, raw.id, tenant, cmd.memory_id, cmd.user_id, cmd.text,
-            cmd.metadata, str(exc),
-        )  # fmt: skip
+        await _fail_remember(raw, cmd, str(exc), ports)
         return
     # Stored as float32, as the events carry them: the live store and a rebuild agree exactly.
     vectors = [ev.as_float32(v) for v in vectors]
@@ -127,6 +128,15 @@ async def handle_remember(raw: RawEnvelope, ports: Ports) -> None:
     )  # fmt: skip
     if not kept:
         await ports.store.delete(tenant, cmd.user_id, [cmd.memory_id])
+
+
+async def _fail_remember(raw: RawEnvelope, cmd: ev.Remember, error: str, ports: Ports) -> None:
+    failed = ev.EmbedFailed(memory_id=cmd.memory_id, user_id=cmd.user_id, error=error)
+    await _announce(ports, [_outcome(raw, ev.MEMORY_EMBED_FAILED, failed, "embed-failed")])
+    await rows.fail_remember(
+        ports.db, ports.group, raw.id, raw.tenant_id, cmd.memory_id, cmd.user_id, cmd.text,
+        cmd.metadata, error,
+    )  # fmt: skip
 
 
 async def handle_forget(raw: RawEnvelope, ports: Ports) -> None:

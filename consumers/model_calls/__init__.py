@@ -34,7 +34,7 @@ from consumers.model_calls.recall_usage import MeteredRecall
 from consumers.retry_events import announce_retry
 from infra.db import jobs as job_store
 from infra.errors import PermanentError, TransientError
-from infra.kafka.consumer import Handler
+from infra.kafka.consumer import Handler, Settling
 from infra.providers.base import ChatRequest, Image, Message, Tool, ToolCall
 from schemas import jobs as ev
 from schemas import topics
@@ -51,7 +51,11 @@ def handlers(ports: Ports) -> Mapping[str, Handler]:
     async def on_job_requested(raw: RawEnvelope) -> None:
         await handle_job_requested(raw, ports)
 
-    return {ev.JOB_REQUESTED: on_job_requested}
+    async def give_up(raw: RawEnvelope, reason: str) -> None:
+        if not ports.replay:
+            await fail(raw, ev.JobRequested.model_validate(raw.payload), reason, ports)
+
+    return {ev.JOB_REQUESTED: Settling(on_job_requested, give_up)}
 
 
 async def handle_job_requested(raw: RawEnvelope, ports: Ports) -> None:

@@ -12,10 +12,13 @@ An action that needs the AI result waits for the job's `ai.job.succeeded`,
 then reads the result from Postgres. Every row and event it creates has an
 id derived from the event that caused it, so a redelivered event re-publishes
 the same ids and downstream consumers drop the duplicates.
+When the runner gives up on an event, the jobs it created but never requested
+are failed (`give_up`).
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 
 from consumers.webhook_router.admission import Limits
@@ -25,11 +28,14 @@ from consumers.webhook_router.routing import (
     handle_job_succeeded,
     handle_webhook,
 )
-from infra.kafka.consumer import Handler
+from infra.db import jobs as job_store
+from infra.db import webhooks as store
+from infra.kafka.consumer import Handler, Settling
 from schemas import integrations as integration_events
 from schemas import jobs as job_events
 from schemas import topics
 from schemas.envelope import RawEnvelope
+from schemas.ids import derived_id
 
 TOPICS = [topics.WEBHOOK_RECEIVED.name, topics.AI_JOB_LIFECYCLE.name]
 
@@ -40,10 +46,35 @@ def handlers(ports: Ports) -> Mapping[str, Handler]:
     async def on_webhook_received(raw: RawEnvelope) -> None:
         await handle_webhook(raw, ports)
 
+    async def webhook_given_up(raw: RawEnvelope, reason: str) -> None:
+        webhook = integration_events.WebhookReceived.model_validate(raw.payload)
+        rules = await store.rules_for(ports.db, raw.tenant_id, webhook.endpoint_id)
+        await _fail_started(raw.id, [rule.id for rule in rules], reason, ports)
+
     async def on_job_succeeded(raw: RawEnvelope) -> None:
         await handle_job_succeeded(raw, ports)
 
+    async def job_succeeded_given_up(raw: RawEnvelope, reason: str) -> None:
+        succeeded = job_events.JobSucceeded.model_validate(raw.payload)
+        run = await store.get_rule_run(ports.db, succeeded.job_id)
+        if run is not None:
+            await _fail_started(raw.id, [run.rule_id], reason, ports)
+
     return {
-        integration_events.WEBHOOK_RECEIVED: on_webhook_received,
-        job_events.JOB_SUCCEEDED: on_job_succeeded,
+        integration_events.WEBHOOK_RECEIVED: Settling(on_webhook_received, webhook_given_up),
+        job_events.JOB_SUCCEEDED: Settling(on_job_succeeded, job_succeeded_given_up),
     }
+
+
+async def _fail_started(
+    event_id: uuid.UUID, rule_ids: list[uuid.UUID], reason: str, ports: Ports
+) -> None:
+    """Fails the jobs and actions `event_id` created for these rules and never requested.
+
+    Their ids are derived as routing.py derives them: "rule:<id>:job" and "rule:<id>:action-job".
+    """
+    kinds = ("job", "action-job")
+    ids = [derived_id(event_id, f"rule:{rule}:{kind}") for rule in rule_ids for kind in kinds]
+    for job_id in await job_store.fail_unpublished(ports.db, ids, reason):
+        await ports.streams.append(job_id, "error", {"message": reason})
+        await ports.streams.append(job_id, "done", {"status": "failed"})

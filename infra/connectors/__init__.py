@@ -22,7 +22,7 @@ CATALOG: dict[str, type[Connector]] = {
 def build_connectors(
     settings: Settings, http: VendorHttp, open_http: VendorHttp
 ) -> dict[str, Connector]:
-    """`open_http` serves the connector whose URLs tenants choose: it must check addresses."""
+    """`open_http` serves the connectors whose targets tenants choose: it checks addresses."""
     base_urls = {
         "slack": settings.slack_api_url,
         "discord": settings.discord_api_url,
@@ -31,7 +31,7 @@ def build_connectors(
         "notion": settings.notion_api_url,
     }
     return {
-        name: cls(open_http if cls is Http else http, base_urls.get(name, ""))
+        name: cls(open_http if cls.tenant_aimed else http, base_urls.get(name, ""))
         for name, cls in CATALOG.items()
     }
 

@@ -8,6 +8,7 @@ connections: retried, honouring the vendor's wait) or PermanentError (401,
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from infra.errors import PermanentError, TransientError
 from infra.providers.http_errors import retry_after_seconds
 
 RETRYABLE = frozenset({408, 425, 429, 500, 502, 503, 504})
+MAX_RESPONSE_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -31,14 +33,22 @@ class ActionSpec:
 
 
 class Connector:
-    """Base of the connectors. Subclasses set the class attributes and `run`."""
+    """Base of the connectors. Subclasses set the class attributes and `run`.
+
+    A connector whose target the tenant chooses (a URL, an SMTP host) says so with
+    `tenant_aimed`; it is then only built on a `VendorHttp` with an address policy, whose
+    `policy` it also uses for any socket it opens itself.
+    """
 
     name: ClassVar[str]
     description: ClassVar[str]
     credentials: ClassVar[type[BaseModel]]
     actions: ClassVar[Mapping[str, ActionSpec]]
+    tenant_aimed: ClassVar[bool] = False
 
     def __init__(self, http: VendorHttp, base_url: str = "") -> None:
+        if self.tenant_aimed and http.policy is None:
+            raise ValueError(f"the {self.name} connector needs an address policy")
         self.http = http
         self.base_url = base_url.rstrip("/")
 
@@ -49,11 +59,23 @@ class Connector:
 
 
 class VendorHttp:
-    """httpx, with vendor answers translated into our two error kinds."""
+    """httpx, with vendor answers translated into our two error kinds.
 
-    def __init__(self, timeout_s: float, policy: AddressPolicy | None = None) -> None:
+    Each call runs under one deadline (`timeout_s`, from the connection to the last byte),
+    and an answer is read as a stream up to `max_response_bytes`: a huge or trickling answer
+    costs at most that much memory and time.
+    """
+
+    def __init__(
+        self,
+        timeout_s: float,
+        policy: AddressPolicy | None = None,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
+    ) -> None:
         """With a `policy`, only addresses it allows are connected to (and redirected to)."""
-        self._policy = policy
+        self.policy = policy
+        self.timeout_s = timeout_s
+        self.max_response_bytes = max_response_bytes
         # Redirects are not followed: that would send the credentials' headers wherever
         # the answer points.
         self._client = httpx.AsyncClient(
@@ -71,8 +93,26 @@ class VendorHttp:
         headers: Mapping[str, str] | None = None,
         json: Any = None,
     ) -> httpx.Response:
+        sent = False
+
+        async def trace(event: str, info: Mapping[str, Any]) -> None:
+            nonlocal sent
+            sent = sent or event.endswith("send_request_headers.started")
+
+        request = self._client.build_request(
+            method, url, headers=headers, json=json, extensions={"trace": trace}
+        )
         try:
-            response = await self._client.request(method, url, headers=headers, json=json)
+            async with asyncio.timeout(self.timeout_s):
+                response = await self._exchange(vendor, request)
+        except TimeoutError:
+            if not sent:
+                raise TransientError(
+                    f"{vendor} unreachable: no connection within {self.timeout_s:g} s"
+                ) from None
+            raise PermanentError(
+                f"{vendor} did not answer within {self.timeout_s:g} s; outcome unknown, not retried"
+            ) from None
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             # Nothing reached the vendor: safe to try again.
             raise TransientError(f"{vendor} unreachable: {type(exc).__name__}") from exc
@@ -83,13 +123,57 @@ class VendorHttp:
             ) from exc
         if response.status_code >= 400:
             raise vendor_error(vendor, response)
-        if self._policy is not None and response.has_redirect_location:
+        if self.policy is not None and response.has_redirect_location:
             # Not followed here, but the answer may be followed by whoever reads the result.
-            await self._policy.check_redirect(response.url, response.headers["location"])
+            await self.policy.check_redirect(response.url, response.headers["location"])
         return response
+
+    async def _exchange(self, vendor: str, request: httpx.Request) -> httpx.Response:
+        """The answer with its body read, at most `max_response_bytes` of it."""
+        streamed = await self._client.send(request, stream=True)
+        body = bytearray()
+        try:
+            async for chunk in streamed.aiter_bytes():
+                body += chunk
+                if len(body) > self.max_response_bytes:
+                    break
+        finally:
+            await streamed.aclose()
+        status = streamed.status_code
+        if len(body) > self.max_response_bytes and status < 400:
+            raise PermanentError(
+                f"{vendor} answered {status} with more than {self.max_response_bytes} bytes; "
+                "the rest was not read (the request may have been acted on)"
+            )
+        # The body is decoded already: the headers that described its transfer go.
+        headers = [
+            (name, value)
+            for name, value in streamed.headers.multi_items()
+            if name.lower() not in ("content-encoding", "content-length", "transfer-encoding")
+        ]
+        return httpx.Response(
+            status,
+            headers=headers,
+            content=bytes(body[: self.max_response_bytes]),
+            request=request,
+        )
 
     async def close(self) -> None:
         await self._client.aclose()
+
+
+def json_object(vendor: str, response: httpx.Response) -> dict[str, Any]:
+    """The answer's JSON object; an answer of any other shape fails the action, saying so."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise PermanentError(
+            f"{vendor} answered {response.status_code} with a body that is not a JSON object; "
+            "the request may have been acted on, so it is not retried"
+        )
+    return body
 
 
 def vendor_error(vendor: str, response: httpx.Response) -> TransientError | PermanentError:

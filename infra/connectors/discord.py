@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from infra.connectors.base import ActionSpec, Connector
+from infra.connectors.base import ActionSpec, Connector, json_object
 
 
 class DiscordCredentials(BaseModel):
@@ -37,5 +37,5 @@ class Discord(Connector):
         response = await self.http.call(
             "discord", "POST", f"{url}?wait=true", json=params.model_dump(exclude_none=True)
         )
-        body = response.json() if response.content else {}
+        body = json_object("discord", response) if response.content else {}
         return {"id": body.get("id"), "channel_id": body.get("channel_id")}

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from infra.connectors.base import ActionSpec, Connector
+from infra.connectors.base import ActionSpec, Connector, json_object
 
 
 class GitHubCredentials(BaseModel):
@@ -68,7 +68,7 @@ class GitHub(Connector):
             },
             json=body,
         )
-        answer = response.json()
+        answer = json_object("github", response)
         return {
             "id": answer.get("id"),
             "number": answer.get("number"),

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from infra.connectors.base import ActionSpec, Connector
+from infra.connectors.base import ActionSpec, Connector, json_object
 
 NOTION_VERSION = "2022-06-28"
 
@@ -67,5 +67,5 @@ class Notion(Connector):
             },
             json=body,
         )
-        answer = response.json()
+        answer = json_object("notion", response)
         return {"id": answer.get("id"), "url": answer.get("url")}

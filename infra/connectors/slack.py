@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from infra.connectors.base import ActionSpec, Connector
+from infra.connectors.base import ActionSpec, Connector, json_object
 from infra.errors import PermanentError, TransientError
 
 # Slack answers 200 with {"ok": false, "error": ...}; these are worth a retry.
@@ -45,7 +45,7 @@ class Slack(Connector):
             headers={"Authorization": f"Bearer {credentials.bot_token}"},
             json=params.model_dump(exclude_none=True),
         )
-        body = response.json()
+        body = json_object("slack", response)
         if not body.get("ok"):
             error = str(body.get("error", "unknown_error"))
             if error in RETRYABLE_ERRORS:

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from infra.connectors.base import ActionSpec, Connector
+from infra.connectors.base import ActionSpec, Connector, json_object
 
 
 class TelegramCredentials(BaseModel):
@@ -38,5 +38,5 @@ class Telegram(Connector):
             f"{self.base_url}/bot{credentials.bot_token}/sendMessage",
             json=params.model_dump(exclude_none=True),
         )
-        result = response.json().get("result") or {}
+        result = json_object("telegram", response).get("result") or {}
         return {"message_id": result.get("message_id")}

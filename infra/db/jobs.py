@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -24,6 +24,7 @@ __all__ = [
     "Outcome",
     "delete_unpublished",
     "fail_job",
+    "fail_unpublished",
     "get_job",
     "insert_job",
     "is_processed",
@@ -103,6 +104,22 @@ async def insert_job(db: Database, job: Job) -> tuple[Job, bool]:
 async def mark_published(db: Database, job_id: uuid.UUID) -> None:
     async with db.transaction() as session:
         await session.execute(update(Job).where(Job.id == job_id).values(published_at=utcnow()))
+
+
+async def fail_unpublished(
+    db: Database, job_ids: Sequence[uuid.UUID], error: str
+) -> list[uuid.UUID]:
+    """Fails the jobs among `job_ids` still queued whose request never went out; their ids."""
+    if not job_ids:
+        return []
+    async with db.transaction() as session:
+        failed = await session.execute(
+            update(Job)
+            .where(Job.id.in_(job_ids), Job.status == "queued", Job.published_at.is_(None))
+            .values(status="failed", finished_at=utcnow(), error=error[:4000])
+            .returning(Job.id)
+        )
+    return list(failed.scalars())
 
 
 async def delete_unpublished(db: Database, job_id: uuid.UUID) -> None:

@@ -14,6 +14,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import ConsumerRecord
@@ -26,7 +27,7 @@ from tenacity import (
 
 from infra.errors import TransientError
 from infra.kafka.codec import decode_raw
-from infra.kafka.dead_letter import dead_letter
+from infra.kafka.dead_letter import dead_letter, gave_up_reason
 from infra.kafka.offsets import PartitionOffsets
 from infra.kafka.publisher import Publisher
 from infra.settings import Settings
@@ -36,6 +37,23 @@ from schemas.envelope import RawEnvelope
 log = logging.getLogger(__name__)
 
 Handler = Callable[[RawEnvelope], Awaitable[None]]
+GiveUp = Callable[[RawEnvelope, str], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Settling:
+    """A handler whose event starts something a client waits on (a job, a memory).
+
+    When the runner gives up on the event (any exception, or a TransientError past the last
+    attempt) it parks the event as a dead letter and then calls `give_up` with a short
+    reason, which settles that something as failed: a job never stays `running` for good.
+    """
+
+    handle: Handler
+    give_up: GiveUp
+
+    async def __call__(self, raw: RawEnvelope) -> None:
+        await self.handle(raw)
 
 
 COMMIT_INTERVAL_S = 0.2
@@ -70,6 +88,7 @@ class ConcurrentConsumer:
         max_attempts: int | None = None,
     ) -> None:
         self.settings = settings
+        self.name = group
         self.group = settings.group(group)
         self.topics = [settings.topic(t) for t in topics]
         self.handlers = handlers
@@ -215,6 +234,14 @@ class ConcurrentConsumer:
                 observed.span.record_exception(exc)
                 log.exception("event %s (%s) failed after %d attempts", raw.id, raw.type, attempts)
                 await self._dead_letter(record, f"{type(exc).__name__}: {exc}", attempts=attempts)
+                if isinstance(handler, Settling):
+                    await self._give_up(handler, raw, gave_up_reason(self.name, exc, attempts))
+
+    async def _give_up(self, handler: Settling, raw: RawEnvelope, reason: str) -> None:
+        try:
+            await handler.give_up(raw, reason)
+        except Exception:  # its dead letter is parked; a re-drive settles it later
+            log.exception("event %s (%s): could not settle what it started", raw.id, raw.type)
 
     async def _dead_letter(
         self, record: ConsumerRecord[bytes, bytes], error: str, attempts: int

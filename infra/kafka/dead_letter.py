@@ -39,3 +39,12 @@ async def dead_letter(
             log.warning("dead-letter publish failed, retrying: %s", exc)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
+
+
+def gave_up_reason(group: str, exc: BaseException, attempts: int) -> str:
+    """What a client reads: the kind of failure, not its internals (hosts, queries)."""
+    tries = f" after {attempts} attempts" if attempts > 1 else ""
+    return (
+        f"internal error in {group}{tries} ({type(exc).__name__}); "
+        "the request was set aside for an operator"
+    )

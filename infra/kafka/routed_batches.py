@@ -34,7 +34,7 @@ from tenacity import (
 
 from infra.errors import TransientError
 from infra.kafka.codec import decode_raw
-from infra.kafka.dead_letter import dead_letter
+from infra.kafka.dead_letter import dead_letter, gave_up_reason
 from infra.kafka.publisher import Publisher
 from infra.settings import Settings
 from schemas.envelope import Envelope
@@ -55,6 +55,9 @@ class BatchRoute:
 
     decode: Callable[[bytes], Any]
     handle: Callable[[list[Any]], Awaitable[None]]
+    # Called with one event and a short reason when the runner gives up on it (after its
+    # dead letter), to settle what it started as failed; see consumer.Settling.
+    give_up: Callable[[Any, str], Awaitable[None]] | None = None
 
 
 def typed(payload: type[BaseModel]) -> Callable[[bytes], Envelope[Any]]:
@@ -89,6 +92,7 @@ class RoutedBatchConsumer:
         every_s: float = 60.0,
     ) -> None:
         self.settings = settings
+        self.name = group
         self.group = settings.group(group)
         self.topics = [settings.topic(t) for t in topics]
         self.handlers = handlers
@@ -198,6 +202,7 @@ class RoutedBatchConsumer:
         except Exception as exc:
             if len(items) == 1:
                 await self._dead_letter(items[0][0], f"{type(exc).__name__}: {exc}", 1)
+                await self._give_up(route, items[0][1], exc, self.max_attempts)
                 return
             log.warning("batch of %d failed (%s); retrying one event at a time", len(items), exc)
         # One bad event must not hold back the rest: find it by going one by one.
@@ -212,6 +217,15 @@ class RoutedBatchConsumer:
                     "event at %s:%d:%d failed", record.topic, record.partition, record.offset
                 )
                 await self._dead_letter(record, f"{type(exc).__name__}: {exc}", self.max_attempts)
+                await self._give_up(route, event, exc, self.max_attempts)
+
+    async def _give_up(self, route: BatchRoute, event: Any, exc: Exception, attempts: int) -> None:
+        if route.give_up is None:
+            return
+        try:
+            await route.give_up(event, gave_up_reason(self.name, exc, attempts))
+        except Exception:  # its dead letter is parked; a re-drive settles it later
+            log.exception("%s: could not settle what a given-up event started", self.group)
 
     async def _with_retries(self, route: BatchRoute, events: list[Any]) -> None:
         async for attempt in AsyncRetrying(

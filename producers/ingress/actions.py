@@ -46,7 +46,9 @@ async def create_connection(
     connector = CATALOG.get(body.connector)
     if connector is None:
         raise invalid("connector", f"unknown connector; known: {', '.join(CATALOG)}")
-    credentials = validated(connector.credentials, body.credentials, "credentials")
+    credentials = validated(
+        connector.credentials, body.credentials, "credentials", context={"creating": True}
+    )
     connection = Connection(
         id=uuid7(), tenant_id=owner.tenant_id, connector=body.connector, name=body.name,
         key_id="", sealed=b"",
@@ -102,9 +104,11 @@ async def create_action(
     )  # fmt: skip
 
 
-def validated(model: type[BaseModel], data: dict[str, Any], field: str) -> BaseModel:
+def validated(
+    model: type[BaseModel], data: dict[str, Any], field: str, context: Any = None
+) -> BaseModel:
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, context=context)
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         where = ".".join([field, *(str(p) for p in first["loc"])])

@@ -4,7 +4,9 @@ Notion that the connectors use, counting every call.
 Behaviour is chosen by the request, so a worker in another process can ask for it:
     Slack channel "RATE…"       first call per channel: 429 with Retry-After: 1
     Slack channel "SLOW…"       answers after 1.5 s
+    Slack channel "HTML…"       200 with an HTML page (a proxy's or a portal's), not JSON
     Slack token  "xoxb-bad"     {"ok": false, "error": "invalid_auth"} (Slack's way)
+    Telegram text "ODD…"        200 with a `result` of a shape no client expects (a string)
     GitHub repo  "missing"      404 Not Found
 """
 
@@ -86,6 +88,8 @@ class FakeVendors(BackgroundServer):
             )
         if channel.startswith("SLOW"):
             await asyncio.sleep(1.5)
+        if channel.startswith("HTML"):
+            return web.Response(text="<html><body>Sign in</body></html>", content_type="text/html")
         return web.json_response({"ok": True, "channel": channel, "ts": f"{time.time():.6f}"})
 
     async def _discord(self, request: web.Request) -> web.Response:
@@ -93,7 +97,9 @@ class FakeVendors(BackgroundServer):
         return web.json_response({"id": "1100", "channel_id": "900"})
 
     async def _telegram(self, request: web.Request) -> web.Response:
-        await self._record("telegram", request)
+        body, _ = await self._record("telegram", request)
+        if str(body.get("text", "")).startswith("ODD"):
+            return web.json_response({"ok": True, "result": "sent"})
         return web.json_response({"ok": True, "result": {"message_id": 42}})
 
     async def _github_issue(self, request: web.Request) -> web.Response:

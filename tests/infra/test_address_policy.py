@@ -107,3 +107,37 @@ def test_public_addresses_pass_and_bad_entries_are_rejected() -> None:
         assert AddressPolicy().refusal("h", ipaddress.ip_address(address)) is None
     with pytest.raises(ValueError, match="not a host name or network"):
         AddressPolicy.parse(False, "10.0.0.0/8, http://x")
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["64:ff9b::7f00:1", "64:ff9b::a00:1", "64:ff9b::a9fe:a9fe",  # NAT64 of loopback, 10/8, IMDS
+     "2002:7f00:1::1", "2002:a00:1::", "2002:a9fe:a9fe::1",  # 6to4 of the same
+     "::7f00:1", "64:ff9b:1::a00:1"],  # IPv4-compatible, local-use NAT64
+)  # fmt: skip
+def test_ipv6_wrapping_a_private_ipv4_is_refused(address: str) -> None:
+    assert AddressPolicy().refusal("h", ipaddress.ip_address(address)) is not None
+
+
+def test_ipv6_wrapping_a_public_ipv4_is_judged_by_it() -> None:
+    for address in ("64:ff9b::5db8:d70e", "2002:5db8:d70e::1"):  # 93.184.215.14
+        assert AddressPolicy().refusal("h", ipaddress.ip_address(address)) is None
+    wrapped_metadata = ipaddress.ip_address("64:ff9b::a9fe:a9fe")
+    assert AddressPolicy(allow_private=True).refusal("h", wrapped_metadata) == (
+        "a cloud metadata address"
+    )
+
+
+@pytest.mark.parametrize(
+    "address", ["168.63.129.16", "169.254.170.2", "169.254.170.23", "fd00:ec2::23"]
+)
+def test_every_cloud_metadata_address_is_refused_even_where_private_is_allowed(
+    address: str,
+) -> None:
+    refusal = AddressPolicy(allow_private=True).refusal("h", ipaddress.ip_address(address))
+    assert refusal == "a cloud metadata address"
+
+
+@pytest.mark.parametrize("address", ["192.0.0.1", "192.0.0.9", "192.0.0.10", "192.0.0.170"])
+def test_ietf_protocol_block_is_refused_whatever_the_python_version(address: str) -> None:
+    assert AddressPolicy().refusal("h", ipaddress.ip_address(address)) == "not a public address"

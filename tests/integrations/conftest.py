@@ -64,8 +64,8 @@ def integrations(
             "AYUSH_MODEL_CALLS_CONCURRENCY": "8",
             "AYUSH_INTEGRATIONS_CONCURRENCY": "8",
             "AYUSH_CONNECTOR_MAX_ATTEMPTS": "3",
-            # The fake vendors listen on loopback, which the generic HTTP connector refuses.
-            "AYUSH_HTTP_CONNECTOR_ALLOW": "127.0.0.1",
+            # The fake vendors listen on loopback, which the http and email connectors refuse.
+            "AYUSH_CONNECTOR_ALLOW": "127.0.0.1",
         }
     )
     try:

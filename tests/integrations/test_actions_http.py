@@ -127,7 +127,7 @@ async def test_every_connector_reaches_its_vendor(
          {"owner": mark, "repo": "r", "issue_number": 12, "body": "c"}),
         ("notion", {"token": "secret_n"}, "create_page",
          {"parent_page_id": "p1", "title": f"Notes {mark}", "content": "c"}),
-        ("http", {"headers": {"Authorization": "Bearer h"}}, "request",
+        ("http", {"headers": {"Authorization": "Bearer h"}, "base_url": vendors.url}, "request",
          {"method": "POST", "url": f"{vendors.url}/http/{mark}", "json": {"a": 1}}),
         ("email", {"host": "127.0.0.1", "port": integrations.smtp_port, "starttls": False,
                    "from_address": "bot@ayush.test"}, "send_email",
@@ -301,3 +301,76 @@ async def test_key_rotation_reseals_and_the_action_still_runs(
         .headers["Authorization"]
         .endswith("xoxb-rotate")
     )
+
+
+async def test_vendor_answer_that_is_not_json_fails_the_job(
+    api: httpx.AsyncClient, tenant: TenantKey, integrations: Integrations, db: Database
+) -> None:
+    slack = await connect(api, tenant, "slack", {"bot_token": "xoxb-good"})
+    channel = unique("HTML")
+    job_id = await act(api, tenant, slack, "post_message", {"channel": channel, "text": "x"})
+    job = await wait_finished(api, tenant, job_id)
+    assert job["status"] == "failed", job
+    assert "slack answered 200 with a body that is not a JSON object" in job["error"]
+    async with db.session() as session:
+        attempt = await session.execute(
+            text("SELECT status FROM action_attempts WHERE job_id = :id"), {"id": job_id}
+        )
+    assert attempt.scalar_one() == "failed"
+    assert len(integrations.vendors.matching("slack", channel)) == 1  # not retried
+
+
+async def test_email_subject_with_a_line_break_is_refused(
+    api: httpx.AsyncClient, tenant: TenantKey, integrations: Integrations
+) -> None:
+    email = await connect(api, tenant, "email", {
+        "host": "127.0.0.1", "port": integrations.smtp_port, "starttls": False,
+        "from_address": "bot@ayush.test",
+    })  # fmt: skip
+    refused = await api.post(
+        "/v1/actions",
+        json={"connection_id": email, "action": "send_email", "params": {
+            "to": ["ops@example.test"], "subject": "Hi\nBcc: all@example.test", "text": "x",
+        }},
+        headers=tenant.headers,
+    )  # fmt: skip
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["details"][0]["field"] == "params.subject"
+
+
+async def test_http_connection_secret_goes_only_to_its_origin(
+    api: httpx.AsyncClient, tenant: TenantKey, integrations: Integrations
+) -> None:
+    vendors = integrations.vendors
+    secret = {"headers": {"Authorization": "Bearer origin-bound"}}
+    unbound = await api.post(
+        "/v1/connections", json={"connector": "http", "credentials": secret},
+        headers=tenant.headers,
+    )  # fmt: skip
+    assert unbound.status_code == 422, unbound.text
+    assert "base_url or allowed_hosts" in unbound.json()["message"]
+    http = await connect(api, tenant, "http", {**secret, "base_url": f"{vendors.url}/http"})
+    mark = unique("elsewhere")
+    # The same fake server under another name: another origin, as an attacker's would be.
+    job_id = await act(api, tenant, http, "request", {
+        "method": "POST", "url": f"http://localhost:{vendors.port}/http/{mark}", "json": {},
+    })  # fmt: skip
+    job = await wait_finished(api, tenant, job_id)
+    assert job["status"] == "failed" and "is not an origin of this connection" in job["error"]
+    assert vendors.matching("http", mark) == []
+
+
+async def test_unforeseen_error_in_a_connector_fails_the_job(
+    api: httpx.AsyncClient, tenant: TenantKey, integrations: Integrations, db: Database
+) -> None:
+    telegram = await connect(api, tenant, "telegram", {"bot_token": "123:abc"})
+    text_ = unique("ODD")
+    job_id = await act(api, tenant, telegram, "send_message", {"chat_id": 5, "text": text_})
+    job = await wait_finished(api, tenant, job_id)
+    assert job["status"] == "failed", job
+    assert job["error"].startswith("telegram.send_message failed: AttributeError")
+    async with db.session() as session:
+        attempt = await session.execute(
+            text("SELECT status FROM action_attempts WHERE job_id = :id"), {"id": job_id}
+        )
+    assert attempt.scalar_one() == "failed"
