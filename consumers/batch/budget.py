@@ -17,8 +17,9 @@ from decimal import Decimal
 
 from infra.db.batches import PendingLine
 from infra.db.models import Batch
-from infra.pricing import PriceTable
+from infra.errors import PermanentError
 from infra.quota import Quotas, Scope
+from infra.routing.catalog import ModelCatalog
 from infra.settings import Settings
 from schemas.usage import current_period, period_reset
 
@@ -31,26 +32,48 @@ class Refusal:
     message: str
 
 
-def estimate_cost(line: PendingLine, prices: PriceTable, default_output_tokens: int) -> Decimal:
-    """About four characters a token in, the line's max_tokens (or the default) out."""
+def estimate_cost(line: PendingLine, models: ModelCatalog, default_output_tokens: int) -> Decimal:
+    """About four characters a token in, the line's max_tokens (or the default) out.
+
+    Raises UnknownModel or ModelNotPriced for a model that may no longer be named.
+    """
     messages = line.request.get("messages") or []
     input_tokens = sum(len(str(m.get("content") or "")) // 4 + 4 for m in messages)
     output_tokens = line.request.get("max_tokens") or default_output_tokens
-    return prices.cost(line.model, input_tokens, int(output_tokens))
+    return models.estimate(line.model, input_tokens, int(output_tokens))
 
 
 async def admit(
-    batch: Batch, lines: list[PendingLine], quotas: Quotas, prices: PriceTable, settings: Settings
-) -> list[Refusal]:
+    batch: Batch, lines: list[PendingLine], quotas: Quotas, models: ModelCatalog,
+    settings: Settings,
+) -> list[Refusal]:  # fmt: skip
     """Reserves each line's cost, in order; the lines refused."""
     if not lines:
         return []
+    # A line whose model lost its route or price since the file was read does not run.
+    refusals: list[Refusal] = []
+    priced: list[tuple[PendingLine, Decimal]] = []
+    for line in lines:
+        try:
+            estimate = estimate_cost(line, models, settings.budget_default_output_tokens)
+        except PermanentError as exc:
+            refusals.append(Refusal(line.job_id, str(exc)))
+        else:
+            priced.append((line, estimate))
+    return refusals + await _reserve(batch, priced, quotas, settings)
+
+
+async def _reserve(
+    batch: Batch, priced: list[tuple[PendingLine, Decimal]], quotas: Quotas, settings: Settings
+) -> list[Refusal]:
+    if not priced:
+        return []
+    lines = [line for line, _ in priced]
     scopes = [Scope("tenant", batch.tenant_id)]
     if batch.api_key_id is not None:
         scopes.append(Scope("key", batch.api_key_id))
     period = current_period()
-    default_output = settings.budget_default_output_tokens
-    holds = [(line.job_id, estimate_cost(line, prices, default_output)) for line in lines]
+    holds = [(line.job_id, estimate) for line, estimate in priced]
     answers = await quotas.reserve_many(
         batch.tenant_id, scopes, period, holds, settings.batch_completion_window_s
     )
