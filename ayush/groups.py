@@ -36,6 +36,7 @@ from infra.providers import tokens
 from infra.providers.base import ChatProvider
 from infra.quota import Quotas
 from infra.redis import JobStreams, ResponseCache
+from infra.routing.catalog import ModelCatalog
 from infra.routing.config import RetryPolicy, RoutingConfig, load_routing
 from infra.routing.gateway import Gateway
 from infra.s3 import ObjectStore
@@ -77,7 +78,7 @@ def load_routing_config(settings: Settings) -> RoutingConfig:
 
 def _prices(settings: Settings) -> PriceTable:
     """The shipped prices, the prices file's, then the routing file's."""
-    return PriceTable.load(settings.prices_file).with_prices(load_routing_config(settings).prices)
+    return load_catalog(settings).prices
 
 
 def _database(settings: Settings, stack: AsyncExitStack, pool_size: int) -> Database:
@@ -87,28 +88,31 @@ def _database(settings: Settings, stack: AsyncExitStack, pool_size: int) -> Data
     return db
 
 
-def _gateway(
-    settings: Settings, publisher: Publisher, stack: AsyncExitStack
-) -> tuple[Gateway, PriceTable]:
-    """The routing file's deployments, with the prices that cost their calls."""
-    routing = load_routing_config(settings)
-    prices = PriceTable.load(settings.prices_file).with_prices(routing.prices)
+def load_catalog(settings: Settings) -> ModelCatalog:
+    """The models a job may name and their prices: the routing file over the price tables."""
+    return ModelCatalog(load_routing_config(settings), PriceTable.load(settings.prices_file))
+
+
+def _gateway(settings: Settings, publisher: Publisher, stack: AsyncExitStack) -> Gateway:
+    """The routing file's deployments, with the catalog that admits and prices their calls."""
+    catalog = load_catalog(settings)
 
     def observed(client: ChatProvider) -> ChatProvider:
         # Every call traced and counted, whatever the vendor or deployment.
-        return ObservedProvider(client, publisher.metrics, prices)
+        return ObservedProvider(client, publisher.metrics, catalog)
 
     gateway = Gateway(
-        routing,
+        catalog.routing,
         default_timeout_s=settings.provider_timeout_s,
         local_delay_s=settings.local_echo_delay_s,
         wrap_chat=observed,
+        catalog=catalog,
     )
     stack.push_async_callback(gateway.close)
     # A stream without usage is counted with the tokenizer: load it before the
     # first such call rather than inside it.
     tokens.warm()
-    return gateway, prices
+    return gateway
 
 
 async def _model_calls_ports(
@@ -123,7 +127,7 @@ async def _model_calls_ports(
     db = _database(settings, stack, max(5, concurrency // 4))
     streams = JobStreams(settings, max_connections=concurrency * 2)
     stack.push_async_callback(streams.close)
-    gateway, prices = _gateway(settings, publisher, stack)
+    gateway = _gateway(settings, publisher, stack)
     cache = ResponseCache(streams, settings, publisher.metrics)
     recall = None
     if not replay:  # replay routes and stops: it never calls a model, so recalls nothing
@@ -131,7 +135,7 @@ async def _model_calls_ports(
         stack.push_async_callback(backend.close)
         recall = StoreRecall(backend)
     return model_calls.Ports(
-        settings, db, streams, publisher, gateway, prices, cache,
+        settings, db, streams, publisher, gateway, cache,
         replay=replay, recall=recall,
     )  # fmt: skip
 
@@ -159,8 +163,8 @@ def _lower_priority(settings: Settings) -> None:
 async def _batch_lane(settings: Settings, stack: AsyncExitStack) -> RoutedBatchConsumer:
     _lower_priority(settings)
     publisher = await _publisher(settings, stack)
-    gateway, prices = _gateway(settings, publisher, stack)
-    ports = batch_lane.Ports(_database(settings, stack, 2), publisher, gateway, prices)
+    gateway = _gateway(settings, publisher, stack)
+    ports = batch_lane.Ports(_database(settings, stack, 2), publisher, gateway)
     # A wave is one poll: never more lines than may be in flight at once.
     return RoutedBatchConsumer(
         settings,
@@ -181,9 +185,8 @@ async def _batch(settings: Settings, stack: AsyncExitStack) -> RoutedBatchConsum
     stack.push_async_callback(files.close)
     quotas = Quotas(settings, max_connections=4)
     stack.push_async_callback(quotas.close)
-    prices = _prices(settings)
     db = _database(settings, stack, 2)
-    ports = batch.Ports(settings, db, streams, publisher, files, quotas, prices)
+    ports = batch.Ports(settings, db, streams, publisher, files, quotas, load_catalog(settings))
 
     async def expire_due() -> None:
         await batch.expire_due(ports)
@@ -318,7 +321,7 @@ async def _webhook_router(
     stack.push_async_callback(streams.close)
     quotas = Quotas(settings, max_connections=16)
     stack.push_async_callback(quotas.close)
-    limits = webhook_router.Limits(settings, quotas, _prices(settings))
+    limits = webhook_router.Limits(settings, quotas, load_catalog(settings))
     return webhook_router.handlers(webhook_router.Ports(db, streams, publisher, limits))
 
 

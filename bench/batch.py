@@ -129,7 +129,7 @@ def main() -> None:
     )  # fmt: skip
     routing = data / "routing.toml"
     routing.write_text(
-        '[models."gpt-bench"]\n'
+        '[models."gpt-bench"]\nprice = { input = "1", output = "2" }\n'
         f'deployments = [{{ provider = "openai", model = "bench", '
         f'base_url = "http://127.0.0.1:{port}/v1", api_key = "sk-bench" }}]\n'
     )

@@ -34,8 +34,8 @@ from infra.db.models import Job, JobResult
 from infra.errors import PermanentError, TransientError
 from infra.kafka.publisher import Publisher
 from infra.kafka.routed_batches import BatchRoute, typed
-from infra.pricing import PriceTable
 from infra.providers.base import Completion
+from infra.routing.catalog import ModelCatalog
 from infra.routing.gateway import Gateway, Served
 from schemas import jobs as ev
 from schemas import topics
@@ -55,8 +55,7 @@ Outgoing = list[tuple[str, Envelope[Any]]]
 class Ports:
     db: Database
     publisher: Publisher
-    gateway: Gateway
-    prices: PriceTable
+    gateway: Gateway  # routes, and prices by its catalog
 
 
 def handlers(ports: Ports) -> Mapping[str, BatchRoute]:
@@ -127,14 +126,14 @@ async def _call(event: Request, ports: Ports) -> JobResult | job_waves.Failure:
         completion, served = await ports.gateway.chat(
             request.job.model, chat_request(request.job), _no_delta, on_retry
         )
-    except (PermanentError, TransientError) as exc:
+        return _result(event, completion, served, ports.gateway.catalog)
+    except (PermanentError, TransientError) as exc:  # ModelNotPriced too: never a silent $0
         return job_waves.Failure(event.id, request.job_id, str(exc))
     except Exception as exc:
         # One line's unforeseen failure fails that line, not the wave it rides in.
         log.exception("batch line %s: unexpected error", request.job_id)
         error = f"internal error ({type(exc).__name__})"
         return job_waves.Failure(event.id, request.job_id, error)
-    return _result(event, completion, served, ports.prices)
 
 
 async def _no_delta(text: str) -> None:
@@ -142,12 +141,12 @@ async def _no_delta(text: str) -> None:
 
 
 def _result(
-    event: Request, completion: Completion, served: Served, prices: PriceTable
+    event: Request, completion: Completion, served: Served, catalog: ModelCatalog
 ) -> JobResult:
     tokens = (completion.input_tokens, completion.output_tokens)
-    cost = prices.cost(served.model, *tokens)
-    if cost == 0 and prices.price(served.model) is None:
-        cost = prices.cost(served.deployment.model, *tokens)
+    cost = catalog.cost(
+        served.model, served.deployment.model, *tokens, completion.cached_input_tokens
+    )
     calls = [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in completion.tool_calls]
     return JobResult(
         job_id=event.payload.job_id, text=completion.text,

@@ -34,3 +34,30 @@ class EventTooLarge(PermanentError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, status=413)
+
+
+class UnknownModel(PermanentError):
+    """A model name no route of this deployment serves."""
+
+    code = "model_not_found"
+
+    def __init__(self, model: str, message: str | None = None) -> None:
+        super().__init__(
+            message or f"the model {model!r} does not exist or is not routed by this deployment",
+            status=404,
+        )
+        self.model = model
+
+
+class ModelNotPriced(PermanentError):
+    """A routable model without a price: its work would be recorded at $0, so it is refused."""
+
+    code = "model_not_priced"
+
+    def __init__(self, model: str) -> None:
+        super().__init__(
+            f"the model {model!r} has no price in this deployment, so it cannot be billed: "
+            "give it a price (or `free = true`) in the routing file or AYUSH_PRICES_FILE",
+            status=400,
+        )
+        self.model = model

@@ -53,11 +53,15 @@ def fake_llm() -> Iterator[FakeLLMServer]:
 MAX_PARTITIONS = 3
 # The topic prefixes this session used.
 NAMESPACES: set[str] = set()
+# The fake vendors' models are priced by the tests, not by the shipped table.
+TEST_PRICES = Path(__file__).with_name("fakes") / "prices.toml"
 
 
 def namespace_settings(services: ServiceAddresses, prefix: str) -> Settings:
     NAMESPACES.add(prefix)
-    return services.apply(Settings(topic_prefix=prefix, kafka_max_partitions=MAX_PARTITIONS))
+    return services.apply(
+        Settings(topic_prefix=prefix, kafka_max_partitions=MAX_PARTITIONS, prices_file=TEST_PRICES)
+    )
 
 
 def platform_env(
@@ -75,6 +79,7 @@ def platform_env(
         "AYUSH_PROVIDER_BACKOFF_MAX_S": "2",
         "AYUSH_LOCAL_ECHO_DELAY_S": "0.005",
         "AYUSH_LOG_LEVEL": "INFO",
+        "AYUSH_PRICES_FILE": str(TEST_PRICES),
     }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -128,6 +129,18 @@ async def test_thousand_lines_complete_with_every_custom_id_once(
     assert 1 <= len(progress) < 1000 and progress[-1]["completed"] == 997
     done = [p["completed"] + p["failed"] for p in progress]
     assert done == sorted(done)
+
+
+async def test_unpriced_model_line_is_refused(sdk: tuple[openai.AsyncOpenAI, TenantKey]) -> None:
+    """A batch line is billed like a request: a model without a price refuses the file."""
+    client, _ = sdk
+    unpriced = f"gpt-unpriced-{uuid.uuid4().hex[:8]}"
+    items = [line("a", "fine"), line("b", "not free", model=unpriced), line("c", "fine")]
+    batch = await wait_status(client, await submit(client, items), ("failed", "completed"))
+    assert batch.status == "failed" and batch.errors is not None and batch.errors.data
+    [error] = batch.errors.data
+    assert (error.line, error.code, error.param) == (2, "model_not_priced", "body.model")
+    assert error.message is not None and unpriced in error.message
 
 
 async def test_bad_files_are_refused_with_line_numbers(

@@ -544,6 +544,22 @@ async def test_models_list(oai: openai.AsyncOpenAI) -> None:
     assert {"gpt-fake", "fast", "claude-fake", "emb-fake"} <= set(names)
 
 
+async def test_models_list_names_every_model_a_request_may_name(oai: openai.AsyncOpenAI) -> None:
+    """With a routing file, the family defaults still route: they are listed too."""
+    listed = [m.id async for m in oai.models.list()]
+    assert {"gpt-fake", "fast", "split", "emb-fake"} <= set(listed)
+    defaults = {"gpt-4o", "o3", "claude-sonnet-4-5", "text-embedding-3-small", "local-echo"}
+    assert defaults | {"local-hash"} <= set(listed)
+    for name in listed:  # GET /v1/models/{id} agrees with the list
+        assert (await oai.models.retrieve(name)).id == name
+    reply = await oai.chat.completions.create(model="local-echo", messages=user("listed"))  # type: ignore[arg-type]
+    assert reply.choices[0].message.content == "listed"
+    unpriced = f"gpt-unpriced-{uuid.uuid4().hex[:8]}"
+    assert unpriced not in listed
+    with pytest.raises(openai.NotFoundError):
+        await oai.models.retrieve(unpriced)
+
+
 async def test_errors_come_in_openai_shape(oai: openai.AsyncOpenAI, gateway: Running) -> None:
     with pytest.raises(openai.NotFoundError) as missing:
         await oai.chat.completions.create(model="no-such-model", messages=user("x"))  # type: ignore[arg-type]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -162,8 +163,11 @@ async def test_metrics_show_requests_lag_latency_and_tokens(
 ) -> None:
     prefix = observed.settings.topic_prefix
     group = f"{prefix}model-calls"
-    model = f"gpt-fake@tag={unique()}"  # a label of its own: counts start at zero
+    model = f"gpt-fake@tag={unique()}"
+    # Series are labelled by the price row that priced the model, not by its name.
+    label = "gpt-fake*"
     before = samples((await http.get(observed.ingress_metrics)).text)
+    worker_before = await _worker_samples(http, observed)
     jobs = [await submit(http, tenant, chat(f"count {n} tokens", model=model)) for n in range(3)]
     finished = [await wait_finished(http, tenant, job_id) for job_id in jobs]
     output_tokens = sum(int(j["usage"]["output_tokens"]) for j in finished)  # type: ignore[index]
@@ -197,11 +201,50 @@ async def test_metrics_show_requests_lag_latency_and_tokens(
     assert lag_topics == {f"{prefix}ai.job.requested"}
     handled = {"group": group, "event_type": "ai.job.requested", "outcome": "ok"}
     assert value(worker, "ayush_handler_seconds_count", **handled) >= 3
-    call = {"provider": "openai", "model": model}
-    assert value(worker, "ayush_provider_seconds_count", **call, outcome="ok") == 3
-    assert value(worker, "ayush_tokens_total", **call, direction="output") == output_tokens
-    assert value(worker, "ayush_tokens_total", **call, direction="input") == input_tokens
-    # gpt-fake costs $1 / $2 per million input / output tokens.
+    call = {"provider": "openai", "model": label}
+
+    def grew(name: str, **labels: str) -> float:
+        return value(worker, name, **labels) - value(worker_before, name, **labels)
+
+    assert grew("ayush_provider_seconds_count", **call, outcome="ok") == 3
+    assert grew("ayush_tokens_total", **call, direction="output") == output_tokens
+    assert grew("ayush_tokens_total", **call, direction="input") == input_tokens
+    # gpt-fake costs $1 / $2 per million input / output tokens (tests/fakes/prices.toml).
     expected = (Decimal(input_tokens) * 1 + Decimal(output_tokens) * 2) / 1_000_000
-    assert value(worker, "ayush_cost_usd_total", **call) == pytest.approx(float(expected))
+    assert grew("ayush_cost_usd_total", **call) == pytest.approx(float(expected))
     assert value(worker, "ayush_events_in_flight", group=group) == 0
+
+
+async def _worker_samples(http: httpx.AsyncClient, observed: Observed) -> Samples:
+    async def probe() -> Samples | None:
+        try:
+            return samples((await http.get(observed.worker_metrics)).text)
+        except httpx.TransportError:
+            return None
+
+    return await eventually(probe, 20, "the worker's /metrics")
+
+
+async def test_model_names_from_requests_never_become_series_of_their_own(
+    observed: Observed, http: httpx.AsyncClient, tenant: TenantKey
+) -> None:
+    tag = uuid.uuid4().hex
+    refused = [f"local-{tag}", f"openai/{tag}", f"gpt-{tag}", f"mystery-{tag}"]
+    for model in refused:
+        gateway = {"model": model, "messages": [{"role": "user", "content": "x"}]}
+        for path, body in (("/v1/jobs", chat("x", model=model)), ("/v1/chat/completions", gateway)):
+            response = await http.post(path, json=body, headers=tenant.headers)
+            assert response.status_code in (400, 404, 422), (model, path, response.text)
+            assert model in response.text
+    # One that gets past the ingress (a priced `*` row) is counted under its row's name.
+    job = await submit(http, tenant, chat("counted", model=f"gpt-fake@tag={tag}"))
+    assert (await wait_finished(http, tenant, job))["status"] == "succeeded"
+    worker = await _worker_samples(http, observed)
+    call = {"provider": "openai", "model": "gpt-fake*", "outcome": "ok"}
+    assert value(worker, "ayush_provider_seconds_count", **call) >= 1
+    ingress = samples((await http.get(observed.ingress_metrics)).text)
+    for found in (worker, ingress):
+        leaked = [(name, dict(labels)) for name, labels in found if any(
+            tag in v for _, v in labels
+        )]  # fmt: skip
+        assert leaked == []

@@ -38,9 +38,9 @@ from infra.errors import PermanentError
 from infra.files import FileStore
 from infra.kafka.publisher import Publisher
 from infra.kafka.routed_batches import BatchRoute, typed
-from infra.pricing import PriceTable
 from infra.quota import Quotas
 from infra.redis import JobStreams
+from infra.routing.catalog import ModelCatalog
 from infra.settings import Settings
 from schemas import batches as bev
 from schemas import jobs as ev
@@ -68,7 +68,7 @@ class Ports:
     publisher: Publisher
     files: FileStore
     quotas: Quotas
-    prices: PriceTable
+    catalog: ModelCatalog  # the models a line may name, and their prices
 
 
 def handlers(ports: Ports) -> Mapping[str, BatchRoute]:
@@ -139,6 +139,7 @@ async def _validate_and_store(batch: Batch, event: bev.BatchCreated, ports: Port
     requests, errors = parse_input(
         data, endpoint=batch.endpoint,
         max_requests=settings.batch_max_requests, max_bytes=settings.batch_max_bytes,
+        models=ports.catalog,
     )  # fmt: skip
     if errors:
         await _refuse(batch, errors, ports)
@@ -183,7 +184,7 @@ async def _publish_pending(batch: Batch, cause: uuid.UUID, ports: Ports) -> None
     for start in range(0, len(pending), PUBLISH_CHUNK):
         chunk = pending[start : start + PUBLISH_CHUNK]
         jobs = [ev.ChatJob.model_validate(line.request) for line in chunk]
-        refusals = await admit(batch, chunk, jobs, ports.quotas, ports.prices, ports.settings)
+        refusals = await admit(batch, chunk, jobs, ports.quotas, ports.catalog, ports.settings)
         if refusals:
             refused = [(r.job_id, r.message) for r in refusals]
             counted = await batch_store.refuse_lines(ports.db, batch.id, refused)

@@ -17,9 +17,10 @@ from decimal import Decimal
 
 from infra.db.batches import PendingLine
 from infra.db.models import Batch
-from infra.pricing import PriceTable
+from infra.errors import PermanentError
 from infra.providers.tokens import estimate_job
 from infra.quota import Quotas, Scope
+from infra.routing.catalog import ModelCatalog
 from infra.settings import Settings
 from schemas.jobs import ChatJob
 from schemas.usage import current_period, period_reset
@@ -33,36 +34,50 @@ class Refusal:
     message: str
 
 
-def estimate_cost(job: ChatJob, prices: PriceTable, default_output_tokens: int) -> Decimal:
+def estimate_cost(job: ChatJob, models: ModelCatalog, default_output_tokens: int) -> Decimal:
     """Everything the line sends in (counted as the ingress counts it), its max_tokens
-    (or the default) out; an embedding line has no output."""
+    (or the default) out; an embedding line has no output.
+
+    Raises UnknownModel or ModelNotPriced for a model that may no longer be named.
+    """
     if job.kind == "embedding":
         output_tokens = 0
     else:
         output_tokens = job.max_tokens if job.max_tokens is not None else default_output_tokens
-    return prices.cost(job.model, estimate_job(job), output_tokens)
+    return models.estimate(job.model, estimate_job(job), output_tokens)
 
 
 async def admit(
-    batch: Batch,
-    lines: list[PendingLine],
-    jobs: list[ChatJob],
-    quotas: Quotas,
-    prices: PriceTable,
-    settings: Settings,
-) -> list[Refusal]:
+    batch: Batch, lines: list[PendingLine], jobs: list[ChatJob], quotas: Quotas,
+    models: ModelCatalog, settings: Settings,
+) -> list[Refusal]:  # fmt: skip
     """Reserves each line's cost (`jobs`: the lines' requests, in order); the lines refused."""
     if not lines:
         return []
+    # A line whose model lost its route or price since the file was read does not run.
+    refusals: list[Refusal] = []
+    priced: list[tuple[PendingLine, Decimal]] = []
+    for line, job in zip(lines, jobs, strict=True):
+        try:
+            estimate = estimate_cost(job, models, settings.budget_default_output_tokens)
+        except PermanentError as exc:
+            refusals.append(Refusal(line.job_id, str(exc)))
+        else:
+            priced.append((line, estimate))
+    return refusals + await _reserve(batch, priced, quotas, settings)
+
+
+async def _reserve(
+    batch: Batch, priced: list[tuple[PendingLine, Decimal]], quotas: Quotas, settings: Settings
+) -> list[Refusal]:
+    if not priced:
+        return []
+    lines = [line for line, _ in priced]
     scopes = [Scope("tenant", batch.tenant_id)]
     if batch.api_key_id is not None:
         scopes.append(Scope("key", batch.api_key_id))
     period = current_period()
-    default_output = settings.budget_default_output_tokens
-    holds = [
-        (line.job_id, estimate_cost(job, prices, default_output))
-        for line, job in zip(lines, jobs, strict=True)
-    ]
+    holds = [(line.job_id, estimate) for line, estimate in priced]
     answers = await quotas.reserve_many(
         batch.tenant_id, scopes, period, holds, settings.batch_completion_window_s
     )

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import orjson
 
-from infra.errors import PermanentError
-from infra.providers.router import route
+from infra.errors import ModelNotPriced, PermanentError
+from infra.routing.catalog import ModelCatalog
 from schemas.batches import LineError
 from schemas.chat_completions import BodyError, chat_job_from_body
 from schemas.jobs import ChatJob
@@ -23,7 +23,7 @@ class BatchRequest:
 
 
 def parse_input(
-    data: bytes, *, endpoint: str, max_requests: int, max_bytes: int
+    data: bytes, *, endpoint: str, max_requests: int, max_bytes: int, models: ModelCatalog
 ) -> tuple[list[BatchRequest], list[LineError]]:
     """The requests of an input file, or the errors that refuse it (with line numbers)."""
     if len(data) > max_bytes:
@@ -45,7 +45,7 @@ def parse_input(
         if not raw.strip():
             continue
         try:
-            request = _parse_line(raw, line_no, endpoint)
+            request = _parse_line(raw, line_no, endpoint, models)
         except _LineRefused as refused:
             errors.append(refused.error)
         else:
@@ -86,7 +86,7 @@ def _refuse(line_no: int, code: str, message: str, param: str | None = None) -> 
     return _LineRefused(LineError(code=code, message=message, param=param, line=line_no))
 
 
-def _parse_line(raw: bytes, line_no: int, endpoint: str) -> BatchRequest:
+def _parse_line(raw: bytes, line_no: int, endpoint: str, models: ModelCatalog) -> BatchRequest:
     try:
         item = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -108,8 +108,10 @@ def _parse_line(raw: bytes, line_no: int, endpoint: str) -> BatchRequest:
         job = chat_job_from_body(item.get("body"), metadata={"custom_id": custom_id[:200]})
     except BodyError as exc:
         raise _refuse(line_no, "invalid_request", str(exc), exc.param) from exc
-    try:
-        route(job.model)
+    try:  # as the ingress: a model no route serves, or without a price, is refused
+        models.check(job.model)
+    except ModelNotPriced as exc:
+        raise _refuse(line_no, exc.code, str(exc), "body.model") from exc
     except PermanentError as exc:
         raise _refuse(line_no, "model_not_found", str(exc), "body.model") from exc
     return BatchRequest(line_no, custom_id, job)

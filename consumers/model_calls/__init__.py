@@ -160,6 +160,7 @@ async def _call(
     result = priced(
         request, served, ports, completion.text, completion.finish_reason,
         completion.input_tokens, completion.output_tokens, calls or None,
+        completion.cached_input_tokens,
     )  # fmt: skip
     return Answer(result)
 

@@ -25,11 +25,12 @@ class Answer:
 def priced(
     request: ev.JobRequested, served: Served, ports: Ports, text: str,
     finish_reason: str | None, input_tokens: int, output_tokens: int,
-    tool_calls: list[dict[str, Any]] | None,
+    tool_calls: list[dict[str, Any]] | None, cached_input_tokens: int = 0,
 ) -> Outcome:  # fmt: skip
-    cost = ports.prices.cost(served.model, input_tokens, output_tokens)
-    if cost == 0 and ports.prices.price(served.model) is None:
-        cost = ports.prices.cost(served.deployment.model, input_tokens, output_tokens)
+    # ModelNotPriced (the job fails) rather than a silent $0.
+    cost = ports.gateway.catalog.cost(
+        served.model, served.deployment.model, input_tokens, output_tokens, cached_input_tokens
+    )
     return Outcome(
         job_id=request.job_id, text=text, finish_reason=finish_reason, provider=served.provider,
         model=served.model, input_tokens=input_tokens, output_tokens=output_tokens,

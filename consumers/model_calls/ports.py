@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from infra.db.engine import Database
 from infra.db.jobs import JobWrites
 from infra.kafka.publisher import Publisher
-from infra.pricing import PriceTable
 from infra.redis import JobStreams, ResponseCache
 from infra.routing.gateway import Gateway
 from infra.settings import Settings
@@ -24,8 +23,7 @@ class Ports:
     db: Database
     streams: JobStreams
     publisher: Publisher
-    gateway: Gateway
-    prices: PriceTable
+    gateway: Gateway  # routes, and prices by its catalog
     cache: ResponseCache
     # Replay side mode: routes the request and stops there. No provider call,
     # no stream, no event: replaying history must not bill anyone twice.

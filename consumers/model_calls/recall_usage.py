@@ -37,7 +37,8 @@ class MeteredRecall:
         usage = embedding_usage(
             derived_id(self._request.job_id, "recall"), [query], purpose="recall",
             provider=ports.settings.memory_embedder, model=self._recall.model,
-            prices=ports.prices, api_key_id=self._request.api_key_id, user_id=user_id,
+            prices=ports.gateway.catalog.prices, api_key_id=self._request.api_key_id,
+            user_id=user_id,
         )  # fmt: skip
         event = follow_up(self._raw, ev.USAGE_RECORDED, usage, "recall-usage")
         await ports.publisher.publish(topics.USAGE_RECORDED.name, event)

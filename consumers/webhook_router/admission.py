@@ -16,9 +16,10 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from infra.pricing import PriceTable
+from infra.errors import ModelNotPriced, UnknownModel
 from infra.providers.tokens import estimate_job
 from infra.quota import Quotas, Scope
+from infra.routing.catalog import ModelCatalog
 from infra.settings import Settings
 from schemas.jobs import ChatJob
 from schemas.usage import current_period, period_reset
@@ -31,7 +32,7 @@ RATE_LIMITED = "rate_limited"
 class Limits:
     settings: Settings
     quotas: Quotas
-    prices: PriceTable
+    models: ModelCatalog
 
 
 async def admit_job(
@@ -48,7 +49,10 @@ async def admit_job(
     if refused is not None:
         return refused
     period = current_period()
-    amount = limits.prices.cost(job.model, input_tokens, output_tokens)
+    try:
+        amount = limits.models.estimate(job.model, input_tokens, output_tokens)
+    except (UnknownModel, ModelNotPriced) as exc:  # routing changed since the rule was made
+        return f"{exc.code}: {exc}"
     scope = await limits.quotas.reserve(
         tenant_id, [Scope("tenant", tenant_id)], period, job_id, amount, settings.budget_hold_ttl_s
     )

@@ -1,6 +1,15 @@
 """Model prices, shipped as data (prices.toml) and overridable by a file of the same shape.
 
-Cost is a Decimal in USD: money is never a float.
+Cost is a Decimal in USD: money is never a float. A model without a price has
+no cost of zero: `cost` refuses it (ModelNotPriced), so unpriced work never
+runs for free by accident. Free models say so (`free = true`).
+
+A name matches a row of the table when it is the row's name exactly (dated
+snapshots are rows of their own: a vendor may price them differently), or
+starts with the part before a row's trailing `*` (an operator's own family,
+on purpose). A provider prefix (`openai/`, `anthropic/`, `local/`) is looked
+up as itself first, then without it. So the names a table accepts are as
+many as its rows, unless a row says otherwise.
 """
 
 from __future__ import annotations
@@ -9,20 +18,59 @@ import tomllib
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
+
+from infra.errors import ModelNotPriced
 
 DEFAULT_TABLE = Path(__file__).with_name("prices.toml")
 MILLION = Decimal(1_000_000)
+# The router's explicit forms: "anthropic/claude-3-opus-latest" costs what its model does.
+PROVIDER_PREFIXES = ("openai", "anthropic", "local")
 
 
 @dataclass(frozen=True)
 class Price:
     input_per_million: Decimal
     output_per_million: Decimal
+    # Input tokens the vendor read from its prompt cache; None: billed as input.
+    cached_input_per_million: Decimal | None = None
+
+    @property
+    def free(self) -> bool:
+        return not self.input_per_million and not self.output_per_million
+
+
+FREE = Price(Decimal("0"), Decimal("0"))
+
+
+def parse_price(row: dict[str, Any]) -> Price:
+    """A row of a price table: `{input, output[, cached_input]}` or `{free = true}`."""
+    if not isinstance(row, dict):
+        raise ValueError(f"a price is a table like {{ input = ..., output = ... }}, not {row!r}")
+    if row.get("free") is True:
+        if any(k in row for k in ("input", "output", "cached_input")):
+            raise ValueError("a free model has no input or output price")
+        return FREE
+    if "input" not in row:
+        raise ValueError("a price needs `input` (USD per 1M tokens) or `free = true`")
+    cached = row.get("cached_input")
+    price = Price(
+        Decimal(str(row["input"])),
+        Decimal(str(row.get("output", "0"))),
+        Decimal(str(cached)) if cached is not None else None,
+    )
+    amounts = (price.input_per_million, price.output_per_million, price.cached_input_per_million)
+    if any(amount is not None and amount < 0 for amount in amounts):
+        raise ValueError("prices cannot be negative")
+    return price
 
 
 class PriceTable:
     def __init__(self, prices: dict[str, Price]) -> None:
         self._prices = prices
+        self._wildcards = sorted(
+            (name[:-1] for name in prices if name.endswith("*")), key=len, reverse=True
+        )
 
     @classmethod
     def load(cls, *paths: Path | None) -> PriceTable:
@@ -31,31 +79,60 @@ class PriceTable:
         for path in (DEFAULT_TABLE, *paths):
             if path is None:
                 continue
-            data = tomllib.loads(path.read_text())
+            data = tomllib.loads(Path(path).read_text())
             for model, row in data.get("models", {}).items():
-                prices[model] = Price(Decimal(str(row["input"])), Decimal(str(row["output"])))
+                try:
+                    prices[model] = parse_price(row)
+                except (TypeError, ValueError, ArithmeticError) as exc:
+                    raise ValueError(f"price table {path}: model {model!r}: {exc}") from exc
         return cls(prices)
 
     def names(self) -> list[str]:
-        return sorted(self._prices)
+        """The models listed by name (rows ending in `*` stand for families, not names)."""
+        return sorted(n for n in self._prices if not n.endswith("*"))
 
     def with_prices(self, overrides: dict[str, Price]) -> PriceTable:
         """This table with some models' prices replaced (the routing file's)."""
         return PriceTable({**self._prices, **overrides})
 
-    def price(self, model: str) -> Price | None:
-        """Exact name first, then the longest listed prefix (dated snapshots share a price)."""
-        if model in self._prices:
-            return self._prices[model]
-        name = model.split("/", 1)[-1]
-        best = max((m for m in self._prices if name.startswith(m)), key=len, default=None)
-        return self._prices[best] if best else None
+    def row(self, model: str) -> str | None:
+        """The name of the row that prices `model`, if any."""
+        found = self._row(model)
+        provider, _, name = model.partition("/")
+        if found is None and name and provider in PROVIDER_PREFIXES:
+            found = self._row(name)
+        return found
 
-    def cost(self, model: str, input_tokens: int, output_tokens: int) -> Decimal:
+    def _row(self, model: str) -> str | None:
+        if model in self._prices:
+            return model
+        for prefix in self._wildcards:
+            if model.startswith(prefix):
+                return prefix + "*"
+        return None
+
+    def price(self, model: str) -> Price | None:
+        found = self.row(model)
+        return self._prices[found] if found is not None else None
+
+    def cost(
+        self, model: str, input_tokens: int, output_tokens: int, cached_input_tokens: int = 0
+    ) -> Decimal:
+        """USD for a call; ModelNotPriced for a model the table has no price for."""
         price = self.price(model)
         if price is None:
-            return Decimal("0")
-        total = (
-            price.input_per_million * input_tokens + price.output_per_million * output_tokens
-        ) / MILLION
-        return total.quantize(Decimal("0.00000001"))
+            raise ModelNotPriced(model)
+        return cost_at(price, input_tokens, output_tokens, cached_input_tokens)
+
+
+def cost_at(
+    price: Price, input_tokens: int, output_tokens: int, cached_input_tokens: int = 0
+) -> Decimal:
+    """`cached_input_tokens` are part of `input_tokens`, billed at the cached price if any."""
+    cached = min(cached_input_tokens, input_tokens) if price.cached_input_per_million else 0
+    total = (
+        price.input_per_million * (input_tokens - cached)
+        + (price.cached_input_per_million or Decimal(0)) * cached
+        + price.output_per_million * output_tokens
+    ) / MILLION
+    return total.quantize(Decimal("0.00000001"))

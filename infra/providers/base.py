@@ -67,6 +67,8 @@ class Completion:
     usage_estimated: bool = False
     tool_calls: list[ToolCall] = field(default_factory=list)
     raw: dict[str, object] = field(default_factory=dict)
+    # Of `input_tokens`, those the vendor read from its prompt cache (priced lower).
+    cached_input_tokens: int = 0
 
 
 class ChatProvider(Protocol):

@@ -143,9 +143,11 @@ class _Reading:
             ToolCall(c["id"], c["name"], c["args"] or "{}") for _, c in sorted(self.calls.items())
         ]
         if self.usage is not None:
+            details = self.usage.get("prompt_tokens_details") or {}
             return Completion(
                 text, self.finish_reason, int(self.usage.get("prompt_tokens") or 0),
                 int(self.usage.get("completion_tokens") or 0), tool_calls=tool_calls,
+                cached_input_tokens=int(details.get("cached_tokens") or 0),
             )  # fmt: skip
         answer = Message("assistant", text, tool_calls)
         return Completion(

@@ -3,8 +3,9 @@
 Without a file every model goes to its family's provider (gpt-*/o* to
 OpenAI, claude-* to Anthropic, local-* to the local models), configured by
 the vendors' own variables. A file adds aliases, several weighted
-deployments per model, fallback chains, limits and prices; models it does
-not name still take the family default. See docs/routing.example.toml.
+deployments per model, fallback chains, limits and prices (or `free = true`
+for a model that costs nothing on purpose); models it does not name still
+take the family default. See docs/routing.example.toml.
 """
 
 from __future__ import annotations
@@ -12,12 +13,11 @@ from __future__ import annotations
 import os
 import tomllib
 from dataclasses import dataclass, field
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from infra.errors import PermanentError
-from infra.pricing import Price
+from infra.pricing import FREE, Price, parse_price
 from infra.providers.router import route
 
 PROVIDER_KINDS = ("openai", "anthropic", "local")
@@ -119,10 +119,16 @@ def _parse(data: dict[str, Any], defaults: RetryPolicy) -> RoutingConfig:
             fallbacks=tuple(table.get("fallbacks", ())),
             max_attempts=int(attempts) if attempts is not None else None,
         )
+        if "price" in table and "free" in table:
+            raise ValueError(f"model {name!r}: a price or `free = true`, not both")
         if "price" in table:
-            prices[name] = _price(table["price"])
+            prices[name] = _price(name, table["price"])
+        elif "free" in table:
+            if table["free"] is not True:
+                raise ValueError(f"model {name!r}: `free` can only be true")
+            prices[name] = FREE
     for name, row in data.get("prices", {}).items():
-        prices[name] = _price(row)
+        prices[name] = _price(name, row)
     aliases = {str(k): str(v) for k, v in data.get("aliases", {}).items()}
     config = RoutingConfig(models, aliases, retry, prices)
     for name, model in models.items():
@@ -165,5 +171,10 @@ def _deployment(model: str, table: dict[str, Any]) -> Deployment:
     )
 
 
-def _price(row: dict[str, Any]) -> Price:
-    return Price(Decimal(str(row["input"])), Decimal(str(row.get("output", "0"))))
+def _price(model: str, row: dict[str, Any]) -> Price:
+    try:
+        return parse_price(row)
+    except ArithmeticError as exc:
+        raise ValueError(f"model {model!r}: price {row!r} is not a number") from exc
+    except ValueError as exc:
+        raise ValueError(f"model {model!r}: {exc}") from exc

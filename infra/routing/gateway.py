@@ -13,6 +13,7 @@ import asyncio
 import logging
 import random
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, replace
@@ -21,15 +22,20 @@ from typing import Any, TypeVar
 from infra.embeddings.hashing import HashingEmbedder
 from infra.embeddings.openai import OpenAIEmbedder
 from infra.errors import AyushError, PermanentError, TransientError
+from infra.pricing import PriceTable
 from infra.providers import tokens
 from infra.providers.anthropic import AnthropicProvider
 from infra.providers.base import ChatProvider, ChatRequest, Completion, OnDelta
 from infra.providers.local import LocalProvider
 from infra.providers.openai import OpenAIProvider
+from infra.routing.catalog import ModelCatalog
 from infra.routing.config import Deployment, ModelRoute, RoutingConfig
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+# Deployments of family-default routes kept alive (their cool-downs) at most:
+# the routing file's are few, but default names are many.
+MAX_DEFAULT_DEPLOYMENTS = 1024
 OnRetry = Callable[[dict[str, Any]], Awaitable[None]]
 
 
@@ -68,13 +74,17 @@ class Gateway:
         default_timeout_s: float = 600.0,
         local_delay_s: float = 0.02,
         wrap_chat: Callable[[ChatProvider], ChatProvider] | None = None,
+        catalog: ModelCatalog | None = None,
     ) -> None:
         self.config = config
+        # Every call is checked against it before any upstream is called, and priced by it.
+        self.catalog = catalog or ModelCatalog(config, PriceTable.load())
         # Lets the composition root observe every chat client (traces, metrics).
         self._wrap_chat = wrap_chat
         self._timeout = default_timeout_s
         self._local_delay = local_delay_s
         self._live: dict[Deployment, _Live] = {}
+        self._default_live: OrderedDict[Deployment, _Live] = OrderedDict()
         self._clients = AsyncExitStack()
         self._chat_clients: dict[tuple[str, str | None, str | None, float], ChatProvider] = {}
 
@@ -110,6 +120,8 @@ class Gateway:
         raise PermanentError(f"{d.provider} serves no embeddings", status=400)
 
     def _deployments(self, route: ModelRoute) -> list[_Live]:
+        if route.name not in self.config.models:
+            return [self._default_deployment(route.deployments[0])]
         out = []
         for spec in route.deployments:
             live = self._live.get(spec)
@@ -118,6 +130,18 @@ class Gateway:
                 self._live[spec] = live
             out.append(live)
         return out
+
+    def _default_deployment(self, spec: Deployment) -> _Live:
+        """A family default's deployment; the least recently used are forgotten past a cap."""
+        live = self._default_live.get(spec)
+        if live is None:
+            live = _Live(spec, None, None)
+            self._default_live[spec] = live
+            if len(self._default_live) > MAX_DEFAULT_DEPLOYMENTS:
+                self._default_live.popitem(last=False)
+        else:
+            self._default_live.move_to_end(spec)
+        return live
 
     # calling ---------------------------------------------------------------------
     async def chat(
@@ -146,6 +170,7 @@ class Gateway:
     async def _run(
         self, model: str, call: Callable[[_Live], Awaitable[T]], on_retry: OnRetry
     ) -> tuple[T, Served]:
+        self.catalog.check(model)  # an unpriced model is refused before any upstream call
         chain = self._chain(model)
         policy = self.config.retry
         last: TransientError | None = None

@@ -2,7 +2,8 @@
 
 Wrapping the port (rather than instrumenting each vendor adapter or the
 handler) gives every provider the same span, latency, error, token and cost
-series, including providers added later.
+series, including providers added later. Series are labelled with the
+catalog's bounded name for the model, never with whatever name a request sent.
 """
 
 from __future__ import annotations
@@ -12,17 +13,18 @@ import time
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from infra.errors import PermanentError, TransientError
-from infra.pricing import PriceTable
+from infra.pricing import cost_at
 from infra.providers.base import ChatProvider, ChatRequest, Completion, OnDelta
+from infra.routing.catalog import ModelCatalog
 from infra.telemetry.metrics import Metrics
 from infra.telemetry.tracing import tracer
 
 
 class ObservedProvider:
-    def __init__(self, inner: ChatProvider, metrics: Metrics | None, prices: PriceTable) -> None:
+    def __init__(self, inner: ChatProvider, metrics: Metrics | None, catalog: ModelCatalog) -> None:
         self._inner = inner
         self._metrics = metrics
-        self._prices = prices
+        self._catalog = catalog
         self.name = inner.name
 
     async def stream_chat(self, request: ChatRequest, on_delta: OnDelta) -> Completion:
@@ -39,7 +41,7 @@ class ObservedProvider:
             except (TransientError, PermanentError) as exc:
                 kind = "transient" if isinstance(exc, TransientError) else "permanent"
                 span.set_status(Status(StatusCode.ERROR, f"{kind}: {exc}"))
-                self._failed(model, kind, started)
+                self._failed(self._catalog.label(model), kind, started)
                 raise
             span.set_attribute("gen_ai.usage.input_tokens", completion.input_tokens)
             span.set_attribute("gen_ai.usage.output_tokens", completion.output_tokens)
@@ -58,14 +60,22 @@ class ObservedProvider:
         metrics = self._metrics
         if metrics is None:
             return
-        metrics.provider_seconds.labels(self.name, model, "ok").observe(
+        label = self._catalog.label(model)
+        metrics.provider_seconds.labels(self.name, label, "ok").observe(
             time.perf_counter() - started
         )
-        metrics.tokens.labels(self.name, model, "input").inc(completion.input_tokens)
-        metrics.tokens.labels(self.name, model, "output").inc(completion.output_tokens)
-        cost = self._prices.cost(model, completion.input_tokens, completion.output_tokens)
-        # Prometheus samples are floats; the exact Decimal amounts live in Postgres.
-        metrics.cost_usd.labels(self.name, model).inc(float(cost))
+        metrics.tokens.labels(self.name, label, "input").inc(completion.input_tokens)
+        metrics.tokens.labels(self.name, label, "output").inc(completion.output_tokens)
+        price = self._catalog.prices.price(model)
+        if price is not None:  # an unpriced call fails its job where it is priced
+            cost = cost_at(
+                price,
+                completion.input_tokens,
+                completion.output_tokens,
+                completion.cached_input_tokens,
+            )
+            # Prometheus samples are floats; the exact Decimal amounts live in Postgres.
+            metrics.cost_usd.labels(self.name, label).inc(float(cost))
 
     async def close(self) -> None:
         await self._inner.close()

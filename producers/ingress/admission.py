@@ -2,7 +2,9 @@
 
 Any billable route uses it in two steps: depend on `rate_limited` instead of
 `authenticate` (it counts the request and fills the X-RateLimit headers), then
-call `admit_billable` with a hold id before publishing work. The hold id is
+call `admit_billable` with a hold id before publishing work. It refuses a model
+no route serves (404) or that has no price (400 `model_not_priced`), before
+anything is counted. The hold id is
 the id the work's `usage.recorded` will carry as `job_id`: when that event
 arrives the usage group settles the reservation; a failed job releases it.
 
@@ -26,14 +28,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from infra.db.budgets import budget_state
 from infra.db.engine import Database
 from infra.db.tenants import KeyOwner
-from infra.errors import TransientError
+from infra.errors import ModelNotPriced, TransientError, UnknownModel
 from infra.pricing import PriceTable
 from infra.providers.tokens import estimate_job
 from infra.quota import Quotas, RateWindow
 from infra.quota import Scope as BudgetScope
+from infra.routing.catalog import ModelCatalog
 from infra.settings import Settings
 from producers.ingress.auth import authenticate
 from producers.ingress.errors import ApiError, unavailable
+from producers.ingress.openai_errors import model_refused
 from producers.ingress.state import services
 from schemas.jobs import ChatJob
 from schemas.usage import current_period, period_reset
@@ -45,6 +49,7 @@ class Admission:
     db: Database
     quotas: Quotas
     prices: PriceTable
+    catalog: ModelCatalog
 
 
 class BudgetExceeded(Exception):
@@ -98,7 +103,8 @@ async def admit_billable(
     `requests=1` counts the request itself in the same step, for a route that
     is not behind `rate_limited`: one script call instead of two.
 
-    Raises ApiError 429 or BudgetExceeded (402). On success the reservation
+    Raises OpenAIError for a model that may not be named (404 model_not_found,
+    400 model_not_priced), ApiError 429 or BudgetExceeded (402). On success the reservation
     stays until the usage arrives; call `release_billable` if the work is
     not published after all.
     """
@@ -108,11 +114,14 @@ async def admit_billable(
         if max_output_tokens is None
         else max_output_tokens
     )
+    try:
+        estimate = adm.catalog.estimate(model, input_tokens, output_tokens)
+    except (UnknownModel, ModelNotPriced) as exc:
+        raise model_refused(exc) from exc
     window = await _hit(adm, owner, requests=requests, tokens=input_tokens + output_tokens)
     request.state.rate_limit = window
     if not window.admitted:
         raise _too_many(window)
-    estimate = adm.prices.cost(model, input_tokens, output_tokens)
     period = current_period()
     scopes = [BudgetScope("tenant", owner.tenant_id), BudgetScope("key", owner.key_id)]
     try:

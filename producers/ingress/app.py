@@ -15,6 +15,7 @@ from infra.kafka.publisher import Publisher
 from infra.pricing import PriceTable
 from infra.quota import Quotas
 from infra.redis import JobStreams, Replies
+from infra.routing.catalog import ModelCatalog
 from infra.routing.config import load_routing
 from infra.settings import Settings
 from infra.stream_slots import StreamSlots
@@ -68,15 +69,17 @@ def create_app(settings: Settings, streams: OpenStreams | None = None) -> FastAP
         replies = Replies(settings, streams, poll_s=settings.gateway_reply_poll_s)
         await replies.start()
         routing = load_routing(settings.routing_file)
-        prices = PriceTable.load(settings.prices_file).with_prices(routing.prices)
+        catalog = ModelCatalog(routing, PriceTable.load(settings.prices_file))
+        prices = catalog.prices
         memory = build_memory(settings, db)
         app.state.services = Services(
-            settings, db, streams, slots, publisher, replies, file_store, routing, prices, memory
-        )
+            settings, db, streams, slots, publisher, replies, file_store, routing, prices, memory,
+            catalog,
+        )  # fmt: skip
         app.state.key_cache = KeyCache()
         quotas = Quotas(settings)
         await ratelimits.restore(db, quotas)
-        app.state.admission = admission.Admission(settings, db, quotas, prices)
+        app.state.admission = admission.Admission(settings, db, quotas, prices, catalog)
         app.state.vault = Vault.from_setting(settings.encryption_keys)
         # Metrics are for the operator: on a port of their own, never the API's.
         exporter = (

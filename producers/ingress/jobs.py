@@ -10,8 +10,7 @@ from fastapi import APIRouter, Depends, Header, Request
 from infra.db import jobs as job_store
 from infra.db.models import Job
 from infra.db.tenants import KeyOwner
-from infra.errors import PermanentError, TransientError
-from infra.providers.router import route
+from infra.errors import ModelNotPriced, TransientError, UnknownModel
 from producers.ingress.admission import (
     admit_billable,
     estimate_input_tokens,
@@ -22,6 +21,7 @@ from producers.ingress.body import json_body
 from producers.ingress.errors import ApiError, unavailable
 from producers.ingress.event_streams import SlotStream, slot_stream, take_slot
 from producers.ingress.job_stream import job_event_stream
+from producers.ingress.openai_errors import model_refused
 from producers.ingress.state import Services, services_dependency
 from schemas import jobs as ev
 from schemas import topics
@@ -49,9 +49,11 @@ async def create_job(
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> JobAccepted:
     try:
-        route(body.model)
-    except PermanentError as exc:
+        svc.catalog.check(body.model)
+    except UnknownModel as exc:
         raise _invalid("model", str(exc)) from exc
+    except ModelNotPriced as exc:
+        raise model_refused(exc) from exc
     job_id = uuid7()
     await admit_billable(
         request,

@@ -22,7 +22,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
 
 from infra.db.tenants import KeyOwner
-from infra.errors import EventTooLarge, TransientError
+from infra.errors import EventTooLarge, PermanentError, TransientError
 from infra.redis import ReplyWaiter, StreamEvent
 from infra.stream_slots import StreamSlot
 from producers.ingress import openai_errors as oe
@@ -99,8 +99,12 @@ async def list_models(request: Request) -> Response:
 async def get_model(model: str, request: Request) -> Response:
     svc = services(request)
     await _owner(request, svc)
-    if not svc.routing.knows(model):
-        raise oe.unknown_model(model)
+    try:
+        svc.catalog.check(model)
+    except PermanentError as exc:  # unknown or unpriced: not a model a request may name
+        raise oe.OpenAIError(
+            404, str(exc), "invalid_request_error", "model_not_found", "model"
+        ) from exc
     return Response(orjson.dumps(_model_card(svc, model)), media_type=JSON)
 
 
@@ -109,8 +113,6 @@ async def _run(
     request: Request, svc: Services, owner: KeyOwner, job: ev.ChatJob, model: str, *,
     stream: bool = False, usage: bool = False, encoding: str = "float",
 ) -> Response:  # fmt: skip
-    if not svc.routing.knows(model):
-        raise oe.unknown_model(model)
     # A stream holds a slot from before its job exists: a refused one costs nothing.
     slot = await _stream_slot(svc, owner) if stream else None
     try:
@@ -257,7 +259,8 @@ def _encode(vector: list[float], encoding: str) -> list[float] | str:
 
 # request helpers ----------------------------------------------------------------------
 async def _admit(request: Request, owner: KeyOwner, job: ev.ChatJob, job_id: uuid.UUID) -> None:
-    """Tokens per minute and the budgets, reserved under the job's id until its usage arrives."""
+    """The model, then tokens per minute and the budgets, reserved under the job's id until
+    its usage arrives."""
     embedding = job.kind == "embedding"
     try:
         await admit_billable(
@@ -320,5 +323,4 @@ def _with(error: oe.OpenAIError, headers: dict[str, str]) -> oe.OpenAIError:
 
 
 def _model_card(svc: Services, name: str) -> dict[str, Any]:
-    route = svc.routing.route_for(name)
-    return {"id": name, "object": "model", "created": 0, "owned_by": route.deployments[0].provider}
+    return {"id": name, "object": "model", "created": 0, "owned_by": svc.catalog.owner(name)}

@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
+from infra.errors import ModelNotPriced, PermanentError
 from producers.ingress.errors import ApiError
 
 # An upstream's status, as the gateway's client should see it.
@@ -90,14 +91,11 @@ def invalid(exc: ValidationError) -> OpenAIError:
     return OpenAIError(400, message, "invalid_request_error", "invalid_value", param)
 
 
-def unknown_model(model: str) -> OpenAIError:
-    return OpenAIError(
-        404,
-        f"The model '{model}' does not exist or is not routed by this deployment",
-        "invalid_request_error",
-        "model_not_found",
-        "model",
-    )
+def model_refused(exc: PermanentError, param: str = "model") -> OpenAIError:
+    """A model a request may not name: unpriced (400 model_not_priced) or unknown (404)."""
+    if isinstance(exc, ModelNotPriced):
+        return OpenAIError(400, str(exc), "invalid_request_error", exc.code, param)
+    return OpenAIError(404, str(exc), "invalid_request_error", "model_not_found", param)
 
 
 def from_job_error(data: dict[str, Any]) -> OpenAIError:

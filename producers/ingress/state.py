@@ -11,6 +11,7 @@ from infra.files import FileStore
 from infra.kafka.publisher import Publisher
 from infra.pricing import PriceTable
 from infra.redis import JobStreams, Replies
+from infra.routing.catalog import ModelCatalog
 from infra.routing.config import RoutingConfig
 from infra.settings import Settings
 from infra.stream_slots import StreamSlots
@@ -30,14 +31,14 @@ class Services:
     routing: RoutingConfig = field(default_factory=RoutingConfig)
     prices: PriceTable = field(default_factory=lambda: PriceTable({}))
     memory: MemoryBackend | None = None
+    # Which models a request may name and what they cost: the routing file over the prices.
+    catalog: ModelCatalog = field(
+        default_factory=lambda: ModelCatalog(RoutingConfig(), PriceTable({}))
+    )
 
     def model_names(self) -> list[str]:
-        """What GET /v1/models lists: the routing file's models, else the priced defaults."""
-        listed = self.routing.listed()
-        if listed:
-            return listed
-        names = [n for n in self.prices.names() if not n.endswith("-") and self.routing.knows(n)]
-        return [*names, "local-echo"]
+        """What GET /v1/models lists: every model a request may name."""
+        return self.catalog.names()
 
 
 def services(request: Request) -> Services:

@@ -13,12 +13,12 @@ from infra.db import actions as action_store
 from infra.db import webhooks as store
 from infra.db.integration_models import Rule, WebhookEndpoint
 from infra.db.tenants import KeyOwner
-from infra.errors import PermanentError
-from infra.providers.router import route
+from infra.errors import ModelNotPriced, PermanentError
 from infra.vault import Vault
 from producers.ingress.actions import invalid
 from producers.ingress.auth import authenticate
 from producers.ingress.body import json_body
+from producers.ingress.openai_errors import model_refused
 from producers.ingress.state import Services, services_dependency, vault
 from schemas import integrations as ev
 from schemas.ids import uuid7
@@ -69,8 +69,10 @@ async def create_rule(
     if endpoint is None or endpoint.tenant_id != owner.tenant_id:
         raise invalid("endpoint_id", "no such webhook endpoint")
     if body.job is not None:
-        try:
-            route(body.job.model)
+        try:  # the jobs it starts are billed: their model must be routed and priced
+            svc.catalog.check(body.job.model)
+        except ModelNotPriced as exc:
+            raise model_refused(exc, "job.model") from exc
         except PermanentError as exc:
             raise invalid("job.model", str(exc)) from exc
     if body.action is not None:

@@ -12,6 +12,8 @@ from consumers.webhook_router.admission import Limits, admit_action, admit_job
 from infra.local_stack import ServiceAddresses
 from infra.pricing import Price, PriceTable
 from infra.quota import Quotas, Scope
+from infra.routing.catalog import ModelCatalog
+from infra.routing.config import RoutingConfig
 from infra.settings import Settings
 from schemas.ids import uuid7
 from schemas.jobs import ChatJob
@@ -31,7 +33,7 @@ async def limits(services: ServiceAddresses) -> AsyncIterator[Limits]:
     quotas = Quotas(settings, max_connections=4)
     prices = PriceTable({"gpt-fake": Price(Decimal("1.00"), Decimal("2.00"))})
     try:
-        yield Limits(settings, quotas, prices)
+        yield Limits(settings, quotas, ModelCatalog(RoutingConfig(), prices))
     finally:
         await quotas.close()
 

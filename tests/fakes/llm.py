@@ -11,6 +11,7 @@ started as a subprocess too) can ask for it:
     gpt-fake@always=500      always 500;  @always=400: always 400
     gpt-fake@nousage         a stream without a usage chunk
     gpt-fake@pace=30         30 ms between streamed words
+    gpt-fake@cached=3        reports 3 of the prompt's tokens as read from the prompt cache
     gpt-fake@tool            calls the first tool offered (or the forced one) with
                              {"echo": <last user message>}
 
@@ -141,11 +142,14 @@ class FakeLLMServer(BackgroundServer):
         words = _reply_words(last_user)
         prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body["messages"])
         text = " ".join(words)
-        usage = {
+        usage: dict[str, Any] = {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": len(words),
             "total_tokens": prompt_tokens + len(words),
         }
+        cached = _directives(model).get("cached")
+        if cached:
+            usage["prompt_tokens_details"] = {"cached_tokens": min(int(cached), prompt_tokens)}
         call = _tool_call(body, last_user)
         if call is not None:
             return await _openai_tool_answer(request, body, call, usage)
@@ -327,7 +331,7 @@ def _tool_call(body: dict[str, Any], last_user: str) -> tuple[str, str] | None:
 
 
 async def _openai_tool_answer(
-    request: web.Request, body: dict[str, Any], call: tuple[str, str], usage: dict[str, int]
+    request: web.Request, body: dict[str, Any], call: tuple[str, str], usage: dict[str, Any]
 ) -> web.StreamResponse:
     name, arguments = call
     base = {"id": "chatcmpl-fake", "created": int(time.time()), "model": body["model"]}

@@ -129,6 +129,20 @@ async def test_rule_validation_names_the_field(
         assert field in [d["field"] for d in response.json()["details"]], response.json()
 
 
+async def test_rule_with_an_unpriced_model_is_refused(
+    api: httpx.AsyncClient, tenant: TenantKey, integrations: Integrations
+) -> None:
+    """Its jobs would be billed: a model without a price is refused when the rule is made."""
+    hook = await endpoint(api, tenant, "github", unique("gh-"))
+    unpriced = f"gpt-unpriced-{uuid.uuid4().hex[:8]}"
+    body = {"endpoint_id": hook["id"], "event_type": "x", "job": {"model": unpriced, "prompt": "p"}}
+    response = await api.post("/v1/rules", json=body, headers=tenant.headers)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["code"] == "model_not_priced" and error["param"] == "job.model"
+    assert unpriced in error["message"]
+
+
 async def test_a_failed_action_is_visible_on_its_job(
     api: httpx.AsyncClient, tenant: TenantKey, integrations: Integrations
 ) -> None:

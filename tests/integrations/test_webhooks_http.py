@@ -242,8 +242,9 @@ async def test_a_signed_body_replayed_under_fresh_ids_publishes_nothing(
     later = await api.post(url, content=closed, headers=github_headers(secret, closed, "d-4"))
     assert later.status_code == 202, later.text
     events = await published_for(integrations, hook["id"])
-    assert [e.payload["event_type"] for e in events] == ["issues.opened", "issues.closed"]
-    assert [e.payload["delivery_id"] for e in events] == ["d-1", "d-4"]
+    # Deliveries land on partitions by their id: the order across them is not kept.
+    published = sorted((e.payload["delivery_id"], e.payload["event_type"]) for e in events)
+    assert published == [("d-1", "issues.opened"), ("d-4", "issues.closed")]
 
     generic = await endpoint(api, tenant, "hmac", "shared-s3cret")
     gbody = b'{"type": "build.done", "build": 41}'
