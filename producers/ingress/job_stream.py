@@ -12,6 +12,7 @@ from infra.db import jobs as job_store
 from infra.errors import TransientError
 from infra.redis import TERMINAL
 from producers.ingress.state import Services
+from schemas.money import usd_text
 
 KEEPALIVE_MS = 15_000
 
@@ -70,7 +71,8 @@ async def _from_database(
             "0-2",
             "result",
             {"text": result.text, "finish_reason": result.finish_reason,
-             "provider": result.provider, "model": result.model, "usage": usage},
+             "provider": result.provider, "model": result.model, "usage": usage,
+             "cost_usd": usd_text(result.cost_usd)},
         )  # fmt: skip
     else:
         yield _frame("0-2", "error", {"message": job.error or "failed"})

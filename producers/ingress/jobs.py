@@ -155,6 +155,7 @@ def job_view(found: job_store.JobWithResult) -> JobView:
         error=job.error,
         finish_reason=result.finish_reason if result else None,
         usage=usage,
+        cost_usd=result.cost_usd if result else None,
         metadata=job.job_metadata,
         created_at=job.created_at,
         started_at=job.started_at,

@@ -14,6 +14,7 @@ from infra.db.tenants import KeyOwner
 from infra.db.usage_report import UsageTotal, total_of, usage_totals
 from producers.ingress.admission import Admission, admission_dependency, rate_limited
 from producers.ingress.errors import ApiError
+from schemas.money import usd_text
 from schemas.usage import GroupBy, UsageReport, UsageRow
 
 router = APIRouter(prefix="/v1/usage", tags=["usage"])
@@ -65,5 +66,5 @@ def _csv(group_by: str, rows: list[UsageTotal]) -> str:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow([group_by, "events", "input_tokens", "output_tokens", "cost_usd"])
     for r in rows:
-        writer.writerow([r.group, r.events, r.input_tokens, r.output_tokens, r.cost_usd])
+        writer.writerow([r.group, r.events, r.input_tokens, r.output_tokens, usd_text(r.cost_usd)])
     return out.getvalue()
