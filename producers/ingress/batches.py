@@ -16,13 +16,17 @@ from infra.errors import TransientError
 from infra.redis import TERMINAL
 from producers.ingress.auth import authenticate
 from producers.ingress.body import json_body
-from producers.ingress.job_stream import KEEPALIVE_MS, _frame
+from producers.ingress.errors import ApiError
+from producers.ingress.job_stream import KEEPALIVE_MS, _frame, ended_stream, resume_point
 from producers.ingress.openai_errors import OpenAIError, not_found
 from producers.ingress.state import Services, services_dependency
 from schemas import batches as bev
 from schemas import topics
 from schemas.envelope import Actor, Envelope
 from schemas.ids import derived_id, uuid7
+
+# The id of the `done` frame of a finished batch replayed from the database.
+BATCH_REPLAY_END = "0-2"
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"])
 
@@ -178,8 +182,19 @@ async def events(
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> StreamingResponse:
     batch = await _owned(svc, owner, batch_id)
+    finished = batch.status in bev.TERMINAL_STATUSES
+    try:
+        resume = await resume_point(
+            svc, batch.id, last_event_id, finished=finished, replay_end=BATCH_REPLAY_END
+        )
+    except ApiError as exc:  # this group answers in OpenAI's error shape
+        bad = exc.status == 400
+        raise OpenAIError(
+            exc.status, exc.message, "invalid_request_error" if bad else "api_error",
+            "invalid_value" if bad else exc.error, exc.field, exc.headers,
+        ) from exc  # fmt: skip
     return StreamingResponse(
-        _stream(svc, batch, last_event_id or "0-0"),
+        ended_stream() if resume.ended else _stream(svc, batch, resume.after),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
@@ -200,7 +215,7 @@ async def _stream(svc: Services, batch: Batch, after: str) -> AsyncIterator[byte
                 counts = view.request_counts.model_dump()
                 yield _frame("0-1", "status", {"status": view.status, "request_counts": counts})
                 if current.status in bev.TERMINAL_STATUSES:
-                    yield _frame("0-2", TERMINAL, {"status": current.status})
+                    yield _frame(BATCH_REPLAY_END, TERMINAL, {"status": current.status})
                 return
             yield b": keepalive\n\n"
             continue

@@ -21,7 +21,7 @@ from producers.ingress.admission import (
 )
 from producers.ingress.body import json_body
 from producers.ingress.errors import ApiError
-from producers.ingress.job_stream import job_event_stream
+from producers.ingress.job_stream import ended_stream, job_event_stream, resume_point
 from producers.ingress.state import Services, services_dependency
 from schemas import jobs as ev
 from schemas import topics
@@ -130,8 +130,12 @@ async def job_events(
     found = await job_store.get_job(svc.db, owner.tenant_id, job_id)
     if found is None:
         raise ApiError(404, "not_found", f"no job {job_id}")
+    finished = found.job.status in ("succeeded", "failed")
+    resume = await resume_point(svc, job_id, last_event_id, finished=finished)
     return StreamingResponse(
-        job_event_stream(svc, owner.tenant_id, job_id, last_event_id),
+        ended_stream()
+        if resume.ended
+        else job_event_stream(svc, owner.tenant_id, job_id, resume.after),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
