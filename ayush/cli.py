@@ -109,13 +109,16 @@ def status(
         float | None,
         typer.Option("--watch", "-w", help="Refresh every this many seconds until Ctrl-C."),
     ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="JSON for scripts (with --watch: one line a refresh).")
+    ] = False,
 ) -> None:
     """Topics and consumer groups: partitions, end and committed offsets, lag, live members."""
     from ayush.status import show_status
 
     settings = _services_or_exit(_settings())
     with contextlib.suppress(KeyboardInterrupt):
-        _run(show_status(settings, watch))
+        _run(show_status(settings, watch, as_text=not as_json))
 
 
 @app.command()
