@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,8 +17,9 @@ import pytest
 
 from infra.local_stack import ServiceAddresses
 from infra.local_stack.process import free_port
-from tests.conftest import NAMESPACES, TenantKey
-from tests.harness import ROOT, eventually, unique
+from tests.conftest import TenantKey
+from tests.harness import eventually
+from tests.test_cli import start_dev
 from tests.test_jobs_http import chat, submit, wait_finished
 
 pytestmark = pytest.mark.timeout(900)  # a dozen processes start: slow on a busy machine
@@ -62,17 +61,6 @@ def _cmdline(pid: int) -> list[str]:
         return []
 
 
-def _start_dev(
-    port: int, env: dict[str, str], tmp_path: Path, console: Path
-) -> subprocess.Popen[bytes]:
-    with console.open("wb") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "ayush.cli", "dev", "--port", str(port),
-             "--data-dir", str(tmp_path / "data")],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        )  # fmt: skip
-
-
 async def _status(client: httpx.AsyncClient, tenant: TenantKey, job_id: str) -> str:
     return str((await client.get(f"/v1/jobs/{job_id}", headers=tenant.headers)).json()["status"])
 
@@ -80,16 +68,11 @@ async def _status(client: httpx.AsyncClient, tenant: TenantKey, job_id: str) -> 
 async def test_dev_restarts_a_killed_worker_and_stops_within_10s_of_ctrl_c(
     services: ServiceAddresses, tmp_path: Path
 ) -> None:
-    prefix = unique("dev") + "."
-    NAMESPACES.add(prefix)  # its topics are dropped with the session's
     port = free_port()
-    env = {
-        **os.environ, **services.as_env(), "AYUSH_TOPIC_PREFIX": prefix,
-        "AYUSH_KAFKA_MAX_PARTITIONS": "3", "AYUSH_LOCAL_ECHO_DELAY_S": str(DELAY_S),
-    }  # fmt: skip
-    env.pop("AYUSH_SHUTDOWN_DEADLINE_S", None)
     console = tmp_path / "console.log"
-    dev = _start_dev(port, env, tmp_path, console)
+    dev = start_dev(services, port, tmp_path / "data", console, {
+        "AYUSH_KAFKA_MAX_PARTITIONS": "3", "AYUSH_LOCAL_ECHO_DELAY_S": str(DELAY_S),
+    })  # fmt: skip
 
     def said(text: str) -> bool:
         return text in console.read_text(errors="replace")
