@@ -61,12 +61,20 @@ def dev(
     data_dir: Annotated[Path, typer.Option(help="Where local services keep data.")] = Path(
         ".ayush"
     ),
+    fail_fast: Annotated[
+        bool, typer.Option("--fail-fast", help="Stop everything when any process dies.")
+    ] = False,
 ) -> None:
-    """Run the whole platform locally: services, migrations, topics, ingress, workers."""
+    """Run the whole platform locally: services, migrations, topics, ingress, workers.
+
+    A process that dies is restarted with a backoff; the stack stops only when one
+    keeps dying (5 times in a minute), or at the first death with --fail-fast.
+    """
     from ayush.dev import run_dev
 
     _logging("WARNING")
-    raise typer.Exit(run_dev(_settings().model_copy(update={"data_dir": data_dir}), host, port))
+    settings = _settings().model_copy(update={"data_dir": data_dir})
+    raise typer.Exit(run_dev(settings, host, port, fail_fast=fail_fast))
 
 
 @app.command()
@@ -101,13 +109,16 @@ def status(
         float | None,
         typer.Option("--watch", "-w", help="Refresh every this many seconds until Ctrl-C."),
     ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="JSON for scripts (with --watch: one line a refresh).")
+    ] = False,
 ) -> None:
     """Topics and consumer groups: partitions, end and committed offsets, lag, live members."""
     from ayush.status import show_status
 
     settings = _services_or_exit(_settings())
     with contextlib.suppress(KeyboardInterrupt):
-        _run(show_status(settings, watch))
+        _run(show_status(settings, watch, as_text=not as_json))
 
 
 @app.command()

@@ -1,13 +1,16 @@
-"""`ayush dev`: the whole platform on one machine, started and stopped together."""
+"""`ayush dev`: the whole platform on one machine, started and stopped together.
+
+A process that dies is restarted (see ayush.supervisor); Ctrl-C stops everything
+within seconds, and the next start redoes what was cut short.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import signal
-import subprocess
-import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
@@ -15,6 +18,7 @@ import httpx
 import typer
 
 from ayush.groups import GROUPS
+from ayush.supervisor import Child, Supervisor, why_exited
 from infra.db.engine import Database
 from infra.db.migrate import upgrade
 from infra.db.tenants import create_api_key, ensure_tenant, find_key_owner
@@ -24,6 +28,9 @@ from infra.settings import Settings
 from infra.vault import Vault
 
 DEV_TENANT = "dev"
+# How long a process of `ayush dev` lets in-flight work finish when stopped
+# (unless AYUSH_SHUTDOWN_DEADLINE_S says otherwise); production keeps 30 s.
+DEV_SHUTDOWN_DEADLINE_S = 2
 
 
 def prepare(settings: Settings) -> None:
@@ -65,23 +72,19 @@ def _dev_encryption_keys(key_file: Path) -> str:
     return key_file.read_text().strip()
 
 
-def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    handle = log.open("wb")  # a fresh log per run: readiness is read from it
-    try:
-        return subprocess.Popen(
-            [sys.executable, "-m", "ayush.cli", *args],
-            env=env, stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )  # fmt: skip
-    finally:
-        handle.close()
+class Interrupted(Exception):
+    """Ctrl-C (or SIGTERM) while the stack was starting."""
 
 
-def _wait_healthy(url: str, proc: subprocess.Popen[bytes], deadline_s: float = 60) -> None:
+def _wait_healthy(
+    url: str, child: Child, stopping: Callable[[], bool], deadline_s: float = 60
+) -> None:
     deadline = time.monotonic() + deadline_s
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the ingress exited with code {proc.returncode}")
+        if stopping():
+            raise Interrupted
+        if child.proc.poll() is not None:
+            raise RuntimeError(f"the ingress {why_exited(child.proc.returncode)}; see {child.log}")
         try:
             if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
                 return
@@ -91,22 +94,34 @@ def _wait_healthy(url: str, proc: subprocess.Popen[bytes], deadline_s: float = 6
     raise TimeoutError(f"the ingress was not ready at {url} within {deadline_s:.0f}s")
 
 
-def _wait_worker(
-    group: str, proc: subprocess.Popen[bytes], log: Path, deadline_s: float = 90
-) -> None:
+def _wait_worker(child: Child, stopping: Callable[[], bool], deadline_s: float = 90) -> None:
     """A worker is ready once it has joined its group (it says so in its log)."""
-    marker = f"worker {group} ready"
+    marker = f"worker {child.name} ready"
     deadline = time.monotonic() + deadline_s
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"worker {group} exited with code {proc.returncode}; see {log}")
-        if log.exists() and marker in log.read_text(errors="replace"):
+        if stopping():
+            raise Interrupted
+        if child.proc.poll() is not None:
+            raise RuntimeError(
+                f"worker {child.name} {why_exited(child.proc.returncode)}; see {child.log}"
+            )
+        if child.log.exists() and marker in child.log.read_text(errors="replace"):
             return
         time.sleep(0.1)
-    raise TimeoutError(f"worker {group} did not join its group within {deadline_s:.0f}s")
+    raise TimeoutError(f"worker {child.name} did not join its group within {deadline_s:.0f}s")
 
 
-def run_dev(settings: Settings, host: str, port: int) -> int:
+def dev_env(settings: Settings, stack: LocalStack, data_dir: Path) -> dict[str, str]:
+    """What the processes of `ayush dev` run with: the services' addresses, a local
+    sealing key, and a short shutdown deadline (the next start redoes what was cut)."""
+    env = {**os.environ, **stack.addresses.as_env()}
+    if not settings.encryption_keys:
+        env["AYUSH_ENCRYPTION_KEYS"] = _dev_encryption_keys(data_dir / "dev-encryption-keys")
+    env.setdefault("AYUSH_SHUTDOWN_DEADLINE_S", str(DEV_SHUTDOWN_DEADLINE_S))
+    return env
+
+
+def run_dev(settings: Settings, host: str, port: int, fail_fast: bool = False) -> int:
     started = time.monotonic()
     data_dir = settings.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -114,7 +129,7 @@ def run_dev(settings: Settings, host: str, port: int) -> int:
     echo = typer.echo
     echo(f"starting local services in {data_dir.resolve()} …")
     stack = LocalStack.start(settings, data_dir)
-    children: list[tuple[str, subprocess.Popen[bytes]]] = []
+    children: Supervisor | None = None
     stopping = False
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -128,21 +143,22 @@ def run_dev(settings: Settings, host: str, port: int) -> int:
         key_file = data_dir / "dev-api-key"
         key = asyncio.run(dev_key(settings, _saved_key(key_file)))
         _save_key(key_file, key)
-        env = {**os.environ, **stack.addresses.as_env()}
-        if not settings.encryption_keys:
-            env["AYUSH_ENCRYPTION_KEYS"] = _dev_encryption_keys(data_dir / "dev-encryption-keys")
+        children = Supervisor(
+            dev_env(settings, stack, data_dir), lambda line: echo(line, err=True),
+            fail_fast=fail_fast,
+        )  # fmt: skip
         logs = data_dir / "logs"
         logs.mkdir(exist_ok=True)
         url = f"http://{host}:{port}"
-        ingress = _spawn(
-            ["ingress", "--host", host, "--port", str(port)], env, logs / "ingress.log"
+        ingress = children.start(
+            "ingress", ["ingress", "--host", host, "--port", str(port)], logs / "ingress.log"
         )
-        children.append(("ingress", ingress))
-        for group in GROUPS:
-            children.append((group, _spawn(["worker", group], env, logs / f"{group}.log")))
-        _wait_healthy(url, ingress)
-        for group, proc in children[1:]:
-            _wait_worker(group, proc, logs / f"{group}.log")
+        workers = [
+            children.start(group, ["worker", group], logs / f"{group}.log") for group in GROUPS
+        ]
+        _wait_healthy(url, ingress, lambda: stopping)
+        for worker in workers:
+            _wait_worker(worker, lambda: stopping)
         elapsed = time.monotonic() - started
         echo("")
         echo(f"Ayush is ready in {elapsed:.1f}s")
@@ -160,27 +176,24 @@ def run_dev(settings: Settings, host: str, port: int) -> int:
         echo(f"    -d '{body}' \\")
         echo(f"    {url}/v1/jobs")
         echo(f"  curl -N -H 'Authorization: Bearer {key}' {url}/v1/jobs/<id>/events")
+        echo("A process that dies is restarted" + (" (no: --fail-fast)." if fail_fast else "."))
         echo("Press Ctrl-C to stop.")
         while not stopping:
-            for name, proc in children:
-                if proc.poll() is not None:
-                    echo(f"{name} exited with code {proc.returncode}; see {logs}", err=True)
-                    return 1
+            reason = children.check()
+            if reason is not None:
+                echo(f"error: {reason}; stopping", err=True)
+                return 1
             time.sleep(0.2)
+        return 0
+    except Interrupted:
         return 0
     except (RuntimeError, TimeoutError) as exc:
         echo(f"error: {exc}", err=True)
         return 1
     finally:
         echo("stopping …")
-        for _, proc in children:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for _, proc in children:
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        if children is not None:
+            children.stop()
         stack.stop()
         for s, handler in old.items():
             signal.signal(s, handler)

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from infra.db.engine import Database
 from infra.db.usage_report import UsageTotal, tenant_id_by_name, total_of, usage_totals
+from schemas.money import usd_text
 
 
 def month_range(month: str) -> tuple[date, date]:
@@ -43,10 +44,10 @@ def render(tenant: str, month: str, rows: list[UsageTotal], console: Console) ->
         ("output tokens", total.output_tokens),
     ):
         table.add_column(name, justify="right", footer=f"{value:,}")
-    table.add_column("cost (USD)", justify="right", footer=f"{total.cost_usd:,.8f}")
+    table.add_column("cost (USD)", justify="right", footer=usd_text(total.cost_usd))
     for r in rows:
         table.add_row(
             escape(r.group), f"{r.events:,}", f"{r.input_tokens:,}", f"{r.output_tokens:,}",
-            f"{r.cost_usd:,.8f}",
+            usd_text(r.cost_usd),
         )  # fmt: skip
     console.print(table)

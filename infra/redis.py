@@ -76,6 +76,15 @@ class ScriptCalls:
 
 
 @dataclass(frozen=True)
+class StreamPosition:
+    """An id a client resumes from: whether the stream has it, and whether the stream's
+    end (its `done` entry) is at or before it, so nothing more will come."""
+
+    known: bool
+    ended: bool
+
+
+@dataclass(frozen=True)
 class StreamEvent:
     id: str
     type: str
@@ -166,6 +175,28 @@ class JobStreams:
     async def exists(self, job_id: uuid.UUID) -> bool:
         return bool(await self._redis.exists(self._key(job_id)))
 
+    async def position(self, job_id: uuid.UUID, entry_id: str) -> StreamPosition | None:
+        """Where `entry_id` (a well-formed id) stands in the job's stream; None when the
+        stream does not exist (expired, or never written)."""
+        key = self._key(job_id)
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.xrange(key, entry_id, entry_id, count=1)
+                pipe.xrange(key, "-", "+", count=1)
+                pipe.xrevrange(key, "+", "-", count=1)
+                found, first, last = await pipe.execute()
+        except RedisError as exc:
+            raise TransientError(f"redis read failed: {exc}") from exc
+        if not first:
+            return None
+        order = entry_order(entry_id)
+        # An id older than the first entry kept was trimmed away (or is "0-0"): a
+        # resume from it replays what is left.
+        known = bool(found) or order < entry_order(first[0][0].decode())
+        last_id, fields = last[0]
+        ended = fields[b"t"].decode() == TERMINAL and order >= entry_order(last_id.decode())
+        return StreamPosition(known=known, ended=known and ended)
+
     async def ping(self) -> None:
         await self._redis.ping()
 
@@ -174,7 +205,7 @@ class JobStreams:
         await self._redis.aclose()
 
 
-def _entry_order(entry_id: str) -> tuple[int, int]:
+def entry_order(entry_id: str) -> tuple[int, int]:
     millis, _, seq = entry_id.partition("-")
     return int(millis), int(seq or 0)
 
@@ -210,7 +241,7 @@ class ReplyWaiter:
                 for event in missed:
                     self._queue.put_nowait(event)
                 continue
-            order = _entry_order(event.id)
+            order = entry_order(event.id)
             if order <= self._last:
                 continue
             self._last, self._last_id = order, event.id

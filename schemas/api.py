@@ -8,6 +8,7 @@ from datetime import datetime
 from pydantic import BaseModel
 
 from schemas.jobs import JobStatus, TokenUsage
+from schemas.money import Usd
 
 
 class JobAccepted(BaseModel):
@@ -28,6 +29,8 @@ class JobView(BaseModel):
     error: str | None
     finish_reason: str | None
     usage: TokenUsage | None
+    # What the answer cost, once there is one.
+    cost_usd: Usd | None
     metadata: dict[str, str]
     created_at: datetime
     started_at: datetime | None

@@ -10,6 +10,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from schemas.memory import MemoryContext
+from schemas.money import Usd
 from schemas.request import RequestModel
 
 JOB_REQUESTED = "ai.job.requested"
@@ -196,7 +197,7 @@ class JobSucceeded(BaseModel):
     finish_reason: str | None = None
     # None only in events upcast from version 1, which did not record them.
     text: str | None = None
-    cost_usd: Decimal | None = None
+    cost_usd: Usd | None = None
     cached: bool = False
 
     @staticmethod
@@ -238,6 +239,6 @@ class UsageRecorded(BaseModel):
     model: str
     input_tokens: int
     output_tokens: int
-    cost_usd: Decimal = Decimal("0")
+    cost_usd: Usd = Decimal("0")
     cached: bool = False
     extra: dict[str, Any] = Field(default_factory=dict)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, date, datetime
-from decimal import Decimal
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from schemas.money import Usd
 from schemas.request import RequestModel
 
 BUDGET_THRESHOLD_CROSSED = "usage.budget.threshold_crossed"
@@ -37,23 +37,23 @@ class BudgetThresholdCrossed(BaseModel):
     api_key_id: uuid.UUID | None = None
     period: str = Field(description="YYYY-MM")
     threshold_pct: int
-    limit_usd: Decimal
-    spent_usd: Decimal
+    limit_usd: Usd
+    spent_usd: Usd
     resets_at: datetime
 
 
 class BudgetIn(RequestModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    monthly_usd: Decimal = Field(ge=0, max_digits=14, decimal_places=8)
+    monthly_usd: Usd = Field(ge=0, max_digits=14, decimal_places=8)
 
 
 class BudgetView(BaseModel):
     scope: BudgetScope
     api_key_id: uuid.UUID | None
-    monthly_usd: Decimal | None
-    spent_usd: Decimal
-    reserved_usd: Decimal
+    monthly_usd: Usd | None
+    spent_usd: Usd
+    reserved_usd: Usd
     period: str
     resets_at: datetime
 
@@ -79,7 +79,7 @@ class UsageRow(BaseModel):
     events: int
     input_tokens: int
     output_tokens: int
-    cost_usd: Decimal
+    cost_usd: Usd
 
 
 class UsageReport(BaseModel):

@@ -143,6 +143,25 @@ async def test_unpriced_model_line_is_refused(sdk: tuple[openai.AsyncOpenAI, Ten
     assert error.message is not None and unpriced in error.message
 
 
+async def test_batch_stream_resume_checks_the_id_and_ends_after_done(
+    sdk: tuple[openai.AsyncOpenAI, TenantKey], batch_platform: Platform
+) -> None:
+    client, tenant = sdk
+    batch_id = await submit(client, [line("one", "a"), line("two", "b")])
+    assert (await wait_status(client, batch_id, ("completed", "failed"))).status == "completed"
+    url = f"/v1/batches/{batch_id}/events"
+    async with httpx.AsyncClient(base_url=batch_platform.url, timeout=5) as http:
+        events = sse_events((await http.get(url, headers=tenant.headers)).text)
+        assert events[-1]["event"] == "done"
+        after_done = await http.get(
+            url, headers={**tenant.headers, "Last-Event-ID": events[-1]["id"]}
+        )
+        assert after_done.status_code == 200 and sse_events(after_done.text) == []
+        unknown = await http.get(url, headers={**tenant.headers, "Last-Event-ID": "nope"})
+    assert unknown.status_code == 400
+    assert unknown.json()["error"]["param"] == "Last-Event-ID"
+
+
 async def test_bad_files_are_refused_with_line_numbers(
     sdk: tuple[openai.AsyncOpenAI, TenantKey],
 ) -> None:

@@ -14,6 +14,7 @@ import pytest
 
 from infra.local_stack import ServiceAddresses
 from infra.local_stack.process import free_port
+from tests.conftest import NAMESPACES
 from tests.harness import ROOT, eventually, sse_events, unique
 
 
@@ -64,10 +65,17 @@ def test_commands_without_services_fail_with_a_message() -> None:
     assert unknown.returncode == 2 and "unknown group" in unknown.stderr
 
 
-def _start_dev(
-    services: ServiceAddresses, port: int, data_dir: Path, log: Path
+def start_dev(
+    services: ServiceAddresses,
+    port: int,
+    data_dir: Path,
+    log: Path,
+    extra_env: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
-    env = {**os.environ, **services.as_env(), "AYUSH_TOPIC_PREFIX": unique("dev") + "."}
+    """`ayush dev` on the session's services, in a topic namespace of its own."""
+    prefix = unique("dev") + "."
+    NAMESPACES.add(prefix)  # its topics are dropped with the session's
+    env = {**os.environ, **services.as_env(), "AYUSH_TOPIC_PREFIX": prefix, **(extra_env or {})}
     with log.open("w") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "ayush.cli", "dev", "--port", str(port),
@@ -82,7 +90,7 @@ async def test_dev_runs_a_job_end_to_end_and_stops_on_ctrl_c(
 ) -> None:
     port = free_port()
     log = tmp_path / "dev.log"
-    dev = _start_dev(services, port, tmp_path / "data", log)
+    dev = start_dev(services, port, tmp_path / "data", log)
     try:
 
         async def banner() -> str | None:

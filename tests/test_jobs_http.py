@@ -182,3 +182,44 @@ async def test_text_parts_count_against_the_budget(client: httpx.AsyncClient, db
     response = await client.post("/v1/jobs", json=body, headers=admin.headers)
     assert response.status_code == 402, response.text
     assert response.json()["error"] == "budget_exceeded"
+
+
+async def test_resume_from_an_unknown_id_is_refused_naming_the_header(
+    client: httpx.AsyncClient, tenant: TenantKey
+) -> None:
+    job_id = await submit(client, tenant, chat("resume me"))
+    await wait_finished(client, tenant, job_id)
+    full = sse_events((await client.get(f"/v1/jobs/{job_id}/events", headers=tenant.headers)).text)
+    newest = full[-1]["id"]
+    millis = int(newest.split("-")[0])
+    for bad in ("abc", "1-2-3", f"{millis + 10_000}-0", f"{newest.split('-')[0]}-999", "9" * 30):
+        response = await client.get(
+            f"/v1/jobs/{job_id}/events", headers={**tenant.headers, "Last-Event-ID": bad}
+        )
+        assert response.status_code == 400, (bad, response.text)
+        body = response.json()
+        assert body["error"] == "invalid_request" and "Last-Event-ID" in body["message"]
+        assert body["details"][0]["field"] == "Last-Event-ID"
+    # From the start ("0-0") is no stranger: it replays everything.
+    again = await client.get(
+        f"/v1/jobs/{job_id}/events", headers={**tenant.headers, "Last-Event-ID": "0-0"}
+    )
+    assert [e["id"] for e in sse_events(again.text)] == [e["id"] for e in full]
+
+
+async def test_resume_after_the_end_closes_at_once(
+    client: httpx.AsyncClient, tenant: TenantKey
+) -> None:
+    job_id = await submit(client, tenant, chat("already over"))
+    await wait_finished(client, tenant, job_id)
+    full = sse_events((await client.get(f"/v1/jobs/{job_id}/events", headers=tenant.headers)).text)
+    assert full[-1]["event"] == "done"
+    # The stream waits 15 s for news before a keepalive: well under that means it closed.
+    async with httpx.AsyncClient(base_url=str(client.base_url), timeout=5) as quick:
+        resumed = await quick.get(
+            f"/v1/jobs/{job_id}/events",
+            headers={**tenant.headers, "Last-Event-ID": full[-1]["id"]},
+        )
+    assert resumed.status_code == 200
+    assert resumed.headers["content-type"].startswith("text/event-stream")
+    assert sse_events(resumed.text) == []

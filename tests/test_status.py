@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -58,3 +59,34 @@ async def test_status_reports_offsets_lag_and_members(
         assert "members unknown" in shown.stdout
     else:
         assert "Stable" in shown.stdout
+
+
+async def test_status_fits_80_columns_and_speaks_json(running: Running) -> None:
+    settings = running.settings
+
+    def status(*args: str) -> str:
+        shown = subprocess.run(
+            [sys.executable, "-m", "ayush.cli", "status", *args],
+            cwd=ROOT, env={**os.environ, **running.platform.env, "COLUMNS": "80"},
+            capture_output=True, text=True, timeout=180, check=True,
+        )  # fmt: skip
+        return shown.stdout
+
+    text = await asyncio.to_thread(status)
+    lines = text.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    # Every header is shown whole, not folded into broken words ("committe" / "d").
+    header_words = {w for line in lines if line.startswith("┃") for w in line.strip("┃ ").split()}
+    assert {"topic", "partitions", "messages", "part", "end", "committed", "lag"} <= header_words
+    assert settings.group("model-calls") in text
+
+    document = json.loads(await asyncio.to_thread(status, "--json"))
+    group = next(g for g in document["groups"] if g["group"] == settings.group("model-calls"))
+    assert {"state", "members", "lag", "note", "partitions"} <= set(group)
+    assert all(set(p) == {"topic", "partition", "end", "committed", "lag"}
+               for p in group["partitions"])  # fmt: skip
+    assert group["lag"] == sum(p["lag"] for p in group["partitions"])
+    requested = next(
+        t for t in document["topics"] if t["topic"] == settings.topic("ai.job.requested")
+    )
+    assert requested["partitions"] == settings.kafka_max_partitions

@@ -187,7 +187,7 @@ async def test_budget_endpoints_check_who_asks_and_what(
     )
     view = ok.json()
     assert ok.status_code == 200 and Decimal(view["monthly_usd"]) == Decimal("25")
-    assert view["scope"] == "tenant" and view["spent_usd"] == "0"
+    assert view["scope"] == "tenant" and view["spent_usd"] == "0.00000000"
     assert view["resets_at"].startswith(period_reset(view["period"]).strftime("%Y-%m-%d"))
 
     key, plaintext = await create_api_key(db, uuid.UUID(str(admin.tenant_id)))

@@ -18,6 +18,7 @@ from infra.db.jobs import Outcome
 from schemas import jobs as ev
 from schemas import topics, versions
 from schemas.envelope import Envelope, RawEnvelope
+from schemas.money import usd_text
 
 
 async def emit(ports: Ports, request: ev.JobRequested, type_: str, data: dict[str, Any]) -> None:
@@ -58,7 +59,7 @@ async def announce_success(
     data: dict[str, Any] = {
         "text": result.text, "finish_reason": result.finish_reason, "provider": result.provider,
         "model": result.model, "usage": usage.model_dump(), "tool_calls": result.tool_calls,
-        "cached": result.cached, "cost_usd": str(result.cost_usd),
+        "cached": result.cached, "cost_usd": usd_text(result.cost_usd),
     }  # fmt: skip
     if answer.embeddings is not None:
         data["embeddings"] = answer.embeddings

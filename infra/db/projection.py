@@ -20,6 +20,7 @@ from sqlalchemy.dialects.postgresql import insert
 from infra.db.engine import Database
 from infra.db.idempotency import claim
 from infra.db.models import ApiKey, Job, JobResult, Tenant
+from schemas.money import usd_text
 
 JOB_FIELDS = (
     "id", "tenant_id", "api_key_id", "user_id", "kind", "model", "provider", "status",
@@ -83,7 +84,7 @@ async def job_failed(
 
 def _plain(value: Any) -> Any:
     if isinstance(value, Decimal):
-        return str(value.normalize())
+        return usd_text(value)  # every decimal column holds money
     if isinstance(value, uuid.UUID):
         return str(value)
     return value

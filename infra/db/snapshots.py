@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import text
 
 from infra.db.engine import Database
+from schemas.money import usd_text
 
 Rows = dict[str, dict[str, Any]]
 
@@ -38,7 +39,7 @@ MEMORY_TABLES = ("memories", "memory_chunks", "memory_user_forgets")
 
 def _plain(value: Any) -> Any:
     if isinstance(value, Decimal):
-        return str(value.normalize())
+        return usd_text(value)  # every decimal column holds money
     if isinstance(value, uuid.UUID):
         return str(value)
     return value

@@ -40,6 +40,7 @@ from producers.ingress.errors import ApiError, unavailable
 from producers.ingress.openai_errors import model_refused
 from producers.ingress.state import services
 from schemas.jobs import ChatJob
+from schemas.money import usd_text
 from schemas.usage import current_period, period_reset
 
 
@@ -172,8 +173,8 @@ async def _budget_exceeded(adm: Admission, scope: BudgetScope, period: str) -> B
             "budget": {
                 "scope": scope.kind,
                 "api_key_id": str(scope.id) if scope.kind == "key" else None,
-                "monthly_usd": str(state.monthly_usd) if state.monthly_usd is not None else None,
-                "spent_usd": str(state.spent_usd),
+                "monthly_usd": None if state.monthly_usd is None else usd_text(state.monthly_usd),
+                "spent_usd": usd_text(state.spent_usd),
                 "period": period,
                 "resets_at": resets_at.isoformat(),
             },

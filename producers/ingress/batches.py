@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query
+from starlette.responses import StreamingResponse
 
 from infra.db import batches as batch_store
 from infra.db.models import Batch, utcnow
@@ -16,14 +17,17 @@ from infra.redis import TERMINAL
 from producers.ingress.auth import authenticate
 from producers.ingress.body import json_body
 from producers.ingress.errors import ApiError, unavailable
-from producers.ingress.event_streams import SlotStream, slot_stream, take_slot
-from producers.ingress.job_stream import KEEPALIVE_MS, _frame
+from producers.ingress.event_streams import SSE, SSE_HEADERS, slot_stream, take_slot
+from producers.ingress.job_stream import KEEPALIVE_MS, _frame, ended_stream, resume_point
 from producers.ingress.openai_errors import OpenAIError, from_api_error, not_found
 from producers.ingress.state import Services, services_dependency
 from schemas import batches as bev
 from schemas import topics
 from schemas.envelope import Actor, Envelope
 from schemas.ids import derived_id, uuid7
+
+# The id of the `done` frame of a finished batch replayed from the database.
+BATCH_REPLAY_END = "0-2"
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"])
 
@@ -175,13 +179,19 @@ async def events(
     owner: Owner,
     svc: Svc,
     last_event_id: Annotated[str | None, Header()] = None,
-) -> SlotStream:
+) -> StreamingResponse:
     batch = await _owned(svc, owner, batch_id)
+    finished = batch.status in bev.TERMINAL_STATUSES
     try:
+        resume = await resume_point(
+            svc, batch.id, last_event_id, finished=finished, replay_end=BATCH_REPLAY_END
+        )
+        if resume.ended:  # nothing left to send: no slot needed
+            return StreamingResponse(ended_stream(), media_type=SSE, headers=SSE_HEADERS)
         slot = await take_slot(svc, owner)
-    except ApiError as exc:
+    except ApiError as exc:  # this group answers in OpenAI's error shape
         raise from_api_error(exc) from exc
-    return slot_stream(svc, slot, _stream(svc, batch, last_event_id or "0-0"))
+    return slot_stream(svc, slot, _stream(svc, batch, resume.after))
 
 
 async def _stream(svc: Services, batch: Batch, after: str) -> AsyncIterator[bytes]:
@@ -199,7 +209,7 @@ async def _stream(svc: Services, batch: Batch, after: str) -> AsyncIterator[byte
                 counts = view.request_counts.model_dump()
                 yield _frame("0-1", "status", {"status": view.status, "request_counts": counts})
                 if current.status in bev.TERMINAL_STATUSES:
-                    yield _frame("0-2", TERMINAL, {"status": current.status})
+                    yield _frame(BATCH_REPLAY_END, TERMINAL, {"status": current.status})
                 return
             yield b": keepalive\n\n"
             continue

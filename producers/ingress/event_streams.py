@@ -18,6 +18,7 @@ from infra.stream_slots import StreamLimit, StreamSlot, StreamSlots
 from producers.ingress.errors import ApiError
 from producers.ingress.state import Services
 
+SSE = "text/event-stream"
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 _RETRY = {"Retry-After": "1"}
 _SETTING = {"key": "AYUSH_MAX_STREAMS_PER_KEY", "tenant": "AYUSH_MAX_STREAMS_PER_TENANT"}
@@ -32,7 +33,7 @@ class SlotStream(StreamingResponse):
         slot: StreamSlot,
         headers: dict[str, str] | None = None,
     ) -> None:
-        super().__init__(content, media_type="text/event-stream", headers=headers)
+        super().__init__(content, media_type=SSE, headers=headers)
         self._slots = slots
         self._slot = slot
 

@@ -2,18 +2,85 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from infra.db import jobs as job_store
 from infra.errors import TransientError
-from infra.redis import TERMINAL
+from infra.redis import TERMINAL, entry_order
+from producers.ingress.errors import ApiError
 from producers.ingress.state import Services
+from schemas.money import usd_text
 
 KEEPALIVE_MS = 15_000
+# The ids the streams give: Redis stream entry ids, "<milliseconds>-<sequence>".
+_ENTRY_ID = re.compile(r"(\d{1,20})-(\d{1,20})")
+_MAX_ID_PART = 2**64 - 1
+# The id of the last frame of a finished job replayed from the database.
+JOB_REPLAY_END = "0-3"
+
+
+@dataclass(frozen=True)
+class Resume:
+    """Where a (re)connecting client starts: after `after`; `ended` when it has already
+    seen the stream's end, so its answer is an empty stream that closes at once."""
+
+    after: str
+    ended: bool = False
+
+
+async def resume_point(
+    svc: Services,
+    stream_id: uuid.UUID,
+    last_event_id: str | None,
+    *,
+    finished: bool,
+    replay_end: str = JOB_REPLAY_END,
+) -> Resume:
+    """Check a client's `Last-Event-ID` against the stream before answering.
+
+    Once the live stream expired, the stored job (or batch) is replayed from the
+    database with ids 0-1, 0-2 … up to `replay_end`, its `done`; `finished` says
+    whether it has ended. Raises ApiError 400 for an id that is not one of the
+    stream's, 503 when Redis is away.
+    """
+    if last_event_id is None or last_event_id == "":
+        return Resume("0-0")
+    match = _ENTRY_ID.fullmatch(last_event_id.strip())
+    if match is None or any(int(part) > _MAX_ID_PART for part in match.groups()):
+        raise _unknown_id(last_event_id)
+    after = match.group(0)
+    try:
+        position = await svc.streams.position(stream_id, after)
+    except TransientError as exc:
+        raise ApiError(503, "unavailable", f"the event stream is unavailable: {exc}",
+                       {"Retry-After": "1"}) from exc  # fmt: skip
+    if position is None:
+        return Resume(after, ended=finished and entry_order(after) >= entry_order(replay_end))
+    if not position.known:
+        raise _unknown_id(last_event_id)
+    return Resume(after, ended=position.ended)
+
+
+def _unknown_id(value: str) -> ApiError:
+    shown = value if len(value) <= 64 else value[:64] + "…"
+    return ApiError(
+        400, "invalid_request",
+        f"header Last-Event-ID: {shown!r} is not an event id of this stream; "
+        "reconnect without it to read the stream from the start",
+        field="Last-Event-ID",
+    )  # fmt: skip
+
+
+async def ended_stream() -> AsyncIterator[bytes]:
+    """The answer to a client that has seen the end already: nothing, closed at once."""
+    return
+    yield b""  # pragma: no cover - makes this an async generator
 
 
 def _frame(event_id: str, type_: str, data: dict[str, Any]) -> bytes:
@@ -25,9 +92,9 @@ def _frame(event_id: str, type_: str, data: dict[str, Any]) -> bytes:
 
 
 async def job_event_stream(
-    svc: Services, tenant_id: uuid.UUID, job_id: uuid.UUID, last_event_id: str | None
+    svc: Services, tenant_id: uuid.UUID, job_id: uuid.UUID, after: str
 ) -> AsyncIterator[bytes]:
-    after = last_event_id or "0-0"
+    """The stream after `after`, an id `resume_point` has checked."""
     yield b"retry: 1000\n\n"
     while True:
         try:
@@ -61,17 +128,22 @@ async def _from_database(
     if job.status not in ("succeeded", "failed"):
         yield _frame("0-1", "status", {"status": job.status})
         return
-    if after != "0-0":
-        return  # a resumed client already saw the end, or nothing newer exists
-    yield _frame("0-1", "status", {"status": job.status, "provider": job.provider})
+    frames: list[tuple[str, str, dict[str, Any]]] = [
+        ("0-1", "status", {"status": job.status, "provider": job.provider})
+    ]
     if result is not None:
         usage = {"input_tokens": result.input_tokens, "output_tokens": result.output_tokens}
-        yield _frame(
+        frames.append((
             "0-2",
             "result",
             {"text": result.text, "finish_reason": result.finish_reason,
-             "provider": result.provider, "model": result.model, "usage": usage},
-        )  # fmt: skip
+             "provider": result.provider, "model": result.model, "usage": usage,
+             "cost_usd": usd_text(result.cost_usd)},
+        ))  # fmt: skip
     else:
-        yield _frame("0-2", "error", {"message": job.error or "failed"})
-    yield _frame("0-3", TERMINAL, {"status": job.status})
+        frames.append(("0-2", "error", {"message": job.error or "failed"}))
+    frames.append((JOB_REPLAY_END, TERMINAL, {"status": job.status}))
+    for frame_id, type_, data in frames:
+        # A client that resumes the replay gets only what it has not seen.
+        if entry_order(frame_id) > entry_order(after):
+            yield _frame(frame_id, type_, data)

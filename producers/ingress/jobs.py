@@ -6,6 +6,7 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request
+from starlette.responses import StreamingResponse
 
 from infra.db import jobs as job_store
 from infra.db.models import Job
@@ -19,8 +20,8 @@ from producers.ingress.admission import (
 )
 from producers.ingress.body import json_body
 from producers.ingress.errors import ApiError, unavailable
-from producers.ingress.event_streams import SlotStream, slot_stream, take_slot
-from producers.ingress.job_stream import job_event_stream
+from producers.ingress.event_streams import SSE, SSE_HEADERS, slot_stream, take_slot
+from producers.ingress.job_stream import ended_stream, job_event_stream, resume_point
 from producers.ingress.openai_errors import model_refused
 from producers.ingress.state import Services, services_dependency
 from schemas import jobs as ev
@@ -128,12 +129,16 @@ async def job_events(
     owner: Owner,
     svc: Svc,
     last_event_id: Annotated[str | None, Header()] = None,
-) -> SlotStream:
+) -> StreamingResponse:
     found = await job_store.get_job(svc.db, owner.tenant_id, job_id)
     if found is None:
         raise ApiError(404, "not_found", f"no job {job_id}")
+    finished = found.job.status in ("succeeded", "failed")
+    resume = await resume_point(svc, job_id, last_event_id, finished=finished)
+    if resume.ended:  # nothing left to send: no slot needed
+        return StreamingResponse(ended_stream(), media_type=SSE, headers=SSE_HEADERS)
     slot = await take_slot(svc, owner)
-    return slot_stream(svc, slot, job_event_stream(svc, owner.tenant_id, job_id, last_event_id))
+    return slot_stream(svc, slot, job_event_stream(svc, owner.tenant_id, job_id, resume.after))
 
 
 def job_view(found: job_store.JobWithResult) -> JobView:
@@ -154,6 +159,7 @@ def job_view(found: job_store.JobWithResult) -> JobView:
         error=job.error,
         finish_reason=result.finish_reason if result else None,
         usage=usage,
+        cost_usd=result.cost_usd if result else None,
         metadata=job.job_metadata,
         created_at=job.created_at,
         started_at=job.started_at,

@@ -44,6 +44,7 @@ from schemas import topics
 from schemas.chat_completions import chat_job
 from schemas.envelope import Actor, Envelope
 from schemas.ids import uuid7
+from schemas.money import usd_text
 from schemas.openai import ChatCompletionRequest, EmbeddingRequest
 
 router = APIRouter(prefix="/v1", tags=["openai"])
@@ -166,7 +167,7 @@ async def _answer(
             result = await next_event()
         if result.type == "error":
             raise _with(oe.from_job_error(result.data), headers)
-        headers["X-Ayush-Cost-Usd"] = str(result.data.get("cost_usd", "0"))
+        headers["X-Ayush-Cost-Usd"] = usd_text(result.data.get("cost_usd", "0"))
         payload = (
             _embedding_body(result.data, encoding)
             if job.kind == "embedding"

@@ -13,6 +13,7 @@ from infra.db.tenants import KeyOwner
 from infra.db.usage_report import UsageTotal, total_of, usage_totals
 from producers.ingress.admission import Admission, admission_dependency, rate_limited
 from producers.ingress.errors import ApiError
+from schemas.money import usd_text
 from schemas.usage import GroupBy, UsageReport, UsageRow
 
 router = APIRouter(prefix="/v1/usage", tags=["usage"])
@@ -62,5 +63,6 @@ def _row(total: UsageTotal) -> UsageRow:
 def _csv(group_by: str, rows: list[UsageTotal]) -> str:
     header = [group_by, "events", "input_tokens", "output_tokens", "cost_usd"]
     return csv_text(
-        header, ([r.group, r.events, r.input_tokens, r.output_tokens, r.cost_usd] for r in rows)
+        header,
+        ([r.group, r.events, r.input_tokens, r.output_tokens, usd_text(r.cost_usd)] for r in rows),
     )
