@@ -216,7 +216,11 @@ async def test_archive_then_replay_from_s3_rebuilds_the_projection(
         key = str(user_key(tenant.tenant_id, user))  # type: ignore[arg-type]
         await eventually(lambda k=key, n=n: _logged(db, tenant, k, n), 60, "memory archived")
     await eventually(lambda: _memories_settled(db, tenant), 60, "the live memory store")
-    await eventually(lambda: _usage_counted(db, tenant, 3), 60, "the usage group to count")
+    # three answered chat jobs, and one embedding call for each of the five remembers
+    usage_events = 3 + 5
+    await eventually(
+        lambda: _usage_counted(db, tenant, usage_events), 60, "the usage group to count"
+    )
 
     window = replay.Query(
         topics=[topics.AI_JOB_REQUESTED.name], start=started,
@@ -253,7 +257,7 @@ async def test_archive_then_replay_from_s3_rebuilds_the_projection(
     try:
         for group, topic_names, handled in (
             (job_projection.GROUP, job_projection.TOPICS, 4 * 3),  # requested, started, ended
-            ("usage", [topics.USAGE_RECORDED.name, topics.USAGE_BUDGET.name], 3),
+            ("usage", [topics.USAGE_RECORDED.name, topics.USAGE_BUDGET.name], usage_events),
         ):
             query = replay.Query(
                 topics=topic_names, start=window.start, end=window.end,

@@ -63,7 +63,8 @@ class Ports:
     # where outcomes are announced; None only where nothing replays them (a test's store)
     publisher: Publisher | None = None
     # what each embedding costs: every remember's embedding call is a `usage.recorded`
-    prices: PriceTable = field(default_factory=lambda: PriceTable({}))
+    # The shipped table unless told otherwise: never an empty one that prices nothing.
+    prices: PriceTable = field(default_factory=PriceTable.load)
 
 
 def handlers(ports: Ports) -> Mapping[str, Handler]:

@@ -5,7 +5,11 @@ from __future__ import annotations
 import orjson
 
 from consumers.batch.lines import parse_input
+from infra.pricing import PriceTable
+from infra.routing.catalog import ModelCatalog
+from infra.routing.config import RoutingConfig
 
+MODELS = ModelCatalog(RoutingConfig(), PriceTable.load())  # the shipped models
 URL = "/v1/chat/completions"
 
 
@@ -16,7 +20,9 @@ def line(custom_id: str, content: str) -> bytes:
 
 def test_nul_in_a_line_is_refused_naming_the_field() -> None:
     data = b"\n".join([line("ok", "hello"), line("a\x00", "hello"), line("b", "hi\x00")])
-    requests, errors = parse_input(data, endpoint=URL, max_requests=10, max_bytes=10_000)
+    requests, errors = parse_input(
+        data, endpoint=URL, max_requests=10, max_bytes=10_000, models=MODELS
+    )
     assert requests == []
     assert [(e.line, e.param) for e in errors] == [(2, "custom_id"), (3, "body.messages.0.content")]
     assert all("\x00" not in e.message for e in errors)  # the errors are stored as jsonb
@@ -28,5 +34,6 @@ def test_lines_without_nul_are_read() -> None:
         endpoint=URL,
         max_requests=10,
         max_bytes=10_000,
+        models=MODELS,
     )
     assert errors == [] and [r.custom_id for r in requests] == ["a", "b"]

@@ -5,7 +5,11 @@ from __future__ import annotations
 import json
 
 from consumers.batch.lines import parse_input
+from infra.pricing import PriceTable
+from infra.routing.catalog import ModelCatalog
+from infra.routing.config import RoutingConfig
 
+MODELS = ModelCatalog(RoutingConfig(), PriceTable.load())  # the shipped models
 ENDPOINT = "/v1/chat/completions"
 
 
@@ -17,7 +21,7 @@ def line(custom_id: str) -> bytes:
 
 def parse(data: bytes, max_requests: int) -> tuple[list[str], list[tuple[str, int | None, str]]]:
     requests, errors = parse_input(
-        data, endpoint=ENDPOINT, max_requests=max_requests, max_bytes=10_000_000
+        data, endpoint=ENDPOINT, max_requests=max_requests, max_bytes=10_000_000, models=MODELS
     )
     return [r.custom_id for r in requests], [(e.code, e.line, e.message) for e in errors]
 
