@@ -11,6 +11,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from ayush.dev_services import with_dev_services
 from ayush.history_cli import audit_app, dlq_app, replay_command, verify_command
 from infra.settings import Settings
 
@@ -36,7 +37,8 @@ app.add_typer(secrets_app, name="secrets")
 
 
 def _settings() -> Settings:
-    return Settings()
+    """The environment's settings; with no service named there, a running `ayush dev`'s."""
+    return with_dev_services(Settings())
 
 
 def _services_or_exit(settings: Settings) -> Settings:
@@ -73,7 +75,7 @@ def dev(
     from ayush.dev import run_dev
 
     _logging("WARNING")
-    settings = _settings().model_copy(update={"data_dir": data_dir})
+    settings = Settings().model_copy(update={"data_dir": data_dir})
     raise typer.Exit(run_dev(settings, host, port, fail_fast=fail_fast))
 
 

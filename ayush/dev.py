@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shlex
 import signal
 import time
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from types import FrameType
 import httpx
 import typer
 
+from ayush import dev_services
 from ayush.groups import GROUPS
 from ayush.supervisor import Child, Supervisor, why_exited
 from infra.db.engine import Database
@@ -143,10 +145,10 @@ def run_dev(settings: Settings, host: str, port: int, fail_fast: bool = False) -
         key_file = data_dir / "dev-api-key"
         key = asyncio.run(dev_key(settings, _saved_key(key_file)))
         _save_key(key_file, key)
-        children = Supervisor(
-            dev_env(settings, stack, data_dir), lambda line: echo(line, err=True),
-            fail_fast=fail_fast,
-        )  # fmt: skip
+        env = dev_env(settings, stack, data_dir)
+        children = Supervisor(env, lambda line: echo(line, err=True), fail_fast=fail_fast)
+        # Other `ayush` commands run next to this one find the services here.
+        dev_services.record(data_dir, stack.addresses, env.get("AYUSH_ENCRYPTION_KEYS", ""))
         logs = data_dir / "logs"
         logs.mkdir(exist_ok=True)
         url = f"http://{host}:{port}"
@@ -170,6 +172,10 @@ def run_dev(settings: Settings, host: str, port: int, fail_fast: bool = False) -
         echo(f"  redis      {addr.redis_url}")
         echo(f"  workers    {', '.join(GROUPS)}   logs in {logs}")
         echo("")
+        echo("Other `ayush` commands run here find these services by themselves; other tools:")
+        exports = stack.addresses.as_env()
+        echo("  " + " ".join(f"export {name}={shlex.quote(v)};" for name, v in exports.items()))
+        echo("")
         echo("Try it:")
         echo(f"  curl -s -H 'Authorization: Bearer {key}' \\")
         body = '{"kind":"chat","model":"local-echo","messages":[{"role":"user","content":"hi"}]}'
@@ -192,6 +198,7 @@ def run_dev(settings: Settings, host: str, port: int, fail_fast: bool = False) -
         return 1
     finally:
         echo("stopping …")
+        dev_services.forget(data_dir)
         if children is not None:
             children.stop()
         stack.stop()

@@ -17,6 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, TaskID, TextColumn, Tim
 from rich.progress import Progress as RichProgress
 from rich.table import Table
 
+from ayush.dev_services import with_dev_services
 from infra.settings import Settings
 
 T = TypeVar("T")
@@ -29,7 +30,7 @@ TIME_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%
 
 
 def _settings() -> Settings:
-    settings = Settings()
+    settings = with_dev_services(Settings())
     try:
         settings.require_services()
     except RuntimeError as exc:

@@ -90,7 +90,8 @@ async def test_dev_runs_a_job_end_to_end_and_stops_on_ctrl_c(
 ) -> None:
     port = free_port()
     log = tmp_path / "dev.log"
-    dev = start_dev(services, port, tmp_path / "data", log)
+    data = tmp_path / ".ayush"  # a project folder's default data folder
+    dev = start_dev(services, port, data, log)
     try:
 
         async def banner() -> str | None:
@@ -110,7 +111,16 @@ async def test_dev_runs_a_job_end_to_end_and_stops_on_ctrl_c(
             events = sse_events((await client.get(f"/v1/jobs/{job_id}/events")).text)
             assert events[-2]["data"]["text"] == "hello dev"
             assert (await client.get(f"/v1/jobs/{job_id}")).json()["status"] == "succeeded"
-        assert (tmp_path / "data" / "dev-api-key").read_text().strip() == key
+        assert (data / "dev-api-key").read_text().strip() == key
+        # A second terminal in the project folder, nothing exported: the command finds
+        # the running stack's services by itself.
+        created = newcomer_cli(tmp_path, "keys", "create", "--tenant", unique("acme-"))
+        assert created.returncode == 0, created.stderr
+        new_key = created.stdout.strip().splitlines()[-1]
+        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+            listed = await client.get("/v1/models", headers={"Authorization": f"Bearer {new_key}"})
+            assert listed.status_code == 200, listed.text
+        assert "export KAFKA_BOOTSTRAP_SERVERS=" in text  # for tools other than `ayush`
     finally:
         started = time.monotonic()
         dev.send_signal(signal.SIGINT)
@@ -119,3 +129,17 @@ async def test_dev_runs_a_job_end_to_end_and_stops_on_ctrl_c(
     assert code == 0, log.read_text()
     assert stopped_in < 20  # a few seconds when the machine is not saturated
     assert "stopped" in log.read_text()
+    # Stopped: no stale addresses are used.
+    assert not (data / "services.json").exists()
+    after = newcomer_cli(tmp_path, "keys", "create", "--tenant", unique("acme-"))
+    assert after.returncode == 2 and "must be set" in after.stderr
+
+
+def newcomer_cli(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """An `ayush` command run in `folder` with no service address in its environment."""
+    names = ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "REDIS_URL", "S3_ENDPOINT_URL")
+    env = {k: v for k, v in os.environ.items() if k not in names and not k.startswith("AYUSH_")}
+    return subprocess.run(
+        [sys.executable, "-m", "ayush.cli", *args],
+        cwd=folder, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
