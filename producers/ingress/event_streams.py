@@ -15,7 +15,7 @@ from starlette.types import Receive, Scope, Send
 from infra.db.tenants import KeyOwner
 from infra.errors import TransientError
 from infra.stream_slots import StreamLimit, StreamSlot, StreamSlots
-from producers.ingress.errors import ApiError
+from producers.ingress.errors import ApiError, unavailable
 from producers.ingress.state import Services
 
 SSE = "text/event-stream"
@@ -62,7 +62,7 @@ async def take_slot(svc: Services, owner: KeyOwner) -> StreamSlot:
             _RETRY,
         ) from exc  # fmt: skip
     except TransientError as exc:
-        raise ApiError(503, "unavailable", "streams are unavailable, try again", _RETRY) from exc
+        raise unavailable("event streams", exc) from exc
 
 
 def slot_stream(

@@ -13,7 +13,7 @@ import orjson
 from infra.db import jobs as job_store
 from infra.errors import TransientError
 from infra.redis import TERMINAL, entry_order
-from producers.ingress.errors import ApiError
+from producers.ingress.errors import ApiError, unavailable
 from producers.ingress.state import Services
 from schemas.money import usd_text
 
@@ -58,8 +58,7 @@ async def resume_point(
     try:
         position = await svc.streams.position(stream_id, after)
     except TransientError as exc:
-        raise ApiError(503, "unavailable", f"the event stream is unavailable: {exc}",
-                       {"Retry-After": "1"}) from exc  # fmt: skip
+        raise unavailable("the event stream", exc) from exc
     if position is None:
         return Resume(after, ended=finished and entry_order(after) >= entry_order(replay_end))
     if not position.known:
