@@ -166,7 +166,7 @@ def keys_create(
     tenant_created, key_id, plaintext = _run(create_key(settings, tenant, admin, name))
     if tenant_created:
         typer.echo(f"created tenant {tenant}")
-    typer.echo(f"key {key_id} ({'admin' if admin else 'standard'}); it is shown only once:")
+    typer.echo(f"key {key_id} ({'admin' if admin else 'developer'}); it is shown only once:")
     typer.echo(plaintext)
 
 

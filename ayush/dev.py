@@ -50,7 +50,7 @@ async def dev_key(settings: Settings, saved: str | None) -> str:
         if saved and await find_key_owner(db, saved) is not None:
             return saved
         tenant, _ = await ensure_tenant(db, DEV_TENANT)
-        _, plaintext = await create_api_key(db, tenant.id, name="dev", is_admin=True)
+        _, plaintext = await create_api_key(db, tenant.id, name="dev", role="admin")
         return plaintext
     finally:
         await db.close()

@@ -56,6 +56,7 @@ def audit_job(
     from infra.db.engine import Database
     from infra.db.tenants import find_key_owner
     from producers.ingress.audit import job_trail
+    from producers.ingress.caller import Caller
     from producers.ingress.errors import ApiError
 
     settings = _settings()
@@ -67,7 +68,7 @@ def audit_job(
             owner = await find_key_owner(db, key)
             if owner is None:
                 raise ApiError(401, "unauthorized", "unknown or revoked API key")
-            return (await job_trail(db, owner, job_id)).model_dump_json(indent=2)
+            return (await job_trail(db, Caller.of_key(owner), job_id)).model_dump_json(indent=2)
         finally:
             await db.close()
 

@@ -18,7 +18,9 @@ async def create_key(
     db = Database(database_url, pool_size=1)
     try:
         row, created = await ensure_tenant(db, tenant)
-        key, plaintext = await create_api_key(db, row.id, name=name, is_admin=admin)
+        key, plaintext = await create_api_key(
+            db, row.id, name=name, role="admin" if admin else "developer"
+        )
         return created, key.id, plaintext
     finally:
         await db.close()

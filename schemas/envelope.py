@@ -14,11 +14,12 @@ P = TypeVar("P", bound=BaseModel)
 
 
 class Actor(BaseModel):
-    """Who caused an event: an API key of a tenant, a system component, a webhook."""
+    """Who caused an event: an API key or a signed-in user of a tenant, a system component,
+    a webhook."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    kind: str = Field(description="api_key | system | webhook")
+    kind: str = Field(description="api_key | user | system | webhook")
     id: str
 
 

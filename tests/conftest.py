@@ -138,7 +138,7 @@ class TenantKey:
 
 async def make_tenant(db: Database, admin: bool = False) -> TenantKey:
     tenant, _ = await ensure_tenant(db, unique("tenant-"))
-    _, plaintext = await create_api_key(db, tenant.id, is_admin=admin)
+    _, plaintext = await create_api_key(db, tenant.id, role="admin" if admin else "developer")
     return TenantKey(tenant.id, plaintext, {"Authorization": f"Bearer {plaintext}"})
 
 

@@ -113,7 +113,7 @@ async def test_usage_budgets_csv_and_cli_show_plain_amounts(
 ) -> None:
     name = unique("money-")
     owner, _ = await ensure_tenant(db, name)
-    _, plaintext = await create_api_key(db, owner.id, is_admin=True)
+    _, plaintext = await create_api_key(db, owner.id, role="admin")
     headers = {"Authorization": f"Bearer {plaintext}"}
     costs = {"free-model": "0", "tiny-model": "0.00000001", "large-model": "12345678.9"}
     events = [usage_event(owner.id, model=model, cost=cost) for model, cost in costs.items()]
@@ -167,7 +167,7 @@ def _no_exponent(document: Any) -> None:
 
 async def test_a_fresh_budget_view_has_no_exponent(client: httpx.AsyncClient, db: Database) -> None:
     owner, _ = await ensure_tenant(db, unique("fresh-"))
-    _, plaintext = await create_api_key(db, owner.id, is_admin=True)
+    _, plaintext = await create_api_key(db, owner.id, role="admin")
     headers = {"Authorization": f"Bearer {plaintext}"}
     view = (await client.get("/v1/budgets/tenant", headers=headers)).json()
     _no_exponent(view)

@@ -39,11 +39,19 @@ class ApiKey(SQLModel, table=True):
     name: str = Field(default="", max_length=200)
     key_hash: str = Field(unique=True, max_length=64)
     prefix: str = Field(max_length=16)
-    is_admin: bool = False
+    role: str = Field(default="developer", max_length=16)
+    scopes: list[str] = Field(default_factory=list, sa_column=Column(JSONB, nullable=False))
     created_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
     )
     revoked_at: datetime | None = _ts()
+    expires_at: datetime | None = _ts()
+    # CIDRs the key may be used from; empty means anywhere.
+    allowed_ips: list[str] = Field(default_factory=list, sa_column=Column(JSONB, nullable=False))
+    last_used_at: datetime | None = _ts()
+    # After a rotation the previous secret keeps working until previous_valid_until.
+    previous_key_hash: str | None = Field(default=None, unique=True, max_length=64)
+    previous_valid_until: datetime | None = _ts()
 
 
 class Job(SQLModel, table=True):

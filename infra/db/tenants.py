@@ -7,9 +7,10 @@ import re
 import secrets
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime
+from typing import Any, Literal
 
-from sqlalchemy import select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.dialects.postgresql import insert
 
 from infra.db.engine import Database
@@ -33,14 +34,23 @@ def is_well_formed_key(candidate: str) -> bool:
     return KEY_FORMAT.fullmatch(candidate) is not None
 
 
+KeyRole = Literal["admin", "developer", "service", "auditor"]
+KEY_ROLES: tuple[KeyRole, ...] = ("admin", "developer", "service", "auditor")
+
+
 @dataclass(frozen=True)
 class KeyOwner:
+    """A live key as the ingress needs it: whose it is, what it may do, where from, until when."""
+
     key_id: uuid.UUID
     tenant_id: uuid.UUID
     tenant_name: str
-    is_admin: bool
+    role: KeyRole
+    scopes: frozenset[str] = frozenset()
     # The tenant's settings, e.g. {"response_cache": true}.
     settings: dict[str, Any] = field(default_factory=dict)
+    expires_at: datetime | None = None
+    allowed_ips: tuple[str, ...] = ()
 
 
 async def ensure_tenant(db: Database, name: str) -> tuple[Tenant, bool]:
@@ -73,18 +83,32 @@ async def find_tenant_id(db: Database, name_or_id: str) -> uuid.UUID | None:
         return found.scalar_one_or_none()
 
 
+def new_secret() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(KEY_BYTES)
+
+
 async def create_api_key(
-    db: Database, tenant_id: uuid.UUID, *, name: str = "", is_admin: bool = False
+    db: Database,
+    tenant_id: uuid.UUID,
+    *,
+    name: str = "",
+    role: KeyRole = "developer",
+    scopes: tuple[str, ...] = (),
+    expires_at: datetime | None = None,
+    allowed_ips: tuple[str, ...] = (),
 ) -> tuple[ApiKey, str]:
     """A new key; the plaintext is returned once and never stored."""
-    plaintext = KEY_PREFIX + secrets.token_urlsafe(KEY_BYTES)
+    plaintext = new_secret()
     key = ApiKey(
         id=uuid7(),
         tenant_id=tenant_id,
         name=name,
         key_hash=hash_key(plaintext),
         prefix=plaintext[:12],
-        is_admin=is_admin,
+        role=role,
+        scopes=list(scopes),
+        expires_at=expires_at,
+        allowed_ips=list(allowed_ips),
     )
     async with db.transaction() as session:
         session.add(key)
@@ -92,20 +116,37 @@ async def create_api_key(
 
 
 async def find_key_owner(db: Database, plaintext: str) -> KeyOwner | None:
+    """The owner of a key that is not revoked: its current secret, or the previous one
+    within its grace period after a rotation. An expired key is returned with its
+    `expires_at`, so the caller can say why it is refused."""
+    key_hash = hash_key(plaintext)
     async with db.session() as session:
         row = (
             await session.execute(
-                select(ApiKey.id, ApiKey.tenant_id, Tenant.name, ApiKey.is_admin, Tenant.settings)
+                select(ApiKey, Tenant.name, Tenant.settings)
                 .join(Tenant, Tenant.id == ApiKey.tenant_id)
-                .where(ApiKey.key_hash == hash_key(plaintext), ApiKey.revoked_at.is_(None))
+                .where(
+                    or_(
+                        ApiKey.key_hash == key_hash,
+                        and_(
+                            ApiKey.previous_key_hash == key_hash,
+                            ApiKey.previous_valid_until > func.now(),
+                        ),
+                    ),
+                    ApiKey.revoked_at.is_(None),
+                )
             )
         ).first()
     if row is None:
         return None
+    key, tenant_name, settings = row
     return KeyOwner(
-        key_id=row[0],
-        tenant_id=row[1],
-        tenant_name=row[2],
-        is_admin=row[3],
-        settings=dict(row[4] or {}),
+        key_id=key.id,
+        tenant_id=key.tenant_id,
+        tenant_name=tenant_name,
+        role=key.role,
+        scopes=frozenset(key.scopes or ()),
+        settings=dict(settings or {}),
+        expires_at=key.expires_at,
+        allowed_ips=tuple(key.allowed_ips or ()),
     )

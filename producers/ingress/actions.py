@@ -11,22 +11,22 @@ from infra.connectors import CATALOG, describe
 from infra.db import actions as store
 from infra.db import jobs as job_store
 from infra.db.integration_models import Connection
-from infra.db.tenants import KeyOwner
 from infra.errors import TransientError
 from infra.vault import Vault
 from producers.ingress.auth import authenticate
 from producers.ingress.body import json_body
+from producers.ingress.caller import Caller
 from producers.ingress.errors import ApiError
 from producers.ingress.state import Services, services_dependency, vault
 from schemas import integrations as ev
 from schemas import topics
 from schemas.api import JobAccepted
-from schemas.envelope import Actor, Envelope
+from schemas.envelope import Envelope
 from schemas.ids import uuid7
 
 router = APIRouter(tags=["actions"])
 
-Owner = Annotated[KeyOwner, Depends(authenticate)]
+Owner = Annotated[Caller, Depends(authenticate)]
 Svc = Annotated[Services, Depends(services_dependency)]
 SecretBox = Annotated[Vault, Depends(vault)]
 
@@ -39,7 +39,7 @@ async def list_connectors(_: Owner) -> dict[str, Any]:
 @router.post("/v1/connections", status_code=201, response_model=ev.ConnectionView)
 async def create_connection(
     body: Annotated[ev.ConnectionCreate, Depends(json_body(ev.ConnectionCreate))],
-    owner: Owner,
+    caller: Owner,
     svc: Svc,
     box: SecretBox,
 ) -> ev.ConnectionView:
@@ -50,7 +50,7 @@ async def create_connection(
         connector.credentials, body.credentials, "credentials", context={"creating": True}
     )
     connection = Connection(
-        id=uuid7(), tenant_id=owner.tenant_id, connector=body.connector, name=body.name,
+        id=uuid7(), tenant_id=caller.tenant_id, connector=body.connector, name=body.name,
         key_id="", sealed=b"",
     )  # fmt: skip
     sealed = box.seal(credentials.model_dump_json().encode(), store.connection_context(connection))
@@ -62,11 +62,11 @@ async def create_connection(
 @router.post("/v1/actions", status_code=202, response_model=JobAccepted)
 async def create_action(
     body: Annotated[ev.ActionCreate, Depends(json_body(ev.ActionCreate))],
-    owner: Owner,
+    caller: Owner,
     svc: Svc,
     request: Request,
 ) -> JobAccepted:
-    connection = await store.get_connection(svc.db, owner.tenant_id, body.connection_id)
+    connection = await store.get_connection(svc.db, caller.tenant_id, body.connection_id)
     if connection is None:
         raise invalid("connection_id", "no such connection")
     spec = CATALOG[connection.connector].actions.get(body.action)
@@ -76,20 +76,20 @@ async def create_action(
     params = validated(spec.params, body.params, "params")
     job_id, event_id = uuid7(), uuid7()
     payload = ev.ActionRequested(
-        job_id=job_id, api_key_id=owner.key_id, connection_id=connection.id,
+        job_id=job_id, api_key_id=caller.key_id, connection_id=connection.id,
         connector=connection.connector, action=body.action,
         params=params.model_dump(mode="json", by_alias=True, exclude_none=True),
     )  # fmt: skip
     row = store.action_job(
-        job_id=job_id, tenant_id=owner.tenant_id, api_key_id=owner.key_id,
+        job_id=job_id, tenant_id=caller.tenant_id, api_key_id=caller.key_id,
         connector=connection.connector, action=body.action,
         request=payload.model_dump(mode="json", include={"connection_id", "action", "params"}),
         event_id=event_id,
     )  # fmt: skip
     await job_store.insert_job(svc.db, row)
     envelope = Envelope[Any](
-        id=event_id, type=ev.ACTION_REQUESTED, tenant_id=owner.tenant_id,
-        actor=Actor(kind="api_key", id=str(owner.key_id)), correlation_id=job_id, payload=payload,
+        id=event_id, type=ev.ACTION_REQUESTED, tenant_id=caller.tenant_id,
+        actor=caller.actor, correlation_id=job_id, payload=payload,
     )  # fmt: skip
     try:
         await svc.publisher.publish(topics.INTEGRATION_ACTION_REQUESTED.name, envelope)

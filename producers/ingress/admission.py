@@ -8,9 +8,9 @@ anything is counted. The hold id is
 the id the work's `usage.recorded` will carry as `job_id`: when that event
 arrives the usage group settles the reservation; a failed job releases it.
 
-    owner: Annotated[KeyOwner, Depends(rate_limited)]
+    caller: Annotated[Caller, Depends(rate_limited)]
     ...
-    await admit_billable(request, owner, model=body.model, input_tokens=n,
+    await admit_billable(request, caller, model=body.model, input_tokens=n,
                          max_output_tokens=body.max_tokens, hold_id=job_id)
 """
 
@@ -27,7 +27,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from infra.db.budgets import budget_state
 from infra.db.engine import Database
-from infra.db.tenants import KeyOwner
 from infra.errors import ModelNotPriced, TransientError, UnknownModel
 from infra.pricing import PriceTable
 from infra.providers.tokens import estimate_job
@@ -36,6 +35,7 @@ from infra.quota import Scope as BudgetScope
 from infra.routing.catalog import ModelCatalog
 from infra.settings import Settings
 from producers.ingress.auth import authenticate
+from producers.ingress.caller import Caller
 from producers.ingress.errors import ApiError, unavailable
 from producers.ingress.openai_errors import model_refused
 from producers.ingress.state import services
@@ -75,23 +75,23 @@ def estimate_input_tokens(job: ChatJob) -> int:
     return estimate_job(job)
 
 
-async def rate_limited(request: Request) -> KeyOwner:
+async def rate_limited(request: Request) -> Caller:
     """Authenticate and count the request against the key's requests per minute.
 
     One dependency, not three: FastAPI's resolution of each costs more than
     what it returns, on every request.
     """
-    owner = await authenticate(request, services(request))
-    window = await _hit(admission(request), owner, requests=1, tokens=0)
+    caller = await authenticate(request, services(request))
+    window = await _hit(admission(request), caller, requests=1, tokens=0)
     request.state.rate_limit = window
     if not window.admitted:
         raise _too_many(window)
-    return owner
+    return caller
 
 
 async def admit_billable(
     request: Request,
-    owner: KeyOwner,
+    caller: Caller,
     *,
     model: str,
     input_tokens: int,
@@ -119,15 +119,17 @@ async def admit_billable(
         estimate = adm.catalog.estimate(model, input_tokens, output_tokens)
     except (UnknownModel, ModelNotPriced) as exc:
         raise model_refused(exc) from exc
-    window = await _hit(adm, owner, requests=requests, tokens=input_tokens + output_tokens)
+    window = await _hit(adm, caller, requests=requests, tokens=input_tokens + output_tokens)
     request.state.rate_limit = window
     if not window.admitted:
         raise _too_many(window)
     period = current_period()
-    scopes = [BudgetScope("tenant", owner.tenant_id), BudgetScope("key", owner.key_id)]
+    scopes = [BudgetScope("tenant", caller.tenant_id)]
+    if caller.key_id is not None:
+        scopes.append(BudgetScope("key", caller.key_id))
     try:
         refused = await adm.quotas.reserve(
-            owner.tenant_id, scopes, period, hold_id, estimate, adm.settings.budget_hold_ttl_s
+            caller.tenant_id, scopes, period, hold_id, estimate, adm.settings.budget_hold_ttl_s
         )
     except TransientError as exc:
         raise unavailable("budgets", exc) from exc
@@ -135,14 +137,14 @@ async def admit_billable(
         raise await _budget_exceeded(adm, refused, period)
 
 
-async def release_billable(request: Request, owner: KeyOwner, hold_id: uuid.UUID) -> None:
-    await admission(request).quotas.release(owner.tenant_id, hold_id)
+async def release_billable(request: Request, caller: Caller, hold_id: uuid.UUID) -> None:
+    await admission(request).quotas.release(caller.tenant_id, hold_id)
 
 
-async def _hit(adm: Admission, owner: KeyOwner, *, requests: int, tokens: int) -> RateWindow:
+async def _hit(adm: Admission, caller: Caller, *, requests: int, tokens: int) -> RateWindow:
     try:
         return await adm.quotas.hit(
-            owner.key_id,
+            caller.subject_id,
             requests=requests,
             tokens=tokens,
             rpm=adm.settings.rate_limit_requests_per_min,

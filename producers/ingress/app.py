@@ -23,6 +23,7 @@ from infra.telemetry.metrics import Metrics
 from infra.vault import Vault
 from infra.vectors.factory import build_memory
 from producers.ingress import (
+    access,
     actions,
     admission,
     audit,
@@ -151,6 +152,7 @@ def create_app(settings: Settings, streams: OpenStreams | None = None) -> FastAP
     # The contract documents are public, like the health checks.
     app.include_router(docs.router)
     _document_bodies(app)
+    access.check_complete([r for r in api_routes(app.routes) if r.path.startswith("/v1/")])
     return app
 
 

@@ -9,8 +9,9 @@ from fastapi import APIRouter, Depends
 
 from infra.db import event_log
 from infra.db.engine import Database
-from infra.db.tenants import KeyOwner
+from producers.ingress.access import may
 from producers.ingress.auth import authenticate
+from producers.ingress.caller import Caller
 from producers.ingress.errors import ApiError
 from producers.ingress.state import Services, services_dependency
 from schemas.audit import AuditEntry, AuditTrail
@@ -18,11 +19,11 @@ from schemas.audit import AuditEntry, AuditTrail
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 
 
-async def job_trail(db: Database, owner: KeyOwner, job_id: uuid.UUID) -> AuditTrail:
-    """The trail as the owner may see it; raises ApiError 403 / 404."""
-    if not owner.is_admin:
-        raise ApiError(403, "forbidden", "the audit trail needs an admin key")
-    rows = await event_log.job_trail(db, owner.tenant_id, job_id)
+async def job_trail(db: Database, caller: Caller, job_id: uuid.UUID) -> AuditTrail:
+    """The trail as the caller may see it; raises ApiError 403 / 404."""
+    if not may(caller.role, caller.scopes, "audit:read"):
+        raise ApiError(403, "forbidden", "the audit trail needs an admin key (or an auditor key)")
+    rows = await event_log.job_trail(db, caller.tenant_id, job_id)
     if not rows:
         # Another tenant's job looks exactly like no job at all.
         raise ApiError(404, "not_found", f"no events of job {job_id} (yet)")
@@ -35,7 +36,7 @@ async def job_trail(db: Database, owner: KeyOwner, job_id: uuid.UUID) -> AuditTr
 @router.get("/jobs/{job_id}", response_model=AuditTrail)
 async def get_job_trail(
     job_id: uuid.UUID,
-    owner: Annotated[KeyOwner, Depends(authenticate)],
+    caller: Annotated[Caller, Depends(authenticate)],
     svc: Annotated[Services, Depends(services_dependency)],
 ) -> AuditTrail:
-    return await job_trail(svc.db, owner, job_id)
+    return await job_trail(svc.db, caller, job_id)

@@ -1,4 +1,6 @@
-"""Bearer API keys. Lookups are cached briefly so a busy client costs no query per call.
+"""Bearer credentials: API keys (cached briefly, so a busy client costs no query per call)
+and, through the tenant's registered issuers, sign-in tokens. Either becomes one `Caller`,
+checked against the route's permission (producers.ingress.access).
 
 Whatever is not shaped like a key is refused before the cache and the
 database see it, so a header of any size costs nothing to keep. The cache
@@ -10,11 +12,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from cachetools import TTLCache
 from fastapi import Depends, Request
 
 from infra.db.tenants import KeyOwner, find_key_owner, hash_key, is_well_formed_key
+from producers.ingress.access import authorize
+from producers.ingress.caller import Caller
 from producers.ingress.errors import ApiError
 from producers.ingress.state import Services, services_dependency
 
@@ -55,15 +60,22 @@ class KeyCache:
         return len(self._entries)
 
 
-async def authenticate(request: Request, svc: Services = Depends(services_dependency)) -> KeyOwner:
-    known: KeyOwner | None = getattr(request.state, "owner", None)
+async def authenticate(request: Request, svc: Services = Depends(services_dependency)) -> Caller:
+    known: Caller | None = getattr(request.state, "caller", None)
     if known is not None:  # already authenticated for this request (rate_limited)
         return known
     header = request.headers.get("authorization", "")
-    scheme, _, key = header.partition(" ")
-    key = key.strip()
-    if scheme.lower() != "bearer" or not key:
+    scheme, _, credential = header.partition(" ")
+    credential = credential.strip()
+    if scheme.lower() != "bearer" or not credential:
         raise ApiError(401, "unauthorized", "missing bearer API key", _CHALLENGE)
+    caller = await _key_caller(request, svc, credential)
+    authorize(caller, request.method, request.scope.get("route"))
+    request.state.caller = caller
+    return caller
+
+
+async def _key_caller(request: Request, svc: Services, key: str) -> Caller:
     if not is_well_formed_key(key):
         raise ApiError(401, "unauthorized", "unknown or revoked API key", _CHALLENGE)
     cache: KeyCache = request.app.state.key_cache
@@ -74,5 +86,6 @@ async def authenticate(request: Request, svc: Services = Depends(services_depend
         cache.put(key_hash, owner)
     if owner is None:
         raise ApiError(401, "unauthorized", "unknown or revoked API key", _CHALLENGE)
-    request.state.owner = owner
-    return owner
+    if owner.expires_at is not None and owner.expires_at <= datetime.now(UTC):
+        raise ApiError(401, "unauthorized", "this API key has expired", _CHALLENGE)
+    return Caller.of_key(owner)

@@ -11,11 +11,11 @@ from starlette.responses import StreamingResponse
 
 from infra.db import batches as batch_store
 from infra.db.models import Batch, utcnow
-from infra.db.tenants import KeyOwner
 from infra.errors import TransientError
 from infra.redis import TERMINAL
 from producers.ingress.auth import authenticate
 from producers.ingress.body import json_body
+from producers.ingress.caller import Caller
 from producers.ingress.errors import ApiError, unavailable
 from producers.ingress.event_streams import SSE, SSE_HEADERS, slot_stream, take_slot
 from producers.ingress.job_stream import KEEPALIVE_MS, _frame, ended_stream, resume_point
@@ -23,7 +23,7 @@ from producers.ingress.openai_errors import OpenAIError, from_api_error, not_fou
 from producers.ingress.state import Services, services_dependency
 from schemas import batches as bev
 from schemas import topics
-from schemas.envelope import Actor, Envelope
+from schemas.envelope import Envelope
 from schemas.ids import derived_id, uuid7
 
 # The id of the `done` frame of a finished batch replayed from the database.
@@ -31,7 +31,7 @@ BATCH_REPLAY_END = "0-2"
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"])
 
-Owner = Annotated[KeyOwner, Depends(authenticate)]
+Owner = Annotated[Caller, Depends(authenticate)]
 Svc = Annotated[Services, Depends(services_dependency)]
 
 
@@ -66,18 +66,18 @@ def batch_object(batch: Batch) -> bev.BatchObject:
     )
 
 
-async def _owned(svc: Services, owner: KeyOwner, batch_id: str) -> Batch:
+async def _owned(svc: Services, caller: Caller, batch_id: str) -> Batch:
     ident = bev.parse_public_id("batch_", batch_id)
-    batch = await batch_store.get_batch(svc.db, ident, owner.tenant_id) if ident else None
+    batch = await batch_store.get_batch(svc.db, ident, caller.tenant_id) if ident else None
     if batch is None:
         raise not_found("batch", batch_id)
     return batch
 
 
-def _event(owner: KeyOwner, batch: Batch, type_: str, payload: Any, event_id: Any) -> Envelope[Any]:
+def _event(caller: Caller, batch: Batch, type_: str, payload: Any, event_id: Any) -> Envelope[Any]:
     return Envelope[Any](
-        id=event_id, type=type_, tenant_id=owner.tenant_id,
-        actor=Actor(kind="api_key", id=str(owner.key_id)), correlation_id=batch.id,
+        id=event_id, type=type_, tenant_id=caller.tenant_id,
+        actor=caller.actor, correlation_id=batch.id,
         payload=payload,
     )  # fmt: skip
 
@@ -88,13 +88,13 @@ def _event(owner: KeyOwner, batch: Batch, type_: str, payload: Any, event_id: An
     openapi_extra={"requestBody": {"required": True, "content": {"application/json": {}}}},
 )
 async def create(
-    body: Annotated[bev.CreateBatch, Depends(json_body(bev.CreateBatch))], owner: Owner, svc: Svc
+    body: Annotated[bev.CreateBatch, Depends(json_body(bev.CreateBatch))], caller: Owner, svc: Svc
 ) -> bev.BatchObject:
     if body.endpoint not in bev.ENDPOINTS:
         raise OpenAIError(400, f"endpoint must be one of {bev.ENDPOINTS}",
                           "invalid_request_error", "invalid_value", "endpoint")  # fmt: skip
     file_id = bev.parse_public_id("file-", body.input_file_id)
-    stored = await batch_store.get_file(svc.db, owner.tenant_id, file_id) if file_id else None
+    stored = await batch_store.get_file(svc.db, caller.tenant_id, file_id) if file_id else None
     if stored is None or file_id is None:
         raise not_found("file", body.input_file_id)
     if stored.purpose != "batch":
@@ -103,13 +103,13 @@ async def create(
     now = utcnow()
     window = timedelta(seconds=svc.settings.batch_completion_window_s)
     batch = Batch(
-        id=uuid7(), tenant_id=owner.tenant_id, api_key_id=owner.key_id, input_file_id=file_id,
+        id=uuid7(), tenant_id=caller.tenant_id, api_key_id=caller.key_id, input_file_id=file_id,
         endpoint=body.endpoint, completion_window=body.completion_window, status="validating",
         batch_metadata=body.metadata, created_at=now, expires_at=now + window,
     )  # fmt: skip
     await batch_store.insert_batch(svc.db, batch)
-    created = bev.BatchCreated(batch_id=batch.id, api_key_id=owner.key_id)
-    event = _event(owner, batch, bev.BATCH_CREATED, created, derived_id(batch.id, "created"))
+    created = bev.BatchCreated(batch_id=batch.id, api_key_id=caller.key_id)
+    event = _event(caller, batch, bev.BATCH_CREATED, created, derived_id(batch.id, "created"))
     await svc.streams.append(batch.id, "status", {"status": "validating"})
     try:
         await svc.publisher.publish(topics.BATCH_REQUESTED.name, event)
@@ -123,13 +123,13 @@ async def create(
 
 
 @router.get("/{batch_id}", response_model=bev.BatchObject)
-async def retrieve(batch_id: str, owner: Owner, svc: Svc) -> bev.BatchObject:
-    return batch_object(await _owned(svc, owner, batch_id))
+async def retrieve(batch_id: str, caller: Owner, svc: Svc) -> bev.BatchObject:
+    return batch_object(await _owned(svc, caller, batch_id))
 
 
 @router.post("/{batch_id}/cancel", response_model=bev.BatchObject)
-async def cancel(batch_id: str, owner: Owner, svc: Svc) -> bev.BatchObject:
-    batch = await _owned(svc, owner, batch_id)
+async def cancel(batch_id: str, caller: Owner, svc: Svc) -> bev.BatchObject:
+    batch = await _owned(svc, caller, batch_id)
     moved = await batch_store.set_status(
         svc.db, batch.id, "cancelling", only_from=("validating", "in_progress")
     )
@@ -141,7 +141,7 @@ async def cancel(batch_id: str, owner: Owner, svc: Svc) -> bev.BatchObject:
                               "invalid_request_error", "invalid_state")  # fmt: skip
         moved = batch  # asked again: publish again (same event id), in case the first was lost
     payload = bev.BatchCancelRequested(batch_id=batch.id)
-    event = _event(owner, batch, bev.BATCH_CANCEL_REQUESTED, payload,
+    event = _event(caller, batch, bev.BATCH_CANCEL_REQUESTED, payload,
                    derived_id(batch.id, "cancel"))  # fmt: skip
     await svc.streams.append(batch.id, "status", {"status": "cancelling"})
     try:
@@ -153,7 +153,7 @@ async def cancel(batch_id: str, owner: Owner, svc: Svc) -> bev.BatchObject:
 
 @router.get("")
 async def list_batches(
-    owner: Owner,
+    caller: Owner,
     svc: Svc,
     after: str | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
@@ -162,7 +162,7 @@ async def list_batches(
     if after and cursor is None:
         raise OpenAIError(400, f"invalid cursor {after!r}", "invalid_request_error",
                           "invalid_value", "after")  # fmt: skip
-    rows = await batch_store.list_batches(svc.db, owner.tenant_id, cursor, limit + 1)
+    rows = await batch_store.list_batches(svc.db, caller.tenant_id, cursor, limit + 1)
     data = [batch_object(b).model_dump() for b in rows[:limit]]
     return {
         "object": "list",
@@ -176,11 +176,11 @@ async def list_batches(
 @router.get("/{batch_id}/events")
 async def events(
     batch_id: str,
-    owner: Owner,
+    caller: Owner,
     svc: Svc,
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> StreamingResponse:
-    batch = await _owned(svc, owner, batch_id)
+    batch = await _owned(svc, caller, batch_id)
     finished = batch.status in bev.TERMINAL_STATUSES
     try:
         resume = await resume_point(
@@ -188,7 +188,7 @@ async def events(
         )
         if resume.ended:  # nothing left to send: no slot needed
             return StreamingResponse(ended_stream(), media_type=SSE, headers=SSE_HEADERS)
-        slot = await take_slot(svc, owner)
+        slot = await take_slot(svc, caller)
     except ApiError as exc:  # this group answers in OpenAI's error shape
         raise from_api_error(exc) from exc
     return slot_stream(svc, slot, _stream(svc, batch, resume.after))

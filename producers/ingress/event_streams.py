@@ -12,9 +12,9 @@ from collections.abc import AsyncIterable
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from infra.db.tenants import KeyOwner
 from infra.errors import TransientError
 from infra.stream_slots import StreamLimit, StreamSlot, StreamSlots
+from producers.ingress.caller import Caller
 from producers.ingress.errors import ApiError, unavailable
 from producers.ingress.state import Services
 
@@ -44,10 +44,10 @@ class SlotStream(StreamingResponse):
             await self._slots.release(self._slot)
 
 
-async def take_slot(svc: Services, owner: KeyOwner) -> StreamSlot:
+async def take_slot(svc: Services, caller: Caller) -> StreamSlot:
     """A slot for one more open stream of this key; ApiError 429 past a limit."""
     try:
-        return await svc.slots.take(owner.tenant_id, owner.key_id)
+        return await svc.slots.take(caller.tenant_id, caller.subject_id)
     except StreamLimit as exc:
         if exc.scope == "process":
             raise ApiError(

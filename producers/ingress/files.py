@@ -16,9 +16,9 @@ from starlette.datastructures import UploadFile
 
 from infra.db import batches as batch_store
 from infra.db.models import StoredFile
-from infra.db.tenants import KeyOwner
 from producers.ingress.auth import authenticate
 from producers.ingress.body import BodyTooLarge, allow_body
+from producers.ingress.caller import Caller
 from producers.ingress.openai_errors import OpenAIError, not_found
 from producers.ingress.state import Services, services_dependency
 from schemas.batches import FileObject, file_public_id, parse_public_id
@@ -26,7 +26,7 @@ from schemas.ids import uuid7
 
 router = APIRouter(prefix="/v1/files", tags=["files"])
 
-Owner = Annotated[KeyOwner, Depends(authenticate)]
+Owner = Annotated[Caller, Depends(authenticate)]
 Svc = Annotated[Services, Depends(services_dependency)]
 PURPOSES = ("batch",)
 READ_CHUNK = 1024 * 1024
@@ -59,16 +59,16 @@ def file_object(row: StoredFile) -> FileObject:
     )  # fmt: skip
 
 
-async def _owned(svc: Services, owner: KeyOwner, file_id: str) -> StoredFile:
+async def _owned(svc: Services, caller: Caller, file_id: str) -> StoredFile:
     ident = parse_public_id("file-", file_id)
-    row = await batch_store.get_file(svc.db, owner.tenant_id, ident) if ident else None
+    row = await batch_store.get_file(svc.db, caller.tenant_id, ident) if ident else None
     if row is None:
         raise not_found("file", file_id)
     return row
 
 
 @router.post("", response_model=FileObject, openapi_extra=UPLOAD_BODY)
-async def upload(request: Request, owner: Owner, svc: Svc) -> FileObject:
+async def upload(request: Request, caller: Owner, svc: Svc) -> FileObject:
     limit = svc.settings.batch_max_bytes
     allow_body(request, limit + FORM_OVERHEAD)
     try:
@@ -98,10 +98,10 @@ async def upload(request: Request, owner: Owner, svc: Svc) -> FileObject:
     except BodyTooLarge as exc:
         raise _too_large(limit) from exc
     file_id = uuid7()
-    key = f"{owner.tenant_id}/{file_id}"
+    key = f"{caller.tenant_id}/{file_id}"
     await svc.files.put(key, b"".join(chunks))
     row = StoredFile(
-        id=file_id, tenant_id=owner.tenant_id, filename=(filename or "upload.jsonl")[:500],
+        id=file_id, tenant_id=caller.tenant_id, filename=(filename or "upload.jsonl")[:500],
         purpose=purpose, bytes=size, storage_key=key,
     )  # fmt: skip
     await batch_store.insert_file(svc.db, row)
@@ -120,20 +120,20 @@ def _too_large(limit: int) -> OpenAIError:
 
 
 @router.get("/{file_id}", response_model=FileObject)
-async def retrieve(file_id: str, owner: Owner, svc: Svc) -> FileObject:
-    return file_object(await _owned(svc, owner, file_id))
+async def retrieve(file_id: str, caller: Owner, svc: Svc) -> FileObject:
+    return file_object(await _owned(svc, caller, file_id))
 
 
 @router.get("/{file_id}/content")
-async def content(file_id: str, owner: Owner, svc: Svc) -> Response:
-    row = await _owned(svc, owner, file_id)
+async def content(file_id: str, caller: Owner, svc: Svc) -> Response:
+    row = await _owned(svc, caller, file_id)
     data = await svc.files.get(row.storage_key)
     return Response(data, media_type="application/jsonl")
 
 
 @router.delete("/{file_id}")
-async def delete(file_id: str, owner: Owner, svc: Svc) -> dict[str, object]:
-    row = await _owned(svc, owner, file_id)
-    await batch_store.delete_file(svc.db, owner.tenant_id, row.id)
+async def delete(file_id: str, caller: Owner, svc: Svc) -> dict[str, object]:
+    row = await _owned(svc, caller, file_id)
+    await batch_store.delete_file(svc.db, caller.tenant_id, row.id)
     await svc.files.delete(row.storage_key)
     return {"id": file_id, "object": "file", "deleted": True}

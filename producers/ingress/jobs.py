@@ -10,7 +10,6 @@ from starlette.responses import StreamingResponse
 
 from infra.db import jobs as job_store
 from infra.db.models import Job
-from infra.db.tenants import KeyOwner
 from infra.errors import ModelNotPriced, TransientError, UnknownModel
 from producers.ingress.admission import (
     admit_billable,
@@ -19,6 +18,7 @@ from producers.ingress.admission import (
     release_billable,
 )
 from producers.ingress.body import json_body
+from producers.ingress.caller import Caller
 from producers.ingress.errors import ApiError, unavailable
 from producers.ingress.event_streams import SSE, SSE_HEADERS, slot_stream, take_slot
 from producers.ingress.job_stream import ended_stream, job_event_stream, resume_point
@@ -27,12 +27,12 @@ from producers.ingress.state import Services, services_dependency
 from schemas import jobs as ev
 from schemas import topics
 from schemas.api import JobAccepted, JobView
-from schemas.envelope import Actor, Envelope
+from schemas.envelope import Envelope
 from schemas.ids import uuid7
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
-Owner = Annotated[KeyOwner, Depends(rate_limited)]
+Owner = Annotated[Caller, Depends(rate_limited)]
 Svc = Annotated[Services, Depends(services_dependency)]
 
 
@@ -44,7 +44,7 @@ Svc = Annotated[Services, Depends(services_dependency)]
 )
 async def create_job(
     body: Annotated[ev.ChatJob, Depends(json_body(ev.ChatJob))],
-    owner: Owner,
+    caller: Owner,
     svc: Svc,
     request: Request,
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
@@ -58,32 +58,32 @@ async def create_job(
     job_id = uuid7()
     await admit_billable(
         request,
-        owner,
+        caller,
         model=body.model,
         input_tokens=estimate_input_tokens(body),
         max_output_tokens=body.max_tokens,
         hold_id=job_id,
     )
     try:
-        return await _accept(body, owner, svc, request, job_id, idempotency_key)
+        return await _accept(body, caller, svc, request, job_id, idempotency_key)
     except BaseException:
-        await release_billable(request, owner, job_id)
+        await release_billable(request, caller, job_id)
         raise
 
 
 async def _accept(
     body: ev.ChatJob,
-    owner: KeyOwner,
+    caller: Caller,
     svc: Services,
     request: Request,
     job_id: uuid.UUID,
     idempotency_key: str | None,
 ) -> JobAccepted:
-    envelope = _requested_event(owner, job_id, body, event_id=uuid7())
+    envelope = _requested_event(caller, job_id, body, event_id=uuid7())
     row = Job(
         id=job_id,
-        tenant_id=owner.tenant_id,
-        api_key_id=owner.key_id,
+        tenant_id=caller.tenant_id,
+        api_key_id=caller.key_id,
         user_id=body.user_id,
         kind=body.kind,
         model=body.model,
@@ -103,10 +103,10 @@ async def _accept(
         if stored.published_at is None:
             # The first try stored the job but may have died before publishing:
             # publish again under the same event id, which consumers dedupe.
-            again = _requested_event(owner, stored.id, body, event_id=stored.request_event_id)
+            again = _requested_event(caller, stored.id, body, event_id=stored.request_event_id)
             await _publish(svc, again, stored.id, delete_on_failure=False)
         # The first request holds the reservation; this new job id never runs.
-        await release_billable(request, owner, job_id)
+        await release_billable(request, caller, job_id)
         return _accepted(request, stored.id, stored.status)
     await _publish(svc, envelope, job_id, delete_on_failure=True)
     if idempotency_key is not None:
@@ -116,8 +116,8 @@ async def _accept(
 
 
 @router.get("/{job_id}", response_model=JobView)
-async def get_job(job_id: uuid.UUID, owner: Owner, svc: Svc) -> JobView:
-    found = await job_store.get_job(svc.db, owner.tenant_id, job_id)
+async def get_job(job_id: uuid.UUID, caller: Owner, svc: Svc) -> JobView:
+    found = await job_store.get_job(svc.db, caller.tenant_id, job_id)
     if found is None:
         raise ApiError(404, "not_found", f"no job {job_id}")
     return job_view(found)
@@ -126,19 +126,19 @@ async def get_job(job_id: uuid.UUID, owner: Owner, svc: Svc) -> JobView:
 @router.get("/{job_id}/events")
 async def job_events(
     job_id: uuid.UUID,
-    owner: Owner,
+    caller: Owner,
     svc: Svc,
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> StreamingResponse:
-    found = await job_store.get_job(svc.db, owner.tenant_id, job_id)
+    found = await job_store.get_job(svc.db, caller.tenant_id, job_id)
     if found is None:
         raise ApiError(404, "not_found", f"no job {job_id}")
     finished = found.job.status in ("succeeded", "failed")
     resume = await resume_point(svc, job_id, last_event_id, finished=finished)
     if resume.ended:  # nothing left to send: no slot needed
         return StreamingResponse(ended_stream(), media_type=SSE, headers=SSE_HEADERS)
-    slot = await take_slot(svc, owner)
-    return slot_stream(svc, slot, job_event_stream(svc, owner.tenant_id, job_id, resume.after))
+    slot = await take_slot(svc, caller)
+    return slot_stream(svc, slot, job_event_stream(svc, caller.tenant_id, job_id, resume.after))
 
 
 def job_view(found: job_store.JobWithResult) -> JobView:
@@ -168,15 +168,15 @@ def job_view(found: job_store.JobWithResult) -> JobView:
 
 
 def _requested_event(
-    owner: KeyOwner, job_id: uuid.UUID, body: ev.ChatJob, event_id: uuid.UUID
+    caller: Caller, job_id: uuid.UUID, body: ev.ChatJob, event_id: uuid.UUID
 ) -> Envelope[Any]:
     return Envelope[Any](
         id=event_id,
         type=ev.JOB_REQUESTED,
-        tenant_id=owner.tenant_id,
-        actor=Actor(kind="api_key", id=str(owner.key_id)),
+        tenant_id=caller.tenant_id,
+        actor=caller.actor,
         correlation_id=job_id,
-        payload=ev.JobRequested(job_id=job_id, api_key_id=owner.key_id, job=body),
+        payload=ev.JobRequested(job_id=job_id, api_key_id=caller.key_id, job=body),
     )
 
 

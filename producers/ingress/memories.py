@@ -17,24 +17,24 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 
 from infra.db import memories as memory_rows
-from infra.db.tenants import KeyOwner
 from infra.embeddings.metering import embedding_usage
 from infra.errors import PermanentError, TransientError
 from infra.providers.tokens import estimate_texts
 from producers.ingress.admission import admit_billable, release_billable
 from producers.ingress.auth import authenticate
 from producers.ingress.body import json_body
+from producers.ingress.caller import Caller
 from producers.ingress.errors import ApiError, unavailable
 from producers.ingress.state import Services, services_dependency
 from schemas import memory as ev
 from schemas import topics
-from schemas.envelope import Actor, Envelope
+from schemas.envelope import Envelope
 from schemas.ids import uuid7
 from schemas.jobs import USAGE_RECORDED
 
 router = APIRouter(prefix="/v1/memories", tags=["memories"])
 
-Owner = Annotated[KeyOwner, Depends(authenticate)]
+Owner = Annotated[Caller, Depends(authenticate)]
 Svc = Annotated[Services, Depends(services_dependency)]
 _BODY = {"requestBody": {"required": True, "content": {"application/json": {}}}}
 
@@ -42,34 +42,34 @@ _BODY = {"requestBody": {"required": True, "content": {"application/json": {}}}}
 @router.post("", status_code=202, response_model=ev.MemoryAccepted, openapi_extra=_BODY)
 async def remember(
     body: Annotated[ev.MemoryCreate, Depends(json_body(ev.MemoryCreate))],
-    owner: Owner,
+    caller: Owner,
     svc: Svc,
     request: Request,
 ) -> ev.MemoryAccepted:
     memory_id = uuid7()
     # Its embedding is billed to this key: reserved now, settled by the memory group's usage.
-    await _admit(request, owner, svc, memory_id, body.text)
+    await _admit(request, caller, svc, memory_id, body.text)
     try:
-        await _store(svc, owner, memory_id, body)
+        await _store(svc, caller, memory_id, body)
     except BaseException:
-        await release_billable(request, owner, memory_id)
+        await release_billable(request, caller, memory_id)
         raise
     url = f"{str(request.base_url).rstrip('/')}/v1/memories/{memory_id}"
     return ev.MemoryAccepted(id=memory_id, status="pending", url=url)
 
 
 async def _store(
-    svc: Services, owner: KeyOwner, memory_id: uuid.UUID, body: ev.MemoryCreate
+    svc: Services, caller: Caller, memory_id: uuid.UUID, body: ev.MemoryCreate
 ) -> None:
     await memory_rows.insert_pending(
-        svc.db, owner.tenant_id, memory_id, body.user_id, body.text, dict(body.metadata)
+        svc.db, caller.tenant_id, memory_id, body.user_id, body.text, dict(body.metadata)
     )
     command = ev.Remember(
         memory_id=memory_id, user_id=body.user_id, text=body.text, metadata=body.metadata,
-        api_key_id=owner.key_id,
+        api_key_id=caller.key_id,
     )  # fmt: skip
     try:
-        await _publish(svc, owner, body.user_id, ev.MEMORY_REMEMBER, command)
+        await _publish(svc, caller, body.user_id, ev.MEMORY_REMEMBER, command)
     except ApiError:
         await memory_rows.delete_pending(svc.db, memory_id)
         raise
@@ -77,42 +77,42 @@ async def _store(
 
 @router.get("", response_model=ev.MemoryList)
 async def list_memories(
-    owner: Owner,
+    caller: Owner,
     svc: Svc,
     user_id: Annotated[str, Query(min_length=1, max_length=200)],
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> ev.MemoryList:
-    found = await memory_rows.list_memories(svc.db, owner.tenant_id, user_id, limit)
+    found = await memory_rows.list_memories(svc.db, caller.tenant_id, user_id, limit)
     return ev.MemoryList(data=[_view(row) for row in found])
 
 
 @router.get("/{memory_id}", response_model=ev.MemoryView)
-async def get_memory(memory_id: uuid.UUID, owner: Owner, svc: Svc) -> ev.MemoryView:
-    return _view(await _existing(svc, owner, memory_id))
+async def get_memory(memory_id: uuid.UUID, caller: Owner, svc: Svc) -> ev.MemoryView:
+    return _view(await _existing(svc, caller, memory_id))
 
 
 @router.delete("/{memory_id}", status_code=202)
-async def forget(memory_id: uuid.UUID, owner: Owner, svc: Svc) -> dict[str, str]:
-    row = await _existing(svc, owner, memory_id)
+async def forget(memory_id: uuid.UUID, caller: Owner, svc: Svc) -> dict[str, str]:
+    row = await _existing(svc, caller, memory_id)
     command = ev.Forget(memory_id=memory_id, user_id=row.user_id)
-    await _publish(svc, owner, row.user_id, ev.MEMORY_FORGET, command)
+    await _publish(svc, caller, row.user_id, ev.MEMORY_FORGET, command)
     return {"id": str(memory_id), "status": "deleting"}
 
 
 @router.delete("", status_code=202)
 async def forget_user(
-    owner: Owner, svc: Svc, user_id: Annotated[str, Query(min_length=1, max_length=200)]
+    caller: Owner, svc: Svc, user_id: Annotated[str, Query(min_length=1, max_length=200)]
 ) -> dict[str, str]:
     # Everything remembered before now: ids are time-ordered, so the cut-off is an id.
     command = ev.ForgetUser(user_id=user_id, before=uuid7())
-    await _publish(svc, owner, user_id, ev.MEMORY_FORGET_USER, command)
+    await _publish(svc, caller, user_id, ev.MEMORY_FORGET_USER, command)
     return {"user_id": user_id, "status": "deleting"}
 
 
 @router.post("/search", response_model=ev.MemorySearchResult, openapi_extra=_BODY)
 async def search(
     body: Annotated[ev.MemorySearch, Depends(json_body(ev.MemorySearch))],
-    owner: Owner,
+    caller: Owner,
     svc: Svc,
     request: Request,
 ) -> ev.MemorySearchResult:
@@ -121,16 +121,16 @@ async def search(
     started = time.perf_counter()
     # The query's embedding is billed like a model call: admitted, then recorded.
     search_id = uuid7()
-    await _admit(request, owner, svc, search_id, body.query)
+    await _admit(request, caller, svc, search_id, body.query)
     try:
         [vector] = await svc.memory.embedder.embed([body.query])
-        await _record_search(svc, owner, search_id, body)
+        await _record_search(svc, caller, search_id, body)
         hits = await svc.memory.store.search(
-            owner.tenant_id, body.user_id, vector,
+            caller.tenant_id, body.user_id, vector,
             model=svc.memory.embedder.model, top_k=body.top_k, filter=body.filter,
         )  # fmt: skip
     except BaseException as exc:
-        await release_billable(request, owner, search_id)
+        await release_billable(request, caller, search_id)
         if isinstance(exc, TransientError):
             raise unavailable("memory search", exc) from exc
         if isinstance(exc, PermanentError):
@@ -153,26 +153,26 @@ def _embedding_model(svc: Services) -> str:
 
 
 async def _admit(
-    request: Request, owner: KeyOwner, svc: Services, hold_id: uuid.UUID, text: str
+    request: Request, caller: Caller, svc: Services, hold_id: uuid.UUID, text: str
 ) -> None:
     """The rate limits and budgets, as for a model call: 429, or 402 `budget_exceeded`."""
     await admit_billable(
-        request, owner, model=_embedding_model(svc), input_tokens=estimate_texts([text]),
+        request, caller, model=_embedding_model(svc), input_tokens=estimate_texts([text]),
         max_output_tokens=0, hold_id=hold_id,
     )  # fmt: skip
 
 
 async def _record_search(
-    svc: Services, owner: KeyOwner, search_id: uuid.UUID, body: ev.MemorySearch
+    svc: Services, caller: Caller, search_id: uuid.UUID, body: ev.MemorySearch
 ) -> None:
     usage = embedding_usage(
         search_id, [body.query], purpose="search", provider=svc.settings.memory_embedder,
-        model=_embedding_model(svc), prices=svc.prices, api_key_id=owner.key_id,
+        model=_embedding_model(svc), prices=svc.prices, api_key_id=caller.key_id,
         user_id=body.user_id,
     )  # fmt: skip
     envelope = Envelope[Any](
-        type=USAGE_RECORDED, tenant_id=owner.tenant_id,
-        actor=Actor(kind="api_key", id=str(owner.key_id)), correlation_id=search_id,
+        type=USAGE_RECORDED, tenant_id=caller.tenant_id,
+        actor=caller.actor, correlation_id=search_id,
         payload=usage,
     )  # fmt: skip
     try:
@@ -181,19 +181,19 @@ async def _record_search(
         raise unavailable("recording the search's usage", exc) from exc
 
 
-async def _existing(svc: Services, owner: KeyOwner, memory_id: uuid.UUID) -> memory_rows.MemoryRow:
-    row = await memory_rows.get_memory(svc.db, owner.tenant_id, memory_id)
+async def _existing(svc: Services, caller: Caller, memory_id: uuid.UUID) -> memory_rows.MemoryRow:
+    row = await memory_rows.get_memory(svc.db, caller.tenant_id, memory_id)
     if row is None or row.status == "deleted":
         raise ApiError(404, "not_found", f"no memory {memory_id}")
     return row
 
 
-async def _publish(svc: Services, owner: KeyOwner, user_id: str, type_: str, payload: Any) -> None:
+async def _publish(svc: Services, caller: Caller, user_id: str, type_: str, payload: Any) -> None:
     envelope = Envelope[Any](
         type=type_,
-        tenant_id=owner.tenant_id,
-        actor=Actor(kind="api_key", id=str(owner.key_id)),
-        correlation_id=ev.user_key(owner.tenant_id, user_id),
+        tenant_id=caller.tenant_id,
+        actor=caller.actor,
+        correlation_id=ev.user_key(caller.tenant_id, user_id),
         payload=payload,
     )
     try:

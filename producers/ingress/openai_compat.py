@@ -21,7 +21,6 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
 
-from infra.db.tenants import KeyOwner
 from infra.errors import EventTooLarge, PermanentError, TransientError
 from infra.redis import ReplyWaiter, StreamEvent
 from infra.stream_slots import StreamSlot
@@ -34,6 +33,7 @@ from producers.ingress.admission import (
 )
 from producers.ingress.auth import authenticate
 from producers.ingress.body import BodyTooLarge
+from producers.ingress.caller import Caller
 from producers.ingress.errors import ApiError, unavailable
 from producers.ingress.event_streams import slot_stream, take_slot
 from producers.ingress.openai_stream import completion_chunks, usage_of, wire_tool_calls
@@ -42,7 +42,7 @@ from producers.ingress.state import Services, services
 from schemas import jobs as ev
 from schemas import topics
 from schemas.chat_completions import chat_job
-from schemas.envelope import Actor, Envelope
+from schemas.envelope import Envelope
 from schemas.ids import uuid7
 from schemas.money import usd_text
 from schemas.openai import ChatCompletionRequest, EmbeddingRequest
@@ -54,24 +54,24 @@ JSON = "application/json"
 
 async def chat_completions(request: Request) -> Response:
     svc = services(request)
-    owner = await _owner(request, svc)
+    caller = await _caller(request, svc)
     body = await _parse(request, ChatCompletionRequest)
-    job = _build(lambda: chat_job(body, _wants_cache(request, owner)))
+    job = _build(lambda: chat_job(body, _wants_cache(request, caller)))
     return await _run(
-        request, svc, owner, job, body.model, stream=body.stream, usage=_include_usage(body)
+        request, svc, caller, job, body.model, stream=body.stream, usage=_include_usage(body)
     )
 
 
 async def embeddings(request: Request) -> Response:
     svc = services(request)
-    owner = await _owner(request, svc)
+    caller = await _caller(request, svc)
     body = await _parse(request, EmbeddingRequest)
     texts = [body.input] if isinstance(body.input, str) else body.input
     job = _build(lambda: ev.ChatJob(
         kind="embedding", model=body.model, input=texts, dimensions=body.dimensions,
-        user_id=body.end_user(), metadata=body.metadata or {}, cache=_wants_cache(request, owner),
+        user_id=body.end_user(), metadata=body.metadata or {}, cache=_wants_cache(request, caller),
     ))  # fmt: skip
-    return await _run(request, svc, owner, job, body.model, encoding=body.encoding_format)
+    return await _run(request, svc, caller, job, body.model, encoding=body.encoding_format)
 
 
 # Served as plain routes: each authenticates, then counts the request with its
@@ -91,7 +91,7 @@ for _path, (_endpoint, _body) in PLAIN_ROUTES.items():
 @router.get("/models")
 async def list_models(request: Request) -> Response:
     svc = services(request)
-    await _owner(request, svc)
+    await _caller(request, svc)
     data = [_model_card(svc, name) for name in svc.model_names()]
     return Response(orjson.dumps({"object": "list", "data": data}), media_type=JSON)
 
@@ -99,7 +99,7 @@ async def list_models(request: Request) -> Response:
 @router.get("/models/{model:path}")
 async def get_model(model: str, request: Request) -> Response:
     svc = services(request)
-    await _owner(request, svc)
+    await _caller(request, svc)
     try:
         svc.catalog.check(model)
     except PermanentError as exc:  # unknown or unpriced: not a model a request may name
@@ -111,13 +111,13 @@ async def get_model(model: str, request: Request) -> Response:
 
 # the request's life ----------------------------------------------------------------
 async def _run(
-    request: Request, svc: Services, owner: KeyOwner, job: ev.ChatJob, model: str, *,
+    request: Request, svc: Services, caller: Caller, job: ev.ChatJob, model: str, *,
     stream: bool = False, usage: bool = False, encoding: str = "float",
 ) -> Response:  # fmt: skip
     # A stream holds a slot from before its job exists: a refused one costs nothing.
-    slot = await _stream_slot(svc, owner) if stream else None
+    slot = await _stream_slot(svc, caller) if stream else None
     try:
-        return await _answer(request, svc, owner, job, model, slot, usage=usage, encoding=encoding)
+        return await _answer(request, svc, caller, job, model, slot, usage=usage, encoding=encoding)
     except BaseException:
         if slot is not None:
             await svc.slots.release(slot)
@@ -125,12 +125,12 @@ async def _run(
 
 
 async def _answer(
-    request: Request, svc: Services, owner: KeyOwner, job: ev.ChatJob, model: str,
+    request: Request, svc: Services, caller: Caller, job: ev.ChatJob, model: str,
     slot: StreamSlot | None, *, usage: bool, encoding: str,
 ) -> Response:  # fmt: skip
     job_id = uuid7()
     headers = {"X-Ayush-Job-Id": str(job_id)}
-    await _admit(request, owner, job, job_id)
+    await _admit(request, caller, job, job_id)
     waiter = svc.replies.waiter(job_id)
     handed_over = False
     deadline = asyncio.get_running_loop().time() + svc.settings.gateway_wait_timeout_s
@@ -148,9 +148,9 @@ async def _answer(
 
     try:
         try:
-            await _publish(svc, owner, job_id, job, waiter, live_text=slot is not None)
+            await _publish(svc, caller, job_id, job, waiter, live_text=slot is not None)
         except BaseException:
-            await release_billable(request, owner, job_id)
+            await release_billable(request, caller, job_id)
             raise
         first = await _answer_start(next_event)
         if first.type == "error":
@@ -196,17 +196,17 @@ async def _forgetting(svc: Services, job_id: uuid.UUID, chunks: Any) -> Any:
 
 
 async def _publish(
-    svc: Services, owner: KeyOwner, job_id: uuid.UUID, job: ev.ChatJob, waiter: ReplyWaiter,
+    svc: Services, caller: Caller, job_id: uuid.UUID, job: ev.ChatJob, waiter: ReplyWaiter,
     *, live_text: bool,
 ) -> None:  # fmt: skip
     envelope = Envelope[Any](
         type=ev.JOB_REQUESTED,
-        tenant_id=owner.tenant_id,
-        actor=Actor(kind="api_key", id=str(owner.key_id)),
+        tenant_id=caller.tenant_id,
+        actor=caller.actor,
         correlation_id=job_id,
         payload=ev.JobRequested(
             job_id=job_id,
-            api_key_id=owner.key_id,
+            api_key_id=caller.key_id,
             job=job,
             reply_to=svc.replies.channel,
             live_text=live_text,
@@ -259,13 +259,13 @@ def _encode(vector: list[float], encoding: str) -> list[float] | str:
 
 
 # request helpers ----------------------------------------------------------------------
-async def _admit(request: Request, owner: KeyOwner, job: ev.ChatJob, job_id: uuid.UUID) -> None:
+async def _admit(request: Request, caller: Caller, job: ev.ChatJob, job_id: uuid.UUID) -> None:
     """The model, then tokens per minute and the budgets, reserved under the job's id until
     its usage arrives."""
     embedding = job.kind == "embedding"
     try:
         await admit_billable(
-            request, owner, model=job.model, requests=1, input_tokens=estimate_input_tokens(job),
+            request, caller, model=job.model, requests=1, input_tokens=estimate_input_tokens(job),
             max_output_tokens=0 if embedding else job.max_tokens, hold_id=job_id,
         )  # fmt: skip
     except ApiError as exc:
@@ -274,14 +274,14 @@ async def _admit(request: Request, owner: KeyOwner, job: ev.ChatJob, job_id: uui
         raise oe.budget_exceeded(exc.body) from exc
 
 
-async def _stream_slot(svc: Services, owner: KeyOwner) -> StreamSlot:
+async def _stream_slot(svc: Services, caller: Caller) -> StreamSlot:
     try:
-        return await take_slot(svc, owner)
+        return await take_slot(svc, caller)
     except ApiError as exc:
         raise oe.from_api_error(exc) from exc
 
 
-async def _owner(request: Request, svc: Services) -> KeyOwner:
+async def _caller(request: Request, svc: Services) -> Caller:
     try:
         return await authenticate(request, svc)
     except ApiError as exc:
@@ -307,11 +307,11 @@ def _build(make: Any) -> ev.ChatJob:
     return job
 
 
-def _wants_cache(request: Request, owner: KeyOwner) -> bool:
+def _wants_cache(request: Request, caller: Caller) -> bool:
     header = request.headers.get("x-ayush-cache")
     if header is not None:
         return header.strip().lower() in ("true", "1", "yes")
-    return bool(owner.settings.get("response_cache", False))
+    return bool(caller.settings.get("response_cache", False))
 
 
 def _include_usage(body: ChatCompletionRequest) -> bool:

@@ -22,43 +22,43 @@ from infra.db.rate_limits import (
     key_limits,
     set_key_limits,
 )
-from infra.db.tenants import KeyOwner
 from infra.errors import TransientError
 from infra.quota import Quotas
 from producers.ingress.admission import Admission, admission, rate_limited
 from producers.ingress.body import json_body
+from producers.ingress.caller import Caller
 from producers.ingress.errors import ApiError, unavailable
 from schemas.usage import RateLimitIn, RateLimitView
 
 router = APIRouter(prefix="/v1/ratelimits", tags=["rate limits"])
 
-Owner = Annotated[KeyOwner, Depends(rate_limited)]
+Owner = Annotated[Caller, Depends(rate_limited)]
 Adm = Annotated[Admission, Depends(admission)]
 Body = Annotated[RateLimitIn, Depends(json_body(RateLimitIn))]
 
 
 @router.get("/keys/{key_id}", response_model=RateLimitView)
-async def get_key_limits(key_id: uuid.UUID, owner: Owner, adm: Adm) -> RateLimitView:
+async def get_key_limits(key_id: uuid.UUID, caller: Owner, adm: Adm) -> RateLimitView:
     """A key's limits per minute: an admin for any key of the tenant, a key for itself."""
-    if key_id != owner.key_id:
-        await _require_admin_of(adm, owner, key_id)
+    if key_id != caller.key_id:
+        await _require_admin_of(adm, caller, key_id)
     return _view(adm, await key_limits(adm.db, key_id))
 
 
 @router.put("/keys/{key_id}", response_model=RateLimitView)
-async def put_key_limits(key_id: uuid.UUID, body: Body, owner: Owner, adm: Adm) -> RateLimitView:
+async def put_key_limits(key_id: uuid.UUID, body: Body, caller: Owner, adm: Adm) -> RateLimitView:
     """Hold one key to its own limits per minute (admin keys only)."""
-    await _require_admin_of(adm, owner, key_id)
+    await _require_admin_of(adm, caller, key_id)
     limits = KeyLimits(key_id, body.rpm, body.tpm)
-    await set_key_limits(adm.db, owner.tenant_id, limits)
+    await set_key_limits(adm.db, caller.tenant_id, limits)
     await _copy_to_redis(adm.quotas, limits)
     return _view(adm, limits)
 
 
 @router.delete("/keys/{key_id}", status_code=204)
-async def delete_key_limits(key_id: uuid.UUID, owner: Owner, adm: Adm) -> Response:
+async def delete_key_limits(key_id: uuid.UUID, caller: Owner, adm: Adm) -> Response:
     """Back to the platform's defaults (admin keys only)."""
-    await _require_admin_of(adm, owner, key_id)
+    await _require_admin_of(adm, caller, key_id)
     await clear_key_limits(adm.db, key_id)
     await _copy_to_redis(adm.quotas, KeyLimits(key_id, None, None))
     return Response(status_code=204)
@@ -72,10 +72,12 @@ async def restore(db: Database, quotas: Quotas) -> None:
         )
 
 
-async def _require_admin_of(adm: Admission, owner: KeyOwner, key_id: uuid.UUID) -> None:
-    if not owner.is_admin:
+async def _require_admin_of(adm: Admission, caller: Caller, key_id: uuid.UUID) -> None:
+    # Changing limits is ratelimits:write (producers.ingress.access); reading another
+    # key's needs a view of the whole tenant.
+    if not caller.sees_tenant:
         raise ApiError(403, "forbidden", "only an admin key manages other keys' rate limits")
-    if not await key_in_tenant(adm.db, owner.tenant_id, key_id):
+    if not await key_in_tenant(adm.db, caller.tenant_id, key_id):
         raise ApiError(404, "not_found", f"no API key {key_id}")
 
 

@@ -9,9 +9,9 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 
 from infra.csv_export import csv_text
-from infra.db.tenants import KeyOwner
 from infra.db.usage_report import UsageTotal, total_of, usage_totals
 from producers.ingress.admission import Admission, admission_dependency, rate_limited
+from producers.ingress.caller import Caller
 from producers.ingress.errors import ApiError
 from schemas.money import usd_text
 from schemas.usage import GroupBy, UsageReport, UsageRow
@@ -23,7 +23,7 @@ MAX_DAYS = 366
 
 @router.get("", response_model=UsageReport, response_model_by_alias=True)
 async def get_usage(
-    owner: Annotated[KeyOwner, Depends(rate_limited)],
+    caller: Annotated[Caller, Depends(rate_limited)],
     adm: Annotated[Admission, Depends(admission_dependency)],
     first: Annotated[date | None, Query(alias="from")] = None,
     last: Annotated[date | None, Query(alias="to")] = None,
@@ -39,9 +39,11 @@ async def get_usage(
         raise ApiError(
             422, "invalid_request", f"invalid field to: over {MAX_DAYS} days", field="to"
         )
-    # Admin keys see the whole tenant; any other key only its own usage.
-    only_key = None if owner.is_admin else owner.key_id
-    rows = await usage_totals(adm.db, owner.tenant_id, first, last, group_by, only_key)
+    # Admin and auditor keys see the whole tenant; any other key only its own usage.
+    if caller.key_id is None and not caller.sees_tenant:
+        raise ApiError(403, "forbidden", "a signed-in user sees their own usage at /v1/me/usage")
+    only_key = None if caller.sees_tenant else caller.key_id
+    rows = await usage_totals(adm.db, caller.tenant_id, first, last, group_by, only_key)
     total = total_of(rows)
     if format == "csv":
         return Response(_csv(group_by, [*rows, total]), media_type="text/csv; charset=utf-8")

@@ -12,12 +12,12 @@ from infra.connectors import CATALOG
 from infra.db import actions as action_store
 from infra.db import webhooks as store
 from infra.db.integration_models import Rule, WebhookEndpoint
-from infra.db.tenants import KeyOwner
 from infra.errors import ModelNotPriced, PermanentError
 from infra.vault import Vault
 from producers.ingress.actions import invalid
 from producers.ingress.auth import authenticate
 from producers.ingress.body import json_body
+from producers.ingress.caller import Caller
 from producers.ingress.openai_errors import model_refused
 from producers.ingress.state import Services, services_dependency, vault
 from schemas import integrations as ev
@@ -25,7 +25,7 @@ from schemas.ids import uuid7
 
 router = APIRouter(tags=["webhooks"])
 
-Owner = Annotated[KeyOwner, Depends(authenticate)]
+Owner = Annotated[Caller, Depends(authenticate)]
 Svc = Annotated[Services, Depends(services_dependency)]
 SecretBox = Annotated[Vault, Depends(vault)]
 
@@ -36,7 +36,7 @@ VENDOR_ISSUED = frozenset({"slack", "stripe"})
 @router.post("/v1/webhook-endpoints", status_code=201, response_model=ev.WebhookEndpointCreated)
 async def create_endpoint(
     body: Annotated[ev.WebhookEndpointCreate, Depends(json_body(ev.WebhookEndpointCreate))],
-    owner: Owner,
+    caller: Owner,
     svc: Svc,
     box: SecretBox,
     request: Request,
@@ -49,7 +49,7 @@ async def create_endpoint(
         # Standard Webhooks' format (whsec_ + base64 key) works for every HMAC source.
         secret = generated = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
     endpoint = WebhookEndpoint(
-        id=uuid7(), tenant_id=owner.tenant_id, source=body.source,
+        id=uuid7(), tenant_id=caller.tenant_id, source=body.source,
         signature_header=body.signature_header, secret_key_id="", secret_sealed=b"",
     )  # fmt: skip
     sealed = box.seal(secret.encode(), store.endpoint_context(endpoint.id, endpoint.tenant_id))
@@ -63,10 +63,10 @@ async def create_endpoint(
 
 @router.post("/v1/rules", status_code=201, response_model=ev.RuleView)
 async def create_rule(
-    body: Annotated[ev.RuleCreate, Depends(json_body(ev.RuleCreate))], owner: Owner, svc: Svc
+    body: Annotated[ev.RuleCreate, Depends(json_body(ev.RuleCreate))], caller: Owner, svc: Svc
 ) -> ev.RuleView:
     endpoint = await store.get_endpoint(svc.db, body.endpoint_id)
-    if endpoint is None or endpoint.tenant_id != owner.tenant_id:
+    if endpoint is None or endpoint.tenant_id != caller.tenant_id:
         raise invalid("endpoint_id", "no such webhook endpoint")
     if body.job is not None:
         try:  # the jobs it starts are billed: their model must be routed and priced
@@ -77,14 +77,14 @@ async def create_rule(
             raise invalid("job.model", str(exc)) from exc
     if body.action is not None:
         connection = await action_store.get_connection(
-            svc.db, owner.tenant_id, body.action.connection_id
+            svc.db, caller.tenant_id, body.action.connection_id
         )
         if connection is None:
             raise invalid("action.connection_id", "no such connection")
         if body.action.action not in CATALOG[connection.connector].actions:
             raise invalid("action.action", f"{connection.connector} has no such action")
     rule = Rule(
-        id=uuid7(), tenant_id=owner.tenant_id, endpoint_id=body.endpoint_id,
+        id=uuid7(), tenant_id=caller.tenant_id, endpoint_id=body.endpoint_id,
         event_type=body.event_type, filter=dict(body.filter),
         job=body.job.model_dump(mode="json") if body.job else None,
         action=body.action.model_dump(mode="json") if body.action else None,

@@ -11,10 +11,11 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import Envelope as SmtpEnvelope
 
+from infra.db.engine import Database
 from infra.local_stack import ServiceAddresses
 from infra.local_stack.process import free_port
 from infra.vault import Vault
-from tests.conftest import Running, new_platform
+from tests.conftest import Running, TenantKey, make_tenant, new_platform
 from tests.fakes.llm import FakeLLMServer
 from tests.fakes.vendors import FakeVendors
 from tests.harness import unique
@@ -80,3 +81,9 @@ def integrations(
 async def api(integrations: Integrations) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=integrations.url, timeout=30) as http:
         yield http
+
+
+@pytest.fixture
+async def tenant(db: Database) -> TenantKey:
+    """Connections, webhook endpoints and rules are the tenant's administration: an admin key."""
+    return await make_tenant(db, admin=True)

@@ -1,0 +1,156 @@
+"""Who may call which route: one table, checked once per request when the caller is known.
+
+Every authenticated route names the permission it needs. Roles grant permissions:
+- `admin`: everything in its tenant;
+- `developer`: every permission but the tenant's administration (`ADMINISTRATION`), unless
+  the key also holds that scope;
+- `service`: only the scopes the key holds;
+- `auditor`: reading (`AUDITOR`);
+- `user` (a person signed in with a token): their own work (`USER`); the routes scope
+  what they see to their own user id.
+`any` is every caller of the tenant. The README's table is made from `TABLE`
+(`ayush docs`), and a test walks every route with every role.
+"""
+
+from __future__ import annotations
+
+from fastapi.routing import APIRoute
+from starlette.routing import BaseRoute
+
+from producers.ingress.caller import ROLES, Caller, Role
+from producers.ingress.errors import ApiError
+
+ANY = "any"
+
+# (method, path) -> the permission it needs.
+TABLE: dict[tuple[str, str], str] = {
+    ("POST", "/v1/chat/completions"): "jobs:write",
+    ("POST", "/v1/embeddings"): "jobs:write",
+    ("GET", "/v1/models"): ANY,
+    ("GET", "/v1/models/{model:path}"): ANY,
+    ("POST", "/v1/jobs"): "jobs:write",
+    ("GET", "/v1/jobs/{job_id}"): "jobs:read",
+    ("GET", "/v1/jobs/{job_id}/events"): "jobs:read",
+    ("GET", "/v1/audit/jobs/{job_id}"): "audit:read",
+    ("POST", "/v1/memories"): "memories:write",
+    ("GET", "/v1/memories"): "memories:read",
+    ("DELETE", "/v1/memories"): "memories:write",
+    ("POST", "/v1/memories/search"): "memories:read",
+    ("GET", "/v1/memories/{memory_id}"): "memories:read",
+    ("DELETE", "/v1/memories/{memory_id}"): "memories:write",
+    ("POST", "/v1/files"): "files:write",
+    ("GET", "/v1/files/{file_id}"): "files:read",
+    ("GET", "/v1/files/{file_id}/content"): "files:read",
+    ("DELETE", "/v1/files/{file_id}"): "files:write",
+    ("POST", "/v1/batches"): "batches:write",
+    ("GET", "/v1/batches"): "batches:read",
+    ("GET", "/v1/batches/{batch_id}"): "batches:read",
+    ("POST", "/v1/batches/{batch_id}/cancel"): "batches:write",
+    ("GET", "/v1/batches/{batch_id}/events"): "batches:read",
+    ("GET", "/v1/usage"): "usage:read",
+    ("GET", "/v1/budgets/tenant"): "budgets:read",
+    ("PUT", "/v1/budgets/tenant"): "budgets:write",
+    ("GET", "/v1/budgets/keys/{key_id}"): "budgets:read",
+    ("PUT", "/v1/budgets/keys/{key_id}"): "budgets:write",
+    ("GET", "/v1/ratelimits/keys/{key_id}"): "ratelimits:read",
+    ("PUT", "/v1/ratelimits/keys/{key_id}"): "ratelimits:write",
+    ("DELETE", "/v1/ratelimits/keys/{key_id}"): "ratelimits:write",
+    ("GET", "/v1/connectors"): ANY,
+    ("POST", "/v1/connections"): "connections:write",
+    ("POST", "/v1/actions"): "actions:write",
+    ("POST", "/v1/webhook-endpoints"): "webhooks:write",
+    ("POST", "/v1/rules"): "rules:write",
+}
+
+# The tenant's administration: a developer key needs the scope itself.
+ADMINISTRATION = frozenset(
+    {
+        "audit:read",
+        "budgets:write",
+        "ratelimits:write",
+        "connections:write",
+        "webhooks:write",
+        "rules:write",
+        "keys:read",
+        "keys:write",
+        "issuers:read",
+        "issuers:write",
+        "tenant:read",
+        "tenant:write",
+    }
+)
+AUDITOR = frozenset(
+    {
+        "jobs:read",
+        "batches:read",
+        "files:read",
+        "usage:read",
+        "audit:read",
+        "budgets:read",
+        "ratelimits:read",
+        "keys:read",
+        "issuers:read",
+        "tenant:read",
+    }
+)
+USER = frozenset(
+    {
+        "jobs:write",
+        "jobs:read",
+        "memories:write",
+        "memories:read",
+        "files:write",
+        "files:read",
+        "batches:write",
+        "batches:read",
+        "usage:read",
+        "conversations:write",
+        "conversations:read",
+    }
+)
+
+
+def permissions() -> frozenset[str]:
+    """Every permission a route names: the scopes a service key may be given."""
+    return frozenset(p for p in TABLE.values() if p != ANY)
+
+
+def may(role: Role, scopes: frozenset[str], permission: str) -> bool:
+    if permission == ANY or role == "admin" or permission in scopes:
+        return True
+    if role == "developer":
+        return permission not in ADMINISTRATION
+    if role == "auditor":
+        return permission in AUDITOR
+    if role == "user":
+        return permission in USER
+    return False
+
+
+def authorize(caller: Caller, method: str, route: BaseRoute | None) -> None:
+    """Raises 403 when the caller's role and scopes do not grant what the route needs."""
+    path = route.path if isinstance(route, APIRoute) else None
+    permission = TABLE.get((method, path)) if path else None
+    if permission is None:
+        # A route nobody listed is refused rather than open (see `check_complete`).
+        raise ApiError(403, "forbidden", "this route is not open to API callers")
+    if not may(caller.role, caller.scopes, permission):
+        raise ApiError(
+            403,
+            "forbidden",
+            f"the {caller.role} role may not do this: it needs the {permission} permission"
+            " (an admin key, or a key given that scope)",
+        )
+
+
+def check_complete(routes: list[APIRoute]) -> None:
+    """Every authenticated route must be in the table, and the table name only real routes."""
+    served = {(method, route.path) for route in routes for method in route.methods or ()}
+    unlisted = sorted(served - TABLE.keys())
+    stale = sorted(TABLE.keys() - served)
+    if unlisted or stale:
+        raise RuntimeError(f"access table: unlisted routes {unlisted}, stale rows {stale}")
+
+
+def allowed_roles(permission: str) -> list[Role]:
+    return [role for role in ROLES if may(role, frozenset(), permission)]
