@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from schemas.tenant_settings import normalize_origins
 
 
 class Settings(BaseSettings):
@@ -115,6 +117,15 @@ class Settings(BaseSettings):
     # deliveries have their own limits (batch_max_bytes, webhook_max_body_bytes).
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1)
 
+    # Browsers (CORS): origins that may call the API whatever the tenant, comma separated
+    # ("https://app.example.com, http://localhost:5173", or "*" for any, then without
+    # credentials); each tenant adds its own (PUT /v1/tenant/settings). An ingress re-reads
+    # the tenants' origins from Postgres when its copy is older than `cors_refresh_s`.
+    # Browsers keep a preflight's answer for `cors_max_age_s`.
+    cors_origins: str = ""
+    cors_refresh_s: float = Field(default=5.0, gt=0)
+    cors_max_age_s: int = Field(default=600, ge=0)
+
     # Admission at the ingress. Rate limits apply per API key and per minute.
     rate_limit_requests_per_min: int = Field(default=1200, ge=1)
     rate_limit_tokens_per_min: int = Field(default=2_000_000, ge=1)
@@ -210,6 +221,14 @@ class Settings(BaseSettings):
     notion_api_url: str = Field(
         default="https://api.notion.com", validation_alias=AliasChoices("NOTION_API_URL")
     )
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _cors_origins(cls, value: str) -> str:
+        return ",".join(normalize_origins([v for v in value.split(",") if v.strip()]))
+
+    def cors_origin_list(self) -> list[str]:
+        return [v for v in self.cors_origins.split(",") if v]
 
     def require_services(self) -> tuple[str, str, str]:
         if not (self.kafka_bootstrap_servers and self.database_url and self.redis_url):

@@ -10,11 +10,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import and_, func, or_, select
-from sqlalchemy.dialects.postgresql import insert
+import asyncpg
+from sqlalchemy import and_, func, literal, or_, select, update
+from sqlalchemy.dialects.postgresql import JSONB, insert
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from infra.db.engine import Database
 from infra.db.models import ApiKey, Tenant
+from infra.errors import TransientError
 from schemas.ids import uuid7
 
 KEY_PREFIX = "ayk_"
@@ -33,6 +36,15 @@ def is_well_formed_key(candidate: str) -> bool:
     """Whether `candidate` could be a key at all; anything else needs no lookup."""
     return KEY_FORMAT.fullmatch(candidate) is not None
 
+
+# What an unreachable or restarting database raises through SQLAlchemy.
+_UNREACHABLE = (
+    OSError,
+    OperationalError,
+    InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+)
 
 KeyRole = Literal["admin", "developer", "service", "auditor"]
 KEY_ROLES: tuple[KeyRole, ...] = ("admin", "developer", "service", "auditor")
@@ -150,3 +162,42 @@ async def find_key_owner(db: Database, plaintext: str) -> KeyOwner | None:
         expires_at=key.expires_at,
         allowed_ips=tuple(key.allowed_ips or ()),
     )
+
+
+async def tenant_settings(db: Database, tenant_id: uuid.UUID) -> dict[str, Any]:
+    async with db.session() as session:
+        found = await session.execute(select(Tenant.settings).where(Tenant.id == tenant_id))
+        return dict(found.scalar_one_or_none() or {})
+
+
+async def update_tenant_settings(
+    db: Database, tenant_id: uuid.UUID, changes: dict[str, Any]
+) -> dict[str, Any]:
+    """Merges `changes` into the tenant's settings in one statement; the settings after."""
+    async with db.transaction() as session:
+        merged = await session.execute(
+            update(Tenant)
+            .where(Tenant.id == tenant_id)
+            .values(settings=Tenant.settings.op("||")(literal(changes, JSONB)))
+            .returning(Tenant.settings)
+        )
+        return dict(merged.scalar_one())
+
+
+async def cors_origins_by_tenant(db: Database) -> dict[uuid.UUID, frozenset[str]]:
+    """Every tenant that allows browser origins, with them (TransientError when unreachable)."""
+    try:
+        async with db.session() as session:
+            rows = await session.execute(
+                select(Tenant.id, Tenant.settings["cors_origins"]).where(
+                    Tenant.settings.has_key("cors_origins")
+                )
+            )
+            found = rows.all()
+    except _UNREACHABLE as exc:
+        raise TransientError(f"tenants' origins unreadable: {type(exc).__name__}") from exc
+    return {
+        tenant_id: frozenset(str(o) for o in origins)
+        for tenant_id, origins in found
+        if isinstance(origins, list) and origins
+    }

@@ -60,6 +60,8 @@ TABLE: dict[tuple[str, str], str] = {
     ("POST", "/v1/actions"): "actions:write",
     ("POST", "/v1/webhook-endpoints"): "webhooks:write",
     ("POST", "/v1/rules"): "rules:write",
+    ("GET", "/v1/tenant/settings"): "tenant:read",
+    ("PUT", "/v1/tenant/settings"): "tenant:write",
 }
 
 # The tenant's administration: a developer key needs the scope itself.

@@ -10,6 +10,7 @@ from fastapi import Depends, FastAPI
 from fastapi.routing import APIRoute
 
 from infra.db.engine import Database
+from infra.db.tenants import cors_origins_by_tenant
 from infra.files import open_file_store
 from infra.kafka.publisher import Publisher
 from infra.pricing import PriceTable
@@ -38,12 +39,14 @@ from producers.ingress import (
     openai_compat,
     openai_errors,
     ratelimits,
+    tenant_settings,
     usage,
     webhook_receiver,
     webhook_setup,
 )
 from producers.ingress.auth import KeyCache
 from producers.ingress.body import BodyLimit, api_routes, route_body
+from producers.ingress.cors import AllowedOrigins, CorsMiddleware
 from producers.ingress.nul_guard import RefuseNul
 from producers.ingress.observability import OpenStreams, TelemetryMiddleware
 from producers.ingress.plain_route import PlainRoute, document_bodies
@@ -56,6 +59,7 @@ VERSION = "0.1.0"
 def create_app(settings: Settings, streams: OpenStreams | None = None) -> FastAPI:
     """The ingress; `streams` lets the server end open event streams when it stops."""
     metrics = Metrics() if settings.telemetry_enabled else None
+    cors = AllowedOrigins(settings.cors_origin_list(), settings.cors_refresh_s)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -82,6 +86,7 @@ def create_app(settings: Settings, streams: OpenStreams | None = None) -> FastAP
         await ratelimits.restore(db, quotas)
         app.state.admission = admission.Admission(settings, db, quotas, prices, catalog)
         app.state.vault = Vault.from_setting(settings.encryption_keys)
+        cors.attach(lambda: cors_origins_by_tenant(db))
         # Metrics are for the operator: on a port of their own, never the API's.
         exporter = (
             metrics.serve(settings.metrics_port, settings.metrics_host)
@@ -91,6 +96,7 @@ def create_app(settings: Settings, streams: OpenStreams | None = None) -> FastAP
         try:
             yield
         finally:
+            cors.attach(None)
             if exporter is not None:
                 exporter.close()
             await memory.close()
@@ -111,9 +117,12 @@ def create_app(settings: Settings, streams: OpenStreams | None = None) -> FastAP
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.metrics = metrics
+    app.state.cors = cors
     # Every route's body is capped (routes with a limit of their own say so).
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RefuseNul)
+    # Outside the body and NUL checks, so their refusals carry the headers too.
+    app.add_middleware(CorsMiddleware, origins=cors, max_age_s=settings.cors_max_age_s)
     app.add_middleware(
         TelemetryMiddleware,
         metrics=metrics,
@@ -147,6 +156,7 @@ def create_app(settings: Settings, streams: OpenStreams | None = None) -> FastAP
     app.include_router(actions.router, dependencies=limited)
     app.include_router(memories.router, dependencies=limited)
     app.include_router(webhook_setup.router, dependencies=limited)
+    app.include_router(tenant_settings.router, dependencies=limited)
     # Webhook senders sign their deliveries; they have no API key to limit.
     app.include_router(webhook_receiver.router)
     # The contract documents are public, like the health checks.

@@ -70,6 +70,8 @@ async def authenticate(request: Request, svc: Services = Depends(services_depend
     if scheme.lower() != "bearer" or not credential:
         raise ApiError(401, "unauthorized", "missing bearer API key", _CHALLENGE)
     caller = await _key_caller(request, svc, credential)
+    # Whose browser origins apply to the answer (producers.ingress.cors), a refusal included.
+    request.state.tenant_id = caller.tenant_id
     authorize(caller, request.method, request.scope.get("route"))
     request.state.caller = caller
     return caller
