@@ -12,10 +12,12 @@ import pytest
 
 from infra.db.engine import Database
 from infra.db.tenants import create_api_key
+from infra.errors import TransientError
 from infra.local_stack import ServiceAddresses
 from infra.local_stack.process import free_port
 from infra.settings import Settings
 from producers.ingress.app import create_app
+from producers.ingress.cors import AllowedOrigins
 from tests.conftest import TenantKey, make_tenant, new_platform
 from tests.fakes.llm import FakeLLMServer
 from tests.harness import Platform, eventually, unique
@@ -322,3 +324,35 @@ async def test_only_an_admin_changes_tenant_settings(
     ).status_code == 403
     shown = await clients[0].get("/v1/tenant/settings", headers=admin.headers)
     assert shown.json()["cors_origins"] == []
+
+
+async def test_origins_stay_known_while_the_database_is_unreachable() -> None:
+    tenant = uuid.uuid4()
+    origin = site()
+    now = [0.0]
+    answers: list[dict[uuid.UUID, frozenset[str]] | TransientError] = [
+        {tenant: frozenset({origin})},
+        TransientError("connection refused"),
+        {},
+    ]
+
+    async def load() -> dict[uuid.UUID, frozenset[str]]:
+        answer = answers.pop(0)
+        if isinstance(answer, TransientError):
+            raise answer
+        return answer
+
+    origins = AllowedOrigins([GLOBAL], refresh_s=5, timer=lambda: now[0])
+    origins.attach(load)
+    assert await origins.for_preflight(origin) == "origin"
+    assert await origins.for_request(origin, tenant) == "origin"
+    assert await origins.for_request(origin, uuid.uuid4()) is None
+    assert await origins.for_request(origin, None) is None
+    now[0] = 6.0  # stale: the reload fails, the known origins stay
+    assert await origins.for_preflight(origin) == "origin"
+    assert len(answers) == 1
+    assert await origins.for_preflight(origin) == "origin"  # no second try before the interval
+    assert len(answers) == 1
+    now[0] = 12.0  # the tenant took its origin back
+    assert await origins.for_preflight(origin) is None
+    assert await origins.for_preflight(GLOBAL) == "origin"

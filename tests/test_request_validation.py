@@ -24,6 +24,7 @@ VALID: dict[tuple[str, str], Json] = {
     ("put", "/v1/budgets/tenant"): {"monthly_usd": "10"},
     ("put", "/v1/budgets/keys/{key_id}"): {"monthly_usd": "10"},
     ("put", "/v1/ratelimits/keys/{key_id}"): {"rpm": 10, "tpm": 1000},
+    ("put", "/v1/tenant/settings"): {"cors_origins": ["https://app.example.com"]},
     ("post", "/v1/batches"): {
         "input_file_id": "file-x",
         "endpoint": "/v1/chat/completions",
