@@ -62,6 +62,10 @@ TABLE: dict[tuple[str, str], str] = {
     ("POST", "/v1/rules"): "rules:write",
     ("GET", "/v1/tenant/settings"): "tenant:read",
     ("PUT", "/v1/tenant/settings"): "tenant:write",
+    ("POST", "/v1/auth/issuers"): "issuers:write",
+    ("GET", "/v1/auth/issuers"): "issuers:read",
+    ("GET", "/v1/auth/issuers/{issuer_id}"): "issuers:read",
+    ("DELETE", "/v1/auth/issuers/{issuer_id}"): "issuers:write",
 }
 
 # The tenant's administration: a developer key needs the scope itself.
