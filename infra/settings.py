@@ -211,6 +211,10 @@ class Settings(BaseSettings):
         default="https://api.notion.com", validation_alias=AliasChoices("NOTION_API_URL")
     )
 
+    # Proxies in front of the ingress (CIDRs, comma separated). Only from these is
+    # X-Forwarded-For believed, for API keys limited to some addresses; empty: nobody.
+    trusted_proxies: str = ""
+
     def require_services(self) -> tuple[str, str, str]:
         if not (self.kafka_bootstrap_servers and self.database_url and self.redis_url):
             raise RuntimeError(

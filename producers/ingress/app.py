@@ -12,6 +12,7 @@ from fastapi.routing import APIRoute
 from infra.db.engine import Database
 from infra.files import open_file_store
 from infra.kafka.publisher import Publisher
+from infra.key_events import KeyChanges
 from infra.pricing import PriceTable
 from infra.quota import Quotas
 from infra.redis import JobStreams, Replies
@@ -34,6 +35,7 @@ from producers.ingress import (
     files,
     health,
     jobs,
+    keys,
     memories,
     openai_compat,
     openai_errors,
@@ -44,6 +46,8 @@ from producers.ingress import (
 )
 from producers.ingress.auth import KeyCache
 from producers.ingress.body import BodyLimit, api_routes, route_body
+from producers.ingress.client_address import parse_networks
+from producers.ingress.key_uses import KeyUses
 from producers.ingress.nul_guard import RefuseNul
 from producers.ingress.observability import OpenStreams, TelemetryMiddleware
 from producers.ingress.plain_route import PlainRoute, document_bodies
@@ -77,7 +81,11 @@ def create_app(settings: Settings, streams: OpenStreams | None = None) -> FastAP
             settings, db, streams, slots, publisher, replies, file_store, routing, prices, memory,
             catalog,
         )  # fmt: skip
-        app.state.key_cache = KeyCache()
+        key_cache = app.state.key_cache = KeyCache()
+        # Revocations and rotations on any ingress reach this one's cache within a second.
+        key_changes = app.state.key_changes = KeyChanges(settings)
+        await key_changes.listen(key_cache)
+        key_uses = app.state.key_uses = KeyUses(db)
         quotas = Quotas(settings)
         await ratelimits.restore(db, quotas)
         app.state.admission = admission.Admission(settings, db, quotas, prices, catalog)
@@ -94,6 +102,8 @@ def create_app(settings: Settings, streams: OpenStreams | None = None) -> FastAP
             if exporter is not None:
                 exporter.close()
             await memory.close()
+            await key_uses.close()
+            await key_changes.close()
             await replies.stop()
             await quotas.close()
             await file_store.close()
@@ -111,6 +121,8 @@ def create_app(settings: Settings, streams: OpenStreams | None = None) -> FastAP
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.metrics = metrics
+    # Read once: a malformed setting stops the ingress at start, not at a request.
+    app.state.trusted_proxies = parse_networks(settings.trusted_proxies)
     # Every route's body is capped (routes with a limit of their own say so).
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RefuseNul)
@@ -147,6 +159,7 @@ def create_app(settings: Settings, streams: OpenStreams | None = None) -> FastAP
     app.include_router(actions.router, dependencies=limited)
     app.include_router(memories.router, dependencies=limited)
     app.include_router(webhook_setup.router, dependencies=limited)
+    app.include_router(keys.router, dependencies=limited)
     # Webhook senders sign their deliveries; they have no API key to limit.
     app.include_router(webhook_receiver.router)
     # The contract documents are public, like the health checks.
