@@ -13,13 +13,13 @@ import typer
 
 from ayush.dev_services import with_dev_services
 from ayush.history_cli import audit_app, dlq_app, replay_command, verify_command
+from ayush.keys_cli import keys_app
 from infra.settings import Settings
 
 T = TypeVar("T")
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Ayush event backbone.")
 topics_app = typer.Typer(no_args_is_help=True, help="Kafka topics.")
-keys_app = typer.Typer(no_args_is_help=True, help="Tenants' API keys.")
 memory_app = typer.Typer(no_args_is_help=True, help="Users' memories.")
 batch_app = typer.Typer(no_args_is_help=True, help="Batches of chat requests (OpenAI format).")
 secrets_app = typer.Typer(no_args_is_help=True, help="Credentials and signing secrets at rest.")
@@ -151,23 +151,6 @@ def topics_create() -> None:
     settings = _services_or_exit(_settings())
     created = _run(create_topics(settings))
     typer.echo(f"created {len(created)} topics" + (": " + ", ".join(created) if created else ""))
-
-
-@keys_app.command("create")
-def keys_create(
-    tenant: Annotated[str, typer.Option(help="Tenant name; created if new.")],
-    admin: Annotated[bool, typer.Option("--admin", help="May manage the tenant.")] = False,
-    name: Annotated[str, typer.Option(help="A label for the key.")] = "",
-) -> None:
-    """Create an API key; it is printed once, as the last line."""
-    from ayush.keys import create_key
-
-    settings = _services_or_exit(_settings())
-    tenant_created, key_id, plaintext = _run(create_key(settings, tenant, admin, name))
-    if tenant_created:
-        typer.echo(f"created tenant {tenant}")
-    typer.echo(f"key {key_id} ({'admin' if admin else 'developer'}); it is shown only once:")
-    typer.echo(plaintext)
 
 
 @memory_app.command("reembed")

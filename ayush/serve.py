@@ -40,6 +40,10 @@ def serve_ingress(settings: Settings, host: str, port: int) -> None:
     config = uvicorn.Config(
         create_app(settings, streams), host=host, port=port, loop="uvloop",
         log_level="warning", access_log=False,
+        # The client's address is the peer's: X-Forwarded-For is read only from the proxies
+        # of AYUSH_TRUSTED_PROXIES (producers.ingress.client_address), never by uvicorn,
+        # which would believe it from any local peer.
+        proxy_headers=False,
         log_config=None,  # uvicorn's records go through our (JSON) root handler
         timeout_graceful_shutdown=max(1, int(settings.shutdown_deadline_s)),
     )  # fmt: skip

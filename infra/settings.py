@@ -234,6 +234,10 @@ class Settings(BaseSettings):
     def cors_origin_list(self) -> list[str]:
         return [v for v in self.cors_origins.split(",") if v]
 
+    # Proxies in front of the ingress (CIDRs, comma separated). Only from these is
+    # X-Forwarded-For believed, for API keys limited to some addresses; empty: nobody.
+    trusted_proxies: str = ""
+
     def require_services(self) -> tuple[str, str, str]:
         if not (self.kafka_bootstrap_servers and self.database_url and self.redis_url):
             raise RuntimeError(

@@ -63,6 +63,8 @@ class KeyOwner:
     settings: dict[str, Any] = field(default_factory=dict)
     expires_at: datetime | None = None
     allowed_ips: tuple[str, ...] = ()
+    # Set when the secret presented is the previous one of a rotation: when it stops working.
+    secret_valid_until: datetime | None = None
 
 
 async def ensure_tenant(db: Database, name: str) -> tuple[Tenant, bool]:
@@ -161,6 +163,7 @@ async def find_key_owner(db: Database, plaintext: str) -> KeyOwner | None:
         settings=dict(settings or {}),
         expires_at=key.expires_at,
         allowed_ips=tuple(key.allowed_ips or ()),
+        secret_valid_until=key.previous_valid_until if key.key_hash != key_hash else None,
     )
 
 

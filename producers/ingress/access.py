@@ -66,6 +66,11 @@ TABLE: dict[tuple[str, str], str] = {
     ("GET", "/v1/auth/issuers"): "issuers:read",
     ("GET", "/v1/auth/issuers/{issuer_id}"): "issuers:read",
     ("DELETE", "/v1/auth/issuers/{issuer_id}"): "issuers:write",
+    ("POST", "/v1/keys"): "keys:write",
+    ("GET", "/v1/keys"): "keys:read",
+    ("GET", "/v1/keys/{key_id}"): "keys:read",
+    ("DELETE", "/v1/keys/{key_id}"): "keys:write",
+    ("POST", "/v1/keys/{key_id}/rotate"): "keys:write",
 }
 
 # The tenant's administration: a developer key needs the scope itself.
@@ -160,3 +165,29 @@ def check_complete(routes: list[APIRoute]) -> None:
 
 def allowed_roles(permission: str) -> list[Role]:
     return [role for role in ROLES if may(role, frozenset(), permission)]
+
+
+def every_permission() -> frozenset[str]:
+    """Every permission a role or a scope can carry."""
+    return permissions() | ADMINISTRATION | AUDITOR | USER
+
+
+def scope_problem(role: str, scopes: frozenset[str]) -> str | None:
+    """Why these scopes cannot be given to a key of this role, or None when they can."""
+    unknown = sorted(scopes - permissions())
+    if unknown:
+        return f"unknown scopes {unknown}; known: {sorted(permissions())}"
+    if role == "service" and not scopes:
+        return "a service key needs at least one scope"
+    return None
+
+
+def exceeds(
+    role: Role, scopes: frozenset[str], holder_role: Role, holder_scopes: frozenset[str]
+) -> list[str]:
+    """What a key of `role` with `scopes` could do that the holder cannot (sorted)."""
+    return sorted(
+        p
+        for p in every_permission()
+        if may(role, scopes, p) and not may(holder_role, holder_scopes, p)
+    )

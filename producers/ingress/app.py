@@ -14,6 +14,7 @@ from infra.db.engine import Database
 from infra.db.tenants import cors_origins_by_tenant
 from infra.files import open_file_store
 from infra.kafka.publisher import Publisher
+from infra.key_events import KeyChanges
 from infra.pricing import PriceTable
 from infra.quota import Quotas
 from infra.redis import JobStreams, Replies
@@ -37,6 +38,7 @@ from producers.ingress import (
     health,
     issuers,
     jobs,
+    keys,
     memories,
     openai_compat,
     openai_errors,
@@ -48,7 +50,9 @@ from producers.ingress import (
 )
 from producers.ingress.auth import KeyCache
 from producers.ingress.body import BodyLimit, api_routes, route_body
+from producers.ingress.client_address import parse_networks
 from producers.ingress.cors import AllowedOrigins, CorsMiddleware
+from producers.ingress.key_uses import KeyUses
 from producers.ingress.nul_guard import RefuseNul
 from producers.ingress.observability import OpenStreams, TelemetryMiddleware
 from producers.ingress.plain_route import PlainRoute, document_bodies
@@ -84,7 +88,11 @@ def create_app(settings: Settings, streams: OpenStreams | None = None) -> FastAP
             settings, db, streams, slots, publisher, replies, file_store, routing, prices, memory,
             catalog,
         )  # fmt: skip
-        app.state.key_cache = KeyCache()
+        key_cache = app.state.key_cache = KeyCache()
+        # Revocations and rotations on any ingress reach this one's cache within a second.
+        key_changes = app.state.key_changes = KeyChanges(settings)
+        await key_changes.listen(key_cache)
+        key_uses = app.state.key_uses = KeyUses(db)
         quotas = Quotas(settings)
         await ratelimits.restore(db, quotas)
         app.state.admission = admission.Admission(settings, db, quotas, prices, catalog)
@@ -108,6 +116,8 @@ def create_app(settings: Settings, streams: OpenStreams | None = None) -> FastAP
                 exporter.close()
             await app.state.sign_in.close()
             await memory.close()
+            await key_uses.close()
+            await key_changes.close()
             await replies.stop()
             await quotas.close()
             await file_store.close()
@@ -126,6 +136,8 @@ def create_app(settings: Settings, streams: OpenStreams | None = None) -> FastAP
     )
     app.state.metrics = metrics
     app.state.cors = cors
+    # Read once: a malformed setting stops the ingress at start, not at a request.
+    app.state.trusted_proxies = parse_networks(settings.trusted_proxies)
     # Every route's body is capped (routes with a limit of their own say so).
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RefuseNul)
@@ -166,6 +178,7 @@ def create_app(settings: Settings, streams: OpenStreams | None = None) -> FastAP
     app.include_router(webhook_setup.router, dependencies=limited)
     app.include_router(tenant_settings.router, dependencies=limited)
     app.include_router(issuers.router, dependencies=limited)
+    app.include_router(keys.router, dependencies=limited)
     # Webhook senders sign their deliveries; they have no API key to limit.
     app.include_router(webhook_receiver.router)
     # The contract documents are public, like the health checks.

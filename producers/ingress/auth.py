@@ -5,12 +5,15 @@ checked against the route's permission (producers.ingress.access).
 Whatever is not shaped like a key is refused before the cache and the
 database see it, so a header of any size costs nothing to keep. The cache
 is keyed by the key's hash, holds a bounded number of entries and forgets
-each one when its time is up.
+each one when its time is up, or at once when the key changes on any ingress
+process (infra.key_events). A key with an address allow-list is refused (403) from
+any other address (producers.ingress.client_address).
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -26,6 +29,7 @@ from infra.db.tenants import (
 )
 from producers.ingress.access import authorize
 from producers.ingress.caller import Caller
+from producers.ingress.client_address import allowed, client_address
 from producers.ingress.errors import ApiError
 from producers.ingress.sign_in import SignIn, looks_like_token
 from producers.ingress.state import Services, services_dependency
@@ -43,7 +47,10 @@ _MISSING = _Missing()
 
 
 class KeyCache:
-    """Key hash -> its owner, or None for a key that is unknown or revoked."""
+    """Key hash -> its owner, or None for a key that is unknown or revoked.
+
+    It is a `KeyListener` (infra.key_events): it forgets a key that changed anywhere, and
+    holds nothing while it could miss such a change (`suspend` until `resume`)."""
 
     def __init__(
         self,
@@ -52,15 +59,33 @@ class KeyCache:
         timer: Callable[[], float] = time.monotonic,
     ) -> None:
         self._entries: TTLCache[str, KeyOwner | None] = TTLCache(max_entries, ttl_s, timer)
+        self._live = True
 
     def get(self, key_hash: str) -> tuple[bool, KeyOwner | None]:
+        if not self._live:
+            return False, None
         found = self._entries.get(key_hash, _MISSING)
         if isinstance(found, _Missing):
             return False, None
         return True, found
 
     def put(self, key_hash: str, owner: KeyOwner | None) -> None:
-        self._entries[key_hash] = owner
+        if self._live:
+            self._entries[key_hash] = owner
+
+    def forget_key(self, key_id: uuid.UUID) -> None:
+        """Drop every secret of this key (its current one and a rotated one alike)."""
+        for key_hash, owner in list(self._entries.items()):
+            if owner is not None and owner.key_id == key_id:
+                self._entries.pop(key_hash, None)
+
+    def suspend(self) -> None:
+        self._live = False
+        self._entries.clear()
+
+    def resume(self) -> None:
+        self._entries.clear()
+        self._live = True
 
     def __len__(self) -> int:
         self._entries.expire()
@@ -99,6 +124,15 @@ async def _key_caller(request: Request, svc: Services, key: str) -> Caller:
         cache.put(key_hash, owner)
     if owner is None:
         raise ApiError(401, "unauthorized", "unknown or revoked API key", _CHALLENGE)
-    if owner.expires_at is not None and owner.expires_at <= datetime.now(UTC):
+    now = datetime.now(UTC)
+    if owner.expires_at is not None and owner.expires_at <= now:
         raise ApiError(401, "unauthorized", "this API key has expired", _CHALLENGE)
+    if owner.secret_valid_until is not None and owner.secret_valid_until <= now:
+        # The previous secret of a rotation, past its grace period (cached before it ended).
+        raise ApiError(401, "unauthorized", "unknown or revoked API key", _CHALLENGE)
+    if owner.allowed_ips:
+        address = client_address(request, request.app.state.trusted_proxies)
+        if not allowed(address, owner.allowed_ips):
+            raise ApiError(403, "forbidden", "this API key may not be used from this address")
+    request.app.state.key_uses.note(owner.key_id)
     return Caller.of_key(owner)

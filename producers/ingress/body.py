@@ -86,13 +86,15 @@ class JsonBody(Generic[M]):
     locates its own, so every 422 names the field itself.
     """
 
-    def __init__(self, model: type[M]) -> None:
+    def __init__(self, model: type[M], optional: bool = False) -> None:
         self.model = model
+        # An optional body may be left out: it reads as `{}`.
+        self.empty = b"{}" if optional else b"null"
 
     async def __call__(self, request: Request) -> M:
         raw = await request.body()
         try:
-            return self.model.model_validate_json(raw or b"null")
+            return self.model.model_validate_json(raw or self.empty)
         except ValidationError as exc:
             errors = exc.errors(include_url=False)
             raise RequestValidationError(
@@ -100,8 +102,8 @@ class JsonBody(Generic[M]):
             ) from exc
 
 
-def json_body(model: type[M]) -> JsonBody[M]:
-    return JsonBody(model)
+def json_body(model: type[M], optional: bool = False) -> JsonBody[M]:
+    return JsonBody(model, optional)
 
 
 def route_body(route: APIRoute) -> type[BaseModel] | None:

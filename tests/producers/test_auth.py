@@ -83,3 +83,23 @@ def test_key_cache_holds_a_bounded_number_of_entries_for_their_ttl_only() -> Non
     now[0] = 10.5
     assert cache.get("hash-4") == (False, None)
     assert len(cache) == 0
+
+
+def test_key_cache_forgets_a_changed_key_and_holds_nothing_while_it_could_miss_changes() -> None:
+    cache = KeyCache()
+    changed = KeyOwner(uuid.uuid4(), uuid.uuid4(), "t", "developer")
+    other = KeyOwner(uuid.uuid4(), uuid.uuid4(), "t", "developer")
+    cache.put("current", changed)
+    cache.put("previous", changed)  # the same key's secret before a rotation
+    cache.put("other", other)
+    cache.forget_key(changed.key_id)
+    assert cache.get("current") == (False, None) and cache.get("previous") == (False, None)
+    assert cache.get("other") == (True, other)
+    # The change channel is down: a change now would not arrive, so nothing is cached.
+    cache.suspend()
+    assert cache.get("other") == (False, None)
+    cache.put("other", other)
+    assert cache.get("other") == (False, None)
+    cache.resume()
+    cache.put("other", other)
+    assert cache.get("other") == (True, other)
