@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import uuid
+
 import httpx
 import pytest
 
 from infra.db.engine import Database
-from tests.conftest import TenantKey, make_tenant
+from infra.db.issuers import list_issuers
+from infra.db.sealed import reseal_all
+from infra.vault import Vault
+from tests.conftest import Running, TenantKey, make_tenant
+from tests.harness import unique
 from tests.sign_in import AUDIENCE, hs256_issuer, hs256_token, user_headers
 
 
@@ -121,3 +127,17 @@ async def test_wrong_secret_expired_and_wrong_audience_are_refused(
         assert answer.json()["message"] == f"sign-in token refused: {reason}", answer.text
         assert answer.headers["www-authenticate"] == 'Bearer error="invalid_token"'
     assert AUDIENCE
+
+
+async def test_issuer_secrets_are_resealed_with_the_other_secrets(
+    client: httpx.AsyncClient, admin: TenantKey, db: Database, running: Running
+) -> None:
+    headers = await user_headers(client, admin, "user-4")
+    current = running.platform.env["AYUSH_ENCRYPTION_KEYS"]
+    newer = Vault.new_key_setting(unique("newer"))
+    assert await reseal_all(db, Vault.from_setting(f"{newer},{current}")) >= 1
+    (issuer,) = await list_issuers(db, admin.tenant_id)  # type: ignore[arg-type]
+    assert issuer.secret_key_id == newer.split(":")[0]
+    # Back to the key the ingress holds: the same secret opens and the token still signs in.
+    assert await reseal_all(db, Vault.from_setting(f"{current},{newer}")) >= 1
+    assert (await client.get(f"/v1/jobs/{uuid.uuid4()}", headers=headers)).status_code == 404

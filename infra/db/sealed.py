@@ -7,12 +7,14 @@ from sqlalchemy import select, update
 from infra.db.actions import connection_context
 from infra.db.engine import Database
 from infra.db.integration_models import Connection, WebhookEndpoint
+from infra.db.issuers import AuthIssuer, issuer_context
 from infra.db.webhooks import endpoint_context
 from infra.vault import Sealed, Vault
 
 
 async def reseal_all(db: Database, vault: Vault, batch: int = 500) -> int:
-    """Re-seal every connection and endpoint secret sealed with one of the retired keys.
+    """Re-seal every connection, endpoint and sign-in issuer secret sealed with one of the
+    retired keys.
 
     Each row is rewritten in its own short transaction, guarded by its old key
     id, so a concurrent writer is never overwritten. Returns the rows changed.
@@ -37,6 +39,15 @@ async def reseal_all(db: Database, vault: Vault, batch: int = 500) -> int:
                     select(WebhookEndpoint)
                     .where(WebhookEndpoint.secret_key_id.in_(retired))
                     .limit(batch)
+                )
+            )
+            .scalars()
+            .all()
+        )
+        issuers = (
+            (
+                await session.execute(
+                    select(AuthIssuer).where(AuthIssuer.secret_key_id.in_(retired)).limit(batch)
                 )
             )
             .scalars()
@@ -67,6 +78,21 @@ async def reseal_all(db: Database, vault: Vault, batch: int = 500) -> int:
                 .values(secret_key_id=fresh.key_id, secret_sealed=fresh.data)
             )
             changed += result.rowcount or 0
-    if len(connections) == batch or len(endpoints) == batch:
+    for issuer in issuers:
+        assert issuer.secret_key_id is not None and issuer.secret_sealed is not None
+        context = issuer_context(issuer.id, issuer.tenant_id)
+        plain = vault.open(Sealed(issuer.secret_key_id, issuer.secret_sealed), context)
+        fresh = vault.seal(plain, context)
+        async with db.transaction() as session:
+            result = await session.execute(
+                update(AuthIssuer)
+                .where(
+                    AuthIssuer.id == issuer.id,
+                    AuthIssuer.secret_key_id == issuer.secret_key_id,
+                )
+                .values(secret_key_id=fresh.key_id, secret_sealed=fresh.data)
+            )
+            changed += result.rowcount or 0
+    if batch in (len(connections), len(endpoints), len(issuers)):
         changed += await reseal_all(db, vault, batch)
     return changed

@@ -87,7 +87,9 @@ def create_app(settings: Settings, streams: OpenStreams | None = None) -> FastAP
         app.state.admission = admission.Admission(settings, db, quotas, prices, catalog)
         app.state.vault = Vault.from_setting(settings.encryption_keys)
         policy = AddressPolicy.parse(settings.connector_allow_private, settings.connector_allow)
-        app.state.sign_in = SignIn(db, app.state.vault, policy, settings.jwt_leeway_s)
+        app.state.sign_in = SignIn(
+            db, app.state.vault, policy, settings.jwt_leeway_s, settings.jwks_refetch_s
+        )
         # Metrics are for the operator: on a port of their own, never the API's.
         exporter = (
             metrics.serve(settings.metrics_port, settings.metrics_host)

@@ -73,13 +73,14 @@ class SignIn:
         vault: Vault,
         policy: AddressPolicy,
         leeway_s: int = 30,
+        refetch_s: float = 60.0,
         timer: Callable[[], float] = time.monotonic,
     ) -> None:
         self._db = db
         self._vault = vault
         # Where a tenant's JWKS URL may point: the connectors' outbound policy.
         self.policy = policy
-        self._jwks = JwksCache(policy)
+        self._jwks = JwksCache(policy, refetch_s=refetch_s)
         self._leeway_s = leeway_s
         self._issuers: TTLCache[str, list[TrustedIssuer]] = TTLCache(
             CACHE_MAX_ENTRIES, CACHE_TTL_S, timer
