@@ -235,6 +235,7 @@ def batch_worker(running: Running) -> Iterator[list[Proc]]:
             proc.terminate(15)
 
 
+@pytest.mark.timeout(300)  # two more worker starts: slow on a busy machine
 async def test_a_users_batch_runs_as_that_user_and_its_results_are_theirs(
     client: httpx.AsyncClient, people: People, db: Database, batch_worker: list[Proc]
 ) -> None:
