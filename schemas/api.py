@@ -45,3 +45,14 @@ class ErrorDetail(BaseModel):
 class ErrorBody(BaseModel):
     error: str
     details: list[ErrorDetail] = []
+
+
+class CallerView(BaseModel):
+    """GET /v1/me: who the credential of the request is."""
+
+    tenant_id: uuid.UUID
+    tenant: str
+    role: str
+    key_id: uuid.UUID | None = None
+    user_id: str | None = None
+    scopes: list[str]

@@ -152,6 +152,21 @@ class ChatJob(RequestModel):
         return value
 
 
+def other_user(job: ChatJob, user_id: str) -> str | None:
+    """The field of `job` naming a user other than `user_id` (`user_id`, `memory.user_id`)."""
+    if job.user_id is not None and job.user_id != user_id:
+        return "user_id"
+    if job.memory is not None and job.memory.user_id != user_id:
+        return "memory.user_id"
+    return None
+
+
+def as_user(job: ChatJob, user_id: str) -> ChatJob:
+    """The job run for `user_id`: its user (and its memory's user) set to it."""
+    memory = job.memory.model_copy(update={"user_id": user_id}) if job.memory else None
+    return job.model_copy(update={"user_id": user_id, "memory": memory})
+
+
 class JobRequested(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 

@@ -29,6 +29,8 @@ STORED_CHUNKS_PER_EVENT = 32
 MemoryStatus = Literal["pending", "stored", "failed", "deleted"]
 
 UserId = Field(min_length=1, max_length=200)
+# In a request body: a signed-in user may leave it out (it is then theirs); a key names one.
+OptionalUserId = Field(default=None, min_length=1, max_length=200)
 
 
 def user_key(tenant_id: uuid.UUID, user_id: str) -> uuid.UUID:
@@ -145,7 +147,7 @@ class EmbedFailed(BaseModel):
 class MemoryCreate(RequestModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    user_id: str = UserId
+    user_id: str | None = OptionalUserId
     text: str = Field(min_length=1, max_length=200_000)
     metadata: dict[str, str] = Field(default_factory=dict, max_length=64)
 
@@ -179,7 +181,7 @@ class MemorySearch(RequestModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    user_id: str = UserId
+    user_id: str | None = OptionalUserId
     query: str = Field(min_length=1, max_length=20_000)
     top_k: int = Field(default=5, ge=1, le=100)
     filter: dict[str, str] = Field(default_factory=dict, max_length=16)

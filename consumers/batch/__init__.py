@@ -139,7 +139,7 @@ async def _validate_and_store(batch: Batch, event: bev.BatchCreated, ports: Port
     requests, errors = parse_input(
         data, endpoint=batch.endpoint,
         max_requests=settings.batch_max_requests, max_bytes=settings.batch_max_bytes,
-        models=ports.catalog,
+        models=ports.catalog, user_id=batch.user_id,
     )  # fmt: skip
     if errors:
         await _refuse(batch, errors, ports)
@@ -257,7 +257,9 @@ async def _finalize_if_done(batch: Batch, ports: Ports) -> None:
         )
         if moved is not None:
             await _announce(ports, moved)
-    output_id, error_id = await write_results(ports.db, ports.files, batch.tenant_id, batch.id)
+    output_id, error_id = await write_results(
+        ports.db, ports.files, batch.tenant_id, batch.id, batch.user_id
+    )
     current = await batch_store.get_batch(ports.db, batch.id) or batch
     final = (
         "expired" if current.expired_at

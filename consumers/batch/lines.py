@@ -10,7 +10,7 @@ from infra.errors import ModelNotPriced, PermanentError
 from infra.routing.catalog import ModelCatalog
 from schemas.batches import LineError
 from schemas.chat_completions import BodyError, chat_job_from_body
-from schemas.jobs import ChatJob
+from schemas.jobs import ChatJob, as_user, other_user
 
 MAX_ERRORS = 100  # enough to fix a file; a huge broken file should not make a huge batch row
 
@@ -23,9 +23,18 @@ class BatchRequest:
 
 
 def parse_input(
-    data: bytes, *, endpoint: str, max_requests: int, max_bytes: int, models: ModelCatalog
+    data: bytes,
+    *,
+    endpoint: str,
+    max_requests: int,
+    max_bytes: int,
+    models: ModelCatalog,
+    user_id: str | None = None,
 ) -> tuple[list[BatchRequest], list[LineError]]:
-    """The requests of an input file, or the errors that refuse it (with line numbers)."""
+    """The requests of an input file, or the errors that refuse it (with line numbers).
+
+    A signed-in user's batch (`user_id`) runs every line as that user: a line naming
+    another user is refused, as the ingress refuses such a request."""
     if len(data) > max_bytes:
         message = f"the file is {len(data)} bytes; the limit is {max_bytes}"
         return [], [LineError(code="file_too_large", message=message)]
@@ -45,7 +54,7 @@ def parse_input(
         if not raw.strip():
             continue
         try:
-            request = _parse_line(raw, line_no, endpoint, models)
+            request = _parse_line(raw, line_no, endpoint, models, user_id)
         except _LineRefused as refused:
             errors.append(refused.error)
         else:
@@ -86,7 +95,9 @@ def _refuse(line_no: int, code: str, message: str, param: str | None = None) -> 
     return _LineRefused(LineError(code=code, message=message, param=param, line=line_no))
 
 
-def _parse_line(raw: bytes, line_no: int, endpoint: str, models: ModelCatalog) -> BatchRequest:
+def _parse_line(
+    raw: bytes, line_no: int, endpoint: str, models: ModelCatalog, user_id: str | None
+) -> BatchRequest:
     try:
         item = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -114,4 +125,10 @@ def _parse_line(raw: bytes, line_no: int, endpoint: str, models: ModelCatalog) -
         raise _refuse(line_no, exc.code, str(exc), "body.model") from exc
     except PermanentError as exc:
         raise _refuse(line_no, "model_not_found", str(exc), "body.model") from exc
+    if user_id is not None:
+        field = other_user(job, user_id)
+        if field is not None:
+            message = "the line names another user than the batch's"
+            raise _refuse(line_no, "forbidden", message, f"body.{field}")
+        job = as_user(job, user_id)
     return BatchRequest(line_no, custom_id, job)

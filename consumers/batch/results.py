@@ -45,7 +45,11 @@ def _result_line(line: batch_progress.LineResult) -> tuple[bool, dict[str, Any]]
 
 
 async def write_results(
-    db: Database, files: FileStore, tenant_id: uuid.UUID, batch_id: uuid.UUID
+    db: Database,
+    files: FileStore,
+    tenant_id: uuid.UUID,
+    batch_id: uuid.UUID,
+    user_id: str | None = None,
 ) -> tuple[uuid.UUID | None, uuid.UUID | None]:
     """Writes the files; returns (output file id, error file id), None where a file is empty."""
     output = bytearray()
@@ -64,8 +68,9 @@ async def write_results(
         await batch_store.insert_file(
             db,
             StoredFile(
-                id=file_id, tenant_id=tenant_id, filename=f"batch_{batch_id.hex}_{purpose}.jsonl",
-                purpose="batch_output", bytes=len(data), storage_key=key,
+                id=file_id, tenant_id=tenant_id, user_id=user_id,
+                filename=f"batch_{batch_id.hex}_{purpose}.jsonl", purpose="batch_output",
+                bytes=len(data), storage_key=key,
             ),
         )  # fmt: skip
         ids.append(file_id)

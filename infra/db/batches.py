@@ -92,10 +92,18 @@ async def get_batch(
 
 
 async def list_batches(
-    db: Database, tenant_id: uuid.UUID, after: uuid.UUID | None, limit: int
+    db: Database,
+    tenant_id: uuid.UUID,
+    after: uuid.UUID | None,
+    limit: int,
+    *,
+    user_id: str | None = None,
 ) -> list[Batch]:
-    """Newest first (ids are time-ordered); `after` is the last id of the previous page."""
+    """Newest first (ids are time-ordered); `after` is the last id of the previous page.
+    With `user_id`, only that user's batches."""
     query = select(Batch).where(Batch.tenant_id == tenant_id)
+    if user_id is not None:
+        query = query.where(Batch.user_id == user_id)
     if after is not None:
         query = query.where(Batch.id < after)
     async with db.session() as session:

@@ -126,6 +126,8 @@ class StoredFile(SQLModel, table=True):
 
     id: uuid.UUID = Field(primary_key=True)
     tenant_id: uuid.UUID = Field(foreign_key="tenants.id", index=True)
+    # The signed-in user who uploaded it (or whose batch wrote it); None for an API key's.
+    user_id: str | None = Field(default=None, max_length=200)
     filename: str = Field(max_length=500)
     purpose: str = Field(max_length=32)
     bytes: int
@@ -142,6 +144,8 @@ class Batch(SQLModel, table=True):
     id: uuid.UUID = Field(primary_key=True)
     tenant_id: uuid.UUID = Field(foreign_key="tenants.id", index=True)
     api_key_id: uuid.UUID | None = Field(default=None, foreign_key="api_keys.id")
+    # The signed-in user who created it; its lines' jobs and result files carry this user.
+    user_id: str | None = Field(default=None, max_length=200)
     input_file_id: uuid.UUID
     endpoint: str = Field(max_length=200)
     completion_window: str = Field(max_length=16)

@@ -36,19 +36,24 @@ async def usage_totals(
     last: date,
     group_by: str,
     api_key_id: uuid.UUID | None = None,
+    user_id: str | None = None,
 ) -> list[UsageTotal]:
-    """Totals per group for the days first..last (both included), ordered by group."""
+    """Totals per group for the days first..last (both included), ordered by group;
+    only one key's or one user's usage when given."""
     column = GROUP_COLUMNS[group_by]
     only_key = "AND api_key_id = :key " if api_key_id is not None else ""
+    only_user = "AND user_id = :user " if user_id is not None else ""
     query = text(
         f"SELECT {column} AS g, SUM(events), SUM(input_tokens), SUM(output_tokens), "
         "SUM(cost_usd) FROM usage_daily "
-        f"WHERE tenant_id = :tenant AND day BETWEEN :first AND :last {only_key}"
+        f"WHERE tenant_id = :tenant AND day BETWEEN :first AND :last {only_key}{only_user}"
         "GROUP BY g ORDER BY g"
     )
     params: dict[str, object] = {"tenant": tenant_id, "first": first, "last": last}
     if api_key_id is not None:
         params["key"] = api_key_id
+    if user_id is not None:
+        params["user"] = user_id
     async with db.session() as session:
         rows = await session.execute(query, params)
         return [UsageTotal(r[0], int(r[1]), int(r[2]), int(r[3]), Decimal(r[4])) for r in rows]

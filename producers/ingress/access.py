@@ -48,6 +48,8 @@ TABLE: dict[tuple[str, str], str] = {
     ("POST", "/v1/batches/{batch_id}/cancel"): "batches:write",
     ("GET", "/v1/batches/{batch_id}/events"): "batches:read",
     ("GET", "/v1/usage"): "usage:read",
+    ("GET", "/v1/me"): ANY,
+    ("GET", "/v1/me/usage"): "usage:read",
     ("GET", "/v1/budgets/tenant"): "budgets:read",
     ("PUT", "/v1/budgets/tenant"): "budgets:write",
     ("GET", "/v1/budgets/keys/{key_id}"): "budgets:read",

@@ -39,6 +39,7 @@ from producers.ingress import (
     issuers,
     jobs,
     keys,
+    me,
     memories,
     openai_compat,
     openai_errors,
@@ -168,6 +169,7 @@ def create_app(settings: Settings, streams: OpenStreams | None = None) -> FastAP
         )  # fmt: skip
     app.include_router(jobs.router, dependencies=limited)
     app.include_router(usage.router, dependencies=limited)
+    app.include_router(me.router, dependencies=limited)
     app.include_router(budgets.router, dependencies=limited)
     app.include_router(ratelimits.router, dependencies=limited)
     app.include_router(audit.router, dependencies=limited)

@@ -18,8 +18,10 @@ from producers.ingress.body import json_body
 from producers.ingress.caller import Caller
 from producers.ingress.errors import ApiError, unavailable
 from producers.ingress.event_streams import SSE, SSE_HEADERS, slot_stream, take_slot
+from producers.ingress.files import owned_file
 from producers.ingress.job_stream import KEEPALIVE_MS, _frame, ended_stream, resume_point
 from producers.ingress.openai_errors import OpenAIError, from_api_error, not_found
+from producers.ingress.scope import visible
 from producers.ingress.state import Services, services_dependency
 from schemas import batches as bev
 from schemas import topics
@@ -69,7 +71,7 @@ def batch_object(batch: Batch) -> bev.BatchObject:
 async def _owned(svc: Services, caller: Caller, batch_id: str) -> Batch:
     ident = bev.parse_public_id("batch_", batch_id)
     batch = await batch_store.get_batch(svc.db, ident, caller.tenant_id) if ident else None
-    if batch is None:
+    if batch is None or not visible(caller, batch.user_id):
         raise not_found("batch", batch_id)
     return batch
 
@@ -93,17 +95,15 @@ async def create(
     if body.endpoint not in bev.ENDPOINTS:
         raise OpenAIError(400, f"endpoint must be one of {bev.ENDPOINTS}",
                           "invalid_request_error", "invalid_value", "endpoint")  # fmt: skip
-    file_id = bev.parse_public_id("file-", body.input_file_id)
-    stored = await batch_store.get_file(svc.db, caller.tenant_id, file_id) if file_id else None
-    if stored is None or file_id is None:
-        raise not_found("file", body.input_file_id)
+    stored = await owned_file(svc, caller, body.input_file_id)
     if stored.purpose != "batch":
         raise OpenAIError(400, "the input file's purpose must be 'batch'",
                           "invalid_request_error", "invalid_value", "input_file_id")  # fmt: skip
     now = utcnow()
     window = timedelta(seconds=svc.settings.batch_completion_window_s)
     batch = Batch(
-        id=uuid7(), tenant_id=caller.tenant_id, api_key_id=caller.key_id, input_file_id=file_id,
+        id=uuid7(), tenant_id=caller.tenant_id, api_key_id=caller.key_id,
+        user_id=caller.own_user, input_file_id=stored.id,
         endpoint=body.endpoint, completion_window=body.completion_window, status="validating",
         batch_metadata=body.metadata, created_at=now, expires_at=now + window,
     )  # fmt: skip
@@ -162,7 +162,9 @@ async def list_batches(
     if after and cursor is None:
         raise OpenAIError(400, f"invalid cursor {after!r}", "invalid_request_error",
                           "invalid_value", "after")  # fmt: skip
-    rows = await batch_store.list_batches(svc.db, caller.tenant_id, cursor, limit + 1)
+    rows = await batch_store.list_batches(
+        svc.db, caller.tenant_id, cursor, limit + 1, user_id=caller.own_user
+    )
     data = [batch_object(b).model_dump() for b in rows[:limit]]
     return {
         "object": "list",

@@ -59,6 +59,7 @@ def install(app: FastAPI) -> None:
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
         body: dict[str, Any] = {"error": exc.error, "message": exc.message}
         if exc.field is not None:
+            body["field"] = exc.field
             body["details"] = [{"field": exc.field, "message": exc.message}]
         return JSONResponse(body, exc.status, headers=exc.headers)
 

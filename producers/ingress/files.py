@@ -20,6 +20,7 @@ from producers.ingress.auth import authenticate
 from producers.ingress.body import BodyTooLarge, allow_body
 from producers.ingress.caller import Caller
 from producers.ingress.openai_errors import OpenAIError, not_found
+from producers.ingress.scope import visible
 from producers.ingress.state import Services, services_dependency
 from schemas.batches import FileObject, file_public_id, parse_public_id
 from schemas.ids import uuid7
@@ -59,10 +60,11 @@ def file_object(row: StoredFile) -> FileObject:
     )  # fmt: skip
 
 
-async def _owned(svc: Services, caller: Caller, file_id: str) -> StoredFile:
+async def owned_file(svc: Services, caller: Caller, file_id: str) -> StoredFile:
+    """The caller's file: of its tenant and, for a signed-in user, uploaded by that user."""
     ident = parse_public_id("file-", file_id)
     row = await batch_store.get_file(svc.db, caller.tenant_id, ident) if ident else None
-    if row is None:
+    if row is None or not visible(caller, row.user_id):
         raise not_found("file", file_id)
     return row
 
@@ -101,7 +103,8 @@ async def upload(request: Request, caller: Owner, svc: Svc) -> FileObject:
     key = f"{caller.tenant_id}/{file_id}"
     await svc.files.put(key, b"".join(chunks))
     row = StoredFile(
-        id=file_id, tenant_id=caller.tenant_id, filename=(filename or "upload.jsonl")[:500],
+        id=file_id, tenant_id=caller.tenant_id, user_id=caller.own_user,
+        filename=(filename or "upload.jsonl")[:500],
         purpose=purpose, bytes=size, storage_key=key,
     )  # fmt: skip
     await batch_store.insert_file(svc.db, row)
@@ -121,19 +124,19 @@ def _too_large(limit: int) -> OpenAIError:
 
 @router.get("/{file_id}", response_model=FileObject)
 async def retrieve(file_id: str, caller: Owner, svc: Svc) -> FileObject:
-    return file_object(await _owned(svc, caller, file_id))
+    return file_object(await owned_file(svc, caller, file_id))
 
 
 @router.get("/{file_id}/content")
 async def content(file_id: str, caller: Owner, svc: Svc) -> Response:
-    row = await _owned(svc, caller, file_id)
+    row = await owned_file(svc, caller, file_id)
     data = await svc.files.get(row.storage_key)
     return Response(data, media_type="application/jsonl")
 
 
 @router.delete("/{file_id}")
 async def delete(file_id: str, caller: Owner, svc: Svc) -> dict[str, object]:
-    row = await _owned(svc, caller, file_id)
+    row = await owned_file(svc, caller, file_id)
     await batch_store.delete_file(svc.db, caller.tenant_id, row.id)
     await svc.files.delete(row.storage_key)
     return {"id": file_id, "object": "file", "deleted": True}

@@ -23,6 +23,7 @@ from producers.ingress.errors import ApiError, unavailable
 from producers.ingress.event_streams import SSE, SSE_HEADERS, slot_stream, take_slot
 from producers.ingress.job_stream import ended_stream, job_event_stream, resume_point
 from producers.ingress.openai_errors import model_refused
+from producers.ingress.scope import scoped_job, visible
 from producers.ingress.state import Services, services_dependency
 from schemas import jobs as ev
 from schemas import topics
@@ -49,6 +50,7 @@ async def create_job(
     request: Request,
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> JobAccepted:
+    body = scoped_job(caller, body)
     try:
         svc.catalog.check(body.model)
     except UnknownModel as exc:
@@ -118,7 +120,7 @@ async def _accept(
 @router.get("/{job_id}", response_model=JobView)
 async def get_job(job_id: uuid.UUID, caller: Owner, svc: Svc) -> JobView:
     found = await job_store.get_job(svc.db, caller.tenant_id, job_id)
-    if found is None:
+    if found is None or not visible(caller, found.job.user_id):
         raise ApiError(404, "not_found", f"no job {job_id}")
     return job_view(found)
 
@@ -131,7 +133,7 @@ async def job_events(
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> StreamingResponse:
     found = await job_store.get_job(svc.db, caller.tenant_id, job_id)
-    if found is None:
+    if found is None or not visible(caller, found.job.user_id):
         raise ApiError(404, "not_found", f"no job {job_id}")
     finished = found.job.status in ("succeeded", "failed")
     resume = await resume_point(svc, job_id, last_event_id, finished=finished)

@@ -25,6 +25,7 @@ from producers.ingress.auth import authenticate
 from producers.ingress.body import json_body
 from producers.ingress.caller import Caller
 from producers.ingress.errors import ApiError, unavailable
+from producers.ingress.scope import acting_user, visible
 from producers.ingress.state import Services, services_dependency
 from schemas import memory as ev
 from schemas import topics
@@ -61,15 +62,16 @@ async def remember(
 async def _store(
     svc: Services, caller: Caller, memory_id: uuid.UUID, body: ev.MemoryCreate
 ) -> None:
+    user_id = acting_user(caller, body.user_id)
     await memory_rows.insert_pending(
-        svc.db, caller.tenant_id, memory_id, body.user_id, body.text, dict(body.metadata)
+        svc.db, caller.tenant_id, memory_id, user_id, body.text, dict(body.metadata)
     )
     command = ev.Remember(
-        memory_id=memory_id, user_id=body.user_id, text=body.text, metadata=body.metadata,
+        memory_id=memory_id, user_id=user_id, text=body.text, metadata=body.metadata,
         api_key_id=caller.key_id,
     )  # fmt: skip
     try:
-        await _publish(svc, caller, body.user_id, ev.MEMORY_REMEMBER, command)
+        await _publish(svc, caller, user_id, ev.MEMORY_REMEMBER, command)
     except ApiError:
         await memory_rows.delete_pending(svc.db, memory_id)
         raise
@@ -79,10 +81,11 @@ async def _store(
 async def list_memories(
     caller: Owner,
     svc: Svc,
-    user_id: Annotated[str, Query(min_length=1, max_length=200)],
+    user_id: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> ev.MemoryList:
-    found = await memory_rows.list_memories(svc.db, caller.tenant_id, user_id, limit)
+    user = acting_user(caller, user_id)
+    found = await memory_rows.list_memories(svc.db, caller.tenant_id, user, limit)
     return ev.MemoryList(data=[_view(row) for row in found])
 
 
@@ -101,12 +104,15 @@ async def forget(memory_id: uuid.UUID, caller: Owner, svc: Svc) -> dict[str, str
 
 @router.delete("", status_code=202)
 async def forget_user(
-    caller: Owner, svc: Svc, user_id: Annotated[str, Query(min_length=1, max_length=200)]
+    caller: Owner,
+    svc: Svc,
+    user_id: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
 ) -> dict[str, str]:
+    user = acting_user(caller, user_id)
     # Everything remembered before now: ids are time-ordered, so the cut-off is an id.
-    command = ev.ForgetUser(user_id=user_id, before=uuid7())
-    await _publish(svc, caller, user_id, ev.MEMORY_FORGET_USER, command)
-    return {"user_id": user_id, "status": "deleting"}
+    command = ev.ForgetUser(user_id=user, before=uuid7())
+    await _publish(svc, caller, user, ev.MEMORY_FORGET_USER, command)
+    return {"user_id": user, "status": "deleting"}
 
 
 @router.post("/search", response_model=ev.MemorySearchResult, openapi_extra=_BODY)
@@ -116,6 +122,7 @@ async def search(
     svc: Svc,
     request: Request,
 ) -> ev.MemorySearchResult:
+    user = acting_user(caller, body.user_id)
     if svc.memory is None:
         raise ApiError(503, "unavailable", "memory search is not configured")
     started = time.perf_counter()
@@ -124,9 +131,9 @@ async def search(
     await _admit(request, caller, svc, search_id, body.query)
     try:
         [vector] = await svc.memory.embedder.embed([body.query])
-        await _record_search(svc, caller, search_id, body)
+        await _record_search(svc, caller, search_id, body.query, user)
         hits = await svc.memory.store.search(
-            caller.tenant_id, body.user_id, vector,
+            caller.tenant_id, user, vector,
             model=svc.memory.embedder.model, top_k=body.top_k, filter=body.filter,
         )  # fmt: skip
     except BaseException as exc:
@@ -163,12 +170,12 @@ async def _admit(
 
 
 async def _record_search(
-    svc: Services, caller: Caller, search_id: uuid.UUID, body: ev.MemorySearch
+    svc: Services, caller: Caller, search_id: uuid.UUID, query: str, user_id: str
 ) -> None:
     usage = embedding_usage(
-        search_id, [body.query], purpose="search", provider=svc.settings.memory_embedder,
+        search_id, [query], purpose="search", provider=svc.settings.memory_embedder,
         model=_embedding_model(svc), prices=svc.prices, api_key_id=caller.key_id,
-        user_id=body.user_id,
+        user_id=user_id,
     )  # fmt: skip
     envelope = Envelope[Any](
         type=USAGE_RECORDED, tenant_id=caller.tenant_id,
@@ -183,7 +190,7 @@ async def _record_search(
 
 async def _existing(svc: Services, caller: Caller, memory_id: uuid.UUID) -> memory_rows.MemoryRow:
     row = await memory_rows.get_memory(svc.db, caller.tenant_id, memory_id)
-    if row is None or row.status == "deleted":
+    if row is None or row.status == "deleted" or not visible(caller, row.user_id):
         raise ApiError(404, "not_found", f"no memory {memory_id}")
     return row
 

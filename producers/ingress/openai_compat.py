@@ -38,6 +38,7 @@ from producers.ingress.errors import ApiError, unavailable
 from producers.ingress.event_streams import slot_stream, take_slot
 from producers.ingress.openai_stream import completion_chunks, usage_of, wire_tool_calls
 from producers.ingress.plain_route import PlainRoute, json_body
+from producers.ingress.scope import scoped_job
 from producers.ingress.state import Services, services
 from schemas import jobs as ev
 from schemas import topics
@@ -56,7 +57,7 @@ async def chat_completions(request: Request) -> Response:
     svc = services(request)
     caller = await _caller(request, svc)
     body = await _parse(request, ChatCompletionRequest)
-    job = _build(lambda: chat_job(body, _wants_cache(request, caller)))
+    job = _scoped(caller, body, _build(lambda: chat_job(body, _wants_cache(request, caller))))
     return await _run(
         request, svc, caller, job, body.model, stream=body.stream, usage=_include_usage(body)
     )
@@ -71,6 +72,7 @@ async def embeddings(request: Request) -> Response:
         kind="embedding", model=body.model, input=texts, dimensions=body.dimensions,
         user_id=body.end_user(), metadata=body.metadata or {}, cache=_wants_cache(request, caller),
     ))  # fmt: skip
+    job = _scoped(caller, body, job)
     return await _run(request, svc, caller, job, body.model, encoding=body.encoding_format)
 
 
@@ -297,6 +299,16 @@ async def _parse(request: Request, model: type[W]) -> W:
         return model.model_validate_json(raw or b"null")
     except ValidationError as exc:
         raise oe.invalid(exc) from exc
+
+
+def _scoped(
+    caller: Caller, body: ChatCompletionRequest | EmbeddingRequest, job: ev.ChatJob
+) -> ev.ChatJob:
+    """A signed-in user's job is theirs: another user in `user` (or `user_id`) is 403."""
+    try:
+        return scoped_job(caller, job, "user_id" if body.user_id is not None else "user")
+    except ApiError as exc:
+        raise oe.from_api_error(exc) from exc
 
 
 def _build(make: Any) -> ev.ChatJob:

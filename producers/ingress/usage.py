@@ -1,7 +1,9 @@
-"""GET /v1/usage: totals by model, user, key or day, as JSON or CSV."""
+"""GET /v1/usage: totals by model, user, key or day, as JSON or CSV; one caller's own at
+GET /v1/me/usage (producers.ingress.me)."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, date, datetime
 from typing import Annotated, Literal
 
@@ -9,6 +11,7 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 
 from infra.csv_export import csv_text
+from infra.db.engine import Database
 from infra.db.usage_report import UsageTotal, total_of, usage_totals
 from producers.ingress.admission import Admission, admission_dependency, rate_limited
 from producers.ingress.caller import Caller
@@ -19,6 +22,7 @@ from schemas.usage import GroupBy, UsageReport, UsageRow
 router = APIRouter(prefix="/v1/usage", tags=["usage"])
 
 MAX_DAYS = 366
+Format = Literal["json", "csv"]
 
 
 @router.get("", response_model=UsageReport, response_model_by_alias=True)
@@ -28,8 +32,29 @@ async def get_usage(
     first: Annotated[date | None, Query(alias="from")] = None,
     last: Annotated[date | None, Query(alias="to")] = None,
     group_by: GroupBy = "model",
-    format: Literal["json", "csv"] = "json",
+    format: Format = "json",
 ) -> Response | UsageReport:
+    # Admin and auditor keys see the whole tenant; any other key only its own usage.
+    if caller.key_id is None and not caller.sees_tenant:
+        raise ApiError(403, "forbidden", "a signed-in user sees their own usage at /v1/me/usage")
+    only_key = None if caller.sees_tenant else caller.key_id
+    return await usage_report(
+        adm.db, caller.tenant_id, first, last, group_by, format, api_key_id=only_key
+    )
+
+
+async def usage_report(
+    db: Database,
+    tenant_id: uuid.UUID,
+    first: date | None,
+    last: date | None,
+    group_by: GroupBy,
+    format: Format,
+    *,
+    api_key_id: uuid.UUID | None = None,
+    user_id: str | None = None,
+) -> Response | UsageReport:
+    """The totals over `from`..`to` (default: this month so far), as JSON or CSV."""
     today = datetime.now(UTC).date()
     last = last or today
     first = first or last.replace(day=1)
@@ -39,11 +64,7 @@ async def get_usage(
         raise ApiError(
             422, "invalid_request", f"invalid field to: over {MAX_DAYS} days", field="to"
         )
-    # Admin and auditor keys see the whole tenant; any other key only its own usage.
-    if caller.key_id is None and not caller.sees_tenant:
-        raise ApiError(403, "forbidden", "a signed-in user sees their own usage at /v1/me/usage")
-    only_key = None if caller.sees_tenant else caller.key_id
-    rows = await usage_totals(adm.db, caller.tenant_id, first, last, group_by, only_key)
+    rows = await usage_totals(db, tenant_id, first, last, group_by, api_key_id, user_id)
     total = total_of(rows)
     if format == "csv":
         return Response(_csv(group_by, [*rows, total]), media_type="text/csv; charset=utf-8")

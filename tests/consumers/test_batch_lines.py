@@ -41,3 +41,42 @@ def test_blank_lines_do_not_count_against_the_limit() -> None:
     assert parse(data, max_requests=3) == (["a", "b", "c"], [])
     requests, [(code, _, _)] = parse(data + line("d"), max_requests=3)
     assert requests == [] and code == "too_many_requests"
+
+
+def user_line(custom_id: str, **body_fields: object) -> bytes:
+    body = {
+        "model": "local-echo",
+        "messages": [{"role": "user", "content": custom_id}],
+        **body_fields,
+    }
+    item = {"custom_id": custom_id, "method": "POST", "url": ENDPOINT, "body": body}
+    return json.dumps(item).encode()
+
+
+def test_a_users_batch_runs_every_line_as_that_user() -> None:
+    data = b"\n".join([user_line("a"), user_line("b", user="alice")])
+    requests, errors = parse_input(
+        data, endpoint=ENDPOINT, max_requests=10, max_bytes=10_000_000, models=MODELS,
+        user_id="alice",
+    )  # fmt: skip
+    assert errors == []
+    assert [r.job.user_id for r in requests] == ["alice", "alice"]
+
+
+def test_a_users_batch_line_naming_another_user_is_refused() -> None:
+    data = b"\n".join(
+        [
+            user_line("a", user="bob"),
+            user_line("b", memory={"user_id": "bob", "top_k": 3}),
+            user_line("c"),
+        ]
+    )
+    requests, errors = parse_input(
+        data, endpoint=ENDPOINT, max_requests=10, max_bytes=10_000_000, models=MODELS,
+        user_id="alice",
+    )  # fmt: skip
+    assert [(e.code, e.line, e.param) for e in errors] == [
+        ("forbidden", 1, "body.user_id"),
+        ("forbidden", 2, "body.memory.user_id"),
+    ]
+    assert requests == []  # any refused line refuses the file, as for other line errors

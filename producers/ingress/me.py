@@ -1,0 +1,52 @@
+"""GET /v1/me (who is calling) and GET /v1/me/usage (the caller's own usage).
+
+For an API key, its own usage; for a signed-in person, their own user's usage,
+whatever key or app made it.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import Response
+
+from producers.ingress.admission import Admission, admission_dependency, rate_limited
+from producers.ingress.caller import Caller
+from producers.ingress.usage import Format, usage_report
+from schemas.api import CallerView
+from schemas.usage import GroupBy, UsageReport
+
+router = APIRouter(prefix="/v1/me", tags=["me"])
+
+Owner = Annotated[Caller, Depends(rate_limited)]
+
+
+@router.get("", response_model=CallerView)
+async def who_am_i(caller: Owner) -> CallerView:
+    return CallerView(
+        tenant_id=caller.tenant_id,
+        tenant=caller.tenant_name,
+        role=caller.role,
+        key_id=caller.key_id,
+        user_id=caller.user_id,
+        scopes=sorted(caller.scopes),
+    )
+
+
+@router.get("/usage", response_model=UsageReport, response_model_by_alias=True)
+async def my_usage(
+    caller: Owner,
+    adm: Annotated[Admission, Depends(admission_dependency)],
+    first: Annotated[date | None, Query(alias="from")] = None,
+    last: Annotated[date | None, Query(alias="to")] = None,
+    group_by: GroupBy = "model",
+    format: Format = "json",
+) -> Response | UsageReport:
+    # A key's own usage, or (signed in with a token) the person's.
+    user = caller.user_id if caller.key_id is None else None
+    return await usage_report(
+        adm.db, caller.tenant_id, first, last, group_by, format,
+        api_key_id=caller.key_id, user_id=user,
+    )  # fmt: skip
