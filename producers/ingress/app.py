@@ -39,6 +39,7 @@ from producers.ingress import (
     openai_errors,
     ratelimits,
     usage,
+    user_limits,
     webhook_receiver,
     webhook_setup,
 )
@@ -80,6 +81,7 @@ def create_app(settings: Settings, streams: OpenStreams | None = None) -> FastAP
         app.state.key_cache = KeyCache()
         quotas = Quotas(settings)
         await ratelimits.restore(db, quotas)
+        await budgets.restore(db, quotas)
         app.state.admission = admission.Admission(settings, db, quotas, prices, catalog)
         app.state.vault = Vault.from_setting(settings.encryption_keys)
         # Metrics are for the operator: on a port of their own, never the API's.
@@ -141,6 +143,8 @@ def create_app(settings: Settings, streams: OpenStreams | None = None) -> FastAP
     app.include_router(usage.router, dependencies=limited)
     app.include_router(budgets.router, dependencies=limited)
     app.include_router(ratelimits.router, dependencies=limited)
+    app.include_router(user_limits.budgets_router, dependencies=limited)
+    app.include_router(user_limits.ratelimits_router, dependencies=limited)
     app.include_router(audit.router, dependencies=limited)
     app.include_router(files.router, dependencies=limited)
     app.include_router(batches.router, dependencies=limited)
