@@ -254,3 +254,26 @@ async def test_user_limit_endpoints_check_input_and_who_asks(
     assert refused.status_code == 403
     refused = await a.put("/v1/ratelimits/users/ann", json={"rpm": 5}, headers=developer.headers)
     assert refused.status_code == 403
+
+
+async def test_openai_user_field_is_held_to_that_users_budget_and_rate(
+    clients: list[httpx.AsyncClient], db: Database
+) -> None:
+    tenant = await make_tenant(db, admin=True)
+    a, b = clients
+    await put(a, "/v1/budgets/users/ivy", {"monthly_usd": "0"}, tenant)
+    await put(a, "/v1/ratelimits/users/jo", {"rpm": 1}, tenant)
+    chat = {"model": "local-echo", "messages": [{"role": "user", "content": "hi"}]}
+
+    refused = await b.post(
+        "/v1/chat/completions", json=chat | {"user": "ivy"}, headers=tenant.headers
+    )
+    assert refused.status_code == 402, refused.text
+    assert refused.json()["error"]["budget"]["user_id"] == "ivy"
+    await eventually(early_in_a_minute, 20, "the start of a minute")
+    first = await b.post("/v1/chat/completions", json=chat | {"user": "jo"}, headers=tenant.headers)
+    assert first.status_code == 200, first.text
+    second = await a.post(
+        "/v1/chat/completions", json=chat | {"user": "jo"}, headers=tenant.headers
+    )
+    assert second.status_code == 429 and "of this user" in second.text
