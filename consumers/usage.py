@@ -164,6 +164,10 @@ def reached(spend: Spend) -> int:
 
 async def _announce_thresholds(spends: list[Spend], ports: Ports) -> None:
     for spend in spends:
+        if spend.scope == "user":
+            # The event names a tenant or a key; an end user's spend is not announced
+            # (the event cannot name the user, whose id is derived one way).
+            continue
         level = reached(spend)
         crossed = [t for t in THRESHOLDS if spend.alerted_pct < t <= level]
         if not crossed:

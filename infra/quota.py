@@ -25,6 +25,7 @@ from infra.settings import Settings
 
 UNIT = Decimal("0.00000001")
 PERIOD_TTL_S = 40 * 24 * 3600
+UNLIMITED = 10**15  # per minute, for a window no limit applies to
 
 _RELEASE = """
 local function release(id)
@@ -41,7 +42,9 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT
 end
 """
 
-# KEYS: holds, hold deadlines, then (limit, period counters) per scope.
+# KEYS: holds, hold deadlines, then (limit, fallback limit, period counters) per scope. The
+# fallback applies when the scope has no limit of its own: a user without an override is
+# held to the tenant's default for its users, one key however many users there are.
 # ARGV: now ms, amount, hold id, hold ttl ms, period ttl s.
 # Returns 0 when reserved, else the 1-based index of the scope that refused.
 RESERVE = (
@@ -50,21 +53,21 @@ RESERVE = (
 -- A hold already made stands: asking again (a retried publish) must not be refused.
 if redis.call('HEXISTS', KEYS[1], ARGV[3]) == 1 then return 0 end
 local amount = tonumber(ARGV[2])
-local n = (#KEYS - 2) / 2
+local n = (#KEYS - 2) / 3
 for i = 1, n do
-  local limit = redis.call('GET', KEYS[2 * i + 1])
+  local limit = redis.call('GET', KEYS[3 * i]) or redis.call('GET', KEYS[3 * i + 1])
   if limit then
     limit = tonumber(limit)
-    local spent = tonumber(redis.call('HGET', KEYS[2 * i + 2], 'spent') or '0')
-    local reserved = tonumber(redis.call('HGET', KEYS[2 * i + 2], 'reserved') or '0')
+    local spent = tonumber(redis.call('HGET', KEYS[3 * i + 2], 'spent') or '0')
+    local reserved = tonumber(redis.call('HGET', KEYS[3 * i + 2], 'reserved') or '0')
     if spent >= limit or spent + reserved + amount > limit then return i end
   end
 end
 local counters = {}
 for i = 1, n do
-  redis.call('HINCRBY', KEYS[2 * i + 2], 'reserved', ARGV[2])
-  redis.call('EXPIRE', KEYS[2 * i + 2], ARGV[5])
-  counters[i] = KEYS[2 * i + 2]
+  redis.call('HINCRBY', KEYS[3 * i + 2], 'reserved', ARGV[2])
+  redis.call('EXPIRE', KEYS[3 * i + 2], ARGV[5])
+  counters[i] = KEYS[3 * i + 2]
 end
 redis.call('HSET', KEYS[1], ARGV[3], cjson.encode({a = ARGV[2], k = counters}))
 redis.call('ZADD', KEYS[2], tonumber(ARGV[1]) + tonumber(ARGV[4]), ARGV[3])
@@ -92,13 +95,20 @@ return 0
 """
 )
 
-# KEYS: requests counter, tokens counter of this minute, the key's own limits (a hash).
+# KEYS: requests counter, tokens counter of this minute, the subject's own limits (a hash),
+# optionally the limits of its kind (a hash: a tenant's default for its users).
 # ARGV: requests, tokens, default rpm, default tpm, ttl.
 # Returns {admitted, requests used, tokens used, refused by: 0 none, 1 requests, 2 tokens,
-# rpm, tpm}: the limits that applied, the key's own where it has them.
+# rpm, tpm}: the limits that applied, each the subject's own where it has it, else its
+# kind's, else the default.
 RATE = """
-local rpm = tonumber(redis.call('HGET', KEYS[3], 'rpm') or ARGV[3])
-local tpm = tonumber(redis.call('HGET', KEYS[3], 'tpm') or ARGV[4])
+local function limit(name, default)
+  local own = redis.call('HGET', KEYS[3], name)
+  if not own and #KEYS > 3 then own = redis.call('HGET', KEYS[4], name) end
+  return tonumber(own or default)
+end
+local rpm = limit('rpm', ARGV[3])
+local tpm = limit('tpm', ARGV[4])
 local r = tonumber(redis.call('GET', KEYS[1]) or '0')
 local t = tonumber(redis.call('GET', KEYS[2]) or '0')
 local req, tok = tonumber(ARGV[1]), tonumber(ARGV[2])
@@ -120,7 +130,9 @@ def from_units(units: int) -> Decimal:
 
 @dataclass(frozen=True)
 class Scope:
-    """A budget owner: the tenant itself ("tenant", tenant id) or one key ("key", key id)."""
+    """A budget owner: the tenant itself ("tenant", tenant id), one key ("key", key id) or
+    one end user ("user", `schemas.ids.user_subject`). ("users", tenant id) holds only the
+    tenant's default limit for a user without one of their own."""
 
     kind: str
     id: uuid.UUID
@@ -164,6 +176,20 @@ class Quotas:
     def _limit_key(self, tenant_id: uuid.UUID, scope: Scope) -> str:
         return self._budget(tenant_id, f"{scope.kind}:{scope.id}:limit")
 
+    def _limit_keys(self, tenant_id: uuid.UUID, scope: Scope) -> list[str]:
+        """The scope's own limit, then the one that applies when it has none."""
+        fallback = Scope("users", tenant_id) if scope.kind == "user" else scope
+        return [self._limit_key(tenant_id, scope), self._limit_key(tenant_id, fallback)]
+
+    def _scope_keys(self, tenant_id: uuid.UUID, scopes: list[Scope], period: str) -> list[str]:
+        keys = self._hold_keys(tenant_id)
+        for scope in scopes:
+            keys += [
+                *self._limit_keys(tenant_id, scope),
+                self._counter_key(tenant_id, scope, period),
+            ]
+        return keys
+
     def _counter_key(self, tenant_id: uuid.UUID, scope: Scope, period: str) -> str:
         return self._budget(tenant_id, f"{scope.kind}:{scope.id}:{period}")
 
@@ -180,9 +206,7 @@ class Quotas:
         hold_ttl_s: int,
     ) -> Scope | None:
         """Reserve `amount` on every scope at once; the scope whose budget refused, or None."""
-        keys = self._hold_keys(tenant_id)
-        for scope in scopes:
-            keys += [self._limit_key(tenant_id, scope), self._counter_key(tenant_id, scope, period)]
+        keys = self._scope_keys(tenant_id, scopes, period)
         args: list[Arg] = [
             _now_ms(),
             to_units(amount),
@@ -200,16 +224,22 @@ class Quotas:
         period: str,
         holds: list[tuple[uuid.UUID, Decimal]],
         hold_ttl_s: int,
+        users: list[Scope | None] | None = None,
     ) -> list[Scope | None]:
         """`reserve` for many holds in one round trip, in order: for each, the scope
-        that refused it, or None. Once a budget is spent, the holds after are refused."""
-        keys = self._hold_keys(tenant_id)
-        for scope in scopes:
-            keys += [self._limit_key(tenant_id, scope), self._counter_key(tenant_id, scope, period)]
+        that refused it, or None. Once a budget is spent, the holds after are refused.
+        `users`, one per hold: the user whose budget the hold also spends, if any."""
+        shared = self._scope_keys(tenant_id, scopes, period)
+        users = users or [None] * len(holds)
         now = _now_ms()
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
-                for hold_id, amount in holds:
+                for (hold_id, amount), user in zip(holds, users, strict=True):
+                    keys = (
+                        shared
+                        if user is None
+                        else self._scope_keys(tenant_id, [*scopes, user], period)
+                    )
                     args: list[Any] = [
                         now,
                         to_units(amount),
@@ -221,7 +251,10 @@ class Quotas:
                 answers = await pipe.execute()
         except RedisError as exc:
             raise TransientError(f"redis reserve failed: {exc}") from exc
-        return [scopes[int(a) - 1] if int(a) else None for a in answers]
+        return [
+            [*scopes, user][int(a) - 1] if int(a) else None
+            for a, user in zip(answers, users, strict=True)
+        ]
 
     async def release(self, tenant_id: uuid.UUID, hold_id: uuid.UUID) -> None:
         await self.settle(tenant_id, [hold_id], [])
@@ -264,6 +297,13 @@ class Quotas:
         except RedisError as exc:
             raise TransientError(f"redis: {exc}") from exc
 
+    async def clear_limit(self, tenant_id: uuid.UUID, scope: Scope) -> None:
+        """No limit of its own: a user is held to the tenant's default again."""
+        try:
+            await self._redis.delete(self._limit_key(tenant_id, scope))
+        except RedisError as exc:
+            raise TransientError(f"redis: {exc}") from exc
+
     async def reserved(self, tenant_id: uuid.UUID, scope: Scope, period: str) -> Decimal:
         try:
             value = await self._redis.hget(self._counter_key(tenant_id, scope, period), "reserved")
@@ -283,7 +323,36 @@ class Quotas:
         window = int(now // 60)
         base = f"{self._prefix}rate:{{{key_id}}}"
         keys = [f"{base}:{window}:r", f"{base}:{window}:t", f"{base}:limits"]
-        result = await self._call(self._rate, keys, [requests, tokens, rpm, tpm, 120])
+        return await self._window(keys, window, now, [requests, tokens, rpm, tpm])
+
+    async def hit_user(
+        self, tenant_id: uuid.UUID, user: uuid.UUID, *, requests: int, tokens: int
+    ) -> RateWindow:
+        """`hit` for one end user (`schemas.ids.user_subject`), held to their own limits
+        or else the tenant's default for its users (`set_user_limits`); unlimited when
+        neither says. A window of its own: a signed-in user's key window is apart."""
+        now = time.time()
+        window = int(now // 60)
+        base = self._user_rate(tenant_id, str(user))
+        keys = [f"{base}:{window}:r", f"{base}:{window}:t", f"{base}:limits"]
+        keys.append(f"{self._user_rate(tenant_id, 'default')}:limits")
+        return await self._window(keys, window, now, [requests, tokens, UNLIMITED, UNLIMITED])
+
+    def _user_rate(self, tenant_id: uuid.UUID, who: str) -> str:
+        return f"{self._prefix}user-rate:{{{tenant_id}}}:{who}"
+
+    async def set_user_limits(
+        self, tenant_id: uuid.UUID, user: uuid.UUID | None, rpm: int | None, tpm: int | None
+    ) -> None:
+        """A user's own limits (`user` None: the tenant's default for its users) from the
+        next request on, everywhere; None: the default (or no limit) applies."""
+        key = f"{self._user_rate(tenant_id, 'default' if user is None else str(user))}:limits"
+        await self._replace_limits(key, rpm, tpm)
+
+    async def _window(
+        self, keys: list[str], window: int, now: float, args: list[Arg]
+    ) -> RateWindow:
+        result = await self._call(self._rate, keys, [*args, 120])
         admitted, used_r, used_t, refused, rpm, tpm = (int(v) for v in result)
         return RateWindow(
             admitted=bool(admitted),
@@ -297,7 +366,9 @@ class Quotas:
 
     async def set_key_limits(self, key_id: uuid.UUID, rpm: int | None, tpm: int | None) -> None:
         """Hold a key to its own limits from its next request on, everywhere; None: default."""
-        key = f"{self._prefix}rate:{{{key_id}}}:limits"
+        await self._replace_limits(f"{self._prefix}rate:{{{key_id}}}:limits", rpm, tpm)
+
+    async def _replace_limits(self, key: str, rpm: int | None, tpm: int | None) -> None:
         try:
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.delete(key)

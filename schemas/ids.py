@@ -1,4 +1,5 @@
-"""Time-ordered identifiers (UUIDv7, RFC 9562) without a third-party package."""
+"""Identifiers: time-ordered ones (UUIDv7, RFC 9562) without a third-party package, and
+the derived id of a tenant's end user."""
 
 from __future__ import annotations
 
@@ -30,3 +31,13 @@ def derived_id(parent: uuid.UUID, purpose: str) -> uuid.UUID:
     dedupe it instead of counting it twice.
     """
     return uuid.uuid5(parent, purpose)
+
+
+# Users get an id of the same kind as keys for the per-caller counters (rate windows,
+# stream slots, budgets): derived, so every process computes the same one.
+_USER_NAMESPACE = uuid.UUID("5f1c2a52-7b0e-4a53-9d39-6f1a2c8e4b01")
+
+
+def user_subject(tenant_id: uuid.UUID, user_id: str) -> uuid.UUID:
+    """The counters' id for one user of one tenant."""
+    return uuid.uuid5(_USER_NAMESPACE, f"{tenant_id}:{user_id}")

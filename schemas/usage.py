@@ -74,6 +74,29 @@ class RateLimitView(BaseModel):
     own: RateLimitIn = Field(description="the key's own limits; null where the default applies")
 
 
+class UserBudgetDefault(BaseModel):
+    monthly_usd: Usd | None = Field(
+        description="every user's monthly budget unless they have their own; null: none"
+    )
+
+
+class UserBudgetView(BaseModel):
+    user_id: str
+    monthly_usd: Usd | None = Field(description="the budget that applies to the user")
+    own_usd: Usd | None = Field(description="the user's own budget; null: the default applies")
+    spent_usd: Usd
+    reserved_usd: Usd
+    period: str
+    resets_at: datetime
+
+
+class UserRateLimitView(BaseModel):
+    user_id: str | None = Field(description="null: the tenant's default for its users")
+    rpm: int | None = Field(description="requests per minute that apply; null: no limit")
+    tpm: int | None = Field(description="tokens per minute that apply; null: no limit")
+    own: RateLimitIn = Field(description="the limits set here; null where they fall back")
+
+
 class UsageRow(BaseModel):
     group: str
     events: int

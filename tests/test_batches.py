@@ -342,6 +342,36 @@ async def test_lines_beyond_the_budget_fail_with_budget_exceeded(
 
 
 @pytest.mark.timeout(300)
+async def test_lines_beyond_their_users_budget_fail_and_other_users_lines_run(
+    batch_platform: Platform, db: Any
+) -> None:
+    tenant = await make_tenant(db, admin=True)
+    async with httpx.AsyncClient(base_url=batch_platform.url, timeout=30) as http:
+        put = await http.put(
+            "/v1/budgets/users/default", json={"monthly_usd": "0.005"}, headers=tenant.headers
+        )
+        assert put.status_code == 200, put.text
+    # gpt-fake costs $2 per million output tokens: each line reserves about $0.002.
+    items = [line(f"u-{i}", f"hi {i}", model="gpt-fake") for i in range(5)]
+    for i, item in enumerate(items):
+        item["body"]["max_tokens"] = 1000
+        item["body"]["user"] = "ann" if i < 4 else "bob"
+    client = openai.AsyncOpenAI(base_url=f"{batch_platform.url}/v1", api_key=tenant.key,
+                                max_retries=0, timeout=30)  # fmt: skip
+    try:
+        batch_id = await submit(client, items)
+        batch = await wait_status(client, batch_id, ("completed", "failed"))
+        assert batch.status == "completed" and batch.request_counts is not None
+        errors = await read_lines(client, batch.error_file_id)
+        output = await read_lines(client, batch.output_file_id)
+    finally:
+        await client.close()
+    assert sorted(i["custom_id"] for i in output) == ["u-0", "u-1", "u-4"]
+    assert sorted(e["custom_id"] for e in errors) == ["u-2", "u-3"]
+    assert all("user 'ann''s monthly budget is spent" in e["error"]["message"] for e in errors)
+
+
+@pytest.mark.timeout(300)
 async def test_a_lines_tool_schemas_count_against_the_budget(
     batch_platform: Platform, db: Any
 ) -> None:

@@ -1,5 +1,6 @@
 """Batch lines are billed like interactive requests: each line's estimated cost is
-reserved on the tenant's and the key's monthly budgets before the line is published.
+reserved on the tenant's, the key's and the line's user's monthly budgets before the line
+is published.
 
 A line the budget cannot cover does not run: it fails with `budget_exceeded` in the
 error file. The reservation's id is the line's job id, as with the ingress: the
@@ -22,6 +23,7 @@ from infra.providers.tokens import estimate_job
 from infra.quota import Quotas, Scope
 from infra.routing.catalog import ModelCatalog
 from infra.settings import Settings
+from schemas.ids import user_subject
 from schemas.jobs import ChatJob
 from schemas.usage import current_period, period_reset
 
@@ -56,36 +58,44 @@ async def admit(
         return []
     # A line whose model lost its route or price since the file was read does not run.
     refusals: list[Refusal] = []
-    priced: list[tuple[PendingLine, Decimal]] = []
+    priced: list[tuple[PendingLine, Decimal, str | None]] = []
     for line, job in zip(lines, jobs, strict=True):
         try:
             estimate = estimate_cost(job, models, settings.budget_default_output_tokens)
         except PermanentError as exc:
             refusals.append(Refusal(line.job_id, str(exc)))
         else:
-            priced.append((line, estimate))
+            priced.append((line, estimate, job.user_id or None))
     return refusals + await _reserve(batch, priced, quotas, settings)
 
 
 async def _reserve(
-    batch: Batch, priced: list[tuple[PendingLine, Decimal]], quotas: Quotas, settings: Settings
+    batch: Batch,
+    priced: list[tuple[PendingLine, Decimal, str | None]],
+    quotas: Quotas,
+    settings: Settings,
 ) -> list[Refusal]:
     if not priced:
         return []
-    lines = [line for line, _ in priced]
+    users = [
+        None if user is None else Scope("user", user_subject(batch.tenant_id, user))
+        for _, _, user in priced
+    ]
     scopes = [Scope("tenant", batch.tenant_id)]
     if batch.api_key_id is not None:
         scopes.append(Scope("key", batch.api_key_id))
     period = current_period()
-    holds = [(line.job_id, estimate) for line, estimate in priced]
+    holds = [(line.job_id, estimate) for line, estimate, _ in priced]
     answers = await quotas.reserve_many(
-        batch.tenant_id, scopes, period, holds, settings.batch_completion_window_s
+        batch.tenant_id, scopes, period, holds, settings.batch_completion_window_s, users
     )
     resets = period_reset(period).isoformat()
     refusals = []
-    for line, refused_by in zip(lines, answers, strict=True):
+    for (line, _, user), refused_by in zip(priced, answers, strict=True):
         if refused_by is not None:
-            owner = "the tenant's" if refused_by.kind == "tenant" else "the API key's"
+            owner = {"tenant": "the tenant's", "user": f"user {user!r}'s"}.get(
+                refused_by.kind, "the API key's"
+            )
             message = f"{owner} monthly budget is spent; it resets at {resets}"
             refusals.append(Refusal(line.job_id, message))
     return refusals

@@ -1,5 +1,7 @@
-"""Per-key rate limits that differ from the settings' defaults.
+"""Per-key rate limits that differ from the settings' defaults, and per-user limits.
 
+A tenant's end users are held to their own limits, else to the tenant's default
+for its users (stored under the user id "", which no user has), else to none.
 Postgres keeps them; Redis holds a copy the limiter reads on every request
 (infra.quota). A NULL limit means the default applies.
 """
@@ -69,3 +71,67 @@ async def all_key_limits(db: Database) -> list[KeyLimits]:
             text("SELECT api_key_id, requests_per_min, tokens_per_min FROM rate_limit_overrides")
         )
         return [KeyLimits(*row) for row in rows]
+
+
+DEFAULT_USER = ""  # the row of the tenant's default for its users
+
+
+@dataclass(frozen=True)
+class UserLimits:
+    tenant_id: uuid.UUID
+    user_id: str  # DEFAULT_USER: the tenant's default
+    requests_per_min: int | None
+    tokens_per_min: int | None
+
+
+async def set_user_limits(db: Database, limits: UserLimits) -> None:
+    async with db.transaction() as session:
+        await session.execute(
+            text(
+                "INSERT INTO user_rate_limits "
+                "(tenant_id, user_id, requests_per_min, tokens_per_min, updated_at) "
+                "VALUES (:tenant, :user, :rpm, :tpm, now()) "
+                "ON CONFLICT (tenant_id, user_id) DO UPDATE SET "
+                "requests_per_min = excluded.requests_per_min, "
+                "tokens_per_min = excluded.tokens_per_min, updated_at = now()"
+            ),
+            {
+                "tenant": limits.tenant_id,
+                "user": limits.user_id,
+                "rpm": limits.requests_per_min,
+                "tpm": limits.tokens_per_min,
+            },
+        )
+
+
+async def clear_user_limits(db: Database, tenant_id: uuid.UUID, user_id: str) -> None:
+    async with db.transaction() as session:
+        await session.execute(
+            text("DELETE FROM user_rate_limits WHERE tenant_id = :tenant AND user_id = :user"),
+            {"tenant": tenant_id, "user": user_id},
+        )
+
+
+async def user_limits(db: Database, tenant_id: uuid.UUID, user_id: str) -> UserLimits:
+    """The user's own limits (DEFAULT_USER: the default's); both None when not set."""
+    async with db.session() as session:
+        row = (
+            await session.execute(
+                text(
+                    "SELECT requests_per_min, tokens_per_min FROM user_rate_limits "
+                    "WHERE tenant_id = :tenant AND user_id = :user"
+                ),
+                {"tenant": tenant_id, "user": user_id},
+            )
+        ).first()
+    return UserLimits(tenant_id, user_id, *(row if row else (None, None)))
+
+
+async def all_user_limits(db: Database) -> list[UserLimits]:
+    async with db.session() as session:
+        rows = await session.execute(
+            text(
+                "SELECT tenant_id, user_id, requests_per_min, tokens_per_min FROM user_rate_limits"
+            )
+        )
+        return [UserLimits(*row) for row in rows]

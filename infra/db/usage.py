@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any, TypedDict
 
 import asyncpg
@@ -18,6 +19,7 @@ from sqlalchemy import text
 
 from infra.db.engine import Database
 from infra.errors import TransientError
+from schemas.ids import user_subject
 
 NO_KEY = uuid.UUID(int=0)
 NO_KEY_TEXT = str(NO_KEY)
@@ -48,16 +50,19 @@ WITH grouped AS (
   SELECT CAST(tenant_id AS uuid) AS tenant_id, CAST(day AS date) AS day,
          CAST(api_key_id AS uuid) AS api_key_id, user_id, model, sum(events) AS events,
          sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
-         sum(CAST(cost_usd AS numeric)) AS cost_usd
+         sum(CAST(cost_usd AS numeric)) AS cost_usd,
+         CAST(NULLIF(min(user_subject), '') AS uuid) AS user_subject
   FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
-              $6::bigint[], $7::bigint[], $8::bigint[], $9::text[])
-    AS g(tenant_id, day, api_key_id, user_id, model, events, input_tokens, output_tokens, cost_usd)
+              $6::bigint[], $7::bigint[], $8::bigint[], $9::text[], $11::text[])
+    AS g(tenant_id, day, api_key_id, user_id, model, events, input_tokens, output_tokens, cost_usd,
+         user_subject)
   GROUP BY 1, 2, 3, 4, 5
 ),
 daily AS (
   INSERT INTO usage_daily AS u
     (tenant_id, day, api_key_id, user_id, model, events, input_tokens, output_tokens, cost_usd)
-  SELECT * FROM grouped ORDER BY 1, 2, 3, 4, 5
+  SELECT tenant_id, day, api_key_id, user_id, model, events, input_tokens, output_tokens, cost_usd
+  FROM grouped ORDER BY 1, 2, 3, 4, 5
   ON CONFLICT (tenant_id, day, api_key_id, user_id, model) DO UPDATE SET
     events = u.events + excluded.events,
     input_tokens = u.input_tokens + excluded.input_tokens,
@@ -71,6 +76,9 @@ spend AS (
   UNION ALL
   SELECT 'key', api_key_id, to_char(day, 'YYYY-MM'), tenant_id, cost_usd FROM grouped
   WHERE api_key_id <> $10::uuid
+  UNION ALL
+  SELECT 'user', user_subject, to_char(day, 'YYYY-MM'), tenant_id, cost_usd FROM grouped
+  WHERE user_subject IS NOT NULL
 ),
 spent AS (
   INSERT INTO budget_spend AS s (scope, scope_id, period, tenant_id, spent_usd)
@@ -112,18 +120,26 @@ class UsageRow(TypedDict):
 
 
 def spend_keys(rows: list[UsageRow]) -> list[SpendKey]:
-    """The (scope, id, month) of every tenant and key a batch spends on."""
+    """The (scope, id, month) of every tenant, key and user a batch spends on."""
     keys: set[tuple[str, str, str]] = set()
     for r in rows:
         keys.add(("tenant", r["tenant_id"], r["day"][:7]))
         if r["api_key_id"] != NO_KEY_TEXT:
             keys.add(("key", r["api_key_id"], r["day"][:7]))
+        if r["user_id"]:
+            keys.add(("user", _user_subject(r["tenant_id"], r["user_id"]), r["day"][:7]))
     return [(scope, uuid.UUID(id_), period) for scope, id_, period in sorted(keys)]
+
+
+@lru_cache(maxsize=65536)
+def _user_subject(tenant_id: str, user_id: str) -> str:
+    """The user's budget id (schemas.ids.user_subject) from the event's strings."""
+    return str(user_subject(uuid.UUID(tenant_id), user_id))
 
 
 @dataclass(frozen=True)
 class Spend:
-    """A tenant's or key's spend in one month, its budget (if any) and alerts sent."""
+    """A tenant's, key's or user's spend in one month, its budget (if any) and alerts sent."""
 
     scope: str
     scope_id: uuid.UUID
@@ -177,7 +193,8 @@ async def _claim_each(conn: asyncpg.Connection, rows: list[UsageRow]) -> list[Us
 
 async def _add(conn: asyncpg.Connection, totals: dict[GroupKey, list[Any]]) -> None:
     if totals:
-        await conn.execute(_ADD, *_columns(totals), NO_KEY)
+        users = [_user_subject(k[0], k[3]) if k[3] else "" for k in totals]
+        await conn.execute(_ADD, *_columns(totals), NO_KEY, users)
 
 
 def group_totals(rows: list[UsageRow]) -> dict[GroupKey, list[Any]]:

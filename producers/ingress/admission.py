@@ -1,4 +1,4 @@
-"""Admission of billable work: rate limits per API key and monthly budgets.
+"""Admission of billable work: rate limits per API key and per end user, monthly budgets.
 
 Any billable route uses it in two steps: depend on `rate_limited` instead of
 `authenticate` (it counts the request and fills the X-RateLimit headers), then
@@ -11,7 +11,12 @@ arrives the usage group settles the reservation; a failed job releases it.
     caller: Annotated[Caller, Depends(rate_limited)]
     ...
     await admit_billable(request, caller, model=body.model, input_tokens=n,
-                         max_output_tokens=body.max_tokens, hold_id=job_id)
+                         max_output_tokens=body.max_tokens, hold_id=job_id,
+                         user_id=body.user_id)
+
+The end user of a request (a signed-in user, else the user the body names) is held to
+their own rate limits and budget as well, or the tenant's default for its users; a
+request that names no user is not.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from infra.quota import Scope as BudgetScope
 from infra.routing.catalog import ModelCatalog
 from infra.settings import Settings
 from producers.ingress.auth import authenticate
-from producers.ingress.caller import Caller
+from producers.ingress.caller import Caller, user_subject
 from producers.ingress.errors import ApiError, unavailable
 from producers.ingress.openai_errors import model_refused
 from producers.ingress.state import services
@@ -98,6 +103,7 @@ async def admit_billable(
     max_output_tokens: int | None,
     hold_id: uuid.UUID,
     requests: int = 0,
+    user_id: str | None = None,
 ) -> None:
     """Count the tokens per minute, then reserve the estimated cost on the budgets.
 
@@ -107,7 +113,8 @@ async def admit_billable(
     Raises OpenAIError for a model that may not be named (404 model_not_found,
     400 model_not_priced), ApiError 429 or BudgetExceeded (402). On success the reservation
     stays until the usage arrives; call `release_billable` if the work is
-    not published after all.
+    not published after all. `user_id`: the end user the request names, for an API key
+    caller (a signed-in user is the caller's own).
     """
     adm = admission(request)
     output_tokens = (
@@ -119,14 +126,20 @@ async def admit_billable(
         estimate = adm.catalog.estimate(model, input_tokens, output_tokens)
     except (UnknownModel, ModelNotPriced) as exc:
         raise model_refused(exc) from exc
-    window = await _hit(adm, caller, requests=requests, tokens=input_tokens + output_tokens)
+    tokens = input_tokens + output_tokens
+    window = await _hit(adm, caller, requests=requests, tokens=tokens)
     request.state.rate_limit = window
     if not window.admitted:
         raise _too_many(window)
+    user = caller.user_id or user_id or None
     period = current_period()
     scopes = [BudgetScope("tenant", caller.tenant_id)]
     if caller.key_id is not None:
         scopes.append(BudgetScope("key", caller.key_id))
+    if user is not None:
+        subject = user_subject(caller.tenant_id, user)
+        await _hit_user(request, adm, caller.tenant_id, subject, tokens)
+        scopes.append(BudgetScope("user", subject))
     try:
         refused = await adm.quotas.reserve(
             caller.tenant_id, scopes, period, hold_id, estimate, adm.settings.budget_hold_ttl_s
@@ -134,7 +147,7 @@ async def admit_billable(
     except TransientError as exc:
         raise unavailable("budgets", exc) from exc
     if refused is not None:
-        raise await _budget_exceeded(adm, refused, period)
+        raise await _budget_exceeded(adm, caller.tenant_id, refused, period, user)
 
 
 async def release_billable(request: Request, caller: Caller, hold_id: uuid.UUID) -> None:
@@ -154,20 +167,38 @@ async def _hit(adm: Admission, caller: Caller, *, requests: int, tokens: int) ->
         raise unavailable("rate limits", exc) from exc
 
 
-def _too_many(window: RateWindow) -> ApiError:
+async def _hit_user(
+    request: Request, adm: Admission, tenant_id: uuid.UUID, subject: uuid.UUID, tokens: int
+) -> None:
+    """The request and its tokens in the user's windows, after the key's: a request the
+    key refused never counts for the user (one the user refuses counted for the key)."""
+    try:
+        window = await adm.quotas.hit_user(tenant_id, subject, requests=1, tokens=tokens)
+    except TransientError as exc:
+        raise unavailable("rate limits", exc) from exc
+    if not window.admitted:
+        request.state.rate_limit = window
+        raise _too_many(window, "user")
+
+
+def _too_many(window: RateWindow, whose: str = "API key") -> ApiError:
     what = "tokens" if window.refused_by == "tokens" else "requests"
     return ApiError(
         429,
         "rate_limited",
-        f"{what} per minute limit of this API key reached",
+        f"{what} per minute limit of this {whose} reached",
         {"Retry-After": str(max(1, math.ceil(window.reset_s)))},
     )
 
 
-async def _budget_exceeded(adm: Admission, scope: BudgetScope, period: str) -> BudgetExceeded:
-    state = await budget_state(adm.db, scope.kind, scope.id, period)
+async def _budget_exceeded(
+    adm: Admission, tenant_id: uuid.UUID, scope: BudgetScope, period: str, user: str | None
+) -> BudgetExceeded:
+    state = await budget_state(adm.db, scope.kind, scope.id, period, tenant_id)
     resets_at = period_reset(period)
-    name = "the tenant's" if scope.kind == "tenant" else f"API key {scope.id}'s"
+    name = {"tenant": "the tenant's", "user": f"user {user!r}'s"}.get(
+        scope.kind, f"API key {scope.id}'s"
+    )
     return BudgetExceeded(
         {
             "error": "budget_exceeded",
@@ -175,6 +206,7 @@ async def _budget_exceeded(adm: Admission, scope: BudgetScope, period: str) -> B
             "budget": {
                 "scope": scope.kind,
                 "api_key_id": str(scope.id) if scope.kind == "key" else None,
+                "user_id": user if scope.kind == "user" else None,
                 "monthly_usd": None if state.monthly_usd is None else usd_text(state.monthly_usd),
                 "spent_usd": usd_text(state.spent_usd),
                 "period": period,

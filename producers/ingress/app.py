@@ -46,6 +46,7 @@ from producers.ingress import (
     ratelimits,
     tenant_settings,
     usage,
+    user_limits,
     webhook_receiver,
     webhook_setup,
 )
@@ -96,6 +97,7 @@ def create_app(settings: Settings, streams: OpenStreams | None = None) -> FastAP
         key_uses = app.state.key_uses = KeyUses(db)
         quotas = Quotas(settings)
         await ratelimits.restore(db, quotas)
+        await budgets.restore(db, quotas)
         app.state.admission = admission.Admission(settings, db, quotas, prices, catalog)
         app.state.vault = Vault.from_setting(settings.encryption_keys)
         cors.attach(lambda: cors_origins_by_tenant(db))
@@ -172,6 +174,8 @@ def create_app(settings: Settings, streams: OpenStreams | None = None) -> FastAP
     app.include_router(me.router, dependencies=limited)
     app.include_router(budgets.router, dependencies=limited)
     app.include_router(ratelimits.router, dependencies=limited)
+    app.include_router(user_limits.budgets_router, dependencies=limited)
+    app.include_router(user_limits.ratelimits_router, dependencies=limited)
     app.include_router(audit.router, dependencies=limited)
     app.include_router(files.router, dependencies=limited)
     app.include_router(batches.router, dependencies=limited)

@@ -7,8 +7,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends
 
-from infra.db.budgets import budget_state, key_in_tenant, set_budget
-from infra.quota import Scope
+from infra.db.budgets import all_budgets, budget_state, key_in_tenant, set_budget
+from infra.db.engine import Database
+from infra.quota import Quotas, Scope
 from producers.ingress.admission import Admission, admission_dependency, rate_limited
 from producers.ingress.body import json_body
 from producers.ingress.caller import Caller
@@ -45,6 +46,13 @@ async def put_key_budget(key_id: uuid.UUID, body: Body, caller: Owner, adm: Adm)
     # that could set its own budget could lift the limit put on it.
     await _require_key(adm, caller, key_id)
     return await _set(adm, caller, Scope("key", key_id), body)
+
+
+async def restore(db: Database, quotas: Quotas) -> None:
+    """Rewrite Redis's copy of every budget (tenants', keys', users' and the users'
+    default) from Postgres: Redis may have lost them, and a lost limit admits anything."""
+    for tenant_id, scope, scope_id, monthly_usd in await all_budgets(db):
+        await quotas.set_limit(tenant_id, Scope(scope, scope_id), monthly_usd)
 
 
 def _require_tenant_view(caller: Caller) -> None:

@@ -14,18 +14,12 @@ from typing import Any, Literal
 
 from infra.db.tenants import KeyOwner
 from schemas.envelope import Actor
+from schemas.ids import user_subject
+
+__all__ = ["ROLES", "Caller", "Role", "user_subject"]
 
 Role = Literal["admin", "developer", "service", "auditor", "user"]
 ROLES: tuple[Role, ...] = ("admin", "developer", "service", "auditor", "user")
-
-# Users get an id of the same kind as keys for the per-caller counters (rate windows,
-# stream slots, budgets): derived, so every ingress process computes the same one.
-_USER_NAMESPACE = uuid.UUID("5f1c2a52-7b0e-4a53-9d39-6f1a2c8e4b01")
-
-
-def user_subject(tenant_id: uuid.UUID, user_id: str) -> uuid.UUID:
-    """The counters' id for one user of one tenant."""
-    return uuid.uuid5(_USER_NAMESPACE, f"{tenant_id}:{user_id}")
 
 
 @dataclass(frozen=True)

@@ -65,6 +65,7 @@ async def create_job(
         input_tokens=estimate_input_tokens(body),
         max_output_tokens=body.max_tokens,
         hold_id=job_id,
+        user_id=body.user_id,
     )
     try:
         return await _accept(body, caller, svc, request, job_id, idempotency_key)

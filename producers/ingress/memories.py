@@ -49,7 +49,7 @@ async def remember(
 ) -> ev.MemoryAccepted:
     memory_id = uuid7()
     # Its embedding is billed to this key: reserved now, settled by the memory group's usage.
-    await _admit(request, caller, svc, memory_id, body.text)
+    await _admit(request, caller, svc, memory_id, body.text, body.user_id)
     try:
         await _store(svc, caller, memory_id, body)
     except BaseException:
@@ -128,7 +128,7 @@ async def search(
     started = time.perf_counter()
     # The query's embedding is billed like a model call: admitted, then recorded.
     search_id = uuid7()
-    await _admit(request, caller, svc, search_id, body.query)
+    await _admit(request, caller, svc, search_id, body.query, body.user_id)
     try:
         [vector] = await svc.memory.embedder.embed([body.query])
         await _record_search(svc, caller, search_id, body.query, user)
@@ -160,12 +160,12 @@ def _embedding_model(svc: Services) -> str:
 
 
 async def _admit(
-    request: Request, caller: Caller, svc: Services, hold_id: uuid.UUID, text: str
+    request: Request, caller: Caller, svc: Services, hold_id: uuid.UUID, text: str, user_id: str
 ) -> None:
     """The rate limits and budgets, as for a model call: 429, or 402 `budget_exceeded`."""
     await admit_billable(
         request, caller, model=_embedding_model(svc), input_tokens=estimate_texts([text]),
-        max_output_tokens=0, hold_id=hold_id,
+        max_output_tokens=0, hold_id=hold_id, user_id=user_id,
     )  # fmt: skip
 
 

@@ -269,6 +269,7 @@ async def _admit(request: Request, caller: Caller, job: ev.ChatJob, job_id: uuid
         await admit_billable(
             request, caller, model=job.model, requests=1, input_tokens=estimate_input_tokens(job),
             max_output_tokens=0 if embedding else job.max_tokens, hold_id=job_id,
+            user_id=job.user_id,
         )  # fmt: skip
     except ApiError as exc:
         raise oe.from_api_error(exc) from exc

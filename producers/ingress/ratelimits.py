@@ -18,12 +18,14 @@ from infra.db.engine import Database
 from infra.db.rate_limits import (
     KeyLimits,
     all_key_limits,
+    all_user_limits,
     clear_key_limits,
     key_limits,
     set_key_limits,
 )
 from infra.errors import TransientError
 from infra.quota import Quotas
+from producers.ingress import user_limits
 from producers.ingress.admission import Admission, admission, rate_limited
 from producers.ingress.body import json_body
 from producers.ingress.caller import Caller
@@ -65,11 +67,13 @@ async def delete_key_limits(key_id: uuid.UUID, caller: Owner, adm: Adm) -> Respo
 
 
 async def restore(db: Database, quotas: Quotas) -> None:
-    """Rewrite Redis's copy of every key's own limits from Postgres."""
+    """Rewrite Redis's copy of every key's and user's own limits from Postgres."""
     for limits in await all_key_limits(db):
         await quotas.set_key_limits(
             limits.api_key_id, limits.requests_per_min, limits.tokens_per_min
         )
+    for users in await all_user_limits(db):
+        await user_limits.copy_to_redis(quotas, users)
 
 
 async def _require_admin_of(adm: Admission, caller: Caller, key_id: uuid.UUID) -> None:

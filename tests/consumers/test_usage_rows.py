@@ -12,6 +12,7 @@ import pytest
 from consumers.usage import reached, usage_row
 from infra.db.usage import NO_KEY_TEXT, Spend, spend_keys
 from infra.kafka.codec import encode
+from schemas.ids import user_subject
 from schemas.usage import period_reset
 from tests.usage_tools import usage_event
 
@@ -28,6 +29,7 @@ def test_a_usage_event_becomes_the_row_the_bill_needs() -> None:
     assert spend_keys([row]) == [
         ("key", key, row["day"][:7]),
         ("tenant", tenant, row["day"][:7]),
+        ("user", user_subject(tenant, "ann"), row["day"][:7]),
     ]
 
 

@@ -10,8 +10,9 @@ import pytest
 
 from consumers.usage import usage_row
 from infra.db.engine import Database
-from infra.db.usage import UsageRow, record_batch
+from infra.db.usage import UsageRow, record_batch, spend_keys, spend_of
 from infra.kafka.codec import encode
+from schemas.ids import user_subject
 from tests.conftest import make_tenant
 from tests.usage_tools import claimed_count, tenant_totals, usage_event
 
@@ -59,3 +60,16 @@ async def test_a_cost_that_is_not_an_amount_fails_the_batch_and_counts_nothing(
         await record_batch(db, rows)
     assert await tenant_totals(db, tenant) == (0, 0, 0, Decimal(0))
     assert await claimed_count(db, {uuid.UUID(r["id"]) for r in rows}) == 0
+
+
+async def test_a_users_monthly_spend_is_counted_under_their_budget_id(db: Database) -> None:
+    tenant, rows = await tenant_rows(db, 10)  # users u0 and u1, five events each
+    rows.append({**rows[0], "id": str(uuid.uuid4()), "user_id": ""})  # no user: not a user's
+    assert await record_batch(db, rows) == 11
+    period = rows[0]["day"][:7]
+    spends = await spend_of(db, spend_keys(rows))
+    by_scope = {(s.scope, s.scope_id): s.spent_usd for s in spends}
+    assert by_scope[("user", user_subject(tenant, "u0"))] == Decimal("0.00000015")
+    assert by_scope[("user", user_subject(tenant, "u1"))] == Decimal("0.00000015")
+    assert by_scope[("tenant", tenant)] == Decimal("0.00000033")
+    assert len(by_scope) == 3 and {s.period for s in spends} == {period}
