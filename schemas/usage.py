@@ -111,3 +111,9 @@ class UsageReport(BaseModel):
     group_by: GroupBy
     rows: list[UsageRow]
     total: UsageRow
+
+
+class MyUsageReport(UsageReport):
+    """A caller's own usage; for a signed-in user, also their monthly budget this period."""
+
+    budget: UserBudgetView | None = None

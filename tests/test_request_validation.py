@@ -25,6 +25,18 @@ VALID: dict[tuple[str, str], Json] = {
     ("put", "/v1/budgets/keys/{key_id}"): {"monthly_usd": "10"},
     ("put", "/v1/ratelimits/keys/{key_id}"): {"rpm": 10, "tpm": 1000},
     ("put", "/v1/tenant/settings"): {"cors_origins": ["https://app.example.com"]},
+    ("put", "/v1/budgets/users/default"): {"monthly_usd": "1"},
+    ("put", "/v1/budgets/users/{user_id}"): {"monthly_usd": "1"},
+    ("put", "/v1/ratelimits/users/default"): {"rpm": 20, "tpm": 1000},
+    ("put", "/v1/ratelimits/users/{user_id}"): {"rpm": 20, "tpm": 1000},
+    ("post", "/v1/keys"): {"name": "n", "role": "developer"},
+    ("post", "/v1/keys/{key_id}/rotate"): {"grace_s": 60},
+    ("post", "/v1/auth/issuers"): {
+        "issuer": "https://id.example.com",
+        "audience": "app",
+        "hs256_secret": "a-long-enough-shared-secret-for-hs256",
+        "user_claim": "sub",
+    },
     ("post", "/v1/batches"): {
         "input_file_id": "file-x",
         "endpoint": "/v1/chat/completions",
@@ -74,7 +86,7 @@ def names(fields: list[str], field: str) -> bool:
 async def send(
     client: httpx.AsyncClient, tenant: TenantKey, method: str, path: str, body: Any
 ) -> httpx.Response:
-    url = path.replace("{key_id}", str(uuid.uuid4()))
+    url = path.replace("{key_id}", str(uuid.uuid4())).replace("{user_id}", "ann")
     return await client.request(method, url, content=json.dumps(body), headers=tenant.headers)
 
 

@@ -15,8 +15,9 @@ from fastapi.responses import Response
 from producers.ingress.admission import Admission, admission_dependency, rate_limited
 from producers.ingress.caller import Caller
 from producers.ingress.usage import Format, usage_report
+from producers.ingress.user_limits import user_budget_view
 from schemas.api import CallerView
-from schemas.usage import GroupBy, UsageReport
+from schemas.usage import GroupBy, MyUsageReport
 
 router = APIRouter(prefix="/v1/me", tags=["me"])
 
@@ -35,7 +36,7 @@ async def who_am_i(caller: Owner) -> CallerView:
     )
 
 
-@router.get("/usage", response_model=UsageReport, response_model_by_alias=True)
+@router.get("/usage", response_model=MyUsageReport, response_model_by_alias=True)
 async def my_usage(
     caller: Owner,
     adm: Annotated[Admission, Depends(admission_dependency)],
@@ -43,10 +44,14 @@ async def my_usage(
     last: Annotated[date | None, Query(alias="to")] = None,
     group_by: GroupBy = "model",
     format: Format = "json",
-) -> Response | UsageReport:
-    # A key's own usage, or (signed in with a token) the person's.
+) -> Response | MyUsageReport:
+    # A key's own usage, or (signed in with a token) the person's, with their budget.
     user = caller.user_id if caller.key_id is None else None
-    return await usage_report(
+    report = await usage_report(
         adm.db, caller.tenant_id, first, last, group_by, format,
         api_key_id=caller.key_id, user_id=user,
     )  # fmt: skip
+    if isinstance(report, Response):
+        return report
+    budget = await user_budget_view(adm, caller, user) if user is not None else None
+    return MyUsageReport(**report.model_dump(), budget=budget)

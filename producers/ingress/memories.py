@@ -48,10 +48,11 @@ async def remember(
     request: Request,
 ) -> ev.MemoryAccepted:
     memory_id = uuid7()
+    user_id = acting_user(caller, body.user_id)
     # Its embedding is billed to this key: reserved now, settled by the memory group's usage.
-    await _admit(request, caller, svc, memory_id, body.text, body.user_id)
+    await _admit(request, caller, svc, memory_id, body.text, user_id)
     try:
-        await _store(svc, caller, memory_id, body)
+        await _store(svc, caller, memory_id, user_id, body)
     except BaseException:
         await release_billable(request, caller, memory_id)
         raise
@@ -60,9 +61,8 @@ async def remember(
 
 
 async def _store(
-    svc: Services, caller: Caller, memory_id: uuid.UUID, body: ev.MemoryCreate
+    svc: Services, caller: Caller, memory_id: uuid.UUID, user_id: str, body: ev.MemoryCreate
 ) -> None:
-    user_id = acting_user(caller, body.user_id)
     await memory_rows.insert_pending(
         svc.db, caller.tenant_id, memory_id, user_id, body.text, dict(body.metadata)
     )
@@ -128,7 +128,7 @@ async def search(
     started = time.perf_counter()
     # The query's embedding is billed like a model call: admitted, then recorded.
     search_id = uuid7()
-    await _admit(request, caller, svc, search_id, body.query, body.user_id)
+    await _admit(request, caller, svc, search_id, body.query, user)
     try:
         [vector] = await svc.memory.embedder.embed([body.query])
         await _record_search(svc, caller, search_id, body.query, user)

@@ -74,7 +74,7 @@ async def delete_default_budget(caller: Owner, adm: Adm) -> Response:
 
 @budgets_router.get("/{user_id}", response_model=UserBudgetView)
 async def get_user_budget(user_id: UserId, caller: Owner, adm: Adm) -> UserBudgetView:
-    return await _budget_view(adm, caller, user_id)
+    return await user_budget_view(adm, caller, user_id)
 
 
 @budgets_router.put("/{user_id}", response_model=UserBudgetView)
@@ -86,7 +86,7 @@ async def put_user_budget(user_id: UserId, body: Budget, caller: Owner, adm: Adm
     # Redis may not know this month's spend yet: teach it before the limit applies.
     await _redis(adm.quotas.settle(caller.tenant_id, [], [(scope, period, state.spent_usd)]))
     await _redis(adm.quotas.set_limit(caller.tenant_id, scope, body.monthly_usd))
-    return await _budget_view(adm, caller, user_id)
+    return await user_budget_view(adm, caller, user_id)
 
 
 @budgets_router.delete("/{user_id}", status_code=204)
@@ -98,7 +98,7 @@ async def delete_user_budget(user_id: UserId, caller: Owner, adm: Adm) -> Respon
     return Response(status_code=204)
 
 
-async def _budget_view(adm: Admission, caller: Caller, user_id: str) -> UserBudgetView:
+async def user_budget_view(adm: Admission, caller: Caller, user_id: str) -> UserBudgetView:
     scope = _user(caller, user_id)
     period = current_period()
     state = await budget_state(adm.db, scope.kind, scope.id, period, caller.tenant_id)
