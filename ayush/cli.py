@@ -125,7 +125,8 @@ def status(
 
 @app.command()
 def docs() -> None:
-    """Regenerate docs/asyncapi.json (events) and docs/openapi.json (HTTP) from the code."""
+    """Regenerate docs/asyncapi.json (events), docs/openapi.json (HTTP) and the README's
+    table of who may call which route, from the code."""
     from ayush.docs import write_documents
 
     for path in write_documents():
