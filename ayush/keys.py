@@ -14,7 +14,7 @@ from infra.vault import Vault
 async def create_key(
     settings: Settings, tenant: str, admin: bool, name: str = ""
 ) -> tuple[bool, uuid.UUID, str]:
-    _, database_url, _ = settings.require_services()
+    database_url = settings.require_database()
     db = Database(database_url, pool_size=1)
     try:
         row, created = await ensure_tenant(db, tenant)
@@ -28,7 +28,7 @@ async def create_key(
 
 async def reseal(settings: Settings) -> int:
     """Re-seal secrets sealed with older keys; afterwards those keys can be removed."""
-    _, database_url, _ = settings.require_services()
+    database_url = settings.require_database()
     db = Database(database_url, pool_size=1)
     try:
         return await reseal_all(db, Vault.from_setting(settings.encryption_keys))
