@@ -194,6 +194,10 @@ class Settings(BaseSettings):
         default="",
         validation_alias=AliasChoices("AYUSH_CONNECTOR_ALLOW", "AYUSH_HTTP_CONNECTOR_ALLOW"),
     )
+    # Sign-in tokens: the clock skew allowed when checking `exp` and `nbf`, in seconds.
+    jwt_leeway_s: int = Field(default=30, ge=0, le=300)
+    # An issuer's key set (JWKS) is fetched again at most this often, whatever tokens arrive.
+    jwks_refetch_s: float = Field(default=60.0, gt=0)
     # Vendors' base URLs: enterprise installs and tests point them elsewhere.
     slack_api_url: str = Field(
         default="https://slack.com/api", validation_alias=AliasChoices("SLACK_API_URL")

@@ -19,6 +19,7 @@ from infra.db.tenants import create_api_key, ensure_tenant
 from infra.kafka.admin import create_topics
 from infra.local_stack import LocalStack, ServiceAddresses
 from infra.settings import Settings
+from infra.vault import Vault
 from tests.fakes.llm import FakeLLMServer
 from tests.fakes.pinecone import FakePinecone
 from tests.harness import Platform, unique
@@ -80,6 +81,8 @@ def platform_env(
         "AYUSH_LOCAL_ECHO_DELAY_S": "0.005",
         "AYUSH_LOG_LEVEL": "INFO",
         "AYUSH_PRICES_FILE": str(TEST_PRICES),
+        # Sealed secrets (a sign-in issuer's HS256 secret) need a key.
+        "AYUSH_ENCRYPTION_KEYS": Vault.new_key_setting(unique("test")),
     }
 
 

@@ -60,6 +60,10 @@ TABLE: dict[tuple[str, str], str] = {
     ("POST", "/v1/actions"): "actions:write",
     ("POST", "/v1/webhook-endpoints"): "webhooks:write",
     ("POST", "/v1/rules"): "rules:write",
+    ("POST", "/v1/auth/issuers"): "issuers:write",
+    ("GET", "/v1/auth/issuers"): "issuers:read",
+    ("GET", "/v1/auth/issuers/{issuer_id}"): "issuers:read",
+    ("DELETE", "/v1/auth/issuers/{issuer_id}"): "issuers:write",
 }
 
 # The tenant's administration: a developer key needs the scope itself.

@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import Depends, FastAPI
 from fastapi.routing import APIRoute
 
+from infra.connectors.address_policy import AddressPolicy
 from infra.db.engine import Database
 from infra.files import open_file_store
 from infra.kafka.publisher import Publisher
@@ -33,6 +34,7 @@ from producers.ingress import (
     errors,
     files,
     health,
+    issuers,
     jobs,
     memories,
     openai_compat,
@@ -48,6 +50,7 @@ from producers.ingress.nul_guard import RefuseNul
 from producers.ingress.observability import OpenStreams, TelemetryMiddleware
 from producers.ingress.plain_route import PlainRoute, document_bodies
 from producers.ingress.plain_route import json_body as documented_body
+from producers.ingress.sign_in import SignIn
 from producers.ingress.state import Services
 
 VERSION = "0.1.0"
@@ -82,6 +85,10 @@ def create_app(settings: Settings, streams: OpenStreams | None = None) -> FastAP
         await ratelimits.restore(db, quotas)
         app.state.admission = admission.Admission(settings, db, quotas, prices, catalog)
         app.state.vault = Vault.from_setting(settings.encryption_keys)
+        policy = AddressPolicy.parse(settings.connector_allow_private, settings.connector_allow)
+        app.state.sign_in = SignIn(
+            db, app.state.vault, policy, settings.jwt_leeway_s, settings.jwks_refetch_s
+        )
         # Metrics are for the operator: on a port of their own, never the API's.
         exporter = (
             metrics.serve(settings.metrics_port, settings.metrics_host)
@@ -93,6 +100,7 @@ def create_app(settings: Settings, streams: OpenStreams | None = None) -> FastAP
         finally:
             if exporter is not None:
                 exporter.close()
+            await app.state.sign_in.close()
             await memory.close()
             await replies.stop()
             await quotas.close()
@@ -147,6 +155,7 @@ def create_app(settings: Settings, streams: OpenStreams | None = None) -> FastAP
     app.include_router(actions.router, dependencies=limited)
     app.include_router(memories.router, dependencies=limited)
     app.include_router(webhook_setup.router, dependencies=limited)
+    app.include_router(issuers.router, dependencies=limited)
     # Webhook senders sign their deliveries; they have no API key to limit.
     app.include_router(webhook_receiver.router)
     # The contract documents are public, like the health checks.

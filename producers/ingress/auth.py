@@ -17,10 +17,17 @@ from datetime import UTC, datetime
 from cachetools import TTLCache
 from fastapi import Depends, Request
 
-from infra.db.tenants import KeyOwner, find_key_owner, hash_key, is_well_formed_key
+from infra.db.tenants import (
+    KEY_PREFIX,
+    KeyOwner,
+    find_key_owner,
+    hash_key,
+    is_well_formed_key,
+)
 from producers.ingress.access import authorize
 from producers.ingress.caller import Caller
 from producers.ingress.errors import ApiError
+from producers.ingress.sign_in import SignIn, looks_like_token
 from producers.ingress.state import Services, services_dependency
 
 CACHE_TTL_S = 10.0
@@ -69,7 +76,11 @@ async def authenticate(request: Request, svc: Services = Depends(services_depend
     credential = credential.strip()
     if scheme.lower() != "bearer" or not credential:
         raise ApiError(401, "unauthorized", "missing bearer API key", _CHALLENGE)
-    caller = await _key_caller(request, svc, credential)
+    if not credential.startswith(KEY_PREFIX) and looks_like_token(credential):
+        sign_in: SignIn = request.app.state.sign_in
+        caller = await sign_in.caller(credential)
+    else:
+        caller = await _key_caller(request, svc, credential)
     authorize(caller, request.method, request.scope.get("route"))
     request.state.caller = caller
     return caller
