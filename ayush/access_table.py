@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from producers.ingress.access import ANY, TABLE, may
+from producers.ingress.caller import Role
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 BEGIN = "<!-- access:begin (written by `ayush docs` from producers/ingress/access.py) -->"
@@ -16,7 +17,7 @@ END = "<!-- access:end -->"
 YES, NO = "✓", "—"
 
 # (column heading, role, whether the key holds the route's permission as a scope)
-COLUMNS = (
+COLUMNS: tuple[tuple[str, Role, bool], ...] = (
     ("admin", "admin", False),
     ("developer", "developer", False),
     ("service (with the scope)", "service", True),
