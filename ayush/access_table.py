@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from producers.ingress.access import ANY, TABLE, may
+from producers.ingress.access import ANY, TABLE, allows
 from producers.ingress.caller import Role
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 BEGIN = "<!-- access:begin (written by `ayush docs` from producers/ingress/access.py) -->"
 END = "<!-- access:end -->"
 YES, NO = "✓", "—"
+NONE: frozenset[str] = frozenset()
 
 # (column heading, role, whether the key holds the route's permission as a scope)
 COLUMNS: tuple[tuple[str, Role, bool], ...] = (
@@ -33,7 +34,7 @@ def markdown() -> str:
     for method, path in sorted(TABLE, key=lambda row: (row[1], row[0])):
         permission = TABLE[(method, path)]
         cells = [
-            YES if may(role, frozenset({permission}) if scoped else frozenset(), permission) else NO
+            YES if allows(role, frozenset({permission}) if scoped else NONE, method, path) else NO
             for _, role, scoped in COLUMNS
         ]
         shown = "any caller" if permission == ANY else f"`{permission}`"

@@ -19,7 +19,17 @@ import pytest
 
 from infra.db.engine import Database
 from infra.db.tenants import create_api_key, ensure_tenant
-from producers.ingress.access import ADMINISTRATION, ANY, AUDITOR, TABLE, USER, may, permissions
+from producers.ingress.access import (
+    ADMINISTRATION,
+    ANY,
+    AUDITOR,
+    NOT_FOR_USERS,
+    TABLE,
+    USER,
+    allows,
+    may,
+    permissions,
+)
 from producers.ingress.caller import Role
 from tests.conftest import Running, TenantKey
 from tests.harness import unique
@@ -64,6 +74,13 @@ def test_user_may_only_their_own_work() -> None:
         assert may("user", NONE, permission) == (permission in USER)
     assert not USER & ADMINISTRATION
     assert not may("user", NONE, "keys:write")
+
+
+def test_a_user_is_refused_the_tenant_wide_routes_their_role_could_read() -> None:
+    for method, path in NOT_FOR_USERS:
+        assert may("user", NONE, TABLE[(method, path)])
+        assert not allows("user", NONE, method, path)
+        assert allows("developer", NONE, method, path)
 
 
 def test_every_caller_may_call_the_open_routes() -> None:
@@ -197,7 +214,7 @@ async def test_every_route_answers_each_role_as_the_table_says(
     async with httpx.AsyncClient(base_url=running.url, timeout=30) as http:
 
         async def check(method: str, path: str, permission: str) -> str | None:
-            if may(who.role, who.scopes(permission), permission):
+            if allows(who.role, who.scopes(permission), method, path):
                 body = b"{}" if method in ("POST", "PUT", "PATCH") else None
                 status, _ = await call(http, method, path, credential(permission), body)
                 if status in (401, 403) or status >= 500:
