@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -147,7 +150,7 @@ async def wait_ready(dev: subprocess.Popen[bytes], log: Path) -> str:
         assert dev.poll() is None, text
         return text if "Press Ctrl-C to stop." in text else None
 
-    return await eventually(banner, 120, "ayush dev to be ready")
+    return await eventually(banner, 240, "ayush dev to be ready")
 
 
 def stop(dev: subprocess.Popen[bytes]) -> int:
@@ -155,10 +158,23 @@ def stop(dev: subprocess.Popen[bytes]) -> int:
     return dev.wait(60)
 
 
-@pytest.mark.timeout(400)
+@pytest.fixture
+def project_folder() -> Iterator[Path]:
+    """A folder Postgres can use: run as root, pgserver runs it as an unprivileged user,
+    which cannot enter pytest's private temporary folders."""
+    folder = Path(tempfile.mkdtemp(prefix="ayush-project-"))
+    folder.chmod(0o755)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.mark.timeout(600)
 async def test_a_stopped_dev_stack_serves_commands_from_its_data(
-    services: ServiceAddresses, tmp_path: Path
+    services: ServiceAddresses, project_folder: Path
 ) -> None:
+    tmp_path = project_folder
     # `ayush dev` keeps its own database in the data folder (Kafka, Redis and S3 are the
     # session's, which a stopped dev stack would start the same way, only slower).
     port, data, prefix = free_port(), tmp_path / ".ayush", unique("dev") + "."
