@@ -5,15 +5,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import Coroutine
+from collections.abc import Collection, Coroutine
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
 
-from ayush.dev_services import with_dev_services
+from ayush.dev_services import POSTGRES, for_this_command, stop_started, with_dev_services
 from ayush.history_cli import audit_app, dlq_app, replay_command, verify_command
 from ayush.keys_cli import keys_app
+from infra.local_stack.stack import SERVICES
 from infra.settings import Settings
 
 T = TypeVar("T")
@@ -36,24 +37,34 @@ app.add_typer(usage_app, name="usage")
 app.add_typer(secrets_app, name="secrets")
 
 
-def _settings() -> Settings:
-    """The environment's settings; with no service named there, a running `ayush dev`'s."""
-    return with_dev_services(Settings())
+def _settings(needs: Collection[str] = SERVICES) -> Settings:
+    """The environment's settings; with no service named there, a running `ayush dev`'s,
+    or a stopped one's: then the services this command `needs` are started from its data
+    folder until the command ends (ayush.dev_services)."""
+    return for_this_command(Settings(), needs)
 
 
-def _services_or_exit(settings: Settings) -> Settings:
+def _services_or_exit(settings: Settings, needs: Collection[str] = SERVICES) -> Settings:
     try:
-        settings.require_services()
+        if set(needs) <= set(POSTGRES):
+            settings.require_database()
+        else:
+            settings.require_services()
     except RuntimeError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
     return settings
 
 
+def _database_or_exit() -> Settings:
+    """For a command that needs only Postgres: a stopped dev stack starts nothing else."""
+    return _services_or_exit(_settings(POSTGRES), POSTGRES)
+
+
 def _logging(level: str = "INFO") -> None:
     from infra.telemetry.logs import configure_logging
 
-    configure_logging(_settings(), os.environ.get("AYUSH_LOG_LEVEL", level))
+    configure_logging(with_dev_services(Settings()), os.environ.get("AYUSH_LOG_LEVEL", level))
 
 
 @app.command()
@@ -125,7 +136,8 @@ def status(
 
 @app.command()
 def docs() -> None:
-    """Regenerate docs/asyncapi.json (events) and docs/openapi.json (HTTP) from the code."""
+    """Regenerate docs/asyncapi.json (events), docs/openapi.json (HTTP) and the README's
+    table of who may call which route, from the code."""
     from ayush.docs import write_documents
 
     for path in write_documents():
@@ -137,7 +149,7 @@ def migrate() -> None:
     """Apply the database migrations."""
     from infra.db.migrate import upgrade
 
-    settings = _services_or_exit(_settings())
+    settings = _database_or_exit()
     assert settings.database_url is not None
     upgrade(settings.database_url)
     typer.echo("database is up to date")
@@ -183,7 +195,7 @@ def batch_submit(
     from producers.batch_submit import SubmitError, submit
 
     console = Console(stderr=True)
-    key = api_key or _dev_key(_settings())
+    key = api_key or _dev_key(Settings())
     if not key:
         typer.echo("error: no API key: pass --api-key or set AYUSH_API_KEY", err=True)
         raise typer.Exit(2)
@@ -223,7 +235,7 @@ def usage_report(
     except ValueError as exc:
         typer.echo(f"error: --month must look like 2026-11, not {month!r}", err=True)
         raise typer.Exit(2) from exc
-    settings = _services_or_exit(_settings())
+    settings = _database_or_exit()
     assert settings.database_url is not None
     rows = _run(month_by_model(settings.database_url, tenant, month))
     if rows is None:
@@ -264,7 +276,7 @@ def secrets_reseal() -> None:
     """Re-seal stored secrets with the first key of AYUSH_ENCRYPTION_KEYS (after a rotation)."""
     from ayush.keys import reseal
 
-    settings = _services_or_exit(_settings())
+    settings = _database_or_exit()
     typer.echo(f"re-sealed {_run(reseal(settings))} secrets")
 
 
@@ -278,7 +290,10 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    finally:
+        stop_started()  # the services a stopped dev stack lent this command
 
 
 if __name__ == "__main__":

@@ -118,7 +118,7 @@ def dev_env(settings: Settings, stack: LocalStack, data_dir: Path) -> dict[str, 
     sealing key, and a short shutdown deadline (the next start redoes what was cut)."""
     env = {**os.environ, **stack.addresses.as_env()}
     if not settings.encryption_keys:
-        env["AYUSH_ENCRYPTION_KEYS"] = _dev_encryption_keys(data_dir / "dev-encryption-keys")
+        env["AYUSH_ENCRYPTION_KEYS"] = _dev_encryption_keys(data_dir / dev_services.ENCRYPTION_KEYS)
     env.setdefault("AYUSH_SHUTDOWN_DEADLINE_S", str(DEV_SHUTDOWN_DEADLINE_S))
     return env
 

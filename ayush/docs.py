@@ -1,4 +1,5 @@
-"""The committed contract documents: docs/asyncapi.json and docs/openapi.json.
+"""The committed contract documents: docs/asyncapi.json and docs/openapi.json, and the
+README's table of who may call which route.
 
 `ayush docs` rewrites them; a test fails when they no longer match the code.
 """
@@ -9,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ayush.access_table import write_readme
 from infra.settings import Settings
 from producers.ingress import create_app
 from producers.ingress.app import VERSION
@@ -35,4 +37,6 @@ def write_documents(folder: Path = DOCS) -> list[Path]:
         path = folder / name
         path.write_text(dumps(document))
         written.append(path)
+    if folder == DOCS:  # the project's own docs: its README's access table too
+        written.append(write_readme())
     return written

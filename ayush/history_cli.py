@@ -17,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, TaskID, TextColumn, Tim
 from rich.progress import Progress as RichProgress
 from rich.table import Table
 
-from ayush.dev_services import with_dev_services
+from ayush.dev_services import for_this_command
 from infra.settings import Settings
 
 T = TypeVar("T")
@@ -30,7 +30,8 @@ TIME_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%
 
 
 def _settings() -> Settings:
-    settings = with_dev_services(Settings())
+    """As `ayush.cli._settings`: a stopped dev stack's services run until the command ends."""
+    settings = for_this_command(Settings())
     try:
         settings.require_services()
     except RuntimeError as exc:

@@ -29,7 +29,7 @@ class KeyCommandError(Exception):
 
 @asynccontextmanager
 async def _database(settings: Settings) -> AsyncIterator[Database]:
-    _, database_url, _ = settings.require_services()
+    database_url = settings.require_database()
     db = Database(database_url, pool_size=1)
     try:
         yield db

@@ -32,9 +32,11 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 
 
 def _settings() -> Settings:
-    from ayush.cli import _services_or_exit, _settings
+    from ayush.cli import _database_or_exit
 
-    return _services_or_exit(_settings())
+    # Keys live in Postgres: a stopped dev stack starts only that for the command (a running
+    # one is told of revocations through its Redis).
+    return _database_or_exit()
 
 
 def _key_id(text: str) -> uuid.UUID:

@@ -246,6 +246,14 @@ class Settings(BaseSettings):
             )
         return self.kafka_bootstrap_servers, self.database_url, self.redis_url
 
+    def require_database(self) -> str:
+        """The database URL, for what needs only Postgres."""
+        if not self.database_url:
+            raise RuntimeError(
+                "DATABASE_URL must be set (or run `ayush dev`, which starts local services)"
+            )
+        return self.database_url
+
     def file_backend(self) -> Literal["local", "s3"]:
         if self.files_backend is not None:
             return self.files_backend

@@ -1,4 +1,5 @@
-"""The AsyncAPI and OpenAPI documents: committed, current, served, and self-consistent."""
+"""The AsyncAPI and OpenAPI documents: committed, current, served, and self-consistent; the
+README's access table current."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ from typing import Any
 
 import httpx
 
+from ayush import access_table
 from ayush.docs import DOCS, contract_documents, dumps
+from producers.ingress.access import TABLE
 from schemas import catalog, topics
 
 
@@ -15,6 +18,22 @@ def test_committed_documents_match_the_code() -> None:
     for name, document in contract_documents().items():
         committed = (DOCS / name).read_text()
         assert committed == dumps(document), f"docs/{name} is stale: run `ayush docs`"
+
+
+def test_readme_access_table_matches_the_access_table() -> None:
+    readme = access_table.README.read_text()
+    stale = "README's access table is stale: run `ayush docs`"
+    assert readme == access_table.with_table(readme), stale
+    rows = readme.split(access_table.BEGIN)[1].split(access_table.END)[0].strip().splitlines()
+    assert len(rows) == 2 + len(TABLE)  # heading, rule, one row per route
+
+
+def test_a_stale_readme_access_table_is_rewritten() -> None:
+    stale = f"intro\n{access_table.BEGIN}\n| GET | `/v1/gone` |\n{access_table.END}\nafter\n"
+    fresh = access_table.with_table(stale)
+    assert fresh != stale and "/v1/gone" not in fresh
+    assert fresh.startswith("intro\n") and fresh.endswith(f"{access_table.END}\nafter\n")
+    assert "| POST | `/v1/jobs` | `jobs:write` | ✓ | ✓ | ✓ | — | ✓ |" in fresh
 
 
 def refs(node: Any) -> list[str]:

@@ -194,7 +194,12 @@ async def test_budget_endpoints_check_who_asks_and_what(
     standard = {"Authorization": f"Bearer {plaintext}"}
     assert (await client.put("/v1/budgets/tenant", json={"monthly_usd": "1"},
                              headers=standard)).status_code == 403  # fmt: skip
-    assert (await client.get("/v1/budgets/tenant", headers=standard)).status_code == 403
+    # Reading it is budgets:read (producers.ingress.access): a developer key may, a
+    # service key only with that scope.
+    assert (await client.get("/v1/budgets/tenant", headers=standard)).status_code == 200
+    _, service = await create_api_key(db, uuid.UUID(str(admin.tenant_id)), role="service")
+    refused = await client.get("/v1/budgets/tenant", headers={"Authorization": f"Bearer {service}"})
+    assert refused.status_code == 403
     # A key that is not admin may not set a budget, not even its own: it could lift it.
     own = await client.put(
         f"/v1/budgets/keys/{key.id}", json={"monthly_usd": "500"}, headers=standard

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,8 @@ from infra.local_stack.process import ManagedProcess
 from infra.local_stack.redis import start_redis
 from infra.local_stack.s3 import start_s3
 from infra.settings import Settings
+
+SERVICES = ("kafka", "postgres", "redis", "s3")
 
 
 @dataclass(frozen=True)
@@ -42,10 +45,15 @@ class ServiceAddresses:
         return env
 
     def apply(self, settings: Settings) -> Settings:
+        """`settings` with these addresses; a service not started (empty) is left as it was."""
         update: dict[str, Any] = {
-            "kafka_bootstrap_servers": self.kafka_bootstrap_servers,
-            "database_url": self.database_url,
-            "redis_url": self.redis_url,
+            name: value
+            for name, value in (
+                ("kafka_bootstrap_servers", self.kafka_bootstrap_servers),
+                ("database_url", self.database_url),
+                ("redis_url", self.redis_url),
+            )
+            if value
         }
         if self.s3_endpoint_url:
             update["s3_endpoint_url"] = self.s3_endpoint_url
@@ -65,34 +73,39 @@ class LocalStack:
     postgres: LocalPostgres | None = None
 
     @classmethod
-    def start(cls, settings: Settings, data_dir: Path | None = None) -> LocalStack:
+    def start(
+        cls, settings: Settings, data_dir: Path | None = None, only: Collection[str] = SERVICES
+    ) -> LocalStack:
+        """Starts each service of `only` (all by default) that the settings do not name."""
         data_dir = data_dir or settings.data_dir
         processes: list[ManagedProcess] = []
         postgres: LocalPostgres | None = None
         stack = cls(ServiceAddresses("", "", "", "external"), processes)
         try:
             bootstrap, flavour = settings.kafka_bootstrap_servers, "external"
-            if not bootstrap:
+            if not bootstrap and "kafka" in only:
                 flavour_wanted = os.environ.get("AYUSH_LOCAL_KAFKA", "auto")
                 proc, bootstrap, flavour = start_kafka(data_dir, flavour_wanted)
                 processes.append(proc)
             database_url = settings.database_url
-            if not database_url:
+            if not database_url and "postgres" in only:
                 postgres = LocalPostgres(data_dir / "postgres")
                 stack.postgres = postgres
                 database_url = postgres.url
             redis_url = settings.redis_url
-            if not redis_url:
+            if not redis_url and "redis" in only:
                 proc, redis_url = start_redis(data_dir / "redis")
                 processes.append(proc)
             s3_url = settings.s3_endpoint_url
-            if not s3_url:
+            if not s3_url and "s3" in only:
                 proc, s3_url = start_s3(data_dir / "s3")
                 processes.append(proc)
         except BaseException:
             stack.stop()
             raise
-        stack.addresses = ServiceAddresses(bootstrap, database_url, redis_url, flavour, s3_url)
+        stack.addresses = ServiceAddresses(
+            bootstrap or "", database_url or "", redis_url or "", flavour, s3_url or ""
+        )
         return stack
 
     def stop(self) -> None:

@@ -87,6 +87,11 @@ TABLE: dict[tuple[str, str], str] = {
     ("POST", "/v1/keys/{key_id}/rotate"): "keys:write",
 }
 
+# Routes that answer for the whole tenant or for a key, never for one person: a signed-in
+# user is refused them even though the role holds the permission (their own view is
+# under /v1/me).
+NOT_FOR_USERS: frozenset[tuple[str, str]] = frozenset({("GET", "/v1/usage")})
+
 # The tenant's administration: a developer key needs the scope itself.
 ADMINISTRATION = frozenset(
     {
@@ -159,6 +164,10 @@ def authorize(caller: Caller, method: str, route: BaseRoute | None) -> None:
     if permission is None:
         # A route nobody listed is refused rather than open (see `check_complete`).
         raise ApiError(403, "forbidden", "this route is not open to API callers")
+    if caller.role == "user" and (method, path) in NOT_FOR_USERS:
+        raise ApiError(
+            403, "forbidden", "a signed-in user sees their own view of this under /v1/me"
+        )
     if not may(caller.role, caller.scopes, permission):
         raise ApiError(
             403,
@@ -168,11 +177,19 @@ def authorize(caller: Caller, method: str, route: BaseRoute | None) -> None:
         )
 
 
+def allows(role: Role, scopes: frozenset[str], method: str, path: str) -> bool:
+    """Whether `authorize` lets a caller of this role and scopes call the route."""
+    permission = TABLE.get((method, path))
+    if permission is None or (role == "user" and (method, path) in NOT_FOR_USERS):
+        return False
+    return may(role, scopes, permission)
+
+
 def check_complete(routes: list[APIRoute]) -> None:
     """Every authenticated route must be in the table, and the table name only real routes."""
     served = {(method, route.path) for route in routes for method in route.methods or ()}
     unlisted = sorted(served - TABLE.keys())
-    stale = sorted(TABLE.keys() - served)
+    stale = sorted((TABLE.keys() | NOT_FOR_USERS) - served)
     if unlisted or stale:
         raise RuntimeError(f"access table: unlisted routes {unlisted}, stale rows {stale}")
 

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends
 from infra.db.budgets import all_budgets, budget_state, key_in_tenant, set_budget
 from infra.db.engine import Database
 from infra.quota import Quotas, Scope
+from producers.ingress.access import may
 from producers.ingress.admission import Admission, admission_dependency, rate_limited
 from producers.ingress.body import json_body
 from producers.ingress.caller import Caller
@@ -25,7 +26,7 @@ Body = Annotated[BudgetIn, Depends(json_body(BudgetIn))]
 
 @router.get("/tenant", response_model=BudgetView)
 async def get_tenant_budget(caller: Owner, adm: Adm) -> BudgetView:
-    _require_tenant_view(caller)
+    # budgets:read, as the access table says: no role check of its own here.
     return await _view(adm, caller, Scope("tenant", caller.tenant_id))
 
 
@@ -55,17 +56,17 @@ async def restore(db: Database, quotas: Quotas) -> None:
         await quotas.set_limit(tenant_id, Scope(scope, scope_id), monthly_usd)
 
 
-def _require_tenant_view(caller: Caller) -> None:
-    if not caller.sees_tenant:
-        raise ApiError(403, "forbidden", "only an admin or auditor key sees the tenant's budget")
-
-
 async def _require_key(adm: Admission, caller: Caller, key_id: uuid.UUID) -> None:
-    """Admins and auditors see every key of their tenant; other keys only themselves."""
+    """A key sees its own budget; another key's needs `keys:read` (admin, auditor, or a key
+    given that scope): permissions from the access table, never a role checked here."""
     if key_id == caller.key_id:
         return
-    if not caller.sees_tenant:
-        raise ApiError(403, "forbidden", "a key that is not admin sees only its own budget")
+    if not may(caller.role, caller.scopes, "keys:read"):
+        raise ApiError(
+            403,
+            "forbidden",
+            "another key's budget needs the keys:read permission (a key sees its own)",
+        )
     if not await key_in_tenant(adm.db, caller.tenant_id, key_id):
         raise ApiError(404, "not_found", f"no API key {key_id}")
 

@@ -26,6 +26,7 @@ from infra.db.rate_limits import (
 from infra.errors import TransientError
 from infra.quota import Quotas
 from producers.ingress import user_limits
+from producers.ingress.access import may
 from producers.ingress.admission import Admission, admission, rate_limited
 from producers.ingress.body import json_body
 from producers.ingress.caller import Caller
@@ -41,16 +42,15 @@ Body = Annotated[RateLimitIn, Depends(json_body(RateLimitIn))]
 
 @router.get("/keys/{key_id}", response_model=RateLimitView)
 async def get_key_limits(key_id: uuid.UUID, caller: Owner, adm: Adm) -> RateLimitView:
-    """A key's limits per minute: an admin for any key of the tenant, a key for itself."""
-    if key_id != caller.key_id:
-        await _require_admin_of(adm, caller, key_id)
+    """A key's limits per minute: a key its own; another key's with keys:read."""
+    await _require_key(adm, caller, key_id)
     return _view(adm, await key_limits(adm.db, key_id))
 
 
 @router.put("/keys/{key_id}", response_model=RateLimitView)
 async def put_key_limits(key_id: uuid.UUID, body: Body, caller: Owner, adm: Adm) -> RateLimitView:
-    """Hold one key to its own limits per minute (admin keys only)."""
-    await _require_admin_of(adm, caller, key_id)
+    """Hold one key to its own limits per minute (ratelimits:write; another key: keys:read)."""
+    await _require_key(adm, caller, key_id)
     limits = KeyLimits(key_id, body.rpm, body.tpm)
     await set_key_limits(adm.db, caller.tenant_id, limits)
     await _copy_to_redis(adm.quotas, limits)
@@ -59,8 +59,8 @@ async def put_key_limits(key_id: uuid.UUID, body: Body, caller: Owner, adm: Adm)
 
 @router.delete("/keys/{key_id}", status_code=204)
 async def delete_key_limits(key_id: uuid.UUID, caller: Owner, adm: Adm) -> Response:
-    """Back to the platform's defaults (admin keys only)."""
-    await _require_admin_of(adm, caller, key_id)
+    """Back to the platform's defaults (ratelimits:write; another key: keys:read)."""
+    await _require_key(adm, caller, key_id)
     await clear_key_limits(adm.db, key_id)
     await _copy_to_redis(adm.quotas, KeyLimits(key_id, None, None))
     return Response(status_code=204)
@@ -76,11 +76,17 @@ async def restore(db: Database, quotas: Quotas) -> None:
         await user_limits.copy_to_redis(quotas, users)
 
 
-async def _require_admin_of(adm: Admission, caller: Caller, key_id: uuid.UUID) -> None:
-    # Changing limits is ratelimits:write (producers.ingress.access); reading another
-    # key's needs a view of the whole tenant.
-    if not caller.sees_tenant:
-        raise ApiError(403, "forbidden", "only an admin key manages other keys' rate limits")
+async def _require_key(adm: Admission, caller: Caller, key_id: uuid.UUID) -> None:
+    # Changing limits is ratelimits:write (producers.ingress.access); another key's
+    # limits also need keys:read (admin, auditor, or a key given that scope).
+    if key_id == caller.key_id:
+        return
+    if not may(caller.role, caller.scopes, "keys:read"):
+        raise ApiError(
+            403,
+            "forbidden",
+            "another key's limits need keys:read (a key sees its own)",
+        )
     if not await key_in_tenant(adm.db, caller.tenant_id, key_id):
         raise ApiError(404, "not_found", f"no API key {key_id}")
 
