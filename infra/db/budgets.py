@@ -32,24 +32,26 @@ async def set_budget(
         )
 
 
-async def budget_state(db: Database, scope: str, scope_id: uuid.UUID, period: str) -> BudgetState:
-    async with db.session() as session:
+async def budget_state(
+    db: Database, tenant_id: uuid.UUID, scope: str, scope_id: uuid.UUID, period: str
+) -> BudgetState:
+    async with db.tenant_reads(tenant_id) as session:
         row = (
             await session.execute(
                 text(
-                    "SELECT (SELECT monthly_usd FROM budgets "
-                    "        WHERE scope = :scope AND scope_id = :scope_id), "
-                    "       (SELECT spent_usd FROM budget_spend "
-                    "        WHERE scope = :scope AND scope_id = :scope_id AND period = :period)"
+                    "SELECT (SELECT monthly_usd FROM budgets WHERE scope = :scope "
+                    "        AND scope_id = :scope_id AND tenant_id = :tenant), "
+                    "       (SELECT spent_usd FROM budget_spend WHERE scope = :scope "
+                    "        AND scope_id = :scope_id AND period = :period AND tenant_id = :tenant)"
                 ),
-                {"scope": scope, "scope_id": scope_id, "period": period},
+                {"scope": scope, "scope_id": scope_id, "period": period, "tenant": tenant_id},
             )
         ).one()
     return BudgetState(row[0], row[1] if row[1] is not None else Decimal(0))
 
 
 async def key_in_tenant(db: Database, tenant_id: uuid.UUID, key_id: uuid.UUID) -> bool:
-    async with db.session() as session:
+    async with db.tenant_reads(tenant_id) as session:
         row = await session.execute(
             text("SELECT 1 FROM api_keys WHERE id = :k AND tenant_id = :t"),
             {"k": key_id, "t": tenant_id},

@@ -134,7 +134,7 @@ async def admit_billable(
     except TransientError as exc:
         raise unavailable("budgets", exc) from exc
     if refused is not None:
-        raise await _budget_exceeded(adm, refused, period)
+        raise await _budget_exceeded(adm, caller.tenant_id, refused, period)
 
 
 async def release_billable(request: Request, caller: Caller, hold_id: uuid.UUID) -> None:
@@ -164,8 +164,10 @@ def _too_many(window: RateWindow) -> ApiError:
     )
 
 
-async def _budget_exceeded(adm: Admission, scope: BudgetScope, period: str) -> BudgetExceeded:
-    state = await budget_state(adm.db, scope.kind, scope.id, period)
+async def _budget_exceeded(
+    adm: Admission, tenant_id: uuid.UUID, scope: BudgetScope, period: str
+) -> BudgetExceeded:
+    state = await budget_state(adm.db, tenant_id, scope.kind, scope.id, period)
     resets_at = period_reset(period)
     name = "the tenant's" if scope.kind == "tenant" else f"API key {scope.id}'s"
     return BudgetExceeded(

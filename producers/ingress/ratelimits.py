@@ -42,7 +42,7 @@ async def get_key_limits(key_id: uuid.UUID, caller: Owner, adm: Adm) -> RateLimi
     """A key's limits per minute: an admin for any key of the tenant, a key for itself."""
     if key_id != caller.key_id:
         await _require_admin_of(adm, caller, key_id)
-    return _view(adm, await key_limits(adm.db, key_id))
+    return _view(adm, await key_limits(adm.db, caller.tenant_id, key_id))
 
 
 @router.put("/keys/{key_id}", response_model=RateLimitView)
