@@ -87,9 +87,7 @@ async def test_reader_without_a_tenant_sees_no_row(db: Database, walled: Databas
             assert rows == [], table
 
 
-async def test_the_tenant_and_role_end_with_the_transaction(
-    db: Database, walled: Database
-) -> None:
+async def test_the_tenant_and_role_end_with_the_transaction(db: Database, walled: Database) -> None:
     a = await make_tenant(db)
     await _jobs(db, a, 1)
     async with walled.tenant_reads(a.tenant_id) as session:  # type: ignore[arg-type]
@@ -111,9 +109,7 @@ async def test_reader_cannot_write(db: Database, walled: Database) -> None:
             await session.execute(text("DELETE FROM jobs"))
 
 
-async def test_read_functions_still_find_the_tenants_rows(
-    db: Database, walled: Database
-) -> None:
+async def test_read_functions_still_find_the_tenants_rows(db: Database, walled: Database) -> None:
     a, b = await make_tenant(db), await make_tenant(db)
     (job_id,) = await _jobs(db, a, 1)
     found = await job_store.get_job(walled, a.tenant_id, job_id)  # type: ignore[arg-type]
