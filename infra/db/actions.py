@@ -29,7 +29,7 @@ async def add_connection(db: Database, connection: Connection) -> None:
 async def get_connection(
     db: Database, tenant_id: uuid.UUID, connection_id: uuid.UUID
 ) -> Connection | None:
-    async with db.session() as session:
+    async with db.tenant_reads(tenant_id) as session:
         found = await session.get(Connection, connection_id)
     return found if found is not None and found.tenant_id == tenant_id else None
 

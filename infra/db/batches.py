@@ -48,7 +48,7 @@ async def insert_file(db: Database, row: StoredFile) -> None:
 
 
 async def get_file(db: Database, tenant_id: uuid.UUID, file_id: uuid.UUID) -> StoredFile | None:
-    async with db.session() as session:
+    async with db.tenant_reads(tenant_id) as session:
         return (
             await session.execute(
                 select(StoredFile).where(
@@ -84,10 +84,13 @@ async def insert_batch(db: Database, batch: Batch) -> None:
 async def get_batch(
     db: Database, batch_id: uuid.UUID, tenant_id: uuid.UUID | None = None
 ) -> Batch | None:
+    """The batch; with `tenant_id`, only if it is that tenant's (read behind the wall)."""
     query = select(Batch).where(Batch.id == batch_id)
-    if tenant_id is not None:
+    if tenant_id is None:
+        async with db.session() as session:
+            return (await session.execute(query)).scalar_one_or_none()
+    async with db.tenant_reads(tenant_id) as session:
         query = query.where(Batch.tenant_id == tenant_id)
-    async with db.session() as session:
         return (await session.execute(query)).scalar_one_or_none()
 
 
@@ -106,7 +109,7 @@ async def list_batches(
         query = query.where(Batch.user_id == user_id)
     if after is not None:
         query = query.where(Batch.id < after)
-    async with db.session() as session:
+    async with db.tenant_reads(tenant_id) as session:
         rows = await session.execute(query.order_by(Batch.id.desc()).limit(limit))
         return list(rows.scalars())
 

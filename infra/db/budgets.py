@@ -40,24 +40,20 @@ async def set_budget(
 
 
 async def budget_state(
-    db: Database,
-    scope: str,
-    scope_id: uuid.UUID,
-    period: str,
-    tenant_id: uuid.UUID | None = None,
+    db: Database, tenant_id: uuid.UUID, scope: str, scope_id: uuid.UUID, period: str
 ) -> BudgetState:
     """The budget that applies and the spend; for a "user" scope, the tenant's default
-    for users (`tenant_id`) when the user has no budget of their own."""
-    async with db.session() as session:
+    for users when the user has no budget of their own."""
+    async with db.tenant_reads(tenant_id) as session:
         row = (
             await session.execute(
                 text(
-                    "SELECT (SELECT monthly_usd FROM budgets "
-                    "        WHERE scope = :scope AND scope_id = :scope_id), "
-                    "       (SELECT spent_usd FROM budget_spend "
-                    "        WHERE scope = :scope AND scope_id = :scope_id AND period = :period), "
-                    "       (SELECT monthly_usd FROM budgets "
-                    "        WHERE scope = 'users' AND scope_id = :tenant AND :scope = 'user')"
+                    "SELECT (SELECT monthly_usd FROM budgets WHERE scope = :scope "
+                    "        AND scope_id = :scope_id AND tenant_id = :tenant), "
+                    "       (SELECT spent_usd FROM budget_spend WHERE scope = :scope "
+                    "        AND scope_id = :scope_id AND period = :period AND tenant_id = :tenant), "
+                    "       (SELECT monthly_usd FROM budgets WHERE scope = 'users' "
+                    "        AND scope_id = :tenant AND tenant_id = :tenant AND :scope = 'user')"
                 ),
                 {"scope": scope, "scope_id": scope_id, "period": period, "tenant": tenant_id},
             )
@@ -86,7 +82,7 @@ async def all_budgets(db: Database) -> list[tuple[uuid.UUID, str, uuid.UUID, Dec
 
 
 async def key_in_tenant(db: Database, tenant_id: uuid.UUID, key_id: uuid.UUID) -> bool:
-    async with db.session() as session:
+    async with db.tenant_reads(tenant_id) as session:
         row = await session.execute(
             text("SELECT 1 FROM api_keys WHERE id = :k AND tenant_id = :t"),
             {"k": key_id, "t": tenant_id},

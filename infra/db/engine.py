@@ -3,15 +3,24 @@
 SQLAlchemy's statement compilation and result handling cost more CPU than
 the query itself on a per-call path (a model call's start and finish); those
 few statements are written in SQL and run on `pool()`.
+
+`tenant_reads(tenant)` is the second wall between tenants: on a Database made
+with `tenant_wall=True` (the ingress's), the read runs in a transaction as the
+role `ayush_reader` with `ayush.tenant_id` set, so Postgres' row-level
+security policies (migration 0930_tenant_wall) hide every other tenant's
+rows even from a query that forgot its `tenant_id` filter. Writes and the
+workers (the tables' owner, not subject to the policies) are unaffected.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
 import asyncpg
+from sqlalchemy import TextClause, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -20,9 +29,13 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+# The role the tenant-scoped reads run as, and the setting its policies read.
+READER_ROLE = "ayush_reader"
+TENANT_SETTING = "ayush.tenant_id"
+
 
 class Database:
-    def __init__(self, url: str, pool_size: int = 10) -> None:
+    def __init__(self, url: str, pool_size: int = 10, *, tenant_wall: bool = False) -> None:
         self.engine: AsyncEngine = create_async_engine(
             url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=False
         )
@@ -33,6 +46,7 @@ class Database:
         self._pool_size = pool_size
         self._pools: dict[bool, asyncpg.Pool] = {}
         self._pool_lock = asyncio.Lock()
+        self.tenant_wall = tenant_wall
 
     async def pool(self, *, durable: bool = True) -> asyncpg.Pool:
         """An asyncpg pool, opened on first use: most processes never need one.
@@ -66,9 +80,29 @@ class Database:
         async with self._sessions() as session, session.begin():
             yield session
 
-    async def ping(self) -> None:
-        from sqlalchemy import text
+    @asynccontextmanager
+    async def tenant_reads(
+        self, tenant_id: uuid.UUID, settings: Mapping[str, str] | None = None
+    ) -> AsyncIterator[AsyncSession]:
+        """A read-only transaction that sees `tenant_id`'s rows only (with the wall on).
 
+        Without `tenant_wall` it is a plain session: the callers' own
+        `tenant_id` filters are then the only wall. `settings` are more
+        transaction-local settings, set in the same round trip.
+        """
+        local = dict(settings or {})
+        if self.tenant_wall:
+            local = {"role": READER_ROLE, TENANT_SETTING: str(tenant_id), **local}
+        async with self._sessions() as session:
+            if local:
+                # One round trip (PostgREST opens its requests the same way).
+                await session.execute(*_set_local(local))
+            # Closing the session rolls its connection back: the role and the
+            # tenant end with the transaction. (An explicit rollback would
+            # expire the rows read; a close keeps them loaded.)
+            yield session
+
+    async def ping(self) -> None:
         async with self.engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
 
@@ -84,3 +118,12 @@ async def _keep_session(connection: asyncpg.Connection) -> None:
     asyncpg still rolls back a transaction left open before calling this; its
     default would add a round trip (RESET ALL, UNLISTEN, ...) to every use.
     """
+
+
+def _set_local(settings: Mapping[str, str]) -> tuple[TextClause, dict[str, str]]:
+    """One SELECT of set_config(name, value, true) per setting, values bound."""
+    calls = ", ".join(f"set_config(:n{i}, :v{i}, true)" for i in range(len(settings)))
+    params: dict[str, str] = {}
+    for i, (name, value) in enumerate(settings.items()):
+        params[f"n{i}"], params[f"v{i}"] = name, value
+    return text(f"SELECT {calls}"), params

@@ -50,7 +50,7 @@ async def record(db: Database, rows: Sequence[dict[str, Any]]) -> None:
 
 async def job_trail(db: Database, tenant_id: uuid.UUID, job_id: uuid.UUID) -> list[EventLogRow]:
     """Every logged event of one job, oldest first; ties keep the time-ordered event id."""
-    async with db.session() as session:
+    async with db.tenant_reads(tenant_id) as session:
         found = await session.execute(
             select(EventLogRow)
             .where(EventLogRow.tenant_id == tenant_id, EventLogRow.correlation_id == job_id)

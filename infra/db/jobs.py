@@ -128,7 +128,7 @@ async def delete_unpublished(db: Database, job_id: uuid.UUID) -> None:
 
 
 async def get_job(db: Database, tenant_id: uuid.UUID, job_id: uuid.UUID) -> JobWithResult | None:
-    async with db.session() as session:
+    async with db.tenant_reads(tenant_id) as session:
         row = (
             await session.execute(
                 select(Job, JobResult)

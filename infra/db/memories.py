@@ -226,7 +226,7 @@ async def forget_user(
 
 
 async def get_memory(db: Database, tenant_id: uuid.UUID, memory_id: uuid.UUID) -> MemoryRow | None:
-    async with db.session() as session:
+    async with db.tenant_reads(tenant_id) as session:
         found = (
             await session.execute(
                 text(f"SELECT {_FIELDS} FROM memories WHERE id = :id AND tenant_id = :t"),
@@ -239,7 +239,7 @@ async def get_memory(db: Database, tenant_id: uuid.UUID, memory_id: uuid.UUID) -
 async def list_memories(
     db: Database, tenant_id: uuid.UUID, user_id: str, limit: int = 100
 ) -> list[MemoryRow]:
-    async with db.session() as session:
+    async with db.tenant_reads(tenant_id) as session:
         rows = await session.execute(
             text(
                 f"SELECT {_FIELDS} FROM memories WHERE tenant_id = :t AND user_id = :u "
@@ -268,7 +268,7 @@ async def stored_with_other_model(
 async def live_ids_before(
     db: Database, tenant_id: uuid.UUID, user_id: str, before: uuid.UUID
 ) -> list[uuid.UUID]:
-    async with db.session() as session:
+    async with db.tenant_reads(tenant_id) as session:
         rows = await session.execute(
             text(
                 "SELECT id FROM memories WHERE tenant_id = :t AND user_id = :u AND id < :b "

@@ -50,16 +50,16 @@ async def clear_key_limits(db: Database, key_id: uuid.UUID) -> None:
         )
 
 
-async def key_limits(db: Database, key_id: uuid.UUID) -> KeyLimits:
-    """The key's own limits; both None when it has none."""
-    async with db.session() as session:
+async def key_limits(db: Database, tenant_id: uuid.UUID, key_id: uuid.UUID) -> KeyLimits:
+    """The key's own limits; both None when it has none (or it is not the tenant's)."""
+    async with db.tenant_reads(tenant_id) as session:
         row = (
             await session.execute(
                 text(
                     "SELECT requests_per_min, tokens_per_min FROM rate_limit_overrides "
-                    "WHERE api_key_id = :key"
+                    "WHERE api_key_id = :key AND tenant_id = :tenant"
                 ),
-                {"key": key_id},
+                {"key": key_id, "tenant": tenant_id},
             )
         ).first()
     return KeyLimits(key_id, row[0], row[1]) if row else KeyLimits(key_id, None, None)

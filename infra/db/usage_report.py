@@ -54,7 +54,7 @@ async def usage_totals(
         params["key"] = api_key_id
     if user_id is not None:
         params["user"] = user_id
-    async with db.session() as session:
+    async with db.tenant_reads(tenant_id) as session:
         rows = await session.execute(query, params)
         return [UsageTotal(r[0], int(r[1]), int(r[2]), int(r[3]), Decimal(r[4])) for r in rows]
 

@@ -24,9 +24,19 @@ async def add_endpoint(db: Database, endpoint: WebhookEndpoint) -> None:
         session.add(endpoint)
 
 
-async def get_endpoint(db: Database, endpoint_id: uuid.UUID) -> WebhookEndpoint | None:
-    async with db.session() as session:
-        return await session.get(WebhookEndpoint, endpoint_id)
+async def get_endpoint(
+    db: Database, endpoint_id: uuid.UUID, tenant_id: uuid.UUID | None = None
+) -> WebhookEndpoint | None:
+    """The endpoint; with `tenant_id`, only if it is that tenant's (read behind the wall).
+
+    A delivery to /hooks/{id} names no tenant: it finds its endpoint by id alone.
+    """
+    if tenant_id is None:
+        async with db.session() as session:
+            return await session.get(WebhookEndpoint, endpoint_id)
+    async with db.tenant_reads(tenant_id) as session:
+        found = await session.get(WebhookEndpoint, endpoint_id)
+    return found if found is not None and found.tenant_id == tenant_id else None
 
 
 async def record_delivery(

@@ -162,18 +162,15 @@ class PgVectorStore:
     async def _fetch(
         self, sql: str, params: dict[str, Any], ef_search: int | None = None
     ) -> list[Any]:
+        # Transaction-local settings, in one round trip with the tenant's. A prepared
+        # statement turns to a generic plan after five runs, and a generic plan cannot
+        # use the partial, per-dimension HNSW index: force custom plans.
+        settings = {
+            "plan_cache_mode": "force_custom_plan",
+            "hnsw.ef_search": str(ef_search or self._ef_search),
+        }
         try:
-            async with self._db.transaction() as session:
-                # Transaction-local settings, in one round trip. A prepared statement
-                # turns to a generic plan after five runs, and a generic plan cannot
-                # use the partial, per-dimension HNSW index: force custom plans.
-                await session.execute(
-                    text(
-                        "SELECT set_config('plan_cache_mode', 'force_custom_plan', true), "
-                        "set_config('hnsw.ef_search', :ef, true)"
-                    ),
-                    {"ef": str(ef_search or self._ef_search)},
-                )
+            async with self._db.tenant_reads(params["tenant_id"], settings) as session:
                 return list((await session.execute(text(sql), params)).all())
         except (OperationalError, OSError) as exc:
             raise TransientError(f"pgvector: {exc}") from exc

@@ -194,7 +194,7 @@ def _too_many(window: RateWindow, whose: str = "API key") -> ApiError:
 async def _budget_exceeded(
     adm: Admission, tenant_id: uuid.UUID, scope: BudgetScope, period: str, user: str | None
 ) -> BudgetExceeded:
-    state = await budget_state(adm.db, scope.kind, scope.id, period, tenant_id)
+    state = await budget_state(adm.db, tenant_id, scope.kind, scope.id, period)
     resets_at = period_reset(period)
     name = {"tenant": "the tenant's", "user": f"user {user!r}'s"}.get(
         scope.kind, f"API key {scope.id}'s"

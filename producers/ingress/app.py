@@ -73,7 +73,8 @@ def create_app(settings: Settings, streams: OpenStreams | None = None) -> FastAP
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         _, database_url, _ = settings.require_services()
-        db = Database(database_url)
+        # Its tenant reads run behind row-level security (infra.db.engine).
+        db = Database(database_url, tenant_wall=True)
         streams = JobStreams(settings, read_connections=settings.max_streams_per_process)
         slots = StreamSlots(settings)
         await slots.start()

@@ -206,7 +206,7 @@ async def _stream(svc: Services, batch: Batch, after: str) -> AsyncIterator[byte
         if not found:
             if not await svc.streams.exists(batch.id):
                 # Expired live stream: the stored batch still says where it stands.
-                current = await batch_store.get_batch(svc.db, batch.id) or batch
+                current = await batch_store.get_batch(svc.db, batch.id, batch.tenant_id) or batch
                 view = batch_object(current)
                 counts = view.request_counts.model_dump()
                 yield _frame("0-1", "status", {"status": view.status, "request_counts": counts})

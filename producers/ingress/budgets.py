@@ -74,7 +74,7 @@ async def _require_key(adm: Admission, caller: Caller, key_id: uuid.UUID) -> Non
 async def _set(adm: Admission, caller: Caller, scope: Scope, body: BudgetIn) -> BudgetView:
     await set_budget(adm.db, caller.tenant_id, scope.kind, scope.id, body.monthly_usd)
     period = current_period()
-    state = await budget_state(adm.db, scope.kind, scope.id, period)
+    state = await budget_state(adm.db, caller.tenant_id, scope.kind, scope.id, period)
     # Redis may not know this month's spend yet (nothing settled since it
     # started): teach it before the limit applies.
     await adm.quotas.settle(caller.tenant_id, [], [(scope, period, state.spent_usd)])
@@ -84,7 +84,7 @@ async def _set(adm: Admission, caller: Caller, scope: Scope, body: BudgetIn) -> 
 
 async def _view(adm: Admission, caller: Caller, scope: Scope) -> BudgetView:
     period = current_period()
-    state = await budget_state(adm.db, scope.kind, scope.id, period)
+    state = await budget_state(adm.db, caller.tenant_id, scope.kind, scope.id, period)
     return BudgetView(
         scope="tenant" if scope.kind == "tenant" else "key",
         api_key_id=scope.id if scope.kind == "key" else None,

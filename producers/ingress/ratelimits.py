@@ -44,7 +44,7 @@ Body = Annotated[RateLimitIn, Depends(json_body(RateLimitIn))]
 async def get_key_limits(key_id: uuid.UUID, caller: Owner, adm: Adm) -> RateLimitView:
     """A key's limits per minute: a key its own; another key's with keys:read."""
     await _require_key(adm, caller, key_id)
-    return _view(adm, await key_limits(adm.db, key_id))
+    return _view(adm, await key_limits(adm.db, caller.tenant_id, key_id))
 
 
 @router.put("/keys/{key_id}", response_model=RateLimitView)

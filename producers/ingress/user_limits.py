@@ -53,7 +53,9 @@ T = TypeVar("T")
 # "default" is declared first: it is the tenant's default, not a user of that name.
 @budgets_router.get("/default", response_model=UserBudgetDefault)
 async def get_default_budget(caller: Owner, adm: Adm) -> UserBudgetDefault:
-    state = await budget_state(adm.db, "users", caller.tenant_id, current_period())
+    state = await budget_state(
+        adm.db, caller.tenant_id, "users", caller.tenant_id, current_period()
+    )
     return UserBudgetDefault(monthly_usd=state.monthly_usd)
 
 
@@ -82,7 +84,7 @@ async def put_user_budget(user_id: UserId, body: Budget, caller: Owner, adm: Adm
     scope = _user(caller, user_id)
     await set_budget(adm.db, caller.tenant_id, scope.kind, scope.id, body.monthly_usd)
     period = current_period()
-    state = await budget_state(adm.db, scope.kind, scope.id, period)
+    state = await budget_state(adm.db, caller.tenant_id, scope.kind, scope.id, period)
     # Redis may not know this month's spend yet: teach it before the limit applies.
     await _redis(adm.quotas.settle(caller.tenant_id, [], [(scope, period, state.spent_usd)]))
     await _redis(adm.quotas.set_limit(caller.tenant_id, scope, body.monthly_usd))
@@ -101,7 +103,7 @@ async def delete_user_budget(user_id: UserId, caller: Owner, adm: Adm) -> Respon
 async def user_budget_view(adm: Admission, caller: Caller, user_id: str) -> UserBudgetView:
     scope = _user(caller, user_id)
     period = current_period()
-    state = await budget_state(adm.db, scope.kind, scope.id, period, caller.tenant_id)
+    state = await budget_state(adm.db, caller.tenant_id, scope.kind, scope.id, period)
     return UserBudgetView(
         user_id=user_id,
         monthly_usd=state.monthly_usd,

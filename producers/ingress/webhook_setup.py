@@ -65,8 +65,8 @@ async def create_endpoint(
 async def create_rule(
     body: Annotated[ev.RuleCreate, Depends(json_body(ev.RuleCreate))], caller: Owner, svc: Svc
 ) -> ev.RuleView:
-    endpoint = await store.get_endpoint(svc.db, body.endpoint_id)
-    if endpoint is None or endpoint.tenant_id != caller.tenant_id:
+    endpoint = await store.get_endpoint(svc.db, body.endpoint_id, caller.tenant_id)
+    if endpoint is None:
         raise invalid("endpoint_id", "no such webhook endpoint")
     if body.job is not None:
         try:  # the jobs it starts are billed: their model must be routed and priced

@@ -1,6 +1,6 @@
 """Files and batches belong to the user who made them (None: made by an API key for the tenant).
 
-Revision ID: 0920_b_users_owner
+Revision ID: 0920_owner_user
 Revises: 0900_key_roles (and needs 0700_batches, which made the tables)
 Create Date: 2026-12-07
 """
@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0920_b_users_owner"
+revision: str = "0920_owner_user"
 down_revision: str | None = "0900_key_roles"
 branch_labels: str | Sequence[str] | None = None
 # The files and batches tables come from the batches branch of the history.

@@ -1,6 +1,6 @@
 """Rate limits per end user of a tenant, and the tenant's default for its users.
 
-Revision ID: 0910_b_limits_user_rate_limits
+Revision ID: 0911_user_rate_limits
 Revises: 0900_key_roles
 Create Date: 2026-12-07
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import UUID
 
-revision: str = "0910_b_limits_user_rate_limits"
+revision: str = "0911_user_rate_limits"
 down_revision: str | None = "0900_key_roles"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
