@@ -51,7 +51,8 @@ async def budget_state(
                     "SELECT (SELECT monthly_usd FROM budgets WHERE scope = :scope "
                     "        AND scope_id = :scope_id AND tenant_id = :tenant), "
                     "       (SELECT spent_usd FROM budget_spend WHERE scope = :scope "
-                    "        AND scope_id = :scope_id AND period = :period AND tenant_id = :tenant), "
+                    "        AND scope_id = :scope_id AND period = :period "
+                    "        AND tenant_id = :tenant), "
                     "       (SELECT monthly_usd FROM budgets WHERE scope = 'users' "
                     "        AND scope_id = :tenant AND tenant_id = :tenant AND :scope = 'user')"
                 ),
