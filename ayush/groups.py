@@ -70,6 +70,8 @@ class GroupSpec:
     name: str
     topics: list[str]
     policy: Callable[[Settings], Policy] = _nothing
+    # The module's routes, given its ports (they only close over them): docs/groups.md.
+    routes: Callable[[Any], Routes] | None = None
     build: Build | None = None
     replay: BuildReplay | None = None
 
@@ -289,12 +291,14 @@ GROUPS: dict[str, GroupSpec] = {
         _each(lambda s: s.model_calls_concurrency),
         build=_model_calls,
         replay=_model_calls_replay,
+        routes=model_calls.handlers,
     ),
     archive.GROUP: GroupSpec(
         archive.GROUP,
         archive.TOPICS,
         lambda s: Batches(s.archive_batch_events, s.archive_batch_age_s),
         build=_archive,
+        routes=archive.handlers,
     ),
     # A wave is one poll: never more lines than may be in flight at once.
     batch_lane.GROUP: GroupSpec(
@@ -302,24 +306,42 @@ GROUPS: dict[str, GroupSpec] = {
         batch_lane.TOPICS,
         lambda s: Batches(s.batch_lane_concurrency),
         build=_batch_lane,
+        routes=batch_lane.handlers,
     ),
     batch.GROUP: GroupSpec(
-        batch.GROUP, batch.TOPICS, lambda s: Batches(s.batch_progress_max), build=_batch
+        batch.GROUP,
+        batch.TOPICS,
+        lambda s: Batches(s.batch_progress_max),
+        build=_batch,
+        routes=batch.handlers,
     ),
     usage.GROUP: GroupSpec(
-        usage.GROUP, usage.TOPICS, lambda s: Batches(s.usage_batch_max), build=_usage
+        usage.GROUP,
+        usage.TOPICS,
+        lambda s: Batches(s.usage_batch_max),
+        build=_usage,
+        routes=usage.handlers,
     ),
     integrations.GROUP: GroupSpec(
         integrations.GROUP,
         integrations.TOPICS,
         _each(lambda s: s.integrations_concurrency),
         build=_integrations,
+        routes=integrations.handlers,
     ),
     webhook_router.GROUP: GroupSpec(
-        webhook_router.GROUP, webhook_router.TOPICS, _each(lambda s: 16), build=_webhook_router
+        webhook_router.GROUP,
+        webhook_router.TOPICS,
+        _each(lambda s: 16),
+        build=_webhook_router,
+        routes=webhook_router.handlers,
     ),
     memory.GROUP: GroupSpec(
-        memory.GROUP, memory.TOPICS, _each(lambda s: s.memory_concurrency), build=_memory
+        memory.GROUP,
+        memory.TOPICS,
+        _each(lambda s: s.memory_concurrency),
+        build=_memory,
+        routes=memory.handlers,
     ),
 }
 
@@ -329,16 +351,19 @@ REPLAY_GROUPS: dict[str, GroupSpec] = {
         job_projection.GROUP,
         job_projection.TOPICS,
         replay=_job_projection_replay,
+        routes=job_projection.handlers,
     ),
     usage_projection.GROUP: GroupSpec(
         usage_projection.GROUP,
         usage_projection.TOPICS,
         replay=_usage_projection_replay,
+        routes=usage_projection.handlers,
     ),
     memory_projection.GROUP: GroupSpec(
         memory_projection.GROUP,
         memory_projection.TOPICS,
         replay=_memory_projection_replay,
+        routes=memory_projection.handlers,
     ),
 }
 

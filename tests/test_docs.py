@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from ayush.docs import DOCS, contract_documents, dumps
+from ayush.docs import DOCS, contract_documents, dumps, groups_table
 from schemas import catalog, topics
 
 
@@ -15,6 +15,11 @@ def test_committed_documents_match_the_code() -> None:
     for name, document in contract_documents().items():
         committed = (DOCS / name).read_text()
         assert committed == dumps(document), f"docs/{name} is stale: run `ayush docs`"
+
+
+def test_committed_group_table_matches_the_code() -> None:
+    committed = (DOCS / "groups.md").read_text()
+    assert committed == groups_table(), "docs/groups.md is stale: run `ayush docs`"
 
 
 def refs(node: Any) -> list[str]:
