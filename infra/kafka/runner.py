@@ -87,8 +87,16 @@ class Route:
 
 
 @dataclass(frozen=True)
-class _Item:
+class _Run:
+    """Offsets of one partition handed over together, known by the first."""
+
     tracker: PartitionOffsets
+    first: int
+
+
+@dataclass(frozen=True)
+class _Item:
+    run: _Run
     record: Record
     type: str
     event: Any
@@ -124,6 +132,7 @@ class GroupRunner:
         self.group = settings.group(group)
         self.topics = [settings.topic(t) for t in topics]
         self.routes = routes
+        self._any = ANY in routes
         self.publisher = publisher
         self.policy = policy
         self.retry = retry or RetryPolicy.from_settings(settings)
@@ -199,12 +208,12 @@ class GroupRunner:
                 ready.set()
             for tp, records in polled.items():
                 tracker = self.offsets.setdefault(tp, PartitionOffsets())
-                for record in records:
-                    tracker.started(record.offset)
-                    if isinstance(self.policy, Each):
+                if isinstance(self.policy, Each):
+                    for record in records:
+                        tracker.started(record.offset)
                         self._spawn(self._each(tracker, record))
-                    else:
-                        await self._take(tracker, record)
+                else:
+                    await self._take(tracker, records)
             self._dispatch()
             if time.monotonic() - last_commit >= COMMIT_INTERVAL_S:
                 await self.commit()
@@ -219,12 +228,24 @@ class GroupRunner:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _take(self, tracker: PartitionOffsets, record: Record) -> None:
-        item = await self._decode(tracker, record)
-        if item is not None:
-            if self._oldest is None:
-                self._oldest = time.monotonic()
-            self._pending.append(item)
+    async def _take(self, tracker: PartitionOffsets, records: list[Record]) -> None:
+        """Decode a poll's records of one partition ahead of their list; they are one run
+        of offsets, finished together when their list is."""
+        run = _Run(tracker, records[0].offset)
+        tracker.started(run.first, records[-1].offset)
+        if self._oldest is None:
+            self._oldest = time.monotonic()
+        pending = self._pending
+        for record in records:
+            try:
+                item = self._route(run, record)
+            except Exception as exc:
+                await self._dead_letter(record, f"unparseable event: {exc}", 0)
+                continue
+            if item is not None:
+                pending.append(item)
+        if not pending or pending[-1].run is not run:  # nothing of the run to hand over
+            tracker.finished(run.first)
 
     def _dispatch(self) -> None:
         policy = self.policy
@@ -236,24 +257,22 @@ class GroupRunner:
             items, self._pending, self._oldest = self._pending, [], None
             self._spawn(self._batch(items))
 
-    async def _decode(self, tracker: PartitionOffsets, record: Record) -> _Item | None:
-        """The record's route and event; None when no route wants it or it does not decode
-        (then it is parked as a dead letter, or left to the group that handles its type)."""
-        try:
-            type_ = ANY if ANY in self.routes else _header_type(record) or envelope(record).type
-            route = self.routes.get(type_)
-            if route is None:
-                tracker.finished(record.offset)  # another group's type on a shared topic
-                return None
-            return _Item(tracker, record, type_, route.decode(record))
-        except Exception as exc:
-            await self._dead_letter(record, f"unparseable event: {exc}", 0)
-            tracker.finished(record.offset)
+    def _route(self, run: _Run, record: Record) -> _Item | None:
+        """The record's route and event, or None when no route wants it (another group's
+        type on a shared topic). Raises when the record does not decode."""
+        type_ = ANY if self._any else _header_type(record) or envelope(record).type
+        route = self.routes.get(type_)
+        if route is None:
             return None
+        return _Item(run, record, type_, route.decode(record))
 
     async def _each(self, tracker: PartitionOffsets, record: Record) -> None:
         try:
-            item = await self._decode(tracker, record)
+            item = self._route(_Run(tracker, record.offset), record)
+        except Exception as exc:
+            item = None
+            await self._dead_letter(record, f"unparseable event: {exc}", 0)
+        try:
             if item is not None:
                 await self._settle([item])
         finally:
@@ -268,8 +287,8 @@ class GroupRunner:
                 for same in by_type.values():
                     await self._settle(same)
         finally:
-            for item in items:
-                item.tracker.finished(item.record.offset)
+            for run in {id(item.run): item.run for item in items}.values():
+                run.tracker.finished(run.first)
         await self.commit()
 
     async def _settle(self, items: list[_Item]) -> None:
