@@ -23,10 +23,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from asyncio import FIRST_COMPLETED
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
-from typing import Any, TypeAlias
+from typing import Any, NamedTuple, TypeAlias
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import ConsumerRecord
@@ -94,8 +95,7 @@ class _Run:
     first: int
 
 
-@dataclass(frozen=True)
-class _Item:
+class _Item(NamedTuple):  # one per event on the hot path: a tuple is the cheapest
     run: _Run
     record: Record
     type: str
@@ -198,11 +198,16 @@ class GroupRunner:
         last_commit = time.monotonic()
         while not self._stopping.is_set():
             room = self._room()
+            if room <= 0 and self._tasks:
+                # Full: wake as soon as work finishes (polling again within a second).
+                await asyncio.wait(set(self._tasks), timeout=1.0, return_when=FIRST_COMPLETED)
+                self._dispatch()
+                room = self._room()
             assigned = consumer.assignment()
             if room <= 0:
                 consumer.pause(*assigned)
-            else:
-                consumer.resume(*assigned)
+            elif consumer.paused():
+                consumer.resume(*consumer.paused())
             polled = await consumer.getmany(timeout_ms=100, max_records=max(room, 1))
             if ready is not None and not ready.is_set() and assigned:
                 ready.set()
