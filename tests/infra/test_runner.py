@@ -138,7 +138,7 @@ async def test_a_rebalance_in_the_middle_of_a_batch_loses_and_repeats_nothing(
     setup: tuple[Settings, Publisher], policy: Policy
 ) -> None:
     settings, publisher = setup
-    first, second = Recorder(delay_s=0.3), Recorder(delay_s=0.3)
+    first, second = Recorder(delay_s=0.5), Recorder(delay_s=0.5)
     group = unique("rebalance")
     events = [failed_job() for _ in range(60)]
     async with running(runner(settings, publisher, policy, first, group)):
