@@ -29,7 +29,7 @@ from infra.errors import PermanentError
 from infra.files import open_file_store
 from infra.kafka.policies import Batches, Each, Policy, Timer
 from infra.kafka.publisher import Publisher
-from infra.kafka.runner import Route
+from infra.kafka.routes import Route
 from infra.pricing import PriceTable
 from infra.providers import tokens
 from infra.providers.base import ChatProvider

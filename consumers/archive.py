@@ -28,7 +28,7 @@ from infra.archive.format import StoredRecord, encode, manifest_key, object_key
 from infra.db import event_log
 from infra.db.engine import Database
 from infra.kafka.codec import decode_stored
-from infra.kafka.runner import ANY, Record, Route
+from infra.kafka.routes import ANY, Record, Route
 from infra.s3 import ObjectStore
 from infra.settings import Settings
 from schemas import topics

@@ -34,7 +34,7 @@ from infra.db.models import Job, JobResult
 from infra.errors import PermanentError, TransientError
 from infra.kafka.policies import calling_models
 from infra.kafka.publisher import Publisher
-from infra.kafka.runner import Route, typed
+from infra.kafka.routes import Route, typed
 from infra.providers.base import Completion
 from infra.routing.catalog import ModelCatalog
 from infra.routing.gateway import Gateway, Served

@@ -38,7 +38,7 @@ from infra.db.engine import Database
 from infra.db.models import JobResult, utcnow
 from infra.errors import PermanentError, TransientError
 from infra.kafka.publisher import Publisher
-from infra.kafka.runner import Route
+from infra.kafka.routes import Route
 from infra.redis import JobStreams
 from infra.settings import Settings
 from infra.vault import Sealed, Vault

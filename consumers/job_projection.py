@@ -21,7 +21,7 @@ from decimal import Decimal
 from infra.db import projection
 from infra.db.engine import Database
 from infra.db.models import Job, JobResult
-from infra.kafka.runner import Route
+from infra.kafka.routes import Route
 from schemas import jobs as ev
 from schemas import topics
 from schemas.envelope import RawEnvelope

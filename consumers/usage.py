@@ -28,7 +28,7 @@ from infra.db import usage as usage_store
 from infra.db.engine import Database
 from infra.db.usage import NO_KEY_TEXT, Spend, UsageRow
 from infra.kafka.publisher import Publisher
-from infra.kafka.runner import Record, Route, typed
+from infra.kafka.routes import Record, Route, typed
 from infra.quota import Quotas, Scope, Settlement
 from infra.settings import Settings
 from schemas import jobs as ev

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from consumers.usage import usage_row
 from infra.db import usage as usage_store
 from infra.db.engine import Database
-from infra.kafka.runner import Route
+from infra.kafka.routes import Route
 from schemas import jobs as ev
 from schemas import topics
 from schemas import usage as uev

@@ -37,7 +37,7 @@ from infra.db.models import Batch, utcnow
 from infra.errors import PermanentError
 from infra.files import FileStore
 from infra.kafka.publisher import Publisher
-from infra.kafka.runner import Route, typed
+from infra.kafka.routes import Route, typed
 from infra.quota import Quotas
 from infra.redis import JobStreams
 from infra.routing.catalog import ModelCatalog

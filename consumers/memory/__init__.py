@@ -38,7 +38,7 @@ from infra.embeddings.base import Embedder
 from infra.embeddings.metering import embedding_usage
 from infra.errors import PermanentError
 from infra.kafka.publisher import Publisher
-from infra.kafka.runner import Route
+from infra.kafka.routes import Route
 from infra.pricing import PriceTable
 from infra.settings import Settings
 from infra.vectors.base import Chunk, VectorStore

@@ -26,7 +26,7 @@ from infra.db import memories as rows
 from infra.db.engine import Database
 from infra.db.idempotency import is_processed
 from infra.errors import PermanentError
-from infra.kafka.runner import Route
+from infra.kafka.routes import Route
 from infra.settings import Settings
 from infra.vectors.base import Chunk
 from infra.vectors.pgvector import PgVectorStore

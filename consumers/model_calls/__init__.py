@@ -35,7 +35,7 @@ from consumers.retry_events import announce_retry
 from infra.db import jobs as job_store
 from infra.errors import PermanentError, TransientError
 from infra.kafka.policies import calling_models
-from infra.kafka.runner import Route
+from infra.kafka.routes import Route
 from infra.providers.base import ChatRequest, Image, Message, Tool, ToolCall
 from schemas import jobs as ev
 from schemas import topics

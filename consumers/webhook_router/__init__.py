@@ -30,7 +30,7 @@ from consumers.webhook_router.routing import (
 )
 from infra.db import jobs as job_store
 from infra.db import webhooks as store
-from infra.kafka.runner import Route
+from infra.kafka.routes import Route
 from schemas import integrations as integration_events
 from schemas import jobs as job_events
 from schemas import topics

@@ -24,67 +24,23 @@ import asyncio
 import logging
 import time
 from asyncio import FIRST_COMPLETED
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import cache
-from typing import Any, NamedTuple, TypeAlias
+from typing import Any, NamedTuple
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.structs import ConsumerRecord
-from pydantic import BaseModel
 
-from infra.kafka.codec import decode_raw
 from infra.kafka.dead_letter import dead_letter, gave_up_reason
 from infra.kafka.offsets import PartitionOffsets
 from infra.kafka.policies import Attempts, Batches, Each, Policy, RetryPolicy, Timer
 from infra.kafka.publisher import Publisher
+from infra.kafka.routes import ANY, Record, Route, envelope, header_type
 from infra.settings import Settings
 from infra.telemetry.kafka import ConsumeObserver
-from schemas.envelope import Envelope
 
 log = logging.getLogger(__name__)
 
-Record: TypeAlias = ConsumerRecord[bytes, bytes]
-# The route of every record, whatever its type (the archive).
-ANY = "*"
 COMMIT_INTERVAL_S = 0.2
-
-
-def envelope(record: Record) -> Any:
-    """The envelope with its payload left a dict (upcast to the current version)."""
-    return decode_raw(record.value)
-
-
-def typed(payload: type[BaseModel]) -> Callable[[Record], Envelope[Any]]:
-    """Decodes into `Envelope[payload]` in one pass."""
-    validate = _envelope_of(payload).model_validate_json
-
-    def decode(record: Record) -> Envelope[Any]:
-        return validate(record.value or b"")
-
-    return decode
-
-
-@cache
-def _envelope_of(payload: type[BaseModel]) -> type[Envelope[Any]]:
-    return Envelope[payload]  # type: ignore[valid-type]
-
-
-@dataclass(frozen=True)
-class Route:
-    """How one event type is handled.
-
-    `handle` takes one decoded event, or a list of them when `batch`. `give_up` is called
-    with one event and a short reason once the runner parked it as a dead letter, to settle
-    what it started (a job never stays `running` for good). `retry` builds the route's
-    retry policy from the settings when it differs from the group's.
-    """
-
-    handle: Callable[[Any], Awaitable[None]]
-    decode: Callable[[Record], Any] = envelope
-    batch: bool = False
-    give_up: Callable[[Any, str], Awaitable[None]] | None = None
-    retry: Callable[[Settings], RetryPolicy] | None = None
 
 
 @dataclass(frozen=True)
@@ -265,7 +221,7 @@ class GroupRunner:
     def _route(self, run: _Run, record: Record) -> _Item | None:
         """The record's route and event, or None when no route wants it (another group's
         type on a shared topic). Raises when the record does not decode."""
-        type_ = ANY if self._any else _header_type(record) or envelope(record).type
+        type_ = ANY if self._any else header_type(record) or envelope(record).type
         route = self.routes.get(type_)
         if route is None:
             return None
@@ -415,10 +371,3 @@ class GroupRunner:
 
 def _tp(record: Record) -> TopicPartition:
     return TopicPartition(record.topic, record.partition)
-
-
-def _header_type(record: Record) -> str | None:
-    for key, value in record.headers or ():
-        if key == "ayush-type":
-            return value.decode(errors="replace")
-    return None

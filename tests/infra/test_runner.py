@@ -16,7 +16,8 @@ from infra.kafka.admin import create_topics
 from infra.kafka.dead_letters import DeadLetters
 from infra.kafka.policies import Batches, Each, Policy, RetryPolicy
 from infra.kafka.publisher import Publisher
-from infra.kafka.runner import GroupRunner, Route
+from infra.kafka.routes import Route
+from infra.kafka.runner import GroupRunner
 from infra.local_stack import ServiceAddresses
 from infra.settings import Settings
 from schemas import jobs as ev
