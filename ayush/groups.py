@@ -27,10 +27,9 @@ from infra.connectors.base import VendorHttp
 from infra.db.engine import Database
 from infra.errors import PermanentError
 from infra.files import open_file_store
-from infra.kafka.batch_consumer import BatchConsumer
-from infra.kafka.consumer import Handler
+from infra.kafka.policies import Batches, Each, Policy, Timer
 from infra.kafka.publisher import Publisher
-from infra.kafka.routed_batches import RoutedBatchConsumer
+from infra.kafka.routes import Route
 from infra.pricing import PriceTable
 from infra.providers import tokens
 from infra.providers.base import ChatProvider
@@ -41,27 +40,40 @@ from infra.routing.config import RetryPolicy, RoutingConfig, load_routing
 from infra.routing.gateway import Gateway
 from infra.s3 import ObjectStore
 from infra.settings import Settings
-from infra.telemetry.metrics import Metrics
 from infra.telemetry.providers import ObservedProvider
 from infra.vault import Vault
 from infra.vectors.factory import build_memory
 from infra.vectors.recall import StoreRecall
 
-Build = Callable[[Settings, Publisher, AsyncExitStack], Awaitable[Mapping[str, Handler]]]
-# Handlers in replay side mode: no provider, vendor, stream or Kafka effects.
-BuildReplay = Callable[[Settings, AsyncExitStack], Awaitable[Mapping[str, Handler]]]
-BuildBatch = Callable[[Settings, AsyncExitStack], Awaitable[BatchConsumer | RoutedBatchConsumer]]
+Routes = Mapping[str, Route]
+
+
+@dataclass(frozen=True)
+class Wiring:
+    """What a live group runs: its routes, and its periodic work if it has any."""
+
+    routes: Routes
+    timer: Timer | None = None
+
+
+Build = Callable[[Settings, Publisher, AsyncExitStack], Awaitable[Wiring]]
+# Routes in replay side mode: no provider, vendor, stream or Kafka effects.
+BuildReplay = Callable[[Settings, AsyncExitStack], Awaitable[Routes]]
+
+
+def _nothing(settings: Settings) -> Policy:
+    return Each(1)
 
 
 @dataclass(frozen=True)
 class GroupSpec:
     name: str
     topics: list[str]
-    concurrency: Callable[[Settings], int]
+    policy: Callable[[Settings], Policy] = _nothing
+    # The module's routes, given its ports (they only close over them): docs/groups.md.
+    routes: Callable[[Any], Routes] | None = None
     build: Build | None = None
     replay: BuildReplay | None = None
-    # Groups that write in batches bring their own runner instead of handlers.
-    batch: BuildBatch | None = None
 
 
 def load_routing_config(settings: Settings) -> RoutingConfig:
@@ -140,18 +152,8 @@ async def _model_calls_ports(
     )  # fmt: skip
 
 
-async def _model_calls(
-    settings: Settings, publisher: Publisher, stack: AsyncExitStack
-) -> Mapping[str, Handler]:
-    return model_calls.handlers(await _model_calls_ports(settings, publisher, stack, False))
-
-
-async def _publisher(settings: Settings, stack: AsyncExitStack) -> Publisher:
-    # Its registry is the one the worker serves on /metrics.
-    publisher = Publisher(settings, Metrics() if settings.telemetry_enabled else None)
-    await publisher.start()
-    stack.push_async_callback(publisher.stop)
-    return publisher
+async def _model_calls(settings: Settings, publisher: Publisher, stack: AsyncExitStack) -> Wiring:
+    return Wiring(model_calls.handlers(await _model_calls_ports(settings, publisher, stack, False)))
 
 
 def _lower_priority(settings: Settings) -> None:
@@ -160,25 +162,15 @@ def _lower_priority(settings: Settings) -> None:
         os.nice(settings.batch_nice)
 
 
-async def _batch_lane(settings: Settings, stack: AsyncExitStack) -> RoutedBatchConsumer:
+async def _batch_lane(settings: Settings, publisher: Publisher, stack: AsyncExitStack) -> Wiring:
     _lower_priority(settings)
-    publisher = await _publisher(settings, stack)
     gateway = _gateway(settings, publisher, stack)
     ports = batch_lane.Ports(_database(settings, stack, 2), publisher, gateway)
-    # A wave is one poll: never more lines than may be in flight at once.
-    return RoutedBatchConsumer(
-        settings,
-        group=batch_lane.GROUP,
-        topics=batch_lane.TOPICS,
-        handlers=batch_lane.handlers(ports),
-        publisher=publisher,
-        max_batch=settings.batch_lane_concurrency,
-    )
+    return Wiring(batch_lane.handlers(ports))
 
 
-async def _batch(settings: Settings, stack: AsyncExitStack) -> RoutedBatchConsumer:
+async def _batch(settings: Settings, publisher: Publisher, stack: AsyncExitStack) -> Wiring:
     _lower_priority(settings)
-    publisher = await _publisher(settings, stack)
     streams = JobStreams(settings, max_connections=8)
     stack.push_async_callback(streams.close)
     files = open_file_store(settings)
@@ -191,16 +183,7 @@ async def _batch(settings: Settings, stack: AsyncExitStack) -> RoutedBatchConsum
     async def expire_due() -> None:
         await batch.expire_due(ports)
 
-    return RoutedBatchConsumer(
-        settings,
-        group=batch.GROUP,
-        topics=batch.TOPICS,
-        handlers=batch.handlers(ports),
-        publisher=publisher,
-        max_batch=settings.batch_progress_max,
-        periodic=expire_due,
-        every_s=settings.batch_expiry_check_s,
-    )
+    return Wiring(batch.handlers(ports), Timer(settings.batch_expiry_check_s, expire_due))
 
 
 class ReplayPublisher(Publisher):
@@ -219,52 +202,32 @@ class ReplayPublisher(Publisher):
         raise PermanentError(f"replay mode publishes nothing (tried {full_topic})")
 
 
-async def _model_calls_replay(settings: Settings, stack: AsyncExitStack) -> Mapping[str, Handler]:
+async def _model_calls_replay(settings: Settings, stack: AsyncExitStack) -> Routes:
     ports = await _model_calls_ports(settings, ReplayPublisher(settings), stack, True)
     return model_calls.handlers(ports)
 
 
-async def _job_projection_replay(
-    settings: Settings, stack: AsyncExitStack
-) -> Mapping[str, Handler]:
+async def _job_projection_replay(settings: Settings, stack: AsyncExitStack) -> Routes:
     return job_projection.handlers(job_projection.Ports(_database(settings, stack, 5)))
 
 
-async def _usage_projection_replay(
-    settings: Settings, stack: AsyncExitStack
-) -> Mapping[str, Handler]:
+async def _usage_projection_replay(settings: Settings, stack: AsyncExitStack) -> Routes:
     return usage_projection.handlers(usage_projection.Ports(_database(settings, stack, 2)))
 
 
-async def _memory_projection_replay(
-    settings: Settings, stack: AsyncExitStack
-) -> Mapping[str, Handler]:
+async def _memory_projection_replay(settings: Settings, stack: AsyncExitStack) -> Routes:
     db = _database(settings, stack, 2)
     return memory_projection.handlers(memory_projection.Ports(settings, db))
 
 
-async def _archive(settings: Settings, stack: AsyncExitStack) -> BatchConsumer:
+async def _archive(settings: Settings, publisher: Publisher, stack: AsyncExitStack) -> Wiring:
     store = await ObjectStore(settings).start()
     stack.push_async_callback(store.close)
     await store.ensure_bucket()
-    ports = archive.Ports(settings, _database(settings, stack, 2), store)
-
-    async def flush(records: archive.Records) -> None:
-        await archive.archive_batch(records, ports)
-
-    return BatchConsumer(
-        settings,
-        group=archive.GROUP,
-        topics=archive.TOPICS,
-        flush=flush,
-        max_events=settings.archive_batch_events,
-        max_age_s=settings.archive_batch_age_s,
-    )
+    return Wiring(archive.handlers(archive.Ports(settings, _database(settings, stack, 2), store)))
 
 
-async def _memory(
-    settings: Settings, publisher: Publisher, stack: AsyncExitStack
-) -> Mapping[str, Handler]:
+async def _memory(settings: Settings, publisher: Publisher, stack: AsyncExitStack) -> Wiring:
     db = _database(settings, stack, max(5, settings.memory_concurrency // 2))
     backend = build_memory(settings, db)
     stack.push_async_callback(backend.close)
@@ -272,27 +235,17 @@ async def _memory(
         settings, db, backend.embedder, backend.store, publisher=publisher,
         prices=_prices(settings),
     )  # fmt: skip
-    return memory.handlers(ports)
+    return Wiring(memory.handlers(ports))
 
 
-async def _usage(settings: Settings, stack: AsyncExitStack) -> RoutedBatchConsumer:
-    publisher = await _publisher(settings, stack)
+async def _usage(settings: Settings, publisher: Publisher, stack: AsyncExitStack) -> Wiring:
     quotas = Quotas(settings, max_connections=4)
     stack.push_async_callback(quotas.close)
     ports = usage.Ports(settings, _database(settings, stack, 2), quotas, publisher)
-    return RoutedBatchConsumer(
-        settings,
-        group=usage.GROUP,
-        topics=usage.TOPICS,
-        handlers=usage.handlers(ports),
-        publisher=publisher,
-        max_batch=settings.usage_batch_max,
-    )
+    return Wiring(usage.handlers(ports))
 
 
-async def _integrations(
-    settings: Settings, publisher: Publisher, stack: AsyncExitStack
-) -> Mapping[str, Handler]:
+async def _integrations(settings: Settings, publisher: Publisher, stack: AsyncExitStack) -> Wiring:
     _, database_url, _ = settings.require_services()
     db = Database(database_url, pool_size=max(5, settings.integrations_concurrency // 4))
     stack.push_async_callback(db.close)
@@ -306,14 +259,16 @@ async def _integrations(
     stack.push_async_callback(open_http.close)
     vault = Vault.from_setting(settings.encryption_keys)
     connectors = build_connectors(settings, http, open_http)
-    return integrations.handlers(
-        integrations.Ports(settings, db, streams, publisher, vault, connectors)
+    return Wiring(
+        integrations.handlers(
+            integrations.Ports(settings, db, streams, publisher, vault, connectors)
+        )
     )
 
 
 async def _webhook_router(
     settings: Settings, publisher: Publisher, stack: AsyncExitStack
-) -> Mapping[str, Handler]:
+) -> Wiring:
     _, database_url, _ = settings.require_services()
     db = Database(database_url, pool_size=5)
     stack.push_async_callback(db.close)
@@ -322,37 +277,71 @@ async def _webhook_router(
     quotas = Quotas(settings, max_connections=16)
     stack.push_async_callback(quotas.close)
     limits = webhook_router.Limits(settings, quotas, load_catalog(settings))
-    return webhook_router.handlers(webhook_router.Ports(db, streams, publisher, limits))
+    return Wiring(webhook_router.handlers(webhook_router.Ports(db, streams, publisher, limits)))
+
+
+def _each(concurrency: Callable[[Settings], int]) -> Callable[[Settings], Policy]:
+    return lambda settings: Each(concurrency(settings))
 
 
 GROUPS: dict[str, GroupSpec] = {
     model_calls.GROUP: GroupSpec(
         model_calls.GROUP,
         model_calls.TOPICS,
-        lambda s: s.model_calls_concurrency,
+        _each(lambda s: s.model_calls_concurrency),
         build=_model_calls,
         replay=_model_calls_replay,
+        routes=model_calls.handlers,
     ),
-    archive.GROUP: GroupSpec(archive.GROUP, archive.TOPICS, lambda s: 1, batch=_archive),
+    archive.GROUP: GroupSpec(
+        archive.GROUP,
+        archive.TOPICS,
+        lambda s: Batches(s.archive_batch_events, s.archive_batch_age_s),
+        build=_archive,
+        routes=archive.handlers,
+    ),
+    # A wave is one poll: never more lines than may be in flight at once.
     batch_lane.GROUP: GroupSpec(
         batch_lane.GROUP,
         batch_lane.TOPICS,
-        lambda s: s.batch_lane_concurrency,
-        batch=_batch_lane,
+        lambda s: Batches(s.batch_lane_concurrency),
+        build=_batch_lane,
+        routes=batch_lane.handlers,
     ),
-    batch.GROUP: GroupSpec(batch.GROUP, batch.TOPICS, lambda s: 1, batch=_batch),
-    usage.GROUP: GroupSpec(usage.GROUP, usage.TOPICS, lambda s: 1, batch=_usage),
+    batch.GROUP: GroupSpec(
+        batch.GROUP,
+        batch.TOPICS,
+        lambda s: Batches(s.batch_progress_max),
+        build=_batch,
+        routes=batch.handlers,
+    ),
+    usage.GROUP: GroupSpec(
+        usage.GROUP,
+        usage.TOPICS,
+        lambda s: Batches(s.usage_batch_max),
+        build=_usage,
+        routes=usage.handlers,
+    ),
     integrations.GROUP: GroupSpec(
         integrations.GROUP,
         integrations.TOPICS,
-        lambda s: s.integrations_concurrency,
+        _each(lambda s: s.integrations_concurrency),
         build=_integrations,
+        routes=integrations.handlers,
     ),
     webhook_router.GROUP: GroupSpec(
-        webhook_router.GROUP, webhook_router.TOPICS, lambda s: 16, build=_webhook_router
+        webhook_router.GROUP,
+        webhook_router.TOPICS,
+        _each(lambda s: 16),
+        build=_webhook_router,
+        routes=webhook_router.handlers,
     ),
     memory.GROUP: GroupSpec(
-        memory.GROUP, memory.TOPICS, lambda s: s.memory_concurrency, build=_memory
+        memory.GROUP,
+        memory.TOPICS,
+        _each(lambda s: s.memory_concurrency),
+        build=_memory,
+        routes=memory.handlers,
     ),
 }
 
@@ -361,20 +350,20 @@ REPLAY_GROUPS: dict[str, GroupSpec] = {
     job_projection.GROUP: GroupSpec(
         job_projection.GROUP,
         job_projection.TOPICS,
-        lambda s: 1,
         replay=_job_projection_replay,
+        routes=job_projection.handlers,
     ),
     usage_projection.GROUP: GroupSpec(
         usage_projection.GROUP,
         usage_projection.TOPICS,
-        lambda s: 1,
         replay=_usage_projection_replay,
+        routes=usage_projection.handlers,
     ),
     memory_projection.GROUP: GroupSpec(
         memory_projection.GROUP,
         memory_projection.TOPICS,
-        lambda s: 1,
         replay=_memory_projection_replay,
+        routes=memory_projection.handlers,
     ),
 }
 

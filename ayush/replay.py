@@ -170,11 +170,11 @@ async def into_group(
                 settings, reference_database_url, {e.tenant_id for e in events}
             )
         for event in events:
-            handler = handlers.get(event.type)
-            if handler is None:
+            route = handlers.get(event.type)
+            if route is None:
                 continue
             try:
-                await handler(event)
+                await route.handle(event)
                 report.handled += 1
             except Exception as exc:  # reported, not hidden: the replay goes on
                 report.failures.append(f"{event.type} {event.id}: {type(exc).__name__}: {exc}")

@@ -10,10 +10,8 @@ import sys
 from contextlib import AsyncExitStack
 
 from ayush.groups import GROUPS
-from infra.kafka.batch_consumer import BatchConsumer
-from infra.kafka.consumer import ConcurrentConsumer
 from infra.kafka.publisher import Publisher
-from infra.kafka.routed_batches import RoutedBatchConsumer
+from infra.kafka.runner import GroupRunner
 from infra.settings import Settings
 from infra.telemetry.metrics import Metrics
 from infra.telemetry.tracing import setup_tracing
@@ -21,25 +19,22 @@ from infra.telemetry.tracing import setup_tracing
 log = logging.getLogger("ayush.worker")
 
 
-async def build_consumer(
-    settings: Settings, group: str, stack: AsyncExitStack
-) -> ConcurrentConsumer | BatchConsumer | RoutedBatchConsumer:
+async def build_runner(settings: Settings, group: str, stack: AsyncExitStack) -> GroupRunner:
     spec = GROUPS[group]
-    if spec.batch is not None:
-        return await spec.batch(settings, stack)
     assert spec.build is not None
-    metrics = Metrics() if settings.telemetry_enabled else None
-    publisher = Publisher(settings, metrics)
+    # Its registry is the one the worker serves on /metrics.
+    publisher = Publisher(settings, Metrics() if settings.telemetry_enabled else None)
     await publisher.start()
     stack.push_async_callback(publisher.stop)
-    handlers = await spec.build(settings, publisher, stack)
-    return ConcurrentConsumer(
+    wiring = await spec.build(settings, publisher, stack)
+    return GroupRunner(
         settings,
         group=spec.name,
         topics=spec.topics,
-        handlers=handlers,
+        routes=wiring.routes,
         publisher=publisher,
-        concurrency=spec.concurrency(settings),
+        policy=spec.policy(settings),
+        timer=wiring.timer,
     )
 
 
@@ -58,10 +53,8 @@ def tune_gc() -> None:
 async def run_worker(settings: Settings, group: str) -> None:
     async with AsyncExitStack() as stack:
         stack.callback(setup_tracing(settings, group))
-        consumer = await build_consumer(settings, group, stack)
-        # Batch runners have no publisher, hence no registry yet.
-        publisher = getattr(consumer, "publisher", None)
-        metrics = publisher.metrics if publisher is not None else None
+        consumer = await build_runner(settings, group, stack)
+        metrics = consumer.publisher.metrics
         if metrics is not None and settings.metrics_port:
             server = metrics.serve(settings.metrics_port, settings.metrics_host)
             stack.callback(server.close)
@@ -81,8 +74,5 @@ async def run_worker(settings: Settings, group: str) -> None:
             )
         waiter.cancel()
         await runner
-        if isinstance(consumer, BatchConsumer):
-            log.info("worker %s stopped: %d events flushed", group, consumer.flushed)
-        else:
-            log.info("worker %s stopped: %d handled, %d dead-lettered",
-                     group, consumer.handled, consumer.dead_lettered)  # fmt: skip
+        log.info("worker %s stopped: %d handled, %d dead-lettered",
+                 group, consumer.handled, consumer.dead_lettered)  # fmt: skip

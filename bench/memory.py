@@ -41,8 +41,9 @@ from consumers import memory
 from infra.db.engine import Database
 from infra.embeddings.hashing import HashingEmbedder
 from infra.kafka.admin import create_topics
-from infra.kafka.consumer import ConcurrentConsumer
+from infra.kafka.policies import Each
 from infra.kafka.publisher import Publisher
+from infra.kafka.runner import GroupRunner
 from infra.local_stack import LocalStack
 from infra.settings import Settings
 from infra.vectors.pgvector import PgVectorStore
@@ -146,9 +147,9 @@ async def ingest_bench(settings: Settings, db: Database, count: int) -> float:
     await publisher.start()
     embedder = HashingEmbedder(DIM)
     ports = memory.Ports(settings, db, embedder, PgVectorStore(db, dim=DIM), group=group)
-    consumer = ConcurrentConsumer(
-        settings, group=group, topics=memory.TOPICS, handlers=memory.handlers(ports),
-        publisher=publisher, concurrency=settings.memory_concurrency,
+    consumer = GroupRunner(
+        settings, group=group, topics=memory.TOPICS, routes=memory.handlers(ports),
+        publisher=publisher, policy=Each(settings.memory_concurrency),
     )  # fmt: skip
     ready = asyncio.Event()
     runner = asyncio.create_task(consumer.run(ready=ready))

@@ -24,8 +24,7 @@ from aiokafka import AIOKafkaConsumer
 
 from ayush import replay
 from ayush.dev import prepare
-from ayush.groups import GROUPS
-from infra.kafka.batch_consumer import BatchConsumer
+from ayush.worker import build_runner
 from infra.kafka.history import History
 from infra.kafka.publisher import Publisher
 from infra.local_stack import LocalStack
@@ -58,13 +57,11 @@ async def publish(settings: Settings, n: int) -> None:
 
 
 async def archive_all(settings: Settings, n: int) -> float:
-    spec = GROUPS["archive"]
-    assert spec.batch is not None
     async with AsyncExitStack() as stack:
-        consumer: BatchConsumer = await spec.batch(settings, stack)
+        consumer = await build_runner(settings, "archive", stack)
         started = time.perf_counter()
         task = asyncio.create_task(consumer.run())
-        while consumer.flushed < n:
+        while consumer.handled < n:
             if task.done():
                 task.result()
             await asyncio.sleep(0.05)

@@ -28,8 +28,9 @@ from ayush.worker import tune_gc
 from consumers import usage
 from infra.db.engine import Database
 from infra.kafka.codec import encode
+from infra.kafka.policies import Batches
 from infra.kafka.publisher import Publisher
-from infra.kafka.routed_batches import RoutedBatchConsumer
+from infra.kafka.runner import GroupRunner
 from infra.local_stack import LocalStack
 from infra.quota import Quotas
 from infra.settings import Settings
@@ -101,13 +102,13 @@ async def usage_worker(settings: Settings, count: int) -> float:
     quotas = Quotas(settings, max_connections=4)
     publisher = Publisher(settings)
     await publisher.start()
-    worker = RoutedBatchConsumer(
+    worker = GroupRunner(
         settings,
         group=usage.GROUP,
         topics=usage.TOPICS,
-        handlers=usage.handlers(usage.Ports(settings, db, quotas, publisher)),
+        routes=usage.handlers(usage.Ports(settings, db, quotas, publisher)),
         publisher=publisher,
-        max_batch=settings.usage_batch_max,
+        policy=Batches(settings.usage_batch_max),
     )
     tune_gc()  # as `ayush worker` does
     ready = asyncio.Event()

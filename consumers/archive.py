@@ -6,9 +6,10 @@
 |                                | a manifest per object; an event_log row per     |
 |                                | event (the audit trail's index)                 |
 
-Batch-oriented: a batch is written, then its offsets are committed, so a
+Runs on `Batches`: a list is written, then its offsets are committed, so a
 crash loses nothing and a redo overwrites the same objects (named by their
-first offset). The event_log insert ignores rows it already has.
+first offset). The event_log insert ignores rows it already has. A record
+that is no envelope goes to its topic's dead letters (those are kept as is).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import json
 import logging
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +28,7 @@ from infra.archive.format import StoredRecord, encode, manifest_key, object_key
 from infra.db import event_log
 from infra.db.engine import Database
 from infra.kafka.codec import decode_stored
+from infra.kafka.routes import ANY, Record, Route
 from infra.s3 import ObjectStore
 from infra.settings import Settings
 from schemas import topics
@@ -45,6 +47,21 @@ class Ports:
     settings: Settings
     db: Database
     store: ObjectStore
+
+
+def handlers(ports: Ports) -> Mapping[str, Route]:
+    async def on_records(records: list[Record]) -> None:
+        await archive_batch(records, ports)
+
+    return {ANY: Route(on_records, decode=archivable, batch=True)}
+
+
+def archivable(record: Record) -> Record:
+    """The record itself, once it is known to be an envelope (or a dead letter, kept as is:
+    it went there for being what it is); anything else is refused, hence dead-lettered."""
+    if not record.topic.endswith(".dlq"):
+        decode_stored(record.value)
+    return record
 
 
 def stored(record: ConsumerRecord[bytes, bytes]) -> StoredRecord:

@@ -32,8 +32,9 @@ from infra.db import job_waves
 from infra.db.engine import Database
 from infra.db.models import Job, JobResult
 from infra.errors import PermanentError, TransientError
+from infra.kafka.policies import calling_models
 from infra.kafka.publisher import Publisher
-from infra.kafka.routed_batches import BatchRoute, typed
+from infra.kafka.routes import Route, typed
 from infra.providers.base import Completion
 from infra.routing.catalog import ModelCatalog
 from infra.routing.gateway import Gateway, Served
@@ -58,7 +59,7 @@ class Ports:
     gateway: Gateway  # routes, and prices by its catalog
 
 
-def handlers(ports: Ports) -> Mapping[str, BatchRoute]:
+def handlers(ports: Ports) -> Mapping[str, Route]:
     async def on_wave(events: list[Request]) -> None:
         await handle_wave(events, ports)
 
@@ -68,7 +69,10 @@ def handlers(ports: Ports) -> Mapping[str, BatchRoute]:
             # The batch counts its lines by these outcomes: without it, it never finishes.
             await ports.publisher.publish_many(_failed(event, reason))
 
-    return {ev.JOB_REQUESTED: BatchRoute(typed(ev.JobRequested), on_wave, give_up)}
+    wave = Route(
+        on_wave, decode=typed(ev.JobRequested), batch=True, give_up=give_up, retry=calling_models
+    )
+    return {ev.JOB_REQUESTED: wave}
 
 
 async def handle_wave(events: Sequence[Request], ports: Ports) -> None:

@@ -37,8 +37,8 @@ from infra.db import jobs as job_store
 from infra.db.engine import Database
 from infra.db.models import JobResult, utcnow
 from infra.errors import PermanentError, TransientError
-from infra.kafka.consumer import Handler, Settling
 from infra.kafka.publisher import Publisher
+from infra.kafka.routes import Route
 from infra.redis import JobStreams
 from infra.settings import Settings
 from infra.vault import Sealed, Vault
@@ -66,7 +66,7 @@ class Ports:
     connectors: Mapping[str, Connector]
 
 
-def handlers(ports: Ports) -> Mapping[str, Handler]:
+def handlers(ports: Ports) -> Mapping[str, Route]:
     async def on_action_requested(raw: RawEnvelope) -> None:
         await handle_action_requested(raw, ports)
 
@@ -74,7 +74,7 @@ def handlers(ports: Ports) -> Mapping[str, Handler]:
         request = ev.ActionRequested.model_validate(raw.payload)
         await _finish(raw, request, ports, calls=0, error=reason)
 
-    return {ev.ACTION_REQUESTED: Settling(on_action_requested, give_up)}
+    return {ev.ACTION_REQUESTED: Route(on_action_requested, give_up=give_up)}
 
 
 async def handle_action_requested(raw: RawEnvelope, ports: Ports) -> None:

@@ -21,7 +21,7 @@ from decimal import Decimal
 from infra.db import projection
 from infra.db.engine import Database
 from infra.db.models import Job, JobResult
-from infra.kafka.consumer import Handler
+from infra.kafka.routes import Route
 from schemas import jobs as ev
 from schemas import topics
 from schemas.envelope import RawEnvelope
@@ -35,7 +35,7 @@ class Ports:
     db: Database
 
 
-def handlers(ports: Ports) -> Mapping[str, Handler]:
+def handlers(ports: Ports) -> Mapping[str, Route]:
     async def on_requested(raw: RawEnvelope) -> None:
         request = ev.JobRequested.model_validate(raw.payload)
         job = Job(
@@ -83,8 +83,8 @@ def handlers(ports: Ports) -> Mapping[str, Handler]:
         )
 
     return {
-        ev.JOB_REQUESTED: on_requested,
-        ev.JOB_STARTED: on_started,
-        ev.JOB_SUCCEEDED: on_succeeded,
-        ev.JOB_FAILED: on_failed,
+        ev.JOB_REQUESTED: Route(on_requested),
+        ev.JOB_STARTED: Route(on_started),
+        ev.JOB_SUCCEEDED: Route(on_succeeded),
+        ev.JOB_FAILED: Route(on_failed),
     }

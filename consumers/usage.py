@@ -28,7 +28,7 @@ from infra.db import usage as usage_store
 from infra.db.engine import Database
 from infra.db.usage import NO_KEY_TEXT, Spend, UsageRow
 from infra.kafka.publisher import Publisher
-from infra.kafka.routed_batches import BatchRoute, typed
+from infra.kafka.routes import Record, Route, typed
 from infra.quota import Quotas, Scope, Settlement
 from infra.settings import Settings
 from schemas import jobs as ev
@@ -52,7 +52,7 @@ class Ports:
     publisher: Publisher
 
 
-def handlers(ports: Ports) -> Mapping[str, BatchRoute]:
+def handlers(ports: Ports) -> Mapping[str, Route]:
     async def on_usage(rows: list[UsageRow]) -> None:
         await handle_usage(rows, ports)
 
@@ -60,9 +60,13 @@ def handlers(ports: Ports) -> Mapping[str, BatchRoute]:
         await handle_job_failed(events, ports)
 
     return {
-        ev.USAGE_RECORDED: BatchRoute(usage_row, on_usage),
-        ev.JOB_FAILED: BatchRoute(typed(ev.JobFailed), on_job_failed),
+        ev.USAGE_RECORDED: Route(on_usage, decode=usage_record, batch=True),
+        ev.JOB_FAILED: Route(on_job_failed, decode=typed(ev.JobFailed), batch=True),
     }
+
+
+def usage_record(record: Record) -> UsageRow:
+    return usage_row(record.value or b"")
 
 
 def usage_row(value: bytes) -> UsageRow:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from consumers.usage import usage_row
 from infra.db import usage as usage_store
 from infra.db.engine import Database
-from infra.kafka.consumer import Handler
+from infra.kafka.routes import Route
 from schemas import jobs as ev
 from schemas import topics
 from schemas import usage as uev
@@ -35,7 +35,7 @@ class Ports:
     db: Database
 
 
-def handlers(ports: Ports) -> Mapping[str, Handler]:
+def handlers(ports: Ports) -> Mapping[str, Route]:
     async def on_usage(raw: RawEnvelope) -> None:
         # The live path reads the stored JSON; the envelope written back holds the same fields.
         await usage_store.record_batch(ports.db, [usage_row(raw.model_dump_json().encode())])
@@ -48,4 +48,7 @@ def handlers(ports: Ports) -> Mapping[str, Handler]:
             ports.db, (crossed.scope, scope_id, crossed.period), crossed.threshold_pct
         )
 
-    return {ev.USAGE_RECORDED: on_usage, uev.BUDGET_THRESHOLD_CROSSED: on_threshold}
+    return {
+        ev.USAGE_RECORDED: Route(on_usage),
+        uev.BUDGET_THRESHOLD_CROSSED: Route(on_threshold),
+    }

@@ -66,6 +66,11 @@ class Settings(BaseSettings):
     provider_backoff_initial_s: float = 0.5
     provider_backoff_max_s: float = 30.0
     handler_max_attempts: int = Field(default=5, ge=1)
+    # Every handler attempt runs under this time budget; a hung one is retried, then
+    # dead-lettered. Routes that call models stretch it to the provider's own budget.
+    handler_timeout_s: float = Field(default=300.0, gt=0)
+    handler_backoff_s: float = Field(default=0.2, gt=0)
+    kafka_max_poll_interval_ms: int = Field(default=300_000, ge=1_000)
     local_echo_delay_s: float = 0.02
 
     # Extra price table on top of the shipped one (infra/pricing/prices.toml).

@@ -13,9 +13,11 @@ import pytest
 from consumers import batch, batch_lane, integrations, memory, model_calls, webhook_router
 from infra.errors import PermanentError
 from infra.kafka.admin import create_topics
-from infra.kafka.consumer import ConcurrentConsumer, Settling
 from infra.kafka.dead_letters import DeadLetters
+from infra.kafka.policies import Each, RetryPolicy
 from infra.kafka.publisher import Publisher
+from infra.kafka.routes import Route
+from infra.kafka.runner import GroupRunner
 from infra.local_stack import ServiceAddresses
 from infra.settings import Settings
 from schemas import batches as bev
@@ -49,7 +51,7 @@ class Setup:
     settings: Settings
     publisher: Publisher
     handler: FlakyHandler
-    consumer: ConcurrentConsumer
+    consumer: GroupRunner
 
 
 @pytest.fixture
@@ -59,9 +61,9 @@ async def setup(services: ServiceAddresses) -> AsyncIterator[Setup]:
     publisher = Publisher(settings)
     await publisher.start()
     handler = FlakyHandler()
-    consumer = ConcurrentConsumer(
-        settings, group="flaky", topics=[TOPIC], handlers={ev.JOB_FAILED: handler},
-        publisher=publisher, concurrency=4, max_attempts=1,
+    consumer = GroupRunner(
+        settings, group="flaky", topics=[TOPIC], routes={ev.JOB_FAILED: Route(handler)},
+        publisher=publisher, policy=Each(4), retry=RetryPolicy(attempts=1, timeout_s=30),
     )  # fmt: skip
     ready = asyncio.Event()
     task = asyncio.create_task(consumer.run(ready=ready))
@@ -139,10 +141,10 @@ async def test_a_given_up_event_settles_what_it_started(services: ServiceAddress
     async def give_up(raw: RawEnvelope, reason: str) -> None:
         settled.append((raw.id, reason))
 
-    consumer = ConcurrentConsumer(
+    consumer = GroupRunner(
         settings, group="settling", topics=[TOPIC],
-        handlers={ev.JOB_FAILED: Settling(handle, give_up)},
-        publisher=publisher, concurrency=4, max_attempts=2,
+        routes={ev.JOB_FAILED: Route(handle, give_up=give_up)},
+        publisher=publisher, policy=Each(4), retry=RetryPolicy(attempts=2, timeout_s=30),
     )  # fmt: skip
     ready = asyncio.Event()
     task = asyncio.create_task(consumer.run(ready=ready))
@@ -173,6 +175,6 @@ def test_handlers_that_start_jobs_settle_them_when_given_up() -> None:
         webhook_router.handlers(ports)[iev.WEBHOOK_RECEIVED],
         webhook_router.handlers(ports)[ev.JOB_SUCCEEDED],
     ]
-    assert all(isinstance(handler, Settling) for handler in settling)
+    assert all(handler.give_up is not None for handler in settling)
     assert batch_lane.handlers(ports)[ev.JOB_REQUESTED].give_up is not None
     assert batch.handlers(ports)[bev.BATCH_CREATED].give_up is not None

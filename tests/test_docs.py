@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 
 from ayush import access_table
-from ayush.docs import DOCS, contract_documents, dumps
+from ayush.docs import DOCS, contract_documents, dumps, groups_table
 from producers.ingress.access import TABLE
 from schemas import catalog, topics
 
@@ -34,6 +34,11 @@ def test_a_stale_readme_access_table_is_rewritten() -> None:
     assert fresh != stale and "/v1/gone" not in fresh
     assert fresh.startswith("intro\n") and fresh.endswith(f"{access_table.END}\nafter\n")
     assert "| POST | `/v1/jobs` | `jobs:write` | ✓ | ✓ | ✓ | — | ✓ |" in fresh
+
+
+def test_committed_group_table_matches_the_code() -> None:
+    committed = (DOCS / "groups.md").read_text()
+    assert committed == groups_table(), "docs/groups.md is stale: run `ayush docs`"
 
 
 def refs(node: Any) -> list[str]:

@@ -19,8 +19,9 @@ from infra.embeddings.hashing import HashingEmbedder
 from infra.embeddings.openai import OpenAIEmbedder
 from infra.kafka.admin import create_topics
 from infra.kafka.codec import decode_raw
-from infra.kafka.consumer import ConcurrentConsumer
+from infra.kafka.policies import Each
 from infra.kafka.publisher import Publisher
+from infra.kafka.runner import GroupRunner
 from infra.local_stack import ServiceAddresses
 from infra.vectors.pgvector import PgVectorStore
 from schemas import topics
@@ -101,9 +102,9 @@ async def test_replay_into_an_empty_store_reproduces_the_same_set(
     )
     publisher = Publisher(settings)
     await publisher.start()
-    consumer = ConcurrentConsumer(
-        settings, group=group, topics=memory.TOPICS, handlers=memory.handlers(ports),
-        publisher=publisher, concurrency=16,
+    consumer = GroupRunner(
+        settings, group=group, topics=memory.TOPICS, routes=memory.handlers(ports),
+        publisher=publisher, policy=Each(16),
     )  # fmt: skip
     runner = asyncio.create_task(consumer.run())
     try:

@@ -37,7 +37,7 @@ from infra.db.models import Batch, utcnow
 from infra.errors import PermanentError
 from infra.files import FileStore
 from infra.kafka.publisher import Publisher
-from infra.kafka.routed_batches import BatchRoute, typed
+from infra.kafka.routes import Route, typed
 from infra.quota import Quotas
 from infra.redis import JobStreams
 from infra.routing.catalog import ModelCatalog
@@ -71,7 +71,7 @@ class Ports:
     catalog: ModelCatalog  # the models a line may name, and their prices
 
 
-def handlers(ports: Ports) -> Mapping[str, BatchRoute]:
+def handlers(ports: Ports) -> Mapping[str, Route]:
     async def on_created(events: list[Envelope[bev.BatchCreated]]) -> None:
         for event in events:
             await handle_created(event.payload, event.id, ports)
@@ -93,10 +93,14 @@ def handlers(ports: Ports) -> Mapping[str, BatchRoute]:
             await _refuse(batch, [internal], ports)
 
     return {
-        bev.BATCH_CREATED: BatchRoute(typed(bev.BatchCreated), on_created, created_given_up),
-        bev.BATCH_CANCEL_REQUESTED: BatchRoute(typed(bev.BatchCancelRequested), on_cancel),
-        ev.JOB_SUCCEEDED: BatchRoute(typed(ev.JobSucceeded), on_succeeded),
-        ev.JOB_FAILED: BatchRoute(typed(ev.JobFailed), on_failed),
+        bev.BATCH_CREATED: Route(
+            on_created, decode=typed(bev.BatchCreated), batch=True, give_up=created_given_up
+        ),
+        bev.BATCH_CANCEL_REQUESTED: Route(
+            on_cancel, decode=typed(bev.BatchCancelRequested), batch=True
+        ),
+        ev.JOB_SUCCEEDED: Route(on_succeeded, decode=typed(ev.JobSucceeded), batch=True),
+        ev.JOB_FAILED: Route(on_failed, decode=typed(ev.JobFailed), batch=True),
     }
 
 

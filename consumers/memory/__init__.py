@@ -37,8 +37,8 @@ from infra.db.idempotency import is_processed
 from infra.embeddings.base import Embedder
 from infra.embeddings.metering import embedding_usage
 from infra.errors import PermanentError
-from infra.kafka.consumer import Handler, Settling
 from infra.kafka.publisher import Publisher
+from infra.kafka.routes import Route
 from infra.pricing import PriceTable
 from infra.settings import Settings
 from infra.vectors.base import Chunk, VectorStore
@@ -67,7 +67,7 @@ class Ports:
     prices: PriceTable = field(default_factory=PriceTable.load)
 
 
-def handlers(ports: Ports) -> Mapping[str, Handler]:
+def handlers(ports: Ports) -> Mapping[str, Route]:
     async def on_remember(raw: RawEnvelope) -> None:
         await handle_remember(raw, ports)
 
@@ -84,9 +84,9 @@ def handlers(ports: Ports) -> Mapping[str, Handler]:
         await _fail_remember(raw, cmd, reason, ports)
 
     return {
-        ev.MEMORY_REMEMBER: Settling(on_remember, remember_given_up),
-        ev.MEMORY_FORGET: on_forget,
-        ev.MEMORY_FORGET_USER: on_forget_user,
+        ev.MEMORY_REMEMBER: Route(on_remember, give_up=remember_given_up),
+        ev.MEMORY_FORGET: Route(on_forget),
+        ev.MEMORY_FORGET_USER: Route(on_forget_user),
     }
 
 

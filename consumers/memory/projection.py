@@ -26,7 +26,7 @@ from infra.db import memories as rows
 from infra.db.engine import Database
 from infra.db.idempotency import is_processed
 from infra.errors import PermanentError
-from infra.kafka.consumer import Handler
+from infra.kafka.routes import Route
 from infra.settings import Settings
 from infra.vectors.base import Chunk
 from infra.vectors.pgvector import PgVectorStore
@@ -58,7 +58,7 @@ class Ports:
         return MemoryPorts(self.settings, self.db, NoEmbedder(), store, group=GROUP)
 
 
-def handlers(ports: Ports) -> Mapping[str, Handler]:
+def handlers(ports: Ports) -> Mapping[str, Route]:
     memory = ports.memory()
 
     async def on_remember(raw: RawEnvelope) -> None:
@@ -86,11 +86,11 @@ def handlers(ports: Ports) -> Mapping[str, Handler]:
         await handle_forget_user(raw, memory)
 
     return {
-        ev.MEMORY_REMEMBER: on_remember,
-        ev.MEMORY_FORGET: on_forget,
-        ev.MEMORY_FORGET_USER: on_forget_user,
-        ev.MEMORY_STORED: on_stored,
-        ev.MEMORY_EMBED_FAILED: on_embed_failed,
+        ev.MEMORY_REMEMBER: Route(on_remember),
+        ev.MEMORY_FORGET: Route(on_forget),
+        ev.MEMORY_FORGET_USER: Route(on_forget_user),
+        ev.MEMORY_STORED: Route(on_stored),
+        ev.MEMORY_EMBED_FAILED: Route(on_embed_failed),
     }
 
 

@@ -34,7 +34,8 @@ from consumers.model_calls.recall_usage import MeteredRecall
 from consumers.retry_events import announce_retry
 from infra.db import jobs as job_store
 from infra.errors import PermanentError, TransientError
-from infra.kafka.consumer import Handler, Settling
+from infra.kafka.policies import calling_models
+from infra.kafka.routes import Route
 from infra.providers.base import ChatRequest, Image, Message, Tool, ToolCall
 from schemas import jobs as ev
 from schemas import topics
@@ -47,7 +48,7 @@ log = logging.getLogger(__name__)
 TOPICS = [topics.AI_JOB_REQUESTED.name]
 
 
-def handlers(ports: Ports) -> Mapping[str, Handler]:
+def handlers(ports: Ports) -> Mapping[str, Route]:
     async def on_job_requested(raw: RawEnvelope) -> None:
         await handle_job_requested(raw, ports)
 
@@ -55,7 +56,7 @@ def handlers(ports: Ports) -> Mapping[str, Handler]:
         if not ports.replay:
             await fail(raw, ev.JobRequested.model_validate(raw.payload), reason, ports)
 
-    return {ev.JOB_REQUESTED: Settling(on_job_requested, give_up)}
+    return {ev.JOB_REQUESTED: Route(on_job_requested, give_up=give_up, retry=calling_models)}
 
 
 async def handle_job_requested(raw: RawEnvelope, ports: Ports) -> None:

@@ -30,7 +30,7 @@ from consumers.webhook_router.routing import (
 )
 from infra.db import jobs as job_store
 from infra.db import webhooks as store
-from infra.kafka.consumer import Handler, Settling
+from infra.kafka.routes import Route
 from schemas import integrations as integration_events
 from schemas import jobs as job_events
 from schemas import topics
@@ -42,7 +42,7 @@ TOPICS = [topics.WEBHOOK_RECEIVED.name, topics.AI_JOB_LIFECYCLE.name]
 __all__ = ["GROUP", "TOPICS", "Limits", "Ports", "handlers"]
 
 
-def handlers(ports: Ports) -> Mapping[str, Handler]:
+def handlers(ports: Ports) -> Mapping[str, Route]:
     async def on_webhook_received(raw: RawEnvelope) -> None:
         await handle_webhook(raw, ports)
 
@@ -61,8 +61,8 @@ def handlers(ports: Ports) -> Mapping[str, Handler]:
             await _fail_started(raw.id, [run.rule_id], reason, ports)
 
     return {
-        integration_events.WEBHOOK_RECEIVED: Settling(on_webhook_received, webhook_given_up),
-        job_events.JOB_SUCCEEDED: Settling(on_job_succeeded, job_succeeded_given_up),
+        integration_events.WEBHOOK_RECEIVED: Route(on_webhook_received, give_up=webhook_given_up),
+        job_events.JOB_SUCCEEDED: Route(on_job_succeeded, give_up=job_succeeded_given_up),
     }
 
 

@@ -19,11 +19,13 @@ class PartitionOffsets:
         self._next: int | None = None
         self.committed: int | None = None
 
-    def started(self, offset: int) -> None:
+    def started(self, offset: int, last: int | None = None) -> None:
+        """`offset` is in flight; with `last`, it stands for the run `offset..last`."""
         self._in_flight.add(offset)
         heapq.heappush(self._heap, offset)
-        if self._next is None or offset + 1 > self._next:
-            self._next = offset + 1
+        end = (offset if last is None else last) + 1
+        if self._next is None or end > self._next:
+            self._next = end
 
     def finished(self, offset: int) -> None:
         self._in_flight.discard(offset)

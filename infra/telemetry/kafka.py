@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -23,7 +23,7 @@ from infra.telemetry import propagation
 from infra.telemetry.logs import log_context
 from infra.telemetry.metrics import Metrics
 from infra.telemetry.tracing import tracer
-from schemas.envelope import RawEnvelope
+from schemas.envelope import Envelope, RawEnvelope
 
 Headers = list[tuple[str, bytes]]
 
@@ -82,39 +82,40 @@ class ConsumeObserver:
 
     @contextmanager
     def handling(
-        self, record: ConsumerRecord[bytes, bytes], raw: RawEnvelope
+        self, records: Sequence[ConsumerRecord[bytes, bytes]], event_type: str, first: Any
     ) -> Iterator[HandlingObservation]:
-        """Around one event's handler: the continued trace, log fields, latency, outcome."""
+        """Around one handler call (one event, or a list of one type): the continued trace
+        (of the first record), log fields, latency, outcome."""
+        record = records[0]
         parent = propagation.extract(record.headers)
         token = otel_context.attach(parent)
         started = time.perf_counter()
         observation = HandlingObservation(trace.INVALID_SPAN)
         metrics = self._metrics
         if metrics is not None:
-            metrics.in_flight.labels(self._group).inc()
+            metrics.in_flight.labels(self._group).inc(len(records))
+        attributes: dict[str, Any] = {
+            "messaging.system": "kafka",
+            "messaging.destination.name": record.topic,
+            "messaging.consumer.group.name": self._group,
+            "messaging.kafka.destination.partition": record.partition,
+            "messaging.kafka.offset": record.offset,
+            "ayush.event_type": event_type,
+        }
+        fields: dict[str, Any] = {"event_type": event_type}
+        if len(records) > 1:
+            attributes["messaging.batch.message_count"] = len(records)
+        elif isinstance(first, Envelope | RawEnvelope):
+            attributes["messaging.message.id"] = str(first.id)
+            attributes["ayush.job_id"] = str(first.correlation_id)
+            attributes["ayush.tenant_id"] = str(first.tenant_id)
+            fields.update(event_id=first.id, job_id=first.correlation_id, tenant_id=first.tenant_id)
         try:
             with (
                 tracer().start_as_current_span(
-                    f"process {record.topic}",
-                    kind=SpanKind.CONSUMER,
-                    attributes={
-                        "messaging.system": "kafka",
-                        "messaging.destination.name": record.topic,
-                        "messaging.consumer.group.name": self._group,
-                        "messaging.kafka.destination.partition": record.partition,
-                        "messaging.kafka.offset": record.offset,
-                        "messaging.message.id": str(raw.id),
-                        "ayush.event_type": raw.type,
-                        "ayush.job_id": str(raw.correlation_id),
-                        "ayush.tenant_id": str(raw.tenant_id),
-                    },
+                    f"process {record.topic}", kind=SpanKind.CONSUMER, attributes=attributes
                 ) as span,
-                log_context(
-                    event_id=raw.id,
-                    event_type=raw.type,
-                    job_id=raw.correlation_id,
-                    tenant_id=raw.tenant_id,
-                ),  # fmt: skip
+                log_context(**fields),
             ):
                 observation.span = span
                 try:
@@ -125,19 +126,28 @@ class ConsumeObserver:
                         span.set_attribute("ayush.retries", observation.retries)
                     if self._log_events or observation.outcome != "ok":
                         log.info(
-                            "handled %s: %s", raw.type, observation.outcome,
-                            extra={"retries": observation.retries, "seconds":
-                                   round(time.perf_counter() - started, 4)},
+                            "handled %s: %s", event_type, observation.outcome,
+                            extra={"retries": observation.retries, "events": len(records),
+                                   "seconds": round(time.perf_counter() - started, 4)},
                         )  # fmt: skip
         finally:
             otel_context.detach(token)
             if metrics is not None:
-                metrics.in_flight.labels(self._group).dec()
-                metrics.handler_seconds.labels(self._group, raw.type, observation.outcome).observe(
-                    time.perf_counter() - started
-                )
+                metrics.in_flight.labels(self._group).dec(len(records))
+                metrics.handler_seconds.labels(
+                    self._group, event_type, observation.outcome
+                ).observe(time.perf_counter() - started)
                 if observation.retries:
-                    metrics.retries.labels(self._group, raw.type).inc(observation.retries)
+                    metrics.retries.labels(self._group, event_type).inc(observation.retries)
+
+    def declare(self, event_types: Iterable[str]) -> None:
+        """Show the group's series from the start (at zero), not after its first event."""
+        if self._metrics is None:
+            return
+        self._metrics.in_flight.labels(self._group)
+        for event_type in event_types:
+            self._metrics.handler_seconds.labels(self._group, event_type, "ok")
+            self._metrics.retries.labels(self._group, event_type)
 
     def dead_lettered(self, topic: str) -> None:
         if self._metrics is not None:

@@ -12,7 +12,7 @@ from alembic import op
 from sqlalchemy.dialects.postgresql import UUID
 
 revision: str = "0911_user_rate_limits"
-down_revision: str | None = "0900_key_roles"
+down_revision: str | None = "0910_auth_issuers"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0920_owner_user"
-down_revision: str | None = "0900_key_roles"
+down_revision: str | None = "0911_user_rate_limits"
 branch_labels: str | Sequence[str] | None = None
 # The files and batches tables come from the batches branch of the history.
 depends_on: str | Sequence[str] | None = "0700_batches"

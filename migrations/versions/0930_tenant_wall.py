@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0930_tenant_wall"
-down_revision: str | None = "0900_key_roles"
+down_revision: str | None = "0920_owner_user"
 branch_labels: str | Sequence[str] | None = None
 # Every tenant table must exist first: run after the other branches' heads.
 depends_on: str | Sequence[str] | None = (
@@ -32,9 +32,6 @@ depends_on: str | Sequence[str] | None = (
     "0600_integrations",
     "0710_batch_expiry",
     "0800_event_log",
-    "0910_auth_issuers",
-    "0911_user_rate_limits",
-    "0920_owner_user",
 )
 
 ROLE = "ayush_reader"
