@@ -180,7 +180,7 @@ async def test_refused_tokens_say_why(
     stranger = jwk.RSAKey.generate_key(2048, parameters={"kid": "k1"})
     assert await refusal(api, sign(stranger, "RS256", claims(issuer))) == "bad signature"
     # A small clock skew is forgiven.
-    assert await job_user(api, sign(key, "RS256", claims(issuer, exp=now - 5)), "u") == "u"
+    assert await job_user(api, sign(key, "RS256", claims(issuer, "u", exp=now - 5)), "u") == "u"
 
 
 async def test_alg_none_and_algorithm_confusion_are_refused(

@@ -166,7 +166,9 @@ def authorize(caller: Caller, method: str, route: BaseRoute | None) -> None:
         raise ApiError(403, "forbidden", "this route is not open to API callers")
     if caller.role == "user" and (method, path) in NOT_FOR_USERS:
         raise ApiError(
-            403, "forbidden", "a signed-in user sees their own view of this under /v1/me"
+            403,
+            "forbidden",
+            "a signed-in user sees their own view of this under /v1/me (usage: /v1/me/usage)",
         )
     if not may(caller.role, caller.scopes, permission):
         raise ApiError(

@@ -12,8 +12,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from infra.db.engine import Database
 from infra.local_stack import ServiceAddresses
-from tests.conftest import TenantKey, new_platform
+from tests.conftest import TenantKey, make_tenant, new_platform
 from tests.fakes.llm import FakeLLMServer
 from tests.harness import Platform, chunked, raw_http
 
@@ -37,6 +38,13 @@ def ingress(
         yield platform
     finally:
         platform.stop()
+
+
+@pytest.fixture
+async def tenant(db: Database) -> TenantKey:
+    """An admin key: every route's body is capped, the administration's included, and the
+    access check comes first."""
+    return await make_tenant(db, admin=True)
 
 
 def content_type(path: str) -> str:
