@@ -26,7 +26,7 @@ def network(value: str) -> str:
 
 
 class NewKey(RequestModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", validate_default=True)
 
     name: str = Field(default="", max_length=200)
     role: KeyRole

@@ -57,7 +57,7 @@ def normalize_origins(values: list[str]) -> list[str]:
 class TenantSettingsIn(RequestModel):
     """The settings a PUT names are changed; the others are kept."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
 
     cors_origins: list[str] | None = Field(
         default=None,
