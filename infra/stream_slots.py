@@ -20,7 +20,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Literal
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
 
 from infra.errors import TransientError
@@ -67,7 +67,10 @@ class StreamSlot:
 class StreamSlots:
     def __init__(self, settings: Settings, max_connections: int = 20) -> None:
         _, _, url = settings.require_services()
-        self._redis: Redis = Redis.from_url(url, max_connections=max_connections)
+        # A burst of streams larger than the pool waits its turn for a connection (each call
+        # is one short script); the default pool would refuse the surplus with an error.
+        pool = BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=5)
+        self._redis: Redis = Redis(connection_pool=pool)
         self._prefix = f"{settings.topic_prefix}ayush:streams:"
         self._per_key = settings.max_streams_per_key
         self._per_tenant = settings.max_streams_per_tenant

@@ -78,6 +78,19 @@ async def test_a_process_caps_its_own_streams(services: ServiceAddresses) -> Non
         await slots.close()
 
 
+async def test_a_burst_of_streams_larger_than_the_pool_waits_for_connections(
+    services: ServiceAddresses,
+) -> None:
+    """32 streams opened at once on a pool of 2 connections all get their slot (a burst of
+    streaming requests answered 503 while the pool refused the connections it lacked)."""
+    slots = StreamSlots(slot_settings(services), max_connections=2)
+    try:
+        taken = await asyncio.gather(*(slots.take(uuid.uuid4(), uuid.uuid4()) for _ in range(32)))
+        assert len(taken) == 32 and slots.held == 32
+    finally:
+        await slots.close()
+
+
 async def test_waiting_readers_never_take_the_connections_of_other_calls(
     services: ServiceAddresses,
 ) -> None:
