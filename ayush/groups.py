@@ -1,35 +1,36 @@
-"""Every consumer group this deployment can run, and how to build its handlers."""
+"""Every consumer group this deployment can run, and how to build the ports of each.
+
+The groups declare themselves (consumers/groups/*/group.py, consumers/projections/);
+this module only builds the adapters their handlers are given.
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
 
-from consumers import (
-    archive,
-    batch,
-    batch_lane,
-    integrations,
-    job_projection,
-    memory,
-    model_calls,
-    usage,
-    usage_projection,
-    webhook_router,
-)
-from consumers.memory import projection as memory_projection
+from consumers.groups.archive import group as archive
+from consumers.groups.batch import group as batch
+from consumers.groups.integrations import group as integrations
+from consumers.groups.memory import group as memory
+from consumers.groups.model_calls import group as model_calls
+from consumers.groups.model_calls_batch import group as model_calls_batch
+from consumers.groups.usage import group as usage
+from consumers.groups.webhook_router import group as webhook_router
+from consumers.projections import jobs as job_projection
+from consumers.projections import memory as memory_projection
+from consumers.projections import usage as usage_projection
 from infra.connectors import build_connectors
 from infra.connectors.address_policy import AddressPolicy
 from infra.connectors.base import VendorHttp
 from infra.db.engine import Database
 from infra.errors import PermanentError
 from infra.files import open_file_store
-from infra.kafka.policies import Batches, Each, Policy, Timer
+from infra.kafka.group import Group
 from infra.kafka.publisher import Publisher
-from infra.kafka.routes import Route
 from infra.pricing import PriceTable
 from infra.providers import tokens
 from infra.providers.base import ChatProvider
@@ -45,35 +46,27 @@ from infra.vault import Vault
 from infra.vectors.factory import build_memory
 from infra.vectors.recall import StoreRecall
 
-Routes = Mapping[str, Route]
+# A group's ports, live: the adapters its handlers are given.
+Build = Callable[[Settings, Publisher, AsyncExitStack], Awaitable[Any]]
+# Its ports in replay side mode: no provider, vendor, stream or Kafka effects.
+BuildReplay = Callable[[Settings, AsyncExitStack], Awaitable[Any]]
 
 
 @dataclass(frozen=True)
-class Wiring:
-    """What a live group runs: its routes, and its periodic work if it has any."""
+class Wired:
+    """A group (declared in its own module) and how this deployment builds its ports."""
 
-    routes: Routes
-    timer: Timer | None = None
-
-
-Build = Callable[[Settings, Publisher, AsyncExitStack], Awaitable[Wiring]]
-# Routes in replay side mode: no provider, vendor, stream or Kafka effects.
-BuildReplay = Callable[[Settings, AsyncExitStack], Awaitable[Routes]]
-
-
-def _nothing(settings: Settings) -> Policy:
-    return Each(1)
-
-
-@dataclass(frozen=True)
-class GroupSpec:
-    name: str
-    topics: list[str]
-    policy: Callable[[Settings], Policy] = _nothing
-    # The module's routes, given its ports (they only close over them): docs/groups.md.
-    routes: Callable[[Any], Routes] | None = None
+    group: Group[Any]
     build: Build | None = None
     replay: BuildReplay | None = None
+
+    @property
+    def name(self) -> str:
+        return self.group.name
+
+    @property
+    def topics(self) -> list[str]:
+        return self.group.topics
 
 
 def load_routing_config(settings: Settings) -> RoutingConfig:
@@ -152,8 +145,10 @@ async def _model_calls_ports(
     )  # fmt: skip
 
 
-async def _model_calls(settings: Settings, publisher: Publisher, stack: AsyncExitStack) -> Wiring:
-    return Wiring(model_calls.handlers(await _model_calls_ports(settings, publisher, stack, False)))
+async def _model_calls(
+    settings: Settings, publisher: Publisher, stack: AsyncExitStack
+) -> model_calls.Ports:
+    return await _model_calls_ports(settings, publisher, stack, False)
 
 
 def _lower_priority(settings: Settings) -> None:
@@ -162,14 +157,15 @@ def _lower_priority(settings: Settings) -> None:
         os.nice(settings.batch_nice)
 
 
-async def _batch_lane(settings: Settings, publisher: Publisher, stack: AsyncExitStack) -> Wiring:
+async def _model_calls_batch(
+    settings: Settings, publisher: Publisher, stack: AsyncExitStack
+) -> model_calls_batch.Ports:
     _lower_priority(settings)
     gateway = _gateway(settings, publisher, stack)
-    ports = batch_lane.Ports(_database(settings, stack, 2), publisher, gateway)
-    return Wiring(batch_lane.handlers(ports))
+    return model_calls_batch.Ports(_database(settings, stack, 2), publisher, gateway)
 
 
-async def _batch(settings: Settings, publisher: Publisher, stack: AsyncExitStack) -> Wiring:
+async def _batch(settings: Settings, publisher: Publisher, stack: AsyncExitStack) -> batch.Ports:
     _lower_priority(settings)
     streams = JobStreams(settings, max_connections=8)
     stack.push_async_callback(streams.close)
@@ -178,12 +174,7 @@ async def _batch(settings: Settings, publisher: Publisher, stack: AsyncExitStack
     quotas = Quotas(settings, max_connections=4)
     stack.push_async_callback(quotas.close)
     db = _database(settings, stack, 2)
-    ports = batch.Ports(settings, db, streams, publisher, files, quotas, load_catalog(settings))
-
-    async def expire_due() -> None:
-        await batch.expire_due(ports)
-
-    return Wiring(batch.handlers(ports), Timer(settings.batch_expiry_check_s, expire_due))
+    return batch.Ports(settings, db, streams, publisher, files, quotas, load_catalog(settings))
 
 
 class ReplayPublisher(Publisher):
@@ -202,50 +193,49 @@ class ReplayPublisher(Publisher):
         raise PermanentError(f"replay mode publishes nothing (tried {full_topic})")
 
 
-async def _model_calls_replay(settings: Settings, stack: AsyncExitStack) -> Routes:
-    ports = await _model_calls_ports(settings, ReplayPublisher(settings), stack, True)
-    return model_calls.handlers(ports)
+async def _model_calls_replay(settings: Settings, stack: AsyncExitStack) -> model_calls.Ports:
+    return await _model_calls_ports(settings, ReplayPublisher(settings), stack, True)
 
 
-async def _job_projection_replay(settings: Settings, stack: AsyncExitStack) -> Routes:
-    return job_projection.handlers(job_projection.Ports(_database(settings, stack, 5)))
+async def _job_projection_replay(settings: Settings, stack: AsyncExitStack) -> Database:
+    return _database(settings, stack, 5)
 
 
-async def _usage_projection_replay(settings: Settings, stack: AsyncExitStack) -> Routes:
-    return usage_projection.handlers(usage_projection.Ports(_database(settings, stack, 2)))
+async def _usage_projection_replay(settings: Settings, stack: AsyncExitStack) -> Database:
+    return _database(settings, stack, 2)
 
 
-async def _memory_projection_replay(settings: Settings, stack: AsyncExitStack) -> Routes:
-    db = _database(settings, stack, 2)
-    return memory_projection.handlers(memory_projection.Ports(settings, db))
+async def _memory_projection_replay(settings: Settings, stack: AsyncExitStack) -> memory.Ports:
+    return memory_projection.projection_ports(settings, _database(settings, stack, 2))
 
 
-async def _archive(settings: Settings, publisher: Publisher, stack: AsyncExitStack) -> Wiring:
+async def _archive(
+    settings: Settings, publisher: Publisher, stack: AsyncExitStack
+) -> archive.Ports:
     store = await ObjectStore(settings).start()
     stack.push_async_callback(store.close)
     await store.ensure_bucket()
-    return Wiring(archive.handlers(archive.Ports(settings, _database(settings, stack, 2), store)))
+    return archive.Ports(settings, _database(settings, stack, 2), store)
 
 
-async def _memory(settings: Settings, publisher: Publisher, stack: AsyncExitStack) -> Wiring:
+async def _memory(settings: Settings, publisher: Publisher, stack: AsyncExitStack) -> memory.Ports:
     db = _database(settings, stack, max(5, settings.memory_concurrency // 2))
     backend = build_memory(settings, db)
     stack.push_async_callback(backend.close)
-    ports = memory.Ports(
-        settings, db, backend.embedder, backend.store, publisher=publisher,
-        prices=_prices(settings),
-    )  # fmt: skip
-    return Wiring(memory.handlers(ports))
+    return memory.Ports(
+        settings, db, backend.embedder, backend.store, publisher=publisher, prices=_prices(settings)
+    )
 
 
-async def _usage(settings: Settings, publisher: Publisher, stack: AsyncExitStack) -> Wiring:
+async def _usage(settings: Settings, publisher: Publisher, stack: AsyncExitStack) -> usage.Ports:
     quotas = Quotas(settings, max_connections=4)
     stack.push_async_callback(quotas.close)
-    ports = usage.Ports(settings, _database(settings, stack, 2), quotas, publisher)
-    return Wiring(usage.handlers(ports))
+    return usage.Ports(settings, _database(settings, stack, 2), quotas, publisher)
 
 
-async def _integrations(settings: Settings, publisher: Publisher, stack: AsyncExitStack) -> Wiring:
+async def _integrations(
+    settings: Settings, publisher: Publisher, stack: AsyncExitStack
+) -> integrations.Ports:
     _, database_url, _ = settings.require_services()
     db = Database(database_url, pool_size=max(5, settings.integrations_concurrency // 4))
     stack.push_async_callback(db.close)
@@ -259,16 +249,12 @@ async def _integrations(settings: Settings, publisher: Publisher, stack: AsyncEx
     stack.push_async_callback(open_http.close)
     vault = Vault.from_setting(settings.encryption_keys)
     connectors = build_connectors(settings, http, open_http)
-    return Wiring(
-        integrations.handlers(
-            integrations.Ports(settings, db, streams, publisher, vault, connectors)
-        )
-    )
+    return integrations.Ports(settings, db, streams, publisher, vault, connectors)
 
 
 async def _webhook_router(
     settings: Settings, publisher: Publisher, stack: AsyncExitStack
-) -> Wiring:
+) -> webhook_router.Ports:
     _, database_url, _ = settings.require_services()
     db = Database(database_url, pool_size=5)
     stack.push_async_callback(db.close)
@@ -277,98 +263,33 @@ async def _webhook_router(
     quotas = Quotas(settings, max_connections=16)
     stack.push_async_callback(quotas.close)
     limits = webhook_router.Limits(settings, quotas, load_catalog(settings))
-    return Wiring(webhook_router.handlers(webhook_router.Ports(db, streams, publisher, limits)))
+    return webhook_router.Ports(db, streams, publisher, limits)
 
 
-def _each(concurrency: Callable[[Settings], int]) -> Callable[[Settings], Policy]:
-    return lambda settings: Each(concurrency(settings))
+def _by_name(*wired: Wired) -> dict[str, Wired]:
+    return {w.name: w for w in wired}
 
 
-GROUPS: dict[str, GroupSpec] = {
-    model_calls.GROUP: GroupSpec(
-        model_calls.GROUP,
-        model_calls.TOPICS,
-        _each(lambda s: s.model_calls_concurrency),
-        build=_model_calls,
-        replay=_model_calls_replay,
-        routes=model_calls.handlers,
-    ),
-    archive.GROUP: GroupSpec(
-        archive.GROUP,
-        archive.TOPICS,
-        lambda s: Batches(s.archive_batch_events, s.archive_batch_age_s),
-        build=_archive,
-        routes=archive.handlers,
-    ),
-    # A wave is one poll: never more lines than may be in flight at once.
-    batch_lane.GROUP: GroupSpec(
-        batch_lane.GROUP,
-        batch_lane.TOPICS,
-        lambda s: Batches(s.batch_lane_concurrency),
-        build=_batch_lane,
-        routes=batch_lane.handlers,
-    ),
-    batch.GROUP: GroupSpec(
-        batch.GROUP,
-        batch.TOPICS,
-        lambda s: Batches(s.batch_progress_max),
-        build=_batch,
-        routes=batch.handlers,
-    ),
-    usage.GROUP: GroupSpec(
-        usage.GROUP,
-        usage.TOPICS,
-        lambda s: Batches(s.usage_batch_max),
-        build=_usage,
-        routes=usage.handlers,
-    ),
-    integrations.GROUP: GroupSpec(
-        integrations.GROUP,
-        integrations.TOPICS,
-        _each(lambda s: s.integrations_concurrency),
-        build=_integrations,
-        routes=integrations.handlers,
-    ),
-    webhook_router.GROUP: GroupSpec(
-        webhook_router.GROUP,
-        webhook_router.TOPICS,
-        _each(lambda s: 16),
-        build=_webhook_router,
-        routes=webhook_router.handlers,
-    ),
-    memory.GROUP: GroupSpec(
-        memory.GROUP,
-        memory.TOPICS,
-        _each(lambda s: s.memory_concurrency),
-        build=_memory,
-        routes=memory.handlers,
-    ),
-}
+GROUPS: dict[str, Wired] = _by_name(
+    Wired(model_calls.group, _model_calls, _model_calls_replay),
+    Wired(archive.group, _archive),
+    Wired(model_calls_batch.group, _model_calls_batch),
+    Wired(batch.group, _batch),
+    Wired(usage.group, _usage),
+    Wired(integrations.group, _integrations),
+    Wired(webhook_router.group, _webhook_router),
+    Wired(memory.group, _memory),
+)
 
 # Groups that only run in replay, to rebuild projections from events alone.
-REPLAY_GROUPS: dict[str, GroupSpec] = {
-    job_projection.GROUP: GroupSpec(
-        job_projection.GROUP,
-        job_projection.TOPICS,
-        replay=_job_projection_replay,
-        routes=job_projection.handlers,
-    ),
-    usage_projection.GROUP: GroupSpec(
-        usage_projection.GROUP,
-        usage_projection.TOPICS,
-        replay=_usage_projection_replay,
-        routes=usage_projection.handlers,
-    ),
-    memory_projection.GROUP: GroupSpec(
-        memory_projection.GROUP,
-        memory_projection.TOPICS,
-        replay=_memory_projection_replay,
-        routes=memory_projection.handlers,
-    ),
-}
+REPLAY_GROUPS: dict[str, Wired] = _by_name(
+    Wired(job_projection.group, replay=_job_projection_replay),
+    Wired(usage_projection.group, replay=_usage_projection_replay),
+    Wired(memory_projection.group, replay=_memory_projection_replay),
+)
 
 # The live groups whose side mode is the rebuild of their projection.
 REPLAY_ALIASES: dict[str, str] = {
-    usage.GROUP: usage_projection.GROUP,
-    memory.GROUP: memory_projection.GROUP,
+    usage.group.name: usage_projection.group.name,
+    memory.group.name: memory_projection.group.name,
 }

@@ -18,7 +18,7 @@ from typing import Literal, Protocol
 
 import orjson
 
-from ayush.groups import GROUPS, REPLAY_ALIASES, REPLAY_GROUPS, GroupSpec
+from ayush.groups import GROUPS, REPLAY_ALIASES, REPLAY_GROUPS, Wired
 from infra.archive import reader as archive_reader
 from infra.archive.format import StoredRecord
 from infra.db import projection, snapshots
@@ -127,7 +127,7 @@ async def export(
     return report
 
 
-def replay_spec(group: str) -> GroupSpec:
+def replay_spec(group: str) -> Wired:
     group = REPLAY_ALIASES.get(group, group)
     spec = GROUPS.get(group) or REPLAY_GROUPS.get(group)
     if spec is None or spec.replay is None:
@@ -157,27 +157,29 @@ async def into_group(
     order = {name: i for i, name in enumerate(spec.topics)}
     records.sort(key=lambda r: (r.timestamp_ms, order.get(r.topic, 0), r.partition, r.offset))
     async with AsyncExitStack() as stack:
-        handlers = await spec.replay(settings, stack)
+        ports = await spec.replay(settings, stack)
+        routes = spec.group.routes(ports)
         events = []
         for record in records:
             try:
-                events.append(decode_raw(record.value))
+                events.append((record, decode_raw(record.value)))
             except ValueError as exc:  # not an envelope, or no upcaster for it
                 where = f"{record.topic}:{record.partition}:{record.offset}"
                 report.failures.append(f"{where}: {type(exc).__name__}: {exc}")
         if reference_database_url and reference_database_url != settings.database_url:
             await _copy_reference_rows(
-                settings, reference_database_url, {e.tenant_id for e in events}
+                settings, reference_database_url, {e.tenant_id for _, e in events}
             )
-        for event in events:
-            route = handlers.get(event.type)
+        for record, raw in events:
+            route = routes.get(raw.type)
             if route is None:
                 continue
             try:
-                await route.handle(event)
+                event = route.decode(record)
+                await route.handle([event] if route.batch else event)
                 report.handled += 1
             except Exception as exc:  # reported, not hidden: the replay goes on
-                report.failures.append(f"{event.type} {event.id}: {type(exc).__name__}: {exc}")
+                report.failures.append(f"{raw.type} {raw.id}: {type(exc).__name__}: {exc}")
     return report
 
 

@@ -20,22 +20,14 @@ log = logging.getLogger("ayush.worker")
 
 
 async def build_runner(settings: Settings, group: str, stack: AsyncExitStack) -> GroupRunner:
-    spec = GROUPS[group]
-    assert spec.build is not None
+    wired = GROUPS[group]
+    assert wired.build is not None
     # Its registry is the one the worker serves on /metrics.
     publisher = Publisher(settings, Metrics() if settings.telemetry_enabled else None)
     await publisher.start()
     stack.push_async_callback(publisher.stop)
-    wiring = await spec.build(settings, publisher, stack)
-    return GroupRunner(
-        settings,
-        group=spec.name,
-        topics=spec.topics,
-        routes=wiring.routes,
-        publisher=publisher,
-        policy=spec.policy(settings),
-        timer=wiring.timer,
-    )
+    ports = await wired.build(settings, publisher, stack)
+    return GroupRunner.for_group(settings, wired.group, ports, publisher)
 
 
 def tune_gc() -> None:

@@ -37,7 +37,7 @@ from pgvector.asyncpg import register_vector
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ayush.dev import prepare
-from consumers import memory
+from consumers.groups.memory import group as memory
 from infra.db.engine import Database
 from infra.embeddings.hashing import HashingEmbedder
 from infra.kafka.admin import create_topics
@@ -148,7 +148,7 @@ async def ingest_bench(settings: Settings, db: Database, count: int) -> float:
     embedder = HashingEmbedder(DIM)
     ports = memory.Ports(settings, db, embedder, PgVectorStore(db, dim=DIM), group=group)
     consumer = GroupRunner(
-        settings, group=group, topics=memory.TOPICS, routes=memory.handlers(ports),
+        settings, group=group, topics=memory.group.topics, routes=memory.group.routes(ports),
         publisher=publisher, policy=Each(settings.memory_concurrency),
     )  # fmt: skip
     ready = asyncio.Event()

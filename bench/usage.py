@@ -25,7 +25,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from ayush.dev import prepare
 from ayush.worker import tune_gc
-from consumers import usage
+from consumers.groups.usage import group as usage
 from infra.db.engine import Database
 from infra.kafka.codec import encode
 from infra.kafka.policies import Batches
@@ -104,9 +104,9 @@ async def usage_worker(settings: Settings, count: int) -> float:
     await publisher.start()
     worker = GroupRunner(
         settings,
-        group=usage.GROUP,
-        topics=usage.TOPICS,
-        routes=usage.handlers(usage.Ports(settings, db, quotas, publisher)),
+        group=usage.group.name,
+        topics=usage.group.topics,
+        routes=usage.group.routes(usage.Ports(settings, db, quotas, publisher)),
         publisher=publisher,
         policy=Batches(settings.usage_batch_max),
     )

@@ -11,7 +11,7 @@ import pytest
 from aiokafka.structs import ConsumerRecord
 from sqlalchemy import func, select
 
-from consumers import archive
+from consumers.groups.archive import group as archive
 from infra.archive import reader
 from infra.db.engine import Database
 from infra.db.event_log import EventLogRow

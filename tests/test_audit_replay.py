@@ -23,7 +23,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy import text
 
 from ayush import replay
-from consumers import job_projection
+from consumers.projections import jobs as job_projection
 from infra.db.engine import Database
 from infra.db.event_log import job_trail
 from infra.db.models import ApiKey, Tenant
@@ -256,7 +256,8 @@ async def test_archive_then_replay_from_s3_rebuilds_the_projection(
     rebuild = settings.model_copy(update={"database_url": rebuilt_url})
     try:
         for group, topic_names, handled in (
-            (job_projection.GROUP, job_projection.TOPICS, 4 * 3),  # requested, started, ended
+            # requested, started, ended
+            (job_projection.group.name, job_projection.group.topics, 4 * 3),
             ("usage", [topics.USAGE_RECORDED.name, topics.USAGE_BUDGET.name], usage_events),
         ):
             query = replay.Query(
@@ -334,7 +335,7 @@ async def test_archive_then_replay_from_s3_rebuilds_the_projection(
         try:
             await replay.into_group(
                 settings.model_copy(update={"database_url": second_url}), partial,
-                job_projection.GROUP, reference_database_url=services.database_url,
+                job_projection.group.name, reference_database_url=services.database_url,
             )  # fmt: skip
             differences = await replay.verify(
                 services.database_url,
@@ -398,11 +399,11 @@ async def test_version_1_events_still_replay_into_the_projection(
         try:
             await add_tenant_and_key(target, tenant_id, uuid.UUID(first["actor"]["id"]))
             query = replay.Query(
-                topics=job_projection.TOPICS, start=datetime(2026, 1, 1, tzinfo=UTC),
+                topics=job_projection.group.topics, start=datetime(2026, 1, 1, tzinfo=UTC),
                 end=datetime.now(UTC) + timedelta(minutes=1),
             )  # fmt: skip
             rebuild = settings.model_copy(update={"database_url": rebuilt_url})
-            report = await replay.into_group(rebuild, query, job_projection.GROUP)
+            report = await replay.into_group(rebuild, query, job_projection.group.name)
             assert report.failures == [] and report.handled == 3
             rows = await snapshot(target, [tenant_id])
         finally:

@@ -10,7 +10,12 @@ from typing import Any
 
 import pytest
 
-from consumers import batch, batch_lane, integrations, memory, model_calls, webhook_router
+from consumers.groups.batch import group as batch
+from consumers.groups.integrations import group as integrations
+from consumers.groups.memory import group as memory
+from consumers.groups.model_calls import group as model_calls
+from consumers.groups.model_calls_batch import group as batch_lane
+from consumers.groups.webhook_router import group as webhook_router
 from infra.errors import PermanentError
 from infra.kafka.admin import create_topics
 from infra.kafka.dead_letters import DeadLetters
@@ -169,12 +174,12 @@ async def test_a_given_up_event_settles_what_it_started(services: ServiceAddress
 def test_handlers_that_start_jobs_settle_them_when_given_up() -> None:
     ports: Any = None  # the handlers only close over their ports
     settling = [
-        model_calls.handlers(ports)[ev.JOB_REQUESTED],
-        integrations.handlers(ports)[iev.ACTION_REQUESTED],
-        memory.handlers(ports)[mev.MEMORY_REMEMBER],
-        webhook_router.handlers(ports)[iev.WEBHOOK_RECEIVED],
-        webhook_router.handlers(ports)[ev.JOB_SUCCEEDED],
+        model_calls.group.routes(ports)[ev.JOB_REQUESTED],
+        integrations.group.routes(ports)[iev.ACTION_REQUESTED],
+        memory.group.routes(ports)[mev.MEMORY_REMEMBER],
+        webhook_router.group.routes(ports)[iev.WEBHOOK_RECEIVED],
+        webhook_router.group.routes(ports)[ev.JOB_SUCCEEDED],
     ]
     assert all(handler.give_up is not None for handler in settling)
-    assert batch_lane.handlers(ports)[ev.JOB_REQUESTED].give_up is not None
-    assert batch.handlers(ports)[bev.BATCH_CREATED].give_up is not None
+    assert batch_lane.group.routes(ports)[ev.JOB_REQUESTED].give_up is not None
+    assert batch.group.routes(ports)[bev.BATCH_CREATED].give_up is not None

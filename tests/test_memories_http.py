@@ -10,7 +10,7 @@ import httpx
 import openai
 import pytest
 
-from consumers.chat_memory import memory_block
+from consumers.jobs.memory_recall import memory_block
 from infra.kafka.codec import decode_raw
 from infra.providers import tokens
 from schemas.ids import derived_id

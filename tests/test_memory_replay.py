@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import text
 
 from ayush import replay
-from consumers import memory
-from consumers.memory import projection as memory_projection
+from consumers.groups.memory import group as memory
+from consumers.projections import memory as memory_projection
 from infra.db.engine import Database
 from infra.db.memories import get_memory, insert_pending
 from infra.embeddings.hashing import HashingEmbedder
@@ -25,7 +25,7 @@ from infra.kafka.runner import GroupRunner
 from infra.local_stack import ServiceAddresses
 from infra.vectors.pgvector import PgVectorStore
 from schemas import topics
-from schemas.envelope import Actor, RawEnvelope
+from schemas.envelope import Actor, Envelope, RawEnvelope
 from schemas.ids import uuid7
 from schemas.memory import MEMORY_REMEMBER, Remember, user_key
 from tests.conftest import Running, TenantKey, namespace_settings
@@ -103,7 +103,7 @@ async def test_replay_into_an_empty_store_reproduces_the_same_set(
     publisher = Publisher(settings)
     await publisher.start()
     consumer = GroupRunner(
-        settings, group=group, topics=memory.TOPICS, routes=memory.handlers(ports),
+        settings, group=group, topics=memory.group.topics, routes=memory.group.routes(ports),
         publisher=publisher, policy=Each(16),
     )  # fmt: skip
     runner = asyncio.create_task(consumer.run())
@@ -153,7 +153,7 @@ async def test_a_refused_embedding_replays_as_a_failed_memory(
             settings, db, refusing, PgVectorStore(db, dim=8), group=unique("memory-"),
             publisher=publisher,
         )  # fmt: skip
-        await memory.handle_remember(raw, ports)
+        await memory.handle_remember(Envelope[Remember].model_validate(raw.model_dump()), ports)
     finally:
         await publisher.stop()
         await refusing.close()
@@ -163,7 +163,7 @@ async def test_a_refused_embedding_replays_as_a_failed_memory(
     rebuilt_url = await create_empty_database(services.database_url)
     try:
         query = replay.Query(
-            topics=memory_projection.TOPICS, start=datetime.now(UTC) - timedelta(minutes=5),
+            topics=memory_projection.group.topics, start=datetime.now(UTC) - timedelta(minutes=5),
             end=datetime.now(UTC) + timedelta(minutes=1), tenant_id=tenant_id,
         )  # fmt: skip
         rebuild = settings.model_copy(update={"database_url": rebuilt_url})

@@ -19,7 +19,7 @@ import pytest
 from pydantic import BaseModel
 
 import schemas
-from consumers.usage import usage_row
+from consumers.groups.usage.group import usage_row
 from infra.db import usage as usage_store
 from infra.db.engine import Database
 from infra.db.tenants import create_api_key, ensure_tenant

@@ -10,7 +10,7 @@ from decimal import Decimal
 from rich.console import Console
 
 from ayush.usage_report import render
-from consumers.usage import usage_row
+from consumers.groups.usage.group import usage_row
 from infra.db import usage as usage_store
 from infra.db.engine import Database
 from infra.db.tenants import ensure_tenant

@@ -26,11 +26,12 @@ import time
 from asyncio import FIRST_COMPLETED
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
 from infra.kafka.dead_letter import dead_letter, gave_up_reason
+from infra.kafka.group import Group
 from infra.kafka.offsets import PartitionOffsets
 from infra.kafka.policies import Attempts, Batches, Each, Policy, RetryPolicy, Timer
 from infra.kafka.publisher import Publisher
@@ -41,6 +42,7 @@ from infra.telemetry.kafka import ConsumeObserver
 log = logging.getLogger(__name__)
 
 COMMIT_INTERVAL_S = 0.2
+P = TypeVar("P")
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,27 @@ class GroupRunner:
         self._consumer: AIOKafkaConsumer | None = None
         self._observer = ConsumeObserver(publisher.metrics, self.group, settings.log_events)
         self._observer.declare(routes)
+
+    @classmethod
+    def for_group(
+        cls,
+        settings: Settings,
+        group: Group[P],
+        ports: P,
+        publisher: Publisher,
+        *,
+        policy: Policy | None = None,
+    ) -> GroupRunner:
+        """The runner of a declared group, its handlers bound to `ports`."""
+        return cls(
+            settings,
+            group=group.name,
+            topics=group.topics,
+            routes=group.routes(ports),
+            publisher=publisher,
+            policy=policy or group.policy(settings),
+            timer=group.timer(settings, ports),
+        )
 
     def stop(self) -> None:
         """Stop taking new events; `run` returns once in-flight ones finish."""

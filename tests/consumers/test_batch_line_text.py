@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import orjson
 
-from consumers.batch.lines import parse_input
+from consumers.groups.batch.lines import parse_input
 from infra.pricing import PriceTable
 from infra.routing.catalog import ModelCatalog
 from infra.routing.config import RoutingConfig

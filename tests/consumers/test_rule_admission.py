@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from consumers.webhook_router.admission import Limits, admit_action, admit_job
+from consumers.groups.webhook_router.admission import Limits, admit_action, admit_job
 from infra.local_stack import ServiceAddresses
 from infra.pricing import Price, PriceTable
 from infra.quota import Quotas, Scope

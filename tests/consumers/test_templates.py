@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from consumers.webhook_router.templates import matches, render, render_text
+from consumers.groups.webhook_router.templates import matches, render, render_text
 
 DATA = {
     "payload": {"action": "opened", "issue": {"title": "Crash on start", "number": 7,

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from consumers.usage import GROUP
+from consumers.groups.usage.group import group
 from infra.db.budgets import set_budget
 from infra.db.engine import Database
 from infra.kafka.codec import decode_raw
@@ -91,7 +91,7 @@ async def test_redelivered_and_replayed_events_count_once(world: UsageWorld, db:
                     input_tokens=i, output_tokens=2 * i, cost=f"0.0000{i % 10}1")
         for i in range(300)
     ]  # fmt: skip
-    worker = world.platform.start_worker(GROUP)
+    worker = world.platform.start_worker(group.name)
     await publish_all(world.publisher, events)
     # Redelivery: a third of the events arrive again, interleaved with new ones.
     await publish_all(world.publisher, events[::3])
@@ -115,13 +115,13 @@ async def test_redelivered_and_replayed_events_count_once(world: UsageWorld, db:
 
     # Replay: the whole topic from offset 0 into the same group, and once more on top.
     worker.terminate()
-    await reset_group(world.settings, GROUP, topics.USAGE_RECORDED.name)
-    world.platform.start_worker(GROUP)
+    await reset_group(world.settings, group.name, topics.USAGE_RECORDED.name)
+    world.platform.start_worker(group.name)
     await publish_all(world.publisher, events)
     end = await end_total(world.settings, topics.USAGE_RECORDED.name)
 
     async def replayed() -> bool:
-        return await committed_total(world.settings, GROUP) >= end
+        return await committed_total(world.settings, group.name) >= end
 
     await eventually(replayed, 60, "the replay to be consumed")
     assert await tenant_totals(db, tid) == expected(events)
@@ -133,7 +133,7 @@ async def test_sigkill_between_db_write_and_offset_commit_keeps_totals_exact(
 ) -> None:
     tenant = await make_tenant(db)
     tid = uuid.UUID(str(tenant.tenant_id))
-    base_committed = await committed_total(world.settings, GROUP)
+    base_committed = await committed_total(world.settings, group.name)
     events: list[Any] = []
     caught_in_window = False
     # The window is a few milliseconds wide: a kill lands in it on some tries, not all.
@@ -142,18 +142,18 @@ async def test_sigkill_between_db_write_and_offset_commit_keeps_totals_exact(
         await publish_all(world.publisher, more)
         events += more
         fresh = {e.id for e in more}
-        worker = world.platform.start_worker(GROUP)
+        worker = world.platform.start_worker(group.name)
         # Kill as soon as a batch is in Postgres: its offset commit is moments away.
         while await claimed_count(db, fresh) == 0:
             assert worker.alive(), worker.tail()
         worker.kill()  # SIGKILL: no shutdown hook runs
         written = await claimed_count(db, {e.id for e in events})
-        committed = await committed_total(world.settings, GROUP) - base_committed
+        committed = await committed_total(world.settings, group.name) - base_committed
         if written > committed:
             caught_in_window = True  # its last batch was in Postgres, its offsets were not
             break
     assert caught_in_window, "no kill landed between the database write and the offset commit"
-    world.platform.start_worker(GROUP)
+    world.platform.start_worker(group.name)
     await wait_totals(db, tid, expected(events))
 
 
@@ -163,7 +163,7 @@ async def test_budget_thresholds_are_announced_once_per_period(
     tenant = await make_tenant(db)
     tid = uuid.UUID(str(tenant.tenant_id))
     await set_budget(db, tid, "tenant", tid, Decimal("0.0001"))
-    world.platform.start_worker(GROUP)
+    world.platform.start_worker(group.name)
     # 40%, 80%, 120%, 160%: the 80% and the 100% lines are each crossed once.
     for step in range(1, 5):
         await publish_all(world.publisher, [usage_event(tid, cost="0.00004")])
@@ -187,5 +187,5 @@ def _one_worker_after(usage_platform: tuple[Platform, Any]) -> Iterator[None]:
     yield
     platform, _ = usage_platform
     for proc in platform.procs:
-        if proc.name == GROUP:
+        if proc.name == group.name:
             proc.terminate(15)

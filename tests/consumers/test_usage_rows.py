@@ -9,7 +9,7 @@ from decimal import Decimal
 import orjson
 import pytest
 
-from consumers.usage import reached, usage_row
+from consumers.groups.usage.group import reached, usage_row
 from infra.db.usage import NO_KEY_TEXT, Spend, spend_keys
 from infra.kafka.codec import encode
 from schemas.ids import user_subject

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from consumers.usage import usage_row
+from consumers.groups.usage.group import usage_row
 from infra.db.engine import Database
 from infra.db.usage import UsageRow, record_batch, spend_keys, spend_of
 from infra.kafka.codec import encode

@@ -1,9 +1,5 @@
 """The integrations group: runs connector actions and records them as jobs.
 
-| topic                        | event type                   | handler            |
-|------------------------------|------------------------------|--------------------|
-| integration.action.requested | integration.action.requested | on_action_requested |
-
 Exactly one vendor call per action, even under redelivery: an attempt row
 is written before the call (`begin_attempt`), and the outcome is stored
 with the claim of the event in one transaction. A redelivery finds the
@@ -37,22 +33,20 @@ from infra.db import jobs as job_store
 from infra.db.engine import Database
 from infra.db.models import JobResult, utcnow
 from infra.errors import PermanentError, TransientError
+from infra.kafka.group import Group
+from infra.kafka.policies import Each
 from infra.kafka.publisher import Publisher
-from infra.kafka.routes import Route
 from infra.redis import JobStreams
 from infra.settings import Settings
 from infra.vault import Sealed, Vault
 from schemas import integrations as ev
 from schemas import jobs as jev
 from schemas import topics
-from schemas.envelope import Actor, Envelope, RawEnvelope
+from schemas.envelope import Actor, Envelope
 from schemas.versions import follow_up
 
 log = logging.getLogger(__name__)
 
-GROUP = "integrations"
-TOPICS = [topics.INTEGRATION_ACTION_REQUESTED.name]
-SYSTEM = Actor(kind="system", id=GROUP)
 BUSY_POLL_S = 0.5
 
 
@@ -66,20 +60,19 @@ class Ports:
     connectors: Mapping[str, Connector]
 
 
-def handlers(ports: Ports) -> Mapping[str, Route]:
-    async def on_action_requested(raw: RawEnvelope) -> None:
-        await handle_action_requested(raw, ports)
-
-    async def give_up(raw: RawEnvelope, reason: str) -> None:
-        request = ev.ActionRequested.model_validate(raw.payload)
-        await _finish(raw, request, ports, calls=0, error=reason)
-
-    return {ev.ACTION_REQUESTED: Route(on_action_requested, give_up=give_up)}
+group: Group[Ports] = Group(
+    "integrations",
+    [topics.INTEGRATION_ACTION_REQUESTED.name],
+    lambda settings: Each(settings.integrations_concurrency),
+)
+SYSTEM = Actor(kind="system", id=group.name)
+Request = Envelope[ev.ActionRequested]
 
 
-async def handle_action_requested(raw: RawEnvelope, ports: Ports) -> None:
-    request = ev.ActionRequested.model_validate(raw.payload)
-    if await job_store.is_processed(ports.db, GROUP, raw.id):
+@group.on(ev.ACTION_REQUESTED, ev.ActionRequested)
+async def handle_action_requested(raw: Request, ports: Ports) -> None:
+    request = raw.payload
+    if await job_store.is_processed(ports.db, group.name, raw.id):
         await _announce_again(raw, request, ports)
         return
     settings = ports.settings
@@ -121,7 +114,7 @@ async def handle_action_requested(raw: RawEnvelope, ports: Ports) -> None:
 
 
 async def _begin(
-    raw: RawEnvelope, request: ev.ActionRequested, ports: Ports, lease_s: float
+    raw: Request, request: ev.ActionRequested, ports: Ports, lease_s: float
 ) -> store.Begun:
     """Record the attempt; while another delivery holds it, wait for its end or its lease.
 
@@ -138,7 +131,7 @@ async def _begin(
 
 
 async def _prepare(
-    raw: RawEnvelope, request: ev.ActionRequested, ports: Ports
+    raw: Request, request: ev.ActionRequested, ports: Ports
 ) -> tuple[Connector, BaseModel, BaseModel]:
     connector = ports.connectors.get(request.connector)
     spec = connector.actions.get(request.action) if connector else None
@@ -188,7 +181,7 @@ async def _with_retries(call: Any, settings: Settings) -> dict[str, Any]:
 
 
 async def _finish(
-    raw: RawEnvelope,
+    raw: Request,
     request: ev.ActionRequested,
     ports: Ports,
     *,
@@ -204,7 +197,7 @@ async def _finish(
             event_id=raw.id,
         )  # fmt: skip
     done = await store.finish_attempt(
-        ports.db, GROUP, raw.id, row, job_id=request.job_id, payload=result, error=error
+        ports.db, group.name, raw.id, row, job_id=request.job_id, payload=result, error=error
     )
     if not done:
         return
@@ -222,7 +215,7 @@ async def _finish(
 
 
 async def _publish_outcome(
-    raw: RawEnvelope,
+    raw: Request,
     request: ev.ActionRequested,
     ports: Ports,
     *,
@@ -249,7 +242,7 @@ async def _publish_outcome(
     await ports.publisher.publish_many(items)
 
 
-async def _announce_again(raw: RawEnvelope, request: ev.ActionRequested, ports: Ports) -> None:
+async def _announce_again(raw: Request, request: ev.ActionRequested, ports: Ports) -> None:
     """Re-publish the outcome of a handled event under the same ids (a crash after commit)."""
     found = await job_store.get_job(ports.db, raw.tenant_id, request.job_id)
     if found is None or found.job.status not in ("succeeded", "failed"):
@@ -258,5 +251,10 @@ async def _announce_again(raw: RawEnvelope, request: ev.ActionRequested, ports: 
     await _publish_outcome(raw, request, ports, calls=1, result=result, error=found.job.error)
 
 
-def _follow_up(raw: RawEnvelope, type_: str, payload: BaseModel, purpose: str) -> Envelope[Any]:
+def _follow_up(raw: Request, type_: str, payload: BaseModel, purpose: str) -> Envelope[Any]:
     return follow_up(raw, type_, payload, purpose, SYSTEM)
+
+
+@group.gives_up(ev.ACTION_REQUESTED)
+async def give_up(raw: Request, reason: str, ports: Ports) -> None:
+    await _finish(raw, raw.payload, ports, calls=0, error=reason)

@@ -1,14 +1,6 @@
 """The batch group: fans batch files out into chat jobs, counts them, writes the results.
 
-| topic            | event type             | handler         |
-|------------------|------------------------|-----------------|
-| batch.requested  | batch.created          | handle_created  |
-| batch.requested  | batch.cancel.requested | handle_cancel   |
-| ai.job.lifecycle | ai.job.succeeded       | handle_outcomes |
-| ai.job.lifecycle | ai.job.failed          | handle_outcomes |
-| (every few s)    | -                      | expire_due      |
-
-Events come in batches (one poll at a time): the outcomes of a poll are
+Events come in lists (`Batches`, one poll at a time): the outcomes of a poll are
 counted in one transaction, and each batch announces its progress once per
 poll, not once per line. The lines' jobs go to `ai.job.requested.batch`, a
 lane of its own that the `model-calls-batch` group serves with a small
@@ -26,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,8 +27,9 @@ from infra.db.engine import Database
 from infra.db.models import Batch, utcnow
 from infra.errors import PermanentError
 from infra.files import FileStore
+from infra.kafka.group import Group
+from infra.kafka.policies import Batches
 from infra.kafka.publisher import Publisher
-from infra.kafka.routes import Route, typed
 from infra.quota import Quotas
 from infra.redis import JobStreams
 from infra.routing.catalog import ModelCatalog
@@ -54,9 +46,6 @@ from .results import write_results
 
 log = logging.getLogger(__name__)
 
-GROUP = "batch"
-TOPICS = [topics.BATCH_REQUESTED.name, topics.AI_JOB_LIFECYCLE.name]
-SYSTEM = Actor(kind="system", id=GROUP)
 PUBLISH_CHUNK = 1000
 
 
@@ -71,37 +60,42 @@ class Ports:
     catalog: ModelCatalog  # the models a line may name, and their prices
 
 
-def handlers(ports: Ports) -> Mapping[str, Route]:
-    async def on_created(events: list[Envelope[bev.BatchCreated]]) -> None:
-        for event in events:
-            await handle_created(event.payload, event.id, ports)
+group: Group[Ports] = Group(
+    "batch",
+    [topics.BATCH_REQUESTED.name, topics.AI_JOB_LIFECYCLE.name],
+    lambda settings: Batches(settings.batch_progress_max),
+)
+SYSTEM = Actor(kind="system", id=group.name)
 
-    async def on_cancel(events: list[Envelope[bev.BatchCancelRequested]]) -> None:
-        for event in events:
-            await handle_cancel(event.payload.batch_id, ports)
 
-    async def on_succeeded(events: list[Envelope[ev.JobSucceeded]]) -> None:
-        await handle_outcomes([e.payload.job_id for e in events], [], ports)
+@group.on(bev.BATCH_CREATED, bev.BatchCreated, batch=True)
+async def on_created(events: list[Envelope[bev.BatchCreated]], ports: Ports) -> None:
+    for event in events:
+        await handle_created(event.payload, event.id, ports)
 
-    async def on_failed(events: list[Envelope[ev.JobFailed]]) -> None:
-        await handle_outcomes([], [e.payload.job_id for e in events], ports)
 
-    async def created_given_up(event: Envelope[bev.BatchCreated], reason: str) -> None:
-        batch = await batch_store.get_batch(ports.db, event.payload.batch_id)
-        if batch is not None:
-            internal = bev.LineError(code="internal_error", param=None, message=reason)
-            await _refuse(batch, [internal], ports)
+@group.gives_up(bev.BATCH_CREATED)
+async def created_given_up(event: Envelope[bev.BatchCreated], reason: str, ports: Ports) -> None:
+    batch = await batch_store.get_batch(ports.db, event.payload.batch_id)
+    if batch is not None:
+        internal = bev.LineError(code="internal_error", param=None, message=reason)
+        await _refuse(batch, [internal], ports)
 
-    return {
-        bev.BATCH_CREATED: Route(
-            on_created, decode=typed(bev.BatchCreated), batch=True, give_up=created_given_up
-        ),
-        bev.BATCH_CANCEL_REQUESTED: Route(
-            on_cancel, decode=typed(bev.BatchCancelRequested), batch=True
-        ),
-        ev.JOB_SUCCEEDED: Route(on_succeeded, decode=typed(ev.JobSucceeded), batch=True),
-        ev.JOB_FAILED: Route(on_failed, decode=typed(ev.JobFailed), batch=True),
-    }
+
+@group.on(bev.BATCH_CANCEL_REQUESTED, bev.BatchCancelRequested, batch=True)
+async def on_cancel(events: list[Envelope[bev.BatchCancelRequested]], ports: Ports) -> None:
+    for event in events:
+        await handle_cancel(event.payload.batch_id, ports)
+
+
+@group.on(ev.JOB_SUCCEEDED, ev.JobSucceeded, batch=True)
+async def on_succeeded(events: list[Envelope[ev.JobSucceeded]], ports: Ports) -> None:
+    await handle_outcomes([e.payload.job_id for e in events], [], ports)
+
+
+@group.on(ev.JOB_FAILED, ev.JobFailed, batch=True)
+async def on_failed(events: list[Envelope[ev.JobFailed]], ports: Ports) -> None:
+    await handle_outcomes([], [e.payload.job_id for e in events], ports)
 
 
 def counts(batch: Batch) -> dict[str, int]:
@@ -236,6 +230,7 @@ async def handle_outcomes(
             await _finalize_if_done(found, ports)
 
 
+@group.every(lambda settings: settings.batch_expiry_check_s)
 async def expire_due(ports: Ports) -> None:
     """Batches past their completion window end as `expired`: what finished stays."""
     for batch_id in await batch_progress.due_to_expire(ports.db, utcnow()):

@@ -1,17 +1,11 @@
 """The memory group: chunks, embeds and stores memories; forgets them on request.
 
-| topic           | event type         | handler          |
-|-----------------|--------------------|------------------|
-| memory.commands | memory.remember    | handle_remember  |
-| memory.commands | memory.forget      | handle_forget    |
-| memory.commands | memory.forget_user | handle_forget_user |
-
 Each embedding call is billed: a `usage.recorded` (the embedding model's tokens
 and cost, under an id derived from the remember) goes out with the outcome.
 Every outcome of a remember is announced on `memory.events` (chunks with their
 vectors, or the embedding error) before the memory row commits, under ids
 derived from the remember: a replay rebuilds the store from the events alone,
-without embedding again (see consumers/memory/projection.py).
+without embedding again (see consumers/projections/memory.py).
 
 Idempotent by event id. Vector writes are idempotent by themselves (chunk ids
 are derived from the memory id), so they happen first; the memory row and the
@@ -24,33 +18,32 @@ removes its own vectors again.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel
 
-from consumers.memory.chunks import split
+from consumers.groups.memory.chunks import split
 from infra.db import memories as rows
 from infra.db.engine import Database
 from infra.db.idempotency import is_processed
 from infra.embeddings.base import Embedder
 from infra.embeddings.metering import embedding_usage
 from infra.errors import PermanentError
+from infra.kafka.group import Group
+from infra.kafka.policies import Each
 from infra.kafka.publisher import Publisher
-from infra.kafka.routes import Route
 from infra.pricing import PriceTable
 from infra.settings import Settings
 from infra.vectors.base import Chunk, VectorStore
 from schemas import memory as ev
 from schemas import topics
-from schemas.envelope import Actor, Envelope, RawEnvelope
+from schemas.envelope import Actor, Envelope
 from schemas.jobs import USAGE_RECORDED
 from schemas.versions import follow_up
 
-GROUP = "memory"
-TOPICS = [topics.MEMORY_COMMANDS.name]
-SYSTEM = Actor(kind="system", id=GROUP)
+SYSTEM = Actor(kind="system", id="memory")
 
 
 @dataclass(frozen=True)
@@ -59,7 +52,7 @@ class Ports:
     db: Database
     embedder: Embedder
     store: VectorStore
-    group: str = GROUP  # the idempotency namespace; a replay into a fresh store uses its own
+    group: str = "memory"  # the idempotency namespace; a replay into a fresh store uses its own
     # where outcomes are announced; None only where nothing replays them (a test's store)
     publisher: Publisher | None = None
     # what each embedding costs: every remember's embedding call is a `usage.recorded`
@@ -67,31 +60,14 @@ class Ports:
     prices: PriceTable = field(default_factory=PriceTable.load)
 
 
-def handlers(ports: Ports) -> Mapping[str, Route]:
-    async def on_remember(raw: RawEnvelope) -> None:
-        await handle_remember(raw, ports)
-
-    async def on_forget(raw: RawEnvelope) -> None:
-        await handle_forget(raw, ports)
-
-    async def on_forget_user(raw: RawEnvelope) -> None:
-        await handle_forget_user(raw, ports)
-
-    async def remember_given_up(raw: RawEnvelope, reason: str) -> None:
-        cmd = ev.Remember.model_validate(raw.payload)
-        # Vectors stored before the failure go: a failed memory is never recalled.
-        await ports.store.delete(raw.tenant_id, cmd.user_id, [cmd.memory_id])
-        await _fail_remember(raw, cmd, reason, ports)
-
-    return {
-        ev.MEMORY_REMEMBER: Route(on_remember, give_up=remember_given_up),
-        ev.MEMORY_FORGET: Route(on_forget),
-        ev.MEMORY_FORGET_USER: Route(on_forget_user),
-    }
+group: Group[Ports] = Group(
+    "memory", [topics.MEMORY_COMMANDS.name], lambda settings: Each(settings.memory_concurrency)
+)
 
 
-async def handle_remember(raw: RawEnvelope, ports: Ports) -> None:
-    cmd = ev.Remember.model_validate(raw.payload)
+@group.on(ev.MEMORY_REMEMBER, ev.Remember)
+async def handle_remember(raw: Envelope[ev.Remember], ports: Ports) -> None:
+    cmd = raw.payload
     if await is_processed(ports.db, ports.group, raw.id):
         return  # its vectors, row and any clean-up are done
     tenant = raw.tenant_id
@@ -131,7 +107,7 @@ async def handle_remember(raw: RawEnvelope, ports: Ports) -> None:
         await ports.store.delete(tenant, cmd.user_id, [cmd.memory_id])
 
 
-async def _fail_remember(raw: RawEnvelope, cmd: ev.Remember, error: str, ports: Ports) -> None:
+async def _fail_remember(raw: Envelope[Any], cmd: ev.Remember, error: str, ports: Ports) -> None:
     failed = ev.EmbedFailed(memory_id=cmd.memory_id, user_id=cmd.user_id, error=error)
     await _announce(ports, [_outcome(raw, ev.MEMORY_EMBED_FAILED, failed, "embed-failed")])
     await rows.fail_remember(
@@ -140,8 +116,9 @@ async def _fail_remember(raw: RawEnvelope, cmd: ev.Remember, error: str, ports: 
     )  # fmt: skip
 
 
-async def handle_forget(raw: RawEnvelope, ports: Ports) -> None:
-    cmd = ev.Forget.model_validate(raw.payload)
+@group.on(ev.MEMORY_FORGET, ev.Forget)
+async def handle_forget(raw: Envelope[ev.Forget], ports: Ports) -> None:
+    cmd = raw.payload
     # Vectors go first, so search stops finding the memory before its row says
     # it is gone; then the tombstone; then again, for a remember that stored
     # its vectors in between (one finishing later sees the tombstone itself).
@@ -150,8 +127,9 @@ async def handle_forget(raw: RawEnvelope, ports: Ports) -> None:
     await ports.store.delete(raw.tenant_id, cmd.user_id, [cmd.memory_id])
 
 
-async def handle_forget_user(raw: RawEnvelope, ports: Ports) -> None:
-    cmd = ev.ForgetUser.model_validate(raw.payload)
+@group.on(ev.MEMORY_FORGET_USER, ev.ForgetUser)
+async def handle_forget_user(raw: Envelope[ev.ForgetUser], ports: Ports) -> None:
+    cmd = raw.payload
     tenant, user = raw.tenant_id, cmd.user_id
     # The same order as a single forget: vectors, tombstones, vectors again.
     await _delete(ports, raw, user, await rows.live_ids_before(ports.db, tenant, user, cmd.before))
@@ -159,13 +137,13 @@ async def handle_forget_user(raw: RawEnvelope, ports: Ports) -> None:
     await _delete(ports, raw, user, forgotten)
 
 
-async def _delete(ports: Ports, raw: RawEnvelope, user_id: str, ids: list[uuid.UUID]) -> None:
+async def _delete(ports: Ports, raw: Envelope[Any], user_id: str, ids: list[uuid.UUID]) -> None:
     for start in range(0, len(ids), 500):
         await ports.store.delete(raw.tenant_id, user_id, ids[start : start + 500])
 
 
 def stored_events(
-    raw: RawEnvelope, cmd: ev.Remember, chunks: Sequence[Chunk], embedder: Embedder, replace: bool
+    raw: Envelope[Any], cmd: ev.Remember, chunks: Sequence[Chunk], embedder: Embedder, replace: bool
 ) -> list[Envelope[Any]]:
     """The chunks and vectors of one remember, in parts that fit a Kafka message."""
     size = ev.STORED_CHUNKS_PER_EVENT
@@ -182,7 +160,7 @@ def stored_events(
     return events
 
 
-def _outcome(raw: RawEnvelope, type_: str, payload: BaseModel, purpose: str) -> Envelope[Any]:
+def _outcome(raw: Envelope[Any], type_: str, payload: BaseModel, purpose: str) -> Envelope[Any]:
     # In the command's correlation, the user's key: in order with their commands.
     return follow_up(raw, type_, payload, purpose, SYSTEM)
 
@@ -197,3 +175,11 @@ async def _announce(
         items.append((topics.USAGE_RECORDED.name, usage))
     if items:
         await ports.publisher.publish_many(items)
+
+
+@group.gives_up(ev.MEMORY_REMEMBER)
+async def remember_given_up(raw: Envelope[ev.Remember], reason: str, ports: Ports) -> None:
+    cmd = raw.payload
+    # Vectors stored before the failure go: a failed memory is never recalled.
+    await ports.store.delete(raw.tenant_id, cmd.user_id, [cmd.memory_id])
+    await _fail_remember(raw, cmd, reason, ports)

@@ -1,9 +1,5 @@
 """The model-calls group: runs chat and embedding jobs on their deployments, streams the answer.
 
-| topic            | event type       | handler              |
-|------------------|------------------|----------------------|
-| ai.job.requested | ai.job.requested | handle_job_requested |
-
 Idempotent by event id: the result row and the claim of the event commit in
 one statement; the follow-up events have ids derived from the request's id,
 so re-publishing them after a crash is deduplicated downstream (outcomes.py).
@@ -16,51 +12,45 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable
 from dataclasses import replace
 from typing import Any
 
-from consumers import chat_memory
-from consumers.model_calls.answers import Answer, cache_entry, cache_key, from_cache, priced
-from consumers.model_calls.outcomes import (
+from consumers.groups.model_calls.answers import Answer, cache_entry, cache_key, from_cache, priced
+from consumers.groups.model_calls.outcomes import (
     announce_again,
     announce_success,
     emit,
     fail,
     follow_up,
 )
-from consumers.model_calls.ports import GROUP, SYSTEM, Ports
-from consumers.model_calls.recall_usage import MeteredRecall
-from consumers.retry_events import announce_retry
+from consumers.groups.model_calls.ports import GROUP, SYSTEM, Ports
+from consumers.groups.model_calls.recall_usage import MeteredRecall
+from consumers.jobs import memory_recall as chat_memory
+from consumers.jobs.requests import chat_request
+from consumers.jobs.retries import announce_retry
 from infra.db import jobs as job_store
 from infra.errors import PermanentError, TransientError
-from infra.kafka.policies import calling_models
-from infra.kafka.routes import Route
-from infra.providers.base import ChatRequest, Image, Message, Tool, ToolCall
+from infra.kafka.group import Group
+from infra.kafka.policies import Each, calling_models
 from schemas import jobs as ev
 from schemas import topics
-from schemas.envelope import RawEnvelope
+from schemas.envelope import Envelope
 
-__all__ = ["GROUP", "TOPICS", "Ports", "handlers"]
+__all__ = ["Ports", "group"]
+
+Request = Envelope[ev.JobRequested]
 
 log = logging.getLogger(__name__)
 
-TOPICS = [topics.AI_JOB_REQUESTED.name]
+group: Group[Ports] = Group(
+    GROUP, [topics.AI_JOB_REQUESTED.name], lambda settings: Each(settings.model_calls_concurrency)
+)
 
 
-def handlers(ports: Ports) -> Mapping[str, Route]:
-    async def on_job_requested(raw: RawEnvelope) -> None:
-        await handle_job_requested(raw, ports)
-
-    async def give_up(raw: RawEnvelope, reason: str) -> None:
-        if not ports.replay:
-            await fail(raw, ev.JobRequested.model_validate(raw.payload), reason, ports)
-
-    return {ev.JOB_REQUESTED: Route(on_job_requested, give_up=give_up, retry=calling_models)}
-
-
-async def handle_job_requested(raw: RawEnvelope, ports: Ports) -> None:
-    request = ev.JobRequested.model_validate(raw.payload)
+@group.on(ev.JOB_REQUESTED, ev.JobRequested, retry=calling_models)
+async def handle_job_requested(raw: Request, ports: Ports) -> None:
+    request = raw.payload
     if ports.replay:
         _replay(request, ports)
         return
@@ -129,7 +119,7 @@ def _replay(request: ev.JobRequested, ports: Ports) -> None:
 
 
 async def _call(
-    raw: RawEnvelope, request: ev.JobRequested, ports: Ports, running: Awaitable[None]
+    raw: Request, request: ev.JobRequested, ports: Ports, running: Awaitable[None]
 ) -> Answer:
     job = request.job
 
@@ -206,41 +196,7 @@ class _Deltas:
             await self._send()
 
 
-def chat_request(job: ev.ChatJob) -> ChatRequest:
-    forced = job.tool_choice.name if isinstance(job.tool_choice, ev.ForcedTool) else None
-    return ChatRequest(
-        model=job.model,
-        messages=[
-            Message(
-                m.role,
-                m.content,
-                tuple(ToolCall(c.id, c.name, c.arguments) for c in m.tool_calls or ()),
-                m.tool_call_id,
-                tuple(_part(p) for p in m.parts or ()),
-            )
-            for m in job.messages
-        ],
-        temperature=job.temperature,
-        top_p=job.top_p,
-        seed=job.seed,
-        presence_penalty=job.presence_penalty,
-        frequency_penalty=job.frequency_penalty,
-        response_format=job.response_format.model_dump(exclude_none=True)
-        if job.response_format
-        else None,
-        max_tokens=job.max_tokens,
-        stop=tuple(job.stop or ()),
-        tools=tuple(Tool(t.name, t.description, t.parameters) for t in job.tools or ()),
-        tool_choice=job.tool_choice if isinstance(job.tool_choice, str) else None,
-        forced_tool=forced,
-    )
-
-
-def _part(part: ev.TextPart | ev.ImagePart) -> str | Image:
-    return part.text if isinstance(part, ev.TextPart) else Image(part.url, part.detail)
-
-
-def _new_job(raw: RawEnvelope, request: ev.JobRequested) -> job_store.NewJob:
+def _new_job(raw: Request, request: ev.JobRequested) -> job_store.NewJob:
     job = request.job
     return job_store.NewJob(
         id=request.job_id, tenant_id=raw.tenant_id, api_key_id=request.api_key_id,
@@ -248,3 +204,9 @@ def _new_job(raw: RawEnvelope, request: ev.JobRequested) -> job_store.NewJob:
         request=job.model_dump(mode="json"), metadata=dict(job.metadata),
         request_event_id=raw.id,
     )  # fmt: skip
+
+
+@group.gives_up(ev.JOB_REQUESTED)
+async def give_up(raw: Request, reason: str, ports: Ports) -> None:
+    if not ports.replay:
+        await fail(raw, raw.payload, reason, ports)

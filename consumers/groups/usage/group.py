@@ -1,11 +1,6 @@
 """The usage group: the platform's bill, exact under redelivery, replay and crashes.
 
-| topic            | event type     | handler            |
-|------------------|----------------|--------------------|
-| usage.recorded   | usage.recorded | handle_usage       |
-| ai.job.lifecycle | ai.job.failed  | handle_job_failed  |
-
-Runs on the batch runner: a batch of usage events is one transaction that
+Takes its events in lists (`Batches`): a list of usage events is one transaction that
 claims the event ids and adds the unclaimed ones to the daily totals and the
 monthly spend. After it, the budget counters in Redis learn the new spend and
 drop the reservations the ingress made for those jobs; both steps are
@@ -16,7 +11,6 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -27,8 +21,10 @@ import orjson
 from infra.db import usage as usage_store
 from infra.db.engine import Database
 from infra.db.usage import NO_KEY_TEXT, Spend, UsageRow
+from infra.kafka.group import Group
+from infra.kafka.policies import Batches
 from infra.kafka.publisher import Publisher
-from infra.kafka.routes import Record, Route, typed
+from infra.kafka.routes import Record
 from infra.quota import Quotas, Scope, Settlement
 from infra.settings import Settings
 from schemas import jobs as ev
@@ -36,9 +32,7 @@ from schemas import topics
 from schemas import usage as uev
 from schemas.envelope import Actor, Envelope
 
-GROUP = "usage"
-TOPICS = [topics.USAGE_RECORDED.name, topics.AI_JOB_LIFECYCLE.name]
-SYSTEM = Actor(kind="system", id=GROUP)
+SYSTEM = Actor(kind="system", id="usage")
 THRESHOLDS = (80, 100)
 # Alerts have ids derived from what they announce: one per budget, period and threshold.
 ALERT_NAMESPACE = uuid.UUID("6f1c7a52-3b7e-4f0e-9a51-0c1f6f1d2b11")
@@ -52,17 +46,11 @@ class Ports:
     publisher: Publisher
 
 
-def handlers(ports: Ports) -> Mapping[str, Route]:
-    async def on_usage(rows: list[UsageRow]) -> None:
-        await handle_usage(rows, ports)
-
-    async def on_job_failed(events: list[Envelope[Any]]) -> None:
-        await handle_job_failed(events, ports)
-
-    return {
-        ev.USAGE_RECORDED: Route(on_usage, decode=usage_record, batch=True),
-        ev.JOB_FAILED: Route(on_job_failed, decode=typed(ev.JobFailed), batch=True),
-    }
+group: Group[Ports] = Group(
+    "usage",
+    [topics.USAGE_RECORDED.name, topics.AI_JOB_LIFECYCLE.name],
+    lambda settings: Batches(settings.usage_batch_max),
+)
 
 
 def usage_record(record: Record) -> UsageRow:
@@ -119,6 +107,7 @@ def _utc_day(occurred_at: str) -> str:
     return datetime.fromisoformat(occurred_at).astimezone(UTC).date().isoformat()
 
 
+@group.on(ev.USAGE_RECORDED, decode=usage_record, batch=True)
 async def handle_usage(rows: list[UsageRow], ports: Ports) -> None:
     await usage_store.record_batch(ports.db, rows)
     spends = await usage_store.spend_of(ports.db, usage_store.spend_keys(rows))
@@ -126,6 +115,7 @@ async def handle_usage(rows: list[UsageRow], ports: Ports) -> None:
     await _announce_thresholds(spends, ports)
 
 
+@group.on(ev.JOB_FAILED, ev.JobFailed, batch=True)
 async def handle_job_failed(events: list[Envelope[ev.JobFailed]], ports: Ports) -> None:
     """A failed job never reports usage: give its reservation back now, not at expiry."""
     by_tenant: dict[uuid.UUID, list[str]] = defaultdict(list)

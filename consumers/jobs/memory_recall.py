@@ -19,7 +19,7 @@ from infra.vectors.recall import MemoryRecall
 from schemas import jobs as jobs_ev
 from schemas import memory as ev
 from schemas import topics
-from schemas.envelope import Actor, Envelope, RawEnvelope
+from schemas.envelope import Actor, Envelope
 from schemas.versions import follow_up
 
 # What the block says about itself; every memory inside is escaped, so none can close it.
@@ -32,7 +32,7 @@ CLOSE = "</memories>"
 
 
 async def with_memories(
-    raw: RawEnvelope, job: jobs_ev.ChatJob, messages: list[Message], recall: MemoryRecall | None
+    raw: Envelope[Any], job: jobs_ev.ChatJob, messages: list[Message], recall: MemoryRecall | None
 ) -> list[Message]:
     if job.memory is None or recall is None:
         return messages
@@ -53,7 +53,7 @@ def memory_block(found: list[str]) -> str:
 
 
 def remember_exchange(
-    raw: RawEnvelope,
+    raw: Envelope[Any],
     job: jobs_ev.ChatJob,
     answer: str,
     actor: Actor,

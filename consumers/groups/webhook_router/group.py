@@ -1,10 +1,5 @@
 """The webhook-router group: applies tenants' rules to verified webhooks.
 
-| topic            | event type       | handler             |
-|------------------|------------------|---------------------|
-| webhook.received | webhook.received | on_webhook_received |
-| ai.job.lifecycle | ai.job.succeeded | on_job_succeeded    |
-
 A matching rule starts an AI job (a job row and `ai.job.requested`, as the
 ingress does) and/or an integration action, each admitted first against the
 tenant's rate limits and budget (admission.py); a refused one fails visibly.
@@ -19,10 +14,9 @@ are failed (`give_up`).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
 
-from consumers.webhook_router.admission import Limits
-from consumers.webhook_router.routing import (
+from consumers.groups.webhook_router.admission import Limits
+from consumers.groups.webhook_router.routing import (
     GROUP,
     Ports,
     handle_job_succeeded,
@@ -30,40 +24,38 @@ from consumers.webhook_router.routing import (
 )
 from infra.db import jobs as job_store
 from infra.db import webhooks as store
-from infra.kafka.routes import Route
+from infra.kafka.group import Group
+from infra.kafka.policies import Each
 from schemas import integrations as integration_events
 from schemas import jobs as job_events
 from schemas import topics
-from schemas.envelope import RawEnvelope
+from schemas.envelope import Envelope
 from schemas.ids import derived_id
 
-TOPICS = [topics.WEBHOOK_RECEIVED.name, topics.AI_JOB_LIFECYCLE.name]
+__all__ = ["Limits", "Ports", "group"]
 
-__all__ = ["GROUP", "TOPICS", "Limits", "Ports", "handlers"]
+group: Group[Ports] = Group(
+    GROUP, [topics.WEBHOOK_RECEIVED.name, topics.AI_JOB_LIFECYCLE.name], lambda settings: Each(16)
+)
+group.on(integration_events.WEBHOOK_RECEIVED, integration_events.WebhookReceived)(handle_webhook)
+group.on(job_events.JOB_SUCCEEDED, job_events.JobSucceeded)(handle_job_succeeded)
 
 
-def handlers(ports: Ports) -> Mapping[str, Route]:
-    async def on_webhook_received(raw: RawEnvelope) -> None:
-        await handle_webhook(raw, ports)
+@group.gives_up(integration_events.WEBHOOK_RECEIVED)
+async def webhook_given_up(
+    raw: Envelope[integration_events.WebhookReceived], reason: str, ports: Ports
+) -> None:
+    rules = await store.rules_for(ports.db, raw.tenant_id, raw.payload.endpoint_id)
+    await _fail_started(raw.id, [rule.id for rule in rules], reason, ports)
 
-    async def webhook_given_up(raw: RawEnvelope, reason: str) -> None:
-        webhook = integration_events.WebhookReceived.model_validate(raw.payload)
-        rules = await store.rules_for(ports.db, raw.tenant_id, webhook.endpoint_id)
-        await _fail_started(raw.id, [rule.id for rule in rules], reason, ports)
 
-    async def on_job_succeeded(raw: RawEnvelope) -> None:
-        await handle_job_succeeded(raw, ports)
-
-    async def job_succeeded_given_up(raw: RawEnvelope, reason: str) -> None:
-        succeeded = job_events.JobSucceeded.model_validate(raw.payload)
-        run = await store.get_rule_run(ports.db, succeeded.job_id)
-        if run is not None:
-            await _fail_started(raw.id, [run.rule_id], reason, ports)
-
-    return {
-        integration_events.WEBHOOK_RECEIVED: Route(on_webhook_received, give_up=webhook_given_up),
-        job_events.JOB_SUCCEEDED: Route(on_job_succeeded, give_up=job_succeeded_given_up),
-    }
+@group.gives_up(job_events.JOB_SUCCEEDED)
+async def job_succeeded_given_up(
+    raw: Envelope[job_events.JobSucceeded], reason: str, ports: Ports
+) -> None:
+    run = await store.get_rule_run(ports.db, raw.payload.job_id)
+    if run is not None:
+        await _fail_started(raw.id, [run.rule_id], reason, ports)
 
 
 async def _fail_started(

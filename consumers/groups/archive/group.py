@@ -1,15 +1,11 @@
 """The archive group: every event of every topic, dead letters included, kept in S3.
 
-| topics                         | effect                                          |
-|--------------------------------|-------------------------------------------------|
-| every declared topic and .dlq  | gzipped JSON lines per topic, partition, hour;  |
-|                                | a manifest per object; an event_log row per     |
-|                                | event (the audit trail's index)                 |
-
-Runs on `Batches`: a list is written, then its offsets are committed, so a
-crash loses nothing and a redo overwrites the same objects (named by their
-first offset). The event_log insert ignores rows it already has. A record
-that is no envelope goes to its topic's dead letters (those are kept as is).
+Gzipped JSON lines per topic, partition and hour, a manifest per object, and an
+event_log row per event (the audit trail's index). Runs on `Batches`: a list is
+written, then its offsets are committed, so a crash loses nothing and a redo
+overwrites the same objects (named by their first offset). The event_log insert
+ignores rows it already has. A record that is no envelope goes to its topic's
+dead letters (those are kept as is).
 """
 
 from __future__ import annotations
@@ -18,7 +14,7 @@ import json
 import logging
 import uuid
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,16 +24,14 @@ from infra.archive.format import StoredRecord, encode, manifest_key, object_key
 from infra.db import event_log
 from infra.db.engine import Database
 from infra.kafka.codec import decode_stored
-from infra.kafka.routes import ANY, Record, Route
+from infra.kafka.group import Group
+from infra.kafka.policies import Batches
+from infra.kafka.routes import ANY, Record
 from infra.s3 import ObjectStore
 from infra.settings import Settings
 from schemas import topics
 
 log = logging.getLogger(__name__)
-
-GROUP = "archive"
-TOPICS = [name for t in topics.ALL for name in (t.name, t.dead_letter)]
-
 
 Records = Sequence[ConsumerRecord[bytes, bytes]]
 
@@ -49,11 +43,11 @@ class Ports:
     store: ObjectStore
 
 
-def handlers(ports: Ports) -> Mapping[str, Route]:
-    async def on_records(records: list[Record]) -> None:
-        await archive_batch(records, ports)
-
-    return {ANY: Route(on_records, decode=archivable, batch=True)}
+group: Group[Ports] = Group(
+    "archive",
+    [name for t in topics.ALL for name in (t.name, t.dead_letter)],
+    lambda settings: Batches(settings.archive_batch_events, settings.archive_batch_age_s),
+)
 
 
 def archivable(record: Record) -> Record:
@@ -76,6 +70,7 @@ def stored(record: ConsumerRecord[bytes, bytes]) -> StoredRecord:
     )
 
 
+@group.on(ANY, decode=archivable, batch=True)
 async def archive_batch(records: Records, ports: Ports) -> None:
     """Write the batch's objects and manifests, then index its events."""
     groups: dict[tuple[str, int, str], list[StoredRecord]] = defaultdict(list)

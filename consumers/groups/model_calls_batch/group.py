@@ -1,8 +1,4 @@
-"""The batch lane: the `model-calls-batch` group runs batch lines' chat jobs in waves.
-
-| topic                  | event type       | handler     |
-|------------------------|------------------|-------------|
-| ai.job.requested.batch | ai.job.requested | handle_wave |
+"""The `model-calls-batch` group: runs the chat jobs of batch lines in waves.
 
 A wave is one poll of at most `batch_lane_concurrency` requests: their job
 rows turn `running` in one statement, their calls run side by side, their
@@ -20,21 +16,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
 
-from consumers.model_calls import chat_request
-from consumers.retry_events import announce_retry
+from consumers.jobs.requests import chat_request
+from consumers.jobs.retries import announce_retry
 from infra.db import job_waves
 from infra.db.engine import Database
 from infra.db.models import Job, JobResult
 from infra.errors import PermanentError, TransientError
-from infra.kafka.policies import calling_models
+from infra.kafka.group import Group
+from infra.kafka.policies import Batches, calling_models
 from infra.kafka.publisher import Publisher
-from infra.kafka.routes import Route, typed
 from infra.providers.base import Completion
 from infra.routing.catalog import ModelCatalog
 from infra.routing.gateway import Gateway, Served
@@ -45,9 +41,6 @@ from schemas.versions import follow_up
 
 log = logging.getLogger(__name__)
 
-GROUP = "model-calls-batch"
-TOPICS = [topics.AI_JOB_REQUESTED_BATCH.name]
-SYSTEM = Actor(kind="system", id=GROUP)
 Request = Envelope[ev.JobRequested]
 Outgoing = list[tuple[str, Envelope[Any]]]
 
@@ -59,22 +52,16 @@ class Ports:
     gateway: Gateway  # routes, and prices by its catalog
 
 
-def handlers(ports: Ports) -> Mapping[str, Route]:
-    async def on_wave(events: list[Request]) -> None:
-        await handle_wave(events, ports)
-
-    async def give_up(event: Request, reason: str) -> None:
-        failure = job_waves.Failure(event.id, event.payload.job_id, reason)
-        if await job_waves.finish_jobs(ports.db, GROUP, [], [failure]):
-            # The batch counts its lines by these outcomes: without it, it never finishes.
-            await ports.publisher.publish_many(_failed(event, reason))
-
-    wave = Route(
-        on_wave, decode=typed(ev.JobRequested), batch=True, give_up=give_up, retry=calling_models
-    )
-    return {ev.JOB_REQUESTED: wave}
+# A wave is one poll: never more lines than may be in flight at once.
+group: Group[Ports] = Group(
+    "model-calls-batch",
+    [topics.AI_JOB_REQUESTED_BATCH.name],
+    lambda settings: Batches(settings.batch_lane_concurrency),
+)
+SYSTEM = Actor(kind="system", id=group.name)
 
 
+@group.on(ev.JOB_REQUESTED, ev.JobRequested, batch=True, retry=calling_models)
 async def handle_wave(events: Sequence[Request], ports: Ports) -> None:
     # A fan-out redone after a crash may put a line on the lane twice.
     unique = list({e.id: e for e in events}.values())
@@ -97,7 +84,7 @@ async def handle_wave(events: Sequence[Request], ports: Ports) -> None:
     await announced
     results = [o for o in outcomes if isinstance(o, JobResult)]
     failures = [o for o in outcomes if isinstance(o, job_waves.Failure)]
-    claimed = await job_waves.finish_jobs(ports.db, GROUP, results, failures)
+    claimed = await job_waves.finish_jobs(ports.db, group.name, results, failures)
     by_event = {e.id: e for e in running}
     outgoing: Outgoing = []
     for result in results:
@@ -209,3 +196,11 @@ def _job_row(event: Request) -> Job:
 
 def _follow_up(event: Request, type_: str, payload: BaseModel, purpose: str) -> Envelope[Any]:
     return follow_up(event, type_, payload, purpose, SYSTEM)
+
+
+@group.gives_up(ev.JOB_REQUESTED)
+async def give_up(event: Request, reason: str, ports: Ports) -> None:
+    failure = job_waves.Failure(event.id, event.payload.job_id, reason)
+    if await job_waves.finish_jobs(ports.db, group.name, [], [failure]):
+        # The batch counts its lines by these outcomes: without it, it never finishes.
+        await ports.publisher.publish_many(_failed(event, reason))

@@ -10,14 +10,14 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from consumers import chat_memory
-from consumers.model_calls.answers import Answer
-from consumers.model_calls.ports import GROUP, SYSTEM, Ports
+from consumers.groups.model_calls.answers import Answer
+from consumers.groups.model_calls.ports import GROUP, SYSTEM, Ports
+from consumers.jobs import memory_recall as chat_memory
 from infra.db import jobs as job_store
 from infra.db.jobs import Outcome
 from schemas import jobs as ev
 from schemas import topics, versions
-from schemas.envelope import Envelope, RawEnvelope
+from schemas.envelope import Envelope
 from schemas.money import usd_text
 
 
@@ -29,7 +29,7 @@ async def emit(ports: Ports, request: ev.JobRequested, type_: str, data: dict[st
 
 
 async def fail(
-    raw: RawEnvelope, request: ev.JobRequested, error: str, ports: Ports,
+    raw: Envelope[Any], request: ev.JobRequested, error: str, ports: Ports,
     *, status: int | None = None, retry_after: float | None = None,
 ) -> None:  # fmt: skip
     if not await job_store.fail_job(ports.db, GROUP, raw.id, request.job_id, error):
@@ -52,7 +52,7 @@ async def fail(
 
 
 async def announce_success(
-    raw: RawEnvelope, request: ev.JobRequested, answer: Answer, ports: Ports
+    raw: Envelope[Any], request: ev.JobRequested, answer: Answer, ports: Ports
 ) -> None:
     result = answer.result
     usage = ev.TokenUsage(input_tokens=result.input_tokens, output_tokens=result.output_tokens)
@@ -71,7 +71,7 @@ async def announce_success(
 
 
 async def publish_outcome(
-    raw: RawEnvelope, request: ev.JobRequested, result: Outcome, ports: Ports
+    raw: Envelope[Any], request: ev.JobRequested, result: Outcome, ports: Ports
 ) -> None:
     usage = ev.TokenUsage(input_tokens=result.input_tokens, output_tokens=result.output_tokens)
     kind = "embedding" if request.job.kind == "embedding" else "model_call"
@@ -102,7 +102,7 @@ async def publish_outcome(
     )  # fmt: skip
 
 
-async def announce_again(raw: RawEnvelope, request: ev.JobRequested, ports: Ports) -> None:
+async def announce_again(raw: Envelope[Any], request: ev.JobRequested, ports: Ports) -> None:
     """A redelivered, already handled event: re-publish its outcome with the same ids.
 
     Covers a crash between the database commit and the publish; consumers of
@@ -120,5 +120,5 @@ async def announce_again(raw: RawEnvelope, request: ev.JobRequested, ports: Port
         )
 
 
-def follow_up(raw: RawEnvelope, type_: str, payload: BaseModel, purpose: str) -> Envelope[Any]:
+def follow_up(raw: Envelope[Any], type_: str, payload: BaseModel, purpose: str) -> Envelope[Any]:
     return versions.follow_up(raw, type_, payload, purpose, SYSTEM)

@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from consumers.model_calls.ports import Ports
+from consumers.groups.model_calls.ports import Ports
 from infra.db.jobs import Outcome
 from infra.routing.gateway import Served
 from schemas import jobs as ev

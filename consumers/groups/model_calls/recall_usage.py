@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
-from consumers.model_calls.outcomes import follow_up
-from consumers.model_calls.ports import Ports
+from consumers.groups.model_calls.outcomes import follow_up
+from consumers.groups.model_calls.ports import Ports
 from infra.embeddings.metering import embedding_usage
 from infra.vectors.recall import MemoryRecall
 from schemas import jobs as ev
 from schemas import topics
-from schemas.envelope import RawEnvelope
+from schemas.envelope import Envelope
 from schemas.ids import derived_id
 
 
@@ -19,7 +20,7 @@ class MeteredRecall:
     from the job's request, so the recall of a job tried again is counted once."""
 
     def __init__(
-        self, recall: MemoryRecall, raw: RawEnvelope, request: ev.JobRequested, ports: Ports
+        self, recall: MemoryRecall, raw: Envelope[Any], request: ev.JobRequested, ports: Ports
     ) -> None:
         self._recall = recall
         self._raw = raw

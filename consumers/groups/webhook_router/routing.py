@@ -7,8 +7,13 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from consumers.webhook_router.admission import BUDGET_EXCEEDED, Limits, admit_action, admit_job
-from consumers.webhook_router.templates import matches, render, render_text
+from consumers.groups.webhook_router.admission import (
+    BUDGET_EXCEEDED,
+    Limits,
+    admit_action,
+    admit_job,
+)
+from consumers.groups.webhook_router.templates import matches, render, render_text
 from infra.db import actions as action_store
 from infra.db import jobs as job_store
 from infra.db import webhooks as store
@@ -20,7 +25,7 @@ from infra.redis import JobStreams
 from schemas import integrations as iev
 from schemas import jobs as jev
 from schemas import topics
-from schemas.envelope import Actor, Envelope, RawEnvelope
+from schemas.envelope import Actor, Envelope
 from schemas.ids import derived_id
 from schemas.versions import follow_up
 
@@ -39,8 +44,8 @@ class Ports:
     limits: Limits
 
 
-async def handle_webhook(raw: RawEnvelope, ports: Ports) -> None:
-    webhook = iev.WebhookReceived.model_validate(raw.payload)
+async def handle_webhook(raw: Envelope[iev.WebhookReceived], ports: Ports) -> None:
+    webhook = raw.payload
     payload = webhook.payload or {}
     context = {
         "payload": payload,
@@ -58,8 +63,8 @@ async def handle_webhook(raw: RawEnvelope, ports: Ports) -> None:
             await _request_action(raw, raw.tenant_id, rule.action, params, f"rule:{rule.id}", ports)
 
 
-async def handle_job_succeeded(raw: RawEnvelope, ports: Ports) -> None:
-    succeeded = jev.JobSucceeded.model_validate(raw.payload)
+async def handle_job_succeeded(raw: Envelope[jev.JobSucceeded], ports: Ports) -> None:
+    succeeded = raw.payload
     run = await store.get_rule_run(ports.db, succeeded.job_id)
     if run is None:
         return  # not a job a rule is waiting on
@@ -72,7 +77,7 @@ async def handle_job_succeeded(raw: RawEnvelope, ports: Ports) -> None:
     await _request_action(raw, run.tenant_id, run.action, params, f"rule:{run.rule_id}", ports)
 
 
-async def _start_job(raw: RawEnvelope, rule: Rule, context: dict[str, Any], ports: Ports) -> None:
+async def _start_job(raw: Envelope[Any], rule: Rule, context: dict[str, Any], ports: Ports) -> None:
     assert rule.job is not None
     template = iev.RuleJob.model_validate(rule.job)
     messages = [jev.ChatMessage(role="user", content=render_text(template.prompt, context))]
@@ -126,7 +131,7 @@ async def _start_job(raw: RawEnvelope, rule: Rule, context: dict[str, Any], port
 
 
 async def _refuse(
-    raw: RawEnvelope, job_id: uuid.UUID, error: str, failed: Envelope[Any], ports: Ports
+    raw: Envelope[Any], job_id: uuid.UUID, error: str, failed: Envelope[Any], ports: Ports
 ) -> None:
     """A job that admission refused fails visibly: its row, its stream and its outcome.
 
@@ -141,7 +146,7 @@ async def _refuse(
 
 
 async def _request_action(
-    raw: RawEnvelope,
+    raw: Envelope[Any],
     tenant_id: uuid.UUID,
     action: dict[str, Any],
     params: Any,

@@ -1,0 +1,1 @@
+"""The archive consumer group (declared in group.py)."""

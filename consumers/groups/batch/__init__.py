@@ -1,0 +1,1 @@
+"""The batch consumer group (declared in group.py)."""

@@ -1,0 +1,1 @@
+"""The integrations consumer group (declared in group.py)."""

@@ -1,0 +1,1 @@
+"""The memory consumer group (declared in group.py)."""

@@ -1,0 +1,1 @@
+"""The model_calls consumer group (declared in group.py)."""

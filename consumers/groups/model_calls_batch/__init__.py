@@ -1,0 +1,1 @@
+"""The model_calls_batch consumer group (declared in group.py)."""

@@ -1,0 +1,1 @@
+"""The usage consumer group (declared in group.py)."""

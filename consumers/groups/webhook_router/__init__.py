@@ -1,0 +1,1 @@
+"""The webhook_router consumer group (declared in group.py)."""

@@ -1,0 +1,1 @@
+"""Job logic several groups share: the chat request, retries, memory recall."""

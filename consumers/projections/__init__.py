@@ -1,0 +1,1 @@
+"""The read models that replay rebuilds from events alone (replay-only groups)."""

@@ -1,0 +1,100 @@
+"""The memory-projection group: memories and their chunks, rebuilt from events alone.
+
+Runs only in replay (`ayush replay --into-group memory-projection`): live, the
+ingress and the memory group write these rows. It never embeds: the vectors
+come from `memory.stored`, as the memory group stored them, into the pgvector
+store of the database being rebuilt. Forgets go through the memory group's
+own handlers. Idempotent by event id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from consumers.groups.memory.group import Ports as MemoryPorts
+from consumers.groups.memory.group import handle_forget, handle_forget_user
+from infra.db import memories as rows
+from infra.db.engine import Database
+from infra.db.idempotency import is_processed
+from infra.errors import PermanentError
+from infra.kafka.group import Group
+from infra.settings import Settings
+from infra.vectors.base import Chunk
+from infra.vectors.pgvector import PgVectorStore
+from schemas import memory as ev
+from schemas import topics
+from schemas.envelope import Envelope
+
+
+class NoEmbedder:
+    """The projection's embedder: replay takes vectors from events, so embedding is a bug."""
+
+    model = "none"
+    dim = 0
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        raise PermanentError("a replay never embeds: vectors come from memory.stored")
+
+
+group: Group[MemoryPorts] = Group(
+    "memory-projection", [topics.MEMORY_COMMANDS.name, topics.MEMORY_EVENTS.name], replay_only=True
+)
+group.on(ev.MEMORY_FORGET, ev.Forget)(handle_forget)
+group.on(ev.MEMORY_FORGET_USER, ev.ForgetUser)(handle_forget_user)
+
+
+def projection_ports(settings: Settings, db: Database) -> MemoryPorts:
+    """The memory group's ports over the database being rebuilt, with no embedder."""
+    store = PgVectorStore(db, dim=settings.memory_embedding_dim)
+    return MemoryPorts(settings, db, NoEmbedder(), store, group=group.name)
+
+
+@group.on(ev.MEMORY_REMEMBER, ev.Remember)
+async def on_remember(raw: Envelope[ev.Remember], memory: MemoryPorts) -> None:
+    # Live, the ingress writes the pending row when it accepts the memory.
+    cmd = raw.payload
+    await rows.insert_pending(
+        memory.db, raw.tenant_id, cmd.memory_id, cmd.user_id, cmd.text, cmd.metadata
+    )
+
+
+@group.on(ev.MEMORY_EMBED_FAILED, ev.EmbedFailed)
+async def on_embed_failed(raw: Envelope[ev.EmbedFailed], memory: MemoryPorts) -> None:
+    failed = raw.payload
+    row = await _remembered(memory, raw, failed.memory_id)
+    await rows.fail_remember(
+        memory.db, group.name, raw.id, raw.tenant_id, row.id, row.user_id, row.text,
+        row.metadata, failed.error,
+    )  # fmt: skip
+
+
+@group.on(ev.MEMORY_STORED, ev.Stored)
+async def handle_stored(raw: Envelope[ev.Stored], memory: MemoryPorts) -> None:
+    """What the memory group's remember does after embedding, with the event's vectors."""
+    stored = raw.payload
+    if await is_processed(memory.db, group.name, raw.id):
+        return
+    row = await _remembered(memory, raw, stored.memory_id)
+    tenant, user = raw.tenant_id, stored.user_id
+    chunks = [
+        Chunk(stored.memory_id, tenant, user, stored.first_chunk + i, text, stored.model,
+              ev.unpack_vector(vector), row.metadata)
+        for i, (text, vector) in enumerate(zip(stored.texts, stored.vectors, strict=True))
+    ]  # fmt: skip
+    if stored.replace and stored.first_chunk == 0:
+        await memory.store.delete(tenant, user, [stored.memory_id])
+    await memory.store.upsert(chunks)
+    kept = await rows.finish_remember(
+        memory.db, group.name, raw.id, tenant, row.id, row.user_id, row.text, row.metadata,
+        chunks=stored.chunks, model=stored.model, dim=stored.dim,
+    )  # fmt: skip
+    if not kept:
+        await memory.store.delete(tenant, user, [stored.memory_id])
+
+
+async def _remembered(memory: MemoryPorts, raw: Envelope[Any], memory_id: object) -> rows.MemoryRow:
+    row = await rows.get_memory(memory.db, raw.tenant_id, memory_id)  # type: ignore[arg-type]
+    if row is None:
+        raise PermanentError(f"{raw.type} {raw.id}: its memory.remember is not in the replay")
+    return row
