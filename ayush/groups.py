@@ -140,9 +140,15 @@ async def _model_calls_ports(
         stack.push_async_callback(backend.close)
         recall = StoreRecall(backend)
     return model_calls.Ports(
-        settings, db, streams, publisher, gateway, cache,
-        replay=replay, recall=recall,
-    )  # fmt: skip
+        settings,
+        db,
+        streams,
+        publisher,
+        gateway,
+        cache,
+        replay=replay,
+        recall=recall,
+    )
 
 
 async def _model_calls(

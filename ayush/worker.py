@@ -66,5 +66,9 @@ async def run_worker(settings: Settings, group: str) -> None:
             )
         waiter.cancel()
         await runner
-        log.info("worker %s stopped: %d handled, %d dead-lettered",
-                 group, consumer.handled, consumer.dead_lettered)  # fmt: skip
+        log.info(
+            "worker %s stopped: %d handled, %d dead-lettered",
+            group,
+            consumer.handled,
+            consumer.dead_lettered,
+        )

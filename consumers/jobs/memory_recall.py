@@ -17,7 +17,7 @@ from typing import Any
 from infra.providers.base import Message
 from infra.vectors.recall import MemoryRecall
 from schemas import jobs as jobs_ev
-from schemas import memory as ev
+from schemas import memory as memory_events
 from schemas import topics
 from schemas.envelope import Actor, Envelope
 from schemas.versions import follow_up
@@ -64,8 +64,8 @@ def remember_exchange(
     embedding billed to the job's key)."""
     if job.memory is None or not job.memory.remember:
         return []
-    command = ev.Remember(
-        memory_id=ev.derived_memory_id(raw.id, "memory"),
+    command = memory_events.Remember(
+        memory_id=memory_events.derived_memory_id(raw.id, "memory"),
         user_id=job.memory.user_id,
         text=f"user: {_last_user(job)}\nassistant: {answer}"[:200_000],
         metadata={"source": "chat", "job_id": str(raw.correlation_id)},
@@ -73,8 +73,10 @@ def remember_exchange(
         api_key_id=api_key_id,
     )
     # Correlated by the user, as their other memory commands: kept in order with them.
-    user = ev.user_key(raw.tenant_id, job.memory.user_id)
-    envelope = follow_up(raw, ev.MEMORY_REMEMBER, command, "remember", actor, correlation_id=user)
+    user = memory_events.user_key(raw.tenant_id, job.memory.user_id)
+    envelope = follow_up(
+        raw, memory_events.MEMORY_REMEMBER, command, "remember", actor, correlation_id=user
+    )
     return [(topics.MEMORY_COMMANDS.name, envelope)]
 
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from infra.providers.base import ChatRequest, Image, Message, Tool, ToolCall
-from schemas import jobs as ev
+from schemas import jobs as job_events
 
 
-def chat_request(job: ev.ChatJob) -> ChatRequest:
-    forced = job.tool_choice.name if isinstance(job.tool_choice, ev.ForcedTool) else None
+def chat_request(job: job_events.ChatJob) -> ChatRequest:
+    forced = job.tool_choice.name if isinstance(job.tool_choice, job_events.ForcedTool) else None
     return ChatRequest(
         model=job.model,
         messages=[
@@ -36,5 +36,5 @@ def chat_request(job: ev.ChatJob) -> ChatRequest:
     )
 
 
-def _part(part: ev.TextPart | ev.ImagePart) -> str | Image:
-    return part.text if isinstance(part, ev.TextPart) else Image(part.url, part.detail)
+def _part(part: job_events.TextPart | job_events.ImagePart) -> str | Image:
+    return part.text if isinstance(part, job_events.TextPart) else Image(part.url, part.detail)

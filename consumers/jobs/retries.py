@@ -13,7 +13,7 @@ from typing import Any
 
 from infra.errors import TransientError
 from infra.kafka.publisher import Publisher
-from schemas import jobs as ev
+from schemas import jobs as job_events
 from schemas import topics
 from schemas.envelope import Actor, Envelope
 from schemas.ids import uuid7
@@ -34,14 +34,16 @@ async def announce_retry(
     A lost retry event must not fail the job: a publish that fails is logged.
     Every retry is its own event, so its id is not derived from the cause alone.
     """
-    payload = ev.JobRetrying(
-        job_id=job_id, provider=str(info.get("provider", "")),
-        attempt=max(2, int(info.get("attempt", 2))), error=str(info.get("error", ""))[:2000],
-    )  # fmt: skip
+    payload = job_events.JobRetrying(
+        job_id=job_id,
+        provider=str(info.get("provider", "")),
+        attempt=max(2, int(info.get("attempt", 2))),
+        error=str(info.get("error", ""))[:2000],
+    )
     try:
         await publisher.publish(
             topics.AI_JOB_LIFECYCLE.name,
-            follow_up(cause, ev.JOB_RETRYING, payload, f"retrying:{uuid7()}", actor),
+            follow_up(cause, job_events.JOB_RETRYING, payload, f"retrying:{uuid7()}", actor),
         )
     except TransientError as exc:
         log.warning("job %s: retry event not published: %s", job_id, exc)

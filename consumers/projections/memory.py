@@ -22,7 +22,7 @@ from infra.kafka.group import Group
 from infra.settings import Settings
 from infra.vectors.base import Chunk
 from infra.vectors.pgvector import PgVectorStore
-from schemas import memory as ev
+from schemas import memory as memory_events
 from schemas import topics
 from schemas.envelope import Envelope
 
@@ -40,8 +40,8 @@ class NoEmbedder:
 group: Group[MemoryPorts] = Group(
     "memory-projection", [topics.MEMORY_COMMANDS.name, topics.MEMORY_EVENTS.name], replay_only=True
 )
-group.on(ev.MEMORY_FORGET, ev.Forget)(handle_forget)
-group.on(ev.MEMORY_FORGET_USER, ev.ForgetUser)(handle_forget_user)
+group.on(memory_events.MEMORY_FORGET, memory_events.Forget)(handle_forget)
+group.on(memory_events.MEMORY_FORGET_USER, memory_events.ForgetUser)(handle_forget_user)
 
 
 def projection_ports(settings: Settings, db: Database) -> MemoryPorts:
@@ -50,8 +50,8 @@ def projection_ports(settings: Settings, db: Database) -> MemoryPorts:
     return MemoryPorts(settings, db, NoEmbedder(), store, group=group.name)
 
 
-@group.on(ev.MEMORY_REMEMBER, ev.Remember)
-async def on_remember(raw: Envelope[ev.Remember], memory: MemoryPorts) -> None:
+@group.on(memory_events.MEMORY_REMEMBER, memory_events.Remember)
+async def on_remember(raw: Envelope[memory_events.Remember], memory: MemoryPorts) -> None:
     # Live, the ingress writes the pending row when it accepts the memory.
     cmd = raw.payload
     await rows.insert_pending(
@@ -59,18 +59,25 @@ async def on_remember(raw: Envelope[ev.Remember], memory: MemoryPorts) -> None:
     )
 
 
-@group.on(ev.MEMORY_EMBED_FAILED, ev.EmbedFailed)
-async def on_embed_failed(raw: Envelope[ev.EmbedFailed], memory: MemoryPorts) -> None:
+@group.on(memory_events.MEMORY_EMBED_FAILED, memory_events.EmbedFailed)
+async def on_embed_failed(raw: Envelope[memory_events.EmbedFailed], memory: MemoryPorts) -> None:
     failed = raw.payload
     row = await _remembered(memory, raw, failed.memory_id)
     await rows.fail_remember(
-        memory.db, group.name, raw.id, raw.tenant_id, row.id, row.user_id, row.text,
-        row.metadata, failed.error,
-    )  # fmt: skip
+        memory.db,
+        group.name,
+        raw.id,
+        raw.tenant_id,
+        row.id,
+        row.user_id,
+        row.text,
+        row.metadata,
+        failed.error,
+    )
 
 
-@group.on(ev.MEMORY_STORED, ev.Stored)
-async def handle_stored(raw: Envelope[ev.Stored], memory: MemoryPorts) -> None:
+@group.on(memory_events.MEMORY_STORED, memory_events.Stored)
+async def handle_stored(raw: Envelope[memory_events.Stored], memory: MemoryPorts) -> None:
     """What the memory group's remember does after embedding, with the event's vectors."""
     stored = raw.payload
     if await is_processed(memory.db, group.name, raw.id):
@@ -78,17 +85,34 @@ async def handle_stored(raw: Envelope[ev.Stored], memory: MemoryPorts) -> None:
     row = await _remembered(memory, raw, stored.memory_id)
     tenant, user = raw.tenant_id, stored.user_id
     chunks = [
-        Chunk(stored.memory_id, tenant, user, stored.first_chunk + i, text, stored.model,
-              ev.unpack_vector(vector), row.metadata)
+        Chunk(
+            stored.memory_id,
+            tenant,
+            user,
+            stored.first_chunk + i,
+            text,
+            stored.model,
+            memory_events.unpack_vector(vector),
+            row.metadata,
+        )
         for i, (text, vector) in enumerate(zip(stored.texts, stored.vectors, strict=True))
-    ]  # fmt: skip
+    ]
     if stored.replace and stored.first_chunk == 0:
         await memory.store.delete(tenant, user, [stored.memory_id])
     await memory.store.upsert(chunks)
     kept = await rows.finish_remember(
-        memory.db, group.name, raw.id, tenant, row.id, row.user_id, row.text, row.metadata,
-        chunks=stored.chunks, model=stored.model, dim=stored.dim,
-    )  # fmt: skip
+        memory.db,
+        group.name,
+        raw.id,
+        tenant,
+        row.id,
+        row.user_id,
+        row.text,
+        row.metadata,
+        chunks=stored.chunks,
+        model=stored.model,
+        dim=stored.dim,
+    )
     if not kept:
         await memory.store.delete(tenant, user, [stored.memory_id])
 

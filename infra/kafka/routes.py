@@ -4,16 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from functools import cache
 from typing import Any, TypeAlias
 
 from aiokafka.structs import ConsumerRecord
-from pydantic import BaseModel
 
 from infra.kafka.codec import decode_raw
 from infra.kafka.policies import RetryPolicy
 from infra.settings import Settings
-from schemas.envelope import Envelope
 
 Record: TypeAlias = ConsumerRecord[bytes, bytes]
 # The route of every record, whatever its type (the archive).
@@ -23,21 +20,6 @@ ANY = "*"
 def envelope(record: Record) -> Any:
     """The envelope with its payload left a dict (upcast to the current version)."""
     return decode_raw(record.value)
-
-
-def typed(payload: type[BaseModel]) -> Callable[[Record], Envelope[Any]]:
-    """Decodes into `Envelope[payload]` in one pass."""
-    validate = _envelope_of(payload).model_validate_json
-
-    def decode(record: Record) -> Envelope[Any]:
-        return validate(record.value or b"")
-
-    return decode
-
-
-@cache
-def _envelope_of(payload: type[BaseModel]) -> type[Envelope[Any]]:
-    return Envelope[payload]  # type: ignore[valid-type]
 
 
 @dataclass(frozen=True)

@@ -77,9 +77,7 @@ async def cluster_status(settings: Settings, groups: Mapping[str, Sequence[str]]
     await consumer.start()
     try:
         cluster = await consumer._client.fetch_all_metadata()
-        partitions = {
-            name: sorted(cluster.partitions_for_topic(name) or ()) for name in names
-        }  # fmt: skip
+        partitions = {name: sorted(cluster.partitions_for_topic(name) or ()) for name in names}
         all_tps = [TopicPartition(t, p) for t, ps in partitions.items() for p in ps]
         ends = await consumer.end_offsets(all_tps) if all_tps else {}
         topic_rows = [

@@ -50,9 +50,13 @@ def estimate_cost(job: ChatJob, models: ModelCatalog, default_output_tokens: int
 
 
 async def admit(
-    batch: Batch, lines: list[PendingLine], jobs: list[ChatJob], quotas: Quotas,
-    models: ModelCatalog, settings: Settings,
-) -> list[Refusal]:  # fmt: skip
+    batch: Batch,
+    lines: list[PendingLine],
+    jobs: list[ChatJob],
+    quotas: Quotas,
+    models: ModelCatalog,
+    settings: Settings,
+) -> list[Refusal]:
     """Reserves each line's cost (`jobs`: the lines' requests, in order); the lines refused."""
     if not lines:
         return []

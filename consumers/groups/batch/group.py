@@ -34,8 +34,8 @@ from infra.quota import Quotas
 from infra.redis import JobStreams
 from infra.routing.catalog import ModelCatalog
 from infra.settings import Settings
-from schemas import batches as bev
-from schemas import jobs as ev
+from schemas import batches as batch_events
+from schemas import jobs as job_events
 from schemas import topics
 from schemas.envelope import Actor, Envelope
 from schemas.ids import derived_id
@@ -68,33 +68,37 @@ group: Group[Ports] = Group(
 SYSTEM = Actor(kind="system", id=group.name)
 
 
-@group.on(bev.BATCH_CREATED, bev.BatchCreated, batch=True)
-async def on_created(events: list[Envelope[bev.BatchCreated]], ports: Ports) -> None:
+@group.on(batch_events.BATCH_CREATED, batch_events.BatchCreated, batch=True)
+async def on_created(events: list[Envelope[batch_events.BatchCreated]], ports: Ports) -> None:
     for event in events:
         await handle_created(event.payload, event.id, ports)
 
 
-@group.gives_up(bev.BATCH_CREATED)
-async def created_given_up(event: Envelope[bev.BatchCreated], reason: str, ports: Ports) -> None:
+@group.gives_up(batch_events.BATCH_CREATED)
+async def created_given_up(
+    event: Envelope[batch_events.BatchCreated], reason: str, ports: Ports
+) -> None:
     batch = await batch_store.get_batch(ports.db, event.payload.batch_id)
     if batch is not None:
-        internal = bev.LineError(code="internal_error", param=None, message=reason)
+        internal = batch_events.LineError(code="internal_error", param=None, message=reason)
         await _refuse(batch, [internal], ports)
 
 
-@group.on(bev.BATCH_CANCEL_REQUESTED, bev.BatchCancelRequested, batch=True)
-async def on_cancel(events: list[Envelope[bev.BatchCancelRequested]], ports: Ports) -> None:
+@group.on(batch_events.BATCH_CANCEL_REQUESTED, batch_events.BatchCancelRequested, batch=True)
+async def on_cancel(
+    events: list[Envelope[batch_events.BatchCancelRequested]], ports: Ports
+) -> None:
     for event in events:
         await handle_cancel(event.payload.batch_id, ports)
 
 
-@group.on(ev.JOB_SUCCEEDED, ev.JobSucceeded, batch=True)
-async def on_succeeded(events: list[Envelope[ev.JobSucceeded]], ports: Ports) -> None:
+@group.on(job_events.JOB_SUCCEEDED, job_events.JobSucceeded, batch=True)
+async def on_succeeded(events: list[Envelope[job_events.JobSucceeded]], ports: Ports) -> None:
     await handle_outcomes([e.payload.job_id for e in events], [], ports)
 
 
-@group.on(ev.JOB_FAILED, ev.JobFailed, batch=True)
-async def on_failed(events: list[Envelope[ev.JobFailed]], ports: Ports) -> None:
+@group.on(job_events.JOB_FAILED, job_events.JobFailed, batch=True)
+async def on_failed(events: list[Envelope[job_events.JobFailed]], ports: Ports) -> None:
     await handle_outcomes([], [e.payload.job_id for e in events], ports)
 
 
@@ -108,7 +112,7 @@ async def _announce(ports: Ports, batch: Batch, type_: str = "status") -> None:
     await ports.streams.append(batch.id, type_, data)
 
 
-async def handle_created(event: bev.BatchCreated, cause: uuid.UUID, ports: Ports) -> None:
+async def handle_created(event: batch_events.BatchCreated, cause: uuid.UUID, ports: Ports) -> None:
     batch = await batch_store.get_batch(ports.db, event.batch_id)
     if batch is None:
         raise PermanentError(f"no batch {event.batch_id}")
@@ -124,41 +128,58 @@ async def handle_created(event: bev.BatchCreated, cause: uuid.UUID, ports: Ports
         await _finalize_if_done(batch, ports)
 
 
-async def _validate_and_store(batch: Batch, event: bev.BatchCreated, ports: Ports) -> Batch | None:
+async def _validate_and_store(
+    batch: Batch, event: batch_events.BatchCreated, ports: Ports
+) -> Batch | None:
     settings = ports.settings
     stored = await batch_store.get_file(ports.db, batch.tenant_id, batch.input_file_id)
     if stored is None:
-        missing = bev.LineError(
+        missing = batch_events.LineError(
             code="invalid_file", param="input_file_id", message="the input file no longer exists"
         )
         await _refuse(batch, [missing], ports)
         return None
     data = await ports.files.get(stored.storage_key)
     requests, errors = parse_input(
-        data, endpoint=batch.endpoint,
-        max_requests=settings.batch_max_requests, max_bytes=settings.batch_max_bytes,
-        models=ports.catalog, user_id=batch.user_id,
-    )  # fmt: skip
+        data,
+        endpoint=batch.endpoint,
+        max_requests=settings.batch_max_requests,
+        max_bytes=settings.batch_max_bytes,
+        models=ports.catalog,
+        user_id=batch.user_id,
+    )
     if errors:
         await _refuse(batch, errors, ports)
         return None
     jobs, lines = [], []
-    public_id = bev.batch_public_id(batch.id)
+    public_id = batch_events.batch_public_id(batch.id)
     for request in requests:
         job_id = derived_id(batch.id, f"line:{request.line_no}")
         jobs.append(
             {
-                "id": job_id, "tenant_id": batch.tenant_id, "api_key_id": event.api_key_id,
-                "user_id": request.job.user_id, "kind": request.job.kind,
-                "model": request.job.model, "status": "queued",
+                "id": job_id,
+                "tenant_id": batch.tenant_id,
+                "api_key_id": event.api_key_id,
+                "user_id": request.job.user_id,
+                "kind": request.job.kind,
+                "model": request.job.model,
+                "status": "queued",
                 "request": request.job.model_dump(mode="json"),
                 "metadata": {**request.job.metadata, "batch_id": public_id},
-                "request_event_id": derived_id(job_id, "requested"), "attempts": 0,
+                "request_event_id": derived_id(job_id, "requested"),
+                "attempts": 0,
                 "created_at": batch.created_at,
             }
-        )  # fmt: skip
-        lines.append({"job_id": job_id, "batch_id": batch.id, "line_no": request.line_no,
-                      "custom_id": request.custom_id, "status": "pending"})  # fmt: skip
+        )
+        lines.append(
+            {
+                "job_id": job_id,
+                "batch_id": batch.id,
+                "line_no": request.line_no,
+                "custom_id": request.custom_id,
+                "status": "pending",
+            }
+        )
     started = await batch_store.add_lines(ports.db, batch.id, jobs, lines)
     if started is None:  # cancelled and finished meanwhile
         return None
@@ -166,11 +187,14 @@ async def _validate_and_store(batch: Batch, event: bev.BatchCreated, ports: Port
     return started
 
 
-async def _refuse(batch: Batch, errors: list[bev.LineError], ports: Ports) -> None:
+async def _refuse(batch: Batch, errors: list[batch_events.LineError], ports: Ports) -> None:
     failed = await batch_store.set_status(
-        ports.db, batch.id, "failed", only_from=("validating", "cancelling"),
+        ports.db,
+        batch.id,
+        "failed",
+        only_from=("validating", "cancelling"),
         errors=[e.model_dump() for e in errors],
-    )  # fmt: skip
+    )
     if failed is not None:
         await _announce(ports, failed)
         await ports.streams.append(batch.id, "done", {"status": "failed"})
@@ -181,7 +205,7 @@ async def _publish_pending(batch: Batch, cause: uuid.UUID, ports: Ports) -> None
     pending = await batch_store.pending_lines(ports.db, batch.id)
     for start in range(0, len(pending), PUBLISH_CHUNK):
         chunk = pending[start : start + PUBLISH_CHUNK]
-        jobs = [ev.ChatJob.model_validate(line.request) for line in chunk]
+        jobs = [job_events.ChatJob.model_validate(line.request) for line in chunk]
         refusals = await admit(batch, chunk, jobs, ports.quotas, ports.catalog, ports.settings)
         if refusals:
             refused = [(r.job_id, r.message) for r in refusals]
@@ -194,11 +218,18 @@ async def _publish_pending(batch: Batch, cause: uuid.UUID, ports: Ports) -> None
         for line, job in zip(chunk, jobs, strict=True):
             if line.job_id in skip:
                 continue
-            payload = ev.JobRequested(job_id=line.job_id, api_key_id=line.api_key_id, job=job)
+            payload = job_events.JobRequested(
+                job_id=line.job_id, api_key_id=line.api_key_id, job=job
+            )
             envelope = Envelope[Any](
-                id=line.request_event_id, type=ev.JOB_REQUESTED, tenant_id=batch.tenant_id,
-                actor=SYSTEM, correlation_id=line.job_id, causation_id=cause, payload=payload,
-            )  # fmt: skip
+                id=line.request_event_id,
+                type=job_events.JOB_REQUESTED,
+                tenant_id=batch.tenant_id,
+                actor=SYSTEM,
+                correlation_id=line.job_id,
+                causation_id=cause,
+                payload=payload,
+            )
             items.append((topics.AI_JOB_REQUESTED_BATCH.name, envelope))
         await ports.publisher.publish_many(items)
     await _finalize_if_done(batch, ports)
@@ -261,14 +292,16 @@ async def _finalize_if_done(batch: Batch, ports: Ports) -> None:
     )
     current = await batch_store.get_batch(ports.db, batch.id) or batch
     final = (
-        "expired" if current.expired_at
-        else "cancelled" if current.cancelling_at
-        else "completed"
-    )  # fmt: skip
+        "expired" if current.expired_at else "cancelled" if current.cancelling_at else "completed"
+    )
     done = await batch_store.set_status(
-        ports.db, batch.id, final, only_from=("finalizing", "cancelling"),
-        output_file_id=output_id, error_file_id=error_id,
-    )  # fmt: skip
+        ports.db,
+        batch.id,
+        final,
+        only_from=("finalizing", "cancelling"),
+        output_file_id=output_id,
+        error_file_id=error_id,
+    )
     if done is not None:
         await _announce(ports, done)
         await ports.streams.append(batch.id, "done", {"status": final})

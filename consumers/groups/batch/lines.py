@@ -106,15 +106,20 @@ def _parse_line(
         raise _refuse(line_no, "invalid_request", "a line must be a JSON object")
     custom_id = item.get("custom_id")
     if not isinstance(custom_id, str) or not custom_id or len(custom_id) > 500:
-        raise _refuse(line_no, "missing_required_parameter",
-                      "custom_id must be a non-empty string", "custom_id")  # fmt: skip
+        raise _refuse(
+            line_no,
+            "missing_required_parameter",
+            "custom_id must be a non-empty string",
+            "custom_id",
+        )
     if "\x00" in custom_id:  # stored as text, where Postgres takes no NUL
         raise _refuse(line_no, "invalid_value", "custom_id holds a NUL character", "custom_id")
     if item.get("method", "POST") != "POST":
         raise _refuse(line_no, "invalid_value", "method must be POST", "method")
     if item.get("url") != endpoint:
-        raise _refuse(line_no, "mismatched_endpoint",
-                      f"url must be the batch's endpoint {endpoint}", "url")  # fmt: skip
+        raise _refuse(
+            line_no, "mismatched_endpoint", f"url must be the batch's endpoint {endpoint}", "url"
+        )
     try:
         job = chat_job_from_body(item.get("body"), metadata={"custom_id": custom_id[:200]})
     except BodyError as exc:

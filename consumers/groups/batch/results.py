@@ -31,11 +31,15 @@ def _result_line(line: batch_progress.LineResult) -> tuple[bool, dict[str, Any]]
     if line.status == "succeeded" and line.text is not None:
         created = int(line.created_at.timestamp()) if line.created_at else 0
         body = completion_body(
-            completion_id=f"chatcmpl-{line.job_id.hex}", created=created, model=line.model or "",
-            text=line.text, finish_reason=line.finish_reason,
-            input_tokens=line.input_tokens, output_tokens=line.output_tokens,
+            completion_id=f"chatcmpl-{line.job_id.hex}",
+            created=created,
+            model=line.model or "",
+            text=line.text,
+            finish_reason=line.finish_reason,
+            input_tokens=line.input_tokens,
+            output_tokens=line.output_tokens,
             tool_calls=line.tool_calls,
-        )  # fmt: skip
+        )
         response = {"status_code": 200, "request_id": line.job_id.hex, "body": body}
         return True, {**base, "response": response, "error": None}
     code = NOT_RUN.get(line.status, "request_failed")
@@ -68,10 +72,14 @@ async def write_results(
         await batch_store.insert_file(
             db,
             StoredFile(
-                id=file_id, tenant_id=tenant_id, user_id=user_id,
-                filename=f"batch_{batch_id.hex}_{purpose}.jsonl", purpose="batch_output",
-                bytes=len(data), storage_key=key,
+                id=file_id,
+                tenant_id=tenant_id,
+                user_id=user_id,
+                filename=f"batch_{batch_id.hex}_{purpose}.jsonl",
+                purpose="batch_output",
+                bytes=len(data),
+                storage_key=key,
             ),
-        )  # fmt: skip
+        )
         ids.append(file_id)
     return ids[0], ids[1]

@@ -39,8 +39,8 @@ from infra.kafka.publisher import Publisher
 from infra.redis import JobStreams
 from infra.settings import Settings
 from infra.vault import Sealed, Vault
-from schemas import integrations as ev
-from schemas import jobs as jev
+from schemas import integrations as integration_events
+from schemas import jobs as job_events
 from schemas import topics
 from schemas.envelope import Actor, Envelope
 from schemas.versions import follow_up
@@ -66,10 +66,10 @@ group: Group[Ports] = Group(
     lambda settings: Each(settings.integrations_concurrency),
 )
 SYSTEM = Actor(kind="system", id=group.name)
-Request = Envelope[ev.ActionRequested]
+Request = Envelope[integration_events.ActionRequested]
 
 
-@group.on(ev.ACTION_REQUESTED, ev.ActionRequested)
+@group.on(integration_events.ACTION_REQUESTED, integration_events.ActionRequested)
 async def handle_action_requested(raw: Request, ports: Ports) -> None:
     request = raw.payload
     if await job_store.is_processed(ports.db, group.name, raw.id):
@@ -84,10 +84,16 @@ async def handle_action_requested(raw: Request, ports: Ports) -> None:
         log.info("action %s: already done; not calling again", request.job_id)
         return
     if begun.outcome == "in_doubt":
-        await _finish(raw, request, ports, calls=0, error=(
-            "an earlier call to the vendor was interrupted and its outcome is unknown; "
-            "it is not repeated, so the action cannot happen twice"
-        ))  # fmt: skip
+        await _finish(
+            raw,
+            request,
+            ports,
+            calls=0,
+            error=(
+                "an earlier call to the vendor was interrupted and its outcome is unknown; "
+                "it is not repeated, so the action cannot happen twice"
+            ),
+        )
         return
     await ports.streams.append(request.job_id, "status", {"status": "running"})
     calls = 0
@@ -114,7 +120,7 @@ async def handle_action_requested(raw: Request, ports: Ports) -> None:
 
 
 async def _begin(
-    raw: Request, request: ev.ActionRequested, ports: Ports, lease_s: float
+    raw: Request, request: integration_events.ActionRequested, ports: Ports, lease_s: float
 ) -> store.Begun:
     """Record the attempt; while another delivery holds it, wait for its end or its lease.
 
@@ -131,7 +137,7 @@ async def _begin(
 
 
 async def _prepare(
-    raw: Request, request: ev.ActionRequested, ports: Ports
+    raw: Request, request: integration_events.ActionRequested, ports: Ports
 ) -> tuple[Connector, BaseModel, BaseModel]:
     connector = ports.connectors.get(request.connector)
     spec = connector.actions.get(request.action) if connector else None
@@ -182,7 +188,7 @@ async def _with_retries(call: Any, settings: Settings) -> dict[str, Any]:
 
 async def _finish(
     raw: Request,
-    request: ev.ActionRequested,
+    request: integration_events.ActionRequested,
     ports: Ports,
     *,
     calls: int,
@@ -192,10 +198,13 @@ async def _finish(
     row = None
     if error is None:
         row = JobResult(
-            job_id=request.job_id, text=json.dumps(result), finish_reason="stop",
-            provider=request.connector, model=f"{request.connector}.{request.action}",
+            job_id=request.job_id,
+            text=json.dumps(result),
+            finish_reason="stop",
+            provider=request.connector,
+            model=f"{request.connector}.{request.action}",
             event_id=raw.id,
-        )  # fmt: skip
+        )
     done = await store.finish_attempt(
         ports.db, group.name, raw.id, row, job_id=request.job_id, payload=result, error=error
     )
@@ -203,10 +212,15 @@ async def _finish(
         return
     if error is None:
         await ports.streams.append(
-            request.job_id, "result",
-            {"text": row.text if row else "", "provider": request.connector,
-             "model": f"{request.connector}.{request.action}", "result": result},
-        )  # fmt: skip
+            request.job_id,
+            "result",
+            {
+                "text": row.text if row else "",
+                "provider": request.connector,
+                "model": f"{request.connector}.{request.action}",
+                "result": result,
+            },
+        )
     else:
         await ports.streams.append(request.job_id, "error", {"message": error})
     status = "succeeded" if error is None else "failed"
@@ -216,33 +230,45 @@ async def _finish(
 
 async def _publish_outcome(
     raw: Request,
-    request: ev.ActionRequested,
+    request: integration_events.ActionRequested,
     ports: Ports,
     *,
     calls: int,
     result: dict[str, Any] | None,
     error: str | None,
 ) -> None:
-    finished = ev.ActionFinished(
-        job_id=request.job_id, connector=request.connector, action=request.action,
-        result=result, error=error,
-    )  # fmt: skip
-    kind = ev.ACTION_SUCCEEDED if error is None else ev.ACTION_FAILED
+    finished = integration_events.ActionFinished(
+        job_id=request.job_id,
+        connector=request.connector,
+        action=request.action,
+        result=result,
+        error=error,
+    )
+    kind = (
+        integration_events.ACTION_SUCCEEDED if error is None else integration_events.ACTION_FAILED
+    )
     items = [(topics.AI_JOB_LIFECYCLE.name, _follow_up(raw, kind, finished, "finished"))]
     if calls:
-        usage = jev.UsageRecorded(
-            job_id=request.job_id, api_key_id=request.api_key_id, user_id=None,
-            kind="integration_call", provider=request.connector, model=request.action,
-            input_tokens=0, output_tokens=0,
+        usage = job_events.UsageRecorded(
+            job_id=request.job_id,
+            api_key_id=request.api_key_id,
+            user_id=None,
+            kind="integration_call",
+            provider=request.connector,
+            model=request.action,
+            input_tokens=0,
+            output_tokens=0,
             extra={"calls": calls, "status": "succeeded" if error is None else "failed"},
-        )  # fmt: skip
+        )
         items.append(
-            (topics.USAGE_RECORDED.name, _follow_up(raw, jev.USAGE_RECORDED, usage, "usage"))
+            (topics.USAGE_RECORDED.name, _follow_up(raw, job_events.USAGE_RECORDED, usage, "usage"))
         )
     await ports.publisher.publish_many(items)
 
 
-async def _announce_again(raw: Request, request: ev.ActionRequested, ports: Ports) -> None:
+async def _announce_again(
+    raw: Request, request: integration_events.ActionRequested, ports: Ports
+) -> None:
     """Re-publish the outcome of a handled event under the same ids (a crash after commit)."""
     found = await job_store.get_job(ports.db, raw.tenant_id, request.job_id)
     if found is None or found.job.status not in ("succeeded", "failed"):
@@ -255,6 +281,6 @@ def _follow_up(raw: Request, type_: str, payload: BaseModel, purpose: str) -> En
     return follow_up(raw, type_, payload, purpose, SYSTEM)
 
 
-@group.gives_up(ev.ACTION_REQUESTED)
+@group.gives_up(integration_events.ACTION_REQUESTED)
 async def give_up(raw: Request, reason: str, ports: Ports) -> None:
     await _finish(raw, raw.payload, ports, calls=0, error=reason)

@@ -37,7 +37,7 @@ from infra.kafka.publisher import Publisher
 from infra.pricing import PriceTable
 from infra.settings import Settings
 from infra.vectors.base import Chunk, VectorStore
-from schemas import memory as ev
+from schemas import memory as memory_events
 from schemas import topics
 from schemas.envelope import Actor, Envelope
 from schemas.jobs import USAGE_RECORDED
@@ -65,8 +65,8 @@ group: Group[Ports] = Group(
 )
 
 
-@group.on(ev.MEMORY_REMEMBER, ev.Remember)
-async def handle_remember(raw: Envelope[ev.Remember], ports: Ports) -> None:
+@group.on(memory_events.MEMORY_REMEMBER, memory_events.Remember)
+async def handle_remember(raw: Envelope[memory_events.Remember], ports: Ports) -> None:
     cmd = raw.payload
     if await is_processed(ports.db, ports.group, raw.id):
         return  # its vectors, row and any clean-up are done
@@ -79,7 +79,7 @@ async def handle_remember(raw: Envelope[ev.Remember], ports: Ports) -> None:
         await _fail_remember(raw, cmd, str(exc), ports)
         return
     # Stored as float32, as the events carry them: the live store and a rebuild agree exactly.
-    vectors = [ev.as_float32(v) for v in vectors]
+    vectors = [memory_events.as_float32(v) for v in vectors]
     chunks = [
         Chunk(cmd.memory_id, tenant, cmd.user_id, i, piece, embedder.model, vector, cmd.metadata)
         for i, (piece, vector) in enumerate(zip(pieces, vectors, strict=True))
@@ -91,33 +91,59 @@ async def handle_remember(raw: Envelope[ev.Remember], ports: Ports) -> None:
     await ports.store.upsert(chunks)
     # Before the claim: a crash in between re-publishes under the same ids.
     usage = embedding_usage(
-        cmd.memory_id, pieces, purpose="remember", provider=ports.settings.memory_embedder,
-        model=embedder.model, prices=ports.prices, api_key_id=cmd.api_key_id, user_id=cmd.user_id,
-    )  # fmt: skip
+        cmd.memory_id,
+        pieces,
+        purpose="remember",
+        provider=ports.settings.memory_embedder,
+        model=embedder.model,
+        prices=ports.prices,
+        api_key_id=cmd.api_key_id,
+        user_id=cmd.user_id,
+    )
     await _announce(
         ports,
         stored_events(raw, cmd, chunks, embedder, replace),
         _outcome(raw, USAGE_RECORDED, usage, "usage"),
     )
     kept = await rows.finish_remember(
-        ports.db, ports.group, raw.id, tenant, cmd.memory_id, cmd.user_id, cmd.text,
-        cmd.metadata, chunks=len(chunks), model=embedder.model, dim=embedder.dim,
-    )  # fmt: skip
+        ports.db,
+        ports.group,
+        raw.id,
+        tenant,
+        cmd.memory_id,
+        cmd.user_id,
+        cmd.text,
+        cmd.metadata,
+        chunks=len(chunks),
+        model=embedder.model,
+        dim=embedder.dim,
+    )
     if not kept:
         await ports.store.delete(tenant, cmd.user_id, [cmd.memory_id])
 
 
-async def _fail_remember(raw: Envelope[Any], cmd: ev.Remember, error: str, ports: Ports) -> None:
-    failed = ev.EmbedFailed(memory_id=cmd.memory_id, user_id=cmd.user_id, error=error)
-    await _announce(ports, [_outcome(raw, ev.MEMORY_EMBED_FAILED, failed, "embed-failed")])
+async def _fail_remember(
+    raw: Envelope[Any], cmd: memory_events.Remember, error: str, ports: Ports
+) -> None:
+    failed = memory_events.EmbedFailed(memory_id=cmd.memory_id, user_id=cmd.user_id, error=error)
+    await _announce(
+        ports, [_outcome(raw, memory_events.MEMORY_EMBED_FAILED, failed, "embed-failed")]
+    )
     await rows.fail_remember(
-        ports.db, ports.group, raw.id, raw.tenant_id, cmd.memory_id, cmd.user_id, cmd.text,
-        cmd.metadata, error,
-    )  # fmt: skip
+        ports.db,
+        ports.group,
+        raw.id,
+        raw.tenant_id,
+        cmd.memory_id,
+        cmd.user_id,
+        cmd.text,
+        cmd.metadata,
+        error,
+    )
 
 
-@group.on(ev.MEMORY_FORGET, ev.Forget)
-async def handle_forget(raw: Envelope[ev.Forget], ports: Ports) -> None:
+@group.on(memory_events.MEMORY_FORGET, memory_events.Forget)
+async def handle_forget(raw: Envelope[memory_events.Forget], ports: Ports) -> None:
     cmd = raw.payload
     # Vectors go first, so search stops finding the memory before its row says
     # it is gone; then the tombstone; then again, for a remember that stored
@@ -127,8 +153,8 @@ async def handle_forget(raw: Envelope[ev.Forget], ports: Ports) -> None:
     await ports.store.delete(raw.tenant_id, cmd.user_id, [cmd.memory_id])
 
 
-@group.on(ev.MEMORY_FORGET_USER, ev.ForgetUser)
-async def handle_forget_user(raw: Envelope[ev.ForgetUser], ports: Ports) -> None:
+@group.on(memory_events.MEMORY_FORGET_USER, memory_events.ForgetUser)
+async def handle_forget_user(raw: Envelope[memory_events.ForgetUser], ports: Ports) -> None:
     cmd = raw.payload
     tenant, user = raw.tenant_id, cmd.user_id
     # The same order as a single forget: vectors, tombstones, vectors again.
@@ -143,20 +169,29 @@ async def _delete(ports: Ports, raw: Envelope[Any], user_id: str, ids: list[uuid
 
 
 def stored_events(
-    raw: Envelope[Any], cmd: ev.Remember, chunks: Sequence[Chunk], embedder: Embedder, replace: bool
+    raw: Envelope[Any],
+    cmd: memory_events.Remember,
+    chunks: Sequence[Chunk],
+    embedder: Embedder,
+    replace: bool,
 ) -> list[Envelope[Any]]:
     """The chunks and vectors of one remember, in parts that fit a Kafka message."""
-    size = ev.STORED_CHUNKS_PER_EVENT
+    size = memory_events.STORED_CHUNKS_PER_EVENT
     parts = [chunks[i : i + size] for i in range(0, len(chunks), size)] or [[]]
     events = []
     for n, part in enumerate(parts):
-        stored = ev.Stored(
-            memory_id=cmd.memory_id, user_id=cmd.user_id, model=embedder.model,
-            dim=embedder.dim, chunks=len(chunks), first_chunk=n * size,
-            texts=[c.text for c in part], vectors=[ev.pack_vector(c.vector) for c in part],
+        stored = memory_events.Stored(
+            memory_id=cmd.memory_id,
+            user_id=cmd.user_id,
+            model=embedder.model,
+            dim=embedder.dim,
+            chunks=len(chunks),
+            first_chunk=n * size,
+            texts=[c.text for c in part],
+            vectors=[memory_events.pack_vector(c.vector) for c in part],
             replace=replace,
-        )  # fmt: skip
-        events.append(_outcome(raw, ev.MEMORY_STORED, stored, f"stored:{n}"))
+        )
+        events.append(_outcome(raw, memory_events.MEMORY_STORED, stored, f"stored:{n}"))
     return events
 
 
@@ -177,8 +212,10 @@ async def _announce(
         await ports.publisher.publish_many(items)
 
 
-@group.gives_up(ev.MEMORY_REMEMBER)
-async def remember_given_up(raw: Envelope[ev.Remember], reason: str, ports: Ports) -> None:
+@group.gives_up(memory_events.MEMORY_REMEMBER)
+async def remember_given_up(
+    raw: Envelope[memory_events.Remember], reason: str, ports: Ports
+) -> None:
     cmd = raw.payload
     # Vectors stored before the failure go: a failed memory is never recalled.
     await ports.store.delete(raw.tenant_id, cmd.user_id, [cmd.memory_id])

@@ -13,7 +13,7 @@ import orjson
 from consumers.groups.model_calls.ports import Ports
 from infra.db.jobs import Outcome
 from infra.routing.gateway import Served
-from schemas import jobs as ev
+from schemas import jobs as job_events
 
 
 @dataclass
@@ -23,22 +23,34 @@ class Answer:
 
 
 def priced(
-    request: ev.JobRequested, served: Served, ports: Ports, text: str,
-    finish_reason: str | None, input_tokens: int, output_tokens: int,
-    tool_calls: list[dict[str, Any]] | None, cached_input_tokens: int = 0,
-) -> Outcome:  # fmt: skip
+    request: job_events.JobRequested,
+    served: Served,
+    ports: Ports,
+    text: str,
+    finish_reason: str | None,
+    input_tokens: int,
+    output_tokens: int,
+    tool_calls: list[dict[str, Any]] | None,
+    cached_input_tokens: int = 0,
+) -> Outcome:
     # ModelNotPriced (the job fails) rather than a silent $0.
     cost = ports.gateway.catalog.cost(
         served.model, served.deployment.model, input_tokens, output_tokens, cached_input_tokens
     )
     return Outcome(
-        job_id=request.job_id, text=text, finish_reason=finish_reason, provider=served.provider,
-        model=served.model, input_tokens=input_tokens, output_tokens=output_tokens,
-        cost_usd=cost, tool_calls=tool_calls,
-    )  # fmt: skip
+        job_id=request.job_id,
+        text=text,
+        finish_reason=finish_reason,
+        provider=served.provider,
+        model=served.model,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        cost_usd=cost,
+        tool_calls=tool_calls,
+    )
 
 
-def cache_key(tenant_id: uuid.UUID, job: ev.ChatJob, model: str) -> str:
+def cache_key(tenant_id: uuid.UUID, job: job_events.ChatJob, model: str) -> str:
     """Identical requests of one tenant share a key; labels and user ids do not count."""
     normal = job.model_dump(mode="json", exclude={"user_id", "metadata", "cache"})
     normal["model"] = model
@@ -49,21 +61,32 @@ def cache_key(tenant_id: uuid.UUID, job: ev.ChatJob, model: str) -> str:
 def cache_entry(answer: Answer) -> dict[str, Any]:
     r = answer.result
     return {
-        "text": r.text, "finish_reason": r.finish_reason, "provider": r.provider,
-        "model": r.model, "input_tokens": r.input_tokens, "output_tokens": r.output_tokens,
-        "tool_calls": r.tool_calls, "embeddings": answer.embeddings,
-    }  # fmt: skip
+        "text": r.text,
+        "finish_reason": r.finish_reason,
+        "provider": r.provider,
+        "model": r.model,
+        "input_tokens": r.input_tokens,
+        "output_tokens": r.output_tokens,
+        "tool_calls": r.tool_calls,
+        "embeddings": answer.embeddings,
+    }
 
 
-async def from_cache(request: ev.JobRequested, key: str, ports: Ports) -> Answer | None:
+async def from_cache(request: job_events.JobRequested, key: str, ports: Ports) -> Answer | None:
     """An identical earlier answer, marked cached and free; None on a miss."""
     hit = await ports.cache.get(key)
     if hit is None:
         return None
     result = Outcome(
-        job_id=request.job_id, text=hit["text"], finish_reason=hit["finish_reason"],
-        provider=hit["provider"], model=hit["model"], input_tokens=hit["input_tokens"],
-        output_tokens=hit["output_tokens"], cost_usd=Decimal("0"), tool_calls=hit["tool_calls"],
+        job_id=request.job_id,
+        text=hit["text"],
+        finish_reason=hit["finish_reason"],
+        provider=hit["provider"],
+        model=hit["model"],
+        input_tokens=hit["input_tokens"],
+        output_tokens=hit["output_tokens"],
+        cost_usd=Decimal("0"),
+        tool_calls=hit["tool_calls"],
         cached=True,
-    )  # fmt: skip
+    )
     return Answer(result, hit.get("embeddings"))

@@ -33,13 +33,13 @@ from infra.db import jobs as job_store
 from infra.errors import PermanentError, TransientError
 from infra.kafka.group import Group
 from infra.kafka.policies import Each, calling_models
-from schemas import jobs as ev
+from schemas import jobs as job_events
 from schemas import topics
 from schemas.envelope import Envelope
 
 __all__ = ["Ports", "group"]
 
-Request = Envelope[ev.JobRequested]
+Request = Envelope[job_events.JobRequested]
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ group: Group[Ports] = Group(
 )
 
 
-@group.on(ev.JOB_REQUESTED, ev.JobRequested, retry=calling_models)
+@group.on(job_events.JOB_REQUESTED, job_events.JobRequested, retry=calling_models)
 async def handle_job_requested(raw: Request, ports: Ports) -> None:
     request = raw.payload
     if ports.replay:
@@ -73,15 +73,30 @@ async def handle_job_requested(raw: Request, ports: Ports) -> None:
     # The "running" entry and the broker's acknowledgement of "started" go out
     # alongside the call: they need not delay the answer, only precede what
     # the stream and the log say after them.
-    running = asyncio.ensure_future(emit(ports, request, "status", {
-        "status": "running", "provider": provider, "model": job.model, "attempt": attempt,
-    }))  # fmt: skip
-    started = asyncio.ensure_future(ports.publisher.publish(
-        topics.AI_JOB_LIFECYCLE.name,
-        follow_up(raw, ev.JOB_STARTED, ev.JobStarted(
-            job_id=request.job_id, provider=provider, model=job.model
-        ), f"started:{attempt}"),
-    ))  # fmt: skip
+    running = asyncio.ensure_future(
+        emit(
+            ports,
+            request,
+            "status",
+            {
+                "status": "running",
+                "provider": provider,
+                "model": job.model,
+                "attempt": attempt,
+            },
+        )
+    )
+    started = asyncio.ensure_future(
+        ports.publisher.publish(
+            topics.AI_JOB_LIFECYCLE.name,
+            follow_up(
+                raw,
+                job_events.JOB_STARTED,
+                job_events.JobStarted(job_id=request.job_id, provider=provider, model=job.model),
+                f"started:{attempt}",
+            ),
+        )
+    )
     # Recalled memories change as the user's store does: such answers are never shared.
     use_cache = job.cache and job.memory is None
     try:
@@ -107,7 +122,7 @@ async def handle_job_requested(raw: Request, ports: Ports) -> None:
     await announce_success(raw, request, answer, ports)
 
 
-def _replay(request: ev.JobRequested, ports: Ports) -> None:
+def _replay(request: job_events.JobRequested, ports: Ports) -> None:
     """Side mode: make the routing decision again and report it, touching nothing."""
     try:
         route = ports.gateway.config.route_for(request.job.model)
@@ -119,7 +134,7 @@ def _replay(request: ev.JobRequested, ports: Ports) -> None:
 
 
 async def _call(
-    raw: Request, request: ev.JobRequested, ports: Ports, running: Awaitable[None]
+    raw: Request, request: job_events.JobRequested, ports: Ports, running: Awaitable[None]
 ) -> Answer:
     job = request.job
 
@@ -149,10 +164,16 @@ async def _call(
         await deltas.flushed()
     calls = [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in completion.tool_calls]
     result = priced(
-        request, served, ports, completion.text, completion.finish_reason,
-        completion.input_tokens, completion.output_tokens, calls or None,
+        request,
+        served,
+        ports,
+        completion.text,
+        completion.finish_reason,
+        completion.input_tokens,
+        completion.output_tokens,
+        calls or None,
         completion.cached_input_tokens,
-    )  # fmt: skip
+    )
     return Answer(result)
 
 
@@ -168,7 +189,9 @@ class _Deltas:
     first waits for the job's "running" entry, which must come before it.
     """
 
-    def __init__(self, ports: Ports, request: ev.JobRequested, after: Awaitable[None]) -> None:
+    def __init__(
+        self, ports: Ports, request: job_events.JobRequested, after: Awaitable[None]
+    ) -> None:
         self._ports = ports
         self._request = request
         self._after = after
@@ -196,17 +219,22 @@ class _Deltas:
             await self._send()
 
 
-def _new_job(raw: Request, request: ev.JobRequested) -> job_store.NewJob:
+def _new_job(raw: Request, request: job_events.JobRequested) -> job_store.NewJob:
     job = request.job
     return job_store.NewJob(
-        id=request.job_id, tenant_id=raw.tenant_id, api_key_id=request.api_key_id,
-        user_id=job.user_id, kind=job.kind, model=job.model,
-        request=job.model_dump(mode="json"), metadata=dict(job.metadata),
+        id=request.job_id,
+        tenant_id=raw.tenant_id,
+        api_key_id=request.api_key_id,
+        user_id=job.user_id,
+        kind=job.kind,
+        model=job.model,
+        request=job.model_dump(mode="json"),
+        metadata=dict(job.metadata),
         request_event_id=raw.id,
-    )  # fmt: skip
+    )
 
 
-@group.gives_up(ev.JOB_REQUESTED)
+@group.gives_up(job_events.JOB_REQUESTED)
 async def give_up(raw: Request, reason: str, ports: Ports) -> None:
     if not ports.replay:
         await fail(raw, raw.payload, reason, ports)

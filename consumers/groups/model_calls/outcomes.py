@@ -15,13 +15,15 @@ from consumers.groups.model_calls.ports import GROUP, SYSTEM, Ports
 from consumers.jobs import memory_recall as chat_memory
 from infra.db import jobs as job_store
 from infra.db.jobs import Outcome
-from schemas import jobs as ev
+from schemas import jobs as job_events
 from schemas import topics, versions
 from schemas.envelope import Envelope
 from schemas.money import usd_text
 
 
-async def emit(ports: Ports, request: ev.JobRequested, type_: str, data: dict[str, Any]) -> None:
+async def emit(
+    ports: Ports, request: job_events.JobRequested, type_: str, data: dict[str, Any]
+) -> None:
     # A caller waiting on a reply channel (the gateway) reads the answer, never the
     # status entries: they stay in the stream, off the channel.
     notify = None if type_ == "status" else request.reply_to
@@ -29,9 +31,14 @@ async def emit(ports: Ports, request: ev.JobRequested, type_: str, data: dict[st
 
 
 async def fail(
-    raw: Envelope[Any], request: ev.JobRequested, error: str, ports: Ports,
-    *, status: int | None = None, retry_after: float | None = None,
-) -> None:  # fmt: skip
+    raw: Envelope[Any],
+    request: job_events.JobRequested,
+    error: str,
+    ports: Ports,
+    *,
+    status: int | None = None,
+    retry_after: float | None = None,
+) -> None:
     if not await job_store.fail_job(ports.db, GROUP, raw.id, request.job_id, error):
         return
     await ports.streams.append_many(
@@ -44,65 +51,104 @@ async def fail(
     )
     await ports.publisher.publish(
         topics.AI_JOB_LIFECYCLE.name,
-        follow_up(raw, ev.JOB_FAILED, ev.JobFailed(
-            job_id=request.job_id, error=error, retryable=status in (429, 502, 503, 504),
-            status=status,
-        ), "failed"),
-    )  # fmt: skip
+        follow_up(
+            raw,
+            job_events.JOB_FAILED,
+            job_events.JobFailed(
+                job_id=request.job_id,
+                error=error,
+                retryable=status in (429, 502, 503, 504),
+                status=status,
+            ),
+            "failed",
+        ),
+    )
 
 
 async def announce_success(
-    raw: Envelope[Any], request: ev.JobRequested, answer: Answer, ports: Ports
+    raw: Envelope[Any], request: job_events.JobRequested, answer: Answer, ports: Ports
 ) -> None:
     result = answer.result
-    usage = ev.TokenUsage(input_tokens=result.input_tokens, output_tokens=result.output_tokens)
+    usage = job_events.TokenUsage(
+        input_tokens=result.input_tokens, output_tokens=result.output_tokens
+    )
     data: dict[str, Any] = {
-        "text": result.text, "finish_reason": result.finish_reason, "provider": result.provider,
-        "model": result.model, "usage": usage.model_dump(), "tool_calls": result.tool_calls,
-        "cached": result.cached, "cost_usd": usd_text(result.cost_usd),
-    }  # fmt: skip
+        "text": result.text,
+        "finish_reason": result.finish_reason,
+        "provider": result.provider,
+        "model": result.model,
+        "usage": usage.model_dump(),
+        "tool_calls": result.tool_calls,
+        "cached": result.cached,
+        "cost_usd": usd_text(result.cost_usd),
+    }
     if answer.embeddings is not None:
         data["embeddings"] = answer.embeddings
     await ports.streams.append_many(
-        request.job_id, [("result", data), ("done", {"status": "succeeded"})],
+        request.job_id,
+        [("result", data), ("done", {"status": "succeeded"})],
         notify=request.reply_to,
-    )  # fmt: skip
+    )
     await publish_outcome(raw, request, result, ports)
 
 
 async def publish_outcome(
-    raw: Envelope[Any], request: ev.JobRequested, result: Outcome, ports: Ports
+    raw: Envelope[Any], request: job_events.JobRequested, result: Outcome, ports: Ports
 ) -> None:
-    usage = ev.TokenUsage(input_tokens=result.input_tokens, output_tokens=result.output_tokens)
+    usage = job_events.TokenUsage(
+        input_tokens=result.input_tokens, output_tokens=result.output_tokens
+    )
     kind = "embedding" if request.job.kind == "embedding" else "model_call"
     await ports.publisher.publish_many(
         [
             (
                 topics.AI_JOB_LIFECYCLE.name,
-                follow_up(raw, ev.JOB_SUCCEEDED, ev.JobSucceeded(
-                    job_id=request.job_id, provider=result.provider, model=result.model,
-                    usage=usage, finish_reason=result.finish_reason, cached=result.cached,
-                    text=result.text, cost_usd=result.cost_usd,
-                ), "succeeded"),
+                follow_up(
+                    raw,
+                    job_events.JOB_SUCCEEDED,
+                    job_events.JobSucceeded(
+                        job_id=request.job_id,
+                        provider=result.provider,
+                        model=result.model,
+                        usage=usage,
+                        finish_reason=result.finish_reason,
+                        cached=result.cached,
+                        text=result.text,
+                        cost_usd=result.cost_usd,
+                    ),
+                    "succeeded",
+                ),
             ),
             (
                 topics.USAGE_RECORDED.name,
-                follow_up(raw, ev.USAGE_RECORDED, ev.UsageRecorded(
-                    job_id=request.job_id, api_key_id=request.api_key_id,
-                    user_id=request.job.user_id, kind=kind, provider=result.provider,
-                    model=result.model, input_tokens=result.input_tokens,
-                    output_tokens=result.output_tokens, cost_usd=result.cost_usd,
-                    cached=result.cached,
-                ), "usage"),
+                follow_up(
+                    raw,
+                    job_events.USAGE_RECORDED,
+                    job_events.UsageRecorded(
+                        job_id=request.job_id,
+                        api_key_id=request.api_key_id,
+                        user_id=request.job.user_id,
+                        kind=kind,
+                        provider=result.provider,
+                        model=result.model,
+                        input_tokens=result.input_tokens,
+                        output_tokens=result.output_tokens,
+                        cost_usd=result.cost_usd,
+                        cached=result.cached,
+                    ),
+                    "usage",
+                ),
             ),
             *chat_memory.remember_exchange(
                 raw, request.job, result.text, SYSTEM, api_key_id=request.api_key_id
             ),
         ]
-    )  # fmt: skip
+    )
 
 
-async def announce_again(raw: Envelope[Any], request: ev.JobRequested, ports: Ports) -> None:
+async def announce_again(
+    raw: Envelope[Any], request: job_events.JobRequested, ports: Ports
+) -> None:
     """A redelivered, already handled event: re-publish its outcome with the same ids.
 
     Covers a crash between the database commit and the publish; consumers of
@@ -114,9 +160,9 @@ async def announce_again(raw: Envelope[Any], request: ev.JobRequested, ports: Po
     elif found is not None and found.job.status == "failed":
         # A batch counts its lines by these outcomes: a lost "failed" would
         # leave the batch waiting for a line that will never finish.
-        failed = ev.JobFailed(job_id=request.job_id, error=found.job.error or "failed")
+        failed = job_events.JobFailed(job_id=request.job_id, error=found.job.error or "failed")
         await ports.publisher.publish(
-            topics.AI_JOB_LIFECYCLE.name, follow_up(raw, ev.JOB_FAILED, failed, "failed")
+            topics.AI_JOB_LIFECYCLE.name, follow_up(raw, job_events.JOB_FAILED, failed, "failed")
         )
 
 

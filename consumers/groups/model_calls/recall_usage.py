@@ -9,7 +9,7 @@ from consumers.groups.model_calls.outcomes import follow_up
 from consumers.groups.model_calls.ports import Ports
 from infra.embeddings.metering import embedding_usage
 from infra.vectors.recall import MemoryRecall
-from schemas import jobs as ev
+from schemas import jobs as job_events
 from schemas import topics
 from schemas.envelope import Envelope
 from schemas.ids import derived_id
@@ -20,7 +20,11 @@ class MeteredRecall:
     from the job's request, so the recall of a job tried again is counted once."""
 
     def __init__(
-        self, recall: MemoryRecall, raw: Envelope[Any], request: ev.JobRequested, ports: Ports
+        self,
+        recall: MemoryRecall,
+        raw: Envelope[Any],
+        request: job_events.JobRequested,
+        ports: Ports,
     ) -> None:
         self._recall = recall
         self._raw = raw
@@ -36,11 +40,15 @@ class MeteredRecall:
         ports = self._ports
         # Its own id, not the job's: the job's usage settles the job's reservation.
         usage = embedding_usage(
-            derived_id(self._request.job_id, "recall"), [query], purpose="recall",
-            provider=ports.settings.memory_embedder, model=self._recall.model,
-            prices=ports.gateway.catalog.prices, api_key_id=self._request.api_key_id,
+            derived_id(self._request.job_id, "recall"),
+            [query],
+            purpose="recall",
+            provider=ports.settings.memory_embedder,
+            model=self._recall.model,
+            prices=ports.gateway.catalog.prices,
+            api_key_id=self._request.api_key_id,
             user_id=user_id,
-        )  # fmt: skip
-        event = follow_up(self._raw, ev.USAGE_RECORDED, usage, "recall-usage")
+        )
+        event = follow_up(self._raw, job_events.USAGE_RECORDED, usage, "recall-usage")
         await ports.publisher.publish(topics.USAGE_RECORDED.name, event)
         return found

@@ -34,14 +34,14 @@ from infra.kafka.publisher import Publisher
 from infra.providers.base import Completion
 from infra.routing.catalog import ModelCatalog
 from infra.routing.gateway import Gateway, Served
-from schemas import jobs as ev
+from schemas import jobs as job_events
 from schemas import topics
 from schemas.envelope import Actor, Envelope
 from schemas.versions import follow_up
 
 log = logging.getLogger(__name__)
 
-Request = Envelope[ev.JobRequested]
+Request = Envelope[job_events.JobRequested]
 Outgoing = list[tuple[str, Envelope[Any]]]
 
 
@@ -61,7 +61,7 @@ group: Group[Ports] = Group(
 SYSTEM = Actor(kind="system", id=group.name)
 
 
-@group.on(ev.JOB_REQUESTED, ev.JobRequested, batch=True, retry=calling_models)
+@group.on(job_events.JOB_REQUESTED, job_events.JobRequested, batch=True, retry=calling_models)
 async def handle_wave(events: Sequence[Request], ports: Ports) -> None:
     # A fan-out redone after a crash may put a line on the lane twice.
     unique = list({e.id: e for e in events}.values())
@@ -71,12 +71,26 @@ async def handle_wave(events: Sequence[Request], ports: Ports) -> None:
     running = [e for e in unique if e.payload.job_id in started]
     done = [e for e in unique if e.payload.job_id not in started]
     # "started" need not delay the calls, only precede the outcomes.
-    announced = asyncio.ensure_future(ports.publisher.publish_many(
-        [(topics.AI_JOB_LIFECYCLE.name, _follow_up(e, ev.JOB_STARTED, ev.JobStarted(
-            job_id=e.payload.job_id, provider=providers[e.payload.job_id] or "",
-            model=e.payload.job.model,
-        ), f"started:{started[e.payload.job_id]}")) for e in running]
-    ))  # fmt: skip
+    announced = asyncio.ensure_future(
+        ports.publisher.publish_many(
+            [
+                (
+                    topics.AI_JOB_LIFECYCLE.name,
+                    _follow_up(
+                        e,
+                        job_events.JOB_STARTED,
+                        job_events.JobStarted(
+                            job_id=e.payload.job_id,
+                            provider=providers[e.payload.job_id] or "",
+                            model=e.payload.job.model,
+                        ),
+                        f"started:{started[e.payload.job_id]}",
+                    ),
+                )
+                for e in running
+            ]
+        )
+    )
     try:
         outcomes = await asyncio.gather(*(_call(e, ports) for e in running))
     finally:
@@ -140,33 +154,70 @@ def _result(
     )
     calls = [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in completion.tool_calls]
     return JobResult(
-        job_id=event.payload.job_id, text=completion.text,
-        finish_reason=completion.finish_reason, provider=served.provider, model=served.model,
-        input_tokens=tokens[0], output_tokens=tokens[1], cost_usd=cost,
-        tool_calls=calls or None, event_id=event.id,
-    )  # fmt: skip
+        job_id=event.payload.job_id,
+        text=completion.text,
+        finish_reason=completion.finish_reason,
+        provider=served.provider,
+        model=served.model,
+        input_tokens=tokens[0],
+        output_tokens=tokens[1],
+        cost_usd=cost,
+        tool_calls=calls or None,
+        event_id=event.id,
+    )
 
 
 def _succeeded(event: Request, result: JobResult) -> Outgoing:
     request = event.payload
-    usage = ev.TokenUsage(input_tokens=result.input_tokens, output_tokens=result.output_tokens)
+    usage = job_events.TokenUsage(
+        input_tokens=result.input_tokens, output_tokens=result.output_tokens
+    )
     return [
-        (topics.AI_JOB_LIFECYCLE.name, _follow_up(event, ev.JOB_SUCCEEDED, ev.JobSucceeded(
-            job_id=request.job_id, provider=result.provider, model=result.model, usage=usage,
-            finish_reason=result.finish_reason, cached=result.cached, text=result.text,
-            cost_usd=result.cost_usd,
-        ), "succeeded")),
-        (topics.USAGE_RECORDED.name, _follow_up(event, ev.USAGE_RECORDED, ev.UsageRecorded(
-            job_id=request.job_id, api_key_id=request.api_key_id, user_id=request.job.user_id,
-            provider=result.provider, model=result.model, input_tokens=result.input_tokens,
-            output_tokens=result.output_tokens, cost_usd=result.cost_usd, cached=result.cached,
-        ), "usage")),
-    ]  # fmt: skip
+        (
+            topics.AI_JOB_LIFECYCLE.name,
+            _follow_up(
+                event,
+                job_events.JOB_SUCCEEDED,
+                job_events.JobSucceeded(
+                    job_id=request.job_id,
+                    provider=result.provider,
+                    model=result.model,
+                    usage=usage,
+                    finish_reason=result.finish_reason,
+                    cached=result.cached,
+                    text=result.text,
+                    cost_usd=result.cost_usd,
+                ),
+                "succeeded",
+            ),
+        ),
+        (
+            topics.USAGE_RECORDED.name,
+            _follow_up(
+                event,
+                job_events.USAGE_RECORDED,
+                job_events.UsageRecorded(
+                    job_id=request.job_id,
+                    api_key_id=request.api_key_id,
+                    user_id=request.job.user_id,
+                    provider=result.provider,
+                    model=result.model,
+                    input_tokens=result.input_tokens,
+                    output_tokens=result.output_tokens,
+                    cost_usd=result.cost_usd,
+                    cached=result.cached,
+                ),
+                "usage",
+            ),
+        ),
+    ]
 
 
 def _failed(event: Request, error: str) -> Outgoing:
-    failed = ev.JobFailed(job_id=event.payload.job_id, error=error)
-    return [(topics.AI_JOB_LIFECYCLE.name, _follow_up(event, ev.JOB_FAILED, failed, "failed"))]
+    failed = job_events.JobFailed(job_id=event.payload.job_id, error=error)
+    return [
+        (topics.AI_JOB_LIFECYCLE.name, _follow_up(event, job_events.JOB_FAILED, failed, "failed"))
+    ]
 
 
 async def _again(done: Sequence[Request], ports: Ports) -> Outgoing:
@@ -187,18 +238,24 @@ def _job_row(event: Request) -> Job:
     request = event.payload
     job = request.job
     return Job(
-        id=request.job_id, tenant_id=event.tenant_id, api_key_id=request.api_key_id,
-        user_id=job.user_id, kind=job.kind, model=job.model, status="queued",
-        request=job.model_dump(mode="json"), job_metadata=dict(job.metadata),
+        id=request.job_id,
+        tenant_id=event.tenant_id,
+        api_key_id=request.api_key_id,
+        user_id=job.user_id,
+        kind=job.kind,
+        model=job.model,
+        status="queued",
+        request=job.model_dump(mode="json"),
+        job_metadata=dict(job.metadata),
         request_event_id=event.id,
-    )  # fmt: skip
+    )
 
 
 def _follow_up(event: Request, type_: str, payload: BaseModel, purpose: str) -> Envelope[Any]:
     return follow_up(event, type_, payload, purpose, SYSTEM)
 
 
-@group.gives_up(ev.JOB_REQUESTED)
+@group.gives_up(job_events.JOB_REQUESTED)
 async def give_up(event: Request, reason: str, ports: Ports) -> None:
     failure = job_waves.Failure(event.id, event.payload.job_id, reason)
     if await job_waves.finish_jobs(ports.db, group.name, [], [failure]):

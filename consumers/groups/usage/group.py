@@ -27,9 +27,9 @@ from infra.kafka.publisher import Publisher
 from infra.kafka.routes import Record
 from infra.quota import Quotas, Scope, Settlement
 from infra.settings import Settings
-from schemas import jobs as ev
+from schemas import jobs as job_events
 from schemas import topics
-from schemas import usage as uev
+from schemas import usage as usage_events
 from schemas.envelope import Actor, Envelope
 
 SYSTEM = Actor(kind="system", id="usage")
@@ -66,7 +66,7 @@ def usage_row(value: bytes) -> UsageRow:
     A new version of the event must be handled here.
     """
     data = orjson.loads(value)
-    if data.get("version", 1) != 1 or data["type"] != ev.USAGE_RECORDED:
+    if data.get("version", 1) != 1 or data["type"] != job_events.USAGE_RECORDED:
         raise ValueError(f"not a usage.recorded v1 event: {data.get('type')} {data.get('version')}")
     usage = data["payload"]
     texts = (
@@ -107,7 +107,7 @@ def _utc_day(occurred_at: str) -> str:
     return datetime.fromisoformat(occurred_at).astimezone(UTC).date().isoformat()
 
 
-@group.on(ev.USAGE_RECORDED, decode=usage_record, batch=True)
+@group.on(job_events.USAGE_RECORDED, decode=usage_record, batch=True)
 async def handle_usage(rows: list[UsageRow], ports: Ports) -> None:
     await usage_store.record_batch(ports.db, rows)
     spends = await usage_store.spend_of(ports.db, usage_store.spend_keys(rows))
@@ -115,8 +115,8 @@ async def handle_usage(rows: list[UsageRow], ports: Ports) -> None:
     await _announce_thresholds(spends, ports)
 
 
-@group.on(ev.JOB_FAILED, ev.JobFailed, batch=True)
-async def handle_job_failed(events: list[Envelope[ev.JobFailed]], ports: Ports) -> None:
+@group.on(job_events.JOB_FAILED, job_events.JobFailed, batch=True)
+async def handle_job_failed(events: list[Envelope[job_events.JobFailed]], ports: Ports) -> None:
     """A failed job never reports usage: give its reservation back now, not at expiry."""
     by_tenant: dict[uuid.UUID, list[str]] = defaultdict(list)
     for event in events:
@@ -179,17 +179,17 @@ def threshold_event(spend: Spend, pct: int) -> Envelope[Any]:
     assert spend.monthly_usd is not None
     return Envelope[Any](
         id=event_id,
-        type=uev.BUDGET_THRESHOLD_CROSSED,
+        type=usage_events.BUDGET_THRESHOLD_CROSSED,
         tenant_id=spend.tenant_id,
         actor=SYSTEM,
         correlation_id=event_id,
-        payload=uev.BudgetThresholdCrossed(
+        payload=usage_events.BudgetThresholdCrossed(
             scope="tenant" if spend.scope == "tenant" else "key",
             api_key_id=spend.scope_id if spend.scope == "key" else None,
             period=spend.period,
             threshold_pct=pct,
             limit_usd=spend.monthly_usd,
             spent_usd=spend.spent_usd,
-            resets_at=uev.period_reset(spend.period),
+            resets_at=usage_events.period_reset(spend.period),
         ),
     )

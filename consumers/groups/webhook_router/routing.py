@@ -22,8 +22,8 @@ from infra.db.integration_models import Rule, RuleRun
 from infra.db.models import Job
 from infra.kafka.publisher import Publisher
 from infra.redis import JobStreams
-from schemas import integrations as iev
-from schemas import jobs as jev
+from schemas import integrations as integration_events
+from schemas import jobs as job_events
 from schemas import topics
 from schemas.envelope import Actor, Envelope
 from schemas.ids import derived_id
@@ -44,7 +44,7 @@ class Ports:
     limits: Limits
 
 
-async def handle_webhook(raw: Envelope[iev.WebhookReceived], ports: Ports) -> None:
+async def handle_webhook(raw: Envelope[integration_events.WebhookReceived], ports: Ports) -> None:
     webhook = raw.payload
     payload = webhook.payload or {}
     context = {
@@ -63,7 +63,7 @@ async def handle_webhook(raw: Envelope[iev.WebhookReceived], ports: Ports) -> No
             await _request_action(raw, raw.tenant_id, rule.action, params, f"rule:{rule.id}", ports)
 
 
-async def handle_job_succeeded(raw: Envelope[jev.JobSucceeded], ports: Ports) -> None:
+async def handle_job_succeeded(raw: Envelope[job_events.JobSucceeded], ports: Ports) -> None:
     succeeded = raw.payload
     run = await store.get_rule_run(ports.db, succeeded.job_id)
     if run is None:
@@ -79,37 +79,52 @@ async def handle_job_succeeded(raw: Envelope[jev.JobSucceeded], ports: Ports) ->
 
 async def _start_job(raw: Envelope[Any], rule: Rule, context: dict[str, Any], ports: Ports) -> None:
     assert rule.job is not None
-    template = iev.RuleJob.model_validate(rule.job)
-    messages = [jev.ChatMessage(role="user", content=render_text(template.prompt, context))]
+    template = integration_events.RuleJob.model_validate(rule.job)
+    messages = [job_events.ChatMessage(role="user", content=render_text(template.prompt, context))]
     if template.system:
-        messages.insert(0, jev.ChatMessage(role="system", content=template.system))
-    chat = jev.ChatJob(
+        messages.insert(0, job_events.ChatMessage(role="system", content=template.system))
+    chat = job_events.ChatJob(
         model=template.model,
         messages=messages,
         metadata={"rule_id": str(rule.id), "webhook_event_id": str(raw.id)},
     )
     job_id = derived_id(raw.id, f"rule:{rule.id}:job")
     # The job's own correlation: its events are keyed by the job, not the webhook.
-    event = follow_up(raw, jev.JOB_REQUESTED, jev.JobRequested(job_id=job_id, job=chat),
-                      f"rule:{rule.id}:request", SYSTEM, correlation_id=job_id)  # fmt: skip
+    event = follow_up(
+        raw,
+        job_events.JOB_REQUESTED,
+        job_events.JobRequested(job_id=job_id, job=chat),
+        f"rule:{rule.id}:request",
+        SYSTEM,
+        correlation_id=job_id,
+    )
     stored, created = await job_store.insert_job(
         ports.db,
         Job(
-            id=job_id, tenant_id=raw.tenant_id, kind=chat.kind, model=chat.model,
-            status="queued", request=chat.model_dump(mode="json"),
-            job_metadata=dict(chat.metadata), idempotency_key=f"rule:{rule.id}:{raw.id}",
+            id=job_id,
+            tenant_id=raw.tenant_id,
+            kind=chat.kind,
+            model=chat.model,
+            status="queued",
+            request=chat.model_dump(mode="json"),
+            job_metadata=dict(chat.metadata),
+            idempotency_key=f"rule:{rule.id}:{raw.id}",
             request_event_id=event.id,
         ),
-    )  # fmt: skip
+    )
     if rule.action is not None:
         # Saved before the job is requested, so its outcome always finds the run.
         await store.save_rule_run(
             ports.db,
             RuleRun(
-                job_id=stored.id, tenant_id=raw.tenant_id, rule_id=rule.id,
-                webhook_event_id=raw.id, context=context, action=rule.action,
+                job_id=stored.id,
+                tenant_id=raw.tenant_id,
+                rule_id=rule.id,
+                webhook_event_id=raw.id,
+                context=context,
+                action=rule.action,
             ),
-        )  # fmt: skip
+        )
     if stored.published_at is not None:
         return
     purpose = f"rule:{rule.id}"
@@ -117,12 +132,23 @@ async def _start_job(raw: Envelope[Any], rule: Rule, context: dict[str, Any], po
     if refused is None:
         refused = await admit_job(ports.limits, raw.tenant_id, job_id, chat)
     if refused is not None:
-        failed = jev.JobFailed(
+        failed = job_events.JobFailed(
             job_id=job_id, error=refused, status=402 if refused.startswith(BUDGET_EXCEEDED) else 429
         )
-        await _refuse(raw, job_id, refused, follow_up(
-            raw, jev.JOB_FAILED, failed, f"{purpose}:refused", SYSTEM, correlation_id=job_id
-        ), ports)  # fmt: skip
+        await _refuse(
+            raw,
+            job_id,
+            refused,
+            follow_up(
+                raw,
+                job_events.JOB_FAILED,
+                failed,
+                f"{purpose}:refused",
+                SYSTEM,
+                correlation_id=job_id,
+            ),
+            ports,
+        )
         return
     if created:
         await ports.streams.append(job_id, "status", {"status": "queued"})
@@ -159,34 +185,59 @@ async def _request_action(
         log.warning("rule %s: connection %s is gone; action skipped", purpose, connection_id)
         return
     job_id = derived_id(raw.id, f"{purpose}:action-job")
-    payload = iev.ActionRequested(
-        job_id=job_id, connection_id=connection_id, connector=connection.connector,
-        action=action["action"], params=params if isinstance(params, dict) else {},
-    )  # fmt: skip
-    event = follow_up(raw, iev.ACTION_REQUESTED, payload, f"{purpose}:action-request", SYSTEM,
-                      correlation_id=job_id, tenant_id=tenant_id)  # fmt: skip
+    payload = integration_events.ActionRequested(
+        job_id=job_id,
+        connection_id=connection_id,
+        connector=connection.connector,
+        action=action["action"],
+        params=params if isinstance(params, dict) else {},
+    )
+    event = follow_up(
+        raw,
+        integration_events.ACTION_REQUESTED,
+        payload,
+        f"{purpose}:action-request",
+        SYSTEM,
+        correlation_id=job_id,
+        tenant_id=tenant_id,
+    )
     stored, created = await job_store.insert_job(
         ports.db,
         action_store.action_job(
-            job_id=job_id, tenant_id=tenant_id, api_key_id=None,
-            connector=connection.connector, action=payload.action,
+            job_id=job_id,
+            tenant_id=tenant_id,
+            api_key_id=None,
+            connector=connection.connector,
+            action=payload.action,
             request=payload.model_dump(mode="json", include={"connection_id", "action", "params"}),
-            event_id=event.id, idempotency_key=f"{purpose}:action:{raw.id}",
+            event_id=event.id,
+            idempotency_key=f"{purpose}:action:{raw.id}",
         ),
-    )  # fmt: skip
+    )
     if stored.published_at is not None:
         return
     refused = stored.error if stored.status == "failed" else None
     if refused is None:
         refused = await admit_action(ports.limits, tenant_id)
     if refused is not None:
-        finished = iev.ActionFinished(
+        finished = integration_events.ActionFinished(
             job_id=job_id, connector=connection.connector, action=payload.action, error=refused
         )
-        await _refuse(raw, job_id, refused, follow_up(
-            raw, iev.ACTION_FAILED, finished, f"{purpose}:action-refused", SYSTEM,
-            correlation_id=job_id, tenant_id=tenant_id,
-        ), ports)  # fmt: skip
+        await _refuse(
+            raw,
+            job_id,
+            refused,
+            follow_up(
+                raw,
+                integration_events.ACTION_FAILED,
+                finished,
+                f"{purpose}:action-refused",
+                SYSTEM,
+                correlation_id=job_id,
+                tenant_id=tenant_id,
+            ),
+            ports,
+        )
         return
     if created:
         await ports.streams.append(job_id, "status", {"status": "queued"})
