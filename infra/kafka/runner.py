@@ -224,7 +224,7 @@ class GroupRunner:
             try:
                 item = self._route(run, record)
             except Exception as exc:
-                await self._dead_letter(record, f"unparseable event: {exc}", 0)
+                await self._dead_letter(record, _unparseable(exc), 0)
                 continue
             if item is not None:
                 pending.append(item)
@@ -255,7 +255,7 @@ class GroupRunner:
             item = self._route(_Run(tracker, record.offset), record)
         except Exception as exc:
             item = None
-            await self._dead_letter(record, f"unparseable event: {exc}", 0)
+            await self._dead_letter(record, _unparseable(exc), 0)
         try:
             if item is not None:
                 await self._settle([item])
@@ -390,6 +390,10 @@ class GroupRunner:
                     await timer.run()
             except Exception:  # the next round tries again
                 log.exception("periodic work of %s failed", self.group)
+
+
+def _unparseable(exc: Exception) -> str:
+    return f"unparseable event: {type(exc).__name__}: {exc}"
 
 
 def _tp(record: Record) -> TopicPartition:
