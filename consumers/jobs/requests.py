@@ -1,9 +1,11 @@
-"""A chat job as the providers take it: what every group that calls a model sends."""
+"""A requested job as the providers take it, and as the jobs table keeps it."""
 
 from __future__ import annotations
 
+from infra.db.models import Job
 from infra.providers.base import ChatRequest, Image, Message, Tool, ToolCall
 from schemas import jobs as job_events
+from schemas.envelope import Envelope
 
 
 def chat_request(job: job_events.ChatJob) -> ChatRequest:
@@ -38,3 +40,22 @@ def chat_request(job: job_events.ChatJob) -> ChatRequest:
 
 def _part(part: job_events.TextPart | job_events.ImagePart) -> str | Image:
     return part.text if isinstance(part, job_events.TextPart) else Image(part.url, part.detail)
+
+
+def queued_job(event: Envelope[job_events.JobRequested]) -> Job:
+    """The job row of a request, as it is before any group started it."""
+    request = event.payload
+    job = request.job
+    return Job(
+        id=request.job_id,
+        tenant_id=event.tenant_id,
+        api_key_id=request.api_key_id,
+        user_id=job.user_id,
+        kind=job.kind,
+        model=job.model,
+        status="queued",
+        request=job.model_dump(mode="json"),
+        job_metadata=dict(job.metadata),
+        request_event_id=event.id,
+        created_at=event.occurred_at,
+    )

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from consumers.jobs.requests import queued_job
 from infra.db import projection
 from infra.db.engine import Database
-from infra.db.models import Job, JobResult
+from infra.db.models import JobResult
 from infra.kafka.group import Group
 from schemas import jobs as job_events
 from schemas import topics
@@ -26,20 +27,7 @@ group: Group[Database] = Group(
 
 @group.on(job_events.JOB_REQUESTED, job_events.JobRequested)
 async def on_requested(raw: Envelope[job_events.JobRequested], db: Database) -> None:
-    request = raw.payload
-    job = Job(
-        id=request.job_id,
-        tenant_id=raw.tenant_id,
-        api_key_id=request.api_key_id,
-        user_id=request.job.user_id,
-        kind=request.job.kind,
-        model=request.job.model,
-        status="queued",
-        request=request.job.model_dump(mode="json"),
-        job_metadata=dict(request.job.metadata),
-        request_event_id=raw.id,
-        created_at=raw.occurred_at,
-    )
+    job = queued_job(raw)
     await projection.job_requested(db, group.name, raw.id, job)
 
 

@@ -28,6 +28,19 @@ class StoredRecord:
     value: bytes
     headers: Headers
 
+    @classmethod
+    def of(cls, record: Any) -> StoredRecord:
+        """The archive's copy of a record fetched from Kafka (an aiokafka ConsumerRecord)."""
+        return cls(
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            timestamp_ms=record.timestamp,
+            key=record.key,
+            value=record.value or b"",
+            headers=list(record.headers or ()),
+        )
+
     @property
     def time(self) -> datetime:
         return datetime.fromtimestamp(self.timestamp_ms / 1000, UTC)

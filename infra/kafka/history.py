@@ -105,15 +105,7 @@ class History:
                     ):
                         remaining.discard(tp)
                         break
-                    yield StoredRecord(
-                        topic=record.topic,
-                        partition=record.partition,
-                        offset=record.offset,
-                        timestamp_ms=record.timestamp,
-                        key=record.key,
-                        value=record.value or b"",
-                        headers=list(record.headers or ()),
-                    )
+                    yield StoredRecord.of(record)
                 if records and records[-1].offset + 1 >= where.ends[tp]:
                     remaining.discard(tp)
             if remaining:

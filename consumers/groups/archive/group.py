@@ -58,23 +58,11 @@ def archivable(record: Record) -> Record:
     return record
 
 
-def stored(record: ConsumerRecord[bytes, bytes]) -> StoredRecord:
-    return StoredRecord(
-        topic=record.topic,
-        partition=record.partition,
-        offset=record.offset,
-        timestamp_ms=record.timestamp,
-        key=record.key,
-        value=record.value or b"",
-        headers=list(record.headers or ()),
-    )
-
-
 @group.on(ANY, decode=archivable, batch=True)
 async def archive_batch(records: Records, ports: Ports) -> None:
     """Write the batch's objects and manifests, then index its events."""
     groups: dict[tuple[str, int, str], list[StoredRecord]] = defaultdict(list)
-    for record in map(stored, records):
+    for record in map(StoredRecord.of, records):
         groups[(record.topic, record.partition, f"{record.time:%Y%m%d%H}")].append(record)
     prefix = ports.settings.archive_prefix
     for chunk in groups.values():
@@ -86,7 +74,7 @@ async def archive_batch(records: Records, ports: Ports) -> None:
         await ports.store.put(key, body, "application/gzip")
         manifest["object"] = key
         await ports.store.put(manifest_key(key), json.dumps(manifest).encode(), "application/json")
-    rows = [row for r in map(stored, records) if (row := log_row(r)) is not None]
+    rows = [row for r in map(StoredRecord.of, records) if (row := log_row(r)) is not None]
     await event_log.record(ports.db, rows)
 
 

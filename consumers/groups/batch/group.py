@@ -21,19 +21,16 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from consumers.jobs.ports import JobPorts
 from infra.db import batch_progress
 from infra.db import batches as batch_store
-from infra.db.engine import Database
 from infra.db.models import Batch, utcnow
 from infra.errors import PermanentError
 from infra.files import FileStore
 from infra.kafka.group import Group
 from infra.kafka.policies import Batches
-from infra.kafka.publisher import Publisher
 from infra.quota import Quotas
-from infra.redis import JobStreams
 from infra.routing.catalog import ModelCatalog
-from infra.settings import Settings
 from schemas import batches as batch_events
 from schemas import jobs as job_events
 from schemas import topics
@@ -50,11 +47,7 @@ PUBLISH_CHUNK = 1000
 
 
 @dataclass(frozen=True)
-class Ports:
-    settings: Settings
-    db: Database
-    streams: JobStreams
-    publisher: Publisher
+class Ports(JobPorts):
     files: FileStore
     quotas: Quotas
     catalog: ModelCatalog  # the models a line may name, and their prices

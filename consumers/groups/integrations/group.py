@@ -27,16 +27,14 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from consumers.jobs.ports import JobPorts
 from infra.connectors.base import Connector
 from infra.db import actions as store
 from infra.db import jobs as job_store
-from infra.db.engine import Database
 from infra.db.models import JobResult, utcnow
 from infra.errors import PermanentError, TransientError
 from infra.kafka.group import Group
 from infra.kafka.policies import Each
-from infra.kafka.publisher import Publisher
-from infra.redis import JobStreams
 from infra.settings import Settings
 from infra.vault import Sealed, Vault
 from schemas import integrations as integration_events
@@ -51,11 +49,7 @@ BUSY_POLL_S = 0.5
 
 
 @dataclass(frozen=True)
-class Ports:
-    settings: Settings
-    db: Database
-    streams: JobStreams
-    publisher: Publisher
+class Ports(JobPorts):
     vault: Vault
     connectors: Mapping[str, Connector]
 

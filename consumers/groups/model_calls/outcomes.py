@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from consumers.groups.model_calls.answers import Answer
 from consumers.groups.model_calls.ports import GROUP, SYSTEM, Ports
 from consumers.jobs import memory_recall as chat_memory
+from consumers.jobs import outcomes
 from infra.db import jobs as job_store
 from infra.db.jobs import Outcome
 from schemas import jobs as job_events
@@ -95,50 +96,9 @@ async def announce_success(
 async def publish_outcome(
     raw: Envelope[Any], request: job_events.JobRequested, result: Outcome, ports: Ports
 ) -> None:
-    usage = job_events.TokenUsage(
-        input_tokens=result.input_tokens, output_tokens=result.output_tokens
-    )
-    kind = "embedding" if request.job.kind == "embedding" else "model_call"
     await ports.publisher.publish_many(
         [
-            (
-                topics.AI_JOB_LIFECYCLE.name,
-                follow_up(
-                    raw,
-                    job_events.JOB_SUCCEEDED,
-                    job_events.JobSucceeded(
-                        job_id=request.job_id,
-                        provider=result.provider,
-                        model=result.model,
-                        usage=usage,
-                        finish_reason=result.finish_reason,
-                        cached=result.cached,
-                        text=result.text,
-                        cost_usd=result.cost_usd,
-                    ),
-                    "succeeded",
-                ),
-            ),
-            (
-                topics.USAGE_RECORDED.name,
-                follow_up(
-                    raw,
-                    job_events.USAGE_RECORDED,
-                    job_events.UsageRecorded(
-                        job_id=request.job_id,
-                        api_key_id=request.api_key_id,
-                        user_id=request.job.user_id,
-                        kind=kind,
-                        provider=result.provider,
-                        model=result.model,
-                        input_tokens=result.input_tokens,
-                        output_tokens=result.output_tokens,
-                        cost_usd=result.cost_usd,
-                        cached=result.cached,
-                    ),
-                    "usage",
-                ),
-            ),
+            *outcomes.succeeded(raw, request, result, SYSTEM),
             *chat_memory.remember_exchange(
                 raw, request.job, result.text, SYSTEM, api_key_id=request.api_key_id
             ),
@@ -160,10 +120,8 @@ async def announce_again(
     elif found is not None and found.job.status == "failed":
         # A batch counts its lines by these outcomes: a lost "failed" would
         # leave the batch waiting for a line that will never finish.
-        failed = job_events.JobFailed(job_id=request.job_id, error=found.job.error or "failed")
-        await ports.publisher.publish(
-            topics.AI_JOB_LIFECYCLE.name, follow_up(raw, job_events.JOB_FAILED, failed, "failed")
-        )
+        error = found.job.error or "failed"
+        await ports.publisher.publish_many(outcomes.failed(raw, request.job_id, error, SYSTEM))
 
 
 def follow_up(raw: Envelope[Any], type_: str, payload: BaseModel, purpose: str) -> Envelope[Any]:

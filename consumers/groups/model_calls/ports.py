@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from infra.db.engine import Database
+from consumers.jobs.ports import JobPorts
 from infra.db.jobs import JobWrites
-from infra.kafka.publisher import Publisher
-from infra.redis import JobStreams, ResponseCache
+from infra.redis import ResponseCache
 from infra.routing.gateway import Gateway
-from infra.settings import Settings
 from infra.vectors.recall import MemoryRecall
 from schemas.envelope import Actor
 
@@ -18,11 +16,7 @@ SYSTEM = Actor(kind="system", id=GROUP)
 
 
 @dataclass(frozen=True)
-class Ports:
-    settings: Settings
-    db: Database
-    streams: JobStreams
-    publisher: Publisher
+class Ports(JobPorts):
     gateway: Gateway  # routes, and prices by its catalog
     cache: ResponseCache
     # Replay side mode: routes the request and stops there. No provider call,

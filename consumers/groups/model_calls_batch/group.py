@@ -22,11 +22,13 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from consumers.jobs.requests import chat_request
+from consumers.jobs import outcomes
+from consumers.jobs.outcomes import Outgoing
+from consumers.jobs.requests import chat_request, queued_job
 from consumers.jobs.retries import announce_retry
 from infra.db import job_waves
 from infra.db.engine import Database
-from infra.db.models import Job, JobResult
+from infra.db.models import JobResult
 from infra.errors import PermanentError, TransientError
 from infra.kafka.group import Group
 from infra.kafka.policies import Batches, calling_models
@@ -42,7 +44,6 @@ from schemas.versions import follow_up
 log = logging.getLogger(__name__)
 
 Request = Envelope[job_events.JobRequested]
-Outgoing = list[tuple[str, Envelope[Any]]]
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ async def handle_wave(events: Sequence[Request], ports: Ports) -> None:
     unique = list({e.id: e for e in events}.values())
     providers = {e.payload.job_id: _provider(e, ports) for e in unique}
     by_job = {e.payload.job_id: e for e in unique}
-    started = await job_waves.start_jobs(ports.db, providers, lambda j: _job_row(by_job[j]))
+    started = await job_waves.start_jobs(ports.db, providers, lambda j: queued_job(by_job[j]))
     running = [e for e in unique if e.payload.job_id in started]
     done = [e for e in unique if e.payload.job_id not in started]
     # "started" need not delay the calls, only precede the outcomes.
@@ -168,56 +169,11 @@ def _result(
 
 
 def _succeeded(event: Request, result: JobResult) -> Outgoing:
-    request = event.payload
-    usage = job_events.TokenUsage(
-        input_tokens=result.input_tokens, output_tokens=result.output_tokens
-    )
-    return [
-        (
-            topics.AI_JOB_LIFECYCLE.name,
-            _follow_up(
-                event,
-                job_events.JOB_SUCCEEDED,
-                job_events.JobSucceeded(
-                    job_id=request.job_id,
-                    provider=result.provider,
-                    model=result.model,
-                    usage=usage,
-                    finish_reason=result.finish_reason,
-                    cached=result.cached,
-                    text=result.text,
-                    cost_usd=result.cost_usd,
-                ),
-                "succeeded",
-            ),
-        ),
-        (
-            topics.USAGE_RECORDED.name,
-            _follow_up(
-                event,
-                job_events.USAGE_RECORDED,
-                job_events.UsageRecorded(
-                    job_id=request.job_id,
-                    api_key_id=request.api_key_id,
-                    user_id=request.job.user_id,
-                    provider=result.provider,
-                    model=result.model,
-                    input_tokens=result.input_tokens,
-                    output_tokens=result.output_tokens,
-                    cost_usd=result.cost_usd,
-                    cached=result.cached,
-                ),
-                "usage",
-            ),
-        ),
-    ]
+    return outcomes.succeeded(event, event.payload, result, SYSTEM)
 
 
 def _failed(event: Request, error: str) -> Outgoing:
-    failed = job_events.JobFailed(job_id=event.payload.job_id, error=error)
-    return [
-        (topics.AI_JOB_LIFECYCLE.name, _follow_up(event, job_events.JOB_FAILED, failed, "failed"))
-    ]
+    return outcomes.failed(event, event.payload.job_id, error, SYSTEM)
 
 
 async def _again(done: Sequence[Request], ports: Ports) -> Outgoing:
@@ -232,23 +188,6 @@ async def _again(done: Sequence[Request], ports: Ports) -> Outgoing:
         else:
             outgoing += _failed(event, job.error or "failed")
     return outgoing
-
-
-def _job_row(event: Request) -> Job:
-    request = event.payload
-    job = request.job
-    return Job(
-        id=request.job_id,
-        tenant_id=event.tenant_id,
-        api_key_id=request.api_key_id,
-        user_id=job.user_id,
-        kind=job.kind,
-        model=job.model,
-        status="queued",
-        request=job.model_dump(mode="json"),
-        job_metadata=dict(job.metadata),
-        request_event_id=event.id,
-    )
 
 
 def _follow_up(event: Request, type_: str, payload: BaseModel, purpose: str) -> Envelope[Any]:

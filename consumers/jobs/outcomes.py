@@ -1,0 +1,74 @@
+"""The events that say how a job ended, whichever group answered it.
+
+Their ids are derived from the request's id and a purpose, so publishing them again
+after a crash is the same events, which consumers drop by id.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from infra.db.jobs import Outcome
+from infra.db.models import JobResult
+from schemas import jobs as job_events
+from schemas import topics
+from schemas.envelope import Actor, Envelope
+from schemas.versions import follow_up
+
+Outgoing = list[tuple[str, Envelope[Any]]]
+
+
+# A job's answer as stored: a result row, or its plain value.
+Answer = Outcome | JobResult
+
+
+def succeeded(
+    cause: Envelope[Any], request: job_events.JobRequested, answer: Answer, actor: Actor
+) -> Outgoing:
+    """`ai.job.succeeded` with the answer, and the `usage.recorded` that bills it."""
+    kind = "embedding" if request.job.kind == "embedding" else "model_call"
+    done = job_events.JobSucceeded(
+        job_id=request.job_id,
+        provider=answer.provider,
+        model=answer.model,
+        usage=job_events.TokenUsage(
+            input_tokens=answer.input_tokens, output_tokens=answer.output_tokens
+        ),
+        finish_reason=answer.finish_reason,
+        cached=answer.cached,
+        text=answer.text,
+        cost_usd=answer.cost_usd,
+    )
+    usage = job_events.UsageRecorded(
+        job_id=request.job_id,
+        api_key_id=request.api_key_id,
+        user_id=request.job.user_id,
+        kind=kind,
+        provider=answer.provider,
+        model=answer.model,
+        input_tokens=answer.input_tokens,
+        output_tokens=answer.output_tokens,
+        cost_usd=answer.cost_usd,
+        cached=answer.cached,
+    )
+    return [
+        (
+            topics.AI_JOB_LIFECYCLE.name,
+            follow_up(cause, job_events.JOB_SUCCEEDED, done, "succeeded", actor),
+        ),
+        (
+            topics.USAGE_RECORDED.name,
+            follow_up(cause, job_events.USAGE_RECORDED, usage, "usage", actor),
+        ),
+    ]
+
+
+def failed(cause: Envelope[Any], job_id: Any, error: str, actor: Actor) -> Outgoing:
+    """`ai.job.failed` with its error."""
+    payload = job_events.JobFailed(job_id=job_id, error=error)
+    return [
+        (
+            topics.AI_JOB_LIFECYCLE.name,
+            follow_up(cause, job_events.JOB_FAILED, payload, "failed", actor),
+        )
+    ]
