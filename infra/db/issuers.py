@@ -60,8 +60,7 @@ def issuer_context(issuer_id: uuid.UUID, tenant_id: uuid.UUID) -> bytes:
 
 async def add_issuer(db: Database, issuer: AuthIssuer) -> None:
     try:
-        async with db.transaction() as session:
-            session.add(issuer)
+        await db.add(issuer)
     except IntegrityError as exc:
         raise IssuerExists(issuer.issuer) from exc
 
@@ -106,16 +105,8 @@ async def find_trusted(db: Database, issuer: str) -> list[TrustedIssuer]:
         ).all()
     return [
         TrustedIssuer(
-            id=row.id,
-            tenant_id=row.tenant_id,
+            **row.model_dump(exclude={"created_at"}),
             tenant_name=name,
-            issuer=row.issuer,
-            audience=row.audience,
-            jwks_url=row.jwks_url,
-            secret_key_id=row.secret_key_id,
-            secret_sealed=row.secret_sealed,
-            user_claim=row.user_claim,
-            role_claim=row.role_claim,
             settings=dict(settings or {}),
         )
         for row, name, settings in rows
