@@ -7,12 +7,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, DateTime, LargeBinary, delete, select
+from sqlalchemy import Column, LargeBinary, delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, SQLModel
 
 from infra.db.engine import Database
-from infra.db.models import Tenant, utcnow
+from infra.db.models import Tenant, timestamp_now
 
 
 class AuthIssuer(SQLModel, table=True):
@@ -27,9 +27,7 @@ class AuthIssuer(SQLModel, table=True):
     secret_sealed: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
     user_claim: str = Field(default="sub", max_length=100)
     role_claim: str | None = Field(default=None, max_length=100)
-    created_at: datetime = Field(
-        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
-    )
+    created_at: datetime = timestamp_now()
 
 
 @dataclass(frozen=True)
