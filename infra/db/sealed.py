@@ -1,4 +1,6 @@
-"""Re-sealing stored secrets with the active key, so an old key can be retired."""
+"""Secrets sealed in rows (connections' credentials, webhook endpoints' and sign-in issuers'
+secrets): sealing one into its row, opening it, and re-sealing them all with the active key
+so an old key can be retired. Each is bound to its row: it opens there only."""
 
 from __future__ import annotations
 
@@ -42,6 +44,29 @@ TABLES = (
         lambda row: issuer_context(row.id, row.tenant_id),
     ),
 )
+
+
+def _table_of(row: Any) -> _SealedColumns:
+    for table in TABLES:
+        if isinstance(row, table.model):
+            return table
+    raise TypeError(f"{type(row).__name__} holds no sealed secret")
+
+
+def seal_into(vault: Vault, row: Any, plaintext: bytes) -> None:
+    """Seal `plaintext` with the active key into the row's secret columns (the row's id and
+    tenant must be set: the secret is bound to them)."""
+    table = _table_of(row)
+    sealed = vault.seal(plaintext, table.context(row))
+    setattr(row, table.key_id, sealed.key_id)
+    setattr(row, table.data, sealed.data)
+
+
+def opened(vault: Vault, row: Any) -> bytes:
+    """The row's secret, opened."""
+    table = _table_of(row)
+    sealed = Sealed(getattr(row, table.key_id), getattr(row, table.data))
+    return vault.open(sealed, table.context(row))
 
 
 async def reseal_all(db: Database, vault: Vault, batch: int = 500) -> int:
