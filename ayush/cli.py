@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
-from collections.abc import Collection, Coroutine
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
 
 import typer
 
-from ayush.dev_services import POSTGRES, for_this_command, stop_started, with_dev_services
+from ayush.command import database_or_exit, run, settings_or_exit
+from ayush.dev_services import stop_started, with_dev_services
 from ayush.history_cli import audit_app, dlq_app, replay_command, verify_command
 from ayush.keys_cli import keys_app
-from infra.local_stack.stack import SERVICES
 from infra.settings import Settings
-
-T = TypeVar("T")
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Ayush event backbone.")
 topics_app = typer.Typer(no_args_is_help=True, help="Kafka topics.")
@@ -35,30 +31,6 @@ app.add_typer(memory_app, name="memory")
 app.add_typer(batch_app, name="batch")
 app.add_typer(usage_app, name="usage")
 app.add_typer(secrets_app, name="secrets")
-
-
-def _settings(needs: Collection[str] = SERVICES) -> Settings:
-    """The environment's settings; with no service named there, a running `ayush dev`'s,
-    or a stopped one's: then the services this command `needs` are started from its data
-    folder until the command ends (ayush.dev_services)."""
-    return for_this_command(Settings(), needs)
-
-
-def _services_or_exit(settings: Settings, needs: Collection[str] = SERVICES) -> Settings:
-    try:
-        if set(needs) <= set(POSTGRES):
-            settings.require_database()
-        else:
-            settings.require_services()
-    except RuntimeError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
-    return settings
-
-
-def _database_or_exit() -> Settings:
-    """For a command that needs only Postgres: a stopped dev stack starts nothing else."""
-    return _services_or_exit(_settings(POSTGRES), POSTGRES)
 
 
 def _logging(level: str = "INFO") -> None:
@@ -99,7 +71,7 @@ def ingress(
     from ayush.serve import serve_ingress
 
     _logging()
-    serve_ingress(_services_or_exit(_settings()), host, port)
+    serve_ingress(settings_or_exit(), host, port)
 
 
 @app.command()
@@ -112,8 +84,8 @@ def worker(group: Annotated[str, typer.Argument(help="The consumer group to run.
         typer.echo(f"error: unknown group {group!r}; known: {', '.join(GROUPS)}", err=True)
         raise typer.Exit(2)
     _logging()
-    settings = _services_or_exit(_settings())
-    _run(run_worker(settings, group))
+    settings = settings_or_exit()
+    run(run_worker(settings, group))
 
 
 @app.command()
@@ -129,9 +101,9 @@ def status(
     """Topics and consumer groups: partitions, end and committed offsets, lag, live members."""
     from ayush.status import show_status
 
-    settings = _services_or_exit(_settings())
+    settings = settings_or_exit()
     with contextlib.suppress(KeyboardInterrupt):
-        _run(show_status(settings, watch, as_text=not as_json))
+        run(show_status(settings, watch, as_text=not as_json))
 
 
 @app.command()
@@ -149,7 +121,7 @@ def migrate() -> None:
     """Apply the database migrations."""
     from infra.db.migrate import upgrade
 
-    settings = _database_or_exit()
+    settings = database_or_exit()
     assert settings.database_url is not None
     upgrade(settings.database_url)
     typer.echo("database is up to date")
@@ -160,8 +132,8 @@ def topics_create() -> None:
     """Create every declared topic (and dead-letter topic) that does not exist yet."""
     from infra.kafka.admin import create_topics
 
-    settings = _services_or_exit(_settings())
-    created = _run(create_topics(settings))
+    settings = settings_or_exit()
+    created = run(create_topics(settings))
     typer.echo(f"created {len(created)} topics" + (": " + ", ".join(created) if created else ""))
 
 
@@ -170,8 +142,8 @@ def memory_reembed() -> None:
     """Re-embed every memory stored by another model than the configured one."""
     from ayush.memory import reembed_all
 
-    settings = _services_or_exit(_settings())
-    count, model = _run(reembed_all(settings))
+    settings = settings_or_exit()
+    count, model = run(reembed_all(settings))
     typer.echo(f"published {count} re-embed events for model {model}")
 
 
@@ -235,9 +207,9 @@ def usage_report(
     except ValueError as exc:
         typer.echo(f"error: --month must look like 2026-11, not {month!r}", err=True)
         raise typer.Exit(2) from exc
-    settings = _database_or_exit()
+    settings = database_or_exit()
     assert settings.database_url is not None
-    rows = _run(month_by_model(settings.database_url, tenant, month))
+    rows = run(month_by_model(settings.database_url, tenant, month))
     if rows is None:
         typer.echo(f"error: no tenant named {tenant!r}", err=True)
         raise typer.Exit(1)
@@ -258,9 +230,9 @@ def usage_prune(
     except ValueError as exc:
         typer.echo(f"error: --older-than: {exc}", err=True)
         raise typer.Exit(2) from exc
-    settings = _services_or_exit(_settings())
+    settings = settings_or_exit()
     try:
-        outcome = _run(prune(settings, days, dry_run=dry_run))
+        outcome = run(prune(settings, days, dry_run=dry_run))
     except PruneRefused as exc:
         typer.echo(f"refused: {exc}", err=True)
         raise typer.Exit(1) from exc
@@ -276,17 +248,8 @@ def secrets_reseal() -> None:
     """Re-seal stored secrets with the first key of AYUSH_ENCRYPTION_KEYS (after a rotation)."""
     from ayush.keys import reseal
 
-    settings = _database_or_exit()
-    typer.echo(f"re-sealed {_run(reseal(settings))} secrets")
-
-
-def _run(coro: Coroutine[Any, Any, T]) -> T:
-    try:
-        import uvloop
-
-        return uvloop.run(coro)
-    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux and macOS
-        return asyncio.run(coro)
+    settings = database_or_exit()
+    typer.echo(f"re-sealed {run(reseal(settings))} secrets")
 
 
 def main() -> None:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
-from collections.abc import Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -17,31 +15,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, TaskID, TextColumn, Tim
 from rich.progress import Progress as RichProgress
 from rich.table import Table
 
-from ayush.dev_services import for_this_command
-from infra.settings import Settings
-
-T = TypeVar("T")
+from ayush.command import run, settings_or_exit
 
 audit_app = typer.Typer(no_args_is_help=True, help="Audit trails (admin keys only).")
 dlq_app = typer.Typer(no_args_is_help=True, help="Dead-letter topics: inspect, re-drive, purge.")
 console = Console(stderr=True)
 
 TIME_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%d %H:%M:%S"]
-
-
-def _settings() -> Settings:
-    """As `ayush.cli._settings`: a stopped dev stack's services run until the command ends."""
-    settings = for_this_command(Settings())
-    try:
-        settings.require_services()
-    except RuntimeError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
-    return settings
-
-
-def _run(coro: Coroutine[Any, Any, T]) -> T:
-    return asyncio.run(coro)
 
 
 def _utc(at: datetime) -> datetime:
@@ -60,7 +40,7 @@ def audit_job(
     from producers.ingress.caller import Caller
     from producers.ingress.errors import ApiError
 
-    settings = _settings()
+    settings = settings_or_exit()
 
     async def trail() -> str:
         assert settings.database_url is not None
@@ -74,7 +54,7 @@ def audit_job(
             await db.close()
 
     try:
-        typer.echo(_run(trail()))
+        typer.echo(run(trail()))
     except ApiError as exc:
         typer.echo(f"error: {exc.message}", err=True)
         raise typer.Exit(1) from exc
@@ -95,9 +75,14 @@ class _Bar:
 
 def _bar() -> RichProgress:
     return RichProgress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=console, transient=False, disable=not console.is_terminal,
-    )  # fmt: skip
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+        disable=not console.is_terminal,
+    )
 
 
 def replay_command(
@@ -138,7 +123,7 @@ def replay_command(
     if source not in ("auto", "kafka", "archive"):
         typer.echo("error: --source must be auto, kafka or archive", err=True)
         raise typer.Exit(2)
-    settings = _settings()
+    settings = settings_or_exit()
     live_url = settings.database_url
     if database_url:
         settings = settings.model_copy(update={"database_url": database_url})
@@ -155,23 +140,34 @@ def replay_command(
     # an id needs no tenant row here: the history of a removed tenant still reads back
     tenant_id = _tenant_ids(live_url, [tenant], False)[0] if tenant is not None else None
     query = replay.Query(
-        topics=topics, start=_utc(start), end=_utc(end or datetime.now(UTC)), tenant_id=tenant_id,
-        types=frozenset(type_), source=source,  # type: ignore[arg-type]
-    )  # fmt: skip
+        topics=topics,
+        start=_utc(start),
+        end=_utc(end or datetime.now(UTC)),
+        tenant_id=tenant_id,
+        types=frozenset(type_),
+        source=source,  # type: ignore[arg-type]
+    )
     with _bar() as bar:
         if out is not None:
-            report = _run(replay.export(settings, query, out, _Bar(bar)))
+            report = run(replay.export(settings, query, out, _Bar(bar)))
         else:
             assert into_group is not None
             try:
-                report = _run(replay.into_group(settings, query, into_group, _Bar(bar), live_url))
+                report = run(replay.into_group(settings, query, into_group, _Bar(bar), live_url))
             except KeyError as exc:
                 typer.echo(f"error: {exc.args[0]}", err=True)
                 raise typer.Exit(2) from exc
-    typer.echo(json.dumps({
-        "read": report.read, "matched": report.matched, "handled": report.handled,
-        "sources": report.sources, "failures": report.failures[:20],
-    }))  # fmt: skip
+    typer.echo(
+        json.dumps(
+            {
+                "read": report.read,
+                "matched": report.matched,
+                "handled": report.handled,
+                "sources": report.sources,
+                "failures": report.failures[:20],
+            }
+        )
+    )
     if report.failures:
         raise typer.Exit(1)
 
@@ -184,7 +180,7 @@ def _tenant_ids(
 
     assert database_url is not None
     try:
-        return _run(replay.resolve_tenants(database_url, given, rows_required=rows_required))
+        return run(replay.resolve_tenants(database_url, given, rows_required=rows_required))
     except replay.UnknownTenant as exc:
         typer.echo(f"error: {exc.args[0]}", err=True)
         raise typer.Exit(2) from exc
@@ -205,13 +201,16 @@ def verify_command(
 
     unknown = set(projection) - set(replay.PROJECTIONS)
     if unknown:
-        typer.echo(f"error: unknown projection {sorted(unknown)[0]!r}: choose from "
-                   f"{', '.join(replay.PROJECTIONS)}", err=True)  # fmt: skip
+        typer.echo(
+            f"error: unknown projection {sorted(unknown)[0]!r}: choose from "
+            f"{', '.join(replay.PROJECTIONS)}",
+            err=True,
+        )
         raise typer.Exit(2)
-    settings = _settings()
+    settings = settings_or_exit()
     tenant_ids = _tenant_ids(settings.database_url, tenant)
     assert settings.database_url is not None
-    differences = _run(
+    differences = run(
         replay.verify(
             settings.database_url, against, tenant_ids, tuple(projection or replay.PROJECTIONS)
         )
@@ -231,14 +230,19 @@ def dlq_list(topic: TopicOpt, all_: Annotated[bool, typer.Option("--all")] = Fal
     """Dead letters still pending (--all: also those retried or purged)."""
     from infra.kafka.dead_letters import DeadLetters
 
-    letters = _run(DeadLetters(_settings(), topic).letters(include_done=all_))
+    letters = run(DeadLetters(settings_or_exit(), topic).letters(include_done=all_))
     table = Table("offset", "pending", "type", "event id", "group", "attempts", "error")
     for d in letters:
         event: dict[str, Any] = _event_json(d.record.value)
         table.add_row(
-            str(d.offset), "yes" if d.pending else "no", escape(str(event.get("type", "?"))),
-            escape(str(event.get("id", "?"))), d.group, str(d.attempts), escape(d.error[:80]),
-        )  # fmt: skip
+            str(d.offset),
+            "yes" if d.pending else "no",
+            escape(str(event.get("type", "?"))),
+            escape(str(event.get("id", "?"))),
+            d.group,
+            str(d.attempts),
+            escape(d.error[:80]),
+        )
     out = Console()
     if not out.is_terminal:  # piped: do not squeeze columns into 80 characters
         out = Console(width=240)
@@ -250,16 +254,26 @@ def dlq_show(topic: TopicOpt, offset: Annotated[int, typer.Argument()]) -> None:
     """One dead letter in full: its error, where it came from, the event."""
     from infra.kafka.dead_letters import DeadLetters
 
-    letters = _run(DeadLetters(_settings(), topic).letters(include_done=True))
+    letters = run(DeadLetters(settings_or_exit(), topic).letters(include_done=True))
     found = [d for d in letters if d.offset == offset]
     if not found:
         typer.echo(f"error: no dead letter at offset {offset}", err=True)
         raise typer.Exit(1)
     d = found[0]
-    typer.echo(json.dumps({
-        "offset": d.offset, "pending": d.pending, "error": d.error, "source": d.source,
-        "group": d.group, "attempts": d.attempts, "event": _event_json(d.record.value),
-    }, indent=2))  # fmt: skip
+    typer.echo(
+        json.dumps(
+            {
+                "offset": d.offset,
+                "pending": d.pending,
+                "error": d.error,
+                "source": d.source,
+                "group": d.group,
+                "attempts": d.attempts,
+                "event": _event_json(d.record.value),
+            },
+            indent=2,
+        )
+    )
 
 
 @dlq_app.command("retry")
@@ -271,7 +285,7 @@ def dlq_retry(
     from infra.kafka.dead_letters import DeadLetters
     from infra.kafka.publisher import Publisher
 
-    settings = _settings()
+    settings = settings_or_exit()
 
     async def retry() -> int:
         publisher = Publisher(settings)
@@ -281,7 +295,7 @@ def dlq_retry(
         finally:
             await publisher.stop()
 
-    typer.echo(f"re-drove {_run(retry())} dead letters")
+    typer.echo(f"re-drove {run(retry())} dead letters")
 
 
 @dlq_app.command("purge")
@@ -289,7 +303,7 @@ def dlq_purge(topic: TopicOpt) -> None:
     """Discard every pending dead letter."""
     from infra.kafka.dead_letters import DeadLetters
 
-    typer.echo(f"purged {_run(DeadLetters(_settings(), topic).purge())} dead letters")
+    typer.echo(f"purged {run(DeadLetters(settings_or_exit(), topic).purge())} dead letters")
 
 
 def _event_json(value: bytes) -> dict[str, Any]:

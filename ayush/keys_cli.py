@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 
+from ayush.command import database_or_exit, run
 from infra.settings import Settings
 
 keys_app = typer.Typer(no_args_is_help=True, help="Tenants' API keys.")
@@ -32,11 +33,9 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 
 
 def _settings() -> Settings:
-    from ayush.cli import _database_or_exit
-
     # Keys live in Postgres: a stopped dev stack starts only that for the command (a running
     # one is told of revocations through its Redis).
-    return _database_or_exit()
+    return database_or_exit()
 
 
 def _key_id(text: str) -> uuid.UUID:
@@ -88,7 +87,6 @@ def keys_create(
     ] = None,
 ) -> None:
     """Create an API key; it is printed once, as the last line."""
-    from ayush.cli import _run
     from ayush.keys import create_key
     from producers.ingress.access import scope_problem
     from schemas.keys import NewKey
@@ -98,9 +96,12 @@ def keys_create(
     chosen = "admin" if admin else role or "developer"
     try:
         spec = NewKey(
-            name=name, role=chosen, scopes=scope or [],
-            expires_at=_expiry(expires_in, expires_at), allowed_ips=allow_ip or [],
-        )  # fmt: skip
+            name=name,
+            role=chosen,
+            scopes=scope or [],
+            expires_at=_expiry(expires_in, expires_at),
+            allowed_ips=allow_ip or [],
+        )
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or 'key'}: {e['msg']}" for e in exc.errors()
@@ -109,7 +110,7 @@ def keys_create(
     problem = scope_problem(spec.role, frozenset(spec.scopes))
     if problem is not None:
         raise _fail(f"--scope: {problem}")
-    tenant_created, key, plaintext = _run(create_key(_settings(), tenant, spec))
+    tenant_created, key, plaintext = run(create_key(_settings(), tenant, spec))
     if tenant_created:
         typer.echo(f"created tenant {tenant}")
     typer.echo(f"key {key.id} ({spec.role}); it is shown only once:")
@@ -125,24 +126,38 @@ def keys_list(
     from rich.console import Console
     from rich.table import Table
 
-    from ayush.cli import _run
     from ayush.keys import KeyCommandError, list_keys
 
     try:
-        keys = [_view(k) for k in _run(list_keys(_settings(), tenant))]
+        keys = [_view(k) for k in run(list_keys(_settings(), tenant))]
     except KeyCommandError as exc:
         raise _fail(str(exc), 1) from exc
     if as_json:
         typer.echo(json.dumps(keys, indent=2))
         return
-    table = Table("id", "name", "prefix", "role", "scopes", "created", "last used", "expires",
-                  "allowed ips", "revoked")  # fmt: skip
+    table = Table(
+        "id",
+        "name",
+        "prefix",
+        "role",
+        "scopes",
+        "created",
+        "last used",
+        "expires",
+        "allowed ips",
+        "revoked",
+    )
     for k in keys:
         table.add_row(
-            k["id"], k["name"], k["prefix"], k["role"], ",".join(k["scopes"]),
+            k["id"],
+            k["name"],
+            k["prefix"],
+            k["role"],
+            ",".join(k["scopes"]),
             *(_day(k[f]) for f in ("created_at", "last_used_at", "expires_at")),
-            ",".join(k["allowed_ips"]), _day(k["revoked_at"]),
-        )  # fmt: skip
+            ",".join(k["allowed_ips"]),
+            _day(k["revoked_at"]),
+        )
     Console(width=200).print(table)
 
 
@@ -153,12 +168,11 @@ def _day(value: str | None) -> str:
 @keys_app.command("revoke")
 def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id.")]) -> None:
     """Revoke a key; running ingress processes refuse it within a second."""
-    from ayush.cli import _run
     from ayush.keys import KeyCommandError, revoke_key
 
     ident = _key_id(key_id)
     try:
-        untold = _run(revoke_key(_settings(), ident))
+        untold = run(revoke_key(_settings(), ident))
     except KeyCommandError as exc:
         raise _fail(str(exc), 1) from exc
     if untold is not None:
@@ -174,7 +188,6 @@ def keys_rotate(
     ] = "1h",
 ) -> None:
     """A new secret for a key, printed once as the last line."""
-    from ayush.cli import _run
     from ayush.keys import KeyCommandError, rotate_key
     from schemas.keys import MAX_GRACE_S
 
@@ -186,7 +199,7 @@ def keys_rotate(
     if grace_s > MAX_GRACE_S:
         raise _fail(f"--grace: at most {MAX_GRACE_S // 86400}d")
     try:
-        plaintext, untold = _run(rotate_key(_settings(), ident, grace_s))
+        plaintext, untold = run(rotate_key(_settings(), ident, grace_s))
     except KeyCommandError as exc:
         raise _fail(str(exc), 1) from exc
     if untold is not None:  # the new secret exists all the same: it is printed below

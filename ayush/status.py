@@ -44,10 +44,12 @@ def _group_table(g: GroupStatus) -> Table:
         table.add_row("-", "-", "-", "-", "-")
     for p in g.partitions:
         table.add_row(
-            p.topic, str(p.partition), str(p.end),
+            p.topic,
+            str(p.partition),
+            str(p.end),
             "-" if p.committed is None else str(p.committed),
             f"[yellow]{p.lag}[/]" if p.lag else "0",
-        )  # fmt: skip
+        )
     return table
 
 
@@ -58,29 +60,44 @@ def render(status: ClusterStatus) -> Group:
     groups = [_group_table(g) for g in status.groups]
     # The same note for every group whose description could not be read: say it once.
     notes = dict.fromkeys(g.note for g in status.groups if g.note)
-    return Group(topics, "", "[bold]Consumer groups[/]", *groups,
-                 *(f"[yellow]note:[/] {n}" for n in notes))  # fmt: skip
+    return Group(
+        topics, "", "[bold]Consumer groups[/]", *groups, *(f"[yellow]note:[/] {n}" for n in notes)
+    )
 
 
 def as_json(status: ClusterStatus) -> dict[str, Any]:
     """The same as the tables, for scripts: plain numbers, `null` where unknown."""
     return {
         "topics": [
-            {"topic": t.topic, "partitions": t.partitions, "messages": t.messages,
-             "end_offsets": {str(p): end for p, end in sorted(t.end_offsets.items())}}
+            {
+                "topic": t.topic,
+                "partitions": t.partitions,
+                "messages": t.messages,
+                "end_offsets": {str(p): end for p, end in sorted(t.end_offsets.items())},
+            }
             for t in status.topics
         ],
         "groups": [
-            {"group": g.group, "state": g.state, "members": g.members, "lag": g.lag,
-             "note": g.note,
-             "partitions": [
-                 {"topic": p.topic, "partition": p.partition, "end": p.end,
-                  "committed": p.committed, "lag": p.lag}
-                 for p in g.partitions
-             ]}
+            {
+                "group": g.group,
+                "state": g.state,
+                "members": g.members,
+                "lag": g.lag,
+                "note": g.note,
+                "partitions": [
+                    {
+                        "topic": p.topic,
+                        "partition": p.partition,
+                        "end": p.end,
+                        "committed": p.committed,
+                        "lag": p.lag,
+                    }
+                    for p in g.partitions
+                ],
+            }
             for g in status.groups
         ],
-    }  # fmt: skip
+    }
 
 
 async def show_status(settings: Settings, watch: float | None, as_text: bool = True) -> None:

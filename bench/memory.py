@@ -46,6 +46,7 @@ from infra.kafka.publisher import Publisher
 from infra.kafka.runner import GroupRunner
 from infra.local_stack import LocalStack
 from infra.settings import Settings
+from infra.vectors.base import Query
 from infra.vectors.pgvector import PgVectorStore
 from schemas import memory as ev
 from schemas import topics
@@ -122,11 +123,11 @@ async def search_bench(
             ids_by_row[str(memory_id)] = int(body.rsplit(" ", 1)[1])
     exact = np.argsort(-(queries @ vectors.T), axis=1)[:, :10]
     for q in queries[:20]:  # warm the index pages and the connection pool
-        await store.search(tenant, "bench-user", q.tolist(), model=MODEL, top_k=10)
+        await store.search(Query(tenant, "bench-user", q.tolist(), MODEL, top_k=10))
     latencies, recalls = [], []
     for q, truth in zip(queries, exact, strict=True):
         started = time.perf_counter()
-        hits = await store.search(tenant, "bench-user", q.tolist(), model=MODEL, top_k=10)
+        hits = await store.search(Query(tenant, "bench-user", q.tolist(), MODEL, top_k=10))
         latencies.append((time.perf_counter() - started) * 1000)
         found = {ids_by_row[str(h.memory_id)] for h in hits}
         recalls.append(len(found & set(truth.tolist())) / 10)

@@ -42,9 +42,12 @@ class KeyChanges:
         _, _, url = settings.require_services()
         # A ping now and then finds a connection that died without a word.
         self._redis: Redis = Redis.from_url(
-            url, max_connections=4, socket_timeout=5, socket_connect_timeout=5,
+            url,
+            max_connections=4,
+            socket_timeout=5,
+            socket_connect_timeout=5,
             health_check_interval=5,
-        )  # fmt: skip
+        )
         self.channel = f"{settings.topic_prefix}ayush:keys:changed"
         self._task: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()

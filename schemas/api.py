@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from datetime import datetime
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from schemas.jobs import JobStatus, TokenUsage
 from schemas.money import Usd
@@ -50,9 +51,16 @@ class ErrorBody(BaseModel):
 class CallerView(BaseModel):
     """GET /v1/me: who the credential of the request is."""
 
+    model_config = ConfigDict(populate_by_name=True)
+
     tenant_id: uuid.UUID
-    tenant: str
+    tenant: str = Field(validation_alias="tenant_name")
     role: str
     key_id: uuid.UUID | None = None
     user_id: str | None = None
     scopes: list[str]
+
+    @field_validator("scopes", mode="before")
+    @classmethod
+    def _sorted(cls, scopes: Iterable[str]) -> list[str]:
+        return sorted(scopes)

@@ -60,9 +60,13 @@ def asyncapi_document(version: str) -> dict[str, Any]:
             "address": topic.name,
             "description": topic.description,
             "messages": refs_here,
-            "bindings": {"kafka": {"partitions": topic.partitions,
-                                   "topicConfiguration": {"retention.ms": topic.retention_ms}}},
-        }  # fmt: skip
+            "bindings": {
+                "kafka": {
+                    "partitions": topic.partitions,
+                    "topicConfiguration": {"retention.ms": topic.retention_ms},
+                }
+            },
+        }
         channels[topic.dead_letter] = {
             "address": topic.dead_letter,
             "description": f"Events of {topic.name} that could not be handled, with headers "

@@ -23,39 +23,97 @@ class EventType:
 
 
 EVENTS: tuple[EventType, ...] = (
-    EventType(jobs.JOB_REQUESTED, topics.AI_JOB_REQUESTED, jobs.JobRequested,
-              "A chat or embedding job to run on its model."),
-    EventType(jobs.JOB_STARTED, topics.AI_JOB_LIFECYCLE, jobs.JobStarted,
-              "A worker began a job's model call."),
-    EventType(jobs.JOB_SUCCEEDED, topics.AI_JOB_LIFECYCLE, jobs.JobSucceeded,
-              "A job's answer is stored."),
-    EventType(jobs.JOB_RETRYING, topics.AI_JOB_LIFECYCLE, jobs.JobRetrying,
-              "A model call failed and will be tried again."),
-    EventType(jobs.JOB_FAILED, topics.AI_JOB_LIFECYCLE, jobs.JobFailed,
-              "A job ended without an answer."),
-    EventType(jobs.USAGE_RECORDED, topics.USAGE_RECORDED, jobs.UsageRecorded,
-              "Tokens and cost of one model call or connector action."),
-    EventType(usage.BUDGET_THRESHOLD_CROSSED, topics.USAGE_BUDGET, usage.BudgetThresholdCrossed,
-              "A tenant's or key's monthly spend crossed 80% or 100% of its budget."),
-    EventType(integrations.WEBHOOK_RECEIVED, topics.WEBHOOK_RECEIVED,
-              integrations.WebhookReceived, "A verified webhook delivery, raw body kept."),
-    EventType(integrations.ACTION_REQUESTED, topics.INTEGRATION_ACTION_REQUESTED,
-              integrations.ActionRequested, "Run one connector action with a connection."),
-    EventType(integrations.ACTION_SUCCEEDED, topics.AI_JOB_LIFECYCLE,
-              integrations.ActionFinished, "A connector action's job succeeded."),
-    EventType(integrations.ACTION_FAILED, topics.AI_JOB_LIFECYCLE,
-              integrations.ActionFinished, "A connector action's job failed."),
-    EventType(memory.MEMORY_REMEMBER, topics.MEMORY_COMMANDS, memory.Remember,
-              "Store a text as a memory of a user: chunked, embedded, kept."),
-    EventType(memory.MEMORY_FORGET, topics.MEMORY_COMMANDS, memory.Forget,
-              "Forget one memory: its vectors and text are erased."),
-    EventType(memory.MEMORY_FORGET_USER, topics.MEMORY_COMMANDS, memory.ForgetUser,
-              "Forget every memory of a user remembered before this event."),
-    EventType(memory.MEMORY_STORED, topics.MEMORY_EVENTS, memory.Stored,
-              "Chunks of a memory and their vectors, as stored (in parts)."),
-    EventType(memory.MEMORY_EMBED_FAILED, topics.MEMORY_EVENTS, memory.EmbedFailed,
-              "The embedder refused a memory's text for good."),
-)  # fmt: skip
+    EventType(
+        jobs.JOB_REQUESTED,
+        topics.AI_JOB_REQUESTED,
+        jobs.JobRequested,
+        "A chat or embedding job to run on its model.",
+    ),
+    EventType(
+        jobs.JOB_STARTED,
+        topics.AI_JOB_LIFECYCLE,
+        jobs.JobStarted,
+        "A worker began a job's model call.",
+    ),
+    EventType(
+        jobs.JOB_SUCCEEDED, topics.AI_JOB_LIFECYCLE, jobs.JobSucceeded, "A job's answer is stored."
+    ),
+    EventType(
+        jobs.JOB_RETRYING,
+        topics.AI_JOB_LIFECYCLE,
+        jobs.JobRetrying,
+        "A model call failed and will be tried again.",
+    ),
+    EventType(
+        jobs.JOB_FAILED, topics.AI_JOB_LIFECYCLE, jobs.JobFailed, "A job ended without an answer."
+    ),
+    EventType(
+        jobs.USAGE_RECORDED,
+        topics.USAGE_RECORDED,
+        jobs.UsageRecorded,
+        "Tokens and cost of one model call or connector action.",
+    ),
+    EventType(
+        usage.BUDGET_THRESHOLD_CROSSED,
+        topics.USAGE_BUDGET,
+        usage.BudgetThresholdCrossed,
+        "A tenant's or key's monthly spend crossed 80% or 100% of its budget.",
+    ),
+    EventType(
+        integrations.WEBHOOK_RECEIVED,
+        topics.WEBHOOK_RECEIVED,
+        integrations.WebhookReceived,
+        "A verified webhook delivery, raw body kept.",
+    ),
+    EventType(
+        integrations.ACTION_REQUESTED,
+        topics.INTEGRATION_ACTION_REQUESTED,
+        integrations.ActionRequested,
+        "Run one connector action with a connection.",
+    ),
+    EventType(
+        integrations.ACTION_SUCCEEDED,
+        topics.AI_JOB_LIFECYCLE,
+        integrations.ActionFinished,
+        "A connector action's job succeeded.",
+    ),
+    EventType(
+        integrations.ACTION_FAILED,
+        topics.AI_JOB_LIFECYCLE,
+        integrations.ActionFinished,
+        "A connector action's job failed.",
+    ),
+    EventType(
+        memory.MEMORY_REMEMBER,
+        topics.MEMORY_COMMANDS,
+        memory.Remember,
+        "Store a text as a memory of a user: chunked, embedded, kept.",
+    ),
+    EventType(
+        memory.MEMORY_FORGET,
+        topics.MEMORY_COMMANDS,
+        memory.Forget,
+        "Forget one memory: its vectors and text are erased.",
+    ),
+    EventType(
+        memory.MEMORY_FORGET_USER,
+        topics.MEMORY_COMMANDS,
+        memory.ForgetUser,
+        "Forget every memory of a user remembered before this event.",
+    ),
+    EventType(
+        memory.MEMORY_STORED,
+        topics.MEMORY_EVENTS,
+        memory.Stored,
+        "Chunks of a memory and their vectors, as stored (in parts).",
+    ),
+    EventType(
+        memory.MEMORY_EMBED_FAILED,
+        topics.MEMORY_EVENTS,
+        memory.EmbedFailed,
+        "The embedder refused a memory's text for good.",
+    ),
+)
 
 
 def on_topic(topic: Topic) -> list[EventType]:

@@ -55,14 +55,19 @@ def chat_job(
         metadata=(body.metadata or {}) if metadata is None else metadata,
         stop=[body.stop] if isinstance(body.stop, str) else body.stop,
         tools=[
-            Tool(name=t.function.name, description=t.function.description,
-                 parameters=t.function.parameters or {})
+            Tool(
+                name=t.function.name,
+                description=t.function.description,
+                parameters=t.function.parameters or {},
+            )
             for t in body.tools
-        ] if body.tools else None,
+        ]
+        if body.tools
+        else None,
         tool_choice=choice,
         cache=cache,
         memory=body.memory,
-    )  # fmt: skip
+    )
 
 
 def _response_format(body: ChatCompletionRequest) -> ResponseFormat | None:
@@ -126,10 +131,13 @@ def completion_body(
 ) -> dict[str, Any]:
     """A `chat.completion` response body, shaped as the gateway's `/v1/chat/completions` answers."""
     calls = [
-        {"id": c["id"], "type": "function",
-         "function": {"name": c["name"], "arguments": c["arguments"]}}
+        {
+            "id": c["id"],
+            "type": "function",
+            "function": {"name": c["name"], "arguments": c["arguments"]},
+        }
         for c in tool_calls or ()
-    ]  # fmt: skip
+    ]
     message: dict[str, Any] = {"role": "assistant", "content": text or None}
     if calls:
         message["tool_calls"] = calls

@@ -102,12 +102,10 @@ class RuleJob(RequestModel):
     system: str | None = Field(default=None, max_length=100_000)
 
 
-class RuleAction(RequestModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    connection_id: uuid.UUID
-    action: str = Field(min_length=1, max_length=64)
-    params: dict[str, Any]
+# The action a rule runs: what POST /v1/actions takes. (No docstring: the API documents
+# both alike.)
+class RuleAction(ActionCreate):
+    pass
 
 
 class RuleCreate(RequestModel):

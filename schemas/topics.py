@@ -29,9 +29,11 @@ USAGE_RECORDED = Topic(
     "usage.recorded", 6, 90 * DAY_MS, "A billable act: tokens and cost of one model call."
 )
 AI_JOB_REQUESTED_BATCH = Topic(
-    "ai.job.requested.batch", 12, 7 * DAY_MS,
+    "ai.job.requested.batch",
+    12,
+    7 * DAY_MS,
     "Chat jobs fanned out from batches: a lower-priority lane with its own workers.",
-)  # fmt: skip
+)
 BATCH_REQUESTED = Topic(
     "batch.requested", 6, 30 * DAY_MS, "Batches created and cancellations asked for."
 )

@@ -10,7 +10,7 @@ import pytest
 from infra.db.engine import Database
 from infra.embeddings.hashing import HashingEmbedder
 from infra.errors import PermanentError, TransientError
-from infra.vectors.base import Chunk, VectorStore
+from infra.vectors.base import Chunk, Query, VectorStore
 from infra.vectors.pgvector import PgVectorStore
 from infra.vectors.pinecone import PineconeStore
 from tests.fakes.pinecone import FakePinecone
@@ -60,7 +60,7 @@ async def search(
     filter: dict[str, str] | None = None,
 ) -> list[str]:
     [vector] = await EMBEDDER.embed([query])
-    hits = await store.search(tenant, user, vector, model=MODEL, top_k=top_k, filter=filter)
+    hits = await store.search(Query(tenant, user, vector, MODEL, top_k, filter or {}))
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
     return [h.text for h in hits]
 
@@ -70,7 +70,7 @@ async def test_nearest_first_with_text_and_metadata(store: VectorStore) -> None:
     await remember(store, tenant, "u1", "my dog is called Rex", "I live in Lisbon",
                    "I prefer tea over coffee", metadata={"kind": "fact"})  # fmt: skip
     [vector] = await EMBEDDER.embed(["what is my dog called"])
-    hits = await store.search(tenant, "u1", vector, model=MODEL, top_k=2)
+    hits = await store.search(Query(tenant, "u1", vector, MODEL, top_k=2))
     assert hits[0].text == "my dog is called Rex"
     assert len(hits) == 2
     assert hits[0].metadata == {"kind": "fact"} and hits[0].chunk == 0
@@ -129,7 +129,7 @@ async def test_pinecone_errors_are_translated(fake_pinecone: FakePinecone) -> No
         [vector] = await EMBEDDER.embed(["x"])
         fake_pinecone.fail_next(503, times=10)  # more than the SDK's own retries
         with pytest.raises(TransientError):
-            await store.search(uuid.uuid4(), "u", vector, model=MODEL, top_k=1)
+            await store.search(Query(uuid.uuid4(), "u", vector, MODEL, top_k=1))
         fake_pinecone.clear_failures()
         with pytest.raises(PermanentError):
             await store.upsert([Chunk(uuid.uuid4(), uuid.uuid4(), "u", 0, "x", MODEL, [1.0])])

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import httpx
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from infra.connectors.address_policy import AddressPolicy, CheckedTransport
 from infra.errors import PermanentError, TransientError
@@ -23,6 +23,12 @@ from infra.providers.http_errors import retry_after_seconds
 
 RETRYABLE = frozenset({408, 425, 429, 500, 502, 503, 504})
 MAX_RESPONSE_BYTES = 1024 * 1024
+
+
+class Strict(BaseModel):
+    """Base of the credentials and parameter models: an unknown field is refused."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 @dataclass(frozen=True)

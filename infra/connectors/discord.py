@@ -4,21 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from infra.connectors.base import ActionSpec, Connector, json_object
+from infra.connectors.base import ActionSpec, Connector, Strict, json_object
 
 
-class DiscordCredentials(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class DiscordCredentials(Strict):
     webhook_id: str = Field(min_length=1)
     webhook_token: str = Field(min_length=1)
 
 
-class WebhookMessage(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class WebhookMessage(Strict):
     content: str = Field(min_length=1, max_length=2000)
     username: str | None = Field(default=None, max_length=80)
 

@@ -17,18 +17,16 @@ import ssl
 from email.message import EmailMessage
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from infra.connectors.address_policy import AddressPolicy
-from infra.connectors.base import ActionSpec, Connector
+from infra.connectors.base import ActionSpec, Connector, Strict
 from infra.errors import PermanentError, TransientError
 
 NO_LINE_BREAK = r"^[^\r\n]*$"  # a line break in a header would forge more headers
 
 
-class SmtpCredentials(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class SmtpCredentials(Strict):
     host: str = Field(min_length=1)
     port: int = Field(default=587, ge=1, le=65535)
     username: str | None = None
@@ -37,9 +35,7 @@ class SmtpCredentials(BaseModel):
     from_address: str = Field(min_length=3, pattern=NO_LINE_BREAK)
 
 
-class SendEmail(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class SendEmail(Strict):
     to: list[str] = Field(min_length=1, max_length=100)
     subject: str = Field(min_length=1, max_length=998, pattern=NO_LINE_BREAK)
     text: str = Field(max_length=1_000_000)

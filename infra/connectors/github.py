@@ -4,20 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from infra.connectors.base import ActionSpec, Connector, json_object
+from infra.connectors.base import ActionSpec, Connector, Strict, json_object
 
 
-class GitHubCredentials(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class GitHubCredentials(Strict):
     token: str = Field(min_length=1)
 
 
-class CreateIssue(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class CreateIssue(Strict):
     owner: str = Field(min_length=1)
     repo: str = Field(min_length=1)
     title: str = Field(min_length=1, max_length=256)
@@ -25,9 +21,7 @@ class CreateIssue(BaseModel):
     labels: list[str] = Field(default_factory=list)
 
 
-class CreateComment(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class CreateComment(Strict):
     owner: str = Field(min_length=1)
     repo: str = Field(min_length=1)
     issue_number: int = Field(ge=1)

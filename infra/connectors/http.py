@@ -14,9 +14,9 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
+from pydantic import Field, ValidationInfo, model_validator
 
-from infra.connectors.base import ActionSpec, Connector
+from infra.connectors.base import ActionSpec, Connector, Strict
 from infra.errors import PermanentError
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -26,11 +26,9 @@ UNBOUND = (
 )
 
 
-class HttpCredentials(BaseModel):
+class HttpCredentials(Strict):
     """Headers that carry the secret (e.g. Authorization), added to every request, and the
     origins they may be sent to."""
-
-    model_config = ConfigDict(extra="forbid")
 
     headers: dict[str, str] = Field(default_factory=dict)
     base_url: str | None = Field(default=None, pattern=r"^https?://[^/?#]+", max_length=2000)
@@ -61,9 +59,7 @@ class HttpCredentials(BaseModel):
         return f"{scheme}://{host}:{port} is not an origin of this connection ({bound})"
 
 
-class HttpRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class HttpRequest(Strict):
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
     url: str = Field(pattern=r"^https?://", max_length=2000)
     headers: dict[str, str] = Field(default_factory=dict)

@@ -4,22 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
-from infra.connectors.base import ActionSpec, Connector, json_object
+from infra.connectors.base import ActionSpec, Connector, Strict, json_object
 
 NOTION_VERSION = "2022-06-28"
 
 
-class NotionCredentials(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class NotionCredentials(Strict):
     token: str = Field(min_length=1)
 
 
-class CreatePage(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class CreatePage(Strict):
     parent_page_id: str | None = None
     database_id: str | None = None
     title: str = Field(min_length=1, max_length=2000)
@@ -54,9 +50,12 @@ class Notion(Connector):
         body: dict[str, Any] = {"parent": parent, "properties": properties}
         if params.content:
             body["children"] = [
-                {"object": "block", "type": "paragraph",
-                 "paragraph": {"rich_text": _text(params.content)}}
-            ]  # fmt: skip
+                {
+                    "object": "block",
+                    "type": "paragraph",
+                    "paragraph": {"rich_text": _text(params.content)},
+                }
+            ]
         response = await self.http.call(
             "notion",
             "POST",

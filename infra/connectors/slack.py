@@ -4,24 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from infra.connectors.base import ActionSpec, Connector, json_object
+from infra.connectors.base import ActionSpec, Connector, Strict, json_object
 from infra.errors import PermanentError, TransientError
 
 # Slack answers 200 with {"ok": false, "error": ...}; these are worth a retry.
 RETRYABLE_ERRORS = frozenset({"ratelimited", "rate_limited", "internal_error", "fatal_error"})
 
 
-class SlackCredentials(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class SlackCredentials(Strict):
     bot_token: str = Field(min_length=1)
 
 
-class PostMessage(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class PostMessage(Strict):
     channel: str = Field(min_length=1, description="channel id, e.g. C0123")
     text: str = Field(min_length=1, max_length=40_000)
     thread_ts: str | None = None

@@ -4,20 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from infra.connectors.base import ActionSpec, Connector, json_object
+from infra.connectors.base import ActionSpec, Connector, Strict, json_object
 
 
-class TelegramCredentials(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class TelegramCredentials(Strict):
     bot_token: str = Field(min_length=1)
 
 
-class SendMessage(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class SendMessage(Strict):
     chat_id: int | str
     text: str = Field(min_length=1, max_length=4096)
     parse_mode: str | None = None

@@ -22,16 +22,13 @@ def connection_context(connection: Connection) -> bytes:
 
 
 async def add_connection(db: Database, connection: Connection) -> None:
-    async with db.transaction() as session:
-        session.add(connection)
+    await db.add(connection)
 
 
 async def get_connection(
     db: Database, tenant_id: uuid.UUID, connection_id: uuid.UUID
 ) -> Connection | None:
-    async with db.tenant_reads(tenant_id) as session:
-        found = await session.get(Connection, connection_id)
-    return found if found is not None and found.tenant_id == tenant_id else None
+    return await db.get(Connection, connection_id, tenant_id)
 
 
 BeginOutcome = Literal["call", "done", "in_doubt", "busy"]

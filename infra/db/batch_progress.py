@@ -36,8 +36,10 @@ async def record_outcomes(
     failures: Counter[uuid.UUID] = Counter()
     counted: set[uuid.UUID] = set()
     async with db.transaction() as session:
-        for status, ids, tally in (("succeeded", succeeded, completed),
-                                   ("failed", failed, failures)):  # fmt: skip
+        for status, ids, tally in (
+            ("succeeded", succeeded, completed),
+            ("failed", failed, failures),
+        ):
             if not ids:
                 continue
             rows = await session.execute(
@@ -88,12 +90,15 @@ async def expire(db: Database, batch_id: uuid.UUID) -> tuple[Batch, list[uuid.UU
         moved = (
             await session.execute(
                 update(Batch)
-                .where(Batch.id == batch_id, Batch.status == "in_progress",
-                       col(Batch.expires_at) <= now)
+                .where(
+                    Batch.id == batch_id,
+                    Batch.status == "in_progress",
+                    col(Batch.expires_at) <= now,
+                )
                 .values(status="finalizing", finalizing_at=now, expired_at=now)
                 .returning(Batch.id)
             )
-        ).scalar_one_or_none()  # fmt: skip
+        ).scalar_one_or_none()
         if moved is None:
             return None
         expired = list(
@@ -135,10 +140,18 @@ class LineResult:
 async def line_results(db: Database, batch_id: uuid.UUID) -> AsyncIterator[LineResult]:
     """Every line of the batch in input order, streamed from the database."""
     columns = (
-        BatchLine.custom_id, BatchLine.status, Job.id, Job.error, JobResult.text,
-        JobResult.finish_reason, JobResult.model, JobResult.input_tokens,
-        JobResult.output_tokens, JobResult.tool_calls, JobResult.created_at,
-    )  # fmt: skip
+        BatchLine.custom_id,
+        BatchLine.status,
+        Job.id,
+        Job.error,
+        JobResult.text,
+        JobResult.finish_reason,
+        JobResult.model,
+        JobResult.input_tokens,
+        JobResult.output_tokens,
+        JobResult.tool_calls,
+        JobResult.created_at,
+    )
     query = (
         select(*columns)
         .join(Job, Job.id == BatchLine.job_id)
@@ -151,7 +164,15 @@ async def line_results(db: Database, batch_id: uuid.UUID) -> AsyncIterator[LineR
         rows = await session.stream(query)
         async for row in rows:
             yield LineResult(
-                custom_id=row[0], status=row[1], job_id=row[2], error=row[3], text=row[4],
-                finish_reason=row[5], model=row[6], input_tokens=row[7] or 0,
-                output_tokens=row[8] or 0, tool_calls=row[9], created_at=row[10],
-            )  # fmt: skip
+                custom_id=row[0],
+                status=row[1],
+                job_id=row[2],
+                error=row[3],
+                text=row[4],
+                finish_reason=row[5],
+                model=row[6],
+                input_tokens=row[7] or 0,
+                output_tokens=row[8] or 0,
+                tool_calls=row[9],
+                created_at=row[10],
+            )

@@ -77,21 +77,14 @@ async def delete_file(db: Database, tenant_id: uuid.UUID, file_id: uuid.UUID) ->
 
 
 async def insert_batch(db: Database, batch: Batch) -> None:
-    async with db.transaction() as session:
-        session.add(batch)
+    await db.add(batch)
 
 
 async def get_batch(
     db: Database, batch_id: uuid.UUID, tenant_id: uuid.UUID | None = None
 ) -> Batch | None:
     """The batch; with `tenant_id`, only if it is that tenant's (read behind the wall)."""
-    query = select(Batch).where(Batch.id == batch_id)
-    if tenant_id is None:
-        async with db.session() as session:
-            return (await session.execute(query)).scalar_one_or_none()
-    async with db.tenant_reads(tenant_id) as session:
-        query = query.where(Batch.tenant_id == tenant_id)
-        return (await session.execute(query)).scalar_one_or_none()
+    return await db.get(Batch, batch_id, tenant_id)
 
 
 async def list_batches(
@@ -191,13 +184,15 @@ async def refuse_lines(
             (
                 await session.execute(
                     update(BatchLine)
-                    .where(BatchLine.job_id.in_([j for j, _ in refusals]),
-                           BatchLine.status == "pending")
+                    .where(
+                        BatchLine.job_id.in_([j for j, _ in refusals]),
+                        BatchLine.status == "pending",
+                    )
                     .values(status="refused")
                     .returning(BatchLine.job_id)
                 )
             ).scalars()
-        )  # fmt: skip
+        )
         if refused:
             await session.execute(
                 update(Job.__table__)

@@ -18,6 +18,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from typing import Any, Protocol, TypeVar
 
 import asyncpg
 from sqlalchemy import TextClause, text
@@ -32,6 +33,13 @@ from sqlalchemy.ext.asyncio import (
 # The role the tenant-scoped reads run as, and the setting its policies read.
 READER_ROLE = "ayush_reader"
 TENANT_SETTING = "ayush.tenant_id"
+
+
+class _TenantRow(Protocol):
+    tenant_id: uuid.UUID
+
+
+R = TypeVar("R", bound=_TenantRow)
 
 
 class Database:
@@ -64,9 +72,12 @@ class Database:
                 if pool is None:
                     settings = {} if durable else {"synchronous_commit": "off"}
                     pool = await asyncpg.create_pool(
-                        self._dsn, min_size=1, max_size=self._pool_size, reset=_keep_session,
+                        self._dsn,
+                        min_size=1,
+                        max_size=self._pool_size,
+                        reset=_keep_session,
                         server_settings=settings,
-                    )  # fmt: skip
+                    )
                     self._pools[durable] = pool
         return pool
 
@@ -79,6 +90,21 @@ class Database:
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         async with self._sessions() as session, session.begin():
             yield session
+
+    async def add(self, row: Any) -> None:
+        """Insert one new row (a table model), in a transaction of its own."""
+        async with self.transaction() as session:
+            session.add(row)
+
+    async def get(self, model: type[R], id: Any, tenant_id: uuid.UUID | None = None) -> R | None:
+        """The row by primary key; with `tenant_id`, only if it is that tenant's (read behind
+        the wall). Without, by id alone: for callers that name no tenant."""
+        if tenant_id is None:
+            async with self.session() as session:
+                return await session.get(model, id)
+        async with self.tenant_reads(tenant_id) as session:
+            found = await session.get(model, id)
+        return found if found is not None and found.tenant_id == tenant_id else None
 
     @asynccontextmanager
     async def tenant_reads(

@@ -6,19 +6,11 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, DateTime, LargeBinary
+from sqlalchemy import Column, LargeBinary
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
-from infra.db.models import utcnow
-
-
-def _ts(nullable: bool = True) -> Any:
-    return Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=nullable))
-
-
-def _created() -> Any:
-    return Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+from infra.db.models import timestamp, timestamp_now
 
 
 class WebhookEndpoint(SQLModel, table=True):
@@ -31,7 +23,7 @@ class WebhookEndpoint(SQLModel, table=True):
     # The signing secret, sealed: the receiver needs it back to verify.
     secret_key_id: str = Field(max_length=64)
     secret_sealed: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
-    created_at: datetime = _created()
+    created_at: datetime = timestamp_now()
 
 
 class WebhookDelivery(SQLModel, table=True):
@@ -42,8 +34,8 @@ class WebhookDelivery(SQLModel, table=True):
     endpoint_id: uuid.UUID = Field(primary_key=True, foreign_key="webhook_endpoints.id")
     delivery_id: str = Field(primary_key=True, max_length=300)
     event_id: uuid.UUID
-    published_at: datetime | None = _ts()
-    received_at: datetime = _created()
+    published_at: datetime | None = timestamp()
+    received_at: datetime = timestamp_now()
 
 
 class Rule(SQLModel, table=True):
@@ -56,7 +48,7 @@ class Rule(SQLModel, table=True):
     filter: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
     job: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB))
     action: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB))
-    created_at: datetime = _created()
+    created_at: datetime = timestamp_now()
 
 
 class RuleRun(SQLModel, table=True):
@@ -70,7 +62,7 @@ class RuleRun(SQLModel, table=True):
     webhook_event_id: uuid.UUID
     context: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
     action: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
-    created_at: datetime = _created()
+    created_at: datetime = timestamp_now()
 
 
 class Connection(SQLModel, table=True):
@@ -82,7 +74,7 @@ class Connection(SQLModel, table=True):
     name: str = Field(default="", max_length=200)
     key_id: str = Field(max_length=64)
     sealed: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
-    created_at: datetime = _created()
+    created_at: datetime = timestamp_now()
 
 
 class ActionAttempt(SQLModel, table=True):
@@ -98,7 +90,7 @@ class ActionAttempt(SQLModel, table=True):
     event_id: uuid.UUID
     status: str = Field(max_length=16)  # calling | succeeded | failed
     calls: int = 0
-    lease_until: datetime | None = _ts()
+    lease_until: datetime | None = timestamp()
     result: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB))
     error: str | None = None
-    updated_at: datetime = _created()
+    updated_at: datetime = timestamp_now()

@@ -7,12 +7,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, DateTime, LargeBinary, delete, select
+from sqlalchemy import Column, LargeBinary, delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, SQLModel
 
 from infra.db.engine import Database
-from infra.db.models import Tenant, utcnow
+from infra.db.models import Tenant, timestamp_now
 
 
 class AuthIssuer(SQLModel, table=True):
@@ -27,9 +27,7 @@ class AuthIssuer(SQLModel, table=True):
     secret_sealed: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
     user_claim: str = Field(default="sub", max_length=100)
     role_claim: str | None = Field(default=None, max_length=100)
-    created_at: datetime = Field(
-        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
-    )
+    created_at: datetime = timestamp_now()
 
 
 @dataclass(frozen=True)
@@ -60,8 +58,7 @@ def issuer_context(issuer_id: uuid.UUID, tenant_id: uuid.UUID) -> bytes:
 
 async def add_issuer(db: Database, issuer: AuthIssuer) -> None:
     try:
-        async with db.transaction() as session:
-            session.add(issuer)
+        await db.add(issuer)
     except IntegrityError as exc:
         raise IssuerExists(issuer.issuer) from exc
 
@@ -106,16 +103,8 @@ async def find_trusted(db: Database, issuer: str) -> list[TrustedIssuer]:
         ).all()
     return [
         TrustedIssuer(
-            id=row.id,
-            tenant_id=row.tenant_id,
+            **row.model_dump(exclude={"created_at"}),
             tenant_name=name,
-            issuer=row.issuer,
-            audience=row.audience,
-            jwks_url=row.jwks_url,
-            secret_key_id=row.secret_key_id,
-            secret_sealed=row.secret_sealed,
-            user_claim=row.user_claim,
-            role_claim=row.role_claim,
             settings=dict(settings or {}),
         )
         for row, name, settings in rows

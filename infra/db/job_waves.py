@@ -50,10 +50,14 @@ async def start_jobs(
             rows = await session.execute(
                 update(JOBS)
                 .where(JOBS.c.id.in_(ids), JOBS.c.status.in_(("queued", "running")))
-                .values(status="running", provider=provider, attempts=JOBS.c.attempts + 1,
-                        started_at=now)
+                .values(
+                    status="running",
+                    provider=provider,
+                    attempts=JOBS.c.attempts + 1,
+                    started_at=now,
+                )
                 .returning(JOBS.c.id, JOBS.c.attempts)
-            )  # fmt: skip
+            )
             attempts.update((row[0], int(row[1])) for row in rows)
         rest = [job_id for job_id in providers if job_id not in attempts]
         if rest:
@@ -64,8 +68,9 @@ async def start_jobs(
                 for job_id in missing:
                     values = row(job_id).model_dump(by_alias=False)
                     values["metadata"] = values.pop("job_metadata")
-                    values.update(status="running", provider=providers[job_id],
-                                  attempts=1, started_at=now)  # fmt: skip
+                    values.update(
+                        status="running", provider=providers[job_id], attempts=1, started_at=now
+                    )
                     new_rows.append(values)
                 inserted = await session.execute(
                     insert(JOBS).values(new_rows).on_conflict_do_nothing().returning(JOBS.c.id)
@@ -90,13 +95,17 @@ async def finish_jobs(
             (
                 await session.execute(
                     insert(ProcessedEvent)
-                    .values([{"consumer_group": group, "event_id": e, "processed_at": now}
-                             for e in events])
+                    .values(
+                        [
+                            {"consumer_group": group, "event_id": e, "processed_at": now}
+                            for e in events
+                        ]
+                    )
                     .on_conflict_do_nothing()
                     .returning(ProcessedEvent.event_id)
                 )
             ).scalars()
-        )  # fmt: skip
+        )
         won = [r for r in results if r.event_id in claimed]
         if won:
             await session.execute(
@@ -105,10 +114,15 @@ async def finish_jobs(
             await session.execute(
                 update(JOBS)
                 .where(JOBS.c.id == bindparam("b_id"))
-                .values(status="succeeded", finished_at=now, error=None,
-                        model=bindparam("b_model"), provider=bindparam("b_provider")),
+                .values(
+                    status="succeeded",
+                    finished_at=now,
+                    error=None,
+                    model=bindparam("b_model"),
+                    provider=bindparam("b_provider"),
+                ),
                 [{"b_id": r.job_id, "b_model": r.model, "b_provider": r.provider} for r in won],
-            )  # fmt: skip
+            )
         lost = [f for f in failures if f.event_id in claimed]
         if lost:
             await session.execute(

@@ -84,9 +84,15 @@ async def _upsert(
             "INSERT INTO memories (id, tenant_id, user_id, text, metadata, status) "
             "VALUES (:id, :t, :u, :text, CAST(:m AS jsonb), :status) ON CONFLICT (id) DO NOTHING"
         ),
-        {"id": memory_id, "t": tenant_id, "u": user_id, "text": body,
-         "m": json.dumps(metadata), "status": status},
-    )  # fmt: skip
+        {
+            "id": memory_id,
+            "t": tenant_id,
+            "u": user_id,
+            "text": body,
+            "m": json.dumps(metadata),
+            "status": status,
+        },
+    )
 
 
 async def finish_remember(

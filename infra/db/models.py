@@ -16,8 +16,14 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _ts(nullable: bool = True) -> Any:
+def timestamp(nullable: bool = True) -> Any:
+    """A timestamp column (with time zone), None until set."""
     return Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=nullable))
+
+
+def timestamp_now() -> Any:
+    """A timestamp column (with time zone) that a new row fills with the time it is made."""
+    return Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
 
 
 class Tenant(SQLModel, table=True):
@@ -26,9 +32,7 @@ class Tenant(SQLModel, table=True):
     id: uuid.UUID = Field(primary_key=True)
     name: str = Field(unique=True, index=True, max_length=200)
     settings: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONB, nullable=False))
-    created_at: datetime = Field(
-        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
-    )
+    created_at: datetime = timestamp_now()
 
 
 class ApiKey(SQLModel, table=True):
@@ -41,17 +45,15 @@ class ApiKey(SQLModel, table=True):
     prefix: str = Field(max_length=16)
     role: str = Field(default="developer", max_length=16)
     scopes: list[str] = Field(default_factory=list, sa_column=Column(JSONB, nullable=False))
-    created_at: datetime = Field(
-        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
-    )
-    revoked_at: datetime | None = _ts()
-    expires_at: datetime | None = _ts()
+    created_at: datetime = timestamp_now()
+    revoked_at: datetime | None = timestamp()
+    expires_at: datetime | None = timestamp()
     # CIDRs the key may be used from; empty means anywhere.
     allowed_ips: list[str] = Field(default_factory=list, sa_column=Column(JSONB, nullable=False))
-    last_used_at: datetime | None = _ts()
+    last_used_at: datetime | None = timestamp()
     # After a rotation the previous secret keeps working until previous_valid_until.
     previous_key_hash: str | None = Field(default=None, unique=True, max_length=64)
-    previous_valid_until: datetime | None = _ts()
+    previous_valid_until: datetime | None = timestamp()
 
 
 class Job(SQLModel, table=True):
@@ -74,12 +76,10 @@ class Job(SQLModel, table=True):
     attempts: int = 0
     idempotency_key: str | None = Field(default=None, max_length=255)
     request_event_id: uuid.UUID
-    published_at: datetime | None = _ts()
-    created_at: datetime = Field(
-        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
-    )
-    started_at: datetime | None = _ts()
-    finished_at: datetime | None = _ts()
+    published_at: datetime | None = timestamp()
+    created_at: datetime = timestamp_now()
+    started_at: datetime | None = timestamp()
+    finished_at: datetime | None = timestamp()
 
 
 class JobResult(SQLModel, table=True):
@@ -102,9 +102,7 @@ class JobResult(SQLModel, table=True):
     # Served from the response cache: no upstream call, no cost.
     cached: bool = False
     event_id: uuid.UUID
-    created_at: datetime = Field(
-        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
-    )
+    created_at: datetime = timestamp_now()
 
 
 class ProcessedEvent(SQLModel, table=True):
@@ -114,9 +112,7 @@ class ProcessedEvent(SQLModel, table=True):
 
     consumer_group: str = Field(primary_key=True, max_length=200)
     event_id: uuid.UUID = Field(primary_key=True)
-    processed_at: datetime = Field(
-        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
-    )
+    processed_at: datetime = timestamp_now()
 
 
 class StoredFile(SQLModel, table=True):
@@ -132,10 +128,8 @@ class StoredFile(SQLModel, table=True):
     purpose: str = Field(max_length=32)
     bytes: int
     storage_key: str = Field(max_length=500)
-    created_at: datetime = Field(
-        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
-    )
-    deleted_at: datetime | None = _ts()
+    created_at: datetime = timestamp_now()
+    deleted_at: datetime | None = timestamp()
 
 
 class Batch(SQLModel, table=True):
@@ -158,17 +152,15 @@ class Batch(SQLModel, table=True):
     completed: int = 0
     failed: int = 0
     cancelled: int = 0
-    created_at: datetime = Field(
-        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
-    )
-    expires_at: datetime | None = _ts()
-    in_progress_at: datetime | None = _ts()
-    finalizing_at: datetime | None = _ts()
-    completed_at: datetime | None = _ts()
-    failed_at: datetime | None = _ts()
-    cancelling_at: datetime | None = _ts()
-    cancelled_at: datetime | None = _ts()
-    expired_at: datetime | None = _ts()
+    created_at: datetime = timestamp_now()
+    expires_at: datetime | None = timestamp()
+    in_progress_at: datetime | None = timestamp()
+    finalizing_at: datetime | None = timestamp()
+    completed_at: datetime | None = timestamp()
+    failed_at: datetime | None = timestamp()
+    cancelling_at: datetime | None = timestamp()
+    cancelled_at: datetime | None = timestamp()
+    expired_at: datetime | None = timestamp()
 
 
 class BatchLine(SQLModel, table=True):

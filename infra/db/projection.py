@@ -11,7 +11,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select, update
@@ -20,74 +19,82 @@ from sqlalchemy.dialects.postgresql import insert
 from infra.db.engine import Database
 from infra.db.idempotency import claim
 from infra.db.models import ApiKey, Job, JobResult, Tenant
-from schemas.money import usd_text
+from infra.db.snapshots import plain
 
 JOB_FIELDS = (
-    "id", "tenant_id", "api_key_id", "user_id", "kind", "model", "provider", "status",
-    "request", "job_metadata", "error", "attempts", "request_event_id",
-)  # fmt: skip
+    "id",
+    "tenant_id",
+    "api_key_id",
+    "user_id",
+    "kind",
+    "model",
+    "provider",
+    "status",
+    "request",
+    "job_metadata",
+    "error",
+    "attempts",
+    "request_event_id",
+)
 RESULT_FIELDS = (
-    "job_id", "text", "finish_reason", "provider", "model", "input_tokens", "output_tokens",
-    "cost_usd", "event_id",
-)  # fmt: skip
+    "job_id",
+    "text",
+    "finish_reason",
+    "provider",
+    "model",
+    "input_tokens",
+    "output_tokens",
+    "cost_usd",
+    "event_id",
+)
 
 
-async def job_requested(db: Database, group: str, event_id: uuid.UUID, job: Job) -> None:
+async def _claimed(db: Database, group: str, event_id: uuid.UUID, *statements: Any) -> None:
+    """Run the statements in one transaction with the claim of the event; none if it was
+    already claimed (a redelivery)."""
     async with db.transaction() as session:
         if not await claim(session, group, event_id):
             return
-        values = job.model_dump(by_alias=False)
-        values["metadata"] = values.pop("job_metadata")
-        await session.execute(insert(Job).values(**values).on_conflict_do_nothing())
+        for statement in statements:
+            await session.execute(statement)
+
+
+async def job_requested(db: Database, group: str, event_id: uuid.UUID, job: Job) -> None:
+    values = job.model_dump(by_alias=False)
+    values["metadata"] = values.pop("job_metadata")
+    await _claimed(db, group, event_id, insert(Job).values(**values).on_conflict_do_nothing())
 
 
 async def job_started(
     db: Database, group: str, event_id: uuid.UUID, job_id: uuid.UUID, provider: str, at: datetime
 ) -> None:
-    async with db.transaction() as session:
-        if not await claim(session, group, event_id):
-            return
-        await session.execute(
-            update(Job)
-            .where(Job.id == job_id, Job.status.in_(("queued", "running")))
-            .values(status="running", provider=provider, attempts=Job.attempts + 1, started_at=at)
-        )
+    started = (
+        update(Job)
+        .where(Job.id == job_id, Job.status.in_(("queued", "running")))
+        .values(status="running", provider=provider, attempts=Job.attempts + 1, started_at=at)
+    )
+    await _claimed(db, group, event_id, started)
 
 
 async def job_succeeded(
     db: Database, group: str, event_id: uuid.UUID, result: JobResult, at: datetime
 ) -> None:
-    async with db.transaction() as session:
-        if not await claim(session, group, event_id):
-            return
-        values = result.model_dump()
-        await session.execute(insert(JobResult).values(**values).on_conflict_do_nothing())
-        await session.execute(
-            update(Job)
-            .where(Job.id == result.job_id)
-            .values(status="succeeded", finished_at=at, error=None, model=result.model)
-        )
+    await _claimed(
+        db,
+        group,
+        event_id,
+        insert(JobResult).values(**result.model_dump()).on_conflict_do_nothing(),
+        update(Job)
+        .where(Job.id == result.job_id)
+        .values(status="succeeded", finished_at=at, error=None, model=result.model),
+    )
 
 
 async def job_failed(
     db: Database, group: str, event_id: uuid.UUID, job_id: uuid.UUID, error: str, at: datetime
 ) -> None:
-    async with db.transaction() as session:
-        if not await claim(session, group, event_id):
-            return
-        await session.execute(
-            update(Job)
-            .where(Job.id == job_id)
-            .values(status="failed", finished_at=at, error=error[:4000])
-        )
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return usd_text(value)  # every decimal column holds money
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    return value
+    failed = {"status": "failed", "finished_at": at, "error": error[:4000]}
+    await _claimed(db, group, event_id, update(Job).where(Job.id == job_id).values(failed))
 
 
 async def snapshot(db: Database, tenant_ids: Sequence[uuid.UUID]) -> dict[str, dict[str, Any]]:
@@ -96,7 +103,7 @@ async def snapshot(db: Database, tenant_ids: Sequence[uuid.UUID]) -> dict[str, d
     async with db.session() as session:
         jobs = await session.execute(select(Job).where(Job.tenant_id.in_(tenant_ids)))
         for job in jobs.scalars():
-            rows[f"jobs:{job.id}"] = {f: _plain(getattr(job, f)) for f in JOB_FIELDS}
+            rows[f"jobs:{job.id}"] = {f: plain(getattr(job, f)) for f in JOB_FIELDS}
         results = await session.execute(
             select(JobResult)
             .join(Job, Job.id == JobResult.job_id)
@@ -104,7 +111,7 @@ async def snapshot(db: Database, tenant_ids: Sequence[uuid.UUID]) -> dict[str, d
         )
         for result in results.scalars():
             rows[f"job_results:{result.job_id}"] = {
-                f: _plain(getattr(result, f)) for f in RESULT_FIELDS
+                f: plain(getattr(result, f)) for f in RESULT_FIELDS
             }
     return rows
 

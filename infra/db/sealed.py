@@ -1,6 +1,12 @@
-"""Re-sealing stored secrets with the active key, so an old key can be retired."""
+"""Secrets sealed in rows (connections' credentials, webhook endpoints' and sign-in issuers'
+secrets): sealing one into its row, opening it, and re-sealing them all with the active key
+so an old key can be retired. Each is bound to its row: it opens there only."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select, update
 
@@ -12,6 +18,57 @@ from infra.db.webhooks import endpoint_context
 from infra.vault import Sealed, Vault
 
 
+@dataclass(frozen=True)
+class _SealedColumns:
+    """A table that stores a sealed secret: its key id and data columns, and the
+    associated data the secret was sealed with (it opens on its own row only)."""
+
+    model: Any
+    key_id: str
+    data: str
+    context: Callable[[Any], bytes]
+
+
+TABLES = (
+    _SealedColumns(Connection, "key_id", "sealed", connection_context),
+    _SealedColumns(
+        WebhookEndpoint,
+        "secret_key_id",
+        "secret_sealed",
+        lambda row: endpoint_context(row.id, row.tenant_id),
+    ),
+    _SealedColumns(
+        AuthIssuer,
+        "secret_key_id",
+        "secret_sealed",
+        lambda row: issuer_context(row.id, row.tenant_id),
+    ),
+)
+
+
+def _table_of(row: Any) -> _SealedColumns:
+    for table in TABLES:
+        if isinstance(row, table.model):
+            return table
+    raise TypeError(f"{type(row).__name__} holds no sealed secret")
+
+
+def seal_into(vault: Vault, row: Any, plaintext: bytes) -> None:
+    """Seal `plaintext` with the active key into the row's secret columns (the row's id and
+    tenant must be set: the secret is bound to them)."""
+    table = _table_of(row)
+    sealed = vault.seal(plaintext, table.context(row))
+    setattr(row, table.key_id, sealed.key_id)
+    setattr(row, table.data, sealed.data)
+
+
+def opened(vault: Vault, row: Any) -> bytes:
+    """The row's secret, opened."""
+    table = _table_of(row)
+    sealed = Sealed(getattr(row, table.key_id), getattr(row, table.data))
+    return vault.open(sealed, table.context(row))
+
+
 async def reseal_all(db: Database, vault: Vault, batch: int = 500) -> int:
     """Re-seal every connection, endpoint and sign-in issuer secret sealed with one of the
     retired keys.
@@ -21,78 +78,32 @@ async def reseal_all(db: Database, vault: Vault, batch: int = 500) -> int:
     """
     if vault.active_key_id is None:
         raise ValueError("no encryption key configured")
-    retired = vault.retired_key_ids
     changed = 0
-    async with db.session() as session:
-        connections = (
-            (
-                await session.execute(
-                    select(Connection).where(Connection.key_id.in_(retired)).limit(batch)
-                )
-            )
-            .scalars()
-            .all()
-        )
-        endpoints = (
-            (
-                await session.execute(
-                    select(WebhookEndpoint)
-                    .where(WebhookEndpoint.secret_key_id.in_(retired))
-                    .limit(batch)
-                )
-            )
-            .scalars()
-            .all()
-        )
-        issuers = (
-            (
-                await session.execute(
-                    select(AuthIssuer).where(AuthIssuer.secret_key_id.in_(retired)).limit(batch)
-                )
-            )
-            .scalars()
-            .all()
-        )
-    for connection in connections:
-        context = connection_context(connection)
-        plain = vault.open(Sealed(connection.key_id, connection.sealed), context)
-        fresh = vault.seal(plain, context)
-        async with db.transaction() as session:
-            result = await session.execute(
-                update(Connection)
-                .where(Connection.id == connection.id, Connection.key_id == connection.key_id)
-                .values(key_id=fresh.key_id, sealed=fresh.data)
-            )
-            changed += result.rowcount or 0
-    for endpoint in endpoints:
-        context = endpoint_context(endpoint.id, endpoint.tenant_id)
-        plain = vault.open(Sealed(endpoint.secret_key_id, endpoint.secret_sealed), context)
-        fresh = vault.seal(plain, context)
-        async with db.transaction() as session:
-            result = await session.execute(
-                update(WebhookEndpoint)
-                .where(
-                    WebhookEndpoint.id == endpoint.id,
-                    WebhookEndpoint.secret_key_id == endpoint.secret_key_id,
-                )
-                .values(secret_key_id=fresh.key_id, secret_sealed=fresh.data)
-            )
-            changed += result.rowcount or 0
-    for issuer in issuers:
-        assert issuer.secret_key_id is not None and issuer.secret_sealed is not None
-        context = issuer_context(issuer.id, issuer.tenant_id)
-        plain = vault.open(Sealed(issuer.secret_key_id, issuer.secret_sealed), context)
-        fresh = vault.seal(plain, context)
-        async with db.transaction() as session:
-            result = await session.execute(
-                update(AuthIssuer)
-                .where(
-                    AuthIssuer.id == issuer.id,
-                    AuthIssuer.secret_key_id == issuer.secret_key_id,
-                )
-                .values(secret_key_id=fresh.key_id, secret_sealed=fresh.data)
-            )
-            changed += result.rowcount or 0
-    if batch in (len(connections), len(endpoints), len(issuers)):
-        changed += await reseal_all(db, vault, batch)
+    for table in TABLES:
+        changed += await _reseal_table(db, vault, table, batch)
     return changed
+
+
+async def _reseal_table(db: Database, vault: Vault, table: _SealedColumns, batch: int) -> int:
+    model, key_id = table.model, getattr(table.model, table.key_id)
+    changed = 0
+    while True:
+        async with db.session() as session:
+            found = await session.execute(
+                select(model).where(key_id.in_(vault.retired_key_ids)).limit(batch)
+            )
+            rows = found.scalars().all()
+        for row in rows:
+            old_key_id = getattr(row, table.key_id)
+            context = table.context(row)
+            plain = vault.open(Sealed(old_key_id, getattr(row, table.data)), context)
+            fresh = vault.seal(plain, context)
+            async with db.transaction() as session:
+                result = await session.execute(
+                    update(model)
+                    .where(model.id == row.id, key_id == old_key_id)
+                    .values({table.key_id: fresh.key_id, table.data: fresh.data})
+                )
+                changed += result.rowcount or 0
+        if len(rows) < batch:
+            return changed

@@ -21,23 +21,35 @@ Rows = dict[str, dict[str, Any]]
 
 # (table, primary key columns, the columns compared)
 _TABLES: tuple[tuple[str, tuple[str, ...], str], ...] = (
-    ("usage_daily", ("tenant_id", "day", "api_key_id", "user_id", "model"),
-     "tenant_id, day, api_key_id, user_id, model, events, input_tokens, output_tokens, cost_usd"),
-    ("budget_spend", ("scope", "scope_id", "period"),
-     "scope, scope_id, period, tenant_id, spent_usd, alerted_pct"),
-    ("memories", ("id",),
-     "id, tenant_id, user_id, text, metadata, status, error, chunks, embedding_model, "
-     "embedding_dim"),
-    ("memory_chunks", ("id",),
-     "id, memory_id, tenant_id, user_id, chunk, text, metadata, model, dim, "
-     "md5(embedding::text) AS embedding_md5"),
+    (
+        "usage_daily",
+        ("tenant_id", "day", "api_key_id", "user_id", "model"),
+        "tenant_id, day, api_key_id, user_id, model, events, input_tokens, output_tokens, cost_usd",
+    ),
+    (
+        "budget_spend",
+        ("scope", "scope_id", "period"),
+        "scope, scope_id, period, tenant_id, spent_usd, alerted_pct",
+    ),
+    (
+        "memories",
+        ("id",),
+        "id, tenant_id, user_id, text, metadata, status, error, chunks, embedding_model, "
+        "embedding_dim",
+    ),
+    (
+        "memory_chunks",
+        ("id",),
+        "id, memory_id, tenant_id, user_id, chunk, text, metadata, model, dim, "
+        "md5(embedding::text) AS embedding_md5",
+    ),
     ("memory_user_forgets", ("tenant_id", "user_id"), "tenant_id, user_id, before"),
-)  # fmt: skip
+)
 USAGE_TABLES = ("usage_daily", "budget_spend")
 MEMORY_TABLES = ("memories", "memory_chunks", "memory_user_forgets")
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     if isinstance(value, Decimal):
         return usd_text(value)  # every decimal column holds money
     if isinstance(value, uuid.UUID):
@@ -57,6 +69,6 @@ async def snapshot(db: Database, tenant_ids: Sequence[uuid.UUID], tables: Sequen
                 {"tenants": list(tenant_ids)},
             )
             for row in found.mappings():
-                values = {column: _plain(value) for column, value in row.items()}
+                values = {column: plain(value) for column, value in row.items()}
                 rows[f"{table}:{'/'.join(str(values[k]) for k in key)}"] = values
     return rows

@@ -20,8 +20,7 @@ def endpoint_context(endpoint_id: uuid.UUID, tenant_id: uuid.UUID) -> bytes:
 
 
 async def add_endpoint(db: Database, endpoint: WebhookEndpoint) -> None:
-    async with db.transaction() as session:
-        session.add(endpoint)
+    await db.add(endpoint)
 
 
 async def get_endpoint(
@@ -31,12 +30,7 @@ async def get_endpoint(
 
     A delivery to /hooks/{id} names no tenant: it finds its endpoint by id alone.
     """
-    if tenant_id is None:
-        async with db.session() as session:
-            return await session.get(WebhookEndpoint, endpoint_id)
-    async with db.tenant_reads(tenant_id) as session:
-        found = await session.get(WebhookEndpoint, endpoint_id)
-    return found if found is not None and found.tenant_id == tenant_id else None
+    return await db.get(WebhookEndpoint, endpoint_id, tenant_id)
 
 
 async def record_delivery(
@@ -80,8 +74,7 @@ async def mark_delivery_published(
 
 
 async def add_rule(db: Database, rule: Rule) -> None:
-    async with db.transaction() as session:
-        session.add(rule)
+    await db.add(rule)
 
 
 async def rules_for(db: Database, tenant_id: uuid.UUID, endpoint_id: uuid.UUID) -> list[Rule]:

@@ -31,7 +31,14 @@ def embedding_usage(
     the hold the ingress reserved under (the memory's or the search's id): this settles it."""
     tokens = estimate_texts(texts)
     return UsageRecorded(
-        job_id=usage_id, api_key_id=api_key_id, user_id=user_id, kind="embedding",
-        provider=provider, model=model, input_tokens=tokens, output_tokens=0,
-        cost_usd=prices.cost(model, tokens, 0), extra={"purpose": purpose},
-    )  # fmt: skip
+        job_id=usage_id,
+        api_key_id=api_key_id,
+        user_id=user_id,
+        kind="embedding",
+        provider=provider,
+        model=model,
+        input_tokens=tokens,
+        output_tokens=0,
+        cost_usd=prices.cost(model, tokens, 0),
+        extra={"purpose": purpose},
+    )

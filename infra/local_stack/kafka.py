@@ -17,7 +17,7 @@ import sys
 import uuid
 from pathlib import Path
 
-from infra.local_stack.process import ManagedProcess, free_port, wait_for_port
+from infra.local_stack.process import ManagedProcess, free_port
 
 POM = Path(__file__).with_name("kafka-pom.xml")
 
@@ -60,10 +60,20 @@ def kafka_classpath() -> Path:
         staging = libs.parent / "libs.partial"
         shutil.rmtree(staging, ignore_errors=True)
         result = subprocess.run(
-            [mvn, "-q", "-B", "-f", str(POM), "dependency:copy-dependencies",
-             f"-DoutputDirectory={staging}", "-DincludeScope=runtime"],
-            capture_output=True, text=True, timeout=600,
-        )  # fmt: skip
+            [
+                mvn,
+                "-q",
+                "-B",
+                "-f",
+                str(POM),
+                "dependency:copy-dependencies",
+                f"-DoutputDirectory={staging}",
+                "-DincludeScope=runtime",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         if result.returncode != 0:
             raise RuntimeError(f"mvn could not fetch the Kafka jars:\n{result.stdout[-2000:]}")
         staging.rename(libs)
@@ -121,15 +131,33 @@ def start_apache_kafka(data_dir: Path, java: str) -> tuple[ManagedProcess, str]:
     log4j = data_dir / "log4j2.properties"
     log4j.write_text(_LOG4J.format(log=(data_dir / "kafka.log").resolve()))
     classpath = f"{libs}/*"
-    jvm = [java, "-Xms256m", "-Xmx768m", "-XX:+UseSerialGC", "-Djava.awt.headless=true",
-           f"-Dlog4j2.configurationFile={log4j.resolve()}", "-cp", classpath]  # fmt: skip
+    jvm = [
+        java,
+        "-Xms256m",
+        "-Xmx768m",
+        "-XX:+UseSerialGC",
+        "-Djava.awt.headless=true",
+        f"-Dlog4j2.configurationFile={log4j.resolve()}",
+        "-cp",
+        classpath,
+    ]
     if not (log_dir / "meta.properties").exists():
         cluster_id = _cluster_id()
         fmt = subprocess.run(
-            [*jvm, "kafka.tools.StorageTool", "format", "--standalone",
-             "-t", cluster_id, "-c", str(config)],
-            capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
+            [
+                *jvm,
+                "kafka.tools.StorageTool",
+                "format",
+                "--standalone",
+                "-t",
+                cluster_id,
+                "-c",
+                str(config),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         if fmt.returncode != 0:
             raise RuntimeError(f"kafka storage format failed:\n{fmt.stdout}\n{fmt.stderr}")
     proc = ManagedProcess.spawn(
@@ -178,9 +206,5 @@ def start_kafka(data_dir: Path, flavour: str = "auto") -> tuple[ManagedProcess, 
         proc, bootstrap = start_tansu(data_dir / "tansu")
         kind = "tansu"
     port = int(bootstrap.rsplit(":", 1)[1])
-    try:
-        wait_for_port(port, 90, proc.popen)
-    except (RuntimeError, TimeoutError) as exc:
-        proc.stop()
-        raise RuntimeError(f"{kind} broker did not start: {exc}\n{proc.log_tail()}") from exc
+    proc.wait_listening(port, 90, f"{kind} broker")
     return proc, bootstrap, kind

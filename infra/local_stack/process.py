@@ -80,6 +80,15 @@ class ManagedProcess:
             self.popen.kill()
             self.popen.wait(5)
 
+    def wait_listening(self, port: int, timeout_s: float, what: str) -> None:
+        """Wait until the process listens on `port`; else stop it and raise RuntimeError
+        naming `what`, with the end of its log."""
+        try:
+            wait_for_port(port, timeout_s, self.popen)
+        except (RuntimeError, TimeoutError) as exc:
+            self.stop()
+            raise RuntimeError(f"{what} did not start: {exc}\n{self.log_tail()}") from exc
+
     def log_tail(self, lines: int = 30) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])

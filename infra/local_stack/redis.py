@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from infra.local_stack.process import ManagedProcess, free_port, wait_for_port
+from infra.local_stack.process import ManagedProcess, free_port
 
 
 def redis_server_binary() -> str:
@@ -28,18 +28,21 @@ def start_redis(data_dir: Path) -> tuple[ManagedProcess, str]:
     port = free_port()
     argv = [
         redis_server_binary(),
-        "--port", str(port),
-        "--bind", "127.0.0.1",
-        "--dir", str(data_dir.resolve()),
-        "--appendonly", "yes",
-        "--appendfsync", "everysec",
-        "--save", "",
-        "--protected-mode", "no",
-    ]  # fmt: skip
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        str(data_dir.resolve()),
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "everysec",
+        "--save",
+        "",
+        "--protected-mode",
+        "no",
+    ]
     proc = ManagedProcess.spawn("redis", argv, data_dir / "redis.log")
-    try:
-        wait_for_port(port, 15, proc.popen)
-    except (RuntimeError, TimeoutError) as exc:
-        proc.stop()
-        raise RuntimeError(f"redis did not start: {exc}\n{proc.log_tail()}") from exc
+    proc.wait_listening(port, 15, "redis")
     return proc, f"redis://127.0.0.1:{port}/0"

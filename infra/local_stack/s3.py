@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from infra.local_stack.process import ManagedProcess, free_port, wait_for_port
+from infra.local_stack.process import ManagedProcess, free_port
 
 
 def start_s3(data_dir: Path) -> tuple[ManagedProcess, str]:
@@ -13,9 +13,5 @@ def start_s3(data_dir: Path) -> tuple[ManagedProcess, str]:
     port = free_port()
     argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
     proc = ManagedProcess.spawn("s3", argv, data_dir / "s3.log")
-    try:
-        wait_for_port(port, 30, proc.popen)
-    except (RuntimeError, TimeoutError) as exc:
-        proc.stop()
-        raise RuntimeError(f"s3 (moto) did not start: {exc}\n{proc.log_tail()}") from exc
+    proc.wait_listening(port, 30, "s3 (moto)")
     return proc, f"http://127.0.0.1:{port}"

@@ -145,10 +145,13 @@ class _Reading:
         if self.usage is not None:
             details = self.usage.get("prompt_tokens_details") or {}
             return Completion(
-                text, self.finish_reason, int(self.usage.get("prompt_tokens") or 0),
-                int(self.usage.get("completion_tokens") or 0), tool_calls=tool_calls,
+                text,
+                self.finish_reason,
+                int(self.usage.get("prompt_tokens") or 0),
+                int(self.usage.get("completion_tokens") or 0),
+                tool_calls=tool_calls,
                 cached_input_tokens=int(details.get("cached_tokens") or 0),
-            )  # fmt: skip
+            )
         answer = Message("assistant", text, tool_calls)
         return Completion(
             text,
@@ -251,12 +254,16 @@ def _params(request: ChatRequest) -> dict[str, Any]:
         params["stop"] = list(request.stop)
     if request.tools:
         params["tools"] = [
-            {"type": "function", "function": {
-                "name": t.name, "parameters": t.parameters or {"type": "object", "properties": {}},
-                **({"description": t.description} if t.description else {}),
-            }}
+            {
+                "type": "function",
+                "function": {
+                    "name": t.name,
+                    "parameters": t.parameters or {"type": "object", "properties": {}},
+                    **({"description": t.description} if t.description else {}),
+                },
+            }
             for t in request.tools
-        ]  # fmt: skip
+        ]
     if request.forced_tool:
         params["tool_choice"] = {"type": "function", "function": {"name": request.forced_tool}}
     elif request.tool_choice:

@@ -126,10 +126,15 @@ class ConsumeObserver:
                         span.set_attribute("ayush.retries", observation.retries)
                     if self._log_events or observation.outcome != "ok":
                         log.info(
-                            "handled %s: %s", event_type, observation.outcome,
-                            extra={"retries": observation.retries, "events": len(records),
-                                   "seconds": round(time.perf_counter() - started, 4)},
-                        )  # fmt: skip
+                            "handled %s: %s",
+                            event_type,
+                            observation.outcome,
+                            extra={
+                                "retries": observation.retries,
+                                "events": len(records),
+                                "seconds": round(time.perf_counter() - started, 4),
+                            },
+                        )
         finally:
             otel_context.detach(token)
             if metrics is not None:

@@ -29,61 +29,65 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 class Metrics:
     def __init__(self) -> None:
-        r = self.registry = CollectorRegistry()
-        self.http_requests = Counter(
-            "ayush_http_requests", "HTTP requests by route and status.",
-            ["method", "route", "status"], registry=r,
-        )  # fmt: skip
-        self.http_seconds = Histogram(
-            "ayush_http_request_seconds", "HTTP request latency (to the end of the body).",
-            ["method", "route"], buckets=LATENCY_BUCKETS, registry=r,
-        )  # fmt: skip
-        self.sse_open = Gauge(
-            "ayush_sse_streams_open", "Open Server-Sent Event streams.", registry=r
+        self.registry = CollectorRegistry()
+        # Each series: its name, its help text, its labels (space-separated).
+        self.http_requests = self._counter(
+            "ayush_http_requests", "HTTP requests by route and status.", "method route status"
         )
-        self.publish_seconds = Histogram(
-            "ayush_publish_seconds", "From send to broker acknowledgement, by topic.",
-            ["topic", "outcome"], buckets=LATENCY_BUCKETS, registry=r,
-        )  # fmt: skip
-        self.consumer_lag = Gauge(
-            "ayush_consumer_lag", "End offset minus committed offset.",
-            ["group", "topic", "partition"], registry=r,
-        )  # fmt: skip
-        self.in_flight = Gauge(
-            "ayush_events_in_flight", "Events being handled now.", ["group"], registry=r
+        self.http_seconds = self._histogram(
+            "ayush_http_request_seconds",
+            "HTTP request latency (to the end of the body).",
+            "method route",
         )
-        self.handler_seconds = Histogram(
-            "ayush_handler_seconds", "Handling of one event, retries included, by outcome.",
-            ["group", "event_type", "outcome"], buckets=LATENCY_BUCKETS, registry=r,
-        )  # fmt: skip
-        self.retries = Counter(
-            "ayush_handler_retries", "Handler attempts after the first.",
-            ["group", "event_type"], registry=r,
-        )  # fmt: skip
-        self.dead_letters = Counter(
-            "ayush_dead_letters", "Events parked on a dead-letter topic.",
-            ["group", "topic"], registry=r,
-        )  # fmt: skip
-        self.provider_seconds = Histogram(
-            "ayush_provider_seconds", "One model call, streamed to its end.",
-            ["provider", "model", "outcome"], buckets=LATENCY_BUCKETS, registry=r,
-        )  # fmt: skip
-        self.provider_errors = Counter(
-            "ayush_provider_errors", "Failed model calls by kind (transient, permanent).",
-            ["provider", "model", "kind"], registry=r,
-        )  # fmt: skip
-        self.tokens = Counter(
-            "ayush_tokens", "Tokens of completed model calls.",
-            ["provider", "model", "direction"], registry=r,
-        )  # fmt: skip
-        self.cost_usd = Counter(
-            "ayush_cost_usd", "Cost of completed model calls at list price.",
-            ["provider", "model"], registry=r,
-        )  # fmt: skip
-        self.cache_lookups = Counter(
-            "ayush_cache_lookups", "Cache look-ups by cache and result (hit, miss).",
-            ["cache", "result"], registry=r,
-        )  # fmt: skip
+        self.sse_open = self._gauge("ayush_sse_streams_open", "Open Server-Sent Event streams.")
+        self.publish_seconds = self._histogram(
+            "ayush_publish_seconds",
+            "From send to broker acknowledgement, by topic.",
+            "topic outcome",
+        )
+        self.consumer_lag = self._gauge(
+            "ayush_consumer_lag", "End offset minus committed offset.", "group topic partition"
+        )
+        self.in_flight = self._gauge("ayush_events_in_flight", "Events being handled now.", "group")
+        self.handler_seconds = self._histogram(
+            "ayush_handler_seconds",
+            "Handling of one event, retries included, by outcome.",
+            "group event_type outcome",
+        )
+        self.retries = self._counter(
+            "ayush_handler_retries", "Handler attempts after the first.", "group event_type"
+        )
+        self.dead_letters = self._counter(
+            "ayush_dead_letters", "Events parked on a dead-letter topic.", "group topic"
+        )
+        self.provider_seconds = self._histogram(
+            "ayush_provider_seconds",
+            "One model call, streamed to its end.",
+            "provider model outcome",
+        )
+        self.provider_errors = self._counter(
+            "ayush_provider_errors",
+            "Failed model calls by kind (transient, permanent).",
+            "provider model kind",
+        )
+        self.tokens = self._counter(
+            "ayush_tokens", "Tokens of completed model calls.", "provider model direction"
+        )
+        self.cost_usd = self._counter(
+            "ayush_cost_usd", "Cost of completed model calls at list price.", "provider model"
+        )
+        self.cache_lookups = self._counter(
+            "ayush_cache_lookups", "Cache look-ups by cache and result (hit, miss).", "cache result"
+        )
+
+    def _counter(self, name: str, doc: str, labels: str = "") -> Counter:
+        return Counter(name, doc, labels.split(), registry=self.registry)
+
+    def _gauge(self, name: str, doc: str, labels: str = "") -> Gauge:
+        return Gauge(name, doc, labels.split(), registry=self.registry)
+
+    def _histogram(self, name: str, doc: str, labels: str = "") -> Histogram:
+        return Histogram(name, doc, labels.split(), buckets=LATENCY_BUCKETS, registry=self.registry)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -31,6 +31,19 @@ class Chunk:
 
 
 @dataclass(frozen=True)
+class Query:
+    """The `top_k` chunks of one user, embedded by `model`, nearest to `vector` first;
+    `filter` narrows them by metadata (it never widens them past the tenant and user)."""
+
+    tenant_id: uuid.UUID
+    user_id: str
+    vector: Sequence[float]
+    model: str
+    top_k: int
+    filter: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Hit:
     memory_id: uuid.UUID
     chunk: int
@@ -46,16 +59,7 @@ class VectorStore(Protocol):
         """Insert or overwrite chunks by id. Raises TransientError or PermanentError."""
         ...
 
-    async def search(
-        self,
-        tenant_id: uuid.UUID,
-        user_id: str,
-        vector: Sequence[float],
-        *,
-        model: str,
-        top_k: int,
-        filter: Mapping[str, str] | None = None,
-    ) -> list[Hit]:
+    async def search(self, query: Query) -> list[Hit]:
         """The nearest chunks of this user embedded by `model`, closest first."""
         ...
 

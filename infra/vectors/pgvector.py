@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import text
@@ -22,7 +22,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from infra.db.engine import Database
 from infra.errors import PermanentError, TransientError
-from infra.vectors.base import Chunk, Hit
+from infra.vectors.base import Chunk, Hit, Query
 
 _COLUMNS = "memory_id, chunk, text, metadata"
 
@@ -75,28 +75,19 @@ class PgVectorStore:
             wait_flush=False,
         )
 
-    async def search(
-        self,
-        tenant_id: uuid.UUID,
-        user_id: str,
-        vector: Sequence[float],
-        *,
-        model: str,
-        top_k: int,
-        filter: Mapping[str, str] | None = None,
-    ) -> list[Hit]:
-        if len(vector) != self._dim:
+    async def search(self, query: Query) -> list[Hit]:
+        if len(query.vector) != self._dim:
             raise PermanentError(
-                f"query vector has {len(vector)} dimensions, store has {self._dim}"
+                f"query vector has {len(query.vector)} dimensions, store has {self._dim}"
             )
         dim = self._dim
         params: dict[str, Any] = {
-            "tenant_id": tenant_id,
-            "user_id": user_id,
-            "model": model,
-            "filter": json.dumps(dict(filter or {})),
-            "q": vector_literal(vector),
-            "k": int(top_k),
+            "tenant_id": query.tenant_id,
+            "user_id": query.user_id,
+            "model": query.model,
+            "filter": json.dumps(dict(query.filter)),
+            "q": vector_literal(query.vector),
+            "k": int(query.top_k),
         }
         owner = (
             f"dim = {dim} AND tenant_id = :tenant_id AND user_id = :user_id "
@@ -107,8 +98,8 @@ class PgVectorStore:
             f"SELECT {_COLUMNS}, {distance} AS distance FROM memory_chunks "
             f"WHERE {owner} ORDER BY {distance} LIMIT :k"
         )
-        rows = await self._fetch(approximate, params, ef_search=max(self._ef_search, top_k))
-        if len(rows) < top_k:
+        rows = await self._fetch(approximate, params, ef_search=max(self._ef_search, query.top_k))
+        if len(rows) < query.top_k:
             exact = (
                 f"WITH own AS MATERIALIZED (SELECT {_COLUMNS}, embedding FROM memory_chunks "
                 f"WHERE {owner}) SELECT {_COLUMNS}, {distance} AS distance FROM own "

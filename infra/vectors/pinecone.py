@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from pinecone import AsyncPinecone
 from pinecone.errors import ApiError, PineconeError, PineconeTimeoutError
 
 from infra.errors import PermanentError, TransientError
-from infra.vectors.base import Chunk, Hit
+from infra.vectors.base import Chunk, Hit, Query
 
 _META = "m."  # prefix of caller metadata keys
 _RETRYABLE = {408, 429, 500, 502, 503, 504}
@@ -46,9 +46,12 @@ class PineconeStore:
         for c in chunks:
             metadata: dict[str, Any] = {f"{_META}{k}": v for k, v in c.metadata.items()}
             metadata.update(
-                user_id=c.user_id, memory_id=str(c.memory_id), chunk=c.chunk, text=c.text,
+                user_id=c.user_id,
+                memory_id=str(c.memory_id),
+                chunk=c.chunk,
+                text=c.text,
                 model=c.model,
-            )  # fmt: skip
+            )
             by_tenant.setdefault(c.tenant_id, []).append(
                 {"id": c.id, "values": list(c.vector), "metadata": metadata}
             )
@@ -61,34 +64,25 @@ class PineconeStore:
             if response.failed_item_count:
                 raise TransientError(f"pinecone upsert: {response.errors}")
 
-    async def search(
-        self,
-        tenant_id: uuid.UUID,
-        user_id: str,
-        vector: Sequence[float],
-        *,
-        model: str,
-        top_k: int,
-        filter: Mapping[str, str] | None = None,
-    ) -> list[Hit]:
+    async def search(self, query: Query) -> list[Hit]:
         conditions: list[dict[str, Any]] = [
-            {"user_id": {"$eq": user_id}},
-            {"model": {"$eq": model}},
-            *({f"{_META}{k}": {"$eq": v}} for k, v in (filter or {}).items()),
+            {"user_id": {"$eq": query.user_id}},
+            {"model": {"$eq": query.model}},
+            *({f"{_META}{k}": {"$eq": v}} for k, v in query.filter.items()),
         ]
         index = await self._open()
         with _translated("query"):
             response = await index.query(
-                vector=list(vector),
-                top_k=top_k,
-                namespace=str(tenant_id),
+                vector=list(query.vector),
+                top_k=query.top_k,
+                namespace=str(query.tenant_id),
                 filter={"$and": conditions},
                 include_metadata=True,
             )
         hits = []
         for match in response.matches:
             meta = dict(match.metadata or {})
-            if meta.get("user_id") != user_id:
+            if meta.get("user_id") != query.user_id:
                 continue  # never trust a remote filter with isolation
             hits.append(
                 Hit(

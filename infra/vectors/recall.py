@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Protocol
 
+from infra.vectors.base import Query
 from infra.vectors.factory import MemoryBackend
 
 
@@ -31,6 +32,6 @@ class StoreRecall:
         embedder = self._backend.embedder
         [vector] = await embedder.embed([query])
         hits = await self._backend.store.search(
-            tenant_id, user_id, vector, model=embedder.model, top_k=top_k
+            Query(tenant_id, user_id, vector, model=embedder.model, top_k=top_k)
         )
         return [hit.text for hit in hits]

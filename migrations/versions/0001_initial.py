@@ -1,20 +1,11 @@
-"""Tenants, API keys, jobs, job results and processed events.
-
-Revision ID: 0001
-Revises:
-Create Date: 2026-11-25
-"""
-
-from collections.abc import Sequence
+"""Tenants, API keys, jobs, job results and processed events."""
 
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
-revision: str = "0001"
-down_revision: str | None = None
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision = "0001"
+down_revision = None
 
 TS = sa.DateTime(timezone=True)
 

@@ -1,20 +1,11 @@
-"""Job results of the AI gateway: tool calls and cache hits.
-
-Revision ID: 0300_gateway
-Revises: 0001
-Create Date: 2026-11-25
-"""
-
-from collections.abc import Sequence
+"""Job results of the AI gateway: tool calls and cache hits."""
 
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
-revision: str = "0300_gateway"
-down_revision: str | None = "0001"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision = "0300_gateway"
+down_revision = "0001"
 
 
 def upgrade() -> None:

@@ -1,20 +1,11 @@
-"""Usage per tenant, key, user, model and day; monthly budgets and their spend.
-
-Revision ID: 0300_usage
-Revises: 0001
-Create Date: 2026-11-25
-"""
-
-from collections.abc import Sequence
+"""Usage per tenant, key, user, model and day; monthly budgets and their spend."""
 
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import UUID
 
-revision: str = "0300_usage"
-down_revision: str | None = "0001"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision = "0300_usage"
+down_revision = "0001"
 
 TS = sa.DateTime(timezone=True)
 MONEY = sa.Numeric(20, 8)

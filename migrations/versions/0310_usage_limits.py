@@ -1,20 +1,11 @@
-"""Per-key rate limits; the day each usage claim was made, so old claims can be pruned.
-
-Revision ID: 0310_usage_limits
-Revises: 0300_usage
-Create Date: 2026-11-25
-"""
-
-from collections.abc import Sequence
+"""Per-key rate limits; the day each usage claim was made, so old claims can be pruned."""
 
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import UUID
 
-revision: str = "0310_usage_limits"
-down_revision: str | None = "0300_usage"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision = "0310_usage_limits"
+down_revision = "0300_usage"
 
 
 def upgrade() -> None:

@@ -4,22 +4,14 @@
 (and dimensions) can live side by side; each supported dimension gets its own
 partial HNSW index over a typed cast (cosine distance). Searches always name
 the dimension and the model, so a change of model never mixes vector spaces.
-
-Revision ID: 0500_memories
-Revises: 0001
-Create Date: 2026-11-25
 """
-
-from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
-revision: str = "0500_memories"
-down_revision: str | None = "0001"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision = "0500_memories"
+down_revision = "0001"
 
 TS = sa.DateTime(timezone=True)
 INDEXED_DIMS = (384, 768, 1024, 1536)

@@ -1,20 +1,11 @@
-"""Webhook endpoints, deliveries, rules, connections and action attempts.
-
-Revision ID: 0600_integrations
-Revises: 0001
-Create Date: 2026-11-25
-"""
-
-from collections.abc import Sequence
+"""Webhook endpoints, deliveries, rules, connections and action attempts."""
 
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
-revision: str = "0600_integrations"
-down_revision: str | None = "0001"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision = "0600_integrations"
+down_revision = "0001"
 
 TS = sa.DateTime(timezone=True)
 

@@ -1,20 +1,11 @@
-"""Files, batches and batch lines (OpenAI Files and Batches APIs).
-
-Revision ID: 0700_batches
-Revises: 0001
-Create Date: 2026-11-25
-"""
-
-from collections.abc import Sequence
+"""Files, batches and batch lines (OpenAI Files and Batches APIs)."""
 
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
-revision: str = "0700_batches"
-down_revision: str | None = "0001"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision = "0700_batches"
+down_revision = "0001"
 
 TS = sa.DateTime(timezone=True)
 STAMPS = ("expires", "in_progress", "finalizing", "completed", "failed", "cancelling", "cancelled")

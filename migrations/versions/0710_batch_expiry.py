@@ -1,19 +1,10 @@
-"""Batches that outlive their completion window: when they expired, and finding them.
-
-Revision ID: 0710_batch_expiry
-Revises: 0700_batches
-Create Date: 2026-11-25
-"""
-
-from collections.abc import Sequence
+"""Batches that outlive their completion window: when they expired, and finding them."""
 
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0710_batch_expiry"
-down_revision: str | None = "0700_batches"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision = "0710_batch_expiry"
+down_revision = "0700_batches"
 
 
 def upgrade() -> None:

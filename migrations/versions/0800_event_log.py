@@ -1,20 +1,11 @@
-"""The event log: an index of every archived event, for audit trails.
-
-Revision ID: 0800_event_log
-Revises: 0001
-Create Date: 2026-11-25
-"""
-
-from collections.abc import Sequence
+"""The event log: an index of every archived event, for audit trails."""
 
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
-revision: str = "0800_event_log"
-down_revision: str | None = "0001"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision = "0800_event_log"
+down_revision = "0001"
 
 
 def upgrade() -> None:

@@ -1,20 +1,11 @@
-"""API keys get a role, scopes and a lifecycle: expiry, IP allow-list, last use, rotation.
-
-Revision ID: 0900_key_roles
-Revises: 0001
-Create Date: 2026-12-07
-"""
-
-from collections.abc import Sequence
+"""API keys get a role, scopes and a lifecycle: expiry, IP allow-list, last use, rotation."""
 
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
-revision: str = "0900_key_roles"
-down_revision: str | None = "0001"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision = "0900_key_roles"
+down_revision = "0001"
 
 TS = sa.DateTime(timezone=True)
 
@@ -44,9 +35,13 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     for column in (
-        "previous_valid_until", "previous_key_hash", "last_used_at", "allowed_ips",
-        "expires_at", "scopes",
-    ):  # fmt: skip
+        "previous_valid_until",
+        "previous_key_hash",
+        "last_used_at",
+        "allowed_ips",
+        "expires_at",
+        "scopes",
+    ):
         op.drop_column("api_keys", column)
     op.drop_constraint("ck_api_keys_role", "api_keys")
     op.add_column(

@@ -1,19 +1,10 @@
-"""Sign-in token issuers: whose tokens (OIDC / JWT) act as a tenant's users.
-
-Revision ID: 0910_auth_issuers
-Revises: 0900_key_roles
-Create Date: 2026-12-07
-"""
-
-from collections.abc import Sequence
+"""Sign-in token issuers: whose tokens (OIDC / JWT) act as a tenant's users."""
 
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0910_auth_issuers"
-down_revision: str | None = "0900_key_roles"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision = "0910_auth_issuers"
+down_revision = "0900_key_roles"
 
 
 def upgrade() -> None:

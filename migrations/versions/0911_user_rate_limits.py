@@ -1,20 +1,11 @@
-"""Rate limits per end user of a tenant, and the tenant's default for its users.
-
-Revision ID: 0911_user_rate_limits
-Revises: 0900_key_roles
-Create Date: 2026-12-07
-"""
-
-from collections.abc import Sequence
+"""Rate limits per end user of a tenant, and the tenant's default for its users."""
 
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import UUID
 
-revision: str = "0911_user_rate_limits"
-down_revision: str | None = "0910_auth_issuers"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision = "0911_user_rate_limits"
+down_revision = "0910_auth_issuers"
 
 
 def upgrade() -> None:

@@ -1,20 +1,12 @@
-"""Files and batches belong to the user who made them (None: made by an API key for the tenant).
-
-Revision ID: 0920_owner_user
-Revises: 0900_key_roles (and needs 0700_batches, which made the tables)
-Create Date: 2026-12-07
-"""
-
-from collections.abc import Sequence
+"""Files and batches belong to the user who made them (None: made by an API key for the tenant)."""
 
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0920_owner_user"
-down_revision: str | None = "0911_user_rate_limits"
-branch_labels: str | Sequence[str] | None = None
+revision = "0920_owner_user"
+down_revision = "0911_user_rate_limits"
 # The files and batches tables come from the batches branch of the history.
-depends_on: str | Sequence[str] | None = "0700_batches"
+depends_on = "0700_batches"
 
 
 def upgrade() -> None:

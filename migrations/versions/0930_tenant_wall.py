@@ -11,21 +11,14 @@ subject to the policies: writes and workers are unchanged.
 Tables created later must enable the same policy in their own migration
 (`tenant_wall(table)` below shows the statements); a test fails on any
 `tenant_id` table without one.
-
-Revision ID: 0930_tenant_wall
-Revises: 0900_key_roles
-Create Date: 2026-12-07
 """
-
-from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0930_tenant_wall"
-down_revision: str | None = "0920_owner_user"
-branch_labels: str | Sequence[str] | None = None
+revision = "0930_tenant_wall"
+down_revision = "0920_owner_user"
 # Every tenant table must exist first: run after the other branches' heads.
-depends_on: str | Sequence[str] | None = (
+depends_on = (
     "0300_gateway",
     "0310_usage_limits",
     "0500_memories",

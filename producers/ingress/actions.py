@@ -11,35 +11,32 @@ from infra.connectors import CATALOG, describe
 from infra.db import actions as store
 from infra.db import jobs as job_store
 from infra.db.integration_models import Connection
+from infra.db.sealed import seal_into
 from infra.errors import TransientError
 from infra.vault import Vault
-from producers.ingress.auth import authenticate
+from producers.ingress.auth import Authenticated
 from producers.ingress.body import json_body
-from producers.ingress.caller import Caller
 from producers.ingress.errors import ApiError
-from producers.ingress.state import Services, services_dependency, vault
+from producers.ingress.state import Svc, vault
 from schemas import integrations as ev
 from schemas import topics
 from schemas.api import JobAccepted
-from schemas.envelope import Envelope
 from schemas.ids import uuid7
 
 router = APIRouter(tags=["actions"])
 
-Owner = Annotated[Caller, Depends(authenticate)]
-Svc = Annotated[Services, Depends(services_dependency)]
 SecretBox = Annotated[Vault, Depends(vault)]
 
 
 @router.get("/v1/connectors")
-async def list_connectors(_: Owner) -> dict[str, Any]:
+async def list_connectors(_: Authenticated) -> dict[str, Any]:
     return {"connectors": describe()}
 
 
 @router.post("/v1/connections", status_code=201, response_model=ev.ConnectionView)
 async def create_connection(
     body: Annotated[ev.ConnectionCreate, Depends(json_body(ev.ConnectionCreate))],
-    caller: Owner,
+    caller: Authenticated,
     svc: Svc,
     box: SecretBox,
 ) -> ev.ConnectionView:
@@ -50,11 +47,14 @@ async def create_connection(
         connector.credentials, body.credentials, "credentials", context={"creating": True}
     )
     connection = Connection(
-        id=uuid7(), tenant_id=caller.tenant_id, connector=body.connector, name=body.name,
-        key_id="", sealed=b"",
-    )  # fmt: skip
-    sealed = box.seal(credentials.model_dump_json().encode(), store.connection_context(connection))
-    connection.key_id, connection.sealed = sealed.key_id, sealed.data
+        id=uuid7(),
+        tenant_id=caller.tenant_id,
+        connector=body.connector,
+        name=body.name,
+        key_id="",  # sealed next: the credentials are bound to the row's id and tenant
+        sealed=b"",
+    )
+    seal_into(box, connection, credentials.model_dump_json().encode())
     await store.add_connection(svc.db, connection)
     return ev.ConnectionView(id=connection.id, connector=connection.connector, name=body.name)
 
@@ -62,7 +62,7 @@ async def create_connection(
 @router.post("/v1/actions", status_code=202, response_model=JobAccepted)
 async def create_action(
     body: Annotated[ev.ActionCreate, Depends(json_body(ev.ActionCreate))],
-    caller: Owner,
+    caller: Authenticated,
     svc: Svc,
     request: Request,
 ) -> JobAccepted:
@@ -76,21 +76,24 @@ async def create_action(
     params = validated(spec.params, body.params, "params")
     job_id, event_id = uuid7(), uuid7()
     payload = ev.ActionRequested(
-        job_id=job_id, api_key_id=caller.key_id, connection_id=connection.id,
-        connector=connection.connector, action=body.action,
+        job_id=job_id,
+        api_key_id=caller.key_id,
+        connection_id=connection.id,
+        connector=connection.connector,
+        action=body.action,
         params=params.model_dump(mode="json", by_alias=True, exclude_none=True),
-    )  # fmt: skip
+    )
     row = store.action_job(
-        job_id=job_id, tenant_id=caller.tenant_id, api_key_id=caller.key_id,
-        connector=connection.connector, action=body.action,
+        job_id=job_id,
+        tenant_id=caller.tenant_id,
+        api_key_id=caller.key_id,
+        connector=connection.connector,
+        action=body.action,
         request=payload.model_dump(mode="json", include={"connection_id", "action", "params"}),
         event_id=event_id,
-    )  # fmt: skip
+    )
     await job_store.insert_job(svc.db, row)
-    envelope = Envelope[Any](
-        id=event_id, type=ev.ACTION_REQUESTED, tenant_id=caller.tenant_id,
-        actor=caller.actor, correlation_id=job_id, payload=payload,
-    )  # fmt: skip
+    envelope = caller.event(ev.ACTION_REQUESTED, job_id, payload, id=event_id)
     try:
         await svc.publisher.publish(topics.INTEGRATION_ACTION_REQUESTED.name, envelope)
     except TransientError as exc:
@@ -99,9 +102,11 @@ async def create_action(
     await svc.streams.append(job_id, "status", {"status": "queued"})
     base = str(request.base_url).rstrip("/")
     return JobAccepted(
-        id=job_id, status="queued", url=f"{base}/v1/jobs/{job_id}",
+        id=job_id,
+        status="queued",
+        url=f"{base}/v1/jobs/{job_id}",
         events_url=f"{base}/v1/jobs/{job_id}/events",
-    )  # fmt: skip
+    )
 
 
 def validated(

@@ -1,14 +1,14 @@
 """Admission of billable work: rate limits per API key and per end user, monthly budgets.
 
-Any billable route uses it in two steps: depend on `rate_limited` instead of
-`authenticate` (it counts the request and fills the X-RateLimit headers), then
+Any billable route uses it in two steps: take its caller as `RateLimited` instead of
+`Authenticated` (it counts the request and fills the X-RateLimit headers), then
 call `admit_billable` with a hold id before publishing work. It refuses a model
 no route serves (404) or that has no price (400 `model_not_priced`), before
 anything is counted. The hold id is
 the id the work's `usage.recorded` will carry as `job_id`: when that event
 arrives the usage group settles the reservation; a failed job releases it.
 
-    caller: Annotated[Caller, Depends(rate_limited)]
+    caller: RateLimited
     ...
     await admit_billable(request, caller, model=body.model, input_tokens=n,
                          max_output_tokens=body.max_tokens, hold_id=job_id,
@@ -24,11 +24,11 @@ from __future__ import annotations
 import math
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from infra.db.budgets import budget_state
 from infra.db.engine import Database
@@ -42,6 +42,7 @@ from infra.settings import Settings
 from producers.ingress.auth import authenticate
 from producers.ingress.caller import Caller, user_subject
 from producers.ingress.errors import ApiError, unavailable
+from producers.ingress.middleware import HttpMiddleware
 from producers.ingress.openai_errors import model_refused
 from producers.ingress.state import services
 from schemas.jobs import ChatJob
@@ -92,6 +93,10 @@ async def rate_limited(request: Request) -> Caller:
     if not window.admitted:
         raise _too_many(window)
     return caller
+
+
+# A billable route's caller: authenticated, then within its request rate.
+RateLimited = Annotated[Caller, Depends(rate_limited)]
 
 
 async def admit_billable(
@@ -227,16 +232,10 @@ def rate_limit_headers(window: RateWindow) -> list[tuple[bytes, bytes]]:
     return [(k.encode(), str(v).encode()) for k, v in values.items()]
 
 
-class RateLimitHeaders:
+class RateLimitHeaders(HttpMiddleware):
     """Adds the key's rate-limit headers to every response, errors included."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         state = scope.setdefault("state", {})
 
         async def send_with_headers(message: Message) -> None:

@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Annotated
 
 from cachetools import TTLCache
 from fastapi import Depends, Request
@@ -111,6 +112,10 @@ async def authenticate(request: Request, svc: Services = Depends(services_depend
     authorize(caller, request.method, request.scope.get("route"))
     request.state.caller = caller
     return caller
+
+
+# A route's caller, authenticated and checked against the access table.
+Authenticated = Annotated[Caller, Depends(authenticate)]
 
 
 async def _key_caller(request: Request, svc: Services, key: str) -> Caller:

@@ -13,16 +13,16 @@ from infra.db import batches as batch_store
 from infra.db.models import Batch, utcnow
 from infra.errors import TransientError
 from infra.redis import TERMINAL
-from producers.ingress.auth import authenticate
+from producers.ingress.auth import Authenticated
 from producers.ingress.body import json_body
 from producers.ingress.caller import Caller
 from producers.ingress.errors import ApiError, unavailable
 from producers.ingress.event_streams import SSE, SSE_HEADERS, slot_stream, take_slot
 from producers.ingress.files import owned_file
-from producers.ingress.job_stream import KEEPALIVE_MS, _frame, ended_stream, resume_point
+from producers.ingress.job_stream import _frame, ended_stream, follow, resume_point
 from producers.ingress.openai_errors import OpenAIError, from_api_error, not_found
 from producers.ingress.scope import visible
-from producers.ingress.state import Services, services_dependency
+from producers.ingress.state import Services, Svc
 from schemas import batches as bev
 from schemas import topics
 from schemas.envelope import Envelope
@@ -32,9 +32,6 @@ from schemas.ids import derived_id, uuid7
 BATCH_REPLAY_END = "0-2"
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"])
-
-Owner = Annotated[Caller, Depends(authenticate)]
-Svc = Annotated[Services, Depends(services_dependency)]
 
 
 def _ts(value: datetime | None) -> int | None:
@@ -77,11 +74,7 @@ async def _owned(svc: Services, caller: Caller, batch_id: str) -> Batch:
 
 
 def _event(caller: Caller, batch: Batch, type_: str, payload: Any, event_id: Any) -> Envelope[Any]:
-    return Envelope[Any](
-        id=event_id, type=type_, tenant_id=caller.tenant_id,
-        actor=caller.actor, correlation_id=batch.id,
-        payload=payload,
-    )  # fmt: skip
+    return caller.event(type_, batch.id, payload, id=event_id)
 
 
 @router.post(
@@ -90,23 +83,42 @@ def _event(caller: Caller, batch: Batch, type_: str, payload: Any, event_id: Any
     openapi_extra={"requestBody": {"required": True, "content": {"application/json": {}}}},
 )
 async def create(
-    body: Annotated[bev.CreateBatch, Depends(json_body(bev.CreateBatch))], caller: Owner, svc: Svc
+    body: Annotated[bev.CreateBatch, Depends(json_body(bev.CreateBatch))],
+    caller: Authenticated,
+    svc: Svc,
 ) -> bev.BatchObject:
     if body.endpoint not in bev.ENDPOINTS:
-        raise OpenAIError(400, f"endpoint must be one of {bev.ENDPOINTS}",
-                          "invalid_request_error", "invalid_value", "endpoint")  # fmt: skip
+        raise OpenAIError(
+            400,
+            f"endpoint must be one of {bev.ENDPOINTS}",
+            "invalid_request_error",
+            "invalid_value",
+            "endpoint",
+        )
     stored = await owned_file(svc, caller, body.input_file_id)
     if stored.purpose != "batch":
-        raise OpenAIError(400, "the input file's purpose must be 'batch'",
-                          "invalid_request_error", "invalid_value", "input_file_id")  # fmt: skip
+        raise OpenAIError(
+            400,
+            "the input file's purpose must be 'batch'",
+            "invalid_request_error",
+            "invalid_value",
+            "input_file_id",
+        )
     now = utcnow()
     window = timedelta(seconds=svc.settings.batch_completion_window_s)
     batch = Batch(
-        id=uuid7(), tenant_id=caller.tenant_id, api_key_id=caller.key_id,
-        user_id=caller.own_user, input_file_id=stored.id,
-        endpoint=body.endpoint, completion_window=body.completion_window, status="validating",
-        batch_metadata=body.metadata, created_at=now, expires_at=now + window,
-    )  # fmt: skip
+        id=uuid7(),
+        tenant_id=caller.tenant_id,
+        api_key_id=caller.key_id,
+        user_id=caller.own_user,
+        input_file_id=stored.id,
+        endpoint=body.endpoint,
+        completion_window=body.completion_window,
+        status="validating",
+        batch_metadata=body.metadata,
+        created_at=now,
+        expires_at=now + window,
+    )
     await batch_store.insert_batch(svc.db, batch)
     created = bev.BatchCreated(batch_id=batch.id, api_key_id=caller.key_id)
     event = _event(caller, batch, bev.BATCH_CREATED, created, derived_id(batch.id, "created"))
@@ -115,20 +127,23 @@ async def create(
         await svc.publisher.publish(topics.BATCH_REQUESTED.name, event)
     except TransientError as exc:
         await batch_store.set_status(
-            svc.db, batch.id, "failed", only_from=("validating",),
+            svc.db,
+            batch.id,
+            "failed",
+            only_from=("validating",),
             errors=[{"code": "unavailable", "message": "the batch could not be queued"}],
-        )  # fmt: skip
+        )
         raise from_api_error(unavailable("the event log", exc)) from exc
     return batch_object(batch)
 
 
 @router.get("/{batch_id}", response_model=bev.BatchObject)
-async def retrieve(batch_id: str, caller: Owner, svc: Svc) -> bev.BatchObject:
+async def retrieve(batch_id: str, caller: Authenticated, svc: Svc) -> bev.BatchObject:
     return batch_object(await _owned(svc, caller, batch_id))
 
 
 @router.post("/{batch_id}/cancel", response_model=bev.BatchObject)
-async def cancel(batch_id: str, caller: Owner, svc: Svc) -> bev.BatchObject:
+async def cancel(batch_id: str, caller: Authenticated, svc: Svc) -> bev.BatchObject:
     batch = await _owned(svc, caller, batch_id)
     moved = await batch_store.set_status(
         svc.db, batch.id, "cancelling", only_from=("validating", "in_progress")
@@ -137,12 +152,17 @@ async def cancel(batch_id: str, caller: Owner, svc: Svc) -> bev.BatchObject:
         if batch.status == "cancelled":
             return batch_object(batch)
         if batch.status != "cancelling":
-            raise OpenAIError(409, f"cannot cancel a batch that is {batch.status}",
-                              "invalid_request_error", "invalid_state")  # fmt: skip
+            raise OpenAIError(
+                409,
+                f"cannot cancel a batch that is {batch.status}",
+                "invalid_request_error",
+                "invalid_state",
+            )
         moved = batch  # asked again: publish again (same event id), in case the first was lost
     payload = bev.BatchCancelRequested(batch_id=batch.id)
-    event = _event(caller, batch, bev.BATCH_CANCEL_REQUESTED, payload,
-                   derived_id(batch.id, "cancel"))  # fmt: skip
+    event = _event(
+        caller, batch, bev.BATCH_CANCEL_REQUESTED, payload, derived_id(batch.id, "cancel")
+    )
     await svc.streams.append(batch.id, "status", {"status": "cancelling"})
     try:
         await svc.publisher.publish(topics.BATCH_REQUESTED.name, event)
@@ -153,15 +173,16 @@ async def cancel(batch_id: str, caller: Owner, svc: Svc) -> bev.BatchObject:
 
 @router.get("")
 async def list_batches(
-    caller: Owner,
+    caller: Authenticated,
     svc: Svc,
     after: str | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> dict[str, Any]:
     cursor = bev.parse_public_id("batch_", after) if after else None
     if after and cursor is None:
-        raise OpenAIError(400, f"invalid cursor {after!r}", "invalid_request_error",
-                          "invalid_value", "after")  # fmt: skip
+        raise OpenAIError(
+            400, f"invalid cursor {after!r}", "invalid_request_error", "invalid_value", "after"
+        )
     rows = await batch_store.list_batches(
         svc.db, caller.tenant_id, cursor, limit + 1, user_id=caller.own_user
     )
@@ -178,7 +199,7 @@ async def list_batches(
 @router.get("/{batch_id}/events")
 async def events(
     batch_id: str,
-    caller: Owner,
+    caller: Authenticated,
     svc: Svc,
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> StreamingResponse:
@@ -196,27 +217,15 @@ async def events(
     return slot_stream(svc, slot, _stream(svc, batch, resume.after))
 
 
-async def _stream(svc: Services, batch: Batch, after: str) -> AsyncIterator[bytes]:
-    yield b"retry: 1000\n\n"
-    while True:
-        try:
-            found = await svc.streams.read(batch.id, after=after, block_ms=KEEPALIVE_MS)
-        except TransientError:
-            return  # the client reconnects with Last-Event-ID
-        if not found:
-            if not await svc.streams.exists(batch.id):
-                # Expired live stream: the stored batch still says where it stands.
-                current = await batch_store.get_batch(svc.db, batch.id, batch.tenant_id) or batch
-                view = batch_object(current)
-                counts = view.request_counts.model_dump()
-                yield _frame("0-1", "status", {"status": view.status, "request_counts": counts})
-                if current.status in bev.TERMINAL_STATUSES:
-                    yield _frame(BATCH_REPLAY_END, TERMINAL, {"status": current.status})
-                return
-            yield b": keepalive\n\n"
-            continue
-        for item in found:
-            yield _frame(item.id, item.type, item.data)
-            after = item.id
-            if item.type == TERMINAL:
-                return
+def _stream(svc: Services, batch: Batch, after: str) -> AsyncIterator[bytes]:
+    return follow(svc, batch.id, after, lambda _: _stored_status(svc, batch))
+
+
+async def _stored_status(svc: Services, batch: Batch) -> AsyncIterator[bytes]:
+    """Expired live stream: the stored batch still says where it stands."""
+    current = await batch_store.get_batch(svc.db, batch.id, batch.tenant_id) or batch
+    view = batch_object(current)
+    counts = view.request_counts.model_dump()
+    yield _frame("0-1", "status", {"status": view.status, "request_counts": counts})
+    if current.status in bev.TERMINAL_STATUSES:
+        yield _frame(BATCH_REPLAY_END, TERMINAL, {"status": current.status})

@@ -24,6 +24,8 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from producers.ingress.middleware import HttpMiddleware
+
 M = TypeVar("M", bound=BaseModel)
 
 LIMIT_KEY = "ayush.max_body_bytes"
@@ -37,17 +39,14 @@ class BodyTooLarge(HTTPException):
         self.limit = limit
 
 
-class BodyLimit:
+class BodyLimit(HttpMiddleware):
     """ASGI middleware: no request body over the limit is read (see the module's doc)."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
+        super().__init__(app)
         self.max_bytes = max_bytes
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope[LIMIT_KEY] = self.max_bytes
         declared = _content_length(scope)
         received = 0

@@ -9,11 +9,11 @@ acts as themselves only (`own_user`); a token whose role claim names a staff rol
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 from infra.db.tenants import KeyOwner
-from schemas.envelope import Actor
+from schemas.envelope import Actor, Envelope
 from schemas.ids import user_subject
 
 __all__ = ["ROLES", "Caller", "Role", "user_subject"]
@@ -35,14 +35,8 @@ class Caller:
 
     @classmethod
     def of_key(cls, owner: KeyOwner) -> Caller:
-        return cls(
-            tenant_id=owner.tenant_id,
-            tenant_name=owner.tenant_name,
-            role=owner.role,
-            key_id=owner.key_id,
-            scopes=owner.scopes,
-            settings=owner.settings,
-        )
+        """A key acts for its whole tenant, as no user: every other field is the key owner's."""
+        return cls(**{f.name: getattr(owner, f.name) for f in fields(cls) if f.name != "user_id"})
 
     @property
     def is_admin(self) -> bool:
@@ -72,3 +66,16 @@ class Caller:
         if self.key_id is not None:
             return Actor(kind="api_key", id=str(self.key_id))
         return Actor(kind="user", id=str(self.user_id))
+
+    def event(
+        self, type_: str, correlation_id: uuid.UUID, payload: Any, **fields: Any
+    ) -> Envelope[Any]:
+        """An event this caller causes: its tenant and actor, about `correlation_id`."""
+        return Envelope[Any](
+            type=type_,
+            tenant_id=self.tenant_id,
+            actor=self.actor,
+            correlation_id=correlation_id,
+            payload=payload,
+            **fields,
+        )

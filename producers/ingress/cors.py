@@ -34,6 +34,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from infra.errors import TransientError
+from producers.ingress.middleware import HttpMiddleware
 from schemas.tenant_settings import ANY_ORIGIN
 
 log = logging.getLogger(__name__)
@@ -148,18 +149,15 @@ def _tenant_of(state: dict[str, object]) -> uuid.UUID | None:
     return tenant_id if isinstance(tenant_id, uuid.UUID) else None
 
 
-class CorsMiddleware:
+class CorsMiddleware(HttpMiddleware):
     """Pure ASGI, so streamed answers (event streams) pass through and get the headers too."""
 
     def __init__(self, app: ASGIApp, origins: AllowedOrigins, max_age_s: int) -> None:
-        self.app = app
+        super().__init__(app)
         self.origins = origins
         self.max_age_s = max_age_s
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         request_headers = Headers(scope=scope)
         origin = request_headers.get("origin")
         if origin is None:  # not a browser's cross-origin request

@@ -51,16 +51,18 @@ async def take_slot(svc: Services, caller: Caller) -> StreamSlot:
     except StreamLimit as exc:
         if exc.scope == "process":
             raise ApiError(
-                503, "too_many_streams",
+                503,
+                "too_many_streams",
                 f"this server has {exc.limit} event streams open, all it serves: retry shortly",
                 _RETRY,
-            ) from exc  # fmt: skip
+            ) from exc
         raise ApiError(
-            429, "too_many_streams",
+            429,
+            "too_many_streams",
             f"{_HOLDER[exc.scope]} has {exc.limit} event streams open, the most allowed "
             f"({_SETTING[exc.scope]}): close one before opening another",
             _RETRY,
-        ) from exc  # fmt: skip
+        ) from exc
     except TransientError as exc:
         raise unavailable("event streams", exc) from exc
 

@@ -7,28 +7,24 @@ spooling files of any size to disk, so the route reads its form itself.
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.datastructures import UploadFile
 
 from infra.db import batches as batch_store
 from infra.db.models import StoredFile
-from producers.ingress.auth import authenticate
+from producers.ingress.auth import Authenticated
 from producers.ingress.body import BodyTooLarge, allow_body
 from producers.ingress.caller import Caller
 from producers.ingress.openai_errors import OpenAIError, not_found
 from producers.ingress.scope import visible
-from producers.ingress.state import Services, services_dependency
+from producers.ingress.state import Services, Svc
 from schemas.batches import FileObject, file_public_id, parse_public_id
 from schemas.ids import uuid7
 
 router = APIRouter(prefix="/v1/files", tags=["files"])
 
-Owner = Annotated[Caller, Depends(authenticate)]
-Svc = Annotated[Services, Depends(services_dependency)]
 PURPOSES = ("batch",)
 READ_CHUNK = 1024 * 1024
 # Room in an upload's body for the multipart framing and the `purpose` field.
@@ -55,9 +51,12 @@ UPLOAD_BODY = {
 
 def file_object(row: StoredFile) -> FileObject:
     return FileObject(
-        id=file_public_id(row.id), bytes=row.bytes, created_at=int(row.created_at.timestamp()),
-        filename=row.filename, purpose=row.purpose,
-    )  # fmt: skip
+        id=file_public_id(row.id),
+        bytes=row.bytes,
+        created_at=int(row.created_at.timestamp()),
+        filename=row.filename,
+        purpose=row.purpose,
+    )
 
 
 async def owned_file(svc: Services, caller: Caller, file_id: str) -> StoredFile:
@@ -70,7 +69,7 @@ async def owned_file(svc: Services, caller: Caller, file_id: str) -> StoredFile:
 
 
 @router.post("", response_model=FileObject, openapi_extra=UPLOAD_BODY)
-async def upload(request: Request, caller: Owner, svc: Svc) -> FileObject:
+async def upload(request: Request, caller: Authenticated, svc: Svc) -> FileObject:
     limit = svc.settings.batch_max_bytes
     allow_body(request, limit + FORM_OVERHEAD)
     try:
@@ -82,14 +81,20 @@ async def upload(request: Request, caller: Owner, svc: Svc) -> FileObject:
                 raise _missing("purpose")
             if purpose not in PURPOSES:
                 raise OpenAIError(
-                    400, f"purpose must be one of {PURPOSES}", "invalid_request_error",
-                    "invalid_value", "purpose",
-                )  # fmt: skip
+                    400,
+                    f"purpose must be one of {PURPOSES}",
+                    "invalid_request_error",
+                    "invalid_value",
+                    "purpose",
+                )
             if "\x00" in (file.filename or ""):  # Postgres stores no NUL
                 raise OpenAIError(
-                    400, "the file name holds a NUL character", "invalid_request_error",
-                    "invalid_value", "file",
-                )  # fmt: skip
+                    400,
+                    "the file name holds a NUL character",
+                    "invalid_request_error",
+                    "invalid_value",
+                    "file",
+                )
             chunks, size = [], 0
             while chunk := await file.read(READ_CHUNK):
                 size += len(chunk)
@@ -103,10 +108,14 @@ async def upload(request: Request, caller: Owner, svc: Svc) -> FileObject:
     key = f"{caller.tenant_id}/{file_id}"
     await svc.files.put(key, b"".join(chunks))
     row = StoredFile(
-        id=file_id, tenant_id=caller.tenant_id, user_id=caller.own_user,
+        id=file_id,
+        tenant_id=caller.tenant_id,
+        user_id=caller.own_user,
         filename=(filename or "upload.jsonl")[:500],
-        purpose=purpose, bytes=size, storage_key=key,
-    )  # fmt: skip
+        purpose=purpose,
+        bytes=size,
+        storage_key=key,
+    )
     await batch_store.insert_file(svc.db, row)
     return file_object(row)
 
@@ -123,19 +132,19 @@ def _too_large(limit: int) -> OpenAIError:
 
 
 @router.get("/{file_id}", response_model=FileObject)
-async def retrieve(file_id: str, caller: Owner, svc: Svc) -> FileObject:
+async def retrieve(file_id: str, caller: Authenticated, svc: Svc) -> FileObject:
     return file_object(await owned_file(svc, caller, file_id))
 
 
 @router.get("/{file_id}/content")
-async def content(file_id: str, caller: Owner, svc: Svc) -> Response:
+async def content(file_id: str, caller: Authenticated, svc: Svc) -> Response:
     row = await owned_file(svc, caller, file_id)
     data = await svc.files.get(row.storage_key)
     return Response(data, media_type="application/jsonl")
 
 
 @router.delete("/{file_id}")
-async def delete(file_id: str, caller: Owner, svc: Svc) -> dict[str, object]:
+async def delete(file_id: str, caller: Authenticated, svc: Svc) -> dict[str, object]:
     row = await owned_file(svc, caller, file_id)
     await batch_store.delete_file(svc.db, caller.tenant_id, row.id)
     await svc.files.delete(row.storage_key)

@@ -12,30 +12,23 @@ from fastapi import APIRouter, Depends, Request, Response
 from infra.connectors.address_policy import AddressPolicy
 from infra.db import issuers as store
 from infra.db.issuers import AuthIssuer
+from infra.db.sealed import seal_into
 from infra.errors import PermanentError
 from producers.ingress.actions import SecretBox, invalid
-from producers.ingress.auth import authenticate
+from producers.ingress.auth import Authenticated
 from producers.ingress.body import json_body
-from producers.ingress.caller import Caller
 from producers.ingress.errors import ApiError
 from producers.ingress.sign_in import SignIn
-from producers.ingress.state import Services, services_dependency
+from producers.ingress.state import Svc
 from schemas.ids import uuid7
 from schemas.issuers import IssuerCreate, IssuerList, IssuerView
 
 router = APIRouter(tags=["sign-in"])
 
-Admin = Annotated[Caller, Depends(authenticate)]
-Svc = Annotated[Services, Depends(services_dependency)]
-
 
 def view(issuer: AuthIssuer) -> IssuerView:
-    return IssuerView(
-        id=issuer.id, issuer=issuer.issuer, audience=issuer.audience,
-        kind="jwks" if issuer.jwks_url else "hs256", jwks_url=issuer.jwks_url,
-        user_claim=issuer.user_claim, role_claim=issuer.role_claim,
-        created_at=issuer.created_at,
-    )  # fmt: skip
+    shown = issuer.model_dump(exclude={"secret_key_id", "secret_sealed"})
+    return IssuerView.model_validate({**shown, "kind": "jwks" if issuer.jwks_url else "hs256"})
 
 
 async def check_jwks_url(url: str, policy: AddressPolicy) -> None:
@@ -57,7 +50,7 @@ async def check_jwks_url(url: str, policy: AddressPolicy) -> None:
 @router.post("/v1/auth/issuers", status_code=201, response_model=IssuerView)
 async def create_issuer(
     body: Annotated[IssuerCreate, Depends(json_body(IssuerCreate))],
-    caller: Admin,
+    caller: Authenticated,
     svc: Svc,
     box: SecretBox,
     request: Request,
@@ -69,31 +62,35 @@ async def create_issuer(
         sign_in: SignIn = request.app.state.sign_in
         await check_jwks_url(body.jwks_url, sign_in.policy)
     issuer = AuthIssuer(
-        id=uuid7(), tenant_id=caller.tenant_id, issuer=body.issuer, audience=body.audience,
-        jwks_url=body.jwks_url, user_claim=body.user_claim, role_claim=body.role_claim,
-    )  # fmt: skip
+        id=uuid7(),
+        tenant_id=caller.tenant_id,
+        issuer=body.issuer,
+        audience=body.audience,
+        jwks_url=body.jwks_url,
+        user_claim=body.user_claim,
+        role_claim=body.role_claim,
+    )
     if body.hs256_secret is not None:
-        sealed = box.seal(
-            body.hs256_secret.encode(), store.issuer_context(issuer.id, issuer.tenant_id)
-        )
-        issuer.secret_key_id, issuer.secret_sealed = sealed.key_id, sealed.data
+        seal_into(box, issuer, body.hs256_secret.encode())
     try:
         await store.add_issuer(svc.db, issuer)
     except store.IssuerExists as exc:
         raise ApiError(
-            409, "conflict", "this issuer is already registered for this audience",
+            409,
+            "conflict",
+            "this issuer is already registered for this audience",
             field="audience",
-        ) from exc  # fmt: skip
+        ) from exc
     return view(issuer)
 
 
 @router.get("/v1/auth/issuers", response_model=IssuerList)
-async def list_issuers(caller: Admin, svc: Svc) -> IssuerList:
+async def list_issuers(caller: Authenticated, svc: Svc) -> IssuerList:
     return IssuerList(data=[view(i) for i in await store.list_issuers(svc.db, caller.tenant_id)])
 
 
 @router.get("/v1/auth/issuers/{issuer_id}", response_model=IssuerView)
-async def get_issuer(issuer_id: uuid.UUID, caller: Admin, svc: Svc) -> IssuerView:
+async def get_issuer(issuer_id: uuid.UUID, caller: Authenticated, svc: Svc) -> IssuerView:
     issuer = await store.get_issuer(svc.db, caller.tenant_id, issuer_id)
     if issuer is None:
         raise ApiError(404, "not_found", "no such issuer")
@@ -102,7 +99,7 @@ async def get_issuer(issuer_id: uuid.UUID, caller: Admin, svc: Svc) -> IssuerVie
 
 @router.delete("/v1/auth/issuers/{issuer_id}", status_code=204)
 async def delete_issuer(
-    issuer_id: uuid.UUID, caller: Admin, svc: Svc, request: Request
+    issuer_id: uuid.UUID, caller: Authenticated, svc: Svc, request: Request
 ) -> Response:
     issuer = await store.get_issuer(svc.db, caller.tenant_id, issuer_id)
     if issuer is None or not await store.delete_issuer(svc.db, caller.tenant_id, issuer_id):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,11 +69,12 @@ async def resume_point(
 def _unknown_id(value: str) -> ApiError:
     shown = value if len(value) <= 64 else value[:64] + "…"
     return ApiError(
-        400, "invalid_request",
+        400,
+        "invalid_request",
         f"header Last-Event-ID: {shown!r} is not an event id of this stream; "
         "reconnect without it to read the stream from the start",
         field="Last-Event-ID",
-    )  # fmt: skip
+    )
 
 
 async def ended_stream() -> AsyncIterator[bytes]:
@@ -90,22 +91,32 @@ def _frame(event_id: str, type_: str, data: dict[str, Any]) -> bytes:
     )
 
 
-async def job_event_stream(
+def job_event_stream(
     svc: Services, tenant_id: uuid.UUID, job_id: uuid.UUID, after: str
 ) -> AsyncIterator[bytes]:
-    """The stream after `after`, an id `resume_point` has checked."""
+    """The stream after `after`, an id `resume_point` has checked. Once the live stream
+    expired (or was never written), the stored job tells how it ended."""
+    return follow(svc, job_id, after, lambda at: _from_database(svc, tenant_id, job_id, at))
+
+
+async def follow(
+    svc: Services,
+    stream_id: uuid.UUID,
+    after: str,
+    expired: Callable[[str], AsyncIterator[bytes]],
+) -> AsyncIterator[bytes]:
+    """A live stream as Server-Sent Events, from after `after` to its terminal event, with
+    keepalives; when the live stream is gone, what `expired(after)` yields instead."""
     yield b"retry: 1000\n\n"
     while True:
         try:
-            events = await svc.streams.read(job_id, after=after, block_ms=KEEPALIVE_MS)
+            events = await svc.streams.read(stream_id, after=after, block_ms=KEEPALIVE_MS)
         except TransientError:
             # End the response: the client reconnects with Last-Event-ID and loses nothing.
             return
         if not events:
-            if not await svc.streams.exists(job_id):
-                # The live stream expired (or was never written): the stored
-                # job still tells how it ended.
-                async for frame in _from_database(svc, tenant_id, job_id, after):
+            if not await svc.streams.exists(stream_id):
+                async for frame in expired(after):
                     yield frame
                 return
             yield b": keepalive\n\n"
@@ -132,13 +143,20 @@ async def _from_database(
     ]
     if result is not None:
         usage = {"input_tokens": result.input_tokens, "output_tokens": result.output_tokens}
-        frames.append((
-            "0-2",
-            "result",
-            {"text": result.text, "finish_reason": result.finish_reason,
-             "provider": result.provider, "model": result.model, "usage": usage,
-             "cost_usd": usd_text(result.cost_usd)},
-        ))  # fmt: skip
+        frames.append(
+            (
+                "0-2",
+                "result",
+                {
+                    "text": result.text,
+                    "finish_reason": result.finish_reason,
+                    "provider": result.provider,
+                    "model": result.model,
+                    "usage": usage,
+                    "cost_usd": usd_text(result.cost_usd),
+                },
+            )
+        )
     else:
         frames.append(("0-2", "error", {"message": job.error or "failed"}))
     frames.append((JOB_REPLAY_END, TERMINAL, {"status": job.status}))

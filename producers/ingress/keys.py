@@ -19,40 +19,33 @@ from infra.db.tenants import create_api_key
 from infra.errors import TransientError
 from infra.key_events import KeyChanges
 from producers.ingress.access import exceeds, scope_problem
-from producers.ingress.auth import KeyCache, authenticate
+from producers.ingress.auth import Authenticated, KeyCache
 from producers.ingress.body import json_body
 from producers.ingress.caller import Caller, Role
 from producers.ingress.errors import ApiError, unavailable
-from producers.ingress.state import Services, services_dependency
+from producers.ingress.state import Svc
 from schemas.keys import KeyCreated, KeyList, KeyView, NewKey, RotateKey
 
 router = APIRouter(prefix="/v1/keys", tags=["keys"])
 
-Owner = Annotated[Caller, Depends(authenticate)]
-Svc = Annotated[Services, Depends(services_dependency)]
-
 
 def key_view(key: ApiKey) -> KeyView:
-    return KeyView(
-        id=key.id, name=key.name, prefix=key.prefix, role=key.role, scopes=list(key.scopes),
-        created_at=key.created_at, last_used_at=key.last_used_at, expires_at=key.expires_at,
-        allowed_ips=list(key.allowed_ips), revoked_at=key.revoked_at,
-        previous_valid_until=key.previous_valid_until,
-    )  # fmt: skip
+    return KeyView.model_validate(key, from_attributes=True)
 
 
 def _within_reach(caller: Caller, role: Role, scopes: frozenset[str], verb: str) -> None:
     beyond = exceeds(role, scopes, caller.role, caller.scopes)
     if beyond:
         raise ApiError(
-            403, "forbidden",
+            403,
+            "forbidden",
             f"this key may not {verb} a key that can do more than itself: {', '.join(beyond)}",
-        )  # fmt: skip
+        )
 
 
 @router.post("", status_code=201, response_model=KeyCreated)
 async def create(
-    body: Annotated[NewKey, Depends(json_body(NewKey))], caller: Owner, svc: Svc
+    body: Annotated[NewKey, Depends(json_body(NewKey))], caller: Authenticated, svc: Svc
 ) -> KeyCreated:
     """A new key of the caller's tenant; its secret is in `key`, shown this once."""
     scopes = frozenset(body.scopes)
@@ -61,15 +54,20 @@ async def create(
         raise ApiError(422, "invalid_request", problem, field="scopes")
     _within_reach(caller, body.role, scopes, "make")
     key, plaintext = await create_api_key(
-        svc.db, caller.tenant_id, name=body.name, role=body.role, scopes=tuple(body.scopes),
-        expires_at=body.expires_at, allowed_ips=tuple(body.allowed_ips),
-    )  # fmt: skip
+        svc.db,
+        caller.tenant_id,
+        name=body.name,
+        role=body.role,
+        scopes=tuple(body.scopes),
+        expires_at=body.expires_at,
+        allowed_ips=tuple(body.allowed_ips),
+    )
     return KeyCreated(**key_view(key).model_dump(), key=plaintext)
 
 
 @router.get("", response_model=KeyList)
 async def list_keys(
-    caller: Owner,
+    caller: Authenticated,
     svc: Svc,
     after: uuid.UUID | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
@@ -86,7 +84,7 @@ async def list_keys(
 
 
 @router.get("/{key_id}", response_model=KeyView)
-async def get(key_id: uuid.UUID, caller: Owner, svc: Svc) -> KeyView:
+async def get(key_id: uuid.UUID, caller: Authenticated, svc: Svc) -> KeyView:
     key = await key_store.get_key(svc.db, key_id, caller.tenant_id)
     if key is None:
         raise ApiError(404, "not_found", f"no API key {key_id}")
@@ -94,7 +92,7 @@ async def get(key_id: uuid.UUID, caller: Owner, svc: Svc) -> KeyView:
 
 
 @router.delete("/{key_id}", status_code=204)
-async def revoke(key_id: uuid.UUID, request: Request, caller: Owner, svc: Svc) -> Response:
+async def revoke(key_id: uuid.UUID, request: Request, caller: Authenticated, svc: Svc) -> Response:
     """Revoke a key; every ingress refuses it within a second. Revoking again is fine."""
     key = await key_store.revoke_key(svc.db, key_id, caller.tenant_id)
     if key is None:
@@ -108,7 +106,7 @@ async def rotate(
     key_id: uuid.UUID,
     body: Annotated[RotateKey, Depends(json_body(RotateKey, optional=True))],
     request: Request,
-    caller: Owner,
+    caller: Authenticated,
     svc: Svc,
 ) -> KeyCreated:
     """A new secret, shown this once; the old one keeps working for `grace_s` seconds."""

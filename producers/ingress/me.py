@@ -12,8 +12,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 
-from producers.ingress.admission import Admission, admission_dependency, rate_limited
-from producers.ingress.caller import Caller
+from producers.ingress.admission import Admission, RateLimited, admission_dependency
 from producers.ingress.usage import Format, usage_report
 from producers.ingress.user_limits import user_budget_view
 from schemas.api import CallerView
@@ -21,24 +20,15 @@ from schemas.usage import GroupBy, MyUsageReport
 
 router = APIRouter(prefix="/v1/me", tags=["me"])
 
-Owner = Annotated[Caller, Depends(rate_limited)]
-
 
 @router.get("", response_model=CallerView)
-async def who_am_i(caller: Owner) -> CallerView:
-    return CallerView(
-        tenant_id=caller.tenant_id,
-        tenant=caller.tenant_name,
-        role=caller.role,
-        key_id=caller.key_id,
-        user_id=caller.user_id,
-        scopes=sorted(caller.scopes),
-    )
+async def who_am_i(caller: RateLimited) -> CallerView:
+    return CallerView.model_validate(caller, from_attributes=True)
 
 
 @router.get("/usage", response_model=MyUsageReport, response_model_by_alias=True)
 async def my_usage(
-    caller: Owner,
+    caller: RateLimited,
     adm: Annotated[Admission, Depends(admission_dependency)],
     first: Annotated[date | None, Query(alias="from")] = None,
     last: Annotated[date | None, Query(alias="to")] = None,
@@ -48,9 +38,15 @@ async def my_usage(
     # A key's own usage, or (signed in with a token) the person's, with their budget.
     user = caller.user_id if caller.key_id is None else None
     report = await usage_report(
-        adm.db, caller.tenant_id, first, last, group_by, format,
-        api_key_id=caller.key_id, user_id=user,
-    )  # fmt: skip
+        adm.db,
+        caller.tenant_id,
+        first,
+        last,
+        group_by,
+        format,
+        api_key_id=caller.key_id,
+        user_id=user,
+    )
     if isinstance(report, Response):
         return report
     budget = await user_budget_view(adm, caller, user) if user is not None else None

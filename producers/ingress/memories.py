@@ -20,30 +20,28 @@ from infra.db import memories as memory_rows
 from infra.embeddings.metering import embedding_usage
 from infra.errors import PermanentError, TransientError
 from infra.providers.tokens import estimate_texts
+from infra.vectors import base as vectors
 from producers.ingress.admission import admit_billable, release_billable
-from producers.ingress.auth import authenticate
+from producers.ingress.auth import Authenticated
 from producers.ingress.body import json_body
 from producers.ingress.caller import Caller
 from producers.ingress.errors import ApiError, unavailable
 from producers.ingress.scope import acting_user, visible
-from producers.ingress.state import Services, services_dependency
+from producers.ingress.state import Services, Svc
 from schemas import memory as ev
 from schemas import topics
-from schemas.envelope import Envelope
 from schemas.ids import uuid7
 from schemas.jobs import USAGE_RECORDED
 
 router = APIRouter(prefix="/v1/memories", tags=["memories"])
 
-Owner = Annotated[Caller, Depends(authenticate)]
-Svc = Annotated[Services, Depends(services_dependency)]
 _BODY = {"requestBody": {"required": True, "content": {"application/json": {}}}}
 
 
 @router.post("", status_code=202, response_model=ev.MemoryAccepted, openapi_extra=_BODY)
 async def remember(
     body: Annotated[ev.MemoryCreate, Depends(json_body(ev.MemoryCreate))],
-    caller: Owner,
+    caller: Authenticated,
     svc: Svc,
     request: Request,
 ) -> ev.MemoryAccepted:
@@ -67,9 +65,12 @@ async def _store(
         svc.db, caller.tenant_id, memory_id, user_id, body.text, dict(body.metadata)
     )
     command = ev.Remember(
-        memory_id=memory_id, user_id=user_id, text=body.text, metadata=body.metadata,
+        memory_id=memory_id,
+        user_id=user_id,
+        text=body.text,
+        metadata=body.metadata,
         api_key_id=caller.key_id,
-    )  # fmt: skip
+    )
     try:
         await _publish(svc, caller, user_id, ev.MEMORY_REMEMBER, command)
     except ApiError:
@@ -79,7 +80,7 @@ async def _store(
 
 @router.get("", response_model=ev.MemoryList)
 async def list_memories(
-    caller: Owner,
+    caller: Authenticated,
     svc: Svc,
     user_id: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -90,12 +91,12 @@ async def list_memories(
 
 
 @router.get("/{memory_id}", response_model=ev.MemoryView)
-async def get_memory(memory_id: uuid.UUID, caller: Owner, svc: Svc) -> ev.MemoryView:
+async def get_memory(memory_id: uuid.UUID, caller: Authenticated, svc: Svc) -> ev.MemoryView:
     return _view(await _existing(svc, caller, memory_id))
 
 
 @router.delete("/{memory_id}", status_code=202)
-async def forget(memory_id: uuid.UUID, caller: Owner, svc: Svc) -> dict[str, str]:
+async def forget(memory_id: uuid.UUID, caller: Authenticated, svc: Svc) -> dict[str, str]:
     row = await _existing(svc, caller, memory_id)
     command = ev.Forget(memory_id=memory_id, user_id=row.user_id)
     await _publish(svc, caller, row.user_id, ev.MEMORY_FORGET, command)
@@ -104,7 +105,7 @@ async def forget(memory_id: uuid.UUID, caller: Owner, svc: Svc) -> dict[str, str
 
 @router.delete("", status_code=202)
 async def forget_user(
-    caller: Owner,
+    caller: Authenticated,
     svc: Svc,
     user_id: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
 ) -> dict[str, str]:
@@ -118,7 +119,7 @@ async def forget_user(
 @router.post("/search", response_model=ev.MemorySearchResult, openapi_extra=_BODY)
 async def search(
     body: Annotated[ev.MemorySearch, Depends(json_body(ev.MemorySearch))],
-    caller: Owner,
+    caller: Authenticated,
     svc: Svc,
     request: Request,
 ) -> ev.MemorySearchResult:
@@ -132,10 +133,9 @@ async def search(
     try:
         [vector] = await svc.memory.embedder.embed([body.query])
         await _record_search(svc, caller, search_id, body.query, user)
-        hits = await svc.memory.store.search(
-            caller.tenant_id, user, vector,
-            model=svc.memory.embedder.model, top_k=body.top_k, filter=body.filter,
-        )  # fmt: skip
+        model = svc.memory.embedder.model
+        query = vectors.Query(caller.tenant_id, user, vector, model, body.top_k, body.filter)
+        hits = await svc.memory.store.search(query)
     except BaseException as exc:
         await release_billable(request, caller, search_id)
         if isinstance(exc, TransientError):
@@ -146,13 +146,16 @@ async def search(
     return ev.MemorySearchResult(
         data=[
             ev.MemoryHit(
-                memory_id=h.memory_id, chunk=h.chunk, text=h.text, score=h.score,
+                memory_id=h.memory_id,
+                chunk=h.chunk,
+                text=h.text,
+                score=h.score,
                 metadata=h.metadata,
             )
             for h in hits
         ],
         took_ms=round((time.perf_counter() - started) * 1000, 3),
-    )  # fmt: skip
+    )
 
 
 def _embedding_model(svc: Services) -> str:
@@ -164,24 +167,30 @@ async def _admit(
 ) -> None:
     """The rate limits and budgets, as for a model call: 429, or 402 `budget_exceeded`."""
     await admit_billable(
-        request, caller, model=_embedding_model(svc), input_tokens=estimate_texts([text]),
-        max_output_tokens=0, hold_id=hold_id, user_id=user_id,
-    )  # fmt: skip
+        request,
+        caller,
+        model=_embedding_model(svc),
+        input_tokens=estimate_texts([text]),
+        max_output_tokens=0,
+        hold_id=hold_id,
+        user_id=user_id,
+    )
 
 
 async def _record_search(
     svc: Services, caller: Caller, search_id: uuid.UUID, query: str, user_id: str
 ) -> None:
     usage = embedding_usage(
-        search_id, [query], purpose="search", provider=svc.settings.memory_embedder,
-        model=_embedding_model(svc), prices=svc.prices, api_key_id=caller.key_id,
+        search_id,
+        [query],
+        purpose="search",
+        provider=svc.settings.memory_embedder,
+        model=_embedding_model(svc),
+        prices=svc.prices,
+        api_key_id=caller.key_id,
         user_id=user_id,
-    )  # fmt: skip
-    envelope = Envelope[Any](
-        type=USAGE_RECORDED, tenant_id=caller.tenant_id,
-        actor=caller.actor, correlation_id=search_id,
-        payload=usage,
-    )  # fmt: skip
+    )
+    envelope = caller.event(USAGE_RECORDED, search_id, usage)
     try:
         await svc.publisher.publish(topics.USAGE_RECORDED.name, envelope)
     except TransientError as exc:
@@ -196,13 +205,7 @@ async def _existing(svc: Services, caller: Caller, memory_id: uuid.UUID) -> memo
 
 
 async def _publish(svc: Services, caller: Caller, user_id: str, type_: str, payload: Any) -> None:
-    envelope = Envelope[Any](
-        type=type_,
-        tenant_id=caller.tenant_id,
-        actor=caller.actor,
-        correlation_id=ev.user_key(caller.tenant_id, user_id),
-        payload=payload,
-    )
+    envelope = caller.event(type_, ev.user_key(caller.tenant_id, user_id), payload)
     try:
         await svc.publisher.publish(topics.MEMORY_COMMANDS.name, envelope)
     except TransientError as exc:
@@ -210,16 +213,4 @@ async def _publish(svc: Services, caller: Caller, user_id: str, type_: str, payl
 
 
 def _view(row: memory_rows.MemoryRow) -> ev.MemoryView:
-    return ev.MemoryView(
-        id=row.id,
-        user_id=row.user_id,
-        text=row.text,
-        metadata=row.metadata,
-        status=row.status,
-        error=row.error,
-        chunks=row.chunks,
-        embedding_model=row.embedding_model,
-        embedding_dim=row.embedding_dim,
-        created_at=row.created_at,
-        stored_at=row.stored_at,
-    )
+    return ev.MemoryView.model_validate(row, from_attributes=True)

@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from infra.telemetry import propagation
 from infra.telemetry.metrics import Metrics
 from infra.telemetry.tracing import tracer
+from producers.ingress.middleware import HttpMiddleware
 
 SHUTDOWN_FRAME = b'event: shutdown\ndata: {"reason": "server shutting down, reconnect"}\n\n'
 
@@ -40,16 +41,13 @@ class OpenStreams:
             task.cancel()
 
 
-class TelemetryMiddleware:
+class TelemetryMiddleware(HttpMiddleware):
     def __init__(self, app: ASGIApp, metrics: Metrics | None, streams: OpenStreams) -> None:
-        self.app = app
+        super().__init__(app)
         self.metrics = metrics
         self.streams = streams
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         method = scope["method"]
         parent = propagation.extract((k.decode("latin-1"), v) for k, v in scope["headers"])
         started = time.perf_counter()

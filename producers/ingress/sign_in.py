@@ -167,9 +167,11 @@ class SignIn:
             published = await self._jwks.keys(trusted.jwks_url, kid)
         except (TransientError, PermanentError) as exc:
             raise ApiError(
-                503, "unavailable", "the token issuer's keys cannot be fetched, try again",
+                503,
+                "unavailable",
+                "the token issuer's keys cannot be fetched, try again",
                 {"Retry-After": "5"},
-            ) from exc  # fmt: skip
+            ) from exc
         keys: list[jwk.Key] = []
         for data in published:
             if kid is not None and data.get("kid") != kid:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Depends, Request
 
 from infra.db.engine import Database
 from infra.files import FileStore
@@ -48,6 +49,9 @@ def services(request: Request) -> Services:
 async def services_dependency(request: Request) -> Services:
     """`services` for Depends: FastAPI runs a plain function in a thread, once per request."""
     return services(request)
+
+
+Svc = Annotated[Services, Depends(services_dependency)]
 
 
 async def vault(request: Request) -> Vault:

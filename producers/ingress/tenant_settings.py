@@ -10,27 +10,26 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 
 from infra.db.tenants import tenant_settings, update_tenant_settings
-from producers.ingress.admission import rate_limited
+from producers.ingress.admission import RateLimited
 from producers.ingress.body import json_body
-from producers.ingress.caller import Caller
 from producers.ingress.cors import AllowedOrigins
-from producers.ingress.state import Services, services_dependency
+from producers.ingress.state import Svc
 from schemas.tenant_settings import TenantSettingsIn, TenantSettingsView
 
 router = APIRouter(prefix="/v1/tenant", tags=["tenant"])
 
-Owner = Annotated[Caller, Depends(rate_limited)]
-Svc = Annotated[Services, Depends(services_dependency)]
 Body = Annotated[TenantSettingsIn, Depends(json_body(TenantSettingsIn))]
 
 
 @router.get("/settings", response_model=TenantSettingsView)
-async def get_settings(caller: Owner, svc: Svc) -> TenantSettingsView:
+async def get_settings(caller: RateLimited, svc: Svc) -> TenantSettingsView:
     return _view(await tenant_settings(svc.db, caller.tenant_id))
 
 
 @router.put("/settings", response_model=TenantSettingsView)
-async def put_settings(body: Body, caller: Owner, svc: Svc, request: Request) -> TenantSettingsView:
+async def put_settings(
+    body: Body, caller: RateLimited, svc: Svc, request: Request
+) -> TenantSettingsView:
     # tenant:write is the tenant's administration (producers.ingress.access).
     changes = body.model_dump(exclude_none=True)
     settings = await update_tenant_settings(svc.db, caller.tenant_id, changes)

@@ -74,13 +74,7 @@ async def usage_report(
 
 
 def _row(total: UsageTotal) -> UsageRow:
-    return UsageRow(
-        group=total.group,
-        events=total.events,
-        input_tokens=total.input_tokens,
-        output_tokens=total.output_tokens,
-        cost_usd=total.cost_usd,
-    )
+    return UsageRow.model_validate(total, from_attributes=True)
 
 
 def _csv(group_by: str, rows: list[UsageTotal]) -> str:

@@ -18,12 +18,13 @@ from fastapi.responses import JSONResponse
 
 from infra.db import webhooks as store
 from infra.db.integration_models import WebhookEndpoint
+from infra.db.sealed import opened
 from infra.errors import TransientError
-from infra.vault import Sealed, Vault
+from infra.vault import Vault
 from producers.ingress.body import allow_body
 from producers.ingress.errors import ApiError
 from producers.ingress.signatures import SignatureError, verify
-from producers.ingress.state import Services, services_dependency, vault
+from producers.ingress.state import Services, Svc, vault
 from schemas import integrations as ev
 from schemas import topics
 from schemas.envelope import Actor, Envelope
@@ -32,7 +33,6 @@ from schemas.request import nul_at
 
 router = APIRouter(tags=["webhooks"])
 
-Svc = Annotated[Services, Depends(services_dependency)]
 SecretBox = Annotated[Vault, Depends(vault)]
 
 # Headers that could carry a credential of ours are not kept in the event.
@@ -46,15 +46,16 @@ async def receive(endpoint_id: str, request: Request, svc: Svc, box: SecretBox) 
     endpoint = await _endpoint(svc, endpoint_id)
     allow_body(request, svc.settings.webhook_max_body_bytes)
     body = await request.body()
-    secret = box.open(
-        Sealed(endpoint.secret_key_id, endpoint.secret_sealed),
-        store.endpoint_context(endpoint.id, endpoint.tenant_id),
-    ).decode()
+    secret = opened(box, endpoint).decode()
     try:
         verify(
-            endpoint.source, secret, request.headers, body,
-            now=time.time(), signature_header=endpoint.signature_header,
-        )  # fmt: skip
+            endpoint.source,
+            secret,
+            request.headers,
+            body,
+            now=time.time(),
+            signature_header=endpoint.signature_header,
+        )
     except SignatureError as exc:
         raise ApiError(401, "invalid_signature", str(exc)) from exc
     payload = _json_object(body)

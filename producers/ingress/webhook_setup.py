@@ -12,21 +12,19 @@ from infra.connectors import CATALOG
 from infra.db import actions as action_store
 from infra.db import webhooks as store
 from infra.db.integration_models import Rule, WebhookEndpoint
+from infra.db.sealed import seal_into
 from infra.errors import ModelNotPriced, PermanentError
 from infra.vault import Vault
 from producers.ingress.actions import invalid
-from producers.ingress.auth import authenticate
+from producers.ingress.auth import Authenticated
 from producers.ingress.body import json_body
-from producers.ingress.caller import Caller
 from producers.ingress.openai_errors import model_refused
-from producers.ingress.state import Services, services_dependency, vault
+from producers.ingress.state import Svc, vault
 from schemas import integrations as ev
 from schemas.ids import uuid7
 
 router = APIRouter(tags=["webhooks"])
 
-Owner = Annotated[Caller, Depends(authenticate)]
-Svc = Annotated[Services, Depends(services_dependency)]
 SecretBox = Annotated[Vault, Depends(vault)]
 
 # Slack and Stripe issue the signing secret themselves; the tenant copies it here.
@@ -36,7 +34,7 @@ VENDOR_ISSUED = frozenset({"slack", "stripe"})
 @router.post("/v1/webhook-endpoints", status_code=201, response_model=ev.WebhookEndpointCreated)
 async def create_endpoint(
     body: Annotated[ev.WebhookEndpointCreate, Depends(json_body(ev.WebhookEndpointCreate))],
-    caller: Owner,
+    caller: Authenticated,
     svc: Svc,
     box: SecretBox,
     request: Request,
@@ -49,11 +47,14 @@ async def create_endpoint(
         # Standard Webhooks' format (whsec_ + base64 key) works for every HMAC source.
         secret = generated = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
     endpoint = WebhookEndpoint(
-        id=uuid7(), tenant_id=caller.tenant_id, source=body.source,
-        signature_header=body.signature_header, secret_key_id="", secret_sealed=b"",
-    )  # fmt: skip
-    sealed = box.seal(secret.encode(), store.endpoint_context(endpoint.id, endpoint.tenant_id))
-    endpoint.secret_key_id, endpoint.secret_sealed = sealed.key_id, sealed.data
+        id=uuid7(),
+        tenant_id=caller.tenant_id,
+        source=body.source,
+        signature_header=body.signature_header,
+        secret_key_id="",  # sealed next: the secret is bound to the row's id and tenant
+        secret_sealed=b"",
+    )
+    seal_into(box, endpoint, secret.encode())
     await store.add_endpoint(svc.db, endpoint)
     base = str(request.base_url).rstrip("/")
     return ev.WebhookEndpointCreated(
@@ -63,7 +64,9 @@ async def create_endpoint(
 
 @router.post("/v1/rules", status_code=201, response_model=ev.RuleView)
 async def create_rule(
-    body: Annotated[ev.RuleCreate, Depends(json_body(ev.RuleCreate))], caller: Owner, svc: Svc
+    body: Annotated[ev.RuleCreate, Depends(json_body(ev.RuleCreate))],
+    caller: Authenticated,
+    svc: Svc,
 ) -> ev.RuleView:
     endpoint = await store.get_endpoint(svc.db, body.endpoint_id, caller.tenant_id)
     if endpoint is None:
@@ -84,13 +87,13 @@ async def create_rule(
         if body.action.action not in CATALOG[connection.connector].actions:
             raise invalid("action.action", f"{connection.connector} has no such action")
     rule = Rule(
-        id=uuid7(), tenant_id=caller.tenant_id, endpoint_id=body.endpoint_id,
-        event_type=body.event_type, filter=dict(body.filter),
+        id=uuid7(),
+        tenant_id=caller.tenant_id,
+        endpoint_id=body.endpoint_id,
+        event_type=body.event_type,
+        filter=dict(body.filter),
         job=body.job.model_dump(mode="json") if body.job else None,
         action=body.action.model_dump(mode="json") if body.action else None,
-    )  # fmt: skip
+    )
     await store.add_rule(svc.db, rule)
-    return ev.RuleView(
-        id=rule.id, endpoint_id=rule.endpoint_id, event_type=rule.event_type,
-        filter=rule.filter, job=body.job, action=body.action,
-    )  # fmt: skip
+    return ev.RuleView.model_validate(rule, from_attributes=True)
