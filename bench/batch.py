@@ -131,8 +131,6 @@ def main() -> None:
         env = services.env(
             AYUSH_LOCAL_ECHO_DELAY_S="0", AYUSH_LOG_LEVEL="WARNING",
             AYUSH_DATA_DIR=str(services.work), AYUSH_ROUTING_FILE=str(routing),
-            # One key drives every request here: no per-minute limit in the way.
-            AYUSH_RATE_LIMIT_REQUESTS_PER_MIN="1000000",
         )  # fmt: skip
         os.environ.update(env)
         platform = Platform(env, services.work / "logs")

@@ -31,6 +31,14 @@ from infra.local_stack import LocalStack, ServiceAddresses
 from infra.settings import Settings
 from schemas.keys import KeyRole, NewKey
 
+# A bench drives the platform with one key, faster than any per-minute limit allows
+# (a chat job counts its max_tokens, 1,024 by default, against the tokens a minute):
+# the limits are still counted on every request, they just never refuse one.
+UNLIMITED = {
+    "AYUSH_RATE_LIMIT_REQUESTS_PER_MIN": "100000000",
+    "AYUSH_RATE_LIMIT_TOKENS_PER_MIN": "100000000000",
+}
+
 
 @dataclass(frozen=True)
 class BenchServices:
@@ -39,10 +47,12 @@ class BenchServices:
     work: Path  # scratch folder of the run
 
     def env(self, **extra: str) -> dict[str, str]:
-        """Environment of a platform process: the addresses, the topic prefix, then `extra`."""
+        """Environment of a platform process: the addresses, the topic prefix, no
+        per-minute limits, then `extra`."""
         return {
             **self.addresses.as_env(),
             "AYUSH_TOPIC_PREFIX": self.settings.topic_prefix,
+            **UNLIMITED,
             **extra,
         }
 

@@ -9,6 +9,7 @@ import pytest
 
 from bench.services import bench_services
 from infra.local_stack import ServiceAddresses
+from infra.settings import Settings
 from tests.harness import ROOT
 
 BENCH = ROOT / "bench"
@@ -56,11 +57,15 @@ def test_a_bench_gets_its_services_from_the_shared_helper(path: Path) -> None:
     assert not SERVICE_VARIABLES & strings, f"{path.name} reads service addresses on its own"
 
 
+def _configure(services: ServiceAddresses, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in services.as_env().items():
+        monkeypatch.setenv(name, value)
+
+
 def test_configured_services_are_used_as_they_are(
     services: ServiceAddresses, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for name, value in services.as_env().items():
-        monkeypatch.setenv(name, value)
+    _configure(services, monkeypatch)
     with bench_services(prepared=False, usage_batch_max=7) as bench:
         assert bench.addresses.kafka_bootstrap_servers == services.kafka_bootstrap_servers
         assert bench.addresses.database_url == services.database_url
@@ -72,3 +77,19 @@ def test_configured_services_are_used_as_they_are(
         work = bench.work
         assert work.is_dir()
     assert not work.exists(), "the scratch folder of a run that went well is removed"
+
+
+def test_a_bench_platform_is_never_rate_limited(
+    services: ServiceAddresses, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """bench/batch.py drove interactive jobs at thousands a minute with one key; each counts
+    its 1,024 default output tokens against the key's tokens a minute (2M by default), so
+    on a quick machine the ingress answered 429 and the bench stopped with KeyError: 'id'."""
+    _configure(services, monkeypatch)
+    with bench_services(prepared=False) as bench:
+        for name, value in bench.env().items():
+            monkeypatch.setenv(name, value)
+        platform = Settings()  # as a platform process reads its environment
+    jobs_an_hour = 100 * 3600  # a job every 10 ms, for an hour, on one key
+    assert platform.rate_limit_requests_per_min >= jobs_an_hour
+    assert platform.rate_limit_tokens_per_min >= jobs_an_hour * (1024 + 100)
