@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -55,6 +57,15 @@ def test_a_bench_gets_its_services_from_the_shared_helper(path: Path) -> None:
     )
     assert "LocalStack" not in names, f"{path.name} starts services on its own"
     assert not SERVICE_VARIABLES & strings, f"{path.name} reads service addresses on its own"
+
+
+def test_the_benches_type_check() -> None:
+    """Nothing runs the benches in the suite and the project's mypy run leaves bench/ out:
+    bench/e2e.py and bench/batch.py passed a bool where `create_key` takes a NewKey."""
+    checked = subprocess.run(
+        [sys.executable, "-m", "mypy", "-p", "bench"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
 def _configure(services: ServiceAddresses, monkeypatch: pytest.MonkeyPatch) -> None:
