@@ -217,7 +217,9 @@ def main() -> None:
             file=sys.stderr,
         )
     with bench_services(prepared=False) as services:
-        figures = asyncio.run(run(services.settings, args.events, args.io_ms, with_faststream))
+        # Every contender reads the same bare topic name: no prefix for the runner to add.
+        settings = services.settings.model_copy(update={"topic_prefix": ""})
+        figures = asyncio.run(run(settings, args.events, args.io_ms, with_faststream))
         print(json.dumps(figures))
 
 

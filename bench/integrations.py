@@ -23,10 +23,8 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.services import bench_services
+from bench.services import bench_key, bench_services
 from bench.stats import percentile
-from infra.db.engine import Database
-from infra.db.tenants import create_api_key, ensure_tenant
 from infra.vault import Vault
 from tests.fakes.vendors import FakeVendors
 from tests.harness import Platform
@@ -41,19 +39,19 @@ def pct(values: list[float], q: float) -> float:
     return round(percentile(values, q) * 1000, 1)
 
 
-async def key_for(database_url: str) -> str:
-    db = Database(database_url, pool_size=1)
-    try:
-        tenant, _ = await ensure_tenant(db, f"bench-{uuid.uuid4().hex[:8]}")
-        return (await create_api_key(db, tenant.id))[1]
-    finally:
-        await db.close()
+async def refused(response: httpx.Response) -> None:
+    """Stop at the first refusal, with what the platform said (not at a missing field)."""
+    if response.is_error:
+        await response.aread()
+        raise RuntimeError(f"{response.request.method} {response.url.path}: "
+                           f"{response.status_code} {response.text}")  # fmt: skip
 
 
 async def measure(url: str, key: str, vendors: FakeVendors) -> dict[str, float | int]:
     auth = {"Authorization": f"Bearer {key}"}
     limit = asyncio.Semaphore(CONCURRENCY)
-    async with httpx.AsyncClient(base_url=url, timeout=60) as api:
+    hooks = {"response": [refused]}
+    async with httpx.AsyncClient(base_url=url, timeout=60, event_hooks=hooks) as api:
         hook = (await api.post("/v1/webhook-endpoints",
                                json={"source": "github", "secret": "bench-secret"},
                                headers=auth)).json()  # fmt: skip
@@ -124,8 +122,8 @@ def main() -> None:
         try:
             platform.start_ingress()
             platform.start_worker("integrations")
-            assert services.settings.database_url is not None
-            key = asyncio.run(key_for(services.settings.database_url))
+            # Registering the webhook endpoint and the Slack connection takes an administrator.
+            key = asyncio.run(bench_key(services.settings, "admin"))
             print(json.dumps(asyncio.run(measure(platform.url, key, vendors))))
         finally:
             platform.stop()
