@@ -21,9 +21,7 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +29,9 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ayush.dev import prepare
-from ayush.keys import create_key
 from bench.e2e import job_round_trips
+from bench.services import bench_key, bench_services
 from bench.stats import percentile
-from infra.local_stack import LocalStack
 from infra.local_stack.process import free_port
 from infra.settings import Settings
 from tests.harness import ROOT, Platform
@@ -120,44 +116,37 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=10_000)
     parser.add_argument("--jobs", type=int, default=200, help="interactive jobs measured idle")
     args = parser.parse_args()
-    data = Path(tempfile.mkdtemp(prefix="ayush-bench-batch-"))
-    stack = LocalStack.start(Settings(), data)
-    port = free_port()
-    upstream = subprocess.Popen(
-        [sys.executable, "-m", "tests.fakes.instant_upstream", str(port)],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    routing = data / "routing.toml"
-    routing.write_text(
-        '[models."gpt-bench"]\nprice = { input = "1", output = "2" }\n'
-        f'deployments = [{{ provider = "openai", model = "bench", '
-        f'base_url = "http://127.0.0.1:{port}/v1", api_key = "sk-bench" }}]\n'
-    )
-    platform = None
-    try:
-        settings = stack.addresses.apply(Settings(topic_prefix=f"bench{uuid.uuid4().hex[:6]}."))
-        prepare(settings)
-        env = {**stack.addresses.as_env(), "AYUSH_TOPIC_PREFIX": settings.topic_prefix,
-               "AYUSH_LOCAL_ECHO_DELAY_S": "0", "AYUSH_LOG_LEVEL": "WARNING",
-               "AYUSH_DATA_DIR": str(data), "AYUSH_ROUTING_FILE": str(routing),
-               # One key drives every request here: no per-minute limit in the way.
-               "AYUSH_RATE_LIMIT_REQUESTS_PER_MIN": "1000000"}  # fmt: skip
+    with bench_services() as services:
+        port = free_port()
+        upstream = subprocess.Popen(
+            [sys.executable, "-m", "tests.fakes.instant_upstream", str(port)],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        routing = services.work / "routing.toml"
+        routing.write_text(
+            '[models."gpt-bench"]\nprice = { input = "1", output = "2" }\n'
+            f'deployments = [{{ provider = "openai", model = "bench", '
+            f'base_url = "http://127.0.0.1:{port}/v1", api_key = "sk-bench" }}]\n'
+        )
+        env = services.env(
+            AYUSH_LOCAL_ECHO_DELAY_S="0", AYUSH_LOG_LEVEL="WARNING",
+            AYUSH_DATA_DIR=str(services.work), AYUSH_ROUTING_FILE=str(routing),
+        )  # fmt: skip
         os.environ.update(env)
-        _, _, key = asyncio.run(create_key(settings, f"bench-{uuid.uuid4().hex[:6]}", True))
-        platform = Platform(env, data / "logs")
-        platform.start_ingress()
-        for group in GROUPS:
-            platform.start_worker(group)
-        print("measuring …", file=sys.stderr)
-        result = asyncio.run(measure(platform, key, args.lines, args.jobs))
-        result["batch_lane_concurrency"] = Settings().batch_lane_concurrency
-        print(json.dumps(result, indent=2))
-    finally:
-        if platform is not None:
+        platform = Platform(env, services.work / "logs")
+        try:
+            key = asyncio.run(bench_key(services.settings, "admin"))
+            platform.start_ingress()
+            for group in GROUPS:
+                platform.start_worker(group)
+            print("measuring …", file=sys.stderr)
+            result = asyncio.run(measure(platform, key, args.lines, args.jobs))
+            result["batch_lane_concurrency"] = Settings().batch_lane_concurrency
+            print(json.dumps(result, indent=2))
+        finally:
             platform.stop()
-        upstream.terminate()
-        upstream.wait(10)
-        stack.stop()
+            upstream.terminate()
+            upstream.wait(10)
 
 
 if __name__ == "__main__":

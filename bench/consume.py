@@ -26,21 +26,19 @@ import argparse
 import asyncio
 import json
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from bench.services import bench_services
 from infra.kafka.policies import Each
 from infra.kafka.publisher import Publisher
 from infra.kafka.routes import ANY, Route
 from infra.kafka.runner import GroupRunner
-from infra.local_stack import LocalStack
 from infra.settings import Settings
 
 PARTITIONS = 8
@@ -218,19 +216,11 @@ def main() -> None:
             "'faststream[kafka]' python bench/consume.py` to include it",
             file=sys.stderr,
         )
-    settings = Settings()
-    if settings.kafka_bootstrap_servers:
+    with bench_services(prepared=False) as services:
+        # Every contender reads the same bare topic name: no prefix for the runner to add.
+        settings = services.settings.model_copy(update={"topic_prefix": ""})
         figures = asyncio.run(run(settings, args.events, args.io_ms, with_faststream))
         print(json.dumps(figures))
-        return
-    with tempfile.TemporaryDirectory(prefix="ayush-bench-") as tmp:
-        stack = LocalStack.start(settings, Path(tmp))
-        try:
-            local = stack.addresses.apply(settings)
-            figures = asyncio.run(run(local, args.events, args.io_ms, with_faststream))
-            print(json.dumps(figures))
-        finally:
-            stack.stop()
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ import json
 import os
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -25,10 +24,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ayush.dev import prepare
-from ayush.keys import create_key
+from bench.services import bench_key, bench_services
 from bench.stats import percentile
-from infra.local_stack import LocalStack
 from infra.settings import Settings
 from tests.harness import Platform
 
@@ -41,6 +38,8 @@ async def job_round_trips(url: str, key: str, jobs: int) -> list[float]:
         for _ in range(jobs):
             started = time.perf_counter()
             async with http.post(f"{url}/v1/jobs", json=body) as response:
+                if response.status != 202:
+                    raise RuntimeError(f"POST /v1/jobs: {response.status} {await response.text()}")
                 job_id = (await response.json())["id"]
             async with http.get(f"{url}/v1/jobs/{job_id}/events") as stream:
                 async for line in stream.content:
@@ -85,35 +84,29 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--jobs", type=int, default=200)
     args = parser.parse_args()
-    data = Path(tempfile.mkdtemp(prefix="ayush-bench-"))
-    stack = LocalStack.start(Settings(), data)
-    platform = None
-    try:
-        settings = stack.addresses.apply(Settings(topic_prefix=f"bench{uuid.uuid4().hex[:6]}."))
-        prepare(settings)
-        env = {**stack.addresses.as_env(), "AYUSH_TOPIC_PREFIX": settings.topic_prefix,
-               "AYUSH_LOCAL_ECHO_DELAY_S": "0", "AYUSH_LOG_LEVEL": "WARNING"}  # fmt: skip
+    with bench_services() as services:
+        settings = services.settings
+        env = services.env(AYUSH_LOCAL_ECHO_DELAY_S="0", AYUSH_LOG_LEVEL="WARNING")
         os.environ.update(env)
-        _, _, key = asyncio.run(create_key(settings, f"bench-{uuid.uuid4().hex[:6]}", True))
-        platform = Platform(env, data / "logs")
-        platform.start_ingress()
-        platform.start_worker("model-calls")
-        print("measuring …", file=sys.stderr)
-        asyncio.run(job_round_trips(platform.url, key, 10))  # warm up
-        jobs = asyncio.run(job_round_trips(platform.url, key, args.jobs))
-        kafka = asyncio.run(kafka_round_trips(settings, args.jobs))
+        key = asyncio.run(bench_key(settings, "admin"))
+        platform = Platform(env, services.work / "logs")
+        try:
+            platform.start_ingress()
+            platform.start_worker("model-calls")
+            print("measuring …", file=sys.stderr)
+            asyncio.run(job_round_trips(platform.url, key, 10))  # warm up
+            jobs = asyncio.run(job_round_trips(platform.url, key, args.jobs))
+            kafka = asyncio.run(kafka_round_trips(settings, args.jobs))
+        finally:
+            platform.stop()
         print(json.dumps({
-            "kafka": stack.addresses.kafka_flavour,
+            "kafka": services.addresses.kafka_flavour,
             "jobs": args.jobs,
             "job_e2e_p50_ms": round(statistics.median(jobs), 2),
             "job_e2e_p99_ms": round(percentile(jobs, 0.99), 2),
             "raw_kafka_round_trip_p50_ms": round(statistics.median(kafka), 2),
             "raw_kafka_round_trip_p99_ms": round(percentile(kafka, 0.99), 2),
         }, indent=2))  # fmt: skip
-    finally:
-        if platform is not None:
-            platform.stop()
-        stack.stop()
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -36,17 +35,12 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ayush.dev import prepare
 from bench.e2e import kafka_round_trips
 from bench.machine_cpu import per_request_ms, snapshot
+from bench.services import BenchServices, bench_key, bench_services
 from bench.stats import percentile
-from infra.db.engine import Database
-from infra.db.tenants import create_api_key, ensure_tenant
-from infra.kafka.admin import create_topics
-from infra.local_stack import LocalStack
 from infra.local_stack.process import free_port
-from infra.settings import Settings
-from tests.harness import Platform, unique
+from tests.harness import Platform
 
 ROOT = Path(__file__).resolve().parents[1]
 BODY = {"model": "bench-model", "messages": [{"role": "user", "content": "hi there"}]}
@@ -101,67 +95,33 @@ async def concurrent(
     }
 
 
-async def _tenant_key(settings: Settings) -> str:
-    assert settings.database_url is not None
-    db = Database(settings.database_url, pool_size=1)
-    try:
-        tenant, _ = await ensure_tenant(db, unique("bench-"))
-        _, key = await create_api_key(db, tenant.id)
-        return key
-    finally:
-        await db.close()
-
-
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    work = Path(tempfile.mkdtemp(prefix="ayush-bench-"))
-    stack = None
-    if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
-        stack = LocalStack.start(Settings(), work / "services")
-    addresses_env = (
-        stack.addresses.as_env()
-        if stack
-        else {k: os.environ[k] for k in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "REDIS_URL")}
-    )
-    prefix = unique("bench") + "."
-    settings = Settings(**{"topic_prefix": prefix}).model_copy(
-        update={
-            "kafka_bootstrap_servers": addresses_env["KAFKA_BOOTSTRAP_SERVERS"],
-            "database_url": addresses_env["DATABASE_URL"],
-            "redis_url": addresses_env["REDIS_URL"],
-        }
-    )
-    if stack:
-        settings = stack.addresses.apply(settings)
-        prepare(settings)
-    else:
-        prepare(settings)
-    asyncio.run(create_topics(settings))
+    with bench_services() as services:
+        return measure(args, services)
+
+
+def measure(args: argparse.Namespace, services: BenchServices) -> dict[str, Any]:
+    settings = services.settings
     port = free_port()
     upstream = subprocess.Popen(
         [sys.executable, "-m", "tests.fakes.instant_upstream", str(port)],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    routing = work / "routing.toml"
+    routing = services.work / "routing.toml"
     routing.write_text(
         '[models."bench-model"]\nprice = { input = "1", output = "2" }\n'
         f'deployments = [{{ provider = "openai", model = "bench", '
         f'base_url = "http://127.0.0.1:{port}/v1", api_key = "sk-bench" }}]\n'
     )
-    env = {
-        **addresses_env,
-        "AYUSH_TOPIC_PREFIX": prefix,
-        "AYUSH_ROUTING_FILE": str(routing),
-        "AYUSH_LOG_LEVEL": "INFO",  # the worker says it is ready at INFO
-        # The load is one key at thousands of requests a minute: measure, do not limit.
-        "AYUSH_RATE_LIMIT_REQUESTS_PER_MIN": "100000000",
-        "AYUSH_RATE_LIMIT_TOKENS_PER_MIN": "100000000000",
-        **{k: v for k, v in os.environ.items() if k.startswith("AYUSH_KAFKA_")},
-    }
-    platform = Platform(env, work / "logs")
+    env = services.env(
+        AYUSH_ROUTING_FILE=str(routing),
+        AYUSH_LOG_LEVEL="INFO",  # the worker says it is ready at INFO
+    )
+    platform = Platform(env, services.work / "logs")
     try:
         platform.start_ingress()
         platform.start_worker("model-calls")
-        key = asyncio.run(_tenant_key(settings))
+        key = asyncio.run(bench_key(settings))
         auth = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
         plain = {"Content-Type": "application/json", "Authorization": "Bearer sk-bench"}
         ayush_url = f"{platform.url}/v1/chat/completions"
@@ -191,8 +151,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         platform.stop()
         upstream.terminate()
         upstream.wait(10)
-        if stack:
-            stack.stop()
     d50, d99 = percentile(direct_c1, 0.5), percentile(direct_c1, 0.99)
     a50, a99 = percentile(ayush_c1, 0.5), percentile(ayush_c1, 0.99)
     return {

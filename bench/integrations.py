@@ -15,7 +15,6 @@ import hmac
 import json
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -24,13 +23,8 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ayush.dev import prepare
+from bench.services import bench_key, bench_services
 from bench.stats import percentile
-from infra.db.engine import Database
-from infra.db.tenants import create_api_key, ensure_tenant
-from infra.kafka.admin import create_topics
-from infra.local_stack import LocalStack
-from infra.settings import Settings
 from infra.vault import Vault
 from tests.fakes.vendors import FakeVendors
 from tests.harness import Platform
@@ -45,19 +39,19 @@ def pct(values: list[float], q: float) -> float:
     return round(percentile(values, q) * 1000, 1)
 
 
-async def key_for(database_url: str) -> str:
-    db = Database(database_url, pool_size=1)
-    try:
-        tenant, _ = await ensure_tenant(db, f"bench-{uuid.uuid4().hex[:8]}")
-        return (await create_api_key(db, tenant.id))[1]
-    finally:
-        await db.close()
+async def refused(response: httpx.Response) -> None:
+    """Stop at the first refusal, with what the platform said (not at a missing field)."""
+    if response.is_error:
+        await response.aread()
+        raise RuntimeError(f"{response.request.method} {response.url.path}: "
+                           f"{response.status_code} {response.text}")  # fmt: skip
 
 
 async def measure(url: str, key: str, vendors: FakeVendors) -> dict[str, float | int]:
     auth = {"Authorization": f"Bearer {key}"}
     limit = asyncio.Semaphore(CONCURRENCY)
-    async with httpx.AsyncClient(base_url=url, timeout=60) as api:
+    hooks = {"response": [refused]}
+    async with httpx.AsyncClient(base_url=url, timeout=60, event_hooks=hooks) as api:
         hook = (await api.post("/v1/webhook-endpoints",
                                json={"source": "github", "secret": "bench-secret"},
                                headers=auth)).json()  # fmt: skip
@@ -118,29 +112,22 @@ async def measure(url: str, key: str, vendors: FakeVendors) -> dict[str, float |
 
 
 def main() -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        stack = LocalStack.start(Settings(), Path(tmp) / "services")
+    with bench_services() as services:
         vendors = FakeVendors().start()
-        prefix = f"bench{uuid.uuid4().hex[:6]}."
-        settings = stack.addresses.apply(Settings(topic_prefix=prefix))
-        platform = Platform(
-            {**stack.addresses.as_env(), **vendors.env(), "AYUSH_TOPIC_PREFIX": prefix,
-             "AYUSH_ENCRYPTION_KEYS": Vault.new_key_setting("bench"),
-             "AYUSH_LOG_LEVEL": "INFO"},
-            Path(tmp) / "logs",
+        env = services.env(
+            **vendors.env(), AYUSH_ENCRYPTION_KEYS=Vault.new_key_setting("bench"),
+            AYUSH_LOG_LEVEL="INFO",
         )  # fmt: skip
+        platform = Platform(env, services.work / "logs")
         try:
-            prepare(settings)
-            asyncio.run(create_topics(settings))
             platform.start_ingress()
             platform.start_worker("integrations")
-            assert settings.database_url is not None
-            key = asyncio.run(key_for(settings.database_url))
+            # Registering the webhook endpoint and the Slack connection takes an administrator.
+            key = asyncio.run(bench_key(services.settings, "admin"))
             print(json.dumps(asyncio.run(measure(platform.url, key, vendors))))
         finally:
             platform.stop()
             vendors.stop()
-            stack.stop()
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ import asyncio
 import json
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -36,7 +35,7 @@ from pgvector.asyncpg import register_vector
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ayush.dev import prepare
+from bench.services import bench_services
 from consumers.groups.memory import group as memory
 from infra.db.engine import Database
 from infra.embeddings.hashing import HashingEmbedder
@@ -44,7 +43,6 @@ from infra.kafka.admin import create_topics
 from infra.kafka.policies import Each
 from infra.kafka.publisher import Publisher
 from infra.kafka.runner import GroupRunner
-from infra.local_stack import LocalStack
 from infra.settings import Settings
 from infra.vectors.base import Query
 from infra.vectors.pgvector import PgVectorStore
@@ -227,15 +225,5 @@ if __name__ == "__main__":
     parser.add_argument("--ingest", type=int, default=2000)
     parser.add_argument("--ef-search", type=int, default=100)
     arguments = parser.parse_args()
-    base = Settings()
-    with tempfile.TemporaryDirectory() as tmp:
-        stack = None
-        if not (base.kafka_bootstrap_servers and base.database_url and base.redis_url):
-            stack = LocalStack.start(base, Path(tmp))
-            base = stack.addresses.apply(base)
-            prepare(base)
-        try:
-            print(json.dumps(asyncio.run(main(arguments, base))))
-        finally:
-            if stack is not None:
-                stack.stop()
+    with bench_services() as services:
+        print(json.dumps(asyncio.run(main(arguments, services.settings))))

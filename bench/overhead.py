@@ -24,7 +24,6 @@ import json
 import os
 import statistics
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -37,13 +36,10 @@ from sqlalchemy import text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ayush.dev import prepare
+from bench.services import BenchServices, bench_key, bench_services
 from infra.db.engine import Database
-from infra.db.tenants import create_api_key, ensure_tenant
 from infra.kafka.admin import create_topics
-from infra.local_stack import LocalStack
 from infra.local_stack.process import free_port
-from infra.settings import Settings
 from tests.harness import Platform
 
 BODY = {"kind": "chat", "model": "local-echo", "messages": [{"role": "user", "content": "x y z"}]}
@@ -64,21 +60,18 @@ def cpu_seconds(platform: Platform) -> float:
     return total
 
 
-async def start_side(env: dict[str, str], db: Database, telemetry: bool, logs: Path) -> Side:
+async def start_side(services: BenchServices, env: dict[str, str], telemetry: bool) -> Side:
     prefix = f"bench{uuid.uuid4().hex[:8]}."
-    settings = Settings(topic_prefix=prefix, kafka_bootstrap_servers=env["KAFKA_BOOTSTRAP_SERVERS"])
-    await create_topics(settings)
+    await create_topics(services.settings.model_copy(update={"topic_prefix": prefix}))
     mode = {
         "AYUSH_TELEMETRY_ENABLED": "true" if telemetry else "false",
         "AYUSH_TOPIC_PREFIX": prefix,
     }
-    platform = Platform({**env, **mode}, logs / prefix)
+    platform = Platform(services.env(**env, **mode), services.work / "logs" / prefix)
     await asyncio.to_thread(platform.start_ingress)
     metrics = {"AYUSH_METRICS_PORT": str(free_port())} if telemetry else {}
     await asyncio.to_thread(platform.start_worker, "model-calls", metrics)
-    tenant, _ = await ensure_tenant(db, f"bench-{prefix}")
-    _, key = await create_api_key(db, tenant.id)
-    return Side(platform, {"Authorization": f"Bearer {key}"})
+    return Side(platform, {"Authorization": f"Bearer {await bench_key(services.settings)}"})
 
 
 async def drive(side: Side, db: Database, jobs: int, concurrency: int) -> tuple[float, float]:
@@ -114,13 +107,14 @@ async def drive(side: Side, db: Database, jobs: int, concurrency: int) -> tuple[
 
 
 async def run_round(
-    env: dict[str, str], database_url: str, jobs: int, concurrency: int, logs: Path
+    services: BenchServices, env: dict[str, str], jobs: int, concurrency: int
 ) -> dict[str, tuple[float, float]]:
-    db = Database(database_url, pool_size=4)
+    assert services.settings.database_url is not None
+    db = Database(services.settings.database_url, pool_size=4)
     sides: dict[str, Side] = {}
     try:
         for mode in ("off", "on"):
-            sides[mode] = await start_side(env, db, mode == "on", logs)
+            sides[mode] = await start_side(services, env, mode == "on")
         results = await asyncio.gather(*(drive(s, db, jobs, concurrency) for s in sides.values()))
         return dict(zip(sides, results, strict=True))
     finally:
@@ -156,25 +150,19 @@ def main() -> None:
     cpu: dict[str, list[float]] = {"on": [], "off": []}
     collector = ThreadingHTTPServer(("127.0.0.1", 0), _Collector)
     threading.Thread(target=collector.serve_forever, daemon=True).start()
-    with tempfile.TemporaryDirectory(prefix="ayush-bench-") as tmp:
-        base = Settings()
-        stack = LocalStack.start(base, Path(tmp) / "services")
-        try:
-            addresses = stack.addresses
-            prepare(addresses.apply(base))
-            env = {
-                **os.environ, **addresses.as_env(),
-                "AYUSH_LOCAL_ECHO_DELAY_S": "0.002", "AYUSH_LOG_LEVEL": "INFO",
-                "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{collector.server_port}",
-            }  # fmt: skip
+    env = {
+        "AYUSH_LOCAL_ECHO_DELAY_S": "0.002", "AYUSH_LOG_LEVEL": "INFO",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{collector.server_port}",
+    }  # fmt: skip
+    try:
+        with bench_services() as services:
             for _ in range(args.rounds):
-                one = run_round(env, addresses.database_url, args.jobs, args.concurrency, Path(tmp))
+                one = run_round(services, env, args.jobs, args.concurrency)
                 for mode, (rate, cpu_ms) in asyncio.run(one).items():
                     rates[mode].append(round(rate, 1))
                     cpu[mode].append(round(cpu_ms, 2))
-        finally:
-            stack.stop()
-            collector.shutdown()
+    finally:
+        collector.shutdown()
     on, off = statistics.mean(rates["on"]), statistics.mean(rates["off"])
     print(json.dumps({
         "jobs_per_s_on": round(on, 1), "jobs_per_s_off": round(off, 1),

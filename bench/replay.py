@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import tempfile
 import time
 from contextlib import AsyncExitStack
 from dataclasses import replace
@@ -23,11 +22,10 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 
 from ayush import replay
-from ayush.dev import prepare
 from ayush.worker import build_runner
+from bench.services import bench_services
 from infra.kafka.history import History
 from infra.kafka.publisher import Publisher
-from infra.local_stack import LocalStack
 from infra.settings import Settings
 from schemas import jobs as ev
 from schemas import topics
@@ -125,16 +123,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=20_000)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        stack = LocalStack.start(Settings(), work / "services")
-        try:
-            prefix = f"bench{uuid7().hex[-8:]}."
-            settings = stack.addresses.apply(Settings(topic_prefix=prefix, archive_prefix=prefix))
-            prepare(settings)
-            result = asyncio.run(measure(settings, args.events, work))
-        finally:
-            stack.stop()
+    with bench_services() as services:
+        prefix = services.settings.topic_prefix
+        settings = services.settings.model_copy(update={"archive_prefix": prefix})
+        result = asyncio.run(measure(settings, args.events, services.work))
     print(json.dumps(result))
 
 

@@ -20,10 +20,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -34,13 +32,11 @@ from sqlalchemy import text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ayush.dev import prepare
+from bench.services import BenchServices, bench_services
 from bench.stats import percentile
 from infra.db import jobs as job_store
 from infra.db.engine import Database
 from infra.db.tenants import create_api_key, ensure_tenant
-from infra.local_stack import LocalStack
-from infra.settings import Settings
 from tests.harness import Platform, unique
 
 JOBS = 200
@@ -124,49 +120,31 @@ def _route(base: str, key: str, ids: list[uuid.UUID], n: int) -> list[float]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    work = Path(tempfile.mkdtemp(prefix="ayush-bench-"))
-    stack = None
-    if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
-        stack = LocalStack.start(Settings(), work / "services")
-        env = stack.addresses.as_env()
-    else:
-        env = {k: os.environ[k] for k in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "REDIS_URL")}
-    settings = Settings().model_copy(
-        update={
-            "kafka_bootstrap_servers": env["KAFKA_BOOTSTRAP_SERVERS"],
-            "database_url": env["DATABASE_URL"],
-            "redis_url": env["REDIS_URL"],
-        }
-    )
-    if stack:
-        settings = stack.addresses.apply(settings)
-    prepare(settings)
+    with bench_services() as services:
+        return measure(args, services)
+
+
+def measure(args: argparse.Namespace, services: BenchServices) -> dict[str, Any]:
+    settings = services.settings
     assert settings.database_url is not None
-    try:
-        result = asyncio.run(_compare(settings.database_url, args))
-        key, ids = result.pop("key"), result.pop("ids")
-        result.pop("tenant")
-        if args.http_requests:
-            platform = Platform(
-                {**env, "AYUSH_TOPIC_PREFIX": unique("bench") + ".",
-                 "AYUSH_RATE_LIMIT_REQUESTS_PER_MIN": "100000000"},
-                work / "logs",
-            )  # fmt: skip
-            try:
-                platform.start_ingress()
-                route = _route(platform.url, key, ids, args.http_requests)
-            finally:
-                platform.stop()
-            p50 = percentile(route, 0.5)
-            added = result["c1"]["added_us_per_read"] / 1e6
-            result["route_c1"] = {
-                "p50_ms": round(p50 * 1e3, 2),
-                "p99_ms": round(percentile(route, 0.99) * 1e3, 2),
-                "wall_share_of_p50_pct": round(100 * added / p50, 1),
-            }
-    finally:
-        if stack:
-            stack.stop()
+    result = asyncio.run(_compare(settings.database_url, args))
+    key, ids = result.pop("key"), result.pop("ids")
+    result.pop("tenant")
+    if args.http_requests:
+        env = services.env()
+        platform = Platform(env, services.work / "logs")
+        try:
+            platform.start_ingress()
+            route = _route(platform.url, key, ids, args.http_requests)
+        finally:
+            platform.stop()
+        p50 = percentile(route, 0.5)
+        added = result["c1"]["added_us_per_read"] / 1e6
+        result["route_c1"] = {
+            "p50_ms": round(p50 * 1e3, 2),
+            "p99_ms": round(percentile(route, 0.99) * 1e3, 2),
+            "wall_share_of_p50_pct": round(100 * added / p50, 1),
+        }
     return result
 
 

@@ -15,24 +15,16 @@ import argparse
 import asyncio
 import json
 import random
-import tempfile
 import time
 import uuid
+from contextlib import AsyncExitStack
 from decimal import Decimal
-from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from ayush.dev import prepare
-from ayush.worker import tune_gc
-from consumers.groups.usage import group as usage
-from infra.db.engine import Database
+from ayush.worker import build_runner, tune_gc
+from bench.services import bench_services
 from infra.kafka.codec import encode
-from infra.kafka.policies import Batches
-from infra.kafka.publisher import Publisher
-from infra.kafka.runner import GroupRunner
-from infra.local_stack import LocalStack
-from infra.quota import Quotas
 from infra.settings import Settings
 from schemas import topics
 from tests.usage_tools import usage_event
@@ -96,37 +88,24 @@ async def raw_consume(settings: Settings, count: int) -> float:
 
 
 async def usage_worker(settings: Settings, count: int) -> float:
-    """Seconds one usage worker takes to aggregate and commit `count` events."""
-    _, database_url, _ = settings.require_services()
-    db = Database(database_url, pool_size=2)
-    quotas = Quotas(settings, max_connections=4)
-    publisher = Publisher(settings)
-    await publisher.start()
-    worker = GroupRunner(
-        settings,
-        group=usage.group.name,
-        topics=usage.group.topics,
-        routes=usage.group.routes(usage.Ports(settings, db, quotas, publisher)),
-        publisher=publisher,
-        policy=Batches(settings.usage_batch_max),
-    )
-    tune_gc()  # as `ayush worker` does
-    ready = asyncio.Event()
-    runner = asyncio.create_task(worker.run(ready))
-    try:
-        await asyncio.wait_for(ready.wait(), 60)
-        started = time.perf_counter()
-        while worker.handled < count:
-            if runner.done():
-                runner.result()
-            await asyncio.sleep(0.01)
-        return time.perf_counter() - started
-    finally:
-        worker.stop()
-        await runner
-        await publisher.stop()
-        await quotas.close()
-        await db.close()
+    """Seconds one usage worker, as `ayush worker usage` builds it, takes to aggregate and
+    commit `count` events."""
+    async with AsyncExitStack() as stack:
+        worker = await build_runner(settings, "usage", stack)
+        tune_gc()  # as `ayush worker` does
+        ready = asyncio.Event()
+        runner = asyncio.create_task(worker.run(ready))
+        try:
+            await asyncio.wait_for(ready.wait(), 60)
+            started = time.perf_counter()
+            while worker.handled < count:
+                if runner.done():
+                    runner.result()
+                await asyncio.sleep(0.01)
+            return time.perf_counter() - started
+        finally:
+            worker.stop()
+            await runner
 
 
 def main() -> None:
@@ -134,19 +113,13 @@ def main() -> None:
     # Several batches of the default size, so fetching, writing and committing overlap.
     parser.add_argument("--events", type=int, default=120_000)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        stack = LocalStack.start(Settings(), Path(tmp))
-        try:
-            prefix = f"bench{uuid.uuid4().hex[:8]}."
-            settings = stack.addresses.apply(Settings(topic_prefix=prefix))
-            prepare(settings)
-            asyncio.run(produce(settings, args.events))
-            # Raw before and after the worker: the load of a shared machine drifts.
-            raw_before = asyncio.run(raw_consume(settings, args.events))
-            usage_s = asyncio.run(usage_worker(settings, args.events))
-            raw_s = (raw_before + asyncio.run(raw_consume(settings, args.events))) / 2
-        finally:
-            stack.stop()
+    with bench_services() as services:
+        settings = services.settings
+        asyncio.run(produce(settings, args.events))
+        # Raw before and after the worker: the load of a shared machine drifts.
+        raw_before = asyncio.run(raw_consume(settings, args.events))
+        usage_s = asyncio.run(usage_worker(settings, args.events))
+        raw_s = (raw_before + asyncio.run(raw_consume(settings, args.events))) / 2
     raw_rate = args.events / raw_s
     usage_rate = args.events / usage_s
     print(json.dumps({

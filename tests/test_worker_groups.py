@@ -15,7 +15,9 @@ from ayush.groups import GROUPS
 from ayush.worker import build_runner
 from infra.db.engine import Database
 from infra.kafka.admin import create_topics
+from infra.kafka.codec import encode
 from infra.kafka.dead_letters import DeadLetters
+from infra.kafka.policies import Batches, Each, Policy
 from infra.kafka.publisher import Publisher
 from infra.kafka.runner import GroupRunner
 from infra.local_stack import ServiceAddresses
@@ -27,9 +29,14 @@ from tests.usage_tools import usage_event
 
 
 @asynccontextmanager
-async def worker(settings: Settings, group: str) -> AsyncIterator[GroupRunner]:
+async def worker(
+    settings: Settings, group: str, policy: Policy | None = None
+) -> AsyncIterator[GroupRunner]:
+    """The group as `ayush worker` builds it; on `policy` instead of its own when given."""
     async with AsyncExitStack() as stack:
         runner = await build_runner(settings, group, stack)
+        if policy is not None:
+            runner.policy = policy
         ready = asyncio.Event()
         task = asyncio.create_task(runner.run(ready=ready, drain_timeout_s=5))
         try:
@@ -47,28 +54,34 @@ async def settings(services: ServiceAddresses) -> Settings:
     return settings
 
 
-async def _garbage(settings: Settings, topic: str) -> None:
+async def _garbage(settings: Settings, topic: str, key: bytes | None = None) -> None:
     publisher = Publisher(settings)
     await publisher.start()
     try:
-        key = str(uuid.uuid4()).encode()
+        key = key or str(uuid.uuid4()).encode()
         await publisher.send(settings.topic(topic), b"\x00 not an event", key=key, headers=[])
     finally:
         await publisher.stop()
 
 
+POLICIES = [pytest.param(Each(4), id="each"), pytest.param(Batches(50, 0.05), id="batches")]
+
+
+@pytest.mark.parametrize("policy", POLICIES)
 @pytest.mark.parametrize("group", ["usage", "archive"])
 async def test_an_unparseable_event_is_dead_lettered_and_the_group_continues(
-    settings: Settings, db: Database, group: str
+    settings: Settings, db: Database, group: str, policy: Policy
 ) -> None:
     tenant = await make_tenant(db)
     topic = topics.USAGE_RECORDED.name
-    async with worker(settings, group) as runner:
-        await _garbage(settings, topic)
+    event = usage_event(uuid.UUID(str(tenant.tenant_id)))
+    async with worker(settings, group, policy) as runner:
+        # on the partition of the event behind it
+        await _garbage(settings, topic, key=encode(event)[0])
         publisher = Publisher(settings)
         await publisher.start()
         try:
-            await publisher.publish(topic, usage_event(uuid.UUID(str(tenant.tenant_id))))
+            await publisher.publish(topic, event)
         finally:
             await publisher.stop()
         await eventually(lambda: _true(runner.handled >= 1), 30, "the next event handled")

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from aiokafka import TopicPartition
 
 from infra.kafka.admin import create_topics
 from infra.kafka.dead_letters import DeadLetters
@@ -38,15 +39,34 @@ class Recorder:
     delay_s: float = 0.0
     handled: list[uuid.UUID] = field(default_factory=list)
     started: asyncio.Event = field(default_factory=asyncio.Event)
+    hanging: asyncio.Event = field(default_factory=asyncio.Event)
+    # When given, every call waits for it: the work stays in hand until something happens.
+    gate: asyncio.Event | None = None
 
     async def __call__(self, events: Any) -> None:
         batch: list[RawEnvelope] = events if isinstance(events, list) else [events]
         self.started.set()
         if any(e.payload["error"] == "hang" for e in batch):
+            self.hanging.set()
             await asyncio.Event().wait()
+        if self.gate is not None:
+            await self.gate.wait()
         if self.delay_s:
             await asyncio.sleep(self.delay_s)  # the work a handler does, not a wait in the test
         self.handled.extend(e.id for e in batch)
+
+
+class Watched(GroupRunner):
+    """A runner that says when it starts handing partitions over to another member."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.revoking = asyncio.Event()
+
+    async def hand_over(self, revoked: set[TopicPartition]) -> None:
+        if revoked:
+            self.revoking.set()
+        await super().hand_over(revoked)
 
 
 def runner(
@@ -56,9 +76,9 @@ def runner(
     recorder: Recorder,
     group: str = "runner",
     retry: RetryPolicy | None = None,
-) -> GroupRunner:
+) -> Watched:
     route = Route(recorder, batch=isinstance(policy, Batches))
-    return GroupRunner(
+    return Watched(
         settings, group=group, topics=[TOPIC], routes={ev.JOB_FAILED: route},
         publisher=publisher, policy=policy, retry=retry,
     )  # fmt: skip
@@ -94,19 +114,33 @@ def failed_job(error: str = "x", key: uuid.UUID | None = None) -> Envelope[Any]:
     )  # fmt: skip
 
 
-@pytest.mark.parametrize("policy", POLICIES)
+# A list is handled whole, one at a time: while one of its events hangs, nothing else of
+# the group is handled, whichever partition it is on (infra/kafka/runner.py `_dispatch`).
+HUNG_POLICIES = [
+    POLICIES[0],
+    pytest.param(
+        Batches(5, 0.05), id="batches",
+        marks=pytest.mark.xfail(strict=True, reason="one list at a time: a hung list holds all"),
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("policy", HUNG_POLICIES)
 async def test_a_hung_handler_is_retried_then_dead_lettered_and_the_rest_flows(
     setup: tuple[Settings, Publisher], policy: Policy
 ) -> None:
     settings, publisher = setup
     recorder = Recorder()
-    retry = RetryPolicy(attempts=2, timeout_s=0.5, backoff_s=0.05)
-    async with running(runner(settings, publisher, policy, recorder, retry=retry)):
+    # Long enough a budget that the others are handled well inside it.
+    retry = RetryPolicy(attempts=2, timeout_s=3.0, backoff_s=0.05)
+    async with running(runner(settings, publisher, policy, recorder, retry=retry)) as group:
         hung = failed_job("hang")
         await publisher.publish(TOPIC, hung)
+        await asyncio.wait_for(recorder.hanging.wait(), 30)
         others = [failed_job() for _ in range(12)]  # on every partition
         await publisher.publish_many([(TOPIC, e) for e in others])
         await eventually(lambda: _has(recorder, others), what="the other events handled")
+        flowed_while_hung = group.dead_lettered == 0
         dead = DeadLetters(settings, TOPIC)
         letters = await eventually(dead.letters, what="the hung event dead-lettered")
         # after it, its own partition flows again
@@ -115,6 +149,7 @@ async def test_a_hung_handler_is_retried_then_dead_lettered_and_the_rest_flows(
         await eventually(lambda: _has(recorder, [later]), what="an event behind the hung one")
     assert [(letter.attempts, letter.error) for letter in letters] == [(2, "TimeoutError")]
     assert hung.id not in recorder.handled
+    assert flowed_while_hung, "the other events waited for the hung one to be given up"
 
 
 @pytest.mark.parametrize("policy", POLICIES)
@@ -139,10 +174,12 @@ async def test_a_rebalance_in_the_middle_of_a_batch_loses_and_repeats_nothing(
     setup: tuple[Settings, Publisher], policy: Policy
 ) -> None:
     settings, publisher = setup
-    first, second = Recorder(delay_s=0.5), Recorder(delay_s=0.5)
+    first, second = Recorder(delay_s=0.1), Recorder(delay_s=0.1)
     group = unique("rebalance")
     events = [failed_job() for _ in range(60)]
-    async with running(runner(settings, publisher, policy, first, group)):
+    async with running(runner(settings, publisher, policy, first, group)) as member:
+        # What the first member has in hand stays there until the group rebalances.
+        first.gate = member.revoking
         await publisher.publish_many([(TOPIC, e) for e in events])
         await asyncio.wait_for(first.started.wait(), 30)
         # A second member joins while the first has work in hand: the group rebalances.
