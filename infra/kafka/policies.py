@@ -64,10 +64,17 @@ class RetryPolicy:
             backoff_s=settings.handler_backoff_s,
         )
 
-    async def call(self, fn: Callable[[], Awaitable[None]], attempts: Attempts) -> None:
+    async def call(
+        self,
+        fn: Callable[[], Awaitable[None]],
+        attempts: Attempts,
+        *,
+        retry_timeouts: bool = True,
+    ) -> None:
         """Run `fn` until it succeeds, fails for good, or the attempts are spent."""
+        again = (TransientError, TimeoutError) if retry_timeouts else (TransientError,)
         retrying = AsyncRetrying(
-            retry=retry_if_exception_type((TransientError, TimeoutError)),
+            retry=retry_if_exception_type(again),
             stop=stop_after_attempt(self.attempts),
             wait=wait_exponential_jitter(
                 multiplier=self.backoff_s, max=self.backoff_max_s, jitter=self.backoff_s

@@ -103,6 +103,9 @@ class GroupRunner:
         self._oldest: float | None = None
         self._stopping = asyncio.Event()
         self._serial = asyncio.Lock()
+        self._listing = False  # Batches: a list is in hand
+        # Batches: partitions whose events of a failed list are retried alone; the others flow
+        self._isolating: dict[TopicPartition, int] = {}
         self._consumer: AIOKafkaConsumer | None = None
         self._observer = ConsumeObserver(publisher.metrics, self.group, settings.log_events)
         self._observer.declare(routes)
@@ -187,6 +190,8 @@ class GroupRunner:
                 consumer.pause(*assigned)
             elif consumer.paused():
                 consumer.resume(*consumer.paused())
+            if self._isolating:  # their order holds: nothing more until the retries end
+                consumer.pause(*(tp for tp in self._isolating if tp in assigned))
             polled = await consumer.getmany(timeout_ms=100, max_records=max(room, 1))
             if ready is not None and not ready.is_set() and assigned:
                 ready.set()
@@ -233,12 +238,18 @@ class GroupRunner:
 
     def _dispatch(self) -> None:
         policy = self.policy
-        if not isinstance(policy, Batches) or self._tasks or not self._pending:
+        if not isinstance(policy, Batches) or self._listing or not self._pending:
             return
         full = len(self._pending) >= policy.max_events
         old = self._oldest is not None and time.monotonic() - self._oldest >= policy.max_age_s
-        if full or old:
-            items, self._pending, self._oldest = self._pending, [], None
+        if not (full or old):
+            return
+        held = self._isolating
+        items = [i for i in self._pending if _tp(i.record) not in held]
+        if items:
+            self._pending = [i for i in self._pending if _tp(i.record) in held]
+            self._oldest = time.monotonic() if self._pending else None
+            self._listing = True
             self._spawn(self._batch(items))
 
     def _route(self, run: _Run, record: Record) -> _Item | None:
@@ -258,41 +269,56 @@ class GroupRunner:
             await self._dead_letter(record, _unparseable(exc), 0)
         try:
             if item is not None:
-                await self._settle([item])
+                await self._settle([item])  # a single event: settled whatever happens
         finally:
             tracker.finished(record.offset)
 
     async def _batch(self, items: list[_Item]) -> None:
+        failed: list[_Item] = []
         try:
             by_type: dict[str, list[_Item]] = {}
             for item in items:
                 by_type.setdefault(item.type, []).append(item)
             async with self._serial:
                 for same in by_type.values():
-                    await self._settle(same)
+                    if not await self._settle(same):
+                        failed += same
         finally:
-            for run in {id(item.run): item.run for item in items}.values():
-                run.tracker.finished(run.first)
+            for tp in {_tp(item.record) for item in failed}:  # before the next list is cut
+                self._isolating[tp] = self._isolating.get(tp, 0) + 1
+            self._listing = False
+            _finish(items, but=failed)
+        if failed:
+            self._spawn(self._isolate(failed))
         await self.commit()
 
-    async def _settle(self, items: list[_Item]) -> None:
-        """Handle events of one type; dead-letter the ones that fail for good."""
+    async def _isolate(self, items: list[_Item]) -> None:
+        """A failed list's events, each alone and side by side, so that one bad or hung event
+        holds only its own partition (paused meanwhile), not the group."""
+        try:
+            await asyncio.gather(*(self._settle([item]) for item in items))
+        finally:
+            for tp in {_tp(item.record) for item in items}:
+                self._isolating[tp] -= 1
+                if not self._isolating[tp]:
+                    del self._isolating[tp]
+            _finish(items)
+        await self.commit()
+
+    async def _settle(self, items: list[_Item]) -> bool:
+        """Handle events of one type. A single event that fails for good is dead-lettered
+        (True: settled); a list that fails is for the caller to split (False)."""
         try:
             await self._attempt(items)
-            return
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            if len(items) == 1:
-                return  # parked and settled by _attempt
-            log.warning("%d %s events failed (%s); one at a time", len(items), items[0].type, exc)
-        for item in items:  # one bad event must not hold back the rest
-            try:
-                await self._attempt([item])
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                pass  # dead-lettered by _attempt
+            if len(items) > 1:
+                log.warning(
+                    "%d %s events failed (%s); one at a time", len(items), items[0].type, exc
+                )
+                return False
+        return True
 
     async def _attempt(self, items: list[_Item]) -> None:
         """Handle the events with retries; a single event that fails is parked and settled."""
@@ -311,7 +337,9 @@ class GroupRunner:
         records = [item.record for item in items]
         with self._observer.handling(records, items[0].type, events[0]) as observed:
             try:
-                await retry.call(call, attempts)
+                # A list that runs out of time is split at once: its hung event is found
+                # alone, without holding the others for every attempt.
+                await retry.call(call, attempts, retry_timeouts=len(items) == 1)
                 observed.retries = attempts.made - 1
                 observed.outcome = "ok"
                 self.handled += len(items)
@@ -390,6 +418,13 @@ class GroupRunner:
                     await timer.run()
             except Exception:  # the next round tries again
                 log.exception("periodic work of %s failed", self.group)
+
+
+def _finish(items: list[_Item], but: list[_Item] = []) -> None:  # noqa: B006 (never mutated)
+    """Mark the runs of `items` finished, except those of the events in `but`."""
+    held = {id(item.run) for item in but}
+    for run in {id(item.run): item.run for item in items if id(item.run) not in held}.values():
+        run.tracker.finished(run.first)
 
 
 def _unparseable(exc: Exception) -> str:
