@@ -3,6 +3,28 @@
 from __future__ import annotations
 
 import heapq
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Run:
+    """Offsets of one partition handed over together, known by the first."""
+
+    tracker: PartitionOffsets
+    first: int
+
+
+def finish_runs(runs: Sequence[Run], but: Sequence[Run] = ()) -> None:
+    """Mark `runs` finished, except those in `but` (still in hand)."""
+    held = {id(run) for run in but}
+    for run in {id(run): run for run in runs if id(run) not in held}.values():
+        run.tracker.finished(run.first)
 
 
 class PartitionOffsets:
@@ -44,3 +66,47 @@ class PartitionOffsets:
         if self.committed is not None and position <= self.committed:
             return None
         return position
+
+
+async def commit(
+    consumer: AIOKafkaConsumer,
+    offsets: Mapping[TopicPartition, PartitionOffsets],
+    only: set[TopicPartition] | None = None,
+) -> None:
+    """Commit every partition (or those `only`) up to its committable position."""
+    positions: dict[TopicPartition, int] = {}
+    for tp, tracker in list(offsets.items()):
+        if only is not None and tp not in only:
+            continue
+        position = tracker.committable()
+        if position is not None:
+            positions[tp] = position
+    if not positions:
+        return
+    try:
+        await consumer.commit(positions)
+    except Exception as exc:  # a rebalance in progress: the next commit catches up
+        log.warning("offset commit failed, will retry: %s", exc)
+        return
+    for tp, position in positions.items():
+        if tp in offsets:
+            offsets[tp].committed = position
+
+
+class Rebalance(ConsumerRebalanceListener):
+    """Tracks the partitions assigned; lets `hand_over` finish and commit revoked ones."""
+
+    def __init__(
+        self,
+        offsets: dict[TopicPartition, PartitionOffsets],
+        hand_over: Callable[[set[TopicPartition]], Awaitable[None]],
+    ) -> None:
+        self._offsets = offsets
+        self._hand_over = hand_over
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        await self._hand_over(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        for tp in assigned:
+            self._offsets.setdefault(tp, PartitionOffsets())

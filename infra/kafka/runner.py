@@ -10,7 +10,9 @@ unfinished offset. Every group gets the same rest:
 - a handler attempt runs under its route's time budget; a `TransientError` or a timeout
   is retried with backoff; past the last attempt, or on any other error, the event goes
   to the dead letters with the attempts it really had, and the route's `give_up` settles
-  what it started; a failed list is retried one event at a time to find the bad one;
+  what it started; the events of a failed list (or one out of time) are retried each
+  alone, side by side, while the next lists flow (as under `Each`, a partition's events
+  are then not handled in order; commits still never pass an unfinished one);
 - on a rebalance the work in hand on the revoked partitions is finished and committed
   before they are handed over, and what was fetched but not started is dropped (the new
   owner fetches it again), so nothing is lost or done twice;
@@ -25,14 +27,13 @@ import logging
 import time
 from asyncio import FIRST_COMPLETED
 from collections.abc import Awaitable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeVar
 
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from infra.kafka.dead_letter import dead_letter, gave_up_reason
 from infra.kafka.group import Group
-from infra.kafka.offsets import PartitionOffsets
+from infra.kafka.offsets import PartitionOffsets, Rebalance, Run, commit, finish_runs
 from infra.kafka.policies import Attempts, Batches, Each, Policy, RetryPolicy, Timer
 from infra.kafka.publisher import Publisher
 from infra.kafka.routes import ANY, Record, Route, envelope, header_type
@@ -45,31 +46,11 @@ COMMIT_INTERVAL_S = 0.2
 P = TypeVar("P")
 
 
-@dataclass(frozen=True)
-class _Run:
-    """Offsets of one partition handed over together, known by the first."""
-
-    tracker: PartitionOffsets
-    first: int
-
-
 class _Item(NamedTuple):  # one per event on the hot path: a tuple is the cheapest
-    run: _Run
+    run: Run
     record: Record
     type: str
     event: Any
-
-
-class _Rebalance(ConsumerRebalanceListener):
-    def __init__(self, runner: GroupRunner) -> None:
-        self._runner = runner
-
-    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        await self._runner.hand_over(set(revoked))
-
-    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        for tp in assigned:
-            self._runner.offsets.setdefault(tp, PartitionOffsets())
 
 
 class GroupRunner:
@@ -104,8 +85,7 @@ class GroupRunner:
         self._stopping = asyncio.Event()
         self._serial = asyncio.Lock()
         self._listing = False  # Batches: a list is in hand
-        # Batches: partitions whose events of a failed list are retried alone; the others flow
-        self._isolating: dict[TopicPartition, int] = {}
+        self._alone = 0  # Batches: events of failed lists, being retried each alone
         self._consumer: AIOKafkaConsumer | None = None
         self._observer = ConsumeObserver(publisher.metrics, self.group, settings.log_events)
         self._observer.declare(routes)
@@ -153,7 +133,7 @@ class GroupRunner:
             heartbeat_interval_ms=1_000,
         )
         self._consumer = consumer
-        consumer.subscribe(self.topics, listener=_Rebalance(self))
+        consumer.subscribe(self.topics, listener=Rebalance(self.offsets, self.hand_over))
         await consumer.start()
         timer = asyncio.create_task(self._tick(self.timer)) if self.timer else None
         try:
@@ -174,7 +154,7 @@ class GroupRunner:
     def _room(self) -> int:
         if isinstance(self.policy, Each):
             return self.policy.concurrency - len(self._tasks)
-        return self.policy.max_events - len(self._pending)
+        return self.policy.max_events - len(self._pending) - self._alone
 
     async def _poll_loop(self, consumer: AIOKafkaConsumer, ready: asyncio.Event | None) -> None:
         last_commit = time.monotonic()
@@ -190,8 +170,6 @@ class GroupRunner:
                 consumer.pause(*assigned)
             elif consumer.paused():
                 consumer.resume(*consumer.paused())
-            if self._isolating:  # their order holds: nothing more until the retries end
-                consumer.pause(*(tp for tp in self._isolating if tp in assigned))
             polled = await consumer.getmany(timeout_ms=100, max_records=max(room, 1))
             if ready is not None and not ready.is_set() and assigned:
                 ready.set()
@@ -220,7 +198,7 @@ class GroupRunner:
     async def _take(self, tracker: PartitionOffsets, records: list[Record]) -> None:
         """Decode a poll's records of one partition ahead of their list; they are one run
         of offsets, finished together when their list is."""
-        run = _Run(tracker, records[0].offset)
+        run = Run(tracker, records[0].offset)
         tracker.started(run.first, records[-1].offset)
         if self._oldest is None:
             self._oldest = time.monotonic()
@@ -242,17 +220,12 @@ class GroupRunner:
             return
         full = len(self._pending) >= policy.max_events
         old = self._oldest is not None and time.monotonic() - self._oldest >= policy.max_age_s
-        if not (full or old):
-            return
-        held = self._isolating
-        items = [i for i in self._pending if _tp(i.record) not in held]
-        if items:
-            self._pending = [i for i in self._pending if _tp(i.record) in held]
-            self._oldest = time.monotonic() if self._pending else None
+        if full or old:
+            items, self._pending, self._oldest = self._pending, [], None
             self._listing = True
             self._spawn(self._batch(items))
 
-    def _route(self, run: _Run, record: Record) -> _Item | None:
+    def _route(self, run: Run, record: Record) -> _Item | None:
         """The record's route and event, or None when no route wants it (another group's
         type on a shared topic). Raises when the record does not decode."""
         type_ = ANY if self._any else header_type(record) or envelope(record).type
@@ -263,7 +236,7 @@ class GroupRunner:
 
     async def _each(self, tracker: PartitionOffsets, record: Record) -> None:
         try:
-            item = self._route(_Run(tracker, record.offset), record)
+            item = self._route(Run(tracker, record.offset), record)
         except Exception as exc:
             item = None
             await self._dead_letter(record, _unparseable(exc), 0)
@@ -281,46 +254,42 @@ class GroupRunner:
                 by_type.setdefault(item.type, []).append(item)
             async with self._serial:
                 for same in by_type.values():
-                    if not await self._settle(same):
+                    if not await self._settle(same, listed=True):
                         failed += same
         finally:
-            for tp in {_tp(item.record) for item in failed}:  # before the next list is cut
-                self._isolating[tp] = self._isolating.get(tp, 0) + 1
+            self._alone += len(failed)  # before the next list is cut: room is shared
             self._listing = False
-            _finish(items, but=failed)
+            finish_runs([i.run for i in items], [i.run for i in failed])
         if failed:
             self._spawn(self._isolate(failed))
         await self.commit()
 
     async def _isolate(self, items: list[_Item]) -> None:
-        """A failed list's events, each alone and side by side, so that one bad or hung event
-        holds only its own partition (paused meanwhile), not the group."""
+        """A failed list's events, each alone and side by side, beside the next lists: one
+        bad or hung event holds nothing but its own offset's commit."""
         try:
             await asyncio.gather(*(self._settle([item]) for item in items))
         finally:
-            for tp in {_tp(item.record) for item in items}:
-                self._isolating[tp] -= 1
-                if not self._isolating[tp]:
-                    del self._isolating[tp]
-            _finish(items)
+            self._alone -= len(items)
+            finish_runs([i.run for i in items])
         await self.commit()
 
-    async def _settle(self, items: list[_Item]) -> bool:
-        """Handle events of one type. A single event that fails for good is dead-lettered
-        (True: settled); a list that fails is for the caller to split (False)."""
+    async def _settle(self, items: list[_Item], listed: bool = False) -> bool:
+        """Handle events of one type. An event that fails for good is dead-lettered (True:
+        settled); a `listed` list that fails, or runs out of time, is for the caller to
+        retry event by event (False)."""
         try:
-            await self._attempt(items)
+            await self._attempt(items, listed)
         except asyncio.CancelledError:
             raise
-        except Exception as exc:
-            if len(items) > 1:
-                log.warning(
-                    "%d %s events failed (%s); one at a time", len(items), items[0].type, exc
-                )
-                return False
+        except _Split as split:
+            log.warning("%d %s events: %s; each alone", len(items), items[0].type, split)
+            return False
+        except Exception:
+            pass  # dead-lettered and settled by _attempt
         return True
 
-    async def _attempt(self, items: list[_Item]) -> None:
+    async def _attempt(self, items: list[_Item], listed: bool = False) -> None:
         """Handle the events with retries; a single event that fails is parked and settled."""
         route = self.routes[items[0].type]
         retry = route.retry(self.settings) if route.retry else self.retry
@@ -337,9 +306,9 @@ class GroupRunner:
         records = [item.record for item in items]
         with self._observer.handling(records, items[0].type, events[0]) as observed:
             try:
-                # A list that runs out of time is split at once: its hung event is found
-                # alone, without holding the others for every attempt.
-                await retry.call(call, attempts, retry_timeouts=len(items) == 1)
+                # A list out of time is split at once: its hung event is retried alone,
+                # without holding the group for every attempt.
+                await retry.call(call, attempts, retry_timeouts=not listed)
                 observed.retries = attempts.made - 1
                 observed.outcome = "ok"
                 self.handled += len(items)
@@ -350,9 +319,9 @@ class GroupRunner:
             except Exception as exc:
                 observed.retries = attempts.made - 1
                 observed.span.record_exception(exc)
-                if len(items) > 1:
+                if listed and (len(items) > 1 or isinstance(exc, TimeoutError)):
                     observed.outcome = "split"
-                    raise
+                    raise _Split(f"{type(exc).__name__}: {exc}") from exc
                 observed.outcome = "dead_letter"
                 error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
                 log.error("%s failed after %d attempts: %s", items[0].type, attempts.made, error)
@@ -389,26 +358,8 @@ class GroupRunner:
             await asyncio.wait(set(self._tasks), timeout=timeout_s)
 
     async def commit(self, only: set[TopicPartition] | None = None) -> None:
-        consumer = self._consumer
-        if consumer is None:
-            return
-        positions: dict[TopicPartition, int] = {}
-        for tp, tracker in list(self.offsets.items()):
-            if only is not None and tp not in only:
-                continue
-            position = tracker.committable()
-            if position is not None:
-                positions[tp] = position
-        if not positions:
-            return
-        try:
-            await consumer.commit(positions)
-        except Exception as exc:  # a rebalance in progress: the next commit catches up
-            log.warning("offset commit failed, will retry: %s", exc)
-            return
-        for tp, position in positions.items():
-            if tp in self.offsets:
-                self.offsets[tp].committed = position
+        if self._consumer is not None:
+            await commit(self._consumer, self.offsets, only)
 
     async def _tick(self, timer: Timer) -> None:
         while True:
@@ -420,11 +371,8 @@ class GroupRunner:
                 log.exception("periodic work of %s failed", self.group)
 
 
-def _finish(items: list[_Item], but: list[_Item] = []) -> None:  # noqa: B006 (never mutated)
-    """Mark the runs of `items` finished, except those of the events in `but`."""
-    held = {id(item.run) for item in but}
-    for run in {id(item.run): item.run for item in items if id(item.run) not in held}.values():
-        run.tracker.finished(run.first)
+class _Split(Exception):
+    """A list failed: its events are to be retried each alone."""
 
 
 def _unparseable(exc: Exception) -> str:

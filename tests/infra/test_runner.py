@@ -114,18 +114,7 @@ def failed_job(error: str = "x", key: uuid.UUID | None = None) -> Envelope[Any]:
     )  # fmt: skip
 
 
-# A list is handled whole, one at a time: while one of its events hangs, nothing else of
-# the group is handled, whichever partition it is on (infra/kafka/runner.py `_dispatch`).
-HUNG_POLICIES = [
-    POLICIES[0],
-    pytest.param(
-        Batches(5, 0.05), id="batches",
-        marks=pytest.mark.xfail(strict=True, reason="one list at a time: a hung list holds all"),
-    ),
-]  # fmt: skip
-
-
-@pytest.mark.parametrize("policy", HUNG_POLICIES)
+@pytest.mark.parametrize("policy", POLICIES)
 async def test_a_hung_handler_is_retried_then_dead_lettered_and_the_rest_flows(
     setup: tuple[Settings, Publisher], policy: Policy
 ) -> None:
