@@ -22,7 +22,7 @@ from schemas import jobs as jev
 from schemas import topics
 from schemas.envelope import Actor, Envelope, RawEnvelope
 from schemas.ids import derived_id
-from schemas.versions import follow_up
+from schemas.versions import follow_up, job_requested
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +85,10 @@ async def _start_job(raw: RawEnvelope, rule: Rule, context: dict[str, Any], port
     )
     job_id = derived_id(raw.id, f"rule:{rule.id}:job")
     # The job's own correlation: its events are keyed by the job, not the webhook.
-    event = follow_up(raw, jev.JOB_REQUESTED, jev.JobRequested(job_id=job_id, job=chat),
-                      f"rule:{rule.id}:request", SYSTEM, correlation_id=job_id)  # fmt: skip
+    event = job_requested(
+        jev.JobRequested(job_id=job_id, job=chat), raw.tenant_id, SYSTEM,
+        event_id=derived_id(raw.id, f"rule:{rule.id}:request"), causation_id=raw.id,
+    )  # fmt: skip
     stored, created = await job_store.insert_job(
         ports.db,
         Job(
