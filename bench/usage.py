@@ -26,13 +26,13 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from ayush.dev import prepare
 from ayush.worker import tune_gc
 from consumers import usage
+from infra.budget_holds import BudgetHolds
 from infra.db.engine import Database
 from infra.kafka.codec import encode
 from infra.kafka.policies import Batches
 from infra.kafka.publisher import Publisher
 from infra.kafka.runner import GroupRunner
 from infra.local_stack import LocalStack
-from infra.quota import Quotas
 from infra.settings import Settings
 from schemas import topics
 from tests.usage_tools import usage_event
@@ -99,14 +99,14 @@ async def usage_worker(settings: Settings, count: int) -> float:
     """Seconds one usage worker takes to aggregate and commit `count` events."""
     _, database_url, _ = settings.require_services()
     db = Database(database_url, pool_size=2)
-    quotas = Quotas(settings, max_connections=4)
+    holds = BudgetHolds(settings, max_connections=4)
     publisher = Publisher(settings)
     await publisher.start()
     worker = GroupRunner(
         settings,
         group=usage.GROUP,
         topics=usage.TOPICS,
-        routes=usage.handlers(usage.Ports(settings, db, quotas, publisher)),
+        routes=usage.handlers(usage.Ports(settings, db, holds, publisher)),
         publisher=publisher,
         policy=Batches(settings.usage_batch_max),
     )
@@ -125,7 +125,7 @@ async def usage_worker(settings: Settings, count: int) -> float:
         worker.stop()
         await runner
         await publisher.stop()
-        await quotas.close()
+        await holds.close()
         await db.close()
 
 

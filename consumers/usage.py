@@ -24,12 +24,12 @@ from typing import Any
 
 import orjson
 
+from infra.budget_holds import BudgetHolds, Scope, Settlement
 from infra.db import usage as usage_store
 from infra.db.engine import Database
 from infra.db.usage import NO_KEY_TEXT, Spend, UsageRow
 from infra.kafka.publisher import Publisher
 from infra.kafka.routes import Record, Route, typed
-from infra.quota import Quotas, Scope, Settlement
 from infra.settings import Settings
 from schemas import jobs as ev
 from schemas import topics
@@ -48,7 +48,7 @@ ALERT_NAMESPACE = uuid.UUID("6f1c7a52-3b7e-4f0e-9a51-0c1f6f1d2b11")
 class Ports:
     settings: Settings
     db: Database
-    quotas: Quotas
+    holds: BudgetHolds
     publisher: Publisher
 
 
@@ -131,7 +131,7 @@ async def handle_job_failed(events: list[Envelope[ev.JobFailed]], ports: Ports) 
     by_tenant: dict[uuid.UUID, list[str]] = defaultdict(list)
     for event in events:
         by_tenant[event.tenant_id].append(str(event.payload.job_id))
-    await ports.quotas.settle_many([Settlement(t, ids, []) for t, ids in by_tenant.items()])
+    await ports.holds.settle_many([Settlement(t, ids, []) for t, ids in by_tenant.items()])
 
 
 async def _settle(rows: list[UsageRow], spends: list[Spend], ports: Ports) -> None:
@@ -142,7 +142,7 @@ async def _settle(rows: list[UsageRow], spends: list[Spend], ports: Ports) -> No
     spent: dict[uuid.UUID, list[tuple[Scope, str, Decimal]]] = defaultdict(list)
     for s in spends:
         spent[s.tenant_id].append((Scope(s.scope, s.scope_id), s.period, s.spent_usd))
-    await ports.quotas.settle_many(
+    await ports.holds.settle_many(
         [Settlement(t, holds.get(t, []), spent.get(t, [])) for t in holds.keys() | spent.keys()]
     )
 

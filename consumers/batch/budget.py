@@ -16,11 +16,11 @@ import uuid
 from dataclasses import dataclass
 from decimal import Decimal
 
+from infra.budget_holds import BudgetHolds, Scope
 from infra.db.batches import PendingLine
 from infra.db.models import Batch
 from infra.errors import PermanentError
 from infra.providers.tokens import estimate_job
-from infra.quota import Quotas, Scope
 from infra.routing.catalog import ModelCatalog
 from infra.settings import Settings
 from schemas.ids import user_subject
@@ -50,7 +50,7 @@ def estimate_cost(job: ChatJob, models: ModelCatalog, default_output_tokens: int
 
 
 async def admit(
-    batch: Batch, lines: list[PendingLine], jobs: list[ChatJob], quotas: Quotas,
+    batch: Batch, lines: list[PendingLine], jobs: list[ChatJob], holds: BudgetHolds,
     models: ModelCatalog, settings: Settings,
 ) -> list[Refusal]:  # fmt: skip
     """Reserves each line's cost (`jobs`: the lines' requests, in order); the lines refused."""
@@ -66,13 +66,13 @@ async def admit(
             refusals.append(Refusal(line.job_id, str(exc)))
         else:
             priced.append((line, estimate, job.user_id or None))
-    return refusals + await _reserve(batch, priced, quotas, settings)
+    return refusals + await _reserve(batch, priced, holds, settings)
 
 
 async def _reserve(
     batch: Batch,
     priced: list[tuple[PendingLine, Decimal, str | None]],
-    quotas: Quotas,
+    store: BudgetHolds,
     settings: Settings,
 ) -> list[Refusal]:
     if not priced:
@@ -86,7 +86,7 @@ async def _reserve(
         scopes.append(Scope("key", batch.api_key_id))
     period = current_period()
     holds = [(line.job_id, estimate) for line, estimate, _ in priced]
-    answers = await quotas.reserve_many(
+    answers = await store.reserve_many(
         batch.tenant_id, scopes, period, holds, settings.batch_completion_window_s, users
     )
     resets = period_reset(period).isoformat()
@@ -101,7 +101,7 @@ async def _reserve(
     return refusals
 
 
-async def release(batch: Batch, job_ids: list[uuid.UUID], quotas: Quotas) -> None:
+async def release(batch: Batch, job_ids: list[uuid.UUID], holds: BudgetHolds) -> None:
     """Drops the reservations of lines that will not run (cancelled, expired)."""
     for start in range(0, len(job_ids), RELEASE_CHUNK):
-        await quotas.settle(batch.tenant_id, job_ids[start : start + RELEASE_CHUNK], [])
+        await holds.settle(batch.tenant_id, job_ids[start : start + RELEASE_CHUNK], [])

@@ -232,8 +232,8 @@ class JobWrites:
         """Status running, one more attempt; creates the row when the ingress wrote none.
 
         Returns the attempt number; 0 when the job is already finished. The
-        OpenAI-compatible routes leave the row to the worker, which keeps a
-        database write off the request path. Not flushed to disk before it
+        ingress writes the row before it publishes (producers.ingress.submission);
+        an event from another producer may come without one. Not flushed to disk before it
         returns: until the job's outcome commits (durably, flushing this too)
         the event is not acknowledged, and its redelivery writes the row again.
         """
