@@ -69,9 +69,17 @@ class Outcome:
     @classmethod
     def of(cls, row: JobResult) -> Outcome:
         return cls(
-            row.job_id, row.text, row.finish_reason, row.provider, row.model, row.input_tokens,
-            row.output_tokens, row.cost_usd, row.tool_calls, row.cached,
-        )  # fmt: skip
+            row.job_id,
+            row.text,
+            row.finish_reason,
+            row.provider,
+            row.model,
+            row.input_tokens,
+            row.output_tokens,
+            row.cost_usd,
+            row.tool_calls,
+            row.cached,
+        )
 
 
 @dataclass(frozen=True)
@@ -247,12 +255,25 @@ class JobWrites:
         first, again = _split_repeats(items, lambda item: item[0].id)
         pool = await self._db.pool(durable=False)
         rows = await pool.fetch(
-            _START, *_columns([
-                (j.id, j.tenant_id, j.api_key_id, j.user_id, j.kind, j.model, provider,
-                 _json(j.request), _json(j.metadata), j.request_event_id)
-                for j, provider in (items[i] for i in first)
-            ]),
-        )  # fmt: skip
+            _START,
+            *_columns(
+                [
+                    (
+                        j.id,
+                        j.tenant_id,
+                        j.api_key_id,
+                        j.user_id,
+                        j.kind,
+                        j.model,
+                        provider,
+                        _json(j.request),
+                        _json(j.metadata),
+                        j.request_event_id,
+                    )
+                    for j, provider in (items[i] for i in first)
+                ]
+            ),
+        )
         attempts = {row["id"]: int(row["attempts"]) for row in rows}
         results = [attempts.get(job.id, 0) for job, _ in items]
         if again:  # the same job twice in one batch: the repeat goes after the first
@@ -266,13 +287,27 @@ class JobWrites:
         first, _ = _split_repeats(items, lambda item: item[0])
         pool = await self._db.pool()
         rows = await pool.fetch(
-            _COMPLETE, self._group, *_columns([
-                (event_id, r.job_id, r.text, r.finish_reason, r.provider, r.model,
-                 r.input_tokens, r.output_tokens, r.cost_usd,
-                 None if r.tool_calls is None else _json(r.tool_calls), r.cached)
-                for event_id, r in (items[i] for i in first)
-            ]),
-        )  # fmt: skip
+            _COMPLETE,
+            self._group,
+            *_columns(
+                [
+                    (
+                        event_id,
+                        r.job_id,
+                        r.text,
+                        r.finish_reason,
+                        r.provider,
+                        r.model,
+                        r.input_tokens,
+                        r.output_tokens,
+                        r.cost_usd,
+                        None if r.tool_calls is None else _json(r.tool_calls),
+                        r.cached,
+                    )
+                    for event_id, r in (items[i] for i in first)
+                ]
+            ),
+        )
         claimed = {row["event_id"] for row in rows}
         # A repeat of an event in the same batch is its redelivery: the first claims it.
         firsts = set(first)

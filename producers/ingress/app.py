@@ -89,9 +89,18 @@ def create_app(settings: Settings, streams: OpenStreams | None = None) -> FastAP
         prices = catalog.prices
         memory = build_memory(settings, db)
         app.state.services = Services(
-            settings, db, streams, slots, publisher, replies, file_store, routing, prices, memory,
+            settings,
+            db,
+            streams,
+            slots,
+            publisher,
+            replies,
+            file_store,
+            routing,
+            prices,
+            memory,
             catalog,
-        )  # fmt: skip
+        )
         key_cache = app.state.key_cache = KeyCache()
         # Revocations and rotations on any ingress reach this one's cache within a second.
         key_changes = app.state.key_changes = KeyChanges(settings)
@@ -168,10 +177,15 @@ def create_app(settings: Settings, streams: OpenStreams | None = None) -> FastAP
         # A plain route admits its requests itself (see openai_compat).
         plain = isinstance(route, PlainRoute)
         app.router.add_api_route(
-            route.path, route.endpoint, methods=sorted(route.methods or ()), name=route.name,
-            tags=list(route.tags), dependencies=[] if plain else limited,
-            route_class_override=type(route), openapi_extra=route.openapi_extra,
-        )  # fmt: skip
+            route.path,
+            route.endpoint,
+            methods=sorted(route.methods or ()),
+            name=route.name,
+            tags=list(route.tags),
+            dependencies=[] if plain else limited,
+            route_class_override=type(route),
+            openapi_extra=route.openapi_extra,
+        )
     app.include_router(jobs.router, dependencies=limited)
     app.include_router(usage.router, dependencies=limited)
     app.include_router(me.router, dependencies=limited)

@@ -104,12 +104,12 @@ async def _record_and_publish(
     event = job_requested(payload, caller.tenant_id, caller.actor)
     row = Job(
         id=job_id,
+        status="queued",
         tenant_id=caller.tenant_id,
         api_key_id=caller.key_id,
         user_id=job.user_id,
         kind=job.kind,
         model=job.model,
-        status="queued",
         request=job.model_dump(mode="json"),
         job_metadata=dict(job.metadata),
         idempotency_key=idempotency_key,
