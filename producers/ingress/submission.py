@@ -31,7 +31,7 @@ from infra.db.models import Job
 from infra.errors import EventTooLarge, TransientError
 from producers.ingress.admission import admit_billable, estimate_input_tokens, release_billable
 from producers.ingress.caller import Caller
-from producers.ingress.errors import IdempotencyConflict, TooLarge, unavailable
+from producers.ingress.errors import IdempotencyConflict, SubmissionError, TooLarge, unavailable
 from producers.ingress.state import Services
 from schemas import topics
 from schemas.envelope import Envelope
@@ -132,7 +132,7 @@ async def _record_and_publish(
         return Submitted(stored.id, stored.status)
     try:
         await _publish(svc, event)
-    except BaseException:
+    except SubmissionError:  # refused or not taken: the event is not in the log
         await job_store.delete_unpublished(svc.db, job_id)
         raise
     if idempotency_key is not None:
