@@ -12,6 +12,7 @@ from fastapi.routing import APIRoute
 from infra.budget_holds import BudgetHolds
 from infra.connectors.address_policy import AddressPolicy
 from infra.db.engine import Database
+from infra.db.jobs import QueuedJobs
 from infra.db.tenants import cors_origins_by_tenant
 from infra.files import open_file_store
 from infra.kafka.publisher import Publisher
@@ -96,6 +97,7 @@ def create_app(settings: Settings, streams: OpenStreams | None = None) -> FastAP
             publisher,
             replies,
             file_store,
+            QueuedJobs(db),
             routing,
             prices,
             memory,

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from fastapi import Request
 
 from infra.db.engine import Database
+from infra.db.jobs import QueuedJobs
 from infra.files import FileStore
 from infra.kafka.publisher import Publisher
 from infra.pricing import PriceTable
@@ -28,6 +29,7 @@ class Services:
     publisher: Publisher
     replies: Replies
     files: FileStore
+    queued: QueuedJobs
     routing: RoutingConfig = field(default_factory=RoutingConfig)
     prices: PriceTable = field(default_factory=lambda: PriceTable({}))
     memory: MemoryBackend | None = None

@@ -115,7 +115,11 @@ async def _record_and_publish(
         idempotency_key=idempotency_key,
         request_event_id=event.id,
     )
-    stored, created = await job_store.insert_job(svc.db, row)
+    if idempotency_key is None:
+        await svc.queued.insert(row)
+        stored, created = row, True
+    else:
+        stored, created = await job_store.insert_job(svc.db, row)
     if not created:
         if stored.request != row.request:
             raise IdempotencyConflict()
