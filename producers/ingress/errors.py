@@ -39,7 +39,7 @@ class SubmissionError(ApiError):
     """Why billable work (a job, a completion, a memory write) was not accepted.
 
     One family whatever the route: the handler below answers it in Ayush's JSON body,
-    the OpenAI-compatible routes in OpenAI's (`openai_errors.from_submission`).
+    the OpenAI-compatible routes in OpenAI's (`openai_errors.from_api_error`).
     """
 
 

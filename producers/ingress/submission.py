@@ -8,14 +8,15 @@ returns its id. Whatever stops it raises one family, `SubmissionError`
 (producers.ingress.errors: ModelRefused, RateLimited, BudgetExceeded, Unavailable,
 TooLarge, IdempotencyConflict), and releases the hold first; each route answers it in
 its own wire format (Ayush's JSON body, or OpenAI's through
-`openai_errors.from_submission`).
+`openai_errors.from_api_error`).
 
 Where the job row is written: here, by the ingress, before the event is published,
 on every route. A client that gets a job id back (in the 202 body, or in
 `X-Ayush-Job-Id`) can GET /v1/jobs/{id} at once, whether a worker has taken the job
-yet or not. An event that cannot be published deletes the row it came with: nothing
-will run that job. The worker only creates a row for an event whose row it does not
-find (one another producer published).
+yet or not (a durable commit; concurrent requests' rows go as one statement,
+infra.db.jobs.QueuedJobs). An event that cannot be published deletes the row it came
+with: nothing will run that job. The worker only creates a row for an event whose row
+it does not find (one another producer published).
 """
 
 from __future__ import annotations
