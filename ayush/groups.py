@@ -23,6 +23,7 @@ from consumers.groups.webhook_router import group as webhook_router
 from consumers.projections import jobs as job_projection
 from consumers.projections import memory as memory_projection
 from consumers.projections import usage as usage_projection
+from infra.budget_holds import BudgetHolds
 from infra.connectors import build_connectors
 from infra.connectors.address_policy import AddressPolicy
 from infra.connectors.base import VendorHttp
@@ -34,7 +35,7 @@ from infra.kafka.publisher import Publisher
 from infra.pricing import PriceTable
 from infra.providers import tokens
 from infra.providers.base import ChatProvider
-from infra.quota import Quotas
+from infra.rate_windows import RateWindows
 from infra.redis import JobStreams, ResponseCache
 from infra.routing.catalog import ModelCatalog
 from infra.routing.config import RetryPolicy, RoutingConfig, load_routing
@@ -177,10 +178,10 @@ async def _batch(settings: Settings, publisher: Publisher, stack: AsyncExitStack
     stack.push_async_callback(streams.close)
     files = open_file_store(settings)
     stack.push_async_callback(files.close)
-    quotas = Quotas(settings, max_connections=4)
-    stack.push_async_callback(quotas.close)
+    holds = BudgetHolds(settings, max_connections=4)
+    stack.push_async_callback(holds.close)
     db = _database(settings, stack, 2)
-    return batch.Ports(settings, db, streams, publisher, files, quotas, load_catalog(settings))
+    return batch.Ports(settings, db, streams, publisher, files, holds, load_catalog(settings))
 
 
 class ReplayPublisher(Publisher):
@@ -234,9 +235,9 @@ async def _memory(settings: Settings, publisher: Publisher, stack: AsyncExitStac
 
 
 async def _usage(settings: Settings, publisher: Publisher, stack: AsyncExitStack) -> usage.Ports:
-    quotas = Quotas(settings, max_connections=4)
-    stack.push_async_callback(quotas.close)
-    return usage.Ports(settings, _database(settings, stack, 2), quotas, publisher)
+    holds = BudgetHolds(settings, max_connections=4)
+    stack.push_async_callback(holds.close)
+    return usage.Ports(settings, _database(settings, stack, 2), holds, publisher)
 
 
 async def _integrations(
@@ -266,9 +267,10 @@ async def _webhook_router(
     stack.push_async_callback(db.close)
     streams = JobStreams(settings, max_connections=32)
     stack.push_async_callback(streams.close)
-    quotas = Quotas(settings, max_connections=16)
-    stack.push_async_callback(quotas.close)
-    limits = webhook_router.Limits(settings, quotas, load_catalog(settings))
+    holds, windows = BudgetHolds(settings, 8), RateWindows(settings, 8)
+    stack.push_async_callback(holds.close)
+    stack.push_async_callback(windows.close)
+    limits = webhook_router.Limits(settings, holds, windows, load_catalog(settings))
     return webhook_router.Ports(db, streams, publisher, limits)
 
 

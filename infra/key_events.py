@@ -15,10 +15,7 @@ import logging
 import uuid
 from typing import Protocol
 
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
-
-from infra.errors import TransientError
+from infra.redis import REDIS_ERRORS, connect, redis_errors
 from infra.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -39,14 +36,9 @@ class KeyChanges:
     """The channel of key changes: publish one, or listen to all of them."""
 
     def __init__(self, settings: Settings) -> None:
-        _, _, url = settings.require_services()
         # A ping now and then finds a connection that died without a word.
-        self._redis: Redis = Redis.from_url(
-            url,
-            max_connections=4,
-            socket_timeout=5,
-            socket_connect_timeout=5,
-            health_check_interval=5,
+        self._redis = connect(
+            settings, 4, socket_timeout=5, socket_connect_timeout=5, health_check_interval=5
         )
         self.channel = f"{settings.topic_prefix}ayush:keys:changed"
         self._task: asyncio.Task[None] | None = None
@@ -54,10 +46,8 @@ class KeyChanges:
 
     async def publish(self, key_id: uuid.UUID) -> None:
         """Raises TransientError when Redis cannot take it."""
-        try:
+        with redis_errors("key change publish"):
             await self._redis.publish(self.channel, str(key_id))
-        except (RedisError, OSError) as exc:
-            raise TransientError(f"key change not published: {exc}") from exc
 
     async def listen(self, listener: KeyListener) -> None:
         """Subscribe (waiting until it is done) and pass every change to `listener`."""
@@ -83,12 +73,12 @@ class KeyChanges:
                     message = await pubsub.get_message(timeout=1.0)
                     if message is not None:
                         _dispatch(listener, message["data"])
-            except (RedisError, OSError) as exc:
+            except REDIS_ERRORS as exc:
                 listener.suspend()
                 log.warning("key change channel lost, resubscribing: %s", exc)
                 await asyncio.sleep(RESUBSCRIBE_DELAY_S)
             finally:
-                with contextlib.suppress(RedisError, OSError):
+                with contextlib.suppress(*REDIS_ERRORS):
                     await pubsub.aclose()
 
 

@@ -1,4 +1,8 @@
-"""Redis: each job's live event stream. `redis.asyncio` is used only here.
+"""Redis: the client, its errors, and each job's live event stream.
+
+`redis.asyncio` is used only here: every Redis adapter (budget holds, rate windows,
+stream slots, key changes) gets its client from `connect` and maps Redis's errors
+with `redis_errors`, into TransientError.
 
 A job's stream is a Redis Stream, not plain pub/sub: a client that connects
 late reads it from the start, and one that reconnects with `Last-Event-ID`
@@ -11,11 +15,12 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
@@ -47,6 +52,53 @@ return id
 
 
 Arg = bytes | str | int | float
+# What a Redis call raises when Redis is away or refuses: its own errors, and the
+# OSError of a connection that dropped under it.
+REDIS_ERRORS = (RedisError, OSError)
+
+
+def connect(
+    settings: Settings, max_connections: int, *, wait_s: float | None = None, **options: Any
+) -> Redis:
+    """A client with a pool of its own, `max_connections` large. `wait_s`: a call finding
+    every connection busy waits up to that long for one (else it fails at once)."""
+    _, _, url = settings.require_services()
+    if wait_s is None:
+        return Redis.from_url(url, max_connections=max_connections, **options)
+    pool = BlockingConnectionPool.from_url(
+        url, max_connections=max_connections, timeout=wait_s, **options
+    )
+    return Redis(connection_pool=pool)
+
+
+@contextlib.contextmanager
+def redis_errors(what: str) -> Iterator[None]:
+    """Redis's errors as TransientError (`redis <what> failed: ...`), as every caller
+    expects of an adapter: `with redis_errors("read"): await client.get(key)`."""
+    try:
+        yield
+    except REDIS_ERRORS as exc:
+        raise TransientError(f"redis {what} failed: {exc}") from exc
+
+
+class ScriptStore:
+    """An adapter made of Lua scripts, on a pool of its own: each script call is atomic,
+    and those of concurrent callers share round trips (ScriptCalls)."""
+
+    def __init__(self, settings: Settings, max_connections: int) -> None:
+        self._redis = connect(settings, max_connections)
+        self._prefix = f"{settings.topic_prefix}ayush:"
+        self._scripts = ScriptCalls(self._redis)
+
+    async def _call(self, script: AsyncScript, keys: list[str], args: list[Arg]) -> Any:
+        with redis_errors("script"):
+            return await self._scripts.call(script, keys, args)
+
+    async def ping(self) -> None:
+        await self._redis.ping()
+
+    async def close(self) -> None:
+        await self._redis.aclose()
 
 
 class ScriptCalls:
@@ -99,16 +151,11 @@ class JobStreams:
     def __init__(
         self, settings: Settings, max_connections: int = 2000, read_connections: int = 8
     ) -> None:
-        _, _, url = settings.require_services()
         # Stream readers block for up to MAX_BLOCK_MS; the socket must wait longer than
         # that (redis-py's default read timeout is 5 s).
         timeout_s = MAX_BLOCK_MS / 1000 + 10
-        self._redis: Redis = Redis.from_url(
-            url, max_connections=max_connections, socket_timeout=timeout_s
-        )
-        self._readers: Redis = Redis.from_url(
-            url, max_connections=read_connections, socket_timeout=timeout_s
-        )
+        self._redis = connect(settings, max_connections, socket_timeout=timeout_s)
+        self._readers = connect(settings, read_connections, socket_timeout=timeout_s)
         self._prefix = f"{settings.topic_prefix}ayush:job:"
         self._ttl = settings.stream_ttl_s
         self._maxlen = settings.stream_maxlen
@@ -138,10 +185,8 @@ class JobStreams:
         args: list[Arg] = [self._maxlen, self._ttl, notify or "", str(job_id)]
         for type_, data in entries:
             args += (type_, orjson.dumps(data))
-        try:
+        with redis_errors("append"):
             entry_id = await self._scripts.call(self._append, [self._key(job_id)], args)
-        except RedisError as exc:
-            raise TransientError(f"redis append failed: {exc}") from exc
         return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
 
     async def read(
@@ -156,10 +201,8 @@ class JobStreams:
         if block_ms is not None:
             block_ms = min(block_ms, MAX_BLOCK_MS)
             redis = self._readers
-        try:
+        with redis_errors("read"):
             reply: Any = await redis.xread({self._key(job_id): after}, count=count, block=block_ms)
-        except RedisError as exc:
-            raise TransientError(f"redis read failed: {exc}") from exc
         events: list[StreamEvent] = []
         for _key, entries in reply or []:
             for entry_id, fields in entries:
@@ -179,14 +222,12 @@ class JobStreams:
         """Where `entry_id` (a well-formed id) stands in the job's stream; None when the
         stream does not exist (expired, or never written)."""
         key = self._key(job_id)
-        try:
+        with redis_errors("read"):
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.xrange(key, entry_id, entry_id, count=1)
                 pipe.xrange(key, "-", "+", count=1)
                 pipe.xrevrange(key, "+", "-", count=1)
                 found, first, last = await pipe.execute()
-        except RedisError as exc:
-            raise TransientError(f"redis read failed: {exc}") from exc
         if not first:
             return None
         order = entry_order(entry_id)
@@ -293,11 +334,11 @@ class Replies:
                     message = await pubsub.get_message(timeout=1.0)
                     if message is not None:
                         self._dispatch(message["data"])
-            except RedisError as exc:
+            except REDIS_ERRORS as exc:
                 log.warning("reply channel lost, resubscribing: %s", exc)
                 await asyncio.sleep(0.5)
             finally:
-                with contextlib.suppress(RedisError):
+                with contextlib.suppress(*REDIS_ERRORS):
                     await pubsub.aclose()
 
     def _dispatch(self, data: bytes) -> None:
@@ -320,7 +361,7 @@ class ResponseCache:
     async def get(self, key: str) -> dict[str, Any] | None:
         try:
             raw = await self._redis.get(self._prefix + key)
-        except RedisError as exc:
+        except REDIS_ERRORS as exc:
             log.warning("response cache unavailable: %s", exc)
             return None
         if self._metrics is not None:
@@ -331,5 +372,5 @@ class ResponseCache:
     async def put(self, key: str, value: dict[str, Any], ttl_s: int) -> None:
         try:
             await self._redis.set(self._prefix + key, orjson.dumps(value), ex=ttl_s)
-        except RedisError as exc:
+        except REDIS_ERRORS as exc:
             log.warning("response cache unavailable: %s", exc)

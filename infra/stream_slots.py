@@ -20,10 +20,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Literal
 
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.exceptions import RedisError
-
-from infra.errors import TransientError
+from infra.redis import REDIS_ERRORS, connect, redis_errors
 from infra.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -66,11 +63,9 @@ class StreamSlot:
 
 class StreamSlots:
     def __init__(self, settings: Settings, max_connections: int = 20) -> None:
-        _, _, url = settings.require_services()
         # A burst of streams larger than the pool waits its turn for a connection (each call
         # is one short script); the default pool would refuse the surplus with an error.
-        pool = BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=5)
-        self._redis: Redis = Redis(connection_pool=pool)
+        self._redis = connect(settings, max_connections, wait_s=5)
         self._prefix = f"{settings.topic_prefix}ayush:streams:"
         self._per_key = settings.max_streams_per_key
         self._per_tenant = settings.max_streams_per_tenant
@@ -98,16 +93,15 @@ class StreamSlots:
         # Held before Redis answers: concurrent takes of this process count it.
         self._held[slot.id] = slot
         try:
-            full = int(
-                await self._take(
-                    keys=list(slot.sets),
-                    args=[_now_ms(), self._lease_ms, slot.id, self._per_key, self._per_tenant],
+            with redis_errors("stream slots"):
+                full = int(
+                    await self._take(
+                        keys=list(slot.sets),
+                        args=[_now_ms(), self._lease_ms, slot.id, self._per_key, self._per_tenant],
+                    )
                 )
-            )
-        except BaseException as exc:
+        except BaseException:
             del self._held[slot.id]
-            if isinstance(exc, RedisError):
-                raise TransientError(f"redis stream slots failed: {exc}") from exc
             raise
         if full:
             del self._held[slot.id]
@@ -127,7 +121,7 @@ class StreamSlots:
                 for name in slot.sets:
                     pipe.zrem(name, slot.id)
                 await pipe.execute()
-        except RedisError as exc:
+        except REDIS_ERRORS as exc:
             log.warning("stream slot %s not released, it lapses: %s", slot.id, exc)
 
     async def renew(self) -> None:
@@ -161,7 +155,7 @@ class StreamSlots:
             await asyncio.sleep(self._lease_ms / 3000)
             try:
                 await self.renew()
-            except RedisError as exc:
+            except REDIS_ERRORS as exc:
                 log.warning("stream slots not renewed: %s", exc)
 
 

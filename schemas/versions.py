@@ -16,7 +16,7 @@ from pydantic import BaseModel
 
 from schemas import jobs
 from schemas.envelope import Actor, Envelope, RawEnvelope
-from schemas.ids import derived_id
+from schemas.ids import derived_id, uuid7
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -86,3 +86,26 @@ def upcast(raw: RawEnvelope) -> RawEnvelope:
             raise ValueError(f"no upcaster for {raw.type} v{version}")
         payload, version = step(payload), version + 1
     return raw.model_copy(update={"payload": payload, "version": version})
+
+
+def job_requested(
+    request: jobs.JobRequested,
+    tenant_id: uuid.UUID,
+    actor: Actor,
+    *,
+    event_id: uuid.UUID | None = None,
+    causation_id: uuid.UUID | None = None,
+) -> Envelope[Any]:
+    """The `ai.job.requested` envelope of a job, whoever submits it (an API route, the batch
+    fan-out, a webhook rule), correlated by the job's own id. `event_id`: the id the job's row
+    recorded (a publish again reuses it, and consumers dedupe it), else a new one."""
+    return Envelope[Any](
+        id=event_id or uuid7(),
+        type=jobs.JOB_REQUESTED,
+        version=schema_version(request),
+        tenant_id=tenant_id,
+        actor=actor,
+        correlation_id=request.job_id,
+        causation_id=causation_id,
+        payload=request,
+    )

@@ -6,6 +6,7 @@ import asyncio
 import os
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -103,6 +104,20 @@ def new_platform(
     settings = namespace_settings(services, prefix)
     run_blocking(create_topics(settings))
     return Platform(platform_env(services, fake_llm, prefix), logs), settings
+
+
+@contextmanager
+def ingress_alone(
+    services: ServiceAddresses, fake_llm: FakeLLMServer, logs: Path, env: dict[str, str]
+) -> Iterator[Platform]:
+    """An ingress of a namespace of its own, `env` on top of the usual, and no worker:
+    what a client sees is what the ingress did."""
+    platform, _ = new_platform(services, fake_llm, logs)
+    try:
+        platform.start_ingress_with(env)
+        yield platform
+    finally:
+        platform.stop()
 
 
 @dataclass

@@ -13,7 +13,7 @@ import pytest
 from infra.db.engine import Database
 from infra.db.tenants import create_api_key
 from infra.local_stack import ServiceAddresses
-from infra.quota import Quotas
+from infra.rate_windows import RateWindows
 from tests.conftest import make_tenant, new_platform
 from tests.fakes.llm import FakeLLMServer
 from tests.harness import Platform, early_in_a_minute, eventually
@@ -122,11 +122,11 @@ async def test_a_new_ingress_restores_the_limits_redis_lost(
             f"/v1/ratelimits/keys/{key.id}", json={"rpm": 7}, headers=admin.headers
         )
         assert put.status_code == 200, put.text
-    quotas = Quotas(settings)
+    windows = RateWindows(settings)
     try:
-        await quotas.set_key_limits(key.id, None, None)  # as if Redis had lost its copy
+        await windows.set_key_limits(key.id, None, None)  # as if Redis had lost its copy
     finally:
-        await quotas.close()
+        await windows.close()
     platform.start_ingress()
     async with httpx.AsyncClient(base_url=platform.url, timeout=30) as client:
         response = await client.get("/v1/usage", headers=bearer(plaintext))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ __all__ = [
     "JobWrites",
     "NewJob",
     "Outcome",
+    "QueuedJobs",
     "delete_unpublished",
     "fail_job",
     "fail_unpublished",
@@ -186,6 +188,17 @@ ON CONFLICT (id) DO UPDATE
 RETURNING id, attempts
 """
 
+# The ingress's new jobs, queued: the rows of many concurrent requests in one statement.
+_QUEUE = """
+INSERT INTO jobs (id, tenant_id, api_key_id, user_id, kind, model, status, request, metadata,
+                  attempts, request_event_id, created_at)
+SELECT id, tenant_id, api_key_id, user_id, kind, model, 'queued', request::jsonb,
+       metadata::jsonb, 0, request_event_id, now()
+  FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[],
+              $7::text[], $8::text[], $9::uuid[])
+       AS t(id, tenant_id, api_key_id, user_id, kind, model, request, metadata, request_event_id)
+"""
+
 # One statement claims the events and stores their effects: atomic without
 # a BEGIN/COMMIT round trip each, and nothing happens for an event already
 # claimed.
@@ -225,6 +238,30 @@ SELECT count(*) FROM claimed
 """
 
 
+_IDENTITY = operator.attrgetter("id", "tenant_id", "api_key_id", "user_id", "kind", "model")
+
+
+class QueuedJobs:
+    """The ingress's new jobs without an Idempotency-Key (those with one: `insert_job`),
+    written queued before their request is published; concurrent requests' rows go as one
+    statement, a durable commit (the client is told its job exists)."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._inserts: Coalescer[Job, None] = Coalescer(self._insert_many)
+
+    async def insert(self, job: Job) -> None:
+        await self._inserts.submit(job)
+
+    async def _insert_many(self, jobs: list[Job]) -> list[None]:
+        rows = [
+            (*_IDENTITY(j), _json(j.request), _json(j.job_metadata), j.request_event_id)
+            for j in jobs
+        ]
+        await (await self._db.pool()).execute(_QUEUE, *_columns(rows))
+        return [None] * len(jobs)
+
+
 class JobWrites:
     """A worker's job starts and completions, each kind batched across concurrent calls."""
 
@@ -240,8 +277,8 @@ class JobWrites:
         """Status running, one more attempt; creates the row when the ingress wrote none.
 
         Returns the attempt number; 0 when the job is already finished. The
-        OpenAI-compatible routes leave the row to the worker, which keeps a
-        database write off the request path. Not flushed to disk before it
+        ingress writes the row before it publishes (producers.ingress.submission);
+        an event from another producer may come without one. Not flushed to disk before it
         returns: until the job's outcome commits (durably, flushing this too)
         the event is not acknowledged, and its redelivery writes the row again.
         """

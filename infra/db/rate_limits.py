@@ -3,7 +3,7 @@
 A tenant's end users are held to their own limits, else to the tenant's default
 for its users (stored under the user id "", which no user has), else to none.
 Postgres keeps them; Redis holds a copy the limiter reads on every request
-(infra.quota). A NULL limit means the default applies.
+(infra.rate_windows). A NULL limit means the default applies.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Admission of billable work: rate limits per API key and per end user, monthly budgets.
 
-Any billable route uses it in two steps: take its caller as `RateLimited` instead of
+Any billable route uses it in two steps: take its caller as `RateLimitedCaller` instead of
 `Authenticated` (it counts the request and fills the X-RateLimit headers), then
 call `admit_billable` with a hold id before publishing work. It refuses a model
 no route serves (404) or that has no price (400 `model_not_priced`), before
@@ -8,7 +8,7 @@ anything is counted. The hold id is
 the id the work's `usage.recorded` will carry as `job_id`: when that event
 arrives the usage group settles the reservation; a failed job releases it.
 
-    caller: RateLimited
+    caller: RateLimitedCaller
     ...
     await admit_billable(request, caller, model=body.model, input_tokens=n,
                          max_output_tokens=body.max_tokens, hold_id=job_id,
@@ -24,26 +24,25 @@ from __future__ import annotations
 import math
 import uuid
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, FastAPI, Request
-from fastapi.responses import JSONResponse
 from starlette.types import Message, Receive, Scope, Send
 
+from infra.budget_holds import BudgetHolds
+from infra.budget_holds import Scope as BudgetScope
 from infra.db.budgets import budget_state
 from infra.db.engine import Database
 from infra.errors import ModelNotPriced, TransientError, UnknownModel
 from infra.pricing import PriceTable
 from infra.providers.tokens import estimate_job
-from infra.quota import Quotas, RateWindow
-from infra.quota import Scope as BudgetScope
+from infra.rate_windows import RateWindow, RateWindows
 from infra.routing.catalog import ModelCatalog
 from infra.settings import Settings
 from producers.ingress.auth import authenticate
 from producers.ingress.caller import Caller, user_subject
-from producers.ingress.errors import ApiError, unavailable
+from producers.ingress.errors import BudgetExceeded, ModelRefused, RateLimited, unavailable
 from producers.ingress.middleware import HttpMiddleware
-from producers.ingress.openai_errors import model_refused
 from producers.ingress.state import services
 from schemas.jobs import ChatJob
 from schemas.money import usd_text
@@ -54,15 +53,10 @@ from schemas.usage import current_period, period_reset
 class Admission:
     settings: Settings
     db: Database
-    quotas: Quotas
+    holds: BudgetHolds
+    windows: RateWindows
     prices: PriceTable
     catalog: ModelCatalog
-
-
-class BudgetExceeded(Exception):
-    def __init__(self, body: dict[str, Any]) -> None:
-        super().__init__(body["message"])
-        self.body = body
 
 
 def admission(request: Request) -> Admission:
@@ -96,7 +90,7 @@ async def rate_limited(request: Request) -> Caller:
 
 
 # A billable route's caller: authenticated, then within its request rate.
-RateLimited = Annotated[Caller, Depends(rate_limited)]
+RateLimitedCaller = Annotated[Caller, Depends(rate_limited)]
 
 
 async def admit_billable(
@@ -115,8 +109,8 @@ async def admit_billable(
     `requests=1` counts the request itself in the same step, for a route that
     is not behind `rate_limited`: one script call instead of two.
 
-    Raises OpenAIError for a model that may not be named (404 model_not_found,
-    400 model_not_priced), ApiError 429 or BudgetExceeded (402). On success the reservation
+    Raises a SubmissionError (producers.ingress.errors): ModelRefused for a model that may
+    not be named, RateLimited, BudgetExceeded or Unavailable. On success the reservation
     stays until the usage arrives; call `release_billable` if the work is
     not published after all. `user_id`: the end user the request names, for an API key
     caller (a signed-in user is the caller's own).
@@ -130,7 +124,7 @@ async def admit_billable(
     try:
         estimate = adm.catalog.estimate(model, input_tokens, output_tokens)
     except (UnknownModel, ModelNotPriced) as exc:
-        raise model_refused(exc) from exc
+        raise ModelRefused(exc) from exc
     tokens = input_tokens + output_tokens
     window = await _hit(adm, caller, requests=requests, tokens=tokens)
     request.state.rate_limit = window
@@ -146,7 +140,7 @@ async def admit_billable(
         await _hit_user(request, adm, caller.tenant_id, subject, tokens)
         scopes.append(BudgetScope("user", subject))
     try:
-        refused = await adm.quotas.reserve(
+        refused = await adm.holds.reserve(
             caller.tenant_id, scopes, period, hold_id, estimate, adm.settings.budget_hold_ttl_s
         )
     except TransientError as exc:
@@ -156,12 +150,12 @@ async def admit_billable(
 
 
 async def release_billable(request: Request, caller: Caller, hold_id: uuid.UUID) -> None:
-    await admission(request).quotas.release(caller.tenant_id, hold_id)
+    await admission(request).holds.release(caller.tenant_id, hold_id)
 
 
 async def _hit(adm: Admission, caller: Caller, *, requests: int, tokens: int) -> RateWindow:
     try:
-        return await adm.quotas.hit(
+        return await adm.windows.hit(
             caller.subject_id,
             requests=requests,
             tokens=tokens,
@@ -178,7 +172,7 @@ async def _hit_user(
     """The request and its tokens in the user's windows, after the key's: a request the
     key refused never counts for the user (one the user refuses counted for the key)."""
     try:
-        window = await adm.quotas.hit_user(tenant_id, subject, requests=1, tokens=tokens)
+        window = await adm.windows.hit_user(tenant_id, subject, requests=1, tokens=tokens)
     except TransientError as exc:
         raise unavailable("rate limits", exc) from exc
     if not window.admitted:
@@ -186,9 +180,9 @@ async def _hit_user(
         raise _too_many(window, "user")
 
 
-def _too_many(window: RateWindow, whose: str = "API key") -> ApiError:
+def _too_many(window: RateWindow, whose: str = "API key") -> RateLimited:
     what = "tokens" if window.refused_by == "tokens" else "requests"
-    return ApiError(
+    return RateLimited(
         429,
         "rate_limited",
         f"{what} per minute limit of this {whose} reached",
@@ -205,19 +199,16 @@ async def _budget_exceeded(
         scope.kind, f"API key {scope.id}'s"
     )
     return BudgetExceeded(
+        f"{name} monthly budget is spent; it resets at {resets_at.isoformat()}",
         {
-            "error": "budget_exceeded",
-            "message": f"{name} monthly budget is spent; it resets at {resets_at.isoformat()}",
-            "budget": {
-                "scope": scope.kind,
-                "api_key_id": str(scope.id) if scope.kind == "key" else None,
-                "user_id": user if scope.kind == "user" else None,
-                "monthly_usd": None if state.monthly_usd is None else usd_text(state.monthly_usd),
-                "spent_usd": usd_text(state.spent_usd),
-                "period": period,
-                "resets_at": resets_at.isoformat(),
-            },
-        }
+            "scope": scope.kind,
+            "api_key_id": str(scope.id) if scope.kind == "key" else None,
+            "user_id": user if scope.kind == "user" else None,
+            "monthly_usd": None if state.monthly_usd is None else usd_text(state.monthly_usd),
+            "spent_usd": usd_text(state.spent_usd),
+            "period": period,
+            "resets_at": resets_at.isoformat(),
+        },
     )
 
 
@@ -249,7 +240,3 @@ class RateLimitHeaders(HttpMiddleware):
 
 def install(app: FastAPI) -> None:
     app.add_middleware(RateLimitHeaders)
-
-    @app.exception_handler(BudgetExceeded)
-    async def budget_exceeded(_: Request, exc: BudgetExceeded) -> JSONResponse:
-        return JSONResponse(exc.body, 402)

@@ -9,14 +9,16 @@ from typing import Any
 from fastapi import Depends, FastAPI
 from fastapi.routing import APIRoute
 
+from infra.budget_holds import BudgetHolds
 from infra.connectors.address_policy import AddressPolicy
 from infra.db.engine import Database
+from infra.db.jobs import QueuedJobs
 from infra.db.tenants import cors_origins_by_tenant
 from infra.files import open_file_store
 from infra.kafka.publisher import Publisher
 from infra.key_events import KeyChanges
 from infra.pricing import PriceTable
-from infra.quota import Quotas
+from infra.rate_windows import RateWindows
 from infra.redis import JobStreams, Replies
 from infra.routing.catalog import ModelCatalog
 from infra.routing.config import load_routing
@@ -95,6 +97,7 @@ def create_app(settings: Settings, streams: OpenStreams | None = None) -> FastAP
             publisher,
             replies,
             file_store,
+            QueuedJobs(db),
             routing,
             prices,
             memory,
@@ -105,10 +108,10 @@ def create_app(settings: Settings, streams: OpenStreams | None = None) -> FastAP
         key_changes = app.state.key_changes = KeyChanges(settings)
         await key_changes.listen(key_cache)
         key_uses = app.state.key_uses = KeyUses(db)
-        quotas = Quotas(settings)
-        await ratelimits.restore(db, quotas)
-        await budgets.restore(db, quotas)
-        app.state.admission = admission.Admission(settings, db, quotas, prices, catalog)
+        holds, windows = BudgetHolds(settings), RateWindows(settings)
+        await ratelimits.restore(db, windows)
+        await budgets.restore(db, holds)
+        app.state.admission = admission.Admission(settings, db, holds, windows, prices, catalog)
         app.state.vault = Vault.from_setting(settings.encryption_keys)
         cors.attach(lambda: cors_origins_by_tenant(db))
         policy = AddressPolicy.parse(settings.connector_allow_private, settings.connector_allow)
@@ -132,7 +135,8 @@ def create_app(settings: Settings, streams: OpenStreams | None = None) -> FastAP
             await key_uses.close()
             await key_changes.close()
             await replies.stop()
-            await quotas.close()
+            await windows.close()
+            await holds.close()
             await file_store.close()
             await publisher.stop()
             await slots.close()

@@ -7,14 +7,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends
 
-from infra.db.budgets import all_budgets, budget_state, key_in_tenant, set_budget
+from infra.budget_holds import BudgetHolds, Scope
+from infra.db.budgets import all_budgets, budget_state, set_budget
 from infra.db.engine import Database
-from infra.quota import Quotas, Scope
-from producers.ingress.access import may
 from producers.ingress.admission import Admission, admission_dependency, rate_limited
 from producers.ingress.body import json_body
 from producers.ingress.caller import Caller
-from producers.ingress.errors import ApiError
+from producers.ingress.scope import require_key
 from schemas.usage import BudgetIn, BudgetView, current_period, period_reset
 
 router = APIRouter(prefix="/v1/budgets", tags=["budgets"])
@@ -37,7 +36,7 @@ async def put_tenant_budget(body: Body, caller: Owner, adm: Adm) -> BudgetView:
 
 @router.get("/keys/{key_id}", response_model=BudgetView)
 async def get_key_budget(key_id: uuid.UUID, caller: Owner, adm: Adm) -> BudgetView:
-    await _require_key(adm, caller, key_id)
+    await require_key(adm.db, caller, key_id, "budget")
     return await _view(adm, caller, Scope("key", key_id))
 
 
@@ -45,30 +44,15 @@ async def get_key_budget(key_id: uuid.UUID, caller: Owner, adm: Adm) -> BudgetVi
 async def put_key_budget(key_id: uuid.UUID, body: Body, caller: Owner, adm: Adm) -> BudgetView:
     # budgets:write is the tenant's administration (producers.ingress.access): a key
     # that could set its own budget could lift the limit put on it.
-    await _require_key(adm, caller, key_id)
+    await require_key(adm.db, caller, key_id, "budget")
     return await _set(adm, caller, Scope("key", key_id), body)
 
 
-async def restore(db: Database, quotas: Quotas) -> None:
+async def restore(db: Database, holds: BudgetHolds) -> None:
     """Rewrite Redis's copy of every budget (tenants', keys', users' and the users'
     default) from Postgres: Redis may have lost them, and a lost limit admits anything."""
     for tenant_id, scope, scope_id, monthly_usd in await all_budgets(db):
-        await quotas.set_limit(tenant_id, Scope(scope, scope_id), monthly_usd)
-
-
-async def _require_key(adm: Admission, caller: Caller, key_id: uuid.UUID) -> None:
-    """A key sees its own budget; another key's needs `keys:read` (admin, auditor, or a key
-    given that scope): permissions from the access table, never a role checked here."""
-    if key_id == caller.key_id:
-        return
-    if not may(caller.role, caller.scopes, "keys:read"):
-        raise ApiError(
-            403,
-            "forbidden",
-            "another key's budget needs the keys:read permission (a key sees its own)",
-        )
-    if not await key_in_tenant(adm.db, caller.tenant_id, key_id):
-        raise ApiError(404, "not_found", f"no API key {key_id}")
+        await holds.set_limit(tenant_id, Scope(scope, scope_id), monthly_usd)
 
 
 async def _set(adm: Admission, caller: Caller, scope: Scope, body: BudgetIn) -> BudgetView:
@@ -77,8 +61,8 @@ async def _set(adm: Admission, caller: Caller, scope: Scope, body: BudgetIn) -> 
     state = await budget_state(adm.db, caller.tenant_id, scope.kind, scope.id, period)
     # Redis may not know this month's spend yet (nothing settled since it
     # started): teach it before the limit applies.
-    await adm.quotas.settle(caller.tenant_id, [], [(scope, period, state.spent_usd)])
-    await adm.quotas.set_limit(caller.tenant_id, scope, body.monthly_usd)
+    await adm.holds.settle(caller.tenant_id, [], [(scope, period, state.spent_usd)])
+    await adm.holds.set_limit(caller.tenant_id, scope, body.monthly_usd)
     return await _view(adm, caller, scope)
 
 
@@ -90,7 +74,7 @@ async def _view(adm: Admission, caller: Caller, scope: Scope) -> BudgetView:
         api_key_id=scope.id if scope.kind == "key" else None,
         monthly_usd=state.monthly_usd,
         spent_usd=state.spent_usd,
-        reserved_usd=await adm.quotas.reserved(caller.tenant_id, scope, period),
+        reserved_usd=await adm.holds.reserved(caller.tenant_id, scope, period),
         period=period,
         resets_at=period_reset(period),
     )

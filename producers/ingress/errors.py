@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from infra.errors import EventTooLarge
+from infra.errors import EventTooLarge, ModelNotPriced, PermanentError
 
 log = logging.getLogger(__name__)
 RETRY_SOON = {"Retry-After": "1"}
@@ -32,12 +32,63 @@ class ApiError(Exception):
         self.message = message
         self.headers = headers
         self.field = field
+        self.extra: dict[str, Any] = {}  # more members of the body, e.g. the budget refused
 
 
-def unavailable(what: str, exc: BaseException) -> ApiError:
+class SubmissionError(ApiError):
+    """Why billable work (a job, a completion, a memory write) was not accepted.
+
+    One family whatever the route: the handler below answers it in Ayush's JSON body,
+    the OpenAI-compatible routes in OpenAI's (`openai_errors.from_api_error`).
+    """
+
+
+class ModelRefused(SubmissionError):
+    """A model no route serves (404 `model_not_found`) or that has no price (400
+    `model_not_priced`): `cause` is the UnknownModel or ModelNotPriced."""
+
+    def __init__(self, cause: PermanentError) -> None:
+        priced = isinstance(cause, ModelNotPriced)
+        code = "model_not_priced" if priced else "model_not_found"
+        super().__init__(400 if priced else 404, code, str(cause), field="model")
+        self.cause = cause
+
+
+class RateLimited(SubmissionError):
+    """429: a requests or tokens per minute window is full; Retry-After says when it is not."""
+
+
+class BudgetExceeded(SubmissionError):
+    """402: a monthly budget is spent; `extra["budget"]` names it and when it resets."""
+
+    def __init__(self, message: str, budget: dict[str, Any]) -> None:
+        super().__init__(402, "budget_exceeded", message)
+        self.extra = {"budget": budget}
+
+
+class Unavailable(SubmissionError):
+    """503: a service the submission needs (budgets, rate limits, the event log) is away."""
+
+
+class TooLarge(SubmissionError):
+    """413: the job's event is over the log's record size limit."""
+
+    def __init__(self, cause: EventTooLarge) -> None:
+        super().__init__(413, "too_large", str(cause))
+
+
+class IdempotencyConflict(SubmissionError):
+    """409: an Idempotency-Key used before with a different request body."""
+
+    def __init__(self) -> None:
+        message = "this Idempotency-Key was used with a different request body"
+        super().__init__(409, "idempotency_conflict", message)
+
+
+def unavailable(what: str, exc: BaseException) -> Unavailable:
     """A 503 saying what is unavailable; why (hosts, addresses, driver text) goes to the log."""
     log.warning("%s unavailable: %s: %s", what, type(exc).__name__, exc)
-    return ApiError(503, "unavailable", f"{what} unavailable, try again", RETRY_SOON)
+    return Unavailable(503, "unavailable", f"{what} unavailable, try again", RETRY_SOON)
 
 
 # Where FastAPI says a parameter came from: the first part of a location only.
@@ -61,7 +112,7 @@ def install(app: FastAPI) -> None:
         if exc.field is not None:
             body["field"] = exc.field
             body["details"] = [{"field": exc.field, "message": exc.message}]
-        return JSONResponse(body, exc.status, headers=exc.headers)
+        return JSONResponse({**body, **exc.extra}, exc.status, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

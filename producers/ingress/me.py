@@ -12,7 +12,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 
-from producers.ingress.admission import Admission, RateLimited, admission_dependency
+from producers.ingress.admission import Admission, RateLimitedCaller, admission_dependency
 from producers.ingress.usage import Format, usage_report
 from producers.ingress.user_limits import user_budget_view
 from schemas.api import CallerView
@@ -22,13 +22,13 @@ router = APIRouter(prefix="/v1/me", tags=["me"])
 
 
 @router.get("", response_model=CallerView)
-async def who_am_i(caller: RateLimited) -> CallerView:
+async def who_am_i(caller: RateLimitedCaller) -> CallerView:
     return CallerView.model_validate(caller, from_attributes=True)
 
 
 @router.get("/usage", response_model=MyUsageReport, response_model_by_alias=True)
 async def my_usage(
-    caller: RateLimited,
+    caller: RateLimitedCaller,
     adm: Annotated[Admission, Depends(admission_dependency)],
     first: Annotated[date | None, Query(alias="from")] = None,
     last: Annotated[date | None, Query(alias="to")] = None,

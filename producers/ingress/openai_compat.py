@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import struct
 import time
 import uuid
@@ -21,29 +22,22 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
 
-from infra.errors import EventTooLarge, PermanentError, TransientError
-from infra.redis import ReplyWaiter, StreamEvent
+from infra.errors import PermanentError
+from infra.redis import StreamEvent
 from infra.stream_slots import StreamSlot
 from producers.ingress import openai_errors as oe
-from producers.ingress.admission import (
-    BudgetExceeded,
-    admit_billable,
-    estimate_input_tokens,
-    release_billable,
-)
 from producers.ingress.auth import authenticate
 from producers.ingress.body import BodyTooLarge
 from producers.ingress.caller import Caller
-from producers.ingress.errors import ApiError, unavailable
+from producers.ingress.errors import ApiError
 from producers.ingress.event_streams import slot_stream, take_slot
 from producers.ingress.openai_stream import completion_chunks, usage_of, wire_tool_calls
 from producers.ingress.plain_route import PlainRoute, json_body
 from producers.ingress.scope import scoped_job
 from producers.ingress.state import Services, services
+from producers.ingress.submission import submit
 from schemas import jobs as ev
-from schemas import topics
 from schemas.chat_completions import chat_job
-from schemas.envelope import Envelope
 from schemas.ids import uuid7
 from schemas.money import usd_text
 from schemas.openai import ChatCompletionRequest, EmbeddingRequest
@@ -51,11 +45,26 @@ from schemas.openai import ChatCompletionRequest, EmbeddingRequest
 router = APIRouter(prefix="/v1", tags=["openai"])
 W = TypeVar("W", bound=BaseModel)
 JSON = "application/json"
+Endpoint = Callable[[Request], Awaitable[Response]]
 
 
+def _openai_shaped(endpoint: Endpoint) -> Endpoint:
+    """The endpoint's Ayush errors (a refused submission among them) in OpenAI's shape."""
+
+    @functools.wraps(endpoint)
+    async def answer(request: Request) -> Response:
+        try:
+            return await endpoint(request)
+        except ApiError as exc:
+            raise oe.from_api_error(exc) from exc
+
+    return answer
+
+
+@_openai_shaped
 async def chat_completions(request: Request) -> Response:
     svc = services(request)
-    caller = await _caller(request, svc)
+    caller = await authenticate(request, svc)
     body = await _parse(request, ChatCompletionRequest)
     job = _scoped(caller, body, _build(lambda: chat_job(body, _wants_cache(request, caller))))
     return await _run(
@@ -63,31 +72,41 @@ async def chat_completions(request: Request) -> Response:
     )
 
 
+@_openai_shaped
 async def embeddings(request: Request) -> Response:
     svc = services(request)
-    caller = await _caller(request, svc)
+    caller = await authenticate(request, svc)
     body = await _parse(request, EmbeddingRequest)
     texts = [body.input] if isinstance(body.input, str) else body.input
-    job = _build(lambda: ev.ChatJob(
-        kind="embedding", model=body.model, input=texts, dimensions=body.dimensions,
-        user_id=body.end_user(), metadata=body.metadata or {}, cache=_wants_cache(request, caller),
-    ))  # fmt: skip
+    job = _build(
+        lambda: ev.ChatJob(
+            kind="embedding",
+            model=body.model,
+            input=texts,
+            dimensions=body.dimensions,
+            user_id=body.end_user(),
+            metadata=body.metadata or {},
+            cache=_wants_cache(request, caller),
+        )
+    )
     job = _scoped(caller, body, job)
     return await _run(request, svc, caller, job, body.model, encoding=body.encoding_format)
 
 
 # Served as plain routes: each authenticates, then counts the request with its
-# tokens against the key's limits in one step (`_admit`), after reading its body.
-Endpoint = Callable[[Request], Awaitable[Response]]
+# tokens against the key's limits in one step (`submit`), after reading its body.
 PLAIN_ROUTES: dict[str, tuple[Endpoint, type[BaseModel]]] = {
     "/chat/completions": (chat_completions, ChatCompletionRequest),
     "/embeddings": (embeddings, EmbeddingRequest),
 }
 for _path, (_endpoint, _body) in PLAIN_ROUTES.items():
     router.add_api_route(
-        _path, _endpoint, methods=["POST"], route_class_override=PlainRoute,
+        _path,
+        _endpoint,
+        methods=["POST"],
+        route_class_override=PlainRoute,
         openapi_extra=json_body(_body),
-    )  # fmt: skip
+    )
 
 
 @router.get("/models")
@@ -113,11 +132,18 @@ async def get_model(model: str, request: Request) -> Response:
 
 # the request's life ----------------------------------------------------------------
 async def _run(
-    request: Request, svc: Services, caller: Caller, job: ev.ChatJob, model: str, *,
-    stream: bool = False, usage: bool = False, encoding: str = "float",
-) -> Response:  # fmt: skip
+    request: Request,
+    svc: Services,
+    caller: Caller,
+    job: ev.ChatJob,
+    model: str,
+    *,
+    stream: bool = False,
+    usage: bool = False,
+    encoding: str = "float",
+) -> Response:
     # A stream holds a slot from before its job exists: a refused one costs nothing.
-    slot = await _stream_slot(svc, caller) if stream else None
+    slot = await take_slot(svc, caller) if stream else None
     try:
         return await _answer(request, svc, caller, job, model, slot, usage=usage, encoding=encoding)
     except BaseException:
@@ -127,13 +153,19 @@ async def _run(
 
 
 async def _answer(
-    request: Request, svc: Services, caller: Caller, job: ev.ChatJob, model: str,
-    slot: StreamSlot | None, *, usage: bool, encoding: str,
-) -> Response:  # fmt: skip
+    request: Request,
+    svc: Services,
+    caller: Caller,
+    job: ev.ChatJob,
+    model: str,
+    slot: StreamSlot | None,
+    *,
+    usage: bool,
+    encoding: str,
+) -> Response:
     job_id = uuid7()
     headers = {"X-Ayush-Job-Id": str(job_id)}
-    await _admit(request, caller, job, job_id)
-    waiter = svc.replies.waiter(job_id)
+    waiter = svc.replies.waiter(job_id)  # before the job exists: no entry goes unheard
     handed_over = False
     deadline = asyncio.get_running_loop().time() + svc.settings.gateway_wait_timeout_s
 
@@ -143,17 +175,25 @@ async def _answer(
                 return await waiter.next()
         except TimeoutError as exc:
             raise oe.OpenAIError(
-                504, f"no answer within {svc.settings.gateway_wait_timeout_s:g}s; "
-                f"the job goes on: GET /v1/jobs/{job_id}", "timeout_error", "timeout",
+                504,
+                f"no answer within {svc.settings.gateway_wait_timeout_s:g}s; "
+                f"the job goes on: GET /v1/jobs/{job_id}",
+                "timeout_error",
+                "timeout",
                 headers=headers,
-            ) from exc  # fmt: skip
+            ) from exc
 
     try:
-        try:
-            await _publish(svc, caller, job_id, job, waiter, live_text=slot is not None)
-        except BaseException:
-            await release_billable(request, caller, job_id)
-            raise
+        await submit(
+            request,
+            svc,
+            caller,
+            job,
+            job_id=job_id,
+            reply_to=svc.replies.channel,
+            live_text=slot is not None,
+            count_request=True,
+        )
         first = await _answer_start(next_event)
         if first.type == "error":
             raise _with(oe.from_job_error(first.data), headers)
@@ -197,31 +237,6 @@ async def _forgetting(svc: Services, job_id: uuid.UUID, chunks: Any) -> Any:
         svc.replies.forget(job_id)
 
 
-async def _publish(
-    svc: Services, caller: Caller, job_id: uuid.UUID, job: ev.ChatJob, waiter: ReplyWaiter,
-    *, live_text: bool,
-) -> None:  # fmt: skip
-    envelope = Envelope[Any](
-        type=ev.JOB_REQUESTED,
-        tenant_id=caller.tenant_id,
-        actor=caller.actor,
-        correlation_id=job_id,
-        payload=ev.JobRequested(
-            job_id=job_id,
-            api_key_id=caller.key_id,
-            job=job,
-            reply_to=svc.replies.channel,
-            live_text=live_text,
-        ),
-    )
-    try:
-        await svc.publisher.publish(topics.AI_JOB_REQUESTED.name, envelope)
-    except EventTooLarge as exc:
-        raise oe.OpenAIError(413, str(exc), "invalid_request_error", "request_too_large") from exc
-    except TransientError as exc:
-        raise oe.from_api_error(unavailable("the event log", exc)) from exc
-
-
 # translation ------------------------------------------------------------------------
 def _completion_body(job_id: uuid.UUID, result: dict[str, Any]) -> dict[str, Any]:
     calls = wire_tool_calls(result)
@@ -261,29 +276,6 @@ def _encode(vector: list[float], encoding: str) -> list[float] | str:
 
 
 # request helpers ----------------------------------------------------------------------
-async def _admit(request: Request, caller: Caller, job: ev.ChatJob, job_id: uuid.UUID) -> None:
-    """The model, then tokens per minute and the budgets, reserved under the job's id until
-    its usage arrives."""
-    embedding = job.kind == "embedding"
-    try:
-        await admit_billable(
-            request, caller, model=job.model, requests=1, input_tokens=estimate_input_tokens(job),
-            max_output_tokens=0 if embedding else job.max_tokens, hold_id=job_id,
-            user_id=job.user_id,
-        )  # fmt: skip
-    except ApiError as exc:
-        raise oe.from_api_error(exc) from exc
-    except BudgetExceeded as exc:
-        raise oe.budget_exceeded(exc.body) from exc
-
-
-async def _stream_slot(svc: Services, caller: Caller) -> StreamSlot:
-    try:
-        return await take_slot(svc, caller)
-    except ApiError as exc:
-        raise oe.from_api_error(exc) from exc
-
-
 async def _caller(request: Request, svc: Services) -> Caller:
     try:
         return await authenticate(request, svc)
@@ -306,10 +298,7 @@ def _scoped(
     caller: Caller, body: ChatCompletionRequest | EmbeddingRequest, job: ev.ChatJob
 ) -> ev.ChatJob:
     """A signed-in user's job is theirs: another user in `user` (or `user_id`) is 403."""
-    try:
-        return scoped_job(caller, job, "user_id" if body.user_id is not None else "user")
-    except ApiError as exc:
-        raise oe.from_api_error(exc) from exc
+    return scoped_job(caller, job, "user_id" if body.user_id is not None else "user")
 
 
 def _build(make: Any) -> ev.ChatJob:

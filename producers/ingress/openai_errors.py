@@ -15,7 +15,11 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 
 from infra.errors import ModelNotPriced, PermanentError
-from producers.ingress.errors import ApiError
+from producers.ingress.errors import (
+    ApiError,
+    ModelRefused,
+    TooLarge,
+)
 
 # An upstream's status, as the gateway's client should see it.
 _UPSTREAM = {
@@ -66,8 +70,20 @@ class OpenAIError(Exception):
 
 
 def from_api_error(exc: ApiError) -> OpenAIError:
-    kinds = {401: "authentication_error", 429: "rate_limit_error", 503: "service_unavailable"}
-    return OpenAIError(
+    """An Ayush error in OpenAI's shape. A refused submission (SubmissionError) keeps what
+    it says: a refused model names it, a spent budget is 402 `insufficient_quota` naming
+    the budget, an event too large for the log 413 `request_too_large`."""
+    if isinstance(exc, ModelRefused):
+        return model_refused(exc.cause)
+    if isinstance(exc, TooLarge):
+        return OpenAIError(413, exc.message, "invalid_request_error", "request_too_large")
+    kinds = {
+        401: "authentication_error",
+        402: "insufficient_quota",
+        429: "rate_limit_error",
+        503: "service_unavailable",
+    }
+    error = OpenAIError(
         exc.status,
         exc.message,
         kinds.get(exc.status, "invalid_request_error"),
@@ -75,12 +91,7 @@ def from_api_error(exc: ApiError) -> OpenAIError:
         exc.field,
         exc.headers,
     )
-
-
-def budget_exceeded(body: dict[str, Any]) -> OpenAIError:
-    """A spent monthly budget: 402, naming the budget and when it resets."""
-    error = OpenAIError(402, body["message"], "insufficient_quota", "budget_exceeded")
-    error.extra = {"budget": body["budget"]}
+    error.extra = exc.extra
     return error
 
 
@@ -115,6 +126,12 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(OpenAIError)
     async def openai_error(_: Request, exc: OpenAIError) -> Response:
         return exc.response()
+
+    # A refused model reads the same at every door, /v1/jobs and the memory routes too:
+    # OpenAI's body, whose `code` and `param` name it.
+    @app.exception_handler(ModelRefused)
+    async def refused_model(_: Request, exc: ModelRefused) -> Response:
+        return model_refused(exc.cause).response()
 
 
 def not_found(what: str, ident: str) -> OpenAIError:

@@ -13,7 +13,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response
 
-from infra.db.budgets import key_in_tenant
 from infra.db.engine import Database
 from infra.db.rate_limits import (
     KeyLimits,
@@ -24,13 +23,13 @@ from infra.db.rate_limits import (
     set_key_limits,
 )
 from infra.errors import TransientError
-from infra.quota import Quotas
+from infra.rate_windows import RateWindows
 from producers.ingress import user_limits
-from producers.ingress.access import may
 from producers.ingress.admission import Admission, admission, rate_limited
 from producers.ingress.body import json_body
 from producers.ingress.caller import Caller
-from producers.ingress.errors import ApiError, unavailable
+from producers.ingress.errors import unavailable
+from producers.ingress.scope import require_key
 from schemas.usage import RateLimitIn, RateLimitView
 
 router = APIRouter(prefix="/v1/ratelimits", tags=["rate limits"])
@@ -43,57 +42,42 @@ Body = Annotated[RateLimitIn, Depends(json_body(RateLimitIn))]
 @router.get("/keys/{key_id}", response_model=RateLimitView)
 async def get_key_limits(key_id: uuid.UUID, caller: Owner, adm: Adm) -> RateLimitView:
     """A key's limits per minute: a key its own; another key's with keys:read."""
-    await _require_key(adm, caller, key_id)
+    await require_key(adm.db, caller, key_id, "limits")
     return _view(adm, await key_limits(adm.db, caller.tenant_id, key_id))
 
 
 @router.put("/keys/{key_id}", response_model=RateLimitView)
 async def put_key_limits(key_id: uuid.UUID, body: Body, caller: Owner, adm: Adm) -> RateLimitView:
     """Hold one key to its own limits per minute (ratelimits:write; another key: keys:read)."""
-    await _require_key(adm, caller, key_id)
+    await require_key(adm.db, caller, key_id, "limits")
     limits = KeyLimits(key_id, body.rpm, body.tpm)
     await set_key_limits(adm.db, caller.tenant_id, limits)
-    await _copy_to_redis(adm.quotas, limits)
+    await _copy_to_redis(adm.windows, limits)
     return _view(adm, limits)
 
 
 @router.delete("/keys/{key_id}", status_code=204)
 async def delete_key_limits(key_id: uuid.UUID, caller: Owner, adm: Adm) -> Response:
     """Back to the platform's defaults (ratelimits:write; another key: keys:read)."""
-    await _require_key(adm, caller, key_id)
+    await require_key(adm.db, caller, key_id, "limits")
     await clear_key_limits(adm.db, key_id)
-    await _copy_to_redis(adm.quotas, KeyLimits(key_id, None, None))
+    await _copy_to_redis(adm.windows, KeyLimits(key_id, None, None))
     return Response(status_code=204)
 
 
-async def restore(db: Database, quotas: Quotas) -> None:
+async def restore(db: Database, windows: RateWindows) -> None:
     """Rewrite Redis's copy of every key's and user's own limits from Postgres."""
     for limits in await all_key_limits(db):
-        await quotas.set_key_limits(
+        await windows.set_key_limits(
             limits.api_key_id, limits.requests_per_min, limits.tokens_per_min
         )
     for users in await all_user_limits(db):
-        await user_limits.copy_to_redis(quotas, users)
+        await user_limits.copy_to_redis(windows, users)
 
 
-async def _require_key(adm: Admission, caller: Caller, key_id: uuid.UUID) -> None:
-    # Changing limits is ratelimits:write (producers.ingress.access); another key's
-    # limits also need keys:read (admin, auditor, or a key given that scope).
-    if key_id == caller.key_id:
-        return
-    if not may(caller.role, caller.scopes, "keys:read"):
-        raise ApiError(
-            403,
-            "forbidden",
-            "another key's limits need keys:read (a key sees its own)",
-        )
-    if not await key_in_tenant(adm.db, caller.tenant_id, key_id):
-        raise ApiError(404, "not_found", f"no API key {key_id}")
-
-
-async def _copy_to_redis(quotas: Quotas, limits: KeyLimits) -> None:
+async def _copy_to_redis(windows: RateWindows, limits: KeyLimits) -> None:
     try:
-        await quotas.set_key_limits(
+        await windows.set_key_limits(
             limits.api_key_id, limits.requests_per_min, limits.tokens_per_min
         )
     except TransientError as exc:

@@ -9,6 +9,11 @@ tenant's is. API keys are not scoped: they act for any user of their tenant.
 
 from __future__ import annotations
 
+import uuid
+
+from infra.db.budgets import key_in_tenant
+from infra.db.engine import Database
+from producers.ingress.access import may
 from producers.ingress.caller import Caller
 from producers.ingress.errors import ApiError
 from schemas.jobs import ChatJob, as_user, other_user
@@ -56,3 +61,20 @@ def visible(caller: Caller, owner: str | None) -> bool:
     """Whether the caller may see what `owner` made (None: made by an API key)."""
     own = caller.own_user
     return own is None or owner == own
+
+
+async def require_key(db: Database, caller: Caller, key_id: uuid.UUID, what: str) -> None:
+    """A key sees its own `what` (its budget, its limits); another key's needs `keys:read`
+    (admin, auditor, or a key given that scope): a permission from the access table, never
+    a role checked here. A key of another tenant is not found."""
+    if key_id == caller.key_id:
+        return
+    if not may(caller.role, caller.scopes, "keys:read"):
+        raise ApiError(
+            403,
+            "forbidden",
+            f"another key's {what}: reading or changing it needs the keys:read permission "
+            "(a key sees its own)",
+        )
+    if not await key_in_tenant(db, caller.tenant_id, key_id):
+        raise ApiError(404, "not_found", f"no API key {key_id}")

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from infra.db.engine import Database
+from infra.db.jobs import QueuedJobs
 from infra.files import FileStore
 from infra.kafka.publisher import Publisher
 from infra.pricing import PriceTable
@@ -29,6 +30,7 @@ class Services:
     publisher: Publisher
     replies: Replies
     files: FileStore
+    queued: QueuedJobs
     routing: RoutingConfig = field(default_factory=RoutingConfig)
     prices: PriceTable = field(default_factory=lambda: PriceTable({}))
     memory: MemoryBackend | None = None

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 
 from infra.db.tenants import tenant_settings, update_tenant_settings
-from producers.ingress.admission import RateLimited
+from producers.ingress.admission import RateLimitedCaller
 from producers.ingress.body import json_body
 from producers.ingress.cors import AllowedOrigins
 from producers.ingress.state import Svc
@@ -22,13 +22,13 @@ Body = Annotated[TenantSettingsIn, Depends(json_body(TenantSettingsIn))]
 
 
 @router.get("/settings", response_model=TenantSettingsView)
-async def get_settings(caller: RateLimited, svc: Svc) -> TenantSettingsView:
+async def get_settings(caller: RateLimitedCaller, svc: Svc) -> TenantSettingsView:
     return _view(await tenant_settings(svc.db, caller.tenant_id))
 
 
 @router.put("/settings", response_model=TenantSettingsView)
 async def put_settings(
-    body: Body, caller: RateLimited, svc: Svc, request: Request
+    body: Body, caller: RateLimitedCaller, svc: Svc, request: Request
 ) -> TenantSettingsView:
     # tenant:write is the tenant's administration (producers.ingress.access).
     changes = body.model_dump(exclude_none=True)

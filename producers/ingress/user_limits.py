@@ -2,9 +2,9 @@
 and a user's own where they differ.
 
 The default is one row and one Redis key per tenant, consulted by the budget and rate
-scripts (infra.quota) for a user without limits of their own, so changing it applies
-to every user at once. A user's own budget or limits are stored under the user's
-derived id (`user_subject`); the views show the plain user id.
+scripts (infra.budget_holds, infra.rate_windows) for a user without limits of their own,
+so changing it applies to every user at once. A user's own budget or limits are stored
+under the user's derived id (`user_subject`); the views show the plain user id.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Depends, Path, Response
 
+from infra.budget_holds import Scope
 from infra.db.budgets import budget_state, clear_budget, set_budget
 from infra.db.rate_limits import (
     DEFAULT_USER,
@@ -23,7 +24,7 @@ from infra.db.rate_limits import (
     user_limits,
 )
 from infra.errors import TransientError
-from infra.quota import Quotas, Scope
+from infra.rate_windows import RateWindows
 from producers.ingress.admission import Admission, admission_dependency, rate_limited
 from producers.ingress.body import json_body
 from producers.ingress.caller import Caller, user_subject
@@ -62,7 +63,7 @@ async def get_default_budget(caller: Owner, adm: Adm) -> UserBudgetDefault:
 @budgets_router.put("/default", response_model=UserBudgetDefault)
 async def put_default_budget(body: Budget, caller: Owner, adm: Adm) -> UserBudgetDefault:
     await set_budget(adm.db, caller.tenant_id, "users", caller.tenant_id, body.monthly_usd)
-    await _redis(adm.quotas.set_limit(caller.tenant_id, _default(caller), body.monthly_usd))
+    await _redis(adm.holds.set_limit(caller.tenant_id, _default(caller), body.monthly_usd))
     return UserBudgetDefault(monthly_usd=body.monthly_usd)
 
 
@@ -70,7 +71,7 @@ async def put_default_budget(body: Budget, caller: Owner, adm: Adm) -> UserBudge
 async def delete_default_budget(caller: Owner, adm: Adm) -> Response:
     """No default: users without a budget of their own have none."""
     await clear_budget(adm.db, "users", caller.tenant_id)
-    await _redis(adm.quotas.clear_limit(caller.tenant_id, _default(caller)))
+    await _redis(adm.holds.clear_limit(caller.tenant_id, _default(caller)))
     return Response(status_code=204)
 
 
@@ -86,8 +87,8 @@ async def put_user_budget(user_id: UserId, body: Budget, caller: Owner, adm: Adm
     period = current_period()
     state = await budget_state(adm.db, caller.tenant_id, scope.kind, scope.id, period)
     # Redis may not know this month's spend yet: teach it before the limit applies.
-    await _redis(adm.quotas.settle(caller.tenant_id, [], [(scope, period, state.spent_usd)]))
-    await _redis(adm.quotas.set_limit(caller.tenant_id, scope, body.monthly_usd))
+    await _redis(adm.holds.settle(caller.tenant_id, [], [(scope, period, state.spent_usd)]))
+    await _redis(adm.holds.set_limit(caller.tenant_id, scope, body.monthly_usd))
     return await user_budget_view(adm, caller, user_id)
 
 
@@ -96,7 +97,7 @@ async def delete_user_budget(user_id: UserId, caller: Owner, adm: Adm) -> Respon
     """Back to the tenant's default for its users."""
     scope = _user(caller, user_id)
     await clear_budget(adm.db, scope.kind, scope.id)
-    await _redis(adm.quotas.clear_limit(caller.tenant_id, scope))
+    await _redis(adm.holds.clear_limit(caller.tenant_id, scope))
     return Response(status_code=204)
 
 
@@ -109,7 +110,7 @@ async def user_budget_view(adm: Admission, caller: Caller, user_id: str) -> User
         monthly_usd=state.monthly_usd,
         own_usd=state.own_usd,
         spent_usd=state.spent_usd,
-        reserved_usd=await _redis(adm.quotas.reserved(caller.tenant_id, scope, period)),
+        reserved_usd=await _redis(adm.holds.reserved(caller.tenant_id, scope, period)),
         period=period,
         resets_at=period_reset(period),
     )
@@ -178,19 +179,19 @@ async def _limits_view(adm: Admission, caller: Caller, user_id: str) -> UserRate
     )
 
 
-async def copy_to_redis(quotas: Quotas, limits: UserLimits) -> None:
+async def copy_to_redis(windows: RateWindows, limits: UserLimits) -> None:
     """Redis's copy of one user's (or the default's) limits, read on every request."""
     user = (
         None if limits.user_id == DEFAULT_USER else user_subject(limits.tenant_id, limits.user_id)
     )
-    await quotas.set_user_limits(
+    await windows.set_user_limits(
         limits.tenant_id, user, limits.requests_per_min, limits.tokens_per_min
     )
 
 
 async def _copy_to_redis(adm: Admission, limits: UserLimits) -> None:
     # Postgres has the change; a retry of the same call copies it.
-    await _redis(copy_to_redis(adm.quotas, limits))
+    await _redis(copy_to_redis(adm.windows, limits))
 
 
 async def _redis(call: Awaitable[T]) -> T:

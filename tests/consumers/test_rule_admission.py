@@ -9,9 +9,10 @@ from decimal import Decimal
 import pytest
 
 from consumers.groups.webhook_router.admission import Limits, admit_action, admit_job
+from infra.budget_holds import BudgetHolds, Scope
 from infra.local_stack import ServiceAddresses
 from infra.pricing import Price, PriceTable
-from infra.quota import Quotas, Scope
+from infra.rate_windows import RateWindows
 from infra.routing.catalog import ModelCatalog
 from infra.routing.config import RoutingConfig
 from infra.settings import Settings
@@ -30,12 +31,13 @@ async def limits(services: ServiceAddresses) -> AsyncIterator[Limits]:
             rate_limit_tokens_per_min=50_000,
         )
     )
-    quotas = Quotas(settings, max_connections=4)
+    holds, windows = BudgetHolds(settings, 4), RateWindows(settings, 4)
     prices = PriceTable({"gpt-fake": Price(Decimal("1.00"), Decimal("2.00"))})
     try:
-        yield Limits(settings, quotas, ModelCatalog(RoutingConfig(), prices))
+        yield Limits(settings, holds, windows, ModelCatalog(RoutingConfig(), prices))
     finally:
-        await quotas.close()
+        await holds.close()
+        await windows.close()
 
 
 def _job(text: str, max_tokens: int = 10) -> ChatJob:
@@ -69,15 +71,15 @@ async def test_a_rule_job_counts_all_its_text_against_the_tokens_per_minute(
 
 async def test_a_rule_job_reserves_its_cost_on_the_tenants_budget(limits: Limits) -> None:
     tenant = uuid.uuid4()
-    await limits.quotas.set_limit(tenant, Scope("tenant", tenant), Decimal("0.0001"))
+    await limits.holds.set_limit(tenant, Scope("tenant", tenant), Decimal("0.0001"))
     job_id = uuid7()
     # About 12 tokens in and 10 out: $0.000032 of the $0.0001.
     assert await admit_job(limits, tenant, job_id, _job("hello")) is None
-    reserved = await limits.quotas.reserved(tenant, Scope("tenant", tenant), current_period())
+    reserved = await limits.holds.reserved(tenant, Scope("tenant", tenant), current_period())
     assert Decimal("0.00002") < reserved < Decimal("0.0001")
     # A redelivered webhook asks again for the same job: its reservation stands, once.
     assert await admit_job(limits, tenant, job_id, _job("hello")) is None
-    again = await limits.quotas.reserved(tenant, Scope("tenant", tenant), current_period())
+    again = await limits.holds.reserved(tenant, Scope("tenant", tenant), current_period())
     assert again == reserved
     refused = await admit_job(limits, tenant, uuid7(), _job("hello", max_tokens=100))
     assert refused is not None and refused.startswith("budget_exceeded: the tenant's")

@@ -16,11 +16,11 @@ import uuid
 from dataclasses import dataclass
 from decimal import Decimal
 
+from infra.budget_holds import BudgetHolds, Scope
 from infra.db.batches import PendingLine
 from infra.db.models import Batch
 from infra.errors import PermanentError
 from infra.providers.tokens import estimate_job
-from infra.quota import Quotas, Scope
 from infra.routing.catalog import ModelCatalog
 from infra.settings import Settings
 from schemas.ids import user_subject
@@ -53,7 +53,7 @@ async def admit(
     batch: Batch,
     lines: list[PendingLine],
     jobs: list[ChatJob],
-    quotas: Quotas,
+    holds: BudgetHolds,
     models: ModelCatalog,
     settings: Settings,
 ) -> list[Refusal]:
@@ -70,13 +70,13 @@ async def admit(
             refusals.append(Refusal(line.job_id, str(exc)))
         else:
             priced.append((line, estimate, job.user_id or None))
-    return refusals + await _reserve(batch, priced, quotas, settings)
+    return refusals + await _reserve(batch, priced, holds, settings)
 
 
 async def _reserve(
     batch: Batch,
     priced: list[tuple[PendingLine, Decimal, str | None]],
-    quotas: Quotas,
+    store: BudgetHolds,
     settings: Settings,
 ) -> list[Refusal]:
     if not priced:
@@ -90,7 +90,7 @@ async def _reserve(
         scopes.append(Scope("key", batch.api_key_id))
     period = current_period()
     holds = [(line.job_id, estimate) for line, estimate, _ in priced]
-    answers = await quotas.reserve_many(
+    answers = await store.reserve_many(
         batch.tenant_id, scopes, period, holds, settings.batch_completion_window_s, users
     )
     resets = period_reset(period).isoformat()
@@ -105,7 +105,7 @@ async def _reserve(
     return refusals
 
 
-async def release(batch: Batch, job_ids: list[uuid.UUID], quotas: Quotas) -> None:
+async def release(batch: Batch, job_ids: list[uuid.UUID], holds: BudgetHolds) -> None:
     """Drops the reservations of lines that will not run (cancelled, expired)."""
     for start in range(0, len(job_ids), RELEASE_CHUNK):
-        await quotas.settle(batch.tenant_id, job_ids[start : start + RELEASE_CHUNK], [])
+        await holds.settle(batch.tenant_id, job_ids[start : start + RELEASE_CHUNK], [])

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from consumers.jobs.ports import JobPorts
+from infra.budget_holds import BudgetHolds
 from infra.db import batch_progress
 from infra.db import batches as batch_store
 from infra.db.models import Batch, utcnow
@@ -29,13 +30,13 @@ from infra.errors import PermanentError
 from infra.files import FileStore
 from infra.kafka.group import Group
 from infra.kafka.policies import Batches
-from infra.quota import Quotas
 from infra.routing.catalog import ModelCatalog
 from schemas import batches as batch_events
 from schemas import jobs as job_events
 from schemas import topics
 from schemas.envelope import Actor, Envelope
 from schemas.ids import derived_id
+from schemas.versions import job_requested
 
 from .budget import admit, release
 from .lines import parse_input
@@ -49,7 +50,7 @@ PUBLISH_CHUNK = 1000
 @dataclass(frozen=True)
 class Ports(JobPorts):
     files: FileStore
-    quotas: Quotas
+    holds: BudgetHolds
     catalog: ModelCatalog  # the models a line may name, and their prices
 
 
@@ -199,7 +200,7 @@ async def _publish_pending(batch: Batch, cause: uuid.UUID, ports: Ports) -> None
     for start in range(0, len(pending), PUBLISH_CHUNK):
         chunk = pending[start : start + PUBLISH_CHUNK]
         jobs = [job_events.ChatJob.model_validate(line.request) for line in chunk]
-        refusals = await admit(batch, chunk, jobs, ports.quotas, ports.catalog, ports.settings)
+        refusals = await admit(batch, chunk, jobs, ports.holds, ports.catalog, ports.settings)
         if refusals:
             refused = [(r.job_id, r.message) for r in refusals]
             counted = await batch_store.refuse_lines(ports.db, batch.id, refused)
@@ -214,14 +215,8 @@ async def _publish_pending(batch: Batch, cause: uuid.UUID, ports: Ports) -> None
             payload = job_events.JobRequested(
                 job_id=line.job_id, api_key_id=line.api_key_id, job=job
             )
-            envelope = Envelope[Any](
-                id=line.request_event_id,
-                type=job_events.JOB_REQUESTED,
-                tenant_id=batch.tenant_id,
-                actor=SYSTEM,
-                correlation_id=line.job_id,
-                causation_id=cause,
-                payload=payload,
+            envelope = job_requested(
+                payload, batch.tenant_id, SYSTEM, event_id=line.request_event_id, causation_id=cause
             )
             items.append((topics.AI_JOB_REQUESTED_BATCH.name, envelope))
         await ports.publisher.publish_many(items)
@@ -234,7 +229,7 @@ async def handle_cancel(batch_id: Any, ports: Ports) -> None:
         return  # a batch still validating is cancelled once its lines are stored
     batch, cancelled = await batch_store.cancel_pending(ports.db, batch_id)
     if batch is not None:
-        await release(batch, cancelled, ports.quotas)
+        await release(batch, cancelled, ports.holds)
         await _announce(ports, batch, "progress")
         await _finalize_if_done(batch, ports)
 
@@ -263,7 +258,7 @@ async def expire_due(ports: Ports) -> None:
         if expired is not None:
             stopped, job_ids = expired
             log.info("batch %s expired with %d lines not run", batch_id, len(job_ids))
-            await release(stopped, job_ids, ports.quotas)
+            await release(stopped, job_ids, ports.holds)
             await _announce(ports, stopped)
         if batch is not None:
             await _finalize_if_done(batch, ports)

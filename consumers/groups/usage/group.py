@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from infra.budget_holds import BudgetHolds, Scope, Settlement
 from infra.db import usage as usage_store
 from infra.db.engine import Database
 from infra.db.usage import NO_KEY_TEXT, Spend, UsageRow
@@ -25,7 +26,6 @@ from infra.kafka.group import Group
 from infra.kafka.policies import Batches
 from infra.kafka.publisher import Publisher
 from infra.kafka.routes import Record
-from infra.quota import Quotas, Scope, Settlement
 from infra.settings import Settings
 from schemas import jobs as job_events
 from schemas import topics
@@ -42,7 +42,7 @@ ALERT_NAMESPACE = uuid.UUID("6f1c7a52-3b7e-4f0e-9a51-0c1f6f1d2b11")
 class Ports:
     settings: Settings
     db: Database
-    quotas: Quotas
+    holds: BudgetHolds
     publisher: Publisher
 
 
@@ -121,7 +121,7 @@ async def handle_job_failed(events: list[Envelope[job_events.JobFailed]], ports:
     by_tenant: dict[uuid.UUID, list[str]] = defaultdict(list)
     for event in events:
         by_tenant[event.tenant_id].append(str(event.payload.job_id))
-    await ports.quotas.settle_many([Settlement(t, ids, []) for t, ids in by_tenant.items()])
+    await ports.holds.settle_many([Settlement(t, ids, []) for t, ids in by_tenant.items()])
 
 
 async def _settle(rows: list[UsageRow], spends: list[Spend], ports: Ports) -> None:
@@ -132,7 +132,7 @@ async def _settle(rows: list[UsageRow], spends: list[Spend], ports: Ports) -> No
     spent: dict[uuid.UUID, list[tuple[Scope, str, Decimal]]] = defaultdict(list)
     for s in spends:
         spent[s.tenant_id].append((Scope(s.scope, s.scope_id), s.period, s.spent_usd))
-    await ports.quotas.settle_many(
+    await ports.holds.settle_many(
         [Settlement(t, holds.get(t, []), spent.get(t, [])) for t in holds.keys() | spent.keys()]
     )
 

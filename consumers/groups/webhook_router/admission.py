@@ -16,9 +16,10 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
+from infra.budget_holds import BudgetHolds, Scope
 from infra.errors import ModelNotPriced, UnknownModel
 from infra.providers.tokens import estimate_job
-from infra.quota import Quotas, Scope
+from infra.rate_windows import RateWindows
 from infra.routing.catalog import ModelCatalog
 from infra.settings import Settings
 from schemas.jobs import ChatJob
@@ -31,7 +32,8 @@ RATE_LIMITED = "rate_limited"
 @dataclass(frozen=True)
 class Limits:
     settings: Settings
-    quotas: Quotas
+    holds: BudgetHolds
+    windows: RateWindows
     models: ModelCatalog
 
 
@@ -53,7 +55,7 @@ async def admit_job(
         amount = limits.models.estimate(job.model, input_tokens, output_tokens)
     except (UnknownModel, ModelNotPriced) as exc:  # routing changed since the rule was made
         return f"{exc.code}: {exc}"
-    scope = await limits.quotas.reserve(
+    scope = await limits.holds.reserve(
         tenant_id, [Scope("tenant", tenant_id)], period, job_id, amount, settings.budget_hold_ttl_s
     )
     if scope is None:
@@ -69,7 +71,7 @@ async def admit_action(limits: Limits, tenant_id: uuid.UUID) -> str | None:
 
 async def _rate(limits: Limits, tenant_id: uuid.UUID, *, requests: int, tokens: int) -> str | None:
     settings = limits.settings
-    window = await limits.quotas.hit(
+    window = await limits.windows.hit(
         tenant_id,
         requests=requests,
         tokens=tokens,

@@ -27,7 +27,7 @@ from schemas import jobs as job_events
 from schemas import topics
 from schemas.envelope import Actor, Envelope
 from schemas.ids import derived_id
-from schemas.versions import follow_up
+from schemas.versions import follow_up, job_requested
 
 log = logging.getLogger(__name__)
 
@@ -90,13 +90,12 @@ async def _start_job(raw: Envelope[Any], rule: Rule, context: dict[str, Any], po
     )
     job_id = derived_id(raw.id, f"rule:{rule.id}:job")
     # The job's own correlation: its events are keyed by the job, not the webhook.
-    event = follow_up(
-        raw,
-        job_events.JOB_REQUESTED,
+    event = job_requested(
         job_events.JobRequested(job_id=job_id, job=chat),
-        f"rule:{rule.id}:request",
+        raw.tenant_id,
         SYSTEM,
-        correlation_id=job_id,
+        event_id=derived_id(raw.id, f"rule:{rule.id}:request"),
+        causation_id=raw.id,
     )
     stored, created = await job_store.insert_job(
         ports.db,
