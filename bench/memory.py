@@ -46,7 +46,7 @@ from infra.kafka.runner import GroupRunner
 from infra.settings import Settings
 from infra.vectors.base import Query
 from infra.vectors.pgvector import PgVectorStore
-from schemas import memory as ev
+from schemas import memory as memory_events
 from schemas import topics
 from schemas.envelope import Actor, Envelope
 from schemas.ids import uuid7
@@ -156,9 +156,9 @@ async def ingest_bench(settings: Settings, db: Database, count: int) -> float:
     actor = Actor(kind="system", id="bench")
     envelopes = [
         Envelope[Any](
-            type=ev.MEMORY_REMEMBER, tenant_id=tenant, actor=actor,
-            correlation_id=ev.user_key(tenant, f"user-{i % 50}"),
-            payload=ev.Remember(memory_id=uuid7(), user_id=f"user-{i % 50}",
+            type=memory_events.MEMORY_REMEMBER, tenant_id=tenant, actor=actor,
+            correlation_id=memory_events.user_key(tenant, f"user-{i % 50}"),
+            payload=memory_events.Remember(memory_id=uuid7(), user_id=f"user-{i % 50}",
                                 text=f"memory {i}: the user mentioned topic {i % 97} today"),
         )
         for i in range(count)

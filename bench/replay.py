@@ -27,7 +27,7 @@ from bench.services import bench_services
 from infra.kafka.history import History
 from infra.kafka.publisher import Publisher
 from infra.settings import Settings
-from schemas import jobs as ev
+from schemas import jobs as job_events
 from schemas import topics
 from schemas.envelope import Actor, Envelope
 from schemas.ids import uuid7
@@ -44,11 +44,19 @@ async def publish(settings: Settings, n: int) -> None:
             items: list[tuple[str, Envelope[Any]]] = []
             for i in range(start, min(start + 1000, n)):
                 job_id = uuid7()
-                payload = ev.JobFailed(job_id=job_id, error=f"bench event {i}")
-                items.append((TOPIC, Envelope[Any](
-                    type=ev.JOB_FAILED, tenant_id=tenant, actor=Actor(kind="system", id="bench"),
-                    correlation_id=job_id, payload=payload,
-                )))  # fmt: skip
+                payload = job_events.JobFailed(job_id=job_id, error=f"bench event {i}")
+                items.append(
+                    (
+                        TOPIC,
+                        Envelope[Any](
+                            type=job_events.JOB_FAILED,
+                            tenant_id=tenant,
+                            actor=Actor(kind="system", id="bench"),
+                            correlation_id=job_id,
+                            payload=payload,
+                        ),
+                    )
+                )
             await publisher.publish_many(items)
     finally:
         await publisher.stop()
@@ -74,9 +82,11 @@ async def raw_consume(settings: Settings, n: int) -> float:
         where = await history.locate(settings.topic(TOPIC))
     bootstrap, _, _ = settings.require_services()
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=20,
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        fetch_max_wait_ms=20,
         max_partition_fetch_bytes=4 * 1024 * 1024,
-    )  # fmt: skip
+    )
     await consumer.start()
     try:
         consumer.assign(list(where.ends))

@@ -14,7 +14,7 @@ from typing import Any
 from infra.db import memories as memory_rows
 from infra.db.engine import Database
 from infra.kafka.publisher import Publisher
-from schemas import memory as ev
+from schemas import memory as memory_events
 from schemas import topics
 from schemas.envelope import Actor, Envelope
 
@@ -33,9 +33,9 @@ async def reembed(db: Database, publisher: Publisher, model: str) -> int:
             (
                 topics.MEMORY_COMMANDS.name,
                 Envelope[Any](
-                    type=ev.MEMORY_REMEMBER, tenant_id=tenant_id, actor=ACTOR,
-                    correlation_id=ev.user_key(tenant_id, row.user_id),
-                    payload=ev.Remember(
+                    type=memory_events.MEMORY_REMEMBER, tenant_id=tenant_id, actor=ACTOR,
+                    correlation_id=memory_events.user_key(tenant_id, row.user_id),
+                    payload=memory_events.Remember(
                         memory_id=row.id, user_id=row.user_id, text=row.text,
                         metadata=row.metadata, source="reembed",
                     ),

@@ -19,7 +19,7 @@ from infra.kafka.codec import encode
 from infra.local_stack import ServiceAddresses
 from infra.s3 import ObjectStore
 from infra.settings import Settings
-from schemas import jobs as ev
+from schemas import jobs as job_events
 from schemas.envelope import Actor, Envelope
 from schemas.ids import uuid7
 from tests.harness import unique
@@ -36,13 +36,13 @@ async def store(services: ServiceAddresses) -> AsyncIterator[ObjectStore]:
 
 def _record(topic: str, offset: int, at: datetime, tenant: object) -> ConsumerRecord[bytes, bytes]:
     job_id = uuid7()
-    envelope = Envelope[ev.JobFailed](
-        type=ev.JOB_FAILED,
+    envelope = Envelope[job_events.JobFailed](
+        type=job_events.JOB_FAILED,
         tenant_id=tenant,  # type: ignore[arg-type]
         actor=Actor(kind="system", id="test"),
         correlation_id=job_id,
         occurred_at=at,
-        payload=ev.JobFailed(job_id=job_id, error=f"error {offset}"),
+        payload=job_events.JobFailed(job_id=job_id, error=f"error {offset}"),
     )
     key, value, headers = encode(envelope)
     return ConsumerRecord(

@@ -25,10 +25,10 @@ from infra.kafka.routes import Route
 from infra.kafka.runner import GroupRunner
 from infra.local_stack import ServiceAddresses
 from infra.settings import Settings
-from schemas import batches as bev
-from schemas import integrations as iev
-from schemas import jobs as ev
-from schemas import memory as mev
+from schemas import batches as batch_events
+from schemas import integrations as integration_events
+from schemas import jobs as job_events
+from schemas import memory as memory_events
 from schemas import topics
 from schemas.envelope import Actor, Envelope, RawEnvelope
 from schemas.ids import uuid7
@@ -67,7 +67,7 @@ async def setup(services: ServiceAddresses) -> AsyncIterator[Setup]:
     await publisher.start()
     handler = FlakyHandler()
     consumer = GroupRunner(
-        settings, group="flaky", topics=[TOPIC], routes={ev.JOB_FAILED: Route(handler)},
+        settings, group="flaky", topics=[TOPIC], routes={job_events.JOB_FAILED: Route(handler)},
         publisher=publisher, policy=Each(4), retry=RetryPolicy(attempts=1, timeout_s=30),
     )  # fmt: skip
     ready = asyncio.Event()
@@ -81,9 +81,9 @@ async def setup(services: ServiceAddresses) -> AsyncIterator[Setup]:
 
 async def _publish_failed_job(publisher: Publisher) -> uuid.UUID:
     job_id = uuid7()
-    envelope = Envelope[ev.JobFailed](
-        type=ev.JOB_FAILED, tenant_id=uuid7(), actor=Actor(kind="system", id="test"),
-        correlation_id=job_id, payload=ev.JobFailed(job_id=job_id, error="x"),
+    envelope = Envelope[job_events.JobFailed](
+        type=job_events.JOB_FAILED, tenant_id=uuid7(), actor=Actor(kind="system", id="test"),
+        correlation_id=job_id, payload=job_events.JobFailed(job_id=job_id, error="x"),
     )  # fmt: skip
     await publisher.publish(TOPIC, envelope)
     return envelope.id
@@ -148,7 +148,7 @@ async def test_a_given_up_event_settles_what_it_started(services: ServiceAddress
 
     consumer = GroupRunner(
         settings, group="settling", topics=[TOPIC],
-        routes={ev.JOB_FAILED: Route(handle, give_up=give_up)},
+        routes={job_events.JOB_FAILED: Route(handle, give_up=give_up)},
         publisher=publisher, policy=Each(4), retry=RetryPolicy(attempts=2, timeout_s=30),
     )  # fmt: skip
     ready = asyncio.Event()
@@ -174,12 +174,12 @@ async def test_a_given_up_event_settles_what_it_started(services: ServiceAddress
 def test_handlers_that_start_jobs_settle_them_when_given_up() -> None:
     ports: Any = None  # the handlers only close over their ports
     settling = [
-        model_calls.group.routes(ports)[ev.JOB_REQUESTED],
-        integrations.group.routes(ports)[iev.ACTION_REQUESTED],
-        memory.group.routes(ports)[mev.MEMORY_REMEMBER],
-        webhook_router.group.routes(ports)[iev.WEBHOOK_RECEIVED],
-        webhook_router.group.routes(ports)[ev.JOB_SUCCEEDED],
+        model_calls.group.routes(ports)[job_events.JOB_REQUESTED],
+        integrations.group.routes(ports)[integration_events.ACTION_REQUESTED],
+        memory.group.routes(ports)[memory_events.MEMORY_REMEMBER],
+        webhook_router.group.routes(ports)[integration_events.WEBHOOK_RECEIVED],
+        webhook_router.group.routes(ports)[job_events.JOB_SUCCEEDED],
     ]
     assert all(handler.give_up is not None for handler in settling)
-    assert batch_lane.group.routes(ports)[ev.JOB_REQUESTED].give_up is not None
-    assert batch.group.routes(ports)[bev.BATCH_CREATED].give_up is not None
+    assert batch_lane.group.routes(ports)[job_events.JOB_REQUESTED].give_up is not None
+    assert batch.group.routes(ports)[batch_events.BATCH_CREATED].give_up is not None

@@ -14,7 +14,7 @@ from infra.db.engine import Database
 from infra.kafka.admin import create_topics
 from infra.kafka.publisher import Publisher
 from infra.local_stack import ServiceAddresses
-from schemas import jobs as ev
+from schemas import jobs as job_events
 from schemas import topics
 from schemas.envelope import Actor, Envelope
 from schemas.ids import uuid7
@@ -33,11 +33,11 @@ def ayush(services: ServiceAddresses, prefix: str, *args: str) -> subprocess.Com
     )
 
 
-def _failed(tenant: object, error: str = "x") -> Envelope[ev.JobFailed]:
+def _failed(tenant: object, error: str = "x") -> Envelope[job_events.JobFailed]:
     job_id = uuid7()
-    return Envelope[ev.JobFailed](
-        type=ev.JOB_FAILED, tenant_id=tenant, actor=Actor(kind="system", id="test"),  # type: ignore[arg-type]
-        correlation_id=job_id, payload=ev.JobFailed(job_id=job_id, error=error),
+    return Envelope[job_events.JobFailed](
+        type=job_events.JOB_FAILED, tenant_id=tenant, actor=Actor(kind="system", id="test"),  # type: ignore[arg-type]
+        correlation_id=job_id, payload=job_events.JobFailed(job_id=job_id, error=error),
     )  # fmt: skip
 
 
@@ -67,7 +67,7 @@ async def test_replay_out_and_dead_letters_from_the_command_line(
     result = ayush(
         services, prefix, "replay", "--topic", topics.AI_JOB_LIFECYCLE.name,
         "--from", datetime.now(UTC).strftime("%Y-%m-%d"), "--tenant", str(tenant),
-        "--type", ev.JOB_FAILED, "--out", str(out),
+        "--type", job_events.JOB_FAILED, "--out", str(out),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout.strip().splitlines()[-1])

@@ -12,7 +12,7 @@ from sqlalchemy import text
 from infra.db.engine import Database
 from infra.kafka.publisher import Publisher
 from infra.settings import Settings
-from schemas import jobs as ev
+from schemas import jobs as job_events
 from schemas import topics
 from schemas.envelope import Actor, Envelope
 from schemas.ids import uuid7
@@ -30,11 +30,11 @@ def usage_event(
 ) -> Envelope[Any]:
     job_id = uuid7()
     return Envelope[Any](
-        type=ev.USAGE_RECORDED,
+        type=job_events.USAGE_RECORDED,
         tenant_id=tenant_id,
         actor=Actor(kind="system", id="model-calls"),
         correlation_id=job_id,
-        payload=ev.UsageRecorded(
+        payload=job_events.UsageRecorded(
             job_id=job_id, api_key_id=key_id, user_id=user_id, provider="openai", model=model,
             input_tokens=input_tokens, output_tokens=output_tokens, cost_usd=Decimal(cost),
         ),

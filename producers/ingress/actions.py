@@ -18,7 +18,7 @@ from producers.ingress.auth import Authenticated
 from producers.ingress.body import json_body
 from producers.ingress.errors import ApiError
 from producers.ingress.state import Svc, vault
-from schemas import integrations as ev
+from schemas import integrations as integration_events
 from schemas import topics
 from schemas.api import JobAccepted
 from schemas.ids import uuid7
@@ -33,13 +33,15 @@ async def list_connectors(_: Authenticated) -> dict[str, Any]:
     return {"connectors": describe()}
 
 
-@router.post("/v1/connections", status_code=201, response_model=ev.ConnectionView)
+@router.post("/v1/connections", status_code=201, response_model=integration_events.ConnectionView)
 async def create_connection(
-    body: Annotated[ev.ConnectionCreate, Depends(json_body(ev.ConnectionCreate))],
+    body: Annotated[
+        integration_events.ConnectionCreate, Depends(json_body(integration_events.ConnectionCreate))
+    ],
     caller: Authenticated,
     svc: Svc,
     box: SecretBox,
-) -> ev.ConnectionView:
+) -> integration_events.ConnectionView:
     connector = CATALOG.get(body.connector)
     if connector is None:
         raise invalid("connector", f"unknown connector; known: {', '.join(CATALOG)}")
@@ -56,12 +58,16 @@ async def create_connection(
     )
     seal_into(box, connection, credentials.model_dump_json().encode())
     await store.add_connection(svc.db, connection)
-    return ev.ConnectionView(id=connection.id, connector=connection.connector, name=body.name)
+    return integration_events.ConnectionView(
+        id=connection.id, connector=connection.connector, name=body.name
+    )
 
 
 @router.post("/v1/actions", status_code=202, response_model=JobAccepted)
 async def create_action(
-    body: Annotated[ev.ActionCreate, Depends(json_body(ev.ActionCreate))],
+    body: Annotated[
+        integration_events.ActionCreate, Depends(json_body(integration_events.ActionCreate))
+    ],
     caller: Authenticated,
     svc: Svc,
     request: Request,
@@ -75,7 +81,7 @@ async def create_action(
         raise invalid("action", f"{connection.connector} has no such action; known: {known}")
     params = validated(spec.params, body.params, "params")
     job_id, event_id = uuid7(), uuid7()
-    payload = ev.ActionRequested(
+    payload = integration_events.ActionRequested(
         job_id=job_id,
         api_key_id=caller.key_id,
         connection_id=connection.id,
@@ -93,7 +99,7 @@ async def create_action(
         event_id=event_id,
     )
     await job_store.insert_job(svc.db, row)
-    envelope = caller.event(ev.ACTION_REQUESTED, job_id, payload, id=event_id)
+    envelope = caller.event(integration_events.ACTION_REQUESTED, job_id, payload, id=event_id)
     try:
         await svc.publisher.publish(topics.INTEGRATION_ACTION_REQUESTED.name, envelope)
     except TransientError as exc:

@@ -23,7 +23,7 @@ from producers.ingress.job_stream import _frame, ended_stream, follow, resume_po
 from producers.ingress.openai_errors import OpenAIError, from_api_error, not_found
 from producers.ingress.scope import visible
 from producers.ingress.state import Services, Svc
-from schemas import batches as bev
+from schemas import batches as batch_events
 from schemas import topics
 from schemas.envelope import Envelope
 from schemas.ids import derived_id, uuid7
@@ -38,17 +38,21 @@ def _ts(value: datetime | None) -> int | None:
     return int(value.timestamp()) if value is not None else None
 
 
-def batch_object(batch: Batch) -> bev.BatchObject:
+def batch_object(batch: Batch) -> batch_events.BatchObject:
     errors = {"object": "list", "data": batch.errors} if batch.errors else None
-    return bev.BatchObject(
-        id=bev.batch_public_id(batch.id),
+    return batch_events.BatchObject(
+        id=batch_events.batch_public_id(batch.id),
         endpoint=batch.endpoint,
         errors=errors,
-        input_file_id=bev.file_public_id(batch.input_file_id),
+        input_file_id=batch_events.file_public_id(batch.input_file_id),
         completion_window=batch.completion_window,
         status=batch.status,
-        output_file_id=bev.file_public_id(batch.output_file_id) if batch.output_file_id else None,
-        error_file_id=bev.file_public_id(batch.error_file_id) if batch.error_file_id else None,
+        output_file_id=batch_events.file_public_id(batch.output_file_id)
+        if batch.output_file_id
+        else None,
+        error_file_id=batch_events.file_public_id(batch.error_file_id)
+        if batch.error_file_id
+        else None,
         created_at=int(batch.created_at.timestamp()),
         in_progress_at=_ts(batch.in_progress_at),
         expires_at=_ts(batch.expires_at),
@@ -58,7 +62,7 @@ def batch_object(batch: Batch) -> bev.BatchObject:
         cancelling_at=_ts(batch.cancelling_at),
         cancelled_at=_ts(batch.cancelled_at),
         expired_at=_ts(batch.expired_at),
-        request_counts=bev.RequestCounts(
+        request_counts=batch_events.RequestCounts(
             total=batch.total, completed=batch.completed, failed=batch.failed
         ),
         metadata=batch.batch_metadata,
@@ -66,7 +70,7 @@ def batch_object(batch: Batch) -> bev.BatchObject:
 
 
 async def _owned(svc: Services, caller: Caller, batch_id: str) -> Batch:
-    ident = bev.parse_public_id("batch_", batch_id)
+    ident = batch_events.parse_public_id("batch_", batch_id)
     batch = await batch_store.get_batch(svc.db, ident, caller.tenant_id) if ident else None
     if batch is None or not visible(caller, batch.user_id):
         raise not_found("batch", batch_id)
@@ -79,18 +83,18 @@ def _event(caller: Caller, batch: Batch, type_: str, payload: Any, event_id: Any
 
 @router.post(
     "",
-    response_model=bev.BatchObject,
+    response_model=batch_events.BatchObject,
     openapi_extra={"requestBody": {"required": True, "content": {"application/json": {}}}},
 )
 async def create(
-    body: Annotated[bev.CreateBatch, Depends(json_body(bev.CreateBatch))],
+    body: Annotated[batch_events.CreateBatch, Depends(json_body(batch_events.CreateBatch))],
     caller: Authenticated,
     svc: Svc,
-) -> bev.BatchObject:
-    if body.endpoint not in bev.ENDPOINTS:
+) -> batch_events.BatchObject:
+    if body.endpoint not in batch_events.ENDPOINTS:
         raise OpenAIError(
             400,
-            f"endpoint must be one of {bev.ENDPOINTS}",
+            f"endpoint must be one of {batch_events.ENDPOINTS}",
             "invalid_request_error",
             "invalid_value",
             "endpoint",
@@ -120,8 +124,10 @@ async def create(
         expires_at=now + window,
     )
     await batch_store.insert_batch(svc.db, batch)
-    created = bev.BatchCreated(batch_id=batch.id, api_key_id=caller.key_id)
-    event = _event(caller, batch, bev.BATCH_CREATED, created, derived_id(batch.id, "created"))
+    created = batch_events.BatchCreated(batch_id=batch.id, api_key_id=caller.key_id)
+    event = _event(
+        caller, batch, batch_events.BATCH_CREATED, created, derived_id(batch.id, "created")
+    )
     await svc.streams.append(batch.id, "status", {"status": "validating"})
     try:
         await svc.publisher.publish(topics.BATCH_REQUESTED.name, event)
@@ -137,13 +143,13 @@ async def create(
     return batch_object(batch)
 
 
-@router.get("/{batch_id}", response_model=bev.BatchObject)
-async def retrieve(batch_id: str, caller: Authenticated, svc: Svc) -> bev.BatchObject:
+@router.get("/{batch_id}", response_model=batch_events.BatchObject)
+async def retrieve(batch_id: str, caller: Authenticated, svc: Svc) -> batch_events.BatchObject:
     return batch_object(await _owned(svc, caller, batch_id))
 
 
-@router.post("/{batch_id}/cancel", response_model=bev.BatchObject)
-async def cancel(batch_id: str, caller: Authenticated, svc: Svc) -> bev.BatchObject:
+@router.post("/{batch_id}/cancel", response_model=batch_events.BatchObject)
+async def cancel(batch_id: str, caller: Authenticated, svc: Svc) -> batch_events.BatchObject:
     batch = await _owned(svc, caller, batch_id)
     moved = await batch_store.set_status(
         svc.db, batch.id, "cancelling", only_from=("validating", "in_progress")
@@ -159,9 +165,9 @@ async def cancel(batch_id: str, caller: Authenticated, svc: Svc) -> bev.BatchObj
                 "invalid_state",
             )
         moved = batch  # asked again: publish again (same event id), in case the first was lost
-    payload = bev.BatchCancelRequested(batch_id=batch.id)
+    payload = batch_events.BatchCancelRequested(batch_id=batch.id)
     event = _event(
-        caller, batch, bev.BATCH_CANCEL_REQUESTED, payload, derived_id(batch.id, "cancel")
+        caller, batch, batch_events.BATCH_CANCEL_REQUESTED, payload, derived_id(batch.id, "cancel")
     )
     await svc.streams.append(batch.id, "status", {"status": "cancelling"})
     try:
@@ -178,7 +184,7 @@ async def list_batches(
     after: str | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> dict[str, Any]:
-    cursor = bev.parse_public_id("batch_", after) if after else None
+    cursor = batch_events.parse_public_id("batch_", after) if after else None
     if after and cursor is None:
         raise OpenAIError(
             400, f"invalid cursor {after!r}", "invalid_request_error", "invalid_value", "after"
@@ -204,7 +210,7 @@ async def events(
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> StreamingResponse:
     batch = await _owned(svc, caller, batch_id)
-    finished = batch.status in bev.TERMINAL_STATUSES
+    finished = batch.status in batch_events.TERMINAL_STATUSES
     try:
         resume = await resume_point(
             svc, batch.id, last_event_id, finished=finished, replay_end=BATCH_REPLAY_END
@@ -227,5 +233,5 @@ async def _stored_status(svc: Services, batch: Batch) -> AsyncIterator[bytes]:
     view = batch_object(current)
     counts = view.request_counts.model_dump()
     yield _frame("0-1", "status", {"status": view.status, "request_counts": counts})
-    if current.status in bev.TERMINAL_STATUSES:
+    if current.status in batch_events.TERMINAL_STATUSES:
         yield _frame(BATCH_REPLAY_END, TERMINAL, {"status": current.status})

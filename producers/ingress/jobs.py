@@ -19,8 +19,8 @@ from producers.ingress.job_stream import ended_stream, job_event_stream, resume_
 from producers.ingress.scope import scoped_job, visible
 from producers.ingress.state import Services, services_dependency
 from producers.ingress.submission import submit
-from schemas import jobs as ev
 from schemas.api import JobAccepted, JobView
+from schemas.jobs import ChatJob, TokenUsage
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -35,7 +35,7 @@ Svc = Annotated[Services, Depends(services_dependency)]
     openapi_extra={"requestBody": {"required": True, "content": {"application/json": {}}}},
 )
 async def create_job(
-    body: Annotated[ev.ChatJob, Depends(json_body(ev.ChatJob))],
+    body: Annotated[ChatJob, Depends(json_body(ChatJob))],
     caller: Owner,
     svc: Svc,
     request: Request,
@@ -87,7 +87,7 @@ async def job_events(
 def job_view(found: job_store.JobWithResult) -> JobView:
     job, result = found.job, found.result
     usage = (
-        ev.TokenUsage(input_tokens=result.input_tokens, output_tokens=result.output_tokens)
+        TokenUsage(input_tokens=result.input_tokens, output_tokens=result.output_tokens)
         if result is not None
         else None
     )

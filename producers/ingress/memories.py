@@ -28,7 +28,7 @@ from producers.ingress.caller import Caller
 from producers.ingress.errors import ApiError, unavailable
 from producers.ingress.scope import acting_user, visible
 from producers.ingress.state import Services, Svc
-from schemas import memory as ev
+from schemas import memory as memory_events
 from schemas import topics
 from schemas.ids import uuid7
 from schemas.jobs import USAGE_RECORDED
@@ -38,13 +38,13 @@ router = APIRouter(prefix="/v1/memories", tags=["memories"])
 _BODY = {"requestBody": {"required": True, "content": {"application/json": {}}}}
 
 
-@router.post("", status_code=202, response_model=ev.MemoryAccepted, openapi_extra=_BODY)
+@router.post("", status_code=202, response_model=memory_events.MemoryAccepted, openapi_extra=_BODY)
 async def remember(
-    body: Annotated[ev.MemoryCreate, Depends(json_body(ev.MemoryCreate))],
+    body: Annotated[memory_events.MemoryCreate, Depends(json_body(memory_events.MemoryCreate))],
     caller: Authenticated,
     svc: Svc,
     request: Request,
-) -> ev.MemoryAccepted:
+) -> memory_events.MemoryAccepted:
     memory_id = uuid7()
     user_id = acting_user(caller, body.user_id)
     # Its embedding is billed to this key: reserved now, settled by the memory group's usage.
@@ -55,16 +55,20 @@ async def remember(
         await release_billable(request, caller, memory_id)
         raise
     url = f"{str(request.base_url).rstrip('/')}/v1/memories/{memory_id}"
-    return ev.MemoryAccepted(id=memory_id, status="pending", url=url)
+    return memory_events.MemoryAccepted(id=memory_id, status="pending", url=url)
 
 
 async def _store(
-    svc: Services, caller: Caller, memory_id: uuid.UUID, user_id: str, body: ev.MemoryCreate
+    svc: Services,
+    caller: Caller,
+    memory_id: uuid.UUID,
+    user_id: str,
+    body: memory_events.MemoryCreate,
 ) -> None:
     await memory_rows.insert_pending(
         svc.db, caller.tenant_id, memory_id, user_id, body.text, dict(body.metadata)
     )
-    command = ev.Remember(
+    command = memory_events.Remember(
         memory_id=memory_id,
         user_id=user_id,
         text=body.text,
@@ -72,34 +76,36 @@ async def _store(
         api_key_id=caller.key_id,
     )
     try:
-        await _publish(svc, caller, user_id, ev.MEMORY_REMEMBER, command)
+        await _publish(svc, caller, user_id, memory_events.MEMORY_REMEMBER, command)
     except ApiError:
         await memory_rows.delete_pending(svc.db, memory_id)
         raise
 
 
-@router.get("", response_model=ev.MemoryList)
+@router.get("", response_model=memory_events.MemoryList)
 async def list_memories(
     caller: Authenticated,
     svc: Svc,
     user_id: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> ev.MemoryList:
+) -> memory_events.MemoryList:
     user = acting_user(caller, user_id)
     found = await memory_rows.list_memories(svc.db, caller.tenant_id, user, limit)
-    return ev.MemoryList(data=[_view(row) for row in found])
+    return memory_events.MemoryList(data=[_view(row) for row in found])
 
 
-@router.get("/{memory_id}", response_model=ev.MemoryView)
-async def get_memory(memory_id: uuid.UUID, caller: Authenticated, svc: Svc) -> ev.MemoryView:
+@router.get("/{memory_id}", response_model=memory_events.MemoryView)
+async def get_memory(
+    memory_id: uuid.UUID, caller: Authenticated, svc: Svc
+) -> memory_events.MemoryView:
     return _view(await _existing(svc, caller, memory_id))
 
 
 @router.delete("/{memory_id}", status_code=202)
 async def forget(memory_id: uuid.UUID, caller: Authenticated, svc: Svc) -> dict[str, str]:
     row = await _existing(svc, caller, memory_id)
-    command = ev.Forget(memory_id=memory_id, user_id=row.user_id)
-    await _publish(svc, caller, row.user_id, ev.MEMORY_FORGET, command)
+    command = memory_events.Forget(memory_id=memory_id, user_id=row.user_id)
+    await _publish(svc, caller, row.user_id, memory_events.MEMORY_FORGET, command)
     return {"id": str(memory_id), "status": "deleting"}
 
 
@@ -111,18 +117,18 @@ async def forget_user(
 ) -> dict[str, str]:
     user = acting_user(caller, user_id)
     # Everything remembered before now: ids are time-ordered, so the cut-off is an id.
-    command = ev.ForgetUser(user_id=user, before=uuid7())
-    await _publish(svc, caller, user, ev.MEMORY_FORGET_USER, command)
+    command = memory_events.ForgetUser(user_id=user, before=uuid7())
+    await _publish(svc, caller, user, memory_events.MEMORY_FORGET_USER, command)
     return {"user_id": user, "status": "deleting"}
 
 
-@router.post("/search", response_model=ev.MemorySearchResult, openapi_extra=_BODY)
+@router.post("/search", response_model=memory_events.MemorySearchResult, openapi_extra=_BODY)
 async def search(
-    body: Annotated[ev.MemorySearch, Depends(json_body(ev.MemorySearch))],
+    body: Annotated[memory_events.MemorySearch, Depends(json_body(memory_events.MemorySearch))],
     caller: Authenticated,
     svc: Svc,
     request: Request,
-) -> ev.MemorySearchResult:
+) -> memory_events.MemorySearchResult:
     user = acting_user(caller, body.user_id)
     if svc.memory is None:
         raise ApiError(503, "unavailable", "memory search is not configured")
@@ -143,9 +149,9 @@ async def search(
         if isinstance(exc, PermanentError):
             raise ApiError(422, "invalid_request", str(exc)) from exc
         raise
-    return ev.MemorySearchResult(
+    return memory_events.MemorySearchResult(
         data=[
-            ev.MemoryHit(
+            memory_events.MemoryHit(
                 memory_id=h.memory_id,
                 chunk=h.chunk,
                 text=h.text,
@@ -205,12 +211,12 @@ async def _existing(svc: Services, caller: Caller, memory_id: uuid.UUID) -> memo
 
 
 async def _publish(svc: Services, caller: Caller, user_id: str, type_: str, payload: Any) -> None:
-    envelope = caller.event(type_, ev.user_key(caller.tenant_id, user_id), payload)
+    envelope = caller.event(type_, memory_events.user_key(caller.tenant_id, user_id), payload)
     try:
         await svc.publisher.publish(topics.MEMORY_COMMANDS.name, envelope)
     except TransientError as exc:
         raise unavailable("the event log", exc) from exc
 
 
-def _view(row: memory_rows.MemoryRow) -> ev.MemoryView:
-    return ev.MemoryView.model_validate(row, from_attributes=True)
+def _view(row: memory_rows.MemoryRow) -> memory_events.MemoryView:
+    return memory_events.MemoryView.model_validate(row, from_attributes=True)

@@ -36,7 +36,7 @@ from producers.ingress.plain_route import PlainRoute, json_body
 from producers.ingress.scope import scoped_job
 from producers.ingress.state import Services, services
 from producers.ingress.submission import submit
-from schemas import jobs as ev
+from schemas import jobs as job_events
 from schemas.chat_completions import chat_job
 from schemas.ids import uuid7
 from schemas.money import usd_text
@@ -79,7 +79,7 @@ async def embeddings(request: Request) -> Response:
     body = await _parse(request, EmbeddingRequest)
     texts = [body.input] if isinstance(body.input, str) else body.input
     job = _build(
-        lambda: ev.ChatJob(
+        lambda: job_events.ChatJob(
             kind="embedding",
             model=body.model,
             input=texts,
@@ -135,7 +135,7 @@ async def _run(
     request: Request,
     svc: Services,
     caller: Caller,
-    job: ev.ChatJob,
+    job: job_events.ChatJob,
     model: str,
     *,
     stream: bool = False,
@@ -156,7 +156,7 @@ async def _answer(
     request: Request,
     svc: Services,
     caller: Caller,
-    job: ev.ChatJob,
+    job: job_events.ChatJob,
     model: str,
     slot: StreamSlot | None,
     *,
@@ -295,15 +295,15 @@ async def _parse(request: Request, model: type[W]) -> W:
 
 
 def _scoped(
-    caller: Caller, body: ChatCompletionRequest | EmbeddingRequest, job: ev.ChatJob
-) -> ev.ChatJob:
+    caller: Caller, body: ChatCompletionRequest | EmbeddingRequest, job: job_events.ChatJob
+) -> job_events.ChatJob:
     """A signed-in user's job is theirs: another user in `user` (or `user_id`) is 403."""
     return scoped_job(caller, job, "user_id" if body.user_id is not None else "user")
 
 
-def _build(make: Any) -> ev.ChatJob:
+def _build(make: Any) -> job_events.ChatJob:
     try:
-        job: ev.ChatJob = make()
+        job: job_events.ChatJob = make()
     except ValidationError as exc:
         raise oe.invalid(exc) from exc
     return job

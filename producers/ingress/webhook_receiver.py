@@ -25,7 +25,7 @@ from producers.ingress.body import allow_body
 from producers.ingress.errors import ApiError
 from producers.ingress.signatures import SignatureError, verify
 from producers.ingress.state import Services, Svc, vault
-from schemas import integrations as ev
+from schemas import integrations as integration_events
 from schemas import topics
 from schemas.envelope import Actor, Envelope
 from schemas.ids import derived_id
@@ -74,11 +74,11 @@ async def receive(endpoint_id: str, request: Request, svc: Svc, box: SecretBox) 
         return JSONResponse({"status": "duplicate", "id": str(event_id)}, 200)
     envelope = Envelope[Any](
         id=event_id,
-        type=ev.WEBHOOK_RECEIVED,
+        type=integration_events.WEBHOOK_RECEIVED,
         tenant_id=endpoint.tenant_id,
         actor=Actor(kind="webhook", id=str(endpoint.id)),
         correlation_id=event_id,
-        payload=ev.WebhookReceived(
+        payload=integration_events.WebhookReceived(
             endpoint_id=endpoint.id,
             source=endpoint.source,
             delivery_id=delivery_id,

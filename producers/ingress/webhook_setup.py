@@ -20,7 +20,7 @@ from producers.ingress.auth import Authenticated
 from producers.ingress.body import json_body
 from producers.ingress.openai_errors import model_refused
 from producers.ingress.state import Svc, vault
-from schemas import integrations as ev
+from schemas import integrations as integration_events
 from schemas.ids import uuid7
 
 router = APIRouter(tags=["webhooks"])
@@ -31,14 +31,21 @@ SecretBox = Annotated[Vault, Depends(vault)]
 VENDOR_ISSUED = frozenset({"slack", "stripe"})
 
 
-@router.post("/v1/webhook-endpoints", status_code=201, response_model=ev.WebhookEndpointCreated)
+@router.post(
+    "/v1/webhook-endpoints",
+    status_code=201,
+    response_model=integration_events.WebhookEndpointCreated,
+)
 async def create_endpoint(
-    body: Annotated[ev.WebhookEndpointCreate, Depends(json_body(ev.WebhookEndpointCreate))],
+    body: Annotated[
+        integration_events.WebhookEndpointCreate,
+        Depends(json_body(integration_events.WebhookEndpointCreate)),
+    ],
     caller: Authenticated,
     svc: Svc,
     box: SecretBox,
     request: Request,
-) -> ev.WebhookEndpointCreated:
+) -> integration_events.WebhookEndpointCreated:
     generated = None
     secret = body.secret
     if secret is None:
@@ -57,17 +64,19 @@ async def create_endpoint(
     seal_into(box, endpoint, secret.encode())
     await store.add_endpoint(svc.db, endpoint)
     base = str(request.base_url).rstrip("/")
-    return ev.WebhookEndpointCreated(
+    return integration_events.WebhookEndpointCreated(
         id=endpoint.id, url=f"{base}/hooks/{endpoint.id}", source=body.source, secret=generated
     )
 
 
-@router.post("/v1/rules", status_code=201, response_model=ev.RuleView)
+@router.post("/v1/rules", status_code=201, response_model=integration_events.RuleView)
 async def create_rule(
-    body: Annotated[ev.RuleCreate, Depends(json_body(ev.RuleCreate))],
+    body: Annotated[
+        integration_events.RuleCreate, Depends(json_body(integration_events.RuleCreate))
+    ],
     caller: Authenticated,
     svc: Svc,
-) -> ev.RuleView:
+) -> integration_events.RuleView:
     endpoint = await store.get_endpoint(svc.db, body.endpoint_id, caller.tenant_id)
     if endpoint is None:
         raise invalid("endpoint_id", "no such webhook endpoint")
@@ -96,4 +105,4 @@ async def create_rule(
         action=body.action.model_dump(mode="json") if body.action else None,
     )
     await store.add_rule(svc.db, rule)
-    return ev.RuleView.model_validate(rule, from_attributes=True)
+    return integration_events.RuleView.model_validate(rule, from_attributes=True)

@@ -8,7 +8,7 @@ from infra.errors import EventTooLarge
 from infra.kafka.admin import create_topics
 from infra.kafka.publisher import Publisher
 from infra.local_stack import ServiceAddresses
-from schemas import jobs as ev
+from schemas import jobs as job_events
 from schemas import topics
 from schemas.envelope import Actor, Envelope
 from schemas.ids import uuid7
@@ -19,11 +19,11 @@ from tests.kafka_tools import read_topic
 MIB = 1024 * 1024
 
 
-def _failed_job(error: str) -> Envelope[ev.JobFailed]:
+def _failed_job(error: str) -> Envelope[job_events.JobFailed]:
     job_id = uuid7()
-    return Envelope[ev.JobFailed](
-        type=ev.JOB_FAILED, tenant_id=uuid7(), actor=Actor(kind="system", id="test"),
-        correlation_id=job_id, payload=ev.JobFailed(job_id=job_id, error=error),
+    return Envelope[job_events.JobFailed](
+        type=job_events.JOB_FAILED, tenant_id=uuid7(), actor=Actor(kind="system", id="test"),
+        correlation_id=job_id, payload=job_events.JobFailed(job_id=job_id, error=error),
     )  # fmt: skip
 
 

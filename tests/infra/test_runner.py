@@ -21,7 +21,7 @@ from infra.kafka.routes import Route
 from infra.kafka.runner import GroupRunner
 from infra.local_stack import ServiceAddresses
 from infra.settings import Settings
-from schemas import jobs as ev
+from schemas import jobs as job_events
 from schemas import topics
 from schemas.envelope import Actor, Envelope, RawEnvelope
 from schemas.ids import uuid7
@@ -79,7 +79,7 @@ def runner(
 ) -> Watched:
     route = Route(recorder, batch=isinstance(policy, Batches))
     return Watched(
-        settings, group=group, topics=[TOPIC], routes={ev.JOB_FAILED: route},
+        settings, group=group, topics=[TOPIC], routes={job_events.JOB_FAILED: route},
         publisher=publisher, policy=policy, retry=retry,
     )  # fmt: skip
 
@@ -108,9 +108,9 @@ async def setup(services: ServiceAddresses) -> AsyncIterator[tuple[Settings, Pub
 
 def failed_job(error: str = "x", key: uuid.UUID | None = None) -> Envelope[Any]:
     job_id = key or uuid7()
-    return Envelope[ev.JobFailed](
-        type=ev.JOB_FAILED, tenant_id=uuid7(), actor=Actor(kind="system", id="test"),
-        correlation_id=job_id, payload=ev.JobFailed(job_id=job_id, error=error),
+    return Envelope[job_events.JobFailed](
+        type=job_events.JOB_FAILED, tenant_id=uuid7(), actor=Actor(kind="system", id="test"),
+        correlation_id=job_id, payload=job_events.JobFailed(job_id=job_id, error=error),
     )  # fmt: skip
 
 
