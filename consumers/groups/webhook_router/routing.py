@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -124,40 +125,51 @@ async def _start_job(raw: Envelope[Any], rule: Rule, context: dict[str, Any], po
                 action=rule.action,
             ),
         )
+
+    def refusal(error: str) -> Envelope[Any]:
+        status = 402 if error.startswith(BUDGET_EXCEEDED) else 429
+        failed = job_events.JobFailed(job_id=job_id, error=error, status=status)
+        return follow_up(
+            raw,
+            job_events.JOB_FAILED,
+            failed,
+            f"rule:{rule.id}:refused",
+            SYSTEM,
+            correlation_id=job_id,
+        )
+
+    def admit() -> Awaitable[str | None]:
+        return admit_job(ports.limits, raw.tenant_id, job_id, chat)
+
+    await _admit_and_publish(stored, created, admit, refusal, topics.AI_JOB_REQUESTED, event, ports)
+
+
+async def _admit_and_publish(
+    stored: Job,
+    created: bool,
+    admit: Callable[[], Awaitable[str | None]],
+    refusal: Callable[[str], Envelope[Any]],
+    topic: topics.Topic,
+    event: Envelope[Any],
+    ports: Ports,
+) -> None:
+    """Publish the request of a job a rule started, once admission lets it through; else
+    fail the job visibly. A redelivery decides the same: a refused row stays refused."""
     if stored.published_at is not None:
         return
-    purpose = f"rule:{rule.id}"
     refused = stored.error if stored.status == "failed" else None
     if refused is None:
-        refused = await admit_job(ports.limits, raw.tenant_id, job_id, chat)
+        refused = await admit()
     if refused is not None:
-        failed = job_events.JobFailed(
-            job_id=job_id, error=refused, status=402 if refused.startswith(BUDGET_EXCEEDED) else 429
-        )
-        await _refuse(
-            raw,
-            job_id,
-            refused,
-            follow_up(
-                raw,
-                job_events.JOB_FAILED,
-                failed,
-                f"{purpose}:refused",
-                SYSTEM,
-                correlation_id=job_id,
-            ),
-            ports,
-        )
+        await _refuse(stored.id, refused, refusal(refused), ports)
         return
     if created:
-        await ports.streams.append(job_id, "status", {"status": "queued"})
-    await ports.publisher.publish(topics.AI_JOB_REQUESTED.name, event)
-    await job_store.mark_published(ports.db, job_id)
+        await ports.streams.append(stored.id, "status", {"status": "queued"})
+    await ports.publisher.publish(topic.name, event)
+    await job_store.mark_published(ports.db, stored.id)
 
 
-async def _refuse(
-    raw: Envelope[Any], job_id: uuid.UUID, error: str, failed: Envelope[Any], ports: Ports
-) -> None:
+async def _refuse(job_id: uuid.UUID, error: str, failed: Envelope[Any], ports: Ports) -> None:
     """A job that admission refused fails visibly: its row, its stream and its outcome.
 
     Asked again (a redelivered webhook), it announces the same outcome under the same id.
@@ -213,32 +225,24 @@ async def _request_action(
             idempotency_key=f"{purpose}:action:{raw.id}",
         ),
     )
-    if stored.published_at is not None:
-        return
-    refused = stored.error if stored.status == "failed" else None
-    if refused is None:
-        refused = await admit_action(ports.limits, tenant_id)
-    if refused is not None:
+
+    def refusal(error: str) -> Envelope[Any]:
         finished = integration_events.ActionFinished(
-            job_id=job_id, connector=connection.connector, action=payload.action, error=refused
+            job_id=job_id, connector=connection.connector, action=payload.action, error=error
         )
-        await _refuse(
+        return follow_up(
             raw,
-            job_id,
-            refused,
-            follow_up(
-                raw,
-                integration_events.ACTION_FAILED,
-                finished,
-                f"{purpose}:action-refused",
-                SYSTEM,
-                correlation_id=job_id,
-                tenant_id=tenant_id,
-            ),
-            ports,
+            integration_events.ACTION_FAILED,
+            finished,
+            f"{purpose}:action-refused",
+            SYSTEM,
+            correlation_id=job_id,
+            tenant_id=tenant_id,
         )
-        return
-    if created:
-        await ports.streams.append(job_id, "status", {"status": "queued"})
-    await ports.publisher.publish(topics.INTEGRATION_ACTION_REQUESTED.name, event)
-    await job_store.mark_published(ports.db, job_id)
+
+    def admit() -> Awaitable[str | None]:
+        return admit_action(ports.limits, tenant_id)
+
+    await _admit_and_publish(
+        stored, created, admit, refusal, topics.INTEGRATION_ACTION_REQUESTED, event, ports
+    )
