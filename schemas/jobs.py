@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import re
 import uuid
 from decimal import Decimal
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from schemas.conversations import ResponseTurn
+from schemas.images import check_image_url
 from schemas.memory import MemoryContext
 from schemas.money import Usd
 from schemas.request import RequestModel
@@ -81,16 +82,6 @@ class ImagePart(RequestModel):
         return check_image_url(value)
 
 
-# What every vendor that sees images takes inline.
-_IMAGE_DATA_URL = re.compile(r"data:image/(png|jpeg|gif|webp);base64,")
-
-
-def check_image_url(url: str) -> str:
-    if url.startswith(("https://", "http://")) or _IMAGE_DATA_URL.match(url[:64]):
-        return url
-    raise ValueError("an image is an http(s) URL or a data:image/(png|jpeg|gif|webp) URL")
-
-
 Part = Annotated[TextPart | ImagePart, Field(discriminator="type")]
 
 
@@ -112,7 +103,7 @@ class ChatJob(RequestModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    kind: Literal["chat", "embedding"] = "chat"
+    kind: Literal["chat", "embedding", "response"] = "chat"
     model: str = Field(min_length=1, max_length=200)
     messages: list[ChatMessage] = Field(
         default_factory=list, max_length=10_000, validate_default=True
@@ -136,12 +127,22 @@ class ChatJob(RequestModel):
     cache: bool = False
     # Recall the user's memories into the prompt; with `remember`, store the exchange.
     memory: MemoryContext | None = None
+    # A "response" job (POST /v1/responses): its new input items and where its history
+    # comes from; its messages are assembled by the worker from that history.
+    response: ResponseTurn | None = Field(default=None, validate_default=True)
 
     @field_validator("messages")
     @classmethod
     def _chat_has_messages(cls, value: list[ChatMessage], info: ValidationInfo) -> Any:
         if info.data.get("kind", "chat") == "chat" and not value:
             raise ValueError("a chat job needs at least one message")
+        return value
+
+    @field_validator("response")
+    @classmethod
+    def _response_has_turn(cls, value: ResponseTurn | None, info: ValidationInfo) -> Any:
+        if (info.data.get("kind") == "response") != (value is not None):
+            raise ValueError("a response job, and only one, carries its turn")
         return value
 
     @field_validator("input")

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
-from schemas.jobs import check_image_url
+from schemas.images import check_image_url
 from schemas.memory import MemoryContext
 from schemas.request import RequestModel
 

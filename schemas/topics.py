@@ -64,6 +64,14 @@ INTEGRATION_ACTION_REQUESTED = Topic(
     "integration.action.requested", 6, 7 * DAY_MS, "Run one connector action (Slack, GitHub …)."
 )
 
+CONVERSATION_EVENTS = Topic(
+    "conversation.events",
+    6,
+    -1,
+    "Conversations and responses: created, items added, output of a turn, deleted; keyed by "
+    "conversation (or by response outside one); kept forever so a replay rebuilds the threads.",
+)
+
 ALL: tuple[Topic, ...] = (
     AI_JOB_REQUESTED,
     AI_JOB_LIFECYCLE,
@@ -75,6 +83,7 @@ ALL: tuple[Topic, ...] = (
     INTEGRATION_ACTION_REQUESTED,
     MEMORY_COMMANDS,
     MEMORY_EVENTS,
+    CONVERSATION_EVENTS,
 )
 
 
