@@ -163,7 +163,7 @@ class ItemIn(BaseModel):
         return {"item": _message_by_default(value)}
 
 
-class StoredItem(BaseModel):
+class StoredItem(RequestModel):
     """An item as stored and published: its id, its place, and the item in normal form."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
