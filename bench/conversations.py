@@ -42,30 +42,7 @@ from tests.harness import Platform
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "bench-model"
 # Short common words: about one token each.
-WORDS = tuple(
-    [
-        "the",
-        "of",
-        "and",
-        "to",
-        "in",
-        "is",
-        "you",
-        "that",
-        "it",
-        "he",
-        "was",
-        "for",
-        "on",
-        "are",
-        "as",
-        "with",
-        "his",
-        "they",
-        "at",
-        "be",
-    ]
-)
+WORDS = ("the", "of", "and", "to", "in", "is", "you", "that", "it", "was", "for", "on")
 
 
 def user_text(tokens: int, rng: random.Random) -> str:
