@@ -230,3 +230,11 @@ async def test_a_responses_deployment_refusing_with_400_fails_once(
             f"/v1/jobs/{job_id}", headers={"Authorization": f"Bearer {oai.api_key}"}
         )
     assert job.json()["status"] == "failed"
+
+
+async def test_an_answer_cut_by_max_tokens_finishes_with_length(oai: openai.AsyncOpenAI) -> None:
+    completion = await oai.chat.completions.create(
+        model="resp", messages=[{"role": "user", "content": "a long answer please"}], max_tokens=2
+    )
+    assert completion.choices[0].message.content == "reply to:"
+    assert completion.choices[0].finish_reason == "length"
