@@ -61,3 +61,26 @@ class ModelNotPriced(PermanentError):
             status=400,
         )
         self.model = model
+
+
+class ContextTooLong(PermanentError):
+    """A request whose input and answer do not fit the model's context window."""
+
+    code = "context_length_exceeded"
+
+    def __init__(
+        self, input_tokens: int, window: int, model: str | None, *, truncation: str
+    ) -> None:
+        hint = (
+            "set truncation to auto to drop older turns"
+            if truncation != "auto"
+            else "even the newest turn alone does not fit: shorten it"
+        )
+        super().__init__(
+            f"input of ~{input_tokens} tokens exceeds the context window of {window} tokens "
+            f"of model {model or 'unknown'}; {hint}",
+            status=400,
+        )
+        self.input_tokens = input_tokens
+        self.window = window
+        self.model = model

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -36,6 +37,16 @@ class JobView(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+
+
+class JobList(BaseModel):
+    """GET /v1/jobs: a page of jobs, newest first, in OpenAI's list shape."""
+
+    object: Literal["list"] = "list"
+    data: list[JobView]
+    first_id: uuid.UUID | None
+    last_id: uuid.UUID | None
+    has_more: bool
 
 
 class ErrorDetail(BaseModel):

@@ -22,6 +22,9 @@ JOB_RETRYING = "ai.job.retrying"
 USAGE_RECORDED = "usage.recorded"
 
 JobStatus = Literal["queued", "running", "succeeded", "failed"]
+# Every kind a job row may have: chat and embedding jobs, Responses API turns,
+# and the actions webhook rules start.
+JobKind = Literal["chat", "embedding", "response", "action"]
 
 
 class ToolCall(RequestModel):

@@ -6,6 +6,7 @@ import operator
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -30,6 +31,7 @@ __all__ = [
     "get_job",
     "insert_job",
     "is_processed",
+    "list_jobs",
     "mark_published",
     "mark_running",
 ]
@@ -149,6 +151,38 @@ async def get_job(db: Database, tenant_id: uuid.UUID, job_id: uuid.UUID) -> JobW
     if row is None:
         return None
     return JobWithResult(row[0], row[1])
+
+
+async def list_jobs(
+    db: Database,
+    tenant_id: uuid.UUID,
+    *,
+    limit: int,
+    after: uuid.UUID | None = None,
+    user_id: str | None = None,
+    status: str | None = None,
+    kind: str | None = None,
+    since: datetime | None = None,
+) -> list[JobWithResult]:
+    """A tenant's jobs, newest first (job ids are uuid7: time ordered), after the cursor."""
+    query = (
+        select(Job, JobResult)
+        .outerjoin(JobResult, JobResult.job_id == Job.id)
+        .where(Job.tenant_id == tenant_id)
+    )
+    if after is not None:
+        query = query.where(Job.id < after)
+    if user_id is not None:
+        query = query.where(Job.user_id == user_id)
+    if status is not None:
+        query = query.where(Job.status == status)
+    if kind is not None:
+        query = query.where(Job.kind == kind)
+    if since is not None:
+        query = query.where(Job.created_at >= since)
+    async with db.tenant_reads(tenant_id) as session:
+        rows = (await session.execute(query.order_by(Job.id.desc()).limit(limit))).all()
+    return [JobWithResult(job, result) for job, result in rows]
 
 
 async def mark_running(db: Database, job_id: uuid.UUID, provider: str) -> int:

@@ -10,6 +10,9 @@ starts with the part before a row's trailing `*` (an operator's own family,
 on purpose). A provider prefix (`openai/`, `anthropic/`, `local/`) is looked
 up as itself first, then without it. So the names a table accepts are as
 many as its rows, unless a row says otherwise.
+
+A row may also give the model's `context_window` (tokens of input plus
+output), found by the same lookup as its price.
 """
 
 from __future__ import annotations
@@ -65,9 +68,18 @@ def parse_price(row: dict[str, Any]) -> Price:
     return price
 
 
+def parse_context_window(value: Any) -> int:
+    """A `context_window`: a positive whole number of tokens."""
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"`context_window` must be a positive whole number, not {value!r}")
+    return value
+
+
 class PriceTable:
-    def __init__(self, prices: dict[str, Price]) -> None:
+    def __init__(self, prices: dict[str, Price], windows: dict[str, int] | None = None) -> None:
         self._prices = prices
+        # Rows' context windows, by row name.
+        self._windows = windows or {}
         self._wildcards = sorted(
             (name[:-1] for name in prices if name.endswith("*")), key=len, reverse=True
         )
@@ -76,6 +88,7 @@ class PriceTable:
     def load(cls, *paths: Path | None) -> PriceTable:
         """The shipped table, then each given file on top of it."""
         prices: dict[str, Price] = {}
+        windows: dict[str, int] = {}
         for path in (DEFAULT_TABLE, *paths):
             if path is None:
                 continue
@@ -83,9 +96,12 @@ class PriceTable:
             for model, row in data.get("models", {}).items():
                 try:
                     prices[model] = parse_price(row)
+                    windows.pop(model, None)  # a later file's row replaces the whole row
+                    if "context_window" in row:
+                        windows[model] = parse_context_window(row["context_window"])
                 except (TypeError, ValueError, ArithmeticError) as exc:
                     raise ValueError(f"price table {path}: model {model!r}: {exc}") from exc
-        return cls(prices)
+        return cls(prices, windows)
 
     def names(self) -> list[str]:
         """The models listed by name (rows ending in `*` stand for families, not names)."""
@@ -93,7 +109,7 @@ class PriceTable:
 
     def with_prices(self, overrides: dict[str, Price]) -> PriceTable:
         """This table with some models' prices replaced (the routing file's)."""
-        return PriceTable({**self._prices, **overrides})
+        return PriceTable({**self._prices, **overrides}, self._windows)
 
     def row(self, model: str) -> str | None:
         """The name of the row that prices `model`, if any."""
@@ -110,6 +126,11 @@ class PriceTable:
             if model.startswith(prefix):
                 return prefix + "*"
         return None
+
+    def context_window(self, model: str) -> int | None:
+        """The tokens of input plus output the model takes, if its row says."""
+        found = self.row(model)
+        return self._windows.get(found) if found is not None else None
 
     def price(self, model: str) -> Price | None:
         found = self.row(model)

@@ -1,23 +1,21 @@
 """OpenAI and any OpenAI-compatible endpoint: chat completions over their wire protocol.
 
-The chat path speaks HTTP + server-sent events itself, with aiohttp: the
-official SDK builds typed objects for every request and chunk and costs
-several milliseconds of CPU per call, more than the rest of a job. The wire
-format is OpenAI's published one; embeddings still go through the SDK
-(infra/embeddings/openai.py), off this per-call path.
+The chat path speaks HTTP + server-sent events itself, with aiohttp (the
+shared part is in openai_http.py): the official SDK builds typed objects for
+every request and chunk and costs several milliseconds of CPU per call, more
+than the rest of a job. The wire format is OpenAI's published one; embeddings
+still go through the SDK (infra/embeddings/openai.py), off this per-call path.
+A deployment with `api = "responses"` speaks the Responses API instead
+(openai_responses.py).
 """
 
 from __future__ import annotations
 
-import os
-import urllib.parse
-import urllib.request
 from typing import Any
 
-import aiohttp
 import orjson
 
-from infra.errors import PermanentError, TransientError
+from infra.errors import PermanentError
 from infra.providers import tokens
 from infra.providers.base import (
     ChatRequest,
@@ -26,12 +24,10 @@ from infra.providers.base import (
     OnDelta,
     ToolCall,
 )
-from infra.providers.http_errors import from_status
-
-DEFAULT_BASE_URL = "https://api.openai.com/v1"
+from infra.providers.openai_http import OpenAIHttp, error_message
 
 
-class OpenAIProvider:
+class OpenAIProvider(OpenAIHttp):
     """Configured like the SDK, by OPENAI_API_KEY and OPENAI_BASE_URL when not given."""
 
     def __init__(
@@ -42,66 +38,23 @@ class OpenAIProvider:
         base_url: str | None = None,
         timeout_s: float = 600.0,
     ) -> None:
-        self.name = name
-        base = base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
-        self._url = base.rstrip("/") + "/chat/completions"
-        # A local OpenAI-compatible server often needs no key; the header stays well-formed.
-        key = api_key or _env_key() or "not-set"
-        self._headers = {
-            "Authorization": f"Bearer {key}",
-            "Content-Type": "application/json",
-            "Accept": "text/event-stream",
-        }
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
-        self._proxy = _env_proxy(self._url)
-        self._session: aiohttp.ClientSession | None = None
-
-    def _http(self) -> aiohttp.ClientSession:
-        # Created on first use, inside the running loop that will use it.
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                timeout=self._timeout,
-                # trust_env would read ~/.netrc and the proxy variables in a thread on
-                # every request; the proxy is read once instead (see _env_proxy).
-                trust_env=False,
-                connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
-            )
-        return self._session
+        super().__init__(
+            "/chat/completions", name=name, api_key=api_key, base_url=base_url, timeout_s=timeout_s
+        )
 
     async def stream_chat(self, request: ChatRequest, on_delta: OnDelta) -> Completion:
         reading = _Reading()
-        try:
-            async with self._http().post(
-                self._url,
-                data=orjson.dumps(_params(request)),
-                headers=self._headers,
-                proxy=self._proxy,
-            ) as response:
-                if response.status >= 400:
-                    body = await response.read()
-                    raise from_status(
-                        self.name, response.status, _error_message(body), response.headers
-                    )
-                async for data in _sse_data(response.content):
-                    if data == b"[DONE]":
-                        break
-                    chunk = orjson.loads(data)
-                    if "error" in chunk:
-                        raise PermanentError(f"{self.name}: {_error_message(data)}", status=502)
-                    text = reading.add(chunk)
-                    if text:
-                        await on_delta(text)
-        except TimeoutError as exc:
-            raise TransientError(f"{self.name}: timed out", status=504) from exc
-        except aiohttp.ClientError as exc:
-            raise TransientError(f"{self.name}: {type(exc).__name__}: {exc}", status=502) from exc
-        except orjson.JSONDecodeError as exc:
-            raise PermanentError(f"{self.name}: unreadable stream: {exc}", status=502) from exc
-        return reading.completion(request)
 
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        async def on_chunk(chunk: dict[str, Any]) -> None:
+            if "error" in chunk:
+                message = error_message(orjson.dumps(chunk))
+                raise PermanentError(f"{self.name}: {message}", status=502)
+            text = reading.add(chunk)
+            if text:
+                await on_delta(text)
+
+        await self.stream_events(_params(request), on_chunk)
+        return reading.completion(request)
 
 
 class _Reading:
@@ -161,51 +114,6 @@ class _Reading:
             usage_estimated=True,
             tool_calls=tool_calls,
         )
-
-
-async def _sse_data(content: aiohttp.StreamReader) -> Any:
-    """The `data:` fields of a server-sent event stream, one per event."""
-    buffer = b""
-    data: list[bytes] = []
-    async for piece in content.iter_any():
-        buffer += piece
-        *lines, buffer = buffer.split(b"\n")
-        for line in lines:
-            line = line.rstrip(b"\r")
-            if not line:
-                if data:
-                    yield b"\n".join(data)
-                    data = []
-            elif line.startswith(b"data:"):
-                data.append(line[6:] if line[5:6] == b" " else line[5:])
-    if buffer.startswith(b"data:"):
-        data.append(buffer[5:].strip())
-    if data:
-        yield b"\n".join(data)
-
-
-def _error_message(body: bytes) -> str:
-    try:
-        parsed = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return body.decode(errors="replace")[:500] or "no message"
-    error = parsed.get("error", parsed) if isinstance(parsed, dict) else parsed
-    if isinstance(error, dict) and "message" in error:
-        return str(error["message"])
-    return str(error)[:500]
-
-
-def _env_proxy(url: str) -> str | None:
-    """HTTPS_PROXY / HTTP_PROXY for this URL unless NO_PROXY exempts it, as the SDK does."""
-    host = urllib.parse.urlsplit(url).hostname or ""
-    if urllib.request.proxy_bypass(host):
-        return None
-    proxies = urllib.request.getproxies_environment()
-    return proxies.get(urllib.parse.urlsplit(url).scheme) or proxies.get("all")
-
-
-def _env_key() -> str | None:
-    return os.environ.get("OPENAI_API_KEY")
 
 
 def _message_param(m: Message) -> dict[str, Any]:

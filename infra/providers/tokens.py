@@ -32,7 +32,7 @@ from schemas.jobs import ChatJob, ImagePart
 # OpenAI's accounting for chat models: each message is framed by a few tokens
 # around its role and content, and the reply is primed with a few more.
 _PER_MESSAGE = 3
-_REPLY_PRIMING = 3
+REPLY_PRIMING = 3
 # A tool definition is framed too (OpenAI renders tools into the prompt).
 _PER_TOOL = 8
 # Characters of one request that the tokenizer reads; beyond them, UTF-8 bytes
@@ -63,6 +63,14 @@ def count_prompt(messages: Sequence[Message]) -> int:
     return _Budget().count(_message_pieces(messages))
 
 
+def estimate_messages(messages: Sequence[Message]) -> list[int]:
+    """Each message's input tokens (framing included), in order; with REPLY_PRIMING, the
+    prompt's. The tokenizer's bounded work goes to the newest messages first."""
+    budget = _Budget()
+    counts = [budget.count(_one_message_pieces(m)) for m in reversed(messages)]
+    return counts[::-1]
+
+
 def count_request(request: ChatRequest) -> int:
     """The input tokens of a whole request: its messages, tool definitions and answer schema."""
     pieces: list[Iterable[str | int]] = [_message_pieces(request.messages)]
@@ -77,7 +85,7 @@ def estimate_job(job: ChatJob) -> int:
     budget = _Budget()
     if job.kind == "embedding":
         return budget.count(job.input or ())
-    pieces: list[str | int] = [_REPLY_PRIMING]
+    pieces: list[str | int] = [REPLY_PRIMING]
     for m in job.messages:
         pieces += [_PER_MESSAGE, m.role]
         if m.parts:  # then the parts are what is sent, not `content`
@@ -125,20 +133,24 @@ def _utf8_len(text: str) -> int:
 
 
 def _message_pieces(messages: Sequence[Message]) -> Iterator[str | int]:
-    yield _REPLY_PRIMING
+    yield REPLY_PRIMING
     for m in messages:
-        yield _PER_MESSAGE
-        yield m.role
-        if m.parts:  # then the parts are what is sent, not `content`
-            for part in m.parts:
-                yield image_tokens(part.detail) if isinstance(part, Image) else part
-        else:
-            yield m.content
-        for call in m.tool_calls:
-            yield call.name
-            yield call.arguments
-        if m.tool_call_id is not None:
-            yield m.tool_call_id
+        yield from _one_message_pieces(m)
+
+
+def _one_message_pieces(m: Message) -> Iterator[str | int]:
+    yield _PER_MESSAGE
+    yield m.role
+    if m.parts:  # then the parts are what is sent, not `content`
+        for part in m.parts:
+            yield image_tokens(part.detail) if isinstance(part, Image) else part
+    else:
+        yield m.content
+    for call in m.tool_calls:
+        yield call.name
+        yield call.arguments
+    if m.tool_call_id is not None:
+        yield m.tool_call_id
 
 
 def _tool_pieces(name: str, description: str | None, parameters: dict[str, Any]) -> list[str | int]:

@@ -85,6 +85,25 @@ class ModelCatalog:
         candidates = {*self.routing.listed(), *self.prices.names()}
         return sorted(name for name in candidates if self.knows(name))
 
+    def context_window(self, model: str) -> int | None:
+        """The tokens of input plus output `model` takes; None when unknown (nothing is fitted).
+
+        The routing file's `context_window` of the model, else the price table's
+        row of the model, else the smallest of its deployments' upstream models.
+        """
+        try:
+            route = self.routing.route_for(model)
+        except PermanentError:
+            return None
+        if route.context_window is not None:
+            return route.context_window
+        window = self.prices.context_window(route.name)
+        if window is not None:
+            return window
+        upstream = [self.prices.context_window(d.model) for d in route.deployments]
+        known = [w for w in upstream if w is not None]
+        return min(known) if known and len(known) == len(upstream) else None
+
     def owner(self, model: str) -> str:
         """The provider of a model's first deployment (after `check`)."""
         return self.routing.route_for(model).deployments[0].provider

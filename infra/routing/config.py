@@ -17,10 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from infra.errors import PermanentError
-from infra.pricing import FREE, Price, parse_price
+from infra.pricing import FREE, Price, parse_context_window, parse_price
 from infra.providers.router import route
 
 PROVIDER_KINDS = ("openai", "anthropic", "local")
+# The wire API of an openai deployment: chat completions, or the Responses API.
+OPENAI_APIS = ("chat", "responses")
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,8 @@ class Deployment:
     weight: float = 1.0
     max_concurrency: int | None = None
     timeout_s: float | None = None
+    # openai only: "chat" (POST /chat/completions) or "responses" (POST /responses)
+    api: str = "chat"
 
     @property
     def label(self) -> str:
@@ -44,6 +48,8 @@ class ModelRoute:
     deployments: tuple[Deployment, ...]
     fallbacks: tuple[str, ...] = ()
     max_attempts: int | None = None
+    # Tokens of input plus output the model takes; over the price table's figure.
+    context_window: int | None = None
 
 
 @dataclass(frozen=True)
@@ -120,6 +126,7 @@ def _parse(data: dict[str, Any], defaults: RetryPolicy) -> RoutingConfig:
             deployments,
             fallbacks=tuple(table.get("fallbacks", ())),
             max_attempts=int(attempts) if attempts is not None else None,
+            context_window=_context_window(name, table.get("context_window")),
         )
         if "price" in table and "free" in table:
             raise ValueError(f"model {name!r}: a price or `free = true`, not both")
@@ -167,6 +174,11 @@ def _deployment(model: str, table: dict[str, Any]) -> Deployment:
     weight = float(table.get("weight", 1.0))
     if weight <= 0:
         raise ValueError(f"model {model!r}: weights must be positive")
+    api = table.get("api", "chat")
+    if api not in OPENAI_APIS:
+        raise ValueError(f"model {model!r}: deployment `api` must be one of {OPENAI_APIS}")
+    if api != "chat" and provider != "openai":
+        raise ValueError(f"model {model!r}: deployment `api = {api!r}` needs provider openai")
     return Deployment(
         provider=provider,
         model=upstream or model,
@@ -175,7 +187,17 @@ def _deployment(model: str, table: dict[str, Any]) -> Deployment:
         weight=weight,
         max_concurrency=int(limit) if limit is not None else None,
         timeout_s=float(timeout) if timeout is not None else None,
+        api=api,
     )
+
+
+def _context_window(model: str, value: Any) -> int | None:
+    if value is None:
+        return None
+    try:
+        return parse_context_window(value)
+    except ValueError as exc:
+        raise ValueError(f"model {model!r}: {exc}") from exc
 
 
 def _price(model: str, row: dict[str, Any]) -> Price:

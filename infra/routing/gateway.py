@@ -28,6 +28,7 @@ from infra.providers.anthropic import AnthropicProvider
 from infra.providers.base import ChatProvider, ChatRequest, Completion, OnDelta
 from infra.providers.local import LocalProvider
 from infra.providers.openai import OpenAIProvider
+from infra.providers.openai_responses import OpenAIResponsesProvider
 from infra.routing.catalog import ModelCatalog
 from infra.routing.config import Deployment, ModelRoute, RoutingConfig
 
@@ -86,15 +87,19 @@ class Gateway:
         self._live: dict[Deployment, _Live] = {}
         self._default_live: OrderedDict[Deployment, _Live] = OrderedDict()
         self._clients = AsyncExitStack()
-        self._chat_clients: dict[tuple[str, str | None, str | None, float], ChatProvider] = {}
+        self._chat_clients: dict[tuple[str, str, str | None, str | None, float], ChatProvider] = {}
 
     # building clients ------------------------------------------------------------
     def _chat_client(self, d: Deployment) -> ChatProvider:
         timeout = d.timeout_s or self._timeout
-        key = (d.provider, d.base_url, d.api_key, timeout)
+        key = (d.provider, d.api, d.base_url, d.api_key, timeout)
         client = self._chat_clients.get(key)
         if client is None:
-            if d.provider == "openai":
+            if d.provider == "openai" and d.api == "responses":
+                client = OpenAIResponsesProvider(
+                    api_key=d.api_key, base_url=d.base_url, timeout_s=timeout
+                )
+            elif d.provider == "openai":
                 client = OpenAIProvider(api_key=d.api_key, base_url=d.base_url, timeout_s=timeout)
             elif d.provider == "anthropic":
                 client = AnthropicProvider(

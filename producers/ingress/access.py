@@ -29,6 +29,7 @@ TABLE: dict[tuple[str, str], str] = {
     ("GET", "/v1/models"): ANY,
     ("GET", "/v1/models/{model:path}"): ANY,
     ("POST", "/v1/jobs"): "jobs:write",
+    ("GET", "/v1/jobs"): "jobs:read",
     ("GET", "/v1/jobs/{job_id}"): "jobs:read",
     ("GET", "/v1/jobs/{job_id}/events"): "jobs:read",
     ("GET", "/v1/audit/jobs/{job_id}"): "audit:read",

@@ -1,11 +1,12 @@
-"""POST /v1/jobs, GET /v1/jobs/{id} and its live event stream."""
+"""POST /v1/jobs, GET /v1/jobs (the list), GET /v1/jobs/{id} and its live event stream."""
 
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from starlette.responses import StreamingResponse
 
 from infra.db import jobs as job_store
@@ -16,11 +17,11 @@ from producers.ingress.caller import Caller
 from producers.ingress.errors import ApiError, ModelRefused
 from producers.ingress.event_streams import SSE, SSE_HEADERS, slot_stream, take_slot
 from producers.ingress.job_stream import ended_stream, job_event_stream, resume_point
-from producers.ingress.scope import scoped_job, visible
+from producers.ingress.scope import scoped_job, scoped_user, visible
 from producers.ingress.state import Services, services_dependency
 from producers.ingress.submission import submit
-from schemas.api import JobAccepted, JobView
-from schemas.jobs import ChatJob, TokenUsage
+from schemas.api import JobAccepted, JobList, JobView
+from schemas.jobs import ChatJob, JobKind, JobStatus, TokenUsage
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -55,6 +56,44 @@ async def create_job(
         status=job.status,
         url=f"{base}/v1/jobs/{job.id}",
         events_url=f"{base}/v1/jobs/{job.id}/events",
+    )
+
+
+@router.get("", response_model=JobList)
+async def list_jobs(
+    caller: Owner,
+    svc: Svc,
+    user_id: Annotated[str | None, Query(max_length=200)] = None,
+    status: JobStatus | None = None,
+    kind: JobKind | None = None,
+    since: datetime | None = None,
+    after: uuid.UUID | None = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> JobList:
+    """The caller's jobs, newest first: for a reconnecting client to find what it started.
+
+    `after` is the last id of the previous page. A signed-in user sees their own
+    jobs (a `user_id` naming another is 403); a key sees its tenant's, or with
+    `user_id` that user's.
+    """
+    if since is not None and since.tzinfo is None:
+        since = since.replace(tzinfo=UTC)  # a time without an offset is UTC
+    rows = await job_store.list_jobs(
+        svc.db,
+        caller.tenant_id,
+        limit=limit + 1,
+        after=after,
+        user_id=scoped_user(caller, user_id),
+        status=status,
+        kind=kind,
+        since=since,
+    )
+    data = [job_view(found) for found in rows[:limit]]
+    return JobList(
+        data=data,
+        first_id=data[0].id if data else None,
+        last_id=data[-1].id if data else None,
+        has_more=len(rows) > limit,
     )
 
 

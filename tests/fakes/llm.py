@@ -16,6 +16,8 @@ started as a subprocess too) can ask for it:
                              {"echo": <last user message>}
 
 POST /v1/embeddings answers deterministic 8-dimensional vectors (or `dimensions`).
+POST /v1/responses speaks OpenAI's Responses API (tests/fakes/llm_responses.py),
+recording calls with api="responses".
 
 The same directives work with `claude-fake…`.
 """
@@ -32,6 +34,7 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes import llm_responses
 from tests.fakes.server import BackgroundServer
 
 
@@ -61,6 +64,18 @@ def _text_of(content: Any) -> str:
     return " ".join(texts) if texts else json.dumps(content)
 
 
+def _seen_in_messages(body: dict[str, Any]) -> tuple[str, str]:
+    """(the last user message's text, the system messages' text) of a chat body."""
+    last_user = ""
+    for message in body.get("messages", []):
+        if message.get("role") == "user":
+            last_user = _text_of(message.get("content"))
+    system = "\n".join(
+        _text_of(m.get("content")) for m in body.get("messages", []) if m.get("role") == "system"
+    ) or _text_of(body.get("system") or "")
+    return last_user, system
+
+
 def _reply_words(last_user: str) -> list[str]:
     return f"reply to: {last_user}".split(" ")
 
@@ -80,7 +95,17 @@ class FakeLLMServer(BackgroundServer):
         app.router.add_post("/v1/chat/completions", self._openai_chat)
         app.router.add_post("/v1/messages", self._anthropic_messages)
         app.router.add_post("/v1/embeddings", self._openai_embeddings)
+        app.router.add_post("/v1/responses", self._openai_responses)
         return app
+
+    async def _openai_responses(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        seen = llm_responses.seen(body)
+        failure, last_user = await self._prologue("responses", body, request, seen)
+        if failure is not None:
+            return failure
+        directives = _directives(str(body.get("model", "")))
+        return await llm_responses.answer(request, body, _reply_words(last_user), directives)
 
     @property
     def openai_base_url(self) -> str:
@@ -92,20 +117,19 @@ class FakeLLMServer(BackgroundServer):
 
     # behaviour ---------------------------------------------------------------
     async def _prologue(
-        self, api: str, body: dict[str, Any], request: web.Request
+        self,
+        api: str,
+        body: dict[str, Any],
+        request: web.Request,
+        seen: tuple[str, str] | None = None,
     ) -> tuple[web.Response | None, str]:
+        """Record the call and apply the model's directives; a failure answer, if any.
+
+        `seen` is (last user text, system text) where the body has no `messages`.
+        """
         model = str(body.get("model", ""))
-        last_user = ""
-        for message in body.get("messages", []):
-            if message.get("role") == "user":
-                content = message.get("content")
-                last_user = _text_of(content)
+        last_user, system = seen or _seen_in_messages(body)
         with self._lock:
-            system = "\n".join(
-                _text_of(m.get("content"))
-                for m in body.get("messages", [])
-                if m.get("role") == "system"
-            ) or _text_of(body.get("system") or "")
             self.calls.append(
                 Call(api, model, last_user, time.monotonic(), dict(request.headers), body, system)
             )
@@ -122,7 +146,7 @@ class FakeLLMServer(BackgroundServer):
         if status is None:
             return None, last_user
         headers = {"retry-after": d["retry_after"]} if "retry_after" in d else {}
-        if api == "openai":
+        if api != "anthropic":
             payload: dict[str, Any] = {
                 "error": {"message": f"fake failure {status}", "type": "server_error", "code": None}
             }

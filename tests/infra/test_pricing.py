@@ -15,6 +15,7 @@ from infra.routing.catalog import OTHER, ModelCatalog
 from infra.routing.config import RoutingConfig, load_routing
 from infra.routing.gateway import MAX_DEFAULT_DEPLOYMENTS, Gateway
 
+FAKE_PRICES = Path(__file__).resolve().parents[1] / "fakes" / "prices.toml"
 # Every current model of the families the router takes by default, by the
 # names clients send: the shipped table must price each of them.
 CURRENT_MODELS = [
@@ -181,3 +182,22 @@ async def test_router_state_stays_bounded_for_many_model_names(tmp_path: Path) -
         assert live <= MAX_DEFAULT_DEPLOYMENTS
     finally:
         await gateway.close()
+
+
+def test_context_windows_come_from_the_price_table_and_the_routing_file(tmp_path: Path) -> None:
+    routing = tmp_path / "routing.toml"
+    routing.write_text(
+        '[models."big"]\ncontext_window = 9000\n'
+        'deployments = [{ provider = "openai", model = "gpt-4o" }]\n'
+        '[models."mine"]\ndeployments = [{ provider = "openai", model = "gpt-4.1" }]\n'
+    )
+    catalog = ModelCatalog(load_routing(routing), PriceTable.load(FAKE_PRICES))
+    assert catalog.context_window("gpt-4o") == 128000
+    assert catalog.context_window("openai/gpt-5") == 400000
+    assert catalog.context_window("claude-sonnet-4-20250514") == 200000
+    assert catalog.context_window("big") == 9000  # the routing file's figure wins
+    assert catalog.context_window("mine") == 1047576  # its upstream model's
+    assert catalog.context_window("gpt-fake@tool") == 4000
+    assert catalog.context_window("gpt-fake-tiny") == 1000
+    assert catalog.context_window("local-echo") is None  # unknown: nothing is fitted
+    assert catalog.context_window("mystery") is None

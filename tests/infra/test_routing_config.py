@@ -33,6 +33,9 @@ def test_the_documented_example_loads() -> None:
     assert config.prices["gpt-4o"].output_per_million == Decimal("10.00")
     assert config.retry.max_retry_after_s == 60
     assert "smart" in config.listed() and "gpt-4o" in config.listed()
+    gpt5 = config.route_for("gpt-5")
+    assert gpt5.deployments[0].api == "responses" and gpt5.context_window == 400000
+    assert smart.deployments[0].api == "chat"
 
 
 @pytest.mark.parametrize(
@@ -43,6 +46,12 @@ def test_the_documented_example_loads() -> None:
         ('[aliases]\n"b" = "nowhere"\n', "alias 'b'"),
         ('[models."a"]\ndeployments = [{ provider = "smoke" }]\n', "provider must be one of"),
         ('[models."a"]\ndeployments = [{ provider = "openai", weight = 0 }]\n', "positive"),
+        ('[models."a"]\ndeployments = [{ provider = "openai", api = "soap" }]\n', "`api`"),
+        (
+            '[models."a"]\ndeployments = [{ provider = "anthropic", api = "responses" }]\n',
+            "needs provider openai",
+        ),
+        ('[models."gpt-a"]\ncontext_window = -5\n', "`context_window`"),
     ],
 )
 def test_mistakes_are_named(tmp_path: Path, text: str, complaint: str) -> None:
