@@ -5,7 +5,7 @@ from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
 revision = "0950_conversations"
-down_revision = "0930_tenant_wall"
+down_revision = "0940_jobs_list"
 
 TENANT = "NULLIF(current_setting('ayush.tenant_id', true), '')::uuid"
 TABLES = ("conversations", "conversation_items", "responses")

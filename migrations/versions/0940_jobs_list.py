@@ -2,7 +2,7 @@
 
 from alembic import op
 
-revision = "0940_d_jobs_list"
+revision = "0940_jobs_list"
 down_revision = "0930_tenant_wall"
 
 
