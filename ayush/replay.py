@@ -229,7 +229,7 @@ def _as_uuid(text: str) -> uuid.UUID | None:
         return None
 
 
-PROJECTIONS = ("jobs", "usage", "memory")
+PROJECTIONS = ("jobs", "usage", "memory", "conversations")
 
 
 async def verify(
@@ -242,6 +242,7 @@ async def verify(
     tables = [
         *(snapshots.USAGE_TABLES if "usage" in projections else ()),
         *(snapshots.MEMORY_TABLES if "memory" in projections else ()),
+        *(snapshots.CONVERSATION_TABLES if "conversations" in projections else ()),
     ]
     live_db, rebuilt_db = Database(live_url, pool_size=1), Database(rebuilt_url, pool_size=1)
     try:

@@ -103,7 +103,11 @@ class MessageItem(RequestModel):
     type: Literal["message"] = "message"
     id: str | None = Field(default=None, max_length=200)
     role: Literal["user", "assistant", "system", "developer"]
-    content: str | list[Content] = Field(max_length=100)
+    # The limits apply to each form: a text of up to 1e6 characters, or up to 100 parts.
+    content: (
+        Annotated[str, Field(max_length=1_000_000)]
+        | Annotated[list[Content], Field(max_length=100)]
+    )
     status: Literal["in_progress", "completed", "incomplete"] | None = None
 
     def parts(self) -> list[InputText | OutputText | InputImage]:
