@@ -77,11 +77,12 @@ def normal(item: Item) -> Item:
 def new_items(
     items: Sequence[Item], made_from: uuid.UUID, phase: int, created_at: int
 ) -> list[StoredItem]:
-    """Items given their ids (`item_id`, from what made them) and places (`position`, the
-    maker a uuid7, so later items sort after)."""
+    """Items given their ids (`item_id`, from what made them, their phase and place) and
+    places (`position`, the maker a uuid7, so later items sort after): a turn's input
+    (phase 0) and output (phase 1) are made from the same turn, and never share an id."""
     return [
         StoredItem(
-            id=item_id(_KINDS[item.type], made_from, index),
+            id=item_id(_KINDS[item.type], made_from, phase * 100_000 + index),
             position=position(made_from, phase, index),
             item=normal(item),
             created_at=created_at,
