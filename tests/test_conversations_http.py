@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import text
 
 from infra.db.engine import Database
+from infra.db.tenants import create_api_key
 from infra.local_stack import ServiceAddresses
 from tests.conftest import Running, TenantKey, ingress_alone, make_tenant
 from tests.fakes.llm import FakeLLMServer
@@ -228,6 +229,24 @@ async def test_a_signed_in_user_sees_only_their_own_conversations(
     stranger = await make_tenant(db, admin=True)
     elsewhere = await client.get(f"/v1/conversations/{conversation}", headers=stranger.headers)
     assert openai_error(elsewhere, 404)["code"] == "not_found"
+
+
+async def test_an_auditor_reads_the_tenants_conversations_and_changes_none(
+    client: httpx.AsyncClient, db: Database, tenant: TenantKey
+) -> None:
+    _, plaintext = await create_api_key(db, tenant.tenant_id, role="auditor")  # type: ignore[arg-type]
+    auditor = {"Authorization": f"Bearer {plaintext}"}
+    made = await client.post(
+        "/v1/conversations", json={"items": [said("hi")], "user_id": "u1"}, headers=tenant.headers
+    )
+    path = f"/v1/conversations/{made.json()['id']}"
+    assert (await client.get(path, headers=auditor)).status_code == 200
+    assert (await client.get(f"{path}/items", headers=auditor)).status_code == 200
+    listed = await client.get("/v1/conversations", headers=auditor)
+    assert [c["id"] for c in listed.json()["data"]] == [made.json()["id"]]
+    refused = await client.post(f"{path}/items", json={"items": [said("x")]}, headers=auditor)
+    assert openai_error(refused, 403)["type"] == "invalid_request_error"
+    assert openai_error(await client.delete(path, headers=auditor), 403)
 
 
 async def test_bad_input_is_an_openai_400_naming_the_param(
