@@ -154,7 +154,7 @@ Item = Annotated[
 ]
 
 
-class ItemIn(BaseModel):
+class ItemIn(RequestModel):
     """One item as a caller sends it (the type may be left out of a message)."""
 
     model_config = ConfigDict(frozen=True)

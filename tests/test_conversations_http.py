@@ -264,6 +264,8 @@ async def test_bad_input_is_an_openai_400_naming_the_param(
         ("POST", "/v1/conversations", {"items": [
             {"role": "user", "content": [{"type": "input_text", "text": "x"}] * 101}]},
          "items.0.content"),
+        ("POST", "/v1/conversations", {"items": [said("a\u0000b")]}, "items.0.content"),
+        ("POST", "/v1/conversations", {"metadata": {"k\u0000": "v"}}, "metadata"),
         ("POST", "/v1/conversations", {"user_id": "u" * 201}, "user_id"),
         ("POST", "/v1/conversations", {"title": "x"}, "title"),
         ("POST", f"/v1/conversations/{conversation}/items", {"items": []}, "items"),
