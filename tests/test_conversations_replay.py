@@ -17,6 +17,7 @@ from infra.db import conversations as store
 from infra.db.conversation_models import ResponseRecord
 from infra.db.engine import Database
 from infra.kafka.admin import create_topics
+from infra.kafka.codec import decode_raw
 from infra.kafka.publisher import Publisher
 from infra.local_stack import ServiceAddresses
 from infra.settings import Settings
@@ -30,6 +31,7 @@ from schemas.versions import job_requested
 from tests.conftest import Running, TenantKey, make_tenant, namespace_settings
 from tests.databases import create_empty_database, drop_database
 from tests.harness import unique
+from tests.kafka_tools import read_topic
 from tests.test_audit_replay import ayush_cli
 
 GROUP = conversation_projection.group.name
@@ -89,6 +91,17 @@ async def test_a_replay_rebuilds_the_conversations_as_they_are_live(
     assert live == {"conversations": 2, "conversation_items": 4, "responses": 0}
 
     settings = running.settings
+    # each change went out as its event, keyed by its conversation
+    records = [
+        (r.key, decode_raw(r.value))
+        for r in await read_topic(settings, topics.CONVERSATION_EVENTS.name)
+    ]
+    mine = [(key, raw) for key, raw in records if raw.tenant_id == tenant.tenant_id]
+    assert sorted(raw.type for _, raw in mine) == sorted([
+        conv.CONVERSATION_CREATED, conv.CONVERSATION_CREATED, conv.CONVERSATION_CREATED,
+        conv.ITEMS_ADDED, conv.CONVERSATION_UPDATED, conv.ITEM_DELETED, conv.CONVERSATION_DELETED,
+    ])  # fmt: skip
+    assert all(key == str(raw.payload["conversation_id"]).encode() for key, raw in mine)
     window = replay.Query(
         topics=conversation_projection.group.topics, start=started,
         end=datetime.now(UTC) + timedelta(minutes=1),
