@@ -285,3 +285,6 @@ class ResponseTurn(RequestModel):
     store: bool = True
     background: bool = False
     truncation: Truncation = "disabled"
+    # What the response echoes of its request (its row's `params`: tools, text format …),
+    # carried so a replay writes the row the ingress wrote.
+    params: dict[str, Any] | None = None

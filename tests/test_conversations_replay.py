@@ -13,6 +13,7 @@ from sqlalchemy import text
 
 from ayush import replay
 from consumers.projections import conversations as conversation_projection
+from infra.archive.format import StoredRecord
 from infra.db import conversations as store
 from infra.db.conversation_models import ResponseRecord
 from infra.db.engine import Database
@@ -166,7 +167,7 @@ async def _publish_responses(
     """A conversation with a response in it, a stored response deleted later, and a failed
     one neither stored nor in a conversation: the events the Responses API and model-calls
     publish."""
-    conversation_id, answered, deleted, failed = uuid7(), uuid7(), uuid7(), uuid7()
+    conversation_id, answered, deleted, failed, unstored = (uuid7() for _ in range(5))
     now = int(datetime.now(UTC).timestamp())
 
     def event(type_: str, key: uuid.UUID, payload: Any) -> Envelope[Any]:
@@ -175,7 +176,12 @@ async def _publish_responses(
         )
 
     def response_job(
-        response_id: uuid.UUID, question: str, *, store: bool, in_conversation: bool
+        response_id: uuid.UUID,
+        question: str,
+        *,
+        store: bool,
+        in_conversation: bool,
+        params: dict[str, Any] | None = None,
     ) -> Envelope[Any]:
         items = new_items([conv.MessageItem(role="user", content=question)], response_id, 0, now)
         turn = conv.ResponseTurn(
@@ -183,6 +189,7 @@ async def _publish_responses(
             instructions="answer in one word",
             conversation_id=conversation_id if in_conversation else None,
             store=store,
+            params=params,
         )
         job = ChatJob(
             kind="response", model="local-echo", response=turn, user_id="ann",
@@ -199,19 +206,26 @@ async def _publish_responses(
         (topics.CONVERSATION_EVENTS, event(conv.CONVERSATION_CREATED, conversation_id,
                                            conv.ConversationCreated(conversation_id=conversation_id,
                                                                     user_id="ann"))),
-        (topics.AI_JOB_REQUESTED, response_job(answered, "2+2?", store=True, in_conversation=True)),
+        (topics.AI_JOB_REQUESTED, response_job(answered, "2+2?", store=True, in_conversation=True,
+                                               params=ECHOED)),
         (topics.CONVERSATION_EVENTS, finished(
             answered, conversation_id=conversation_id, status="completed", output=answer,
             usage=conv.ResponseUsage(input_tokens=9, output_tokens=1),
             context=conv.ContextSent(items=1, input_tokens=9),
         )),
-        (topics.AI_JOB_REQUESTED, response_job(deleted, "hi", store=True, in_conversation=False)),
+        (topics.AI_JOB_REQUESTED, response_job(deleted, "hi", store=True, in_conversation=True)),
         (topics.CONVERSATION_EVENTS, finished(deleted, status="completed")),
         (topics.CONVERSATION_EVENTS, event(conv.RESPONSE_DELETED, deleted,
                                            conv.ResponseDeleted(response_id=deleted))),
         (topics.AI_JOB_REQUESTED, response_job(failed, "?", store=False, in_conversation=False)),
         (topics.CONVERSATION_EVENTS, finished(
             failed, status="failed", error_code="context_length_exceeded", error_message="long",
+        )),
+        (topics.AI_JOB_REQUESTED, response_job(unstored, "psst", store=False,
+                                               in_conversation=True)),
+        (topics.CONVERSATION_EVENTS, finished(
+            unstored, conversation_id=conversation_id, status="completed",
+            output=new_items([conv.MessageItem(role="assistant", content="ok")], unstored, 1, now),
         )),
     ]  # fmt: skip
     publisher = Publisher(settings)
@@ -222,6 +236,15 @@ async def _publish_responses(
     finally:
         await publisher.stop()
     return conversation_id, answered, deleted, failed
+
+
+# What the Responses API echoes of a request, carried in its turn.
+ECHOED = {
+    "instructions": "answer in one word", "tools": [], "tool_choice": "auto",
+    "temperature": 0.5, "top_p": None, "max_output_tokens": 64,
+    "text": {"format": {"type": "text"}}, "metadata": {"app": "replay"},
+    "truncation": "disabled", "parallel_tool_calls": True,
+}  # fmt: skip
 
 
 async def test_a_replay_rebuilds_responses_from_their_jobs_and_their_ends(
@@ -244,7 +267,7 @@ async def test_a_replay_rebuilds_responses_from_their_jobs_and_their_ends(
             settings.model_copy(update={"database_url": rebuilt_url}), window, GROUP,
             reference_database_url=services.database_url,
         )  # fmt: skip
-        assert report.failures == [] and report.handled == 8
+        assert report.failures == [] and report.handled == 10
 
         row = await rebuilt.get(ResponseRecord, answered, tenant_id)
         assert row is not None
@@ -254,27 +277,48 @@ async def test_a_replay_rebuilds_responses_from_their_jobs_and_their_ends(
         assert row.usage == {"input_tokens": 9, "output_tokens": 1, "cached_tokens": 0}
         assert row.context == {"items": 1, "dropped": 0, "input_tokens": 9}
         assert row.completed_at is not None and row.error is None
-        params = row.params
-        assert (params["instructions"], params["temperature"], params["max_output_tokens"]) == (
-            "answer in one word", 0.5, 64,
-        )  # fmt: skip
-        assert params["metadata"] == {"app": "replay"} and params["truncation"] == "disabled"
-        # the turn's question and answer, in order, in its conversation
+        assert row.params == ECHOED  # as the ingress echoed it
+        # each turn's question and answer, in order, in the conversation; a deleted
+        # response's and an unstored one's stay there, held by no response
         items = await store.items(rebuilt, tenant_id, conversation_id, limit=10, order="asc")
         assert [(i.item.role, i.item.text()) for i in items.rows] == [
-            ("user", "2+2?"), ("assistant", "four"),
+            ("user", "2+2?"), ("assistant", "four"), ("user", "hi"),
+            ("user", "psst"), ("assistant", "ok"),
         ]  # fmt: skip
+        async with rebuilt.session() as session:
+            held = await session.execute(
+                text("SELECT response_id, count(*) FROM conversation_items WHERE tenant_id = :t "
+                     "GROUP BY response_id"), {"t": tenant_id},
+            )  # fmt: skip
+            assert dict(held.all()) == {answered: 2, None: 3}
         assert await rebuilt.get(ResponseRecord, deleted, tenant_id) is None
         failure = await rebuilt.get(ResponseRecord, failed, tenant_id)
         assert failure is not None and failure.status == "failed"
         assert failure.error == {"code": "context_length_exceeded", "message": "long"}
-        # deleted, or neither stored nor in a conversation: no items kept
-        async with rebuilt.session() as session:
-            found = await session.execute(
-                text("SELECT count(*) FROM conversation_items WHERE response_id = ANY(:r)"),
-                {"r": [deleted, failed]},
-            )
-            assert found.scalar_one() == 0
+        # without params in its turn, the row's are made from its job
+        params = failure.params
+        assert (params["instructions"], params["temperature"], params["max_output_tokens"]) == (
+            "answer in one word", 0.5, 64,
+        )  # fmt: skip
+        assert params["metadata"] == {"app": "replay"} and params["truncation"] == "disabled"
     finally:
         await rebuilt.close()
         await drop_database(services.database_url, rebuilt_url)
+
+
+def test_records_of_one_millisecond_replay_in_the_order_of_the_groups_topics() -> None:
+    """A response's request (ai.job.requested) comes before its end (conversation.events)
+    when both carry the same millisecond, whatever their partitions and offsets, in a
+    deployment whose topics have a prefix."""
+    settings = Settings(topic_prefix="acme.")
+
+    def record(topic: str, offset: int) -> StoredRecord:
+        return StoredRecord(settings.topic(topic), 0, offset, 1_000, None, b"", [])
+
+    ended = record(topics.CONVERSATION_EVENTS.name, 2)
+    requested = record(topics.AI_JOB_REQUESTED.name, 7)
+    group_topics = conversation_projection.group.topics
+    assert replay.in_replay_order(settings, [ended, requested], group_topics) == [
+        requested,
+        ended,
+    ]

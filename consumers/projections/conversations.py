@@ -100,12 +100,11 @@ async def on_job_requested(raw: Envelope[job_events.JobRequested], db: Database)
         status="queued",
         store=turn.store,
         background=turn.background,
-        params=response_params(job),
+        # The ingress puts what it echoes in the turn; else it is made from the job.
+        params=turn.params if turn.params is not None else response_params(job),
         created_at=raw.occurred_at,
     )
-    # A response neither stored nor in a conversation keeps no items.
-    inputs = turn.input if turn.store or turn.conversation_id is not None else []
-    await response_rows.record(db, row, inputs, _claim(raw))
+    await response_rows.record(db, row, turn.input, _claim(raw))
 
 
 @group.on(conv.RESPONSE_FINISHED, conv.ResponseFinished)
