@@ -20,6 +20,7 @@ from consumers.groups.model_calls import group as model_calls
 from consumers.groups.model_calls_batch import group as model_calls_batch
 from consumers.groups.usage import group as usage
 from consumers.groups.webhook_router import group as webhook_router
+from consumers.projections import conversations as conversation_projection
 from consumers.projections import jobs as job_projection
 from consumers.projections import memory as memory_projection
 from consumers.projections import usage as usage_projection
@@ -212,6 +213,10 @@ async def _usage_projection_replay(settings: Settings, stack: AsyncExitStack) ->
     return _database(settings, stack, 2)
 
 
+async def _conversation_projection_replay(settings: Settings, stack: AsyncExitStack) -> Database:
+    return _database(settings, stack, 2)
+
+
 async def _memory_projection_replay(settings: Settings, stack: AsyncExitStack) -> memory.Ports:
     return memory_projection.projection_ports(settings, _database(settings, stack, 2))
 
@@ -294,6 +299,7 @@ REPLAY_GROUPS: dict[str, Wired] = _by_name(
     Wired(job_projection.group, replay=_job_projection_replay),
     Wired(usage_projection.group, replay=_usage_projection_replay),
     Wired(memory_projection.group, replay=_memory_projection_replay),
+    Wired(conversation_projection.group, replay=_conversation_projection_replay),
 )
 
 # The live groups whose side mode is the rebuild of their projection.

@@ -193,7 +193,7 @@ def verify_command(
     against: Annotated[str, typer.Option(help="URL of the rebuilt database.")],
     projection: Annotated[
         list[str],
-        typer.Option(help="jobs, usage or memory; repeatable. Default: all three."),
+        typer.Option(help="jobs, usage, memory or conversations; repeatable. Default: all."),
     ] = [],  # noqa: B006
 ) -> None:
     """Compare the live projections (DATABASE_URL) with rebuilt ones; exit 1 on differences."""

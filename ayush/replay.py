@@ -153,9 +153,8 @@ async def into_group(
     spec = replay_spec(group)
     assert spec.replay is not None
     report = ReplayReport()
-    records = [r async for r in read(settings, query, report, progress or NoProgress())]
-    order = {name: i for i, name in enumerate(spec.topics)}
-    records.sort(key=lambda r: (r.timestamp_ms, order.get(r.topic, 0), r.partition, r.offset))
+    read_back = [r async for r in read(settings, query, report, progress or NoProgress())]
+    records = in_replay_order(settings, read_back, spec.topics)
     async with AsyncExitStack() as stack:
         ports = await spec.replay(settings, stack)
         routes = spec.group.routes(ports)
@@ -181,6 +180,21 @@ async def into_group(
             except Exception as exc:  # reported, not hidden: the replay goes on
                 report.failures.append(f"{raw.type} {raw.id}: {type(exc).__name__}: {exc}")
     return report
+
+
+def in_replay_order(
+    settings: Settings, records: list[StoredRecord], topics: list[str]
+) -> list[StoredRecord]:
+    """The records oldest first; those of one millisecond in the order of the group's
+    topics (a job's request before what followed it on another topic). Records carry the
+    topic's full name, with this deployment's prefix."""
+    order = {settings.topic(name): i for i, name in enumerate(topics)}
+
+    def key(record: StoredRecord) -> tuple[int, int, int, int]:
+        topic = order.get(record.topic, len(order))
+        return (record.timestamp_ms, topic, record.partition, record.offset)
+
+    return sorted(records, key=key)
 
 
 async def _copy_reference_rows(
@@ -229,7 +243,7 @@ def _as_uuid(text: str) -> uuid.UUID | None:
         return None
 
 
-PROJECTIONS = ("jobs", "usage", "memory")
+PROJECTIONS = ("jobs", "usage", "memory", "conversations")
 
 
 async def verify(
@@ -242,6 +256,7 @@ async def verify(
     tables = [
         *(snapshots.USAGE_TABLES if "usage" in projections else ()),
         *(snapshots.MEMORY_TABLES if "memory" in projections else ()),
+        *(snapshots.CONVERSATION_TABLES if "conversations" in projections else ()),
     ]
     live_db, rebuilt_db = Database(live_url, pool_size=1), Database(rebuilt_url, pool_size=1)
     try:

@@ -103,7 +103,11 @@ class MessageItem(RequestModel):
     type: Literal["message"] = "message"
     id: str | None = Field(default=None, max_length=200)
     role: Literal["user", "assistant", "system", "developer"]
-    content: str | list[Content] = Field(max_length=100)
+    # The limits apply to each form: a text of up to 1e6 characters, or up to 100 parts.
+    content: (
+        Annotated[str, Field(max_length=1_000_000)]
+        | Annotated[list[Content], Field(max_length=100)]
+    )
     status: Literal["in_progress", "completed", "incomplete"] | None = None
 
     def parts(self) -> list[InputText | OutputText | InputImage]:
@@ -150,7 +154,7 @@ Item = Annotated[
 ]
 
 
-class ItemIn(BaseModel):
+class ItemIn(RequestModel):
     """One item as a caller sends it (the type may be left out of a message)."""
 
     model_config = ConfigDict(frozen=True)
@@ -281,3 +285,6 @@ class ResponseTurn(RequestModel):
     store: bool = True
     background: bool = False
     truncation: Truncation = "disabled"
+    # What the response echoes of its request (its row's `params`: tools, text format …),
+    # carried so a replay writes the row the ingress wrote.
+    params: dict[str, Any] | None = None

@@ -49,18 +49,25 @@ async def add(
     conversation_id: uuid.UUID | None,
     response_id: uuid.UUID | None = None,
     phase: int | None = None,
+    at: datetime | None = None,
 ) -> None:
     """Insert the items (those already there by id are left as they are) and, in a
-    conversation, mark it active now. Runs in the caller's transaction."""
+    conversation, mark it active at `at` (now by default; a replay gives the event's time,
+    and a conversation's activity never goes back). Runs in the caller's transaction."""
     if not items:
         return
     rows = [_row(tenant_id, i, conversation_id, response_id, phase) for i in items]
     await session.execute(insert(ConversationItem).values(rows).on_conflict_do_nothing())
     if conversation_id is not None:
+        moment = at or datetime.now(UTC)
         await session.execute(
             update(Conversation)
-            .where(Conversation.id == conversation_id, Conversation.tenant_id == tenant_id)
-            .values(updated_at=datetime.now(UTC))
+            .where(
+                Conversation.id == conversation_id,
+                Conversation.tenant_id == tenant_id,
+                Conversation.updated_at < moment,
+            )
+            .values(updated_at=moment)
         )
 
 

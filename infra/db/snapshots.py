@@ -1,4 +1,4 @@
-"""The usage and memory projections as comparable rows, for `ayush verify`.
+"""The usage, memory and conversations projections as comparable rows, for `ayush verify`.
 
 Like the jobs snapshot (infra.db.projection), each row is keyed by its table
 and primary key and leaves out what events do not carry: row timestamps of
@@ -44,9 +44,23 @@ _TABLES: tuple[tuple[str, tuple[str, ...], str], ...] = (
         "md5(embedding::text) AS embedding_md5",
     ),
     ("memory_user_forgets", ("tenant_id", "user_id"), "tenant_id, user_id, before"),
+    # updated_at (activity) is the live write's clock; responses' times are too.
+    ("conversations", ("id",), "id, tenant_id, user_id, title, metadata, created_at"),
+    (
+        "conversation_items",
+        ("id",),
+        "id, tenant_id, conversation_id, response_id, phase, position, type, item, created_at",
+    ),
+    (
+        "responses",
+        ("id",),
+        "id, tenant_id, user_id, conversation_id, previous_response_id, model, status, store, "
+        "background, params, usage, error, context",
+    ),
 )
 USAGE_TABLES = ("usage_daily", "budget_spend")
 MEMORY_TABLES = ("memories", "memory_chunks", "memory_user_forgets")
+CONVERSATION_TABLES = ("conversations", "conversation_items", "responses")
 
 
 def plain(value: Any) -> Any:

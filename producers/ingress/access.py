@@ -39,6 +39,15 @@ TABLE: dict[tuple[str, str], str] = {
     ("POST", "/v1/memories/search"): "memories:read",
     ("GET", "/v1/memories/{memory_id}"): "memories:read",
     ("DELETE", "/v1/memories/{memory_id}"): "memories:write",
+    ("POST", "/v1/conversations"): "conversations:write",
+    ("GET", "/v1/conversations"): "conversations:read",
+    ("GET", "/v1/conversations/{conversation_id}"): "conversations:read",
+    ("POST", "/v1/conversations/{conversation_id}"): "conversations:write",
+    ("DELETE", "/v1/conversations/{conversation_id}"): "conversations:write",
+    ("GET", "/v1/conversations/{conversation_id}/items"): "conversations:read",
+    ("POST", "/v1/conversations/{conversation_id}/items"): "conversations:write",
+    ("GET", "/v1/conversations/{conversation_id}/items/{item_id}"): "conversations:read",
+    ("DELETE", "/v1/conversations/{conversation_id}/items/{item_id}"): "conversations:write",
     ("POST", "/v1/files"): "files:write",
     ("GET", "/v1/files/{file_id}"): "files:read",
     ("GET", "/v1/files/{file_id}/content"): "files:read",
@@ -113,6 +122,7 @@ ADMINISTRATION = frozenset(
 AUDITOR = frozenset(
     {
         "jobs:read",
+        "conversations:read",
         "batches:read",
         "files:read",
         "usage:read",

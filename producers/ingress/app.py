@@ -34,6 +34,7 @@ from producers.ingress import (
     audit,
     batches,
     budgets,
+    conversations,
     docs,
     errors,
     files,
@@ -200,6 +201,7 @@ def create_app(settings: Settings, streams: OpenStreams | None = None) -> FastAP
     app.include_router(batches.router, dependencies=limited)
     app.include_router(actions.router, dependencies=limited)
     app.include_router(memories.router, dependencies=limited)
+    app.include_router(conversations.router, dependencies=limited)
     app.include_router(webhook_setup.router, dependencies=limited)
     app.include_router(tenant_settings.router, dependencies=limited)
     app.include_router(issuers.router, dependencies=limited)
