@@ -86,7 +86,7 @@ async def set_status(
             .where(
                 ResponseRecord.id == response_id,
                 ResponseRecord.tenant_id == tenant_id,
-                ResponseRecord.status.not_in(TERMINAL),  # type: ignore[attr-defined]
+                ResponseRecord.status.not_in(TERMINAL),
             )
             .values(status=status)
         )
@@ -151,7 +151,7 @@ async def delete_response(db: Database, tenant_id: uuid.UUID, response_id: uuid.
         await session.execute(
             delete(ConversationItem).where(
                 *owned,
-                ConversationItem.conversation_id.is_(None),  # type: ignore[union-attr]
+                ConversationItem.conversation_id.is_(None),
             )
         )
         await session.execute(
@@ -183,7 +183,7 @@ async def delete_unpublished(db: Database, tenant_id: uuid.UUID, response_id: uu
         await session.execute(
             delete(ConversationItem).where(
                 ConversationItem.tenant_id == tenant_id,
-                ConversationItem.id.in_(_input_ids(response_id)),  # type: ignore[attr-defined]
+                ConversationItem.id.in_(_input_ids(response_id)),
             )
         )
 
@@ -191,7 +191,7 @@ async def delete_unpublished(db: Database, tenant_id: uuid.UUID, response_id: uu
 def _input_ids(response_id: uuid.UUID) -> Any:
     # The input items' ids all derive from the response id (position prefix).
     return select(ConversationItem.id).where(
-        ConversationItem.position.startswith(response_id.hex + ".0")  # type: ignore[attr-defined]
+        ConversationItem.position.startswith(response_id.hex + ".0")
     )
 
 

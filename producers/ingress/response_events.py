@@ -229,11 +229,14 @@ class ResponseEvents:
     def _result(self, data: dict[str, Any]) -> list[dict[str, Any]]:
         text = data.get("text") or ""
         incomplete = _INCOMPLETE.get(data.get("finish_reason") or "")
-        item_status = "incomplete" if incomplete else "completed"
         items = [
             s.wire()
             for s in output_items(
-                self.base.response_id, text, data.get("tool_calls"), 0, item_status
+                self.base.response_id,
+                text,
+                data.get("tool_calls"),
+                0,
+                "incomplete" if incomplete else "completed",
             )
         ]
         out: list[dict[str, Any]] = []
@@ -241,8 +244,12 @@ class ResponseEvents:
             out += self._delta(text)  # a cached answer (or one that came whole)
         index = 0
         if text:
-            part = {"type": "output_text", "text": text, "annotations": []}
-            ids = {"item_id": self._message_id, "output_index": 0, "content_index": 0}
+            part: dict[str, Any] = {"type": "output_text", "text": text, "annotations": []}
+            ids: dict[str, Any] = {
+                "item_id": self._message_id,
+                "output_index": 0,
+                "content_index": 0,
+            }
             out += [
                 self._event("response.output_text.done", **ids, text=text, logprobs=[]),
                 self._event("response.content_part.done", **ids, part=part),
