@@ -17,10 +17,12 @@ import pytest
 
 from infra.db.conversation_models import Conversation
 from infra.db.engine import Database
+from infra.kafka.codec import decode_raw
 from schemas.conversations import conversation_wire_id
 from tests.conftest import Running, TenantKey, make_tenant
 from tests.fakes.llm import FakeLLMServer
 from tests.harness import eventually, unique
+from tests.kafka_tools import read_topic
 
 
 @pytest.fixture
@@ -324,3 +326,28 @@ async def test_a_failed_upstream_fails_the_response(oai: openai.AsyncOpenAI) -> 
     found = await eventually(ended, 20, "the response to fail")
     assert found.status == "failed"
     assert found.error is not None and found.error.code == "invalid_prompt"
+
+
+async def test_a_finished_turn_is_told_on_conversation_events_keyed_by_its_conversation(
+    oai: openai.AsyncOpenAI, running: Running, db: Database, tenant_key: TenantKey
+) -> None:
+    conversation = await new_conversation(db, tenant_key)
+    answer = await oai.responses.create(
+        model="gpt-fake", input=unique("told "), conversation=conversation
+    )
+    response_id = uuid.UUID(answer.id.removeprefix("resp_"))
+
+    async def finished() -> list[Any] | None:
+        records = await read_topic(running.settings, "conversation.events")
+        found = [
+            (r.key, decode_raw(r.value))
+            for r in records
+            if decode_raw(r.value).payload.get("response_id") == str(response_id)
+        ]
+        return found or None
+
+    [(key, event)] = await eventually(finished, 20, "response.finished")
+    assert event.type == "response.finished"
+    assert key == str(uuid.UUID(conversation.removeprefix("conv_"))).encode()
+    assert event.payload["status"] == "completed"
+    assert [o["id"] for o in event.payload["output"]] == [answer.output[0].model_dump()["id"]]

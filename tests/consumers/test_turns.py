@@ -68,3 +68,25 @@ def test_images_become_parts_in_their_order() -> None:
         ImagePart(url=PNG, detail="low"),
         TextPart(text="this?"),
     ]
+
+
+def test_a_remembered_response_turn_keeps_the_users_words() -> None:
+    from consumers.jobs.memory_recall import remember_exchange
+    from schemas.envelope import Actor, Envelope
+    from schemas.memory import MemoryContext
+    from schemas.responses_api import ResponseRequest, response_job
+
+    body = ResponseRequest.model_validate(
+        {"model": "gpt-fake", "input": "my cat is called Tom", "user_id": "u1"}
+    )
+    job = response_job(body, uuid.uuid4(), 0, previous_response_id=None, conversation_id=None)
+    job = job.model_copy(update={"memory": MemoryContext(user_id="u1", remember=True)})
+    raw = Envelope[dict[str, str]](
+        type="x",
+        tenant_id=uuid.uuid4(),
+        actor=Actor(kind="system", id="t"),
+        correlation_id=uuid.uuid4(),
+        payload={},
+    )
+    [(_, event)] = remember_exchange(raw, job, "noted", Actor(kind="system", id="t"))
+    assert event.payload.text == "user: my cat is called Tom\nassistant: noted"
