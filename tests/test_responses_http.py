@@ -351,3 +351,19 @@ async def test_a_finished_turn_is_told_on_conversation_events_keyed_by_its_conve
     assert key == str(uuid.UUID(conversation.removeprefix("conv_"))).encode()
     assert event.payload["status"] == "completed"
     assert [o["id"] for o in event.payload["output"]] == [answer.output[0].model_dump()["id"]]
+
+
+async def test_a_response_job_cannot_be_posted_as_a_job(
+    running: Running, tenant_key: TenantKey, db: Database
+) -> None:
+    # A turn naming another user's conversation would read it into the model's prompt.
+    conversation = await new_conversation(db, tenant_key, user_id="someone")
+    turn = {
+        "input": [],
+        "conversation_id": conversation.removeprefix("conv_"),
+    }
+    body = {"kind": "response", "model": "gpt-fake", "response": turn}
+    async with httpx.AsyncClient(base_url=running.url, timeout=30) as http:
+        answer = await http.post("/v1/jobs", json=body, headers=tenant_key.headers)
+    assert answer.status_code == 422
+    assert answer.json()["field"] == "kind"
