@@ -367,3 +367,33 @@ async def test_a_response_job_cannot_be_posted_as_a_job(
         answer = await http.post("/v1/jobs", json=body, headers=tenant_key.headers)
     assert answer.status_code == 422
     assert answer.json()["field"] == "kind"
+
+
+async def test_a_streamed_response_replays_with_the_same_events(oai: openai.AsyncOpenAI) -> None:
+    live = [e async for e in await oai.responses.create(
+        model="gpt-fake@pace=10", input=unique("replay me "), stream=True
+    )]  # fmt: skip
+    assert live[-1].type == "response.completed"
+    response_id = live[-1].response.id  # type: ignore[union-attr]
+    again = [e async for e in await oai.responses.retrieve(response_id, stream=True)]
+    assert [e.model_dump() for e in again] == [e.model_dump() for e in live]
+
+
+async def test_a_background_response_is_cancelled_while_it_streams(
+    oai: openai.AsyncOpenAI,
+) -> None:
+    words = " ".join(f"w{i}" for i in range(60))
+    queued = await oai.responses.create(
+        model="gpt-fake@pace=100", input=unique("cut ") + words, background=True
+    )
+    stream = await oai.responses.retrieve(queued.id, stream=True)
+    seen = []
+    async for event in stream:
+        seen.append(event)
+        if event.type == "response.output_text.delta":
+            cancelled = await oai.responses.cancel(queued.id)
+            assert cancelled.status == "cancelled"
+    assert seen[-1].type == "response.failed"
+    assert seen[-1].response.status == "cancelled"  # type: ignore[union-attr]
+    stored = await oai.responses.retrieve(queued.id)
+    assert stored.status == "cancelled" and stored.output == []

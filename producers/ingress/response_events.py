@@ -110,7 +110,7 @@ def render(
 def stored_result(row: ResponseRecord, output: list[dict[str, Any]]) -> list[StreamEvent]:
     """The entries a finished response's stream had, rebuilt from its row and output
     items (once the live stream expired)."""
-    events = [StreamEvent("0-1", "status", {"status": "running"})]
+    events: list[StreamEvent] = []
     if row.status in ("completed", "incomplete"):
         text = "".join(
             part.get("text", "")
@@ -148,9 +148,8 @@ def stored_result(row: ResponseRecord, output: list[dict[str, Any]]) -> list[Str
 
 
 def _runs(entry: StreamEvent) -> bool:
-    """Whether the entry says the job is running (any text or result does too)."""
-    if entry.type == "status":
-        return entry.data.get("status") not in (None, "queued")
+    """Whether the entry shows the answer coming. Status entries do not count: a caller
+    waiting on the reply channel does not get them, and both ways must number alike."""
     return entry.type in ("delta", "result")
 
 

@@ -148,8 +148,18 @@ async def _start(
     response_id = row.id
     headers = {"X-Ayush-Job-Id": str(response_id)}
     assert job.response is not None
-    waits = slot is None and not row.background
+    # A caller that waits (for the whole Response, or streaming it) listens on this
+    # process's reply channel: no Redis connection held per request.
+    waits = slot is not None or not row.background
     waiter = svc.replies.waiter(response_id) if waits else None
+    handed_over = False
+    deadline = asyncio.get_running_loop().time() + svc.settings.gateway_wait_timeout_s
+
+    async def next_entry() -> StreamEvent:
+        assert waiter is not None
+        async with asyncio.timeout_at(deadline):
+            return await waiter.next()
+
     try:
         await store.create(svc.db, row, job.response.input)
         try:
@@ -160,7 +170,7 @@ async def _start(
                 job,
                 job_id=response_id,
                 reply_to=svc.replies.channel if waits else None,
-                live_text=slot is not None,
+                live_text=slot is not None or row.background,
                 count_request=True,
             )
         except BaseException:
@@ -168,16 +178,16 @@ async def _start(
             raise
         await _announce(svc, caller.tenant_id, row, job.response.input)
         if slot is not None:
-            content = _events(svc, caller.tenant_id, base, -1)
-            return slot_stream(svc, slot, content, headers)
+            content = _forgetting(svc, response_id, _live_events(base, next_entry))
+            response = slot_stream(svc, slot, content, headers)
+            handed_over = True
+            return response
         if waiter is None:
             return _json(render(base, "queued"), headers)
         events = ResponseEvents(base)
-        deadline = asyncio.get_running_loop().time() + svc.settings.gateway_wait_timeout_s
         while events.final is None:
             try:
-                async with asyncio.timeout_at(deadline):
-                    entry = await waiter.next()
+                entry = await next_entry()
             except TimeoutError as exc:
                 raise oe.OpenAIError(
                     504,
@@ -190,8 +200,35 @@ async def _start(
             events.feed(entry)
         return _json(events.final, headers)
     finally:
-        if waiter is not None:
+        if waiter is not None and not handed_over:
             svc.replies.forget(response_id)
+
+
+async def _live_events(
+    base: Base, next_entry: Callable[[], Awaitable[StreamEvent]]
+) -> AsyncIterator[bytes]:
+    """The events of a response as its entries reach this process. Past the wait's
+    deadline the stream ends; `GET …?stream=true&starting_after=N` goes on from there."""
+    events = ResponseEvents(base)
+    for event in events.start():
+        yield _sse(event)
+    while events.final is None:
+        try:
+            entry = await next_entry()
+        except TimeoutError:
+            return
+        for event in events.feed(entry):
+            yield _sse(event)
+
+
+async def _forgetting(
+    svc: Services, response_id: uuid.UUID, content: AsyncIterator[bytes]
+) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in content:
+            yield chunk
+    finally:
+        svc.replies.forget(response_id)
 
 
 async def _announce(
