@@ -17,7 +17,7 @@ import functools
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,7 +30,7 @@ from infra.channel_port import channels_of
 from infra.db import responses as store
 from infra.db.conversation_models import ResponseRecord
 from infra.errors import TransientError
-from infra.redis import TERMINAL, StreamEvent
+from infra.redis import StreamEvent
 from infra.stream_slots import StreamSlot
 from producers.ingress import openai_errors as oe
 from producers.ingress.auth import authenticate
@@ -44,9 +44,9 @@ from producers.ingress.response_events import (
     ResponseEvents,
     base_of,
     render,
-    stored_result,
     usage_wire,
 )
+from producers.ingress.response_stream import forgetting, live_events, replay_events
 from producers.ingress.scope import scoped_job, visible
 from producers.ingress.state import Services, services
 from producers.ingress.submission import submit
@@ -68,7 +68,6 @@ log = logging.getLogger(__name__)
 plain_router = APIRouter(prefix="/v1", tags=["responses"])
 router = APIRouter(prefix="/v1", tags=["responses"])
 JSON = "application/json"
-KEEPALIVE_MS = 15_000
 # How long POST …/cancel waits for the worker to record the cancellation.
 CANCEL_WAIT_S = 5.0
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -178,7 +177,7 @@ async def _start(
             raise
         await _announce(svc, caller.tenant_id, row, job.response.input)
         if slot is not None:
-            content = _forgetting(svc, response_id, _live_events(base, next_entry))
+            content = forgetting(svc, response_id, live_events(base, next_entry))
             response = slot_stream(svc, slot, content, headers)
             handed_over = True
             return response
@@ -202,33 +201,6 @@ async def _start(
     finally:
         if waiter is not None and not handed_over:
             svc.replies.forget(response_id)
-
-
-async def _live_events(
-    base: Base, next_entry: Callable[[], Awaitable[StreamEvent]]
-) -> AsyncIterator[bytes]:
-    """The events of a response as its entries reach this process. Past the wait's
-    deadline the stream ends; `GET …?stream=true&starting_after=N` goes on from there."""
-    events = ResponseEvents(base)
-    for event in events.start():
-        yield _sse(event)
-    while events.final is None:
-        try:
-            entry = await next_entry()
-        except TimeoutError:
-            return
-        for event in events.feed(entry):
-            yield _sse(event)
-
-
-async def _forgetting(
-    svc: Services, response_id: uuid.UUID, content: AsyncIterator[bytes]
-) -> AsyncIterator[bytes]:
-    try:
-        async for chunk in content:
-            yield chunk
-    finally:
-        svc.replies.forget(response_id)
 
 
 async def _announce(
@@ -271,7 +243,7 @@ async def get_response(request: Request) -> Response:
     if request.query_params.get("stream", "").lower() in ("true", "1"):
         after = _int_param(request, "starting_after", -1)
         slot = await take_slot(svc, caller)
-        return slot_stream(svc, slot, _events(svc, caller.tenant_id, base_of(row), after))
+        return slot_stream(svc, slot, replay_events(svc, caller.tenant_id, base_of(row), after))
     return _json(await _stored(svc, row))
 
 
@@ -397,53 +369,6 @@ async def _stored(svc: Services, row: ResponseRecord) -> dict[str, Any]:
     incomplete = "max_output_tokens" if row.status == "incomplete" else None
     completed = int(row.completed_at.timestamp()) if row.completed_at else None
     return render(base_of(row), row.status, output, usage, row.error, incomplete, completed)
-
-
-async def _events(
-    svc: Services, tenant_id: uuid.UUID, base: Base, starting_after: int
-) -> AsyncIterator[bytes]:
-    """The response's events after `starting_after`, live until it ends."""
-    response_id = base.response_id
-    events = ResponseEvents(base)
-    after = "0-0"
-    for event in events.start():
-        if event["sequence_number"] > starting_after:
-            yield _sse(event)
-    while events.final is None:
-        try:
-            entries = await svc.streams.read(response_id, after=after, block_ms=KEEPALIVE_MS)
-        except TransientError:
-            return  # the client resumes with starting_after and loses nothing
-        if not entries:
-            if not await svc.streams.exists(response_id):
-                entries = await _expired(svc, tenant_id, response_id)
-                if not entries:
-                    return
-            else:
-                yield b": keepalive\n\n"
-                continue
-        for entry in entries:
-            after = entry.id
-            for event in events.feed(entry):
-                if event["sequence_number"] > starting_after:
-                    yield _sse(event)
-            if entry.type == TERMINAL:
-                return
-
-
-async def _expired(
-    svc: Services, tenant_id: uuid.UUID, response_id: uuid.UUID
-) -> list[StreamEvent]:
-    """The entries of a response whose live stream expired, from what is stored."""
-    row = await store.get(svc.db, tenant_id, response_id)
-    if row is None:
-        return []
-    output = [i.wire() for i in await store.items(svc.db, tenant_id, response_id, 1)]
-    return stored_result(row, output)
-
-
-def _sse(event: dict[str, Any]) -> bytes:
-    return b"event: %s\ndata: %s\n\n" % (event["type"].encode(), orjson.dumps(event))
 
 
 # request helpers -----------------------------------------------------------------------
