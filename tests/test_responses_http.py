@@ -397,3 +397,25 @@ async def test_a_background_response_is_cancelled_while_it_streams(
     assert seen[-1].response.status == "cancelled"  # type: ignore[union-attr]
     stored = await oai.responses.retrieve(queued.id)
     assert stored.status == "cancelled" and stored.output == []
+
+
+async def test_text_format_and_sampling_reach_the_model(
+    oai: openai.AsyncOpenAI, fake_llm: FakeLLMServer
+) -> None:
+    question = unique("json ")
+    schema = {"type": "object", "properties": {"a": {"type": "string"}}}
+    await oai.responses.create(
+        model="gpt-fake",
+        input=question,
+        temperature=0.2,
+        top_p=0.5,
+        max_output_tokens=30,
+        text={"format": {"type": "json_schema", "name": "thing", "schema": schema, "strict": True}},
+        tool_choice="none",
+    )
+    [call] = fake_llm.calls_for(question)
+    assert call.body["temperature"] == 0.2 and call.body["top_p"] == 0.5
+    assert call.body["response_format"] == {
+        "type": "json_schema",
+        "json_schema": {"name": "thing", "schema": schema, "strict": True},
+    }
