@@ -114,6 +114,8 @@ class ResponseRequest(_Wire):
     def _one_history_one_user(self) -> ResponseRequest:
         if self.previous_response_id is not None and self.conversation is not None:
             raise ValueError('send "previous_response_id" or "conversation", not both')
+        if self.background and not self.store:
+            raise ValueError("a background response is kept to be read: it needs store=true")
         if self.user is not None and self.user_id is not None and self.user != self.user_id:
             raise ValueError('"user" and "user_id" name different users: send one')
         return self

@@ -419,3 +419,27 @@ async def test_text_format_and_sampling_reach_the_model(
         "type": "json_schema",
         "json_schema": {"name": "thing", "schema": schema, "strict": True},
     }
+
+
+async def test_a_failed_call_answers_in_openais_shape_and_is_kept_failed(
+    oai: openai.AsyncOpenAI, running: Running, tenant_key: TenantKey
+) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        await oai.responses.create(model="gpt-fake@always=400", input=unique("bad "))
+    job_id = caught.value.response.headers["x-ayush-job-id"]
+    stored = await oai.responses.retrieve(f"resp_{uuid.UUID(job_id).hex}")
+    assert stored.status == "failed"
+    assert stored.error is not None and stored.error.code == "invalid_prompt"
+
+
+async def test_a_background_response_must_be_stored(oai: openai.AsyncOpenAI) -> None:
+    with pytest.raises(openai.BadRequestError):
+        await oai.responses.create(model="gpt-fake", input="x", background=True, store=False)
+
+
+async def test_a_waited_response_says_its_cost(running: Running, tenant_key: TenantKey) -> None:
+    body = {"model": "gpt-fake", "input": unique("cost ")}
+    async with httpx.AsyncClient(base_url=running.url, timeout=30) as http:
+        answer = await http.post("/v1/responses", json=body, headers=tenant_key.headers)
+    assert answer.status_code == 200
+    assert float(answer.headers["x-ayush-cost-usd"]) > 0

@@ -60,6 +60,7 @@ from schemas.conversations import (
 from schemas.envelope import Envelope
 from schemas.ids import uuid7
 from schemas.jobs import ChatJob
+from schemas.money import usd_text
 from schemas.responses_api import ResponseRequest, response_job
 from schemas.topics import CONVERSATION_EVENTS
 
@@ -196,6 +197,12 @@ async def _start(
                     "timeout",
                     headers=headers,
                 ) from exc
+            if entry.type == "error":
+                # As /v1/chat/completions answers a failed call: the upstream's status,
+                # in OpenAI's shape (the stored response says "failed" too).
+                raise _with(oe.from_job_error(entry.data), headers)
+            if entry.type == "result":
+                headers["X-Ayush-Cost-Usd"] = usd_text(entry.data.get("cost_usd", "0"))
             events.feed(entry)
         return _json(events.final, headers)
     finally:
@@ -422,6 +429,11 @@ def _int_param(request: Request, name: str, default: int) -> int:
         return int(value)
     except ValueError:
         raise _bad(name, f"{name} must be an integer") from None
+
+
+def _with(error: oe.OpenAIError, headers: dict[str, str]) -> oe.OpenAIError:
+    error.headers = {**headers, **error.headers}
+    return error
 
 
 def _json(body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
