@@ -443,3 +443,16 @@ async def test_a_waited_response_says_its_cost(running: Running, tenant_key: Ten
         answer = await http.post("/v1/responses", json=body, headers=tenant_key.headers)
     assert answer.status_code == 200
     assert float(answer.headers["x-ayush-cost-usd"]) > 0
+
+
+async def test_a_response_is_a_job_to_read(running: Running, tenant_key: TenantKey) -> None:
+    body = {"model": "gpt-fake", "input": unique("job ")}
+    async with httpx.AsyncClient(base_url=running.url, timeout=30) as http:
+        answer = await http.post("/v1/responses", json=body, headers=tenant_key.headers)
+        job = await http.get(
+            f"/v1/jobs/{answer.headers['x-ayush-job-id']}", headers=tenant_key.headers
+        )
+    assert job.status_code == 200, job.text
+    assert job.json()["status"] == "succeeded"
+    assert job.json()["kind"] == "response"
+    assert job.json()["result"] == answer.json()["output"][0]["content"][0]["text"]
