@@ -456,3 +456,19 @@ async def test_a_response_is_a_job_to_read(running: Running, tenant_key: TenantK
     assert job.json()["status"] == "succeeded"
     assert job.json()["kind"] == "response"
     assert job.json()["result"] == answer.json()["output"][0]["content"][0]["text"]
+
+
+async def test_deleting_a_response_keeps_its_conversations_items(
+    oai: openai.AsyncOpenAI, fake_llm: FakeLLMServer, db: Database, tenant_key: TenantKey
+) -> None:
+    conversation = await new_conversation(db, tenant_key)
+    first_q, second_q = unique("keep "), unique("after ")
+    first = await oai.responses.create(model="gpt-fake", input=first_q, conversation=conversation)
+    await oai.responses.delete(first.id)
+    await oai.responses.create(model="gpt-fake", input=second_q, conversation=conversation)
+    [call] = fake_llm.calls_for(second_q)
+    assert sent_roles_and_texts(call.body) == [
+        ("user", first_q),
+        ("assistant", f"reply to: {first_q}"),
+        ("user", second_q),
+    ]
