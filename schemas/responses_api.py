@@ -82,7 +82,7 @@ class ResponseRequest(_Wire):
     model: str = Field(min_length=1, max_length=200)
     input: str | list[ItemIn] = Field(min_length=1, max_length=10_000)
     instructions: str | None = Field(default=None, max_length=1_000_000)
-    tools: list[FunctionTool] | None = Field(default=None, max_length=128)
+    tools: list[FunctionTool] | None = Field(default=None, max_length=128, validate_default=True)
     tool_choice: Literal["auto", "none", "required"] | NamedFunction | None = None
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, ge=0, le=1)
