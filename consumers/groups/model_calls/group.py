@@ -157,8 +157,11 @@ async def _call(
         # Part of the audit trail; a lost one does not fail the job.
         await announce_retry(ports.publisher, raw, request.job_id, info, SYSTEM)
 
-    deltas = _Deltas(ports, request, running, turns.delta_announcer(raw.tenant_id, request, ports))
-    on_delta = deltas.add if request.live_text else _no_delta
+    # A response's text also goes to its conversation's and user's live channels, whether
+    # or not its caller reads the job's stream.
+    also = turns.delta_announcer(raw.tenant_id, request, ports)
+    deltas = _Deltas(ports, request, running, also)
+    on_delta = deltas.add if request.live_text or also is not None else _no_delta
 
     if job.kind == "embedding":
         (vectors, tokens), served = await ports.gateway.embed(
@@ -232,7 +235,8 @@ class _Deltas:
         while self._pending:
             text = "".join(self._pending)
             self._pending.clear()
-            await emit(self._ports, self._request, "delta", {"text": text})
+            if self._request.live_text:
+                await emit(self._ports, self._request, "delta", {"text": text})
             if self._also is not None:
                 await self._also(text)
 
