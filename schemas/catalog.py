@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel
 
-from schemas import integrations, jobs, memory, topics, usage
+from schemas import conversations, integrations, jobs, memory, topics, usage
 from schemas.topics import Topic
 
 
@@ -112,6 +112,48 @@ EVENTS: tuple[EventType, ...] = (
         topics.MEMORY_EVENTS,
         memory.EmbedFailed,
         "The embedder refused a memory's text for good.",
+    ),
+    EventType(
+        conversations.CONVERSATION_CREATED,
+        topics.CONVERSATION_EVENTS,
+        conversations.ConversationCreated,
+        "A conversation began, with its first items.",
+    ),
+    EventType(
+        conversations.CONVERSATION_UPDATED,
+        topics.CONVERSATION_EVENTS,
+        conversations.ConversationUpdated,
+        "A conversation's metadata changed or its title was generated.",
+    ),
+    EventType(
+        conversations.CONVERSATION_DELETED,
+        topics.CONVERSATION_EVENTS,
+        conversations.ConversationDeleted,
+        "A conversation and its items were deleted.",
+    ),
+    EventType(
+        conversations.ITEMS_ADDED,
+        topics.CONVERSATION_EVENTS,
+        conversations.ItemsAdded,
+        "Items a caller added to a conversation.",
+    ),
+    EventType(
+        conversations.ITEM_DELETED,
+        topics.CONVERSATION_EVENTS,
+        conversations.ItemDeleted,
+        "One item of a conversation was deleted.",
+    ),
+    EventType(
+        conversations.RESPONSE_FINISHED,
+        topics.CONVERSATION_EVENTS,
+        conversations.ResponseFinished,
+        "A response ended: its output items (in its conversation too), usage, or its error.",
+    ),
+    EventType(
+        conversations.RESPONSE_DELETED,
+        topics.CONVERSATION_EVENTS,
+        conversations.ResponseDeleted,
+        "A stored response and its items were deleted.",
     ),
 )
 

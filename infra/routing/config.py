@@ -62,6 +62,8 @@ class RoutingConfig:
     aliases: dict[str, str] = field(default_factory=dict)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     prices: dict[str, Price] = field(default_factory=dict)
+    # A cheap model that titles a conversation after its first turn; None: no titles.
+    title_model: str | None = None
 
     def canonical(self, model: str) -> str:
         return self.aliases.get(model, model)
@@ -130,7 +132,10 @@ def _parse(data: dict[str, Any], defaults: RetryPolicy) -> RoutingConfig:
     for name, row in data.get("prices", {}).items():
         prices[name] = _price(name, row)
     aliases = {str(k): str(v) for k, v in data.get("aliases", {}).items()}
-    config = RoutingConfig(models, aliases, retry, prices)
+    title_model = data.get("conversations", {}).get("title_model")
+    if title_model is not None and not isinstance(title_model, str):
+        raise ValueError("conversations.title_model must be a model name")
+    config = RoutingConfig(models, aliases, retry, prices, title_model)
     for name, model in models.items():
         for fallback in model.fallbacks:
             if not config.knows(fallback):
@@ -138,6 +143,8 @@ def _parse(data: dict[str, Any], defaults: RetryPolicy) -> RoutingConfig:
     for alias, target in aliases.items():
         if not config.knows(target):
             raise ValueError(f"alias {alias!r} names unknown model {target!r}")
+    if title_model is not None and not config.knows(title_model):
+        raise ValueError(f"conversations.title_model names unknown model {title_model!r}")
     return config
 
 
