@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
@@ -18,8 +18,9 @@ import pytest
 from infra.db.conversation_models import Conversation
 from infra.db.engine import Database
 from infra.kafka.codec import decode_raw
+from infra.local_stack import ServiceAddresses
 from schemas.conversations import conversation_wire_id
-from tests.conftest import Running, TenantKey, make_tenant
+from tests.conftest import Running, TenantKey, make_tenant, new_platform
 from tests.fakes.llm import FakeLLMServer
 from tests.harness import eventually, unique
 from tests.kafka_tools import read_topic
@@ -472,3 +473,37 @@ async def test_deleting_a_response_keeps_its_conversations_items(
         ("assistant", f"reply to: {first_q}"),
         ("user", second_q),
     ]
+
+
+@pytest.fixture(scope="module")
+def titling(
+    services: ServiceAddresses, fake_llm: FakeLLMServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Running]:
+    """An ingress and worker whose routing file names a title model."""
+    folder = tmp_path_factory.mktemp("titles")
+    routing = folder / "routing.toml"
+    routing.write_text('[conversations]\ntitle_model = "gpt-fake"\n')
+    platform, settings = new_platform(services, fake_llm, folder / "logs")
+    platform.env["AYUSH_ROUTING_FILE"] = str(routing)
+    with platform.serving("model-calls"):
+        yield Running(platform, settings)
+
+
+async def test_a_conversation_is_titled_after_its_first_turn(
+    titling: Running, db: Database, tenant_key: TenantKey
+) -> None:
+    conversation = await new_conversation(db, tenant_key)
+    conversation_id = uuid.UUID(conversation.removeprefix("conv_"))
+    async with openai.AsyncOpenAI(
+        base_url=f"{titling.url}/v1", api_key=tenant_key.key, max_retries=0, timeout=30
+    ) as client:
+        await client.responses.create(
+            model="gpt-fake", input=unique("title me "), conversation=conversation
+        )
+
+    async def titled() -> str | None:
+        found = await db.get(Conversation, conversation_id)
+        return found.title if found is not None else None
+
+    title = await eventually(titled, 20, "the conversation's title")
+    assert title.startswith("reply to")

@@ -132,6 +132,8 @@ async def handle_job_requested(raw: Request, ports: Ports) -> None:
     if use_cache and not cached:
         await ports.cache.put(key, cache_entry(answer), ports.settings.response_cache_ttl_s)
     await announce_success(raw, request, answer, ports)
+    if job.kind == "response":
+        await turns.titled(raw, request, answer, ports)
 
 
 def _replay(request: job_events.JobRequested, ports: Ports) -> None:

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 from consumers.groups.model_calls.answers import Answer
 from consumers.groups.model_calls.ports import SYSTEM, Ports
+from consumers.groups.model_calls.titles import title_after_turn
 from infra.channel_port import ChannelEntry, channels_of
 from infra.db import conversation_items
 from infra.db import responses as store
@@ -231,6 +232,24 @@ async def finished(
         context=context,
     )
     await _announce(raw, request, event, ports, {"usage": usage.model_dump()})
+
+
+async def titled(
+    raw: Envelope[Any], request: job_events.JobRequested, answer: Answer, ports: Ports
+) -> None:
+    """After a conversation's turn is answered (and announced): its title, if it has none."""
+    turn = turn_of(request.job)
+    if turn.conversation_id is None or not answer.result.text:
+        return
+    user_text = next(
+        (
+            s.item.text()
+            for s in reversed(turn.input)
+            if isinstance(s.item, MessageItem) and s.item.role == "user"
+        ),
+        "",
+    )
+    await title_after_turn(raw, request, turn.conversation_id, user_text, answer.result.text, ports)
 
 
 async def failed(
