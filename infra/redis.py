@@ -218,6 +218,15 @@ class JobStreams:
     async def exists(self, job_id: uuid.UUID) -> bool:
         return bool(await self._redis.exists(self._key(job_id)))
 
+    async def cancel(self, job_id: uuid.UUID) -> None:
+        """Ask the worker running the job to stop it (it looks before and during the call)."""
+        with redis_errors("cancel"):
+            await self._redis.set(f"{self._prefix}{job_id}:cancel", b"1", ex=self._ttl)
+
+    async def cancelled(self, job_id: uuid.UUID) -> bool:
+        with redis_errors("read"):
+            return bool(await self._redis.exists(f"{self._prefix}{job_id}:cancel"))
+
     async def position(self, job_id: uuid.UUID, entry_id: str) -> StreamPosition | None:
         """Where `entry_id` (a well-formed id) stands in the job's stream; None when the
         stream does not exist (expired, or never written)."""

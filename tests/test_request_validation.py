@@ -20,6 +20,7 @@ CHAT = [{"role": "user", "content": "hello"}]
 VALID: dict[tuple[str, str], Json] = {
     ("post", "/v1/chat/completions"): {"model": "local-echo", "messages": CHAT},
     ("post", "/v1/embeddings"): {"model": "text-embedding-3-small", "input": "hello"},
+    ("post", "/v1/responses"): {"model": "local-echo", "input": "hello", "metadata": {"a": "b"}},
     ("post", "/v1/jobs"): {"kind": "chat", "model": "local-echo", "messages": CHAT},
     ("put", "/v1/budgets/tenant"): {"monthly_usd": "10"},
     ("put", "/v1/budgets/keys/{key_id}"): {"monthly_usd": "10"},
@@ -95,7 +96,7 @@ def refused(response: httpx.Response, path: str) -> bool:
     return response.status_code == (400 if path in OPENAI else 422)
 
 
-OPENAI = ("/v1/chat/completions", "/v1/embeddings")
+OPENAI = ("/v1/chat/completions", "/v1/embeddings", "/v1/responses")
 
 
 async def test_every_json_route_names_the_missing_or_wrong_field(

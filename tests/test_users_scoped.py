@@ -338,3 +338,31 @@ async def test_a_user_never_reads_the_audit(client: httpx.AsyncClient, people: P
     created = await client.post("/v1/jobs", json=chat("audited"), headers=people.alice)
     audit = await client.get(f"/v1/audit/jobs/{created.json()['id']}", headers=people.alice)
     assert audit.status_code == 403, audit.text
+
+
+async def test_a_user_sees_and_continues_only_their_own_responses(
+    client: httpx.AsyncClient, people: People
+) -> None:
+    body = {"model": "gpt-fake", "input": "mine"}
+    created = await client.post("/v1/responses", json=body, headers=people.alice)
+    assert created.status_code == 200, created.text
+    assert created.json()["user"] == people.alice_id
+    response_id = created.json()["id"]
+
+    for path in (f"/v1/responses/{response_id}", f"/v1/responses/{response_id}/input_items"):
+        assert (await client.get(path, headers=people.alice)).status_code == 200, path
+        theirs = await client.get(path, headers=people.bob)
+        assert theirs.status_code == 404, (path, theirs.text)
+    removed = await client.delete(f"/v1/responses/{response_id}", headers=people.bob)
+    assert removed.status_code == 404
+    follow = {**body, "previous_response_id": response_id}
+    refused = await client.post("/v1/responses", json=follow, headers=people.bob)
+    assert refused.status_code == 404
+    assert refused.json()["error"]["param"] == "previous_response_id"
+    named = await client.post(
+        "/v1/responses", json={**body, "user": people.alice_id}, headers=people.bob
+    )
+    assert openai_forbidden_param(named) == "user"
+    # A key of the tenant sees every user's response.
+    seen = await client.get(f"/v1/responses/{response_id}", headers=people.developer)
+    assert seen.status_code == 200

@@ -19,6 +19,7 @@ from infra.vectors.recall import MemoryRecall
 from schemas import jobs as jobs_ev
 from schemas import memory as memory_events
 from schemas import topics
+from schemas.conversations import MessageItem
 from schemas.envelope import Actor, Envelope
 from schemas.versions import follow_up
 
@@ -84,4 +85,8 @@ def _last_user(job: jobs_ev.ChatJob) -> str:
     for message in reversed(job.messages):
         if message.role == "user":
             return message.content
+    # A response job's messages are assembled by the worker: its own input says it.
+    for stored in reversed(job.response.input if job.response else ()):
+        if isinstance(stored.item, MessageItem) and stored.item.role == "user":
+            return stored.item.text()
     return ""

@@ -27,6 +27,7 @@ import orjson
 import tiktoken
 
 from infra.providers.base import ChatRequest, Image, Message
+from schemas.conversations import FunctionCallItem, FunctionCallOutputItem, InputImage, ResponseTurn
 from schemas.jobs import ChatJob, ImagePart
 
 # OpenAI's accounting for chat models: each message is framed by a few tokens
@@ -98,11 +99,34 @@ def estimate_job(job: ChatJob) -> int:
             pieces += [call.name, call.arguments]
         if m.tool_call_id is not None:
             pieces.append(m.tool_call_id)
+    if job.response is not None:
+        pieces += _turn_pieces(job.response)
     for tool in job.tools or ():
         pieces += _tool_pieces(tool.name, tool.description, tool.parameters)
     if job.response_format is not None:
         pieces += _schema_pieces(job.response_format.json_schema)
     return budget.count(pieces)
+
+
+def _turn_pieces(turn: ResponseTurn) -> list[str | int]:
+    """A response turn's own input (its instructions and new items); the history the
+    worker adds to it is not known before it runs."""
+    pieces: list[str | int] = []
+    if turn.instructions:
+        pieces += [_PER_MESSAGE, turn.instructions]
+    for stored in turn.input:
+        item = stored.item
+        pieces.append(_PER_MESSAGE)
+        if isinstance(item, FunctionCallItem):
+            pieces += [item.call_id, item.name, item.arguments]
+        elif isinstance(item, FunctionCallOutputItem):
+            pieces += [item.call_id, item.output]
+        else:
+            pieces += [
+                image_tokens(p.detail) if isinstance(p, InputImage) else p.text
+                for p in item.parts()
+            ]
+    return pieces
 
 
 def estimate_texts(texts: Iterable[str]) -> int:

@@ -26,6 +26,11 @@ ANY = "any"
 TABLE: dict[tuple[str, str], str] = {
     ("POST", "/v1/chat/completions"): "jobs:write",
     ("POST", "/v1/embeddings"): "jobs:write",
+    ("POST", "/v1/responses"): "jobs:write",
+    ("GET", "/v1/responses/{response_id}"): "jobs:read",
+    ("DELETE", "/v1/responses/{response_id}"): "jobs:write",
+    ("POST", "/v1/responses/{response_id}/cancel"): "jobs:write",
+    ("GET", "/v1/responses/{response_id}/input_items"): "jobs:read",
     ("GET", "/v1/models"): ANY,
     ("GET", "/v1/models/{model:path}"): ANY,
     ("POST", "/v1/jobs"): "jobs:write",

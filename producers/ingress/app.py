@@ -47,6 +47,7 @@ from producers.ingress import (
     openai_compat,
     openai_errors,
     ratelimits,
+    responses,
     tenant_settings,
     usage,
     user_limits,
@@ -64,6 +65,7 @@ from producers.ingress.plain_route import PlainRoute, document_bodies
 from producers.ingress.plain_route import json_body as documented_body
 from producers.ingress.sign_in import SignIn
 from producers.ingress.state import Services
+from schemas.responses_api import ResponseRequest
 
 VERSION = "0.1.0"
 
@@ -175,7 +177,7 @@ def create_app(settings: Settings, streams: OpenStreams | None = None) -> FastAP
     # The busiest routes first and on the app itself: a request is matched
     # against the routes in order, and FastAPI re-checks an included router's
     # routes on every request that reaches it.
-    for route in openai_compat.router.routes:
+    for route in [*openai_compat.router.routes, *responses.plain_router.routes]:
         assert isinstance(route, APIRoute)
         # A plain route admits its requests itself (see openai_compat).
         plain = isinstance(route, PlainRoute)
@@ -190,6 +192,7 @@ def create_app(settings: Settings, streams: OpenStreams | None = None) -> FastAP
             openapi_extra=route.openapi_extra,
         )
     app.include_router(jobs.router, dependencies=limited)
+    app.include_router(responses.router, dependencies=limited)
     app.include_router(usage.router, dependencies=limited)
     app.include_router(me.router, dependencies=limited)
     app.include_router(budgets.router, dependencies=limited)
@@ -218,6 +221,7 @@ def create_app(settings: Settings, streams: OpenStreams | None = None) -> FastAP
 def _document_bodies(app: FastAPI) -> None:
     """The bodies FastAPI never sees: the plain routes' and those read by `json_body`."""
     models = [body for _, body in openai_compat.PLAIN_ROUTES.values()]
+    models.append(ResponseRequest)
     for route in api_routes(app.routes):
         model = route_body(route)
         if model is not None:

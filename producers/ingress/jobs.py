@@ -42,6 +42,10 @@ async def create_job(
     request: Request,
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> JobAccepted:
+    if body.kind == "response":
+        # Its history is read for the turn's conversation or previous response, which
+        # POST /v1/responses checks are the caller's and records; never taken as given.
+        raise _invalid("kind", "a response is made by POST /v1/responses, not as a job")
     body = scoped_job(caller, body)
     try:
         job = await submit(request, svc, caller, body, idempotency_key=idempotency_key)

@@ -111,3 +111,17 @@ def test_a_request_without_reported_usage_counts_its_tools_and_schema() -> None:
     assert with_tool > bare + 5000 and with_format > bare + 5000
     text_in_parts = Message("user", "", parts=("tokenize this sentence, please",))
     assert tokens.count_prompt([text_in_parts]) == 3 + (3 + 1 + 6)
+
+
+def test_a_response_turns_input_counts_before_it_runs() -> None:
+    import uuid
+
+    from schemas.responses_api import ResponseRequest, response_job
+
+    text = "a sentence of several words " * 50
+    body = ResponseRequest.model_validate(
+        {"model": "gpt-fake", "input": text, "instructions": "be brief"}
+    )
+    job = response_job(body, uuid.uuid4(), 0, previous_response_id=None, conversation_id=None)
+    assert job.messages == []  # the worker assembles them
+    assert estimate_input_tokens(job) >= tokens.count_text(text) + tokens.count_text("be brief")

@@ -22,7 +22,10 @@ MAX_BODY = 64 * 1024
 MAX_FILE = 256 * 1024
 FORM_OVERHEAD = 64 * 1024  # producers.ingress.files
 # Routes that take no body: they answer without reading one.
-BODILESS = {("POST", "/v1/batches/{batch_id}/cancel")}
+BODILESS = {
+    ("POST", "/v1/batches/{batch_id}/cancel"),
+    ("POST", "/v1/responses/{response_id}/cancel"),
+}
 MULTIPART = "multipart/form-data; boundary=limit"
 
 

@@ -14,12 +14,15 @@ from consumers.groups.model_calls.ports import Ports
 from infra.db.jobs import Outcome
 from infra.routing.gateway import Served
 from schemas import jobs as job_events
+from schemas.conversations import ContextSent
 
 
 @dataclass
 class Answer:
     result: Outcome
     embeddings: list[list[float]] | None = None
+    # A response turn's: what of its history was sent to the model.
+    context: ContextSent | None = None
 
 
 def priced(

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
+from consumers.groups.model_calls import turns
 from consumers.groups.model_calls.answers import Answer, cache_entry, cache_key, from_cache, priced
 from consumers.groups.model_calls.outcomes import (
     announce_again,
@@ -68,8 +69,9 @@ async def handle_job_requested(raw: Request, ports: Ports) -> None:
             await announce_again(raw, request, ports)
         return
     if route is None or provider is None:
-        await fail(raw, request, str(unknown), ports, status=404)
+        await _failed(raw, request, str(unknown), ports, status=404)
         return
+    await turns.started(raw.tenant_id, request, ports)
     # The "running" entry and the broker's acknowledgement of "started" go out
     # alongside the call: they need not delay the answer, only precede what
     # the stream and the log say after them.
@@ -109,17 +111,29 @@ async def handle_job_requested(raw: Request, ports: Ports) -> None:
         await running
         await started
         retry_after = exc.retry_after if isinstance(exc, TransientError) else None
-        await fail(raw, request, str(exc), ports, status=exc.status, retry_after=retry_after)
+        await _failed(
+            raw,
+            request,
+            str(exc),
+            ports,
+            status=exc.status,
+            retry_after=retry_after,
+            code=getattr(exc, "code", None),
+        )
         return
     finally:
         await asyncio.wait([running, started])
     await running
     await started
+    if job.kind == "response":
+        await turns.finished(raw, request, answer, ports)
     if not await ports.writes.complete(raw.id, answer.result):
         return
     if use_cache and not cached:
         await ports.cache.put(key, cache_entry(answer), ports.settings.response_cache_ttl_s)
     await announce_success(raw, request, answer, ports)
+    if job.kind == "response":
+        await turns.titled(raw, request, answer, ports)
 
 
 def _replay(request: job_events.JobRequested, ports: Ports) -> None:
@@ -145,20 +159,28 @@ async def _call(
         # Part of the audit trail; a lost one does not fail the job.
         await announce_retry(ports.publisher, raw, request.job_id, info, SYSTEM)
 
-    deltas = _Deltas(ports, request, running)
-    on_delta = deltas.add if request.live_text else _no_delta
+    # A response's text also goes to its conversation's and user's live channels, whether
+    # or not its caller reads the job's stream.
+    also = turns.delta_announcer(raw.tenant_id, request, ports)
+    deltas = _Deltas(ports, request, running, also)
+    on_delta = deltas.add if request.live_text or also is not None else _no_delta
 
     if job.kind == "embedding":
         (vectors, tokens), served = await ports.gateway.embed(
             job.model, job.input or [], job.dimensions, on_retry
         )
         return Answer(priced(request, served, ports, "", None, tokens, 0, None), vectors)
+    context = None
+    if job.kind == "response":
+        job, context = await turns.assembled(raw.tenant_id, job, ports)
     chat = chat_request(job)
     recall = None if ports.recall is None else MeteredRecall(ports.recall, raw, request, ports)
     messages = await chat_memory.with_memories(raw, job, list(chat.messages), recall)
     try:
-        completion, served = await ports.gateway.chat(
-            job.model, replace(chat, messages=messages), on_delta, on_retry
+        completion, served = await turns.unless_cancelled(
+            ports,
+            request,
+            ports.gateway.chat(job.model, replace(chat, messages=messages), on_delta, on_retry),
         )
     finally:
         await deltas.flushed()
@@ -174,7 +196,7 @@ async def _call(
         calls or None,
         completion.cached_input_tokens,
     )
-    return Answer(result)
+    return Answer(result, context=context)
 
 
 async def _no_delta(text: str) -> None:
@@ -190,11 +212,16 @@ class _Deltas:
     """
 
     def __init__(
-        self, ports: Ports, request: job_events.JobRequested, after: Awaitable[None]
+        self,
+        ports: Ports,
+        request: job_events.JobRequested,
+        after: Awaitable[None],
+        also: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         self._ports = ports
         self._request = request
         self._after = after
+        self._also = also  # sends each entry's text elsewhere too (live channels)
         self._pending: list[str] = []
         self._sender: asyncio.Task[None] | None = None
 
@@ -210,7 +237,10 @@ class _Deltas:
         while self._pending:
             text = "".join(self._pending)
             self._pending.clear()
-            await emit(self._ports, self._request, "delta", {"text": text})
+            if self._request.live_text:
+                await emit(self._ports, self._request, "delta", {"text": text})
+            if self._also is not None:
+                await self._also(text)
 
     async def flushed(self) -> None:
         if self._sender is not None:
@@ -237,4 +267,20 @@ def _new_job(raw: Request, request: job_events.JobRequested) -> job_store.NewJob
 @group.gives_up(job_events.JOB_REQUESTED)
 async def give_up(raw: Request, reason: str, ports: Ports) -> None:
     if not ports.replay:
-        await fail(raw, raw.payload, reason, ports)
+        await _failed(raw, raw.payload, reason, ports)
+
+
+async def _failed(
+    raw: Request,
+    request: job_events.JobRequested,
+    error: str,
+    ports: Ports,
+    *,
+    status: int | None = None,
+    retry_after: float | None = None,
+    code: str | None = None,
+) -> None:
+    """Fail the job; a response job's response ends failed (or cancelled) first."""
+    if request.job.kind == "response":
+        await turns.failed(raw, request, error, ports, status=status, code=code)
+    await fail(raw, request, error, ports, status=status, retry_after=retry_after, code=code)

@@ -39,13 +39,17 @@ async def fail(
     *,
     status: int | None = None,
     retry_after: float | None = None,
+    code: str | None = None,
 ) -> None:
     if not await job_store.fail_job(ports.db, GROUP, raw.id, request.job_id, error):
         return
     await ports.streams.append_many(
         request.job_id,
         [
-            ("error", {"message": error, "status": status, "retry_after": retry_after}),
+            (
+                "error",
+                {"message": error, "status": status, "retry_after": retry_after, "code": code},
+            ),
             ("done", {"status": "failed"}),
         ],
         notify=request.reply_to,
