@@ -113,6 +113,8 @@ def from_job_error(data: dict[str, Any]) -> OpenAIError:
     """A failed job's error entry ({message, status, retry_after}) as an HTTP error."""
     upstream = data.get("status")
     status, type_, code = _UPSTREAM.get(upstream or 0, (502, "upstream_error", "upstream_error"))
+    # A worker that knows why (the history does not fit the model's window) says so.
+    code = data.get("code") or code
     headers: dict[str, str] = {}
     if status == 429:
         retry_after = data.get("retry_after")

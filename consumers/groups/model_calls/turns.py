@@ -21,6 +21,8 @@ from typing import Any, TypeVar
 from consumers.groups.model_calls.answers import Answer
 from consumers.groups.model_calls.ports import SYSTEM, Ports
 from consumers.groups.model_calls.titles import title_after_turn
+from consumers.jobs import context
+from consumers.jobs.requests import chat_request
 from infra.channel_port import ChannelEntry, channels_of
 from infra.db import conversation_items
 from infra.db import responses as store
@@ -94,10 +96,31 @@ async def _history(tenant_id: uuid.UUID, turn: ResponseTurn, ports: Ports) -> li
 def fit_context(
     messages: list[ChatMessage], job: ChatJob, turn: ResponseTurn, ports: Ports
 ) -> tuple[list[ChatMessage], ContextSent]:
-    """The seam to the context-window fitter (consumers/jobs/context.fit with the
-    catalog's window and `turn.truncation`): until it is here, the messages go whole."""
-    size = tokens.estimate_texts(m.content for m in messages)
-    return messages, ContextSent(items=len(messages), dropped=0, input_tokens=size)
+    """The history fitted to the model's context window (consumers/jobs/context.fit):
+    with `truncation: "auto"` the oldest whole turns are dropped; else a history that does
+    not fit raises ContextTooLong (400 context_length_exceeded)."""
+    sent = chat_request(job.model_copy(update={"messages": messages})).messages
+    fitted = context.fit(
+        sent,
+        ports.gateway.catalog.context_window(job.model),
+        job.max_tokens,
+        truncation=turn.truncation,
+        model=job.model,
+        overhead=_overhead(job),
+    )
+    kept = {id(m) for m in fitted.messages}
+    chosen = [m for m, provider in zip(messages, sent, strict=True) if id(provider) in kept]
+    return chosen, ContextSent(
+        items=len(chosen), dropped=fitted.dropped, input_tokens=fitted.input_tokens
+    )
+
+
+def _overhead(job: ChatJob) -> int:
+    """What the request sends beside its messages: tool definitions, an answer schema."""
+    sent = [t.model_dump_json() for t in job.tools or ()]
+    if job.response_format is not None:
+        sent.append(job.response_format.model_dump_json())
+    return tokens.estimate_texts(sent) if sent else 0
 
 
 def as_messages(items: list[StoredItem]) -> list[ChatMessage]:
