@@ -242,6 +242,7 @@ def response_job(
         store=body.store,
         background=body.background,
         truncation=body.truncation,
+        params=body.echoed(),
     )
     return ChatJob(
         kind="response",

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from infra.db import conversations as store
-from infra.db import response_rows
+from infra.db import responses
 from infra.db.conversation_models import ResponseRecord
 from infra.db.engine import Database
 from infra.kafka.group import Group
@@ -104,14 +104,29 @@ async def on_job_requested(raw: Envelope[job_events.JobRequested], db: Database)
         params=turn.params if turn.params is not None else response_params(job),
         created_at=raw.occurred_at,
     )
-    await response_rows.record(db, row, turn.input, _claim(raw))
+    await responses.create(db, row, turn.input, _claim(raw))
 
 
 @group.on(conv.RESPONSE_FINISHED, conv.ResponseFinished)
 async def on_response_finished(raw: Envelope[conv.ResponseFinished], db: Database) -> None:
-    await response_rows.finish(db, raw.tenant_id, raw.payload, raw.occurred_at, _claim(raw))
+    end = raw.payload
+    error = None
+    if end.error_code is not None or end.error_message is not None:
+        error = {"code": end.error_code, "message": end.error_message}
+    await responses.finish(
+        db,
+        raw.tenant_id,
+        end.response_id,
+        status=end.status,
+        output=end.output,
+        usage=end.usage.model_dump(mode="json") if end.usage else None,
+        error=error,
+        context=end.context.model_dump(mode="json") if end.context else None,
+        at=raw.occurred_at,
+        claim=_claim(raw),
+    )
 
 
 @group.on(conv.RESPONSE_DELETED, conv.ResponseDeleted)
 async def on_response_deleted(raw: Envelope[conv.ResponseDeleted], db: Database) -> None:
-    await response_rows.remove(db, raw.tenant_id, raw.payload.response_id, _claim(raw))
+    await responses.delete_response(db, raw.tenant_id, raw.payload.response_id, _claim(raw))

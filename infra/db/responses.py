@@ -15,9 +15,11 @@ from typing import Any
 
 from sqlalchemy import delete, select, text, update
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from infra.db import conversation_items
 from infra.db.conversation_models import Conversation, ConversationItem, ResponseRecord
+from infra.db.conversations import Claim, claimed
 from infra.db.engine import Database
 from schemas.conversations import StoredItem
 
@@ -40,20 +42,37 @@ _CHAIN = text(
 )
 
 
-async def create(db: Database, row: ResponseRecord, items: Sequence[StoredItem]) -> None:
+async def create(
+    db: Database, row: ResponseRecord, items: Sequence[StoredItem], claim: Claim | None = None
+) -> None:
     """The response (queued) and its input items, in one transaction. Items are kept with
-    the response when it is stored, and in its conversation when it has one."""
+    the response when it is stored, and in its conversation when it has one. `claim`: the
+    event a projection applies (once)."""
     async with db.transaction() as session:
+        if not await claimed(session, claim):
+            return
         await session.execute(insert(ResponseRecord).values(_values(row)).on_conflict_do_nothing())
-        if row.store or row.conversation_id is not None:
-            await conversation_items.add(
-                session,
-                row.tenant_id,
-                items,
-                conversation_id=row.conversation_id,
-                response_id=row.id if row.store else None,
-                phase=0,
-            )
+        await _keep(session, row, items, 0, row.created_at)
+
+
+async def _keep(
+    session: AsyncSession,
+    row: ResponseRecord,
+    items: Sequence[StoredItem],
+    phase: int,
+    at: datetime | None,
+) -> None:
+    """A turn's items: with the response when stored, in its conversation when it has one."""
+    if row.store or row.conversation_id is not None:
+        await conversation_items.add(
+            session,
+            row.tenant_id,
+            items,
+            conversation_id=row.conversation_id,
+            response_id=row.id if row.store else None,
+            phase=phase,
+            at=at,
+        )
 
 
 def _values(row: ResponseRecord) -> dict[str, Any]:
@@ -102,11 +121,16 @@ async def finish(
     usage: dict[str, Any] | None = None,
     error: dict[str, Any] | None = None,
     context: dict[str, Any] | None = None,
+    at: datetime | None = None,
+    claim: Claim | None = None,
 ) -> ResponseRecord | None:
     """End the response and keep its output items (with it when stored, in its
     conversation when it has one), in one transaction. Returns the row; None when
-    there is none (deleted meanwhile)."""
+    there is none (deleted meanwhile, or not in a replay). `at`: when it ended (now
+    by default; a replay gives the event's time)."""
     async with db.transaction() as session:
+        if not await claimed(session, claim):
+            return None
         row = await session.get(ResponseRecord, response_id)
         if row is None or row.tenant_id != tenant_id:
             return None
@@ -114,16 +138,8 @@ async def finish(
         row.usage = usage
         row.error = error
         row.context = context
-        row.completed_at = row.completed_at or datetime.now(UTC)
-        if row.store or row.conversation_id is not None:
-            await conversation_items.add(
-                session,
-                tenant_id,
-                output,
-                conversation_id=row.conversation_id,
-                response_id=response_id if row.store else None,
-                phase=1,
-            )
+        row.completed_at = row.completed_at or at or datetime.now(UTC)
+        await _keep(session, row, output, 1, at)
         return row
 
 
@@ -133,10 +149,14 @@ async def items(
     return await conversation_items.of_responses(db, tenant_id, [response_id], phase)
 
 
-async def delete_response(db: Database, tenant_id: uuid.UUID, response_id: uuid.UUID) -> bool:
+async def delete_response(
+    db: Database, tenant_id: uuid.UUID, response_id: uuid.UUID, claim: Claim | None = None
+) -> bool:
     """Remove the response and the items only it holds; a conversation keeps its own.
     False when there was none."""
     async with db.transaction() as session:
+        if not await claimed(session, claim):
+            return False
         gone = await session.execute(
             delete(ResponseRecord)
             .where(ResponseRecord.id == response_id, ResponseRecord.tenant_id == tenant_id)
