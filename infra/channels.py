@@ -119,10 +119,11 @@ def job_status_feed(
 
 
 def batch_progress_feed(
-    tenant_id: uuid.UUID, user_id: str | None, batch_id: uuid.UUID, data: dict[str, Any]
+    tenant_id: uuid.UUID, user_id: str | None, batch_id: str, data: dict[str, Any]
 ) -> list[Mirror]:
-    """A batch's progress (its own stream's `data`, with its id) for its user's feed."""
+    """A batch's progress (its own stream's `data`, with its public id, `batch_…`) for its
+    user's feed."""
     if not user_id:
         return []
-    feed = {"batch_id": str(batch_id), **data}
+    feed = {"batch_id": batch_id, **data}
     return [(user_channel(tenant_id, user_id), "batch.progress", feed)]

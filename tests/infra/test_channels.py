@@ -76,7 +76,7 @@ async def test_job_entries_carry_their_user_feed_entries_in_the_same_call(
             batch_id,
             "progress",
             progress,
-            also=batch_progress_feed(tenant, "person", batch_id, progress),
+            also=batch_progress_feed(tenant, "person", f"batch_{batch_id.hex}", progress),
         )
         job = await streams.read(job_id, block_ms=None)
         assert [e.type for e in job] == ["result", "done"] and job[-1].id == last
@@ -86,11 +86,11 @@ async def test_job_entries_carry_their_user_feed_entries_in_the_same_call(
                 "job.status",
                 {"job_id": str(job_id), "status": "succeeded", "kind": "chat", "model": "m"},
             ),
-            ("batch.progress", {"batch_id": str(batch_id), **progress}),
+            ("batch.progress", {"batch_id": f"batch_{batch_id.hex}", **progress}),
         ]
         # A job (or batch) of no user tells no feed.
         assert job_status_feed(tenant, None, job_id, "queued", "chat", "m") == []
-        assert batch_progress_feed(tenant, None, batch_id, progress) == []
+        assert batch_progress_feed(tenant, None, "batch_x", progress) == []
     finally:
         await streams.close()
         await channels.close()

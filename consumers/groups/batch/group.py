@@ -105,7 +105,8 @@ def counts(batch: Batch) -> dict[str, int]:
 async def _announce(ports: Ports, batch: Batch, type_: str = "status") -> None:
     data: dict[str, Any] = {"status": batch.status, "request_counts": counts(batch)}
     # A user's batch also tells the user's feed, in the same script call.
-    feed = batch_progress_feed(batch.tenant_id, batch.user_id, batch.id, data)
+    public_id = batch_events.batch_public_id(batch.id)
+    feed = batch_progress_feed(batch.tenant_id, batch.user_id, public_id, data)
     await ports.streams.append(batch.id, type_, data, also=feed)
 
 
