@@ -232,6 +232,7 @@ def slow_ingress(
         "AYUSH_WS_SEND_QUEUE": "8",
         "AYUSH_WS_SEND_TIMEOUT_S": "1",
         "AYUSH_WS_PING_S": "0.5",
+        "AYUSH_WS_MAX_SUBSCRIPTIONS": "2",
         "AYUSH_METRICS_PORT": str(port),
         "AYUSH_METRICS_HOST": "127.0.0.1",
     }
@@ -290,3 +291,29 @@ async def test_a_client_that_stops_reading_is_closed_and_the_send_queue_stays_bo
                     await ws.recv()
         assert closed.value.rcvd is not None, "closed without a close frame"
         assert closed.value.rcvd.code == 1008 and closed.value.rcvd.reason == "slow consumer"
+
+
+async def test_a_connection_holds_no_more_subscriptions_than_allowed(
+    slow_ingress: tuple[Platform, str], db: Database
+) -> None:
+    platform, _ = slow_ingress
+    tenant = await make_tenant(db)
+    async with connect(ws_url(platform.url), additional_headers=tenant.headers) as ws:
+        await subscribe(ws, "user:a")
+        await subscribe(ws, "user:b")
+        await subscribe(ws, "user:b")  # again, from another point: still two
+        await send(ws, type="subscribe", channel="user:c")
+        refused = await receive(ws)
+        assert refused["type"] == "error" and "AYUSH_WS_MAX_SUBSCRIPTIONS" in refused["message"]
+        await send(ws, type="unsubscribe", channel="user:a")
+        assert await receive(ws) == {"type": "unsubscribed", "channel": "user:a"}
+        await subscribe(ws, "user:c")
+
+
+async def test_the_events_of_a_conversation_nobody_can_see_are_not_found(
+    client: httpx.AsyncClient, tenant: TenantKey
+) -> None:
+    url = f"/v1/conversations/{uuid.uuid4()}/events"
+    assert (await client.get(url)).status_code == 401
+    unknown = await client.get(url, headers=tenant.headers)
+    assert unknown.status_code == 404 and unknown.json()["error"] == "not_found"

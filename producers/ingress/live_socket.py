@@ -145,9 +145,7 @@ class Connection:
         try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in [*tasks, *self._subscriptions.values()]:
-                task.cancel()
-            await asyncio.gather(*tasks, *self._subscriptions.values(), return_exceptions=True)
+            await _stop({*tasks, *self._subscriptions.values()})
         if self._slow.is_set():
             self._stats.closed("slow_consumer")
             await self._close(POLICY_VIOLATION, SLOW)
@@ -199,7 +197,7 @@ class Connection:
         if kind == "unsubscribe":
             task = self._subscriptions.pop(channel, None)
             if task is not None:
-                task.cancel()
+                await _stop({task})  # nothing of it comes after the acknowledgement
             await self._put({"type": "unsubscribed", "channel": channel})
             return
         try:
@@ -210,8 +208,7 @@ class Connection:
     async def _subscribe(self, channel: str, after: str | None) -> None:
         previous = self._subscriptions.pop(channel, None)
         if previous is not None:  # subscribing again: from the new `after`
-            previous.cancel()
-            await asyncio.gather(previous, return_exceptions=True)
+            await _stop({previous})
         if len(self._subscriptions) >= self._max_subscriptions:
             raise ApiError(
                 429,
@@ -358,6 +355,17 @@ class Connection:
             except TimeoutError:
                 self._slow.set()
                 return
+
+
+async def _stop(tasks: set[asyncio.Task[Any]]) -> None:
+    """Cancel the tasks and wait for them to end, cancelling again while one runs on: a
+    Redis read can swallow one cancellation and block on (the SSE routes are cancelled
+    the same way, again and again, by their task group)."""
+    while tasks:
+        for task in tasks:
+            task.cancel()
+        _, pending = await asyncio.wait(tasks, timeout=0.5)
+        tasks = pending
 
 
 def _uuid(value: str, channel: str) -> uuid.UUID:
