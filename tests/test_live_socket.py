@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -317,3 +318,26 @@ async def test_the_events_of_a_conversation_nobody_can_see_are_not_found(
     assert (await client.get(url)).status_code == 401
     unknown = await client.get(url, headers=tenant.headers)
     assert unknown.status_code == 404 and unknown.json()["error"] == "not_found"
+
+
+async def test_an_ingress_with_sockets_that_followed_channels_stops_at_once(
+    services: ServiceAddresses,
+    fake_llm: FakeLLMServer,
+    tmp_path_factory: pytest.TempPathFactory,
+    db: Database,
+) -> None:
+    tenant = await make_tenant(db)
+    env = {"AYUSH_SHUTDOWN_DEADLINE_S": "20"}
+    with ingress_alone(services, fake_llm, tmp_path_factory.mktemp("stop"), env) as platform:
+        async with connect(ws_url(platform.url), additional_headers=tenant.headers) as left:
+            await subscribe(left, "user:a")
+        async with connect(ws_url(platform.url), additional_headers=tenant.headers) as staying:
+            await subscribe(staying, "user:b")
+            started = time.monotonic()
+            stopping = asyncio.get_running_loop().run_in_executor(None, platform.stop)
+            with pytest.raises(ConnectionClosed):
+                async with asyncio.timeout(20):
+                    while True:
+                        await staying.recv()
+            await stopping
+        assert time.monotonic() - started < 5, "the ingress waited on its sockets' reads"
