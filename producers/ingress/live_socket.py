@@ -364,8 +364,11 @@ async def _stop(tasks: set[asyncio.Task[Any]]) -> None:
     while tasks:
         for task in tasks:
             task.cancel()
-        _, pending = await asyncio.wait(tasks, timeout=0.5)
-        tasks = pending
+        done, tasks = await asyncio.wait(tasks, timeout=0.5)
+        for task in done:
+            if not task.cancelled() and task.exception() is not None:
+                # A send to a client that left, mostly: the connection ends either way.
+                log.debug("live socket task ended: %r", task.exception())
 
 
 def _uuid(value: str, channel: str) -> uuid.UUID:
