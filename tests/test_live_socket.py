@@ -50,6 +50,8 @@ async def receive(ws: ClientConnection, timeout_s: float = 30) -> dict[str, Any]
 async def subscribe(ws: ClientConnection, channel: str, after: str | None = None) -> None:
     await send(ws, type="subscribe", channel=channel, **({"after": after} if after else {}))
     answer = await receive(ws)
+    while answer["type"] == "event" and answer["channel"] != channel:
+        answer = await receive(ws)  # another channel's news, on its way already
     assert answer == {"type": "subscribed", "channel": channel}, answer
 
 
