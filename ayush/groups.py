@@ -25,6 +25,7 @@ from consumers.projections import jobs as job_projection
 from consumers.projections import memory as memory_projection
 from consumers.projections import usage as usage_projection
 from infra.budget_holds import BudgetHolds
+from infra.channels import Channels
 from infra.connectors import build_connectors
 from infra.connectors.address_policy import AddressPolicy
 from infra.connectors.base import VendorHttp
@@ -137,10 +138,13 @@ async def _model_calls_ports(
     gateway = _gateway(settings, publisher, stack)
     cache = ResponseCache(streams, settings, publisher.metrics)
     recall = None
+    channels = None
     if not replay:  # replay routes and stops: it never calls a model, so recalls nothing
         backend = build_memory(settings, db)
         stack.push_async_callback(backend.close)
         recall = StoreRecall(backend)
+        channels = Channels(settings, max_connections=concurrency)
+        stack.push_async_callback(channels.close)
     return model_calls.Ports(
         settings,
         db,
@@ -150,6 +154,7 @@ async def _model_calls_ports(
         cache,
         replay=replay,
         recall=recall,
+        channels=channels,
     )
 
 

@@ -184,6 +184,14 @@ class Settings(BaseSettings):
     # A process renews its streams' slots while they are open; the slots of a
     # process that died lapse after this long.
     stream_slot_lease_s: float = Field(default=30.0, gt=0)
+    # The WebSocket /v1/ws: the messages one connection may have waiting to be sent
+    # (past that, or a send that takes longer than `ws_send_timeout_s`, the server
+    # closes it with 1008 "slow consumer"); the subscriptions one connection may hold
+    # (each also takes an open-stream slot); the heartbeat it sends when quiet.
+    ws_send_queue: int = Field(default=256, ge=1)
+    ws_send_timeout_s: float = Field(default=10.0, gt=0)
+    ws_max_subscriptions: int = Field(default=32, ge=1)
+    ws_ping_s: float = Field(default=15.0, gt=0)
 
     # Integrations. Keys that encrypt credentials at rest: "id:base64-32-bytes"
     # pairs, comma separated; the first encrypts, all decrypt (rotation).

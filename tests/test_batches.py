@@ -14,11 +14,13 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from websockets.asyncio.client import connect
 
 from infra.local_stack import ServiceAddresses
 from tests.conftest import TenantKey, make_tenant, new_platform
 from tests.fakes.llm import FakeLLMServer
 from tests.harness import Platform, eventually, sse_events, unique
+from tests.sign_in import user_headers
 
 LANE = 16
 
@@ -160,6 +162,35 @@ async def test_batch_stream_resume_checks_the_id_and_ends_after_done(
         unknown = await http.get(url, headers={**tenant.headers, "Last-Event-ID": "nope"})
     assert unknown.status_code == 400
     assert unknown.json()["error"]["param"] == "Last-Event-ID"
+
+
+async def test_a_users_batch_tells_the_users_feed_its_progress(
+    batch_platform: Platform, db: Any
+) -> None:
+    owner = await make_tenant(db, admin=True)
+    async with httpx.AsyncClient(base_url=batch_platform.url, timeout=30) as http:
+        token = (await user_headers(http, owner, unique("person-")))["Authorization"].split()[1]
+    client = openai.AsyncOpenAI(base_url=f"{batch_platform.url}/v1", api_key=token,
+                                max_retries=0, timeout=30)  # fmt: skip
+    url = batch_platform.url.replace("http://", "ws://") + f"/v1/ws?token={token}"
+    async with connect(url) as ws:
+        await ws.send(json.dumps({"type": "subscribe", "channel": "user"}))
+        assert json.loads(await ws.recv()) == {"type": "subscribed", "channel": "user"}
+        batch_id = await submit(client, [line("one", "a"), line("two", "b")])
+        progress: list[dict[str, Any]] = []
+        while not progress or progress[-1]["status"] not in ("completed", "failed"):
+            async with asyncio.timeout(90):
+                message = json.loads(await ws.recv())
+            if message["type"] == "event":
+                assert message["event"] == "batch.progress", message
+                progress.append(message["data"])
+    await client.close()
+    assert {p["batch_id"] for p in progress} == {batch_id}
+    assert progress[-1] == {
+        "batch_id": batch_id,
+        "status": "completed",
+        "request_counts": {"total": 2, "completed": 2, "failed": 0},
+    }
 
 
 async def test_bad_files_are_refused_with_line_numbers(

@@ -40,6 +40,14 @@ class Metrics:
             "method route",
         )
         self.sse_open = self._gauge("ayush_sse_streams_open", "Open Server-Sent Event streams.")
+        self.ws_open = self._gauge("ayush_ws_connections_open", "Open WebSocket connections.")
+        self.ws_queue_peak = self._gauge(
+            "ayush_ws_send_queue_peak",
+            "The most messages any WebSocket connection has had waiting to be sent.",
+        )
+        self.ws_closed = self._counter(
+            "ayush_ws_closed", "WebSocket connections closed by the server, by reason.", "reason"
+        )
         self.publish_seconds = self._histogram(
             "ayush_publish_seconds",
             "From send to broker acknowledgement, by topic.",

@@ -14,7 +14,7 @@ Every authenticated route names the permission it needs. Roles grant permissions
 
 from __future__ import annotations
 
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, APIWebSocketRoute
 from starlette.routing import BaseRoute
 
 from producers.ingress.caller import ROLES, Caller, Role
@@ -100,7 +100,15 @@ TABLE: dict[tuple[str, str], str] = {
     ("GET", "/v1/keys/{key_id}"): "keys:read",
     ("DELETE", "/v1/keys/{key_id}"): "keys:write",
     ("POST", "/v1/keys/{key_id}/rotate"): "keys:write",
+    ("GET", "/v1/conversations/{conversation_id}/events"): "conversations:read",
+    # The live WebSocket: any caller of the tenant may connect; each subscription then
+    # needs the permission of what it reads (producers.ingress.live_socket).
+    ("GET", "/v1/ws"): ANY,
 }
+
+# Routes served as WebSockets (their handshake is a GET): checked when the socket opens,
+# before it is accepted.
+SOCKETS: frozenset[tuple[str, str]] = frozenset({("GET", "/v1/ws")})
 
 # Routes that answer for the whole tenant or for a key, never for one person: a signed-in
 # user is refused them even though the role holds the permission (their own view is
@@ -175,7 +183,7 @@ def may(role: Role, scopes: frozenset[str], permission: str) -> bool:
 
 def authorize(caller: Caller, method: str, route: BaseRoute | None) -> None:
     """Raises 403 when the caller's role and scopes do not grant what the route needs."""
-    path = route.path if isinstance(route, APIRoute) else None
+    path = route.path if isinstance(route, (APIRoute, APIWebSocketRoute)) else None
     permission = TABLE.get((method, path)) if path else None
     if permission is None:
         # A route nobody listed is refused rather than open (see `check_complete`).
@@ -203,9 +211,17 @@ def allows(role: Role, scopes: frozenset[str], method: str, path: str) -> bool:
     return may(role, scopes, permission)
 
 
-def check_complete(routes: list[APIRoute]) -> None:
-    """Every authenticated route must be in the table, and the table name only real routes."""
-    served = {(method, route.path) for route in routes for method in route.methods or ()}
+def check_complete(routes: list[APIRoute | APIWebSocketRoute]) -> None:
+    """Every authenticated route must be in the table, and the table name only real routes
+    (a WebSocket's as a GET, also listed in SOCKETS)."""
+    served = {
+        (method, route.path)
+        for route in routes
+        for method in (route.methods or () if isinstance(route, APIRoute) else ("GET",))
+    }
+    sockets = {("GET", r.path) for r in routes if isinstance(r, APIWebSocketRoute)}
+    if sockets != SOCKETS:
+        raise RuntimeError(f"access table: WebSocket routes {sorted(sockets)} != SOCKETS")
     unlisted = sorted(served - TABLE.keys())
     stale = sorted((TABLE.keys() | NOT_FOR_USERS) - served)
     if unlisted or stale:

@@ -7,9 +7,10 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import Depends, FastAPI
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, APIWebSocketRoute
 
 from infra.budget_holds import BudgetHolds
+from infra.channels import Channels
 from infra.connectors.address_policy import AddressPolicy
 from infra.db.engine import Database
 from infra.db.jobs import QueuedJobs
@@ -42,6 +43,8 @@ from producers.ingress import (
     issuers,
     jobs,
     keys,
+    live,
+    live_socket,
     me,
     memories,
     openai_compat,
@@ -81,6 +84,7 @@ def create_app(settings: Settings, streams: OpenStreams | None = None) -> FastAP
         # Its tenant reads run behind row-level security (infra.db.engine).
         db = Database(database_url, tenant_wall=True)
         streams = JobStreams(settings, read_connections=settings.max_streams_per_process)
+        channels = Channels(settings, read_connections=settings.max_streams_per_process)
         slots = StreamSlots(settings)
         await slots.start()
         publisher = Publisher(settings, metrics)
@@ -105,6 +109,7 @@ def create_app(settings: Settings, streams: OpenStreams | None = None) -> FastAP
             prices,
             memory,
             catalog,
+            channels,
         )
         key_cache = app.state.key_cache = KeyCache()
         # Revocations and rotations on any ingress reach this one's cache within a second.
@@ -143,6 +148,7 @@ def create_app(settings: Settings, streams: OpenStreams | None = None) -> FastAP
             await file_store.close()
             await publisher.stop()
             await slots.close()
+            await channels.close()
             await streams.close()
             await db.close()
 
@@ -209,12 +215,18 @@ def create_app(settings: Settings, streams: OpenStreams | None = None) -> FastAP
     app.include_router(tenant_settings.router, dependencies=limited)
     app.include_router(issuers.router, dependencies=limited)
     app.include_router(keys.router, dependencies=limited)
+    app.include_router(live.router, dependencies=limited)
+    # The live WebSocket authenticates at its handshake (producers.ingress.live_socket).
+    app.state.socket_stats = live_socket.SocketStats(metrics)
+    app.add_api_websocket_route("/v1/ws", live_socket.live_socket, name="live_socket")
     # Webhook senders sign their deliveries; they have no API key to limit.
     app.include_router(webhook_receiver.router)
     # The contract documents are public, like the health checks.
     app.include_router(docs.router)
     _document_bodies(app)
-    access.check_complete([r for r in api_routes(app.routes) if r.path.startswith("/v1/")])
+    served: list[APIRoute | APIWebSocketRoute] = [*api_routes(app.routes)]
+    served += [r for r in app.routes if isinstance(r, APIWebSocketRoute)]
+    access.check_complete([r for r in served if r.path.startswith("/v1/")])
     return app
 
 

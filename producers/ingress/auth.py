@@ -19,7 +19,8 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from cachetools import TTLCache
-from fastapi import Depends, Request
+from fastapi import Depends, Request, WebSocket
+from starlette.requests import HTTPConnection
 
 from infra.db.tenants import (
     KEY_PREFIX,
@@ -97,16 +98,7 @@ async def authenticate(request: Request, svc: Services = Depends(services_depend
     known: Caller | None = getattr(request.state, "caller", None)
     if known is not None:  # already authenticated for this request (rate_limited)
         return known
-    header = request.headers.get("authorization", "")
-    scheme, _, credential = header.partition(" ")
-    credential = credential.strip()
-    if scheme.lower() != "bearer" or not credential:
-        raise ApiError(401, "unauthorized", "missing bearer API key", _CHALLENGE)
-    if not credential.startswith(KEY_PREFIX) and looks_like_token(credential):
-        sign_in: SignIn = request.app.state.sign_in
-        caller = await sign_in.caller(credential)
-    else:
-        caller = await _key_caller(request, svc, credential)
+    caller = await _caller(request, svc, _bearer(request.headers.get("authorization", "")))
     # Whose browser origins apply to the answer (producers.ingress.cors), a refusal included.
     request.state.tenant_id = caller.tenant_id
     authorize(caller, request.method, request.scope.get("route"))
@@ -114,11 +106,42 @@ async def authenticate(request: Request, svc: Services = Depends(services_depend
     return caller
 
 
+async def authenticate_socket(websocket: WebSocket, svc: Services) -> Caller:
+    """A WebSocket's caller, before it is accepted: the `Authorization` header as for HTTP,
+    else the `token` query parameter (a browser cannot set headers on a WebSocket).
+    Raises ApiError (401, 403) as `authenticate` does."""
+    header = websocket.headers.get("authorization")
+    if header is not None:
+        credential = _bearer(header)
+    else:
+        credential = (websocket.query_params.get("token") or "").strip()
+        if not credential:
+            raise ApiError(401, "unauthorized", "missing bearer API key", _CHALLENGE)
+    caller = await _caller(websocket, svc, credential)
+    authorize(caller, "GET", websocket.scope.get("route"))
+    return caller
+
+
+def _bearer(header: str) -> str:
+    scheme, _, credential = header.partition(" ")
+    credential = credential.strip()
+    if scheme.lower() != "bearer" or not credential:
+        raise ApiError(401, "unauthorized", "missing bearer API key", _CHALLENGE)
+    return credential
+
+
+async def _caller(connection: HTTPConnection, svc: Services, credential: str) -> Caller:
+    if not credential.startswith(KEY_PREFIX) and looks_like_token(credential):
+        sign_in: SignIn = connection.app.state.sign_in
+        return await sign_in.caller(credential)
+    return await _key_caller(connection, svc, credential)
+
+
 # A route's caller, authenticated and checked against the access table.
 Authenticated = Annotated[Caller, Depends(authenticate)]
 
 
-async def _key_caller(request: Request, svc: Services, key: str) -> Caller:
+async def _key_caller(request: HTTPConnection, svc: Services, key: str) -> Caller:
     if not is_well_formed_key(key):
         raise ApiError(401, "unauthorized", "unknown or revoked API key", _CHALLENGE)
     cache: KeyCache = request.app.state.key_cache

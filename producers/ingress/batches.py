@@ -12,14 +12,14 @@ from starlette.responses import StreamingResponse
 from infra.db import batches as batch_store
 from infra.db.models import Batch, utcnow
 from infra.errors import TransientError
-from infra.redis import TERMINAL
+from infra.redis import TERMINAL, StreamEvent
 from producers.ingress.auth import Authenticated
 from producers.ingress.body import json_body
 from producers.ingress.caller import Caller
 from producers.ingress.errors import ApiError, unavailable
 from producers.ingress.event_streams import SSE, SSE_HEADERS, slot_stream, take_slot
 from producers.ingress.files import owned_file
-from producers.ingress.job_stream import _frame, ended_stream, follow, resume_point
+from producers.ingress.job_stream import ended_stream, follow, resume_point, sse
 from producers.ingress.openai_errors import OpenAIError, from_api_error, not_found
 from producers.ingress.scope import visible
 from producers.ingress.state import Services, Svc
@@ -213,7 +213,10 @@ async def events(
     finished = batch.status in batch_events.TERMINAL_STATUSES
     try:
         resume = await resume_point(
-            svc, batch.id, last_event_id, finished=finished, replay_end=BATCH_REPLAY_END
+            svc.streams.stream(batch.id),
+            last_event_id,
+            finished=finished,
+            replay_end=BATCH_REPLAY_END,
         )
         if resume.ended:  # nothing left to send: no slot needed
             return StreamingResponse(ended_stream(), media_type=SSE, headers=SSE_HEADERS)
@@ -224,14 +227,14 @@ async def events(
 
 
 def _stream(svc: Services, batch: Batch, after: str) -> AsyncIterator[bytes]:
-    return follow(svc, batch.id, after, lambda _: _stored_status(svc, batch))
+    return sse(follow(svc.streams.stream(batch.id), after, lambda _: _stored_status(svc, batch)))
 
 
-async def _stored_status(svc: Services, batch: Batch) -> AsyncIterator[bytes]:
+async def _stored_status(svc: Services, batch: Batch) -> AsyncIterator[StreamEvent]:
     """Expired live stream: the stored batch still says where it stands."""
     current = await batch_store.get_batch(svc.db, batch.id, batch.tenant_id) or batch
     view = batch_object(current)
     counts = view.request_counts.model_dump()
-    yield _frame("0-1", "status", {"status": view.status, "request_counts": counts})
+    yield StreamEvent("0-1", "status", {"status": view.status, "request_counts": counts})
     if current.status in batch_events.TERMINAL_STATUSES:
-        yield _frame(BATCH_REPLAY_END, TERMINAL, {"status": current.status})
+        yield StreamEvent(BATCH_REPLAY_END, TERMINAL, {"status": current.status})

@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 
-from starlette.requests import Request
+from starlette.requests import HTTPConnection
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -38,7 +38,7 @@ def _within(address: Address, nets: Iterable[Network]) -> bool:
     return any(address.version == net.version and address in net for net in nets)
 
 
-def client_address(request: Request, trusted: tuple[Network, ...]) -> Address | None:
+def client_address(request: HTTPConnection, trusted: tuple[Network, ...]) -> Address | None:
     """The client's address, or None when it cannot be told (never a guess)."""
     peer = _address(request.client.host) if request.client is not None else None
     if peer is None or not trusted or not _within(peer, trusted):

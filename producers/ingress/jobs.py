@@ -120,7 +120,7 @@ async def job_events(
     if found is None or not visible(caller, found.job.user_id):
         raise ApiError(404, "not_found", f"no job {job_id}")
     finished = found.job.status in ("succeeded", "failed")
-    resume = await resume_point(svc, job_id, last_event_id, finished=finished)
+    resume = await resume_point(svc.streams.stream(job_id), last_event_id, finished=finished)
     if resume.ended:  # nothing left to send: no slot needed
         return StreamingResponse(ended_stream(), media_type=SSE, headers=SSE_HEADERS)
     slot = await take_slot(svc, caller)

@@ -26,7 +26,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
-from infra.channel_port import channels_of
+from infra.channels import channels_of
 from infra.db import responses as store
 from infra.db.conversation_models import ResponseRecord
 from infra.errors import TransientError

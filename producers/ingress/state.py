@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from infra.channel_port import ChannelPublisher
+from infra.channels import Channels
 from infra.db.engine import Database
 from infra.db.jobs import QueuedJobs
 from infra.files import FileStore
@@ -39,8 +39,8 @@ class Services:
     catalog: ModelCatalog = field(
         default_factory=lambda: ModelCatalog(RoutingConfig(), PriceTable({}))
     )
-    # Live channels (response.created, items added) for the conversation and user feeds.
-    channels: ChannelPublisher | None = None
+    # Live channels: conversations and users' feeds (None only where nothing reads them).
+    channels: Channels | None = None
 
     def model_names(self) -> list[str]:
         """What GET /v1/models lists: every model a request may name."""

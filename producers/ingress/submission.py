@@ -27,6 +27,7 @@ from typing import Any
 
 from fastapi import Request
 
+from infra.channels import job_status_feed
 from infra.db import jobs as job_store
 from infra.db.models import Job
 from infra.errors import EventTooLarge, TransientError
@@ -144,8 +145,10 @@ async def _record_and_publish(
         await job_store.mark_published(svc.db, job_id)
     if payload.reply_to is None:
         # A caller waiting on a reply channel hears from the worker; a stream read
-        # later (GET /v1/jobs/{id}/events) starts with the job queued.
-        await svc.streams.append(job_id, "status", {"status": "queued"})
+        # later (GET /v1/jobs/{id}/events) starts with the job queued, and so does the
+        # user's feed, by the same script call. (A waited job's feed starts at running.)
+        feed = job_status_feed(caller.tenant_id, job.user_id, job_id, "queued", job.kind, job.model)
+        await svc.streams.append(job_id, "status", {"status": "queued"}, also=feed)
     return Submitted(job_id, "queued")
 
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from consumers.jobs.ports import JobPorts
 from infra.budget_holds import BudgetHolds
+from infra.channels import batch_progress_feed
 from infra.db import batch_progress
 from infra.db import batches as batch_store
 from infra.db.models import Batch, utcnow
@@ -103,7 +104,10 @@ def counts(batch: Batch) -> dict[str, int]:
 
 async def _announce(ports: Ports, batch: Batch, type_: str = "status") -> None:
     data: dict[str, Any] = {"status": batch.status, "request_counts": counts(batch)}
-    await ports.streams.append(batch.id, type_, data)
+    # A user's batch also tells the user's feed, in the same script call.
+    public_id = batch_events.batch_public_id(batch.id)
+    feed = batch_progress_feed(batch.tenant_id, batch.user_id, public_id, data)
+    await ports.streams.append(batch.id, type_, data, also=feed)
 
 
 async def handle_created(event: batch_events.BatchCreated, cause: uuid.UUID, ports: Ports) -> None:

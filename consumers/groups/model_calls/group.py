@@ -24,6 +24,7 @@ from consumers.groups.model_calls.outcomes import (
     emit,
     fail,
     follow_up,
+    user_feed,
 )
 from consumers.groups.model_calls.ports import GROUP, SYSTEM, Ports
 from consumers.groups.model_calls.recall_usage import MeteredRecall
@@ -86,6 +87,7 @@ async def handle_job_requested(raw: Request, ports: Ports) -> None:
                 "model": job.model,
                 "attempt": attempt,
             },
+            also=user_feed(raw, request, "running"),
         )
     )
     started = asyncio.ensure_future(

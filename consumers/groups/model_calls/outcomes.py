@@ -14,6 +14,7 @@ from consumers.groups.model_calls.answers import Answer
 from consumers.groups.model_calls.ports import GROUP, SYSTEM, Ports
 from consumers.jobs import memory_recall as chat_memory
 from consumers.jobs import outcomes
+from infra.channels import Mirror, job_status_feed
 from infra.db import jobs as job_store
 from infra.db.jobs import Outcome
 from schemas import jobs as job_events
@@ -23,12 +24,24 @@ from schemas.money import usd_text
 
 
 async def emit(
-    ports: Ports, request: job_events.JobRequested, type_: str, data: dict[str, Any]
+    ports: Ports,
+    request: job_events.JobRequested,
+    type_: str,
+    data: dict[str, Any],
+    also: list[Mirror] | None = None,
 ) -> None:
+    """One entry of the job's stream; `also`: entries for live channels (the user's feed),
+    appended by the same call."""
     # A caller waiting on a reply channel (the gateway) reads the answer, never the
     # status entries: they stay in the stream, off the channel.
     notify = None if type_ == "status" else request.reply_to
-    await ports.streams.append(request.job_id, type_, data, notify=notify)
+    await ports.streams.append(request.job_id, type_, data, notify=notify, also=also)
+
+
+def user_feed(raw: Envelope[Any], request: job_events.JobRequested, status: str) -> list[Mirror]:
+    """The job's status for its user's feed (none for a job of no user)."""
+    job = request.job
+    return job_status_feed(raw.tenant_id, job.user_id, request.job_id, status, job.kind, job.model)
 
 
 async def fail(
@@ -53,6 +66,7 @@ async def fail(
             ("done", {"status": "failed"}),
         ],
         notify=request.reply_to,
+        also=user_feed(raw, request, "failed"),
     )
     await ports.publisher.publish(
         topics.AI_JOB_LIFECYCLE.name,
@@ -93,6 +107,7 @@ async def announce_success(
         request.job_id,
         [("result", data), ("done", {"status": "succeeded"})],
         notify=request.reply_to,
+        also=user_feed(raw, request, "succeeded"),
     )
     await publish_outcome(raw, request, result, ports)
 

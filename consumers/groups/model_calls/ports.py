@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from consumers.jobs.ports import JobPorts
-from infra.channel_port import ChannelPublisher
+from infra.channels import Channels
 from infra.db.jobs import JobWrites
 from infra.redis import ResponseCache
 from infra.routing.gateway import Gateway
@@ -24,7 +24,8 @@ class Ports(JobPorts):
     # no stream, no event: replaying history must not bill anyone twice.
     replay: bool = False
     recall: MemoryRecall | None = None  # jobs with `memory` get the user's memories
-    channels: ChannelPublisher | None = None  # live feeds of response turns
+    # Live channels (conversations, users' feeds); None in replay, which streams nothing.
+    channels: Channels | None = None
     writes: JobWrites = field(init=False)  # starts and completions, batched across calls
 
     def __post_init__(self) -> None:

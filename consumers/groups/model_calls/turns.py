@@ -23,7 +23,7 @@ from consumers.groups.model_calls.ports import SYSTEM, Ports
 from consumers.groups.model_calls.titles import title_after_turn
 from consumers.jobs import context
 from consumers.jobs.requests import chat_request
-from infra.channel_port import ChannelEntry, channels_of
+from infra.channels import Mirror, channels_of
 from infra.db import conversation_items
 from infra.db import responses as store
 from infra.errors import PermanentError, TransientError
@@ -323,7 +323,7 @@ async def _announce(
         "response.completed" if event.status in ("completed", "incomplete") else "response.failed"
     )
     data = {"response_id": response_wire_id(event.response_id), "status": event.status, **extra}
-    entries: list[ChannelEntry] = []
+    entries: list[Mirror] = []
     if event.conversation_id is not None:
         entries += [
             (
@@ -338,7 +338,7 @@ async def _announce(
     await _live(ports, entries)
 
 
-async def _live(ports: Ports, entries: list[ChannelEntry]) -> None:
+async def _live(ports: Ports, entries: list[Mirror]) -> None:
     if ports.channels is None:
         return
     try:

@@ -15,6 +15,7 @@ from consumers.groups.webhook_router.admission import (
     admit_job,
 )
 from consumers.groups.webhook_router.templates import matches, render, render_text
+from infra.channels import Mirror, job_status_feed
 from infra.db import actions as action_store
 from infra.db import jobs as job_store
 from infra.db import webhooks as store
@@ -161,15 +162,27 @@ async def _admit_and_publish(
     if refused is None:
         refused = await admit()
     if refused is not None:
-        await _refuse(stored.id, refused, refusal(refused), ports)
+        feed = job_status_feed(
+            stored.tenant_id, stored.user_id, stored.id, "failed", stored.kind, stored.model
+        )
+        await _refuse(stored.id, refused, refusal(refused), ports, feed)
         return
     if created:
-        await ports.streams.append(stored.id, "status", {"status": "queued"})
+        feed = job_status_feed(
+            stored.tenant_id, stored.user_id, stored.id, "queued", stored.kind, stored.model
+        )
+        await ports.streams.append(stored.id, "status", {"status": "queued"}, also=feed)
     await ports.publisher.publish(topic.name, event)
     await job_store.mark_published(ports.db, stored.id)
 
 
-async def _refuse(job_id: uuid.UUID, error: str, failed: Envelope[Any], ports: Ports) -> None:
+async def _refuse(
+    job_id: uuid.UUID,
+    error: str,
+    failed: Envelope[Any],
+    ports: Ports,
+    feed: list[Mirror] | None = None,
+) -> None:
     """A job that admission refused fails visibly: its row, its stream and its outcome.
 
     Asked again (a redelivered webhook), it announces the same outcome under the same id.
@@ -177,7 +190,9 @@ async def _refuse(job_id: uuid.UUID, error: str, failed: Envelope[Any], ports: P
     if await job_store.fail_job(ports.db, GROUP, failed.id, job_id, error):
         code = error.split(":", 1)[0]
         await ports.streams.append_many(
-            job_id, [("error", {"message": error, "code": code}), ("done", {"status": "failed"})]
+            job_id,
+            [("error", {"message": error, "code": code}), ("done", {"status": "failed"})],
+            also=feed,
         )
     await ports.publisher.publish(topics.AI_JOB_LIFECYCLE.name, failed)
 
