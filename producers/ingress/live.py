@@ -23,6 +23,7 @@ from producers.ingress.event_streams import slot_stream, take_slot
 from producers.ingress.job_stream import follow, resume_point, sse
 from producers.ingress.scope import visible
 from producers.ingress.state import Services, Svc
+from schemas.conversations import parse_wire_id
 
 router = APIRouter(prefix="/v1/conversations", tags=["conversations"])
 
@@ -52,14 +53,16 @@ def live_channels(svc: Services) -> Channels:
 
 @router.get("/{conversation_id}/events")
 async def conversation_events(
-    conversation_id: uuid.UUID,
+    conversation_id: str,
     caller: Authenticated,
     svc: Svc,
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> StreamingResponse:
-    if not await visible_conversation(svc, caller, conversation_id):
-        raise ApiError(404, "not_found", f"no conversation {conversation_id}")
-    stream = live_channels(svc).stream(conversation_channel(conversation_id))
+    """The conversation's live events (conv_… or its uuid), resumable by Last-Event-ID."""
+    found = parse_wire_id(conversation_id, "conv")
+    if found is None or not await visible_conversation(svc, caller, found):
+        raise ApiError(404, "not_found", f"no conversation {conversation_id[:80]}")
+    stream = live_channels(svc).stream(conversation_channel(found))
     resume = await resume_point(stream, last_event_id, replay_end=None)
     slot = await take_slot(svc, caller)
     return slot_stream(svc, slot, sse(follow(stream, resume.after, terminal=None)))

@@ -48,6 +48,7 @@ from producers.ingress.job_stream import follow, job_replay, resume_point
 from producers.ingress.live import live_channels, visible_conversation
 from producers.ingress.scope import visible
 from producers.ingress.state import Services
+from schemas.conversations import parse_wire_id
 
 log = logging.getLogger(__name__)
 
@@ -244,7 +245,7 @@ class Connection:
         kind, ident, user = match.groups()
         if kind == "job":
             self._require("jobs:read")
-            job_id = _uuid(ident, channel)
+            job_id = _uuid(ident, channel, "resp")
             found = await job_store.get_job(svc.db, caller.tenant_id, job_id)
             if found is None or not visible(caller, found.job.user_id):
                 raise ApiError(404, "not_found", f"no job {job_id}")
@@ -257,7 +258,7 @@ class Connection:
             )
         if kind == "conversation":
             self._require("conversations:read")
-            conversation_id = _uuid(ident, channel)
+            conversation_id = _uuid(ident, channel, "conv")
             if not await visible_conversation(svc, caller, conversation_id):
                 raise ApiError(404, "not_found", f"no conversation {conversation_id}")
             name = conversation_channel(conversation_id)
@@ -371,8 +372,10 @@ async def _stop(tasks: set[asyncio.Task[Any]]) -> None:
                 log.debug("live socket task ended: %r", task.exception())
 
 
-def _uuid(value: str, channel: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise ApiError(400, "invalid_request", f"unknown channel {channel[:80]!r}") from None
+def _uuid(value: str, channel: str, prefix: str) -> uuid.UUID:
+    """The id of a channel: a uuid, or the API's wire id (`conv_…`; a response's `resp_…`
+    is the id of the job that runs it)."""
+    found = parse_wire_id(value, prefix)
+    if found is None:
+        raise ApiError(400, "invalid_request", f"unknown channel {channel[:80]!r}")
+    return found
