@@ -16,7 +16,7 @@ from infra.db.engine import Database
 from tests.conftest import Running, make_tenant
 from tests.harness import unique
 from tests.sign_in import user_headers
-from tests.test_live_socket import order, receive, subscribe, ws_url
+from tests.test_live_socket import channel_events, order, subscribe, ws_url
 
 WORDS = " ".join(f"w{n}" for n in range(40))
 
@@ -25,18 +25,10 @@ async def turn_events(
     ws: ClientConnection, channel: str, stop_after: int | None = None
 ) -> list[dict[str, Any]]:
     """The conversation channel's events up to the turn's end (or `stop_after` deltas)."""
-    seen: list[dict[str, Any]] = []
-    while True:
-        message = await receive(ws)
-        if message.get("channel") != channel:
-            continue
-        assert message["type"] == "event", message
-        seen.append(message)
-        deltas = [m for m in seen if m["event"] == "response.output_text.delta"]
-        if message["event"] in ("response.completed", "response.failed"):
-            return seen
-        if stop_after and len(deltas) >= stop_after:
-            return seen
+    ends = ("response.completed", "response.failed")
+    return await channel_events(
+        ws, channel, stop_after, ends=ends, delta="response.output_text.delta"
+    )
 
 
 async def test_two_devices_see_one_turn_and_a_resume_loses_nothing(

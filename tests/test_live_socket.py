@@ -55,10 +55,15 @@ async def subscribe(ws: ClientConnection, channel: str, after: str | None = None
     assert answer == {"type": "subscribed", "channel": channel}, answer
 
 
-async def job_events(
-    ws: ClientConnection, channel: str, stop_after: int | None = None
+async def channel_events(
+    ws: ClientConnection,
+    channel: str,
+    stop_after: int | None = None,
+    *,
+    ends: tuple[str, ...] = ("done",),
+    delta: str = "delta",
 ) -> list[dict[str, Any]]:
-    """The job channel's events up to `done` (or the first `stop_after` deltas)."""
+    """The channel's events up to one of `ends` (or the first `stop_after` `delta`s)."""
     seen: list[dict[str, Any]] = []
     while True:
         message = await receive(ws)
@@ -66,8 +71,8 @@ async def job_events(
             continue
         assert message["type"] == "event", message
         seen.append(message)
-        deltas = [m for m in seen if m["event"] == "delta"]
-        if message["event"] == "done" or (stop_after and len(deltas) >= stop_after):
+        deltas = [m for m in seen if m["event"] == delta]
+        if message["event"] in ends or (stop_after and len(deltas) >= stop_after):
             return seen
 
 
@@ -109,7 +114,7 @@ async def test_two_clients_of_a_user_see_one_answer_and_a_resume_has_no_gap_or_d
             await subscribe(ws, f"job:{job_id}")
         channel = f"job:{job_id}"
         whole, first_part = await asyncio.gather(
-            job_events(keyed, channel), job_events(signed_in, channel, stop_after=3)
+            channel_events(keyed, channel), channel_events(signed_in, channel, stop_after=3)
         )
     # The signed-in client left mid-answer; it comes back with the last id it saw.
     assert first_part[-1]["event"] == "delta"
@@ -117,7 +122,7 @@ async def test_two_clients_of_a_user_see_one_answer_and_a_resume_has_no_gap_or_d
         ws_url(url), additional_headers={"Authorization": f"Bearer {token}"}
     ) as back:
         await subscribe(back, channel, after=first_part[-1]["id"])
-        rest = await job_events(back, channel)
+        rest = await channel_events(back, channel)
     resumed = first_part + rest
     ids = [m["id"] for m in resumed]
     assert ids == [m["id"] for m in whole], "a gap or a duplicate"

@@ -30,17 +30,7 @@ from infra.providers.openai_http import OpenAIHttp, error_message
 class OpenAIProvider(OpenAIHttp):
     """Configured like the SDK, by OPENAI_API_KEY and OPENAI_BASE_URL when not given."""
 
-    def __init__(
-        self,
-        *,
-        name: str = "openai",
-        api_key: str | None = None,
-        base_url: str | None = None,
-        timeout_s: float = 600.0,
-    ) -> None:
-        super().__init__(
-            "/chat/completions", name=name, api_key=api_key, base_url=base_url, timeout_s=timeout_s
-        )
+    path = "/chat/completions"
 
     async def stream_chat(self, request: ChatRequest, on_delta: OnDelta) -> Completion:
         reading = _Reading()

@@ -13,7 +13,7 @@ import os
 import urllib.parse
 import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import aiohttp
 import orjson
@@ -28,9 +28,11 @@ OnEvent = Callable[[dict[str, Any]], Awaitable[None]]
 class OpenAIHttp:
     """Configured like the SDK, by OPENAI_API_KEY and OPENAI_BASE_URL when not given."""
 
+    # The endpoint below the base URL that a subclass speaks ("/chat/completions" …).
+    path: ClassVar[str]
+
     def __init__(
         self,
-        path: str,
         *,
         name: str = "openai",
         api_key: str | None = None,
@@ -39,7 +41,7 @@ class OpenAIHttp:
     ) -> None:
         self.name = name
         base = base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
-        self._url = base.rstrip("/") + path
+        self._url = base.rstrip("/") + self.path
         # A local OpenAI-compatible server often needs no key; the header stays well-formed.
         key = api_key or os.environ.get("OPENAI_API_KEY") or "not-set"
         self._headers = {

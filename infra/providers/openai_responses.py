@@ -41,17 +41,7 @@ INCOMPLETE_REASONS = {"max_output_tokens": "length", "content_filter": "content_
 
 
 class OpenAIResponsesProvider(OpenAIHttp):
-    def __init__(
-        self,
-        *,
-        name: str = "openai",
-        api_key: str | None = None,
-        base_url: str | None = None,
-        timeout_s: float = 600.0,
-    ) -> None:
-        super().__init__(
-            "/responses", name=name, api_key=api_key, base_url=base_url, timeout_s=timeout_s
-        )
+    path = "/responses"
 
     async def stream_chat(self, request: ChatRequest, on_delta: OnDelta) -> Completion:
         reading = _Reading(self.name)

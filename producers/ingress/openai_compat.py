@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import functools
 import struct
 import time
 import uuid
@@ -48,20 +47,7 @@ JSON = "application/json"
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
-def _openai_shaped(endpoint: Endpoint) -> Endpoint:
-    """The endpoint's Ayush errors (a refused submission among them) in OpenAI's shape."""
-
-    @functools.wraps(endpoint)
-    async def answer(request: Request) -> Response:
-        try:
-            return await endpoint(request)
-        except ApiError as exc:
-            raise oe.from_api_error(exc) from exc
-
-    return answer
-
-
-@_openai_shaped
+@oe.openai_shaped
 async def chat_completions(request: Request) -> Response:
     svc = services(request)
     caller = await authenticate(request, svc)
@@ -72,7 +58,7 @@ async def chat_completions(request: Request) -> Response:
     )
 
 
-@_openai_shaped
+@oe.openai_shaped
 async def embeddings(request: Request) -> Response:
     svc = services(request)
     caller = await authenticate(request, svc)

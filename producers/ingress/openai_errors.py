@@ -6,7 +6,9 @@ raise their own typed exceptions (BadRequestError, RateLimitError …).
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -122,6 +124,22 @@ def from_job_error(data: dict[str, Any]) -> OpenAIError:
     return OpenAIError(
         status, str(data.get("message", "upstream failure")), type_, code, None, headers
     )
+
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def openai_shaped(endpoint: Endpoint) -> Endpoint:
+    """The endpoint's Ayush errors (a refused submission among them) in OpenAI's shape."""
+
+    @functools.wraps(endpoint)
+    async def answer(request: Request) -> Response:
+        try:
+            return await endpoint(request)
+        except ApiError as exc:
+            raise from_api_error(exc) from exc
+
+    return answer
 
 
 def install(app: FastAPI) -> None:

@@ -13,7 +13,6 @@ the model-calls worker. Three ways to answer: wait for the whole Response (as
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
 import uuid
@@ -36,7 +35,6 @@ from producers.ingress import openai_errors as oe
 from producers.ingress.auth import authenticate
 from producers.ingress.body import BodyTooLarge
 from producers.ingress.caller import Caller
-from producers.ingress.errors import ApiError
 from producers.ingress.event_streams import slot_stream, take_slot
 from producers.ingress.plain_route import PlainRoute, json_body
 from producers.ingress.response_events import (
@@ -74,18 +72,7 @@ CANCEL_WAIT_S = 5.0
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
-def _openai_shaped(endpoint: Endpoint) -> Endpoint:
-    @functools.wraps(endpoint)
-    async def answer(request: Request) -> Response:
-        try:
-            return await endpoint(request)
-        except ApiError as exc:
-            raise oe.from_api_error(exc) from exc
-
-    return answer
-
-
-@_openai_shaped
+@oe.openai_shaped
 async def create_response(request: Request) -> Response:
     svc = services(request)
     caller = await authenticate(request, svc)
@@ -244,7 +231,7 @@ async def _announce(
 
 # one response --------------------------------------------------------------------------
 @router.get("/responses/{response_id}")
-@_openai_shaped
+@oe.openai_shaped
 async def get_response(request: Request) -> Response:
     svc, caller, row = await _own(request)
     if request.query_params.get("stream", "").lower() in ("true", "1"):
@@ -255,7 +242,7 @@ async def get_response(request: Request) -> Response:
 
 
 @router.delete("/responses/{response_id}")
-@_openai_shaped
+@oe.openai_shaped
 async def delete_response(request: Request) -> Response:
     svc, caller, row = await _own(request)
     if not await store.delete_response(svc.db, caller.tenant_id, row.id):
@@ -278,7 +265,7 @@ async def delete_response(request: Request) -> Response:
 
 
 @router.post("/responses/{response_id}/cancel")
-@_openai_shaped
+@oe.openai_shaped
 async def cancel_response(request: Request) -> Response:
     svc, _, row = await _own(request)
     if not row.background:
@@ -313,7 +300,7 @@ async def _ended(svc: Services, row: ResponseRecord) -> ResponseRecord:
 
 
 @router.get("/responses/{response_id}/input_items")
-@_openai_shaped
+@oe.openai_shaped
 async def input_items(request: Request) -> Response:
     svc, caller, row = await _own(request)
     limit = _int_param(request, "limit", 20)
