@@ -34,11 +34,12 @@ from infra.errors import PermanentError
 from infra.files import open_file_store
 from infra.kafka.group import Group
 from infra.kafka.publisher import Publisher
+from infra.live_streams import JobStreams
 from infra.pricing import PriceTable
 from infra.providers import tokens
 from infra.providers.base import ChatProvider
 from infra.rate_windows import RateWindows
-from infra.redis import JobStreams, ResponseCache
+from infra.replies import ResponseCache
 from infra.routing.catalog import ModelCatalog
 from infra.routing.config import RetryPolicy, RoutingConfig, load_routing
 from infra.routing.gateway import Gateway

@@ -2,7 +2,7 @@
 
 A conversation's turns (`conversation_channel`), a user's feed (`user_channel`: the
 status of every job and batch of that user) and whatever else clients follow live.
-The ids, entries and resume rules are the job streams' (infra.redis): entries `t`
+The ids, entries and resume rules are the job streams' (infra.live_streams): entries `t`
 (the event name) and `d` (its JSON data), trimmed to about `stream_maxlen` entries
 and kept `stream_ttl_s` after the last one. Jobs keep their own streams (JobStreams);
 a job's entry for its user's feed goes in the same script call as the job's own
@@ -16,15 +16,8 @@ from typing import Any
 
 import orjson
 
-from infra.redis import (
-    Arg,
-    LiveStream,
-    Mirror,
-    StreamEvent,
-    StreamPosition,
-    StreamStore,
-    redis_errors,
-)
+from infra.live_streams import LiveStream, Mirror, StreamEvent, StreamPosition, StreamStore
+from infra.redis import Arg, redis_errors
 from infra.settings import Settings
 
 __all__ = [

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from infra.db.engine import Database
 from infra.kafka.publisher import Publisher
-from infra.redis import JobStreams
+from infra.live_streams import JobStreams
 from infra.settings import Settings
 
 

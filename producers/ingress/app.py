@@ -18,9 +18,10 @@ from infra.db.tenants import cors_origins_by_tenant
 from infra.files import open_file_store
 from infra.kafka.publisher import Publisher
 from infra.key_events import KeyChanges
+from infra.live_streams import JobStreams
 from infra.pricing import PriceTable
 from infra.rate_windows import RateWindows
-from infra.redis import JobStreams, Replies
+from infra.replies import Replies
 from infra.routing.catalog import ModelCatalog
 from infra.routing.config import load_routing
 from infra.settings import Settings

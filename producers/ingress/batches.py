@@ -12,7 +12,7 @@ from starlette.responses import StreamingResponse
 from infra.db import batches as batch_store
 from infra.db.models import Batch, utcnow
 from infra.errors import TransientError
-from infra.redis import TERMINAL, StreamEvent
+from infra.live_streams import TERMINAL, StreamEvent
 from producers.ingress.auth import Authenticated
 from producers.ingress.body import json_body
 from producers.ingress.caller import Caller

@@ -14,7 +14,7 @@ import orjson
 
 from infra.db import jobs as job_store
 from infra.errors import TransientError
-from infra.redis import TERMINAL, LiveStream, StreamEvent, entry_order
+from infra.live_streams import TERMINAL, LiveStream, StreamEvent, entry_order
 from producers.ingress.errors import ApiError, unavailable
 from producers.ingress.state import Services
 from schemas.money import usd_text

@@ -36,7 +36,7 @@ from starlette.websockets import WebSocketState
 
 from infra.channels import conversation_channel, user_channel
 from infra.db import jobs as job_store
-from infra.redis import TERMINAL, LiveStream, StreamEvent
+from infra.live_streams import TERMINAL, LiveStream, StreamEvent
 from infra.stream_slots import StreamSlot
 from infra.telemetry.metrics import Metrics
 from producers.ingress.access import may

@@ -2,7 +2,7 @@
 
 Every call is an `ai.job.requested` event handled by the model-calls group,
 visible as a job (its id in `X-Ayush-Job-Id`). The request waits for its
-job's answer on this process's reply channel (infra.redis.Replies), so no
+job's answer on this process's reply channel (infra.replies.Replies), so no
 request holds a Redis connection of its own.
 """
 
@@ -22,7 +22,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
 
 from infra.errors import PermanentError
-from infra.redis import StreamEvent
+from infra.live_streams import StreamEvent
 from infra.stream_slots import StreamSlot
 from producers.ingress import openai_errors as oe
 from producers.ingress.auth import authenticate

@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from infra.redis import StreamEvent
+from infra.live_streams import StreamEvent
 
 DONE = b"data: [DONE]\n\n"
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from infra.db.conversation_models import ResponseRecord
-from infra.redis import StreamEvent
+from infra.live_streams import StreamEvent
 from schemas.conversations import conversation_wire_id, response_wire_id
 from schemas.responses_api import error_code, output_items
 

@@ -12,7 +12,7 @@ import orjson
 
 from infra.db import responses as store
 from infra.errors import TransientError
-from infra.redis import TERMINAL, StreamEvent
+from infra.live_streams import TERMINAL, StreamEvent
 from producers.ingress.response_events import Base, ResponseEvents, stored_result
 from producers.ingress.state import Services
 

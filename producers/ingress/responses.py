@@ -29,7 +29,7 @@ from infra.channels import channels_of
 from infra.db import responses as store
 from infra.db.conversation_models import ResponseRecord
 from infra.errors import TransientError
-from infra.redis import StreamEvent
+from infra.live_streams import StreamEvent
 from infra.stream_slots import StreamSlot
 from producers.ingress import openai_errors as oe
 from producers.ingress.auth import authenticate

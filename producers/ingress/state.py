@@ -12,8 +12,9 @@ from infra.db.engine import Database
 from infra.db.jobs import QueuedJobs
 from infra.files import FileStore
 from infra.kafka.publisher import Publisher
+from infra.live_streams import JobStreams
 from infra.pricing import PriceTable
-from infra.redis import JobStreams, Replies
+from infra.replies import Replies
 from infra.routing.catalog import ModelCatalog
 from infra.routing.config import RoutingConfig
 from infra.settings import Settings

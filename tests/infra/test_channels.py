@@ -12,8 +12,8 @@ from infra.channels import (
     job_status_feed,
     user_channel,
 )
+from infra.live_streams import JobStreams, StreamPosition
 from infra.local_stack import ServiceAddresses
-from infra.redis import JobStreams, StreamPosition
 from infra.settings import Settings
 from producers.ingress.job_stream import follow, resume_point, sse
 from tests.harness import unique

@@ -9,8 +9,8 @@ import uuid
 import pytest
 
 from infra.errors import TransientError
+from infra.live_streams import JobStreams, StreamEvent
 from infra.local_stack import ServiceAddresses
-from infra.redis import JobStreams, StreamEvent
 from infra.settings import Settings
 from infra.stream_slots import StreamLimit, StreamSlot, StreamSlots
 from tests.harness import eventually, unique

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from infra.redis import StreamEvent
+from infra.live_streams import StreamEvent
 from producers.ingress.response_events import Base, ResponseEvents
 from schemas.conversations import item_id
 from schemas.ids import uuid7

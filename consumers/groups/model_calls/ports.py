@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from consumers.jobs.ports import JobPorts
 from infra.channels import Channels
 from infra.db.jobs import JobWrites
-from infra.redis import ResponseCache
+from infra.replies import ResponseCache
 from infra.routing.gateway import Gateway
 from infra.vectors.recall import MemoryRecall
 from schemas.envelope import Actor

@@ -236,15 +236,6 @@ async def finished(
     )
     usage = ResponseUsage(input_tokens=result.input_tokens, output_tokens=result.output_tokens)
     context = answer.context
-    await store.finish(
-        ports.db,
-        raw.tenant_id,
-        request.job_id,
-        status=status,
-        output=output,
-        usage=usage.model_dump(),
-        context=context.model_dump() if context else None,
-    )
     event = ResponseFinished(
         response_id=request.job_id,
         conversation_id=turn_of(request.job).conversation_id,
@@ -254,6 +245,16 @@ async def finished(
         usage=usage,
         context=context,
     )
+    stored = store.finish(
+        ports.db,
+        raw.tenant_id,
+        request.job_id,
+        status=status,
+        output=output,
+        usage=usage.model_dump(),
+        context=context.model_dump() if context else None,
+    )
+    await _record(raw, event, ports, stored)
     await _announce(raw, request, event, ports, {"usage": usage.model_dump()})
 
 
@@ -288,7 +289,6 @@ async def failed(
     code = error_code(status, code)
     ended = "cancelled" if code == "cancelled" else "failed"
     error = {"code": code, "message": message}
-    await store.finish(ports.db, raw.tenant_id, request.job_id, status=ended, error=error)
     event = ResponseFinished(
         response_id=request.job_id,
         conversation_id=turn_of(request.job).conversation_id,
@@ -297,7 +297,26 @@ async def failed(
         error_code=code,
         error_message=message,
     )
+    stored = store.finish(ports.db, raw.tenant_id, request.job_id, status=ended, error=error)
+    await _record(raw, event, ports, stored)
     await _announce(raw, request, event, ports, {"error": error})
+
+
+async def _record(
+    raw: Envelope[Any], event: ResponseFinished, ports: Ports, stored: Awaitable[Any]
+) -> None:
+    """The response's end in its row (`stored`) and on conversation.events, side by side:
+    both are idempotent, and both are done before the job completes, so a crash between
+    them redoes the turn's end rather than losing half of it."""
+    envelope = follow_up(
+        raw,
+        RESPONSE_FINISHED,
+        event,
+        "response.finished",
+        SYSTEM,
+        correlation_id=event.conversation_id or event.response_id,
+    )
+    await asyncio.gather(stored, ports.publisher.publish(CONVERSATION_EVENTS.name, envelope))
 
 
 async def _announce(
@@ -307,15 +326,7 @@ async def _announce(
     ports: Ports,
     extra: dict[str, Any],
 ) -> None:
-    envelope = follow_up(
-        raw,
-        RESPONSE_FINISHED,
-        event,
-        "response.finished",
-        SYSTEM,
-        correlation_id=event.conversation_id or event.response_id,
-    )
-    await ports.publisher.publish(CONVERSATION_EVENTS.name, envelope)
+    """The turn's end on its conversation's channel and its user's feed."""
     channels = channels_of(raw.tenant_id, event.conversation_id, request.job.user_id)
     if ports.channels is None or not channels:
         return

@@ -23,7 +23,7 @@ from infra.db.engine import Database
 from infra.db.integration_models import Rule, RuleRun
 from infra.db.models import Job
 from infra.kafka.publisher import Publisher
-from infra.redis import JobStreams
+from infra.live_streams import JobStreams
 from schemas import integrations as integration_events
 from schemas import jobs as job_events
 from schemas import topics
