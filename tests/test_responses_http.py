@@ -70,6 +70,7 @@ async def test_three_turns_by_previous_response_id_send_the_whole_history(
     assert first.id.startswith("resp_")
     assert str(first.output[0].model_dump()["id"]).startswith("msg_")
     assert first.usage is not None and first.usage.total_tokens > 0
+    assert first.completed_at is not None and first.completed_at >= first.created_at
 
     second = await oai.responses.create(
         model="gpt-fake", input=second_q, previous_response_id=first.id

@@ -280,6 +280,7 @@ class ResponseEvents:
             items,
             usage_wire(usage.get("input_tokens", 0), usage.get("output_tokens", 0)),
             incomplete=incomplete,
+            completed_at=data.get("completed_at"),
         )
         out.append(self._event(f"response.{status}", response=self.final))
         return out

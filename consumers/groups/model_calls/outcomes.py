@@ -6,6 +6,7 @@ again after a crash is deduplicated downstream.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from pydantic import BaseModel
@@ -100,6 +101,8 @@ async def announce_success(
         "tool_calls": result.tool_calls,
         "cached": result.cached,
         "cost_usd": usd_text(result.cost_usd),
+        # When it ended (Unix seconds): a Response's `completed_at`.
+        "completed_at": int(time.time()),
     }
     if answer.embeddings is not None:
         data["embeddings"] = answer.embeddings
