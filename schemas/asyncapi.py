@@ -12,10 +12,12 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
-from schemas import catalog, topics
+from schemas import catalog, live, topics
 from schemas.envelope import Envelope
 
 REF_TEMPLATE = "#/components/schemas/{model}"
+# The WebSocket's channel in the document, beside one per topic.
+SOCKET = "socket"
 HEADERS = {
     "type": "object",
     "properties": {
@@ -36,7 +38,10 @@ def asyncapi_document(version: str) -> dict[str, Any]:
         (Envelope[e.payload], "validation")  # type: ignore[name-defined]
         for e in catalog.EVENTS
     ]
-    refs, defs = models_json_schema(envelopes, ref_template=REF_TEMPLATE)
+    frames: list[tuple[type[BaseModel], JsonSchemaMode]] = [
+        (m, "validation") for m in (*live.CLIENT, *live.SERVER)
+    ]
+    refs, defs = models_json_schema([*envelopes, *frames], ref_template=REF_TEMPLATE)
     schemas: dict[str, Any] = defs.get("$defs", {})
     messages: dict[str, Any] = {}
     for event, key in zip(catalog.EVENTS, envelopes, strict=True):
@@ -80,8 +85,41 @@ def asyncapi_document(version: str) -> dict[str, Any]:
             "channel": {"$ref": f"#/channels/{topic.name}"},
             "messages": [{"$ref": f"#/channels/{topic.name}/messages/{m}"} for m in refs_here],
         }
+    socket_messages = {
+        m.__name__: {
+            "name": m.__name__,
+            "title": m.__name__,
+            "summary": (m.__doc__ or m.__name__).strip().splitlines()[0],
+            "contentType": "application/json",
+            "payload": refs[(m, "validation")],
+        }
+        for m in (*live.CLIENT, *live.SERVER)
+    }
+    messages.update(socket_messages)
+    channels[SOCKET] = {
+        "address": "/v1/ws",
+        "servers": [{"$ref": "#/servers/ingress"}],
+        "description": "One WebSocket per client (Authorization header, or a `token` query "
+        "parameter from a browser): subscribe to jobs, conversations and a user's feed, and "
+        "resume after the last id seen. A client that stops reading is closed with 1008.",
+        "messages": {name: {"$ref": f"#/components/messages/{name}"} for name in socket_messages},
+        "bindings": {"ws": {"method": "GET"}},
+    }
+    for direction, models in (("receive", live.CLIENT), ("send", live.SERVER)):
+        operations[f"socket_{direction}"] = {
+            "action": direction,
+            "channel": {"$ref": f"#/channels/{SOCKET}"},
+            "messages": [{"$ref": f"#/channels/{SOCKET}/messages/{m.__name__}"} for m in models],
+        }
     return {
         "asyncapi": "3.0.0",
+        "servers": {
+            "ingress": {
+                "host": "localhost:8000",
+                "protocol": "ws",
+                "description": "The ingress (wss behind TLS).",
+            }
+        },
         "info": {
             "title": "Ayush events",
             "version": version,

@@ -11,7 +11,7 @@ import httpx
 from ayush import access_table
 from ayush.docs import DOCS, contract_documents, dumps, groups_table
 from producers.ingress.access import TABLE
-from schemas import catalog, topics
+from schemas import catalog, live, topics
 
 
 def test_committed_documents_match_the_code() -> None:
@@ -61,9 +61,12 @@ def test_asyncapi_has_every_topic_and_event_and_its_refs_resolve() -> None:
     document = contract_documents()["asyncapi.json"]
     assert document["asyncapi"].startswith("3.")
     expected = {n for t in topics.ALL for n in (t.name, t.dead_letter)}
-    assert set(document["channels"]) == expected
+    assert set(document["channels"]) == expected | {"socket"}
     messages = document["components"]["messages"]
-    assert {m["name"] for m in messages.values()} == {e.name for e in catalog.EVENTS}
+    frames = {m.__name__ for m in (*live.CLIENT, *live.SERVER)}
+    assert {m["name"] for m in messages.values()} == {e.name for e in catalog.EVENTS} | frames
+    socket = document["channels"]["socket"]
+    assert socket["address"] == "/v1/ws" and set(socket["messages"]) == frames
     for ref in refs(document):
         assert resolve(document, ref) is not None, ref
     requested = resolve(document, messages["ai_job_requested"]["payload"]["$ref"])
