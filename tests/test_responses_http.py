@@ -18,6 +18,7 @@ import pytest
 from infra.db.conversation_models import Conversation
 from infra.db.engine import Database
 from infra.kafka.codec import decode_raw
+from infra.kafka.publisher import Publisher
 from infra.local_stack import ServiceAddresses
 from schemas.conversations import conversation_wire_id
 from tests.conftest import Running, TenantKey, make_tenant, new_platform
@@ -508,3 +509,41 @@ async def test_a_conversation_is_titled_after_its_first_turn(
 
     title = await eventually(titled, 20, "the conversation's title")
     assert title.startswith("reply to")
+
+
+async def test_a_redelivered_turn_tells_its_end_again_with_the_same_id(
+    oai: openai.AsyncOpenAI, running: Running, db: Database, tenant_key: TenantKey,
+    fake_llm: FakeLLMServer,
+) -> None:  # fmt: skip
+    # The end goes out after the answer; a crash before it would lose it but for this.
+    conversation = await new_conversation(db, tenant_key)
+    text = unique("again ")
+    answer = await oai.responses.create(model="gpt-fake", input=text, conversation=conversation)
+    response_id = answer.id.removeprefix("resp_")
+    [original] = [
+        r
+        for r in await read_topic(running.settings, "ai.job.requested")
+        if decode_raw(r.value).correlation_id.hex == response_id
+    ]
+    publisher = Publisher(running.settings)
+    await publisher.start()
+    try:
+        await publisher.send(
+            original.topic, original.value, key=original.key, headers=list(original.headers)
+        )
+
+        async def told_twice() -> list[Any] | None:
+            ends = [
+                decode_raw(r.value)
+                for r in await read_topic(running.settings, "conversation.events")
+                if decode_raw(r.value).payload.get("response_id") == str(uuid.UUID(response_id))
+            ]
+            return ends if len(ends) == 2 else None
+
+        first, again = await eventually(told_twice, 20, "response.finished told again")
+    finally:
+        await publisher.stop()
+    assert again.id == first.id and again.type == "response.finished"  # consumers drop it
+    assert again.payload["output"] == first.payload["output"]
+    assert again.payload["status"] == "completed"
+    assert len(fake_llm.calls_for(text)) == 1  # the model was not called again

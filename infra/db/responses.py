@@ -13,9 +13,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, select, text, update
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
+import orjson
+from sqlalchemy import TextClause, delete, select, text, update
 
 from infra.db import conversation_items
 from infra.db.conversation_models import Conversation, ConversationItem, ResponseRecord
@@ -43,42 +42,20 @@ _CHAIN = text(
 
 
 async def create(
-    db: Database, row: ResponseRecord, items: Sequence[StoredItem], claim: Claim | None = None
-) -> None:
-    """The response (queued) and its input items, in one transaction. Items are kept with
-    the response when it is stored, and in its conversation when it has one. `claim`: the
-    event a projection applies (once)."""
-    async with db.transaction() as session:
-        if not await claimed(session, claim):
-            return
-        await session.execute(insert(ResponseRecord).values(_values(row)).on_conflict_do_nothing())
-        await _keep(session, row, items, 0, row.created_at)
-
-
-async def _keep(
-    session: AsyncSession,
+    db: Database,
     row: ResponseRecord,
     items: Sequence[StoredItem],
-    phase: int,
-    at: datetime | None,
+    claim: Claim | None = None,
+    *,
+    durable: bool = True,
 ) -> None:
-    """A turn's items: with the response when stored, in its conversation when it has one."""
-    if row.store or row.conversation_id is not None:
-        await conversation_items.add(
-            session,
-            row.tenant_id,
-            items,
-            conversation_id=row.conversation_id,
-            response_id=row.id if row.store else None,
-            phase=phase,
-            at=at,
-        )
-
-
-def _values(row: ResponseRecord) -> dict[str, Any]:
-    return {
+    """The response (queued) and its input items, in one statement. Items are kept with
+    the response when it is stored, and in its conversation when it has one. `claim`: the
+    event a projection applies (once). `durable=False`: the ingress, whose job row's
+    durable commit follows before the job is published."""
+    params = {
         "id": row.id,
-        "tenant_id": row.tenant_id,
+        "tenant": row.tenant_id,
         "user_id": row.user_id,
         "conversation_id": row.conversation_id,
         "previous_response_id": row.previous_response_id,
@@ -86,9 +63,13 @@ def _values(row: ResponseRecord) -> dict[str, Any]:
         "status": row.status,
         "store": row.store,
         "background": row.background,
-        "params": row.params,
-        "created_at": row.created_at,
+        "params": _json(row.params),
+        "at": row.created_at,
+        "items": _items(items),
     }
+    async with db.transaction(durable=durable) as session:
+        if await claimed(session, claim):
+            await session.execute(_CREATE, params)
 
 
 async def get(db: Database, tenant_id: uuid.UUID, response_id: uuid.UUID) -> ResponseRecord | None:
@@ -98,17 +79,16 @@ async def get(db: Database, tenant_id: uuid.UUID, response_id: uuid.UUID) -> Res
 async def set_status(
     db: Database, tenant_id: uuid.UUID, response_id: uuid.UUID, status: str
 ) -> None:
-    """Move a response that has not ended to `status` (an ended one stays as it ended)."""
-    async with db.transaction() as session:
-        await session.execute(
-            update(ResponseRecord)
-            .where(
-                ResponseRecord.id == response_id,
-                ResponseRecord.tenant_id == tenant_id,
-                ResponseRecord.status.not_in(TERMINAL),
-            )
-            .values(status=status)
-        )
+    """Move a response that has not ended to `status` (an ended one stays as it ended).
+    Not flushed to disk before it returns: the response's end, durable, comes after."""
+    pool = await db.pool(durable=False)
+    await pool.execute(_SET_STATUS, response_id, tenant_id, status, list(TERMINAL))
+
+
+_SET_STATUS = (
+    "UPDATE responses SET status = $3 "
+    "WHERE id = $1 AND tenant_id = $2 AND NOT (status = ANY($4::text[]))"
+)
 
 
 async def finish(
@@ -123,24 +103,89 @@ async def finish(
     context: dict[str, Any] | None = None,
     at: datetime | None = None,
     claim: Claim | None = None,
-) -> ResponseRecord | None:
+    durable: bool = True,
+) -> bool:
     """End the response and keep its output items (with it when stored, in its
-    conversation when it has one), in one transaction. Returns the row; None when
-    there is none (deleted meanwhile, or not in a replay). `at`: when it ended (now
-    by default; a replay gives the event's time)."""
-    async with db.transaction() as session:
+    conversation when it has one), in one statement. False when there is no such
+    response (deleted meanwhile, or not in a replay). `at`: when it ended (now by
+    default; a replay gives the event's time). `durable=False`: the worker, whose job
+    completion's durable commit follows before anyone is told."""
+    params = {
+        "id": response_id,
+        "tenant": tenant_id,
+        "status": status,
+        "usage": _json(usage),
+        "error": _json(error),
+        "context": _json(context),
+        "at": at or datetime.now(UTC),
+        "items": _items(output),
+    }
+    async with db.transaction(durable=durable) as session:
         if not await claimed(session, claim):
-            return None
-        row = await session.get(ResponseRecord, response_id)
-        if row is None or row.tenant_id != tenant_id:
-            return None
-        row.status = status
-        row.usage = usage
-        row.error = error
-        row.context = context
-        row.completed_at = row.completed_at or at or datetime.now(UTC)
-        await _keep(session, row, output, 1, at)
-        return row
+            return False
+        ended = await session.execute(_FINISH, params)
+        return bool(ended.scalar())
+
+
+def _json(value: dict[str, Any] | None) -> str | None:
+    return None if value is None else orjson.dumps(value).decode()
+
+
+def _items(items: Sequence[StoredItem]) -> str:
+    return orjson.dumps([i.model_dump(mode="json") for i in items]).decode()
+
+
+def _with_items(turn: str, phase: int) -> TextClause:
+    """A statement that writes a response (`turn`, returning its store flag and
+    conversation) and keeps the turn's items (`:items`, at `:at`): with the response when
+    stored, in its conversation when it has one, whose activity never goes back. One round
+    trip; its count is 0 when `turn` wrote no row."""
+    return text(
+        f"""
+        WITH turn AS ({turn}),
+        kept AS (
+            INSERT INTO conversation_items
+                (id, tenant_id, conversation_id, response_id, phase, position, type, item,
+                 created_at)
+            SELECT x->>'id', :tenant, t.conversation_id, CASE WHEN t.store THEN :id END,
+                {phase}, x->>'position', x->'item'->>'type', x,
+                to_timestamp((x->>'created_at')::double precision)
+            FROM turn t, jsonb_array_elements(CAST(:items AS jsonb)) AS x
+            WHERE t.store OR t.conversation_id IS NOT NULL
+            ON CONFLICT DO NOTHING
+        ),
+        active AS (
+            UPDATE conversations c SET updated_at = :at
+            FROM turn t
+            WHERE c.id = t.conversation_id AND c.tenant_id = :tenant AND c.updated_at < :at
+                AND jsonb_array_length(CAST(:items AS jsonb)) > 0
+        )
+        SELECT count(*) FROM turn
+        """
+    )
+
+
+_CREATE = _with_items(
+    """
+    INSERT INTO responses (id, tenant_id, user_id, conversation_id, previous_response_id,
+        model, status, store, background, params, created_at)
+    VALUES (:id, :tenant, :user_id, :conversation_id, :previous_response_id, :model,
+        :status, :store, :background, CAST(:params AS jsonb), :at)
+    ON CONFLICT DO NOTHING
+    RETURNING store, conversation_id
+    """,
+    0,
+)
+_FINISH = _with_items(
+    """
+    UPDATE responses SET status = :status, usage = CAST(:usage AS jsonb),
+        error = CAST(:error AS jsonb), context = CAST(:context AS jsonb),
+        completed_at = COALESCE(completed_at, :at)
+    WHERE id = :id AND tenant_id = :tenant
+    RETURNING store, conversation_id
+    """,
+    1,
+)
 
 
 async def items(

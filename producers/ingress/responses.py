@@ -148,7 +148,8 @@ async def _start(
             return await waiter.next()
 
     try:
-        await store.create(svc.db, row, job.response.input)
+        # Durable once the job's row is (submit): it commits after this, durably.
+        await store.create(svc.db, row, job.response.input, durable=False)
         try:
             await submit(
                 request,

@@ -68,14 +68,15 @@ async def handle_job_requested(raw: Request, ports: Ports) -> None:
         # not have reached Kafka before a crash: publish them again.
         if await job_store.is_processed(ports.db, GROUP, raw.id):
             await announce_again(raw, request, ports)
+            if job.kind == "response":
+                await turns.ended_again(raw, request, ports)
         return
     if route is None or provider is None:
         await _failed(raw, request, str(unknown), ports, status=404)
         return
-    await turns.started(raw.tenant_id, request, ports)
-    # The "running" entry and the broker's acknowledgement of "started" go out
-    # alongside the call: they need not delay the answer, only precede what
-    # the stream and the log say after them.
+    # The "running" entry, the broker's acknowledgement of "started" and a response's
+    # "in_progress" go out alongside the call: they need not delay the answer, only
+    # precede what the stream, the log and the response say after them.
     running = asyncio.ensure_future(
         emit(
             ports,
@@ -90,7 +91,7 @@ async def handle_job_requested(raw: Request, ports: Ports) -> None:
             also=user_feed(raw, request, "running"),
         )
     )
-    started = asyncio.ensure_future(
+    started: asyncio.Future[Any] = asyncio.gather(
         ports.publisher.publish(
             topics.AI_JOB_LIFECYCLE.name,
             follow_up(
@@ -99,7 +100,8 @@ async def handle_job_requested(raw: Request, ports: Ports) -> None:
                 job_events.JobStarted(job_id=request.job_id, provider=provider, model=job.model),
                 f"started:{attempt}",
             ),
-        )
+        ),
+        turns.started(raw.tenant_id, request, ports),
     )
     # Recalled memories change as the user's store does: such answers are never shared.
     use_cache = job.cache and job.memory is None
@@ -127,13 +129,14 @@ async def handle_job_requested(raw: Request, ports: Ports) -> None:
         await asyncio.wait([running, started])
     await running
     await started
-    if job.kind == "response":
-        await turns.finished(raw, request, answer, ports)
+    ended = await turns.finished(raw, request, answer, ports) if job.kind == "response" else None
     if not await ports.writes.complete(raw.id, answer.result):
         return
     if use_cache and not cached:
         await ports.cache.put(key, cache_entry(answer), ports.settings.response_cache_ttl_s)
-    await announce_success(raw, request, answer, ports)
+    await announce_success(raw, request, answer, ports, also=turns.ended_events(raw, ended))
+    if ended is not None:
+        await turns.tell(raw, request, ended, ports)
     if job.kind == "response":
         await turns.titled(raw, request, answer, ports)
 

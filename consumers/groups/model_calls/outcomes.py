@@ -7,6 +7,7 @@ again after a crash is deduplicated downstream.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel
@@ -86,8 +87,15 @@ async def fail(
 
 
 async def announce_success(
-    raw: Envelope[Any], request: job_events.JobRequested, answer: Answer, ports: Ports
+    raw: Envelope[Any],
+    request: job_events.JobRequested,
+    answer: Answer,
+    ports: Ports,
+    *,
+    also: list[tuple[str, Envelope[Any]]] | None = None,
 ) -> None:
+    """The answer on the job's stream (its caller has it then), then the outcome's events
+    (and `also`'s) on Kafka."""
     result = answer.result
     usage = job_events.TokenUsage(
         input_tokens=result.input_tokens, output_tokens=result.output_tokens
@@ -112,11 +120,15 @@ async def announce_success(
         notify=request.reply_to,
         also=user_feed(raw, request, "succeeded"),
     )
-    await publish_outcome(raw, request, result, ports)
+    await publish_outcome(raw, request, result, ports, also or ())
 
 
 async def publish_outcome(
-    raw: Envelope[Any], request: job_events.JobRequested, result: Outcome, ports: Ports
+    raw: Envelope[Any],
+    request: job_events.JobRequested,
+    result: Outcome,
+    ports: Ports,
+    also: Sequence[tuple[str, Envelope[Any]]] = (),
 ) -> None:
     await ports.publisher.publish_many(
         [
@@ -124,6 +136,7 @@ async def publish_outcome(
             *chat_memory.remember_exchange(
                 raw, request.job, result.text, SYSTEM, api_key_id=request.api_key_id
             ),
+            *also,
         ]
     )
 

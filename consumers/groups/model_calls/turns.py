@@ -16,6 +16,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from consumers.groups.model_calls.answers import Answer
@@ -220,10 +221,20 @@ async def started(tenant_id: uuid.UUID, request: job_events.JobRequested, ports:
 
 
 # after it --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Ended:
+    """A response's end, stored: what to publish once its caller has the answer."""
+
+    event: ResponseFinished
+    told: dict[str, Any]  # what the live channels' `response.completed` says besides
+
+
 async def finished(
     raw: Envelope[Any], request: job_events.JobRequested, answer: Answer, ports: Ports
-) -> None:
-    """Finish the response with its output, and tell conversation.events and the channels."""
+) -> Ended:
+    """Finish the response with its output (its row and items). Its `response.finished`
+    goes out with the job's outcome events (`ended_events`), after the answer: a
+    redelivered job re-publishes it from the row (`ended_again`)."""
     result = answer.result
     incomplete = result.finish_reason in ("length", "content_filter")
     status = "incomplete" if incomplete else "completed"
@@ -245,7 +256,7 @@ async def finished(
         usage=usage,
         context=context,
     )
-    stored = store.finish(
+    await store.finish(
         ports.db,
         raw.tenant_id,
         request.job_id,
@@ -253,9 +264,42 @@ async def finished(
         output=output,
         usage=usage.model_dump(),
         context=context.model_dump() if context else None,
+        durable=False,  # the job's completion, durable, follows before anyone is told
     )
-    await _record(raw, event, ports, stored)
-    await _announce(raw, request, event, ports, {"usage": usage.model_dump()})
+    return Ended(event, {"usage": usage.model_dump()})
+
+
+def ended_events(raw: Envelope[Any], ended: Ended | None) -> list[tuple[str, Envelope[Any]]]:
+    """The `response.finished` of an end, to publish with the job's outcome."""
+    return [] if ended is None else [(CONVERSATION_EVENTS.name, _finished_event(raw, ended.event))]
+
+
+async def tell(
+    raw: Envelope[Any], request: job_events.JobRequested, ended: Ended, ports: Ports
+) -> None:
+    """The end on the turn's live channels."""
+    await _announce(raw, request, ended.event, ports, ended.told)
+
+
+async def ended_again(raw: Envelope[Any], request: job_events.JobRequested, ports: Ports) -> None:
+    """A redelivered turn that had ended: its `response.finished` again, from its row and
+    output items (same id: consumers drop the duplicate)."""
+    row = await store.get(ports.db, raw.tenant_id, request.job_id)
+    if row is None or row.status not in store.TERMINAL:
+        return
+    error = row.error or {}
+    event = ResponseFinished(
+        response_id=row.id,
+        conversation_id=row.conversation_id,
+        status=row.status,
+        model=row.model,
+        output=await store.items(ports.db, raw.tenant_id, row.id, 1),
+        usage=ResponseUsage.model_validate(row.usage) if row.usage else None,
+        error_code=error.get("code"),
+        error_message=error.get("message"),
+        context=ContextSent.model_validate(row.context) if row.context else None,
+    )
+    await ports.publisher.publish(CONVERSATION_EVENTS.name, _finished_event(raw, event))
 
 
 async def titled(
@@ -305,10 +349,15 @@ async def failed(
 async def _record(
     raw: Envelope[Any], event: ResponseFinished, ports: Ports, stored: Awaitable[Any]
 ) -> None:
-    """The response's end in its row (`stored`) and on conversation.events, side by side:
-    both are idempotent, and both are done before the job completes, so a crash between
+    """A failed response's end in its row (`stored`) and on conversation.events, side by
+    side: both are idempotent, and both are done before the job fails, so a crash between
     them redoes the turn's end rather than losing half of it."""
-    envelope = follow_up(
+    envelope = _finished_event(raw, event)
+    await asyncio.gather(stored, ports.publisher.publish(CONVERSATION_EVENTS.name, envelope))
+
+
+def _finished_event(raw: Envelope[Any], event: ResponseFinished) -> Envelope[Any]:
+    return follow_up(
         raw,
         RESPONSE_FINISHED,
         event,
@@ -316,7 +365,6 @@ async def _record(
         SYSTEM,
         correlation_id=event.conversation_id or event.response_id,
     )
-    await asyncio.gather(stored, ports.publisher.publish(CONVERSATION_EVENTS.name, envelope))
 
 
 async def _announce(
