@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -30,11 +29,10 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.e2e import job_round_trips
-from bench.services import bench_key, bench_services
+from bench.services import bench_key, bench_services, instant_upstream
 from bench.stats import percentile
-from infra.local_stack.process import free_port
 from infra.settings import Settings
-from tests.harness import ROOT, Platform
+from tests.harness import Platform
 
 GROUPS = ("model-calls", "model-calls-batch", "batch")
 
@@ -116,21 +114,10 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=10_000)
     parser.add_argument("--jobs", type=int, default=200, help="interactive jobs measured idle")
     args = parser.parse_args()
-    with bench_services() as services:
-        port = free_port()
-        upstream = subprocess.Popen(
-            [sys.executable, "-m", "tests.fakes.instant_upstream", str(port)],
-            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        routing = services.work / "routing.toml"
-        routing.write_text(
-            '[models."gpt-bench"]\nprice = { input = "1", output = "2" }\n'
-            f'deployments = [{{ provider = "openai", model = "bench", '
-            f'base_url = "http://127.0.0.1:{port}/v1", api_key = "sk-bench" }}]\n'
-        )
+    with bench_services() as services, instant_upstream(services, "gpt-bench") as upstream:
         env = services.env(
             AYUSH_LOCAL_ECHO_DELAY_S="0", AYUSH_LOG_LEVEL="WARNING",
-            AYUSH_DATA_DIR=str(services.work), AYUSH_ROUTING_FILE=str(routing),
+            AYUSH_DATA_DIR=str(services.work), AYUSH_ROUTING_FILE=str(upstream.routing),
         )  # fmt: skip
         os.environ.update(env)
         platform = Platform(env, services.work / "logs")
@@ -145,8 +132,6 @@ def main() -> None:
             print(json.dumps(result, indent=2))
         finally:
             platform.stop()
-            upstream.terminate()
-            upstream.wait(10)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ import argparse
 import asyncio
 import json
 import random
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -34,9 +33,8 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.services import BenchServices, bench_key, bench_services
+from bench.services import BenchServices, bench_key, bench_services, instant_upstream
 from bench.stats import percentile
-from infra.local_stack.process import free_port
 from tests.harness import Platform
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -168,29 +166,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def measure(args: argparse.Namespace, services: BenchServices) -> dict[str, Any]:
-    port = free_port()
-    upstream = subprocess.Popen(
-        [sys.executable, "-m", "tests.fakes.instant_upstream", str(port)],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    routing = services.work / "routing.toml"
-    routing.write_text(
-        f'[models."{MODEL}"]\nprice = {{ input = "1", output = "2" }}\ncontext_window = 200000\n'
-        f'deployments = [{{ provider = "openai", model = "bench", '
-        f'base_url = "http://127.0.0.1:{port}/v1", api_key = "sk-bench" }}]\n'
-    )
-    env = services.env(AYUSH_ROUTING_FILE=str(routing), AYUSH_LOG_LEVEL="INFO")
-    platform = Platform(env, services.work / "logs")
-    try:
-        platform.start_ingress()
-        platform.start_worker("model-calls")
-        key = asyncio.run(bench_key(services.settings))
-        headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
-        measured = asyncio.run(rounds(platform.url, headers, args))
-    finally:
-        platform.stop()
-        upstream.terminate()
-        upstream.wait(10)
+    with instant_upstream(services, MODEL, context_window="200000") as upstream:
+        env = services.env(AYUSH_ROUTING_FILE=str(upstream.routing), AYUSH_LOG_LEVEL="INFO")
+        platform = Platform(env, services.work / "logs")
+        try:
+            platform.start_ingress()
+            platform.start_worker("model-calls")
+            key = asyncio.run(bench_key(services.settings))
+            headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+            measured = asyncio.run(rounds(platform.url, headers, args))
+        finally:
+            platform.stop()
     return summary(measured, args)
 
 

@@ -25,7 +25,6 @@ import asyncio
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -37,9 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.e2e import kafka_round_trips
 from bench.machine_cpu import per_request_ms, snapshot
-from bench.services import BenchServices, bench_key, bench_services
+from bench.services import BenchServices, Upstream, bench_key, bench_services, instant_upstream
 from bench.stats import percentile
-from infra.local_stack.process import free_port
 from tests.harness import Platform
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -101,20 +99,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def measure(args: argparse.Namespace, services: BenchServices) -> dict[str, Any]:
+    with instant_upstream(services, "bench-model") as upstream:
+        return _measure(args, services, upstream)
+
+
+def _measure(
+    args: argparse.Namespace, services: BenchServices, upstream: Upstream
+) -> dict[str, Any]:
     settings = services.settings
-    port = free_port()
-    upstream = subprocess.Popen(
-        [sys.executable, "-m", "tests.fakes.instant_upstream", str(port)],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    routing = services.work / "routing.toml"
-    routing.write_text(
-        '[models."bench-model"]\nprice = { input = "1", output = "2" }\n'
-        f'deployments = [{{ provider = "openai", model = "bench", '
-        f'base_url = "http://127.0.0.1:{port}/v1", api_key = "sk-bench" }}]\n'
-    )
     env = services.env(
-        AYUSH_ROUTING_FILE=str(routing),
+        AYUSH_ROUTING_FILE=str(upstream.routing),
         AYUSH_LOG_LEVEL="INFO",  # the worker says it is ready at INFO
     )
     platform = Platform(env, services.work / "logs")
@@ -125,7 +119,7 @@ def measure(args: argparse.Namespace, services: BenchServices) -> dict[str, Any]
         auth = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
         plain = {"Content-Type": "application/json", "Authorization": "Bearer sk-bench"}
         ayush_url = f"{platform.url}/v1/chat/completions"
-        direct_url = f"http://127.0.0.1:{port}/v1/chat/completions"
+        direct_url = f"{upstream.url}/chat/completions"
 
         # Steady state, as a service that has been up a while: the broker's JIT
         # compiles its request path over the first several thousand requests (a
@@ -149,8 +143,6 @@ def measure(args: argparse.Namespace, services: BenchServices) -> dict[str, Any]
         kafka = asyncio.run(kafka_round_trips(settings, args.c1_requests))
     finally:
         platform.stop()
-        upstream.terminate()
-        upstream.wait(10)
     d50, d99 = percentile(direct_c1, 0.5), percentile(direct_c1, 0.99)
     a50, a99 = percentile(ayush_c1, 0.5), percentile(ayush_c1, 0.99)
     return {

@@ -16,6 +16,7 @@ printed) after one that failed, for the processes' logs.
 from __future__ import annotations
 
 import shutil
+import subprocess
 import sys
 import tempfile
 import uuid
@@ -28,8 +29,11 @@ from typing import Any
 from ayush.dev import prepare
 from ayush.keys import create_key
 from infra.local_stack import LocalStack, ServiceAddresses
+from infra.local_stack.process import free_port
 from infra.settings import Settings
 from schemas.keys import KeyRole, NewKey
+
+ROOT = Path(__file__).resolve().parents[1]
 
 # A bench drives the platform with one key, faster than any per-minute limit allows
 # (a chat job counts its max_tokens, 1,024 by default, against the tokens a minute):
@@ -81,6 +85,43 @@ def bench_services(*, prepared: bool = True, **overrides: Any) -> Iterator[Bench
             print(f"bench: logs and data kept in {work}", file=sys.stderr)
         else:
             shutil.rmtree(work, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """The instant fake upstream of a run, and the routing file that sends a model to it."""
+
+    port: int
+    pid: int
+    routing: Path  # AYUSH_ROUTING_FILE
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+
+@contextmanager
+def instant_upstream(services: BenchServices, model: str, **row: str) -> Iterator[Upstream]:
+    """An OpenAI-compatible upstream that answers at once (tests/fakes/instant_upstream.py),
+    in a process of its own so it shares no interpreter with the load, and a routing file
+    that sends `model` to it at a price of 1/2 USD per million tokens (`row`: more keys of
+    the model's table, e.g. context_window="200000")."""
+    port = free_port()
+    command = [sys.executable, "-m", "tests.fakes.instant_upstream", str(port)]
+    quiet = subprocess.DEVNULL
+    upstream = subprocess.Popen(command, cwd=ROOT, stdout=quiet, stderr=quiet)
+    routing = services.work / "routing.toml"
+    extra = "".join(f"{key} = {value}\n" for key, value in row.items())
+    routing.write_text(
+        f'[models."{model}"]\nprice = {{ input = "1", output = "2" }}\n{extra}'
+        f'deployments = [{{ provider = "openai", model = "bench", '
+        f'base_url = "http://127.0.0.1:{port}/v1", api_key = "sk-bench" }}]\n'
+    )
+    try:
+        yield Upstream(port, upstream.pid, routing)
+    finally:
+        upstream.terminate()
+        upstream.wait(10)
 
 
 async def bench_key(settings: Settings, role: KeyRole = "developer") -> str:

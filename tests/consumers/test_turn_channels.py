@@ -87,10 +87,13 @@ async def test_the_worker_sends_deltas_and_the_end() -> None:
         model="gpt-fake",
         output=output_items(RESPONSE, "hello", None, 0),
     )
-    await turns._announce(raw, request(), finished, ports, {"usage": {}})
+    ended = turns.Ended(finished, {"usage": {}})
+    await turns.tell(raw, request(), ended, ports)
     assert [e for c, e, _ in channels.sent if c.startswith("user:")] == [
         "conversation.item.added",
         "response.completed",
     ]
-    [(topic, envelope)] = publisher.events
+    # response.finished goes out with the job's outcome events, keyed by the conversation
+    [(topic, envelope)] = turns.ended_events(raw, ended)
     assert topic == "conversation.events" and envelope.correlation_id == CONVERSATION
+    assert envelope.type == "response.finished" and envelope.payload == finished
