@@ -26,7 +26,6 @@ from infra.live_streams import StreamEvent
 from infra.stream_slots import StreamSlot
 from producers.ingress import openai_errors as oe
 from producers.ingress.auth import authenticate
-from producers.ingress.body import BodyTooLarge
 from producers.ingress.caller import Caller
 from producers.ingress.errors import ApiError
 from producers.ingress.event_streams import slot_stream, take_slot
@@ -51,7 +50,7 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 async def chat_completions(request: Request) -> Response:
     svc = services(request)
     caller = await authenticate(request, svc)
-    body = await _parse(request, ChatCompletionRequest)
+    body = await oe.openai_body(request, ChatCompletionRequest)
     job = _scoped(caller, body, _build(lambda: chat_job(body, _wants_cache(request, caller))))
     return await _run(
         request, svc, caller, job, body.model, stream=body.stream, usage=_include_usage(body)
@@ -62,7 +61,7 @@ async def chat_completions(request: Request) -> Response:
 async def embeddings(request: Request) -> Response:
     svc = services(request)
     caller = await authenticate(request, svc)
-    body = await _parse(request, EmbeddingRequest)
+    body = await oe.openai_body(request, EmbeddingRequest)
     texts = [body.input] if isinstance(body.input, str) else body.input
     job = _build(
         lambda: job_events.ChatJob(
@@ -267,17 +266,6 @@ async def _caller(request: Request, svc: Services) -> Caller:
         return await authenticate(request, svc)
     except ApiError as exc:
         raise oe.from_api_error(exc) from exc
-
-
-async def _parse(request: Request, model: type[W]) -> W:
-    try:
-        raw = await request.body()
-    except BodyTooLarge as exc:
-        raise oe.OpenAIError(413, exc.detail, "invalid_request_error", "request_too_large") from exc
-    try:
-        return model.model_validate_json(raw or b"null")
-    except ValidationError as exc:
-        raise oe.invalid(exc) from exc
 
 
 def _scoped(

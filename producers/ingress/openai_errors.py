@@ -9,19 +9,22 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from infra.errors import ModelNotPriced, PermanentError
+from producers.ingress.body import BodyTooLarge
 from producers.ingress.errors import (
     ApiError,
     ModelRefused,
     TooLarge,
 )
+
+M = TypeVar("M", bound=BaseModel)
 
 # An upstream's status, as the gateway's client should see it.
 _UPSTREAM = {
@@ -95,6 +98,18 @@ def from_api_error(exc: ApiError) -> OpenAIError:
     )
     error.extra = exc.extra
     return error
+
+
+async def openai_body(request: Request, model: type[M]) -> M:
+    """The request's JSON body as `model`, or the OpenAI-shaped 413/400 that says why not."""
+    try:
+        raw = await request.body()
+    except BodyTooLarge as exc:
+        raise OpenAIError(413, exc.detail, "invalid_request_error", "request_too_large") from exc
+    try:
+        return model.model_validate_json(raw or b"null")
+    except ValidationError as exc:
+        raise invalid(exc) from exc
 
 
 def invalid(exc: ValidationError) -> OpenAIError:

@@ -33,7 +33,6 @@ from infra.live_streams import StreamEvent
 from infra.stream_slots import StreamSlot
 from producers.ingress import openai_errors as oe
 from producers.ingress.auth import authenticate
-from producers.ingress.body import BodyTooLarge
 from producers.ingress.caller import Caller
 from producers.ingress.event_streams import slot_stream, take_slot
 from producers.ingress.plain_route import PlainRoute, json_body
@@ -76,7 +75,7 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 async def create_response(request: Request) -> Response:
     svc = services(request)
     caller = await authenticate(request, svc)
-    body = await _parse(request)
+    body = await oe.openai_body(request, ResponseRequest)
     previous = await _previous(svc, caller, body.previous_response_id)
     conversation_id = await _conversation(svc, caller, body.conversation_id())
     response_id, created_at = uuid7(), int(time.time())
@@ -367,17 +366,6 @@ async def _stored(svc: Services, row: ResponseRecord) -> dict[str, Any]:
 
 
 # request helpers -----------------------------------------------------------------------
-async def _parse(request: Request) -> ResponseRequest:
-    try:
-        raw = await request.body()
-    except BodyTooLarge as exc:
-        raise oe.OpenAIError(413, exc.detail, "invalid_request_error", "request_too_large") from exc
-    try:
-        return ResponseRequest.model_validate_json(raw or b"null")
-    except ValidationError as exc:
-        raise oe.invalid(exc) from exc
-
-
 async def _previous(svc: Services, caller: Caller, wire: str | None) -> uuid.UUID | None:
     if wire is None:
         return None
