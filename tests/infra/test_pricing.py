@@ -89,7 +89,7 @@ def test_shipped_table_has_no_test_models_and_local_models_are_free() -> None:
 def test_every_memory_embedder_model_is_routed_and_priced_by_default(embedder: str) -> None:
     """Memory writes and searches are admitted like model calls: an embedder whose model the
     catalog does not know would refuse every one of them (404 model_not_found)."""
-    settings = Settings(memory_embedder=embedder)  # type: ignore[arg-type]
+    settings = Settings(memory_embedder=embedder)
     model = build_embedder(settings).model
     models = catalog()
     assert models.check(model) == model
