@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import uuid
 from pathlib import Path
 from typing import Annotated
 
@@ -138,12 +139,16 @@ def topics_create() -> None:
 
 
 @memory_app.command("reembed")
-def memory_reembed() -> None:
+def memory_reembed(
+    tenant: Annotated[
+        uuid.UUID | None, typer.Option(help="Only this tenant's memories (its id).")
+    ] = None,
+) -> None:
     """Re-embed every memory stored by another model than the configured one."""
     from ayush.memory import reembed_all
 
     settings = settings_or_exit()
-    count, model = run(reembed_all(settings))
+    count, model = run(reembed_all(settings, tenant))
     typer.echo(f"published {count} re-embed events for model {model}")
 
 

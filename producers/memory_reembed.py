@@ -21,12 +21,15 @@ from schemas.envelope import Actor, Envelope
 ACTOR = Actor(kind="system", id="memory-reembed")
 
 
-async def reembed(db: Database, publisher: Publisher, model: str) -> int:
-    """Publish a re-embed event for every memory stored by another model; returns how many."""
+async def reembed(
+    db: Database, publisher: Publisher, model: str, tenant_id: uuid.UUID | None = None
+) -> int:
+    """Publish a re-embed event for every memory stored by another model (of one tenant when
+    `tenant_id` is given); returns how many."""
     published = 0
     after: uuid.UUID | None = None
     while True:
-        page = await memory_rows.stored_with_other_model(db, model, after)
+        page = await memory_rows.stored_with_other_model(db, model, after, tenant_id=tenant_id)
         if not page:
             return published
         events = [

@@ -257,16 +257,23 @@ async def list_memories(
 
 
 async def stored_with_other_model(
-    db: Database, model: str, after: uuid.UUID | None, limit: int = 500
+    db: Database,
+    model: str,
+    after: uuid.UUID | None,
+    limit: int = 500,
+    tenant_id: uuid.UUID | None = None,
 ) -> list[tuple[uuid.UUID, MemoryRow]]:
-    """(tenant, memory) pairs stored by another embedding model, in id order from `after`."""
+    """(tenant, memory) pairs stored by another embedding model, in id order from `after`;
+    only `tenant_id`'s when given."""
+    only_tenant = "AND tenant_id = :t " if tenant_id is not None else ""
     async with db.session() as session:
         rows = await session.execute(
             text(
                 f"SELECT tenant_id, {_FIELDS} FROM memories WHERE status = 'stored' "
-                "AND embedding_model IS DISTINCT FROM :model AND id > :after ORDER BY id LIMIT :n"
+                f"AND embedding_model IS DISTINCT FROM :model {only_tenant}"
+                "AND id > :after ORDER BY id LIMIT :n"
             ),
-            {"model": model, "after": after or uuid.UUID(int=0), "n": limit},
+            {"model": model, "after": after or uuid.UUID(int=0), "n": limit, "t": tenant_id},
         )
         return [(row[0], _row(row[1:])) for row in rows]
 

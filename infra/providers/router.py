@@ -12,6 +12,8 @@ _FAMILIES: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"^(gpt-|chatgpt-|o\d|text-|ft:gpt-)"), "openai"),
     (re.compile(r"^claude-"), "anthropic"),
     (re.compile(r"^local-"), "local"),
+    # The default memory embedder (infra/embeddings/minilm.py) runs on our own CPU.
+    (re.compile(r"^all-MiniLM-L6-v2-int8$"), "local"),
 )
 
 

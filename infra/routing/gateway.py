@@ -19,6 +19,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
+from infra.embeddings import minilm
 from infra.embeddings.hashing import HashingEmbedder
 from infra.embeddings.openai import OpenAIEmbedder
 from infra.errors import AyushError, PermanentError, TransientError
@@ -121,6 +122,8 @@ class Gateway:
             self._clients.push_async_callback(embedder.close)
             return embedder
         if d.provider == "local":
+            if d.model == minilm.MODEL:
+                return minilm.MiniLMEmbedder()  # the process's one session, loaded on first use
             return HashingEmbedder(model=d.model)
         raise PermanentError(f"{d.provider} serves no embeddings", status=400)
 

@@ -8,12 +8,15 @@ from pathlib import Path
 
 import pytest
 
+from infra.embeddings import minilm
 from infra.errors import ModelNotPriced, PermanentError, UnknownModel
 from infra.pricing import PriceTable
 from infra.providers.base import ChatRequest, Message
 from infra.routing.catalog import OTHER, ModelCatalog
 from infra.routing.config import RoutingConfig, load_routing
 from infra.routing.gateway import MAX_DEFAULT_DEPLOYMENTS, Gateway
+from infra.settings import Settings
+from infra.vectors.factory import build_embedder
 
 FAKE_PRICES = Path(__file__).resolve().parents[1] / "fakes" / "prices.toml"
 # Every current model of the families the router takes by default, by the
@@ -80,6 +83,35 @@ def test_shipped_table_has_no_test_models_and_local_models_are_free() -> None:
     assert table.price("gpt-fake") is None and table.price("claude-fake") is None
     assert table.cost("local-echo", 10_000, 10_000) == 0
     assert table.cost("local-hash", 10_000, 0) == 0
+
+
+@pytest.mark.parametrize("embedder", ["hashing", "minilm", "openai"])
+def test_every_memory_embedder_model_is_routed_and_priced_by_default(embedder: str) -> None:
+    """Memory writes and searches are admitted like model calls: an embedder whose model the
+    catalog does not know would refuse every one of them (404 model_not_found)."""
+    settings = Settings(memory_embedder=embedder)
+    model = build_embedder(settings).model
+    models = catalog()
+    assert models.check(model) == model
+    if embedder != "openai":  # ours run on our own CPU
+        assert models.estimate(model, 1_000_000, 0) == 0
+
+
+async def test_the_gateway_serves_the_default_embedder_itself() -> None:
+    """`POST /v1/embeddings` with the default memory model gets MiniLM's vectors, not hashes."""
+    gateway = Gateway(RoutingConfig())
+
+    async def no_retry(*_: object) -> None:
+        raise AssertionError("a local embedder is never retried")
+
+    try:
+        ([vector], _), _ = await gateway.embed(
+            minilm.MODEL, ["My dog is called Biscuit"], None, no_retry
+        )
+        [direct] = await minilm.MiniLMEmbedder().embed(["My dog is called Biscuit"])
+        assert max(abs(a - b) for a, b in zip(vector, direct, strict=True)) < 1e-5
+    finally:
+        await gateway.close()
 
 
 def test_cached_input_is_billed_at_the_cached_price() -> None:
