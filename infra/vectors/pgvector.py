@@ -25,6 +25,22 @@ from infra.errors import PermanentError, TransientError
 from infra.vectors.base import Chunk, Hit, Query
 
 _COLUMNS = "memory_id, chunk, text, metadata"
+_UPSERT_ROWS = 1000  # chunks per INSERT statement
+
+
+def _columns(chunks: Sequence[Chunk]) -> dict[str, list[Any]]:
+    return {
+        "id": [c.id for c in chunks],
+        "memory_id": [c.memory_id for c in chunks],
+        "tenant_id": [c.tenant_id for c in chunks],
+        "user_id": [c.user_id for c in chunks],
+        "chunk": [c.chunk for c in chunks],
+        "text": [c.text for c in chunks],
+        "metadata": [json.dumps(dict(c.metadata)) for c in chunks],
+        "model": [c.model for c in chunks],
+        "dim": [len(c.vector) for c in chunks],
+        "embedding": [vector_literal(c.vector) for c in chunks],
+    }
 
 
 def vector_literal(vector: Sequence[float]) -> str:
@@ -40,35 +56,29 @@ class PgVectorStore:
         self._ef_search = int(ef_search)
 
     async def upsert(self, chunks: Sequence[Chunk]) -> None:
-        if not chunks:
+        # One statement per slice of a list, whatever its length: a row per chunk id (the
+        # last one given wins; one statement cannot update a row twice).
+        unique = list({c.id: c for c in chunks}.values())
+        if not unique:
             return
-        rows = [
-            {
-                "id": c.id,
-                "memory_id": c.memory_id,
-                "tenant_id": c.tenant_id,
-                "user_id": c.user_id,
-                "chunk": c.chunk,
-                "text": c.text,
-                "metadata": json.dumps(dict(c.metadata)),
-                "model": c.model,
-                "dim": len(c.vector),
-                "embedding": vector_literal(c.vector),
-            }
-            for c in chunks
-        ]
-        await self._run(
+        slices = [unique[i : i + _UPSERT_ROWS] for i in range(0, len(unique), _UPSERT_ROWS)]
+        await self._run_many(
             """
             INSERT INTO memory_chunks
                 (id, memory_id, tenant_id, user_id, chunk, text, metadata, model, dim, embedding)
-            VALUES (:id, :memory_id, :tenant_id, :user_id, :chunk, :text,
-                    CAST(:metadata AS jsonb), :model, :dim,
-                    CAST(CAST(:embedding AS text) AS vector))
+            SELECT id, memory_id, tenant_id, user_id, chunk, body, CAST(metadata AS jsonb),
+                   model, dim, CAST(embedding AS vector)
+            FROM unnest(CAST(:id AS text[]), CAST(:memory_id AS uuid[]),
+                        CAST(:tenant_id AS uuid[]), CAST(:user_id AS text[]),
+                        CAST(:chunk AS int[]), CAST(:text AS text[]), CAST(:metadata AS text[]),
+                        CAST(:model AS text[]), CAST(:dim AS int[]), CAST(:embedding AS text[]))
+                AS r(id, memory_id, tenant_id, user_id, chunk, body, metadata, model, dim,
+                     embedding)
             ON CONFLICT (id) DO UPDATE SET
                 text = EXCLUDED.text, metadata = EXCLUDED.metadata, model = EXCLUDED.model,
                 dim = EXCLUDED.dim, embedding = EXCLUDED.embedding
             """,
-            rows,
+            [_columns(part) for part in slices],
             # No flush wait: the memory row's commit, which always follows, flushes
             # the log up to itself and so this write too; a crash before that leaves
             # the event unclaimed, and it is redone.
@@ -140,11 +150,14 @@ class PgVectorStore:
         return None  # the Database belongs to whoever built this store
 
     async def _run(self, sql: str, params: Any, *, wait_flush: bool = True) -> None:
+        await self._run_many(sql, [params], wait_flush=wait_flush)
+
+    async def _run_many(self, sql: str, statements: list[Any], *, wait_flush: bool = True) -> None:
+        """The statement once per set of parameters, in one transaction."""
         try:
-            async with self._db.transaction() as session:
-                if not wait_flush:
-                    await session.execute(text("SET LOCAL synchronous_commit = off"))
-                await session.execute(text(sql), params)
+            async with self._db.transaction(durable=wait_flush) as session:
+                for params in statements:
+                    await session.execute(text(sql), params)
         except (OperationalError, OSError) as exc:
             raise TransientError(f"pgvector: {exc}") from exc
         except DBAPIError as exc:
