@@ -5,9 +5,10 @@ embedding call for every chunk of every new remember, one vector upsert, one pub
 of every outcome, and one transaction that writes every memory row with the claims of
 their events. The guarantees are those of a single remember:
 
-- vectors first: they are idempotent (chunk ids derive from the memory id);
-- outcomes next (`memory.stored` parts, `memory.embed_failed`, `usage.recorded`), under
-  ids derived from each remember, before any claim: a redo publishes the same events;
+- vectors first, and beside them the outcomes (`memory.stored` parts,
+  `memory.embed_failed`, `usage.recorded`): the vectors are idempotent (chunk ids derive
+  from the memory id), the outcomes have ids derived from each remember, so a redo
+  rewrites the same chunks and publishes the same events;
 - then the rows and the claims commit together: a crash anywhere before that redoes the
   list (already claimed events are skipped), never twice;
 - a memory forgotten meanwhile (a tombstone, or its user's wipe) is erased in that same
@@ -19,12 +20,14 @@ chunks are embedded again in halves until the refused memories are found.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from pydantic import BaseModel
 
 from consumers.groups.memory.chunks import split
@@ -82,7 +85,6 @@ async def remember_all(events: Sequence[Remember], ports: Ports) -> None:
     stored = [w for w in work if w.chunks is not None]
     # The old model's chunks may outnumber the new ones: a reembed drops them all first.
     await _delete(ports, [(w.raw, w.raw.payload.memory_id) for w in stored if _replaces(w.raw)])
-    await ports.store.upsert([c for w in stored for c in w.chunks or ()])
     outcomes: list[tuple[str, Envelope[Any]]] = []
     for w in work:
         cmd = w.raw.payload
@@ -112,8 +114,11 @@ async def remember_all(events: Sequence[Remember], ports: Ports) -> None:
         outcomes.append(
             (topics.USAGE_RECORDED.name, outcome(w.raw, USAGE_RECORDED, usage, "usage"))
         )
-    # Before the claims: a crash in between re-publishes under the same ids.
-    await announce(ports, outcomes)
+    # Both before the claims, side by side (one waits on Postgres, the other on Kafka): a
+    # crash before the claims rewrites the same chunks and re-publishes the same ids.
+    await asyncio.gather(
+        ports.store.upsert([c for w in stored for c in w.chunks or ()]), announce(ports, outcomes)
+    )
     settled = [
         _outcome(w.raw, len(w.chunks), embedder) if w.chunks is not None
         else _outcome(w.raw, error=w.error or "")
@@ -193,14 +198,13 @@ def _chunks(
     raw: Remember, pieces: list[str], vectors: list[list[float]], model: str
 ) -> list[Chunk]:
     cmd = raw.payload
-    # Stored as float32, as the events carry them: the live store and a rebuild agree exactly.
+    # Stored as float32, as the events carry them: the live store and a rebuild agree
+    # exactly (numpy rounds as `memory_events.as_float32` does, for a whole memory at once).
+    rounded: list[list[float]] = np.asarray(vectors, dtype=np.float32).tolist() if vectors else []
     return [
-        Chunk(
-            cmd.memory_id, raw.tenant_id, cmd.user_id, i, piece, model,
-            memory_events.as_float32(vector), cmd.metadata,
-        )
-        for i, (piece, vector) in enumerate(zip(pieces, vectors, strict=True))
-    ]  # fmt: skip
+        Chunk(cmd.memory_id, raw.tenant_id, cmd.user_id, i, piece, model, vector, cmd.metadata)
+        for i, (piece, vector) in enumerate(zip(pieces, rounded, strict=True))
+    ]
 
 
 def _replaces(raw: Remember) -> bool:
