@@ -48,6 +48,9 @@ if TYPE_CHECKING:
 
 SYSTEM = Actor(kind="system", id="memory")
 Remember = Envelope[memory_events.Remember]
+# Memories embedded in one call; a list's parts are embedded one after the other, each
+# part's writes beside the next one's embedding.
+_PART = 250
 # Vectors, or why the embedder refused them.
 Embedded = list[list[float]] | PermanentError
 
@@ -74,51 +77,24 @@ async def remember_all(events: Sequence[Remember], ports: Ports) -> None:
         for e in todo
         if e.payload.memory_id not in gone  # forgotten already: nothing to embed or store
     ]
+    # Embedded part by part, each part's writes beside the next part's embedding (a
+    # model's pass on the CPU, the writes on Postgres and Kafka), one part's at a time.
+    # A part's writes wait for the part before: awaiting the last awaits them all, and
+    # raises the first failure as it was raised (retried if transient).
+    previous: asyncio.Task[None] | None = None
+    try:
+        for start in range(0, len(work), _PART):
+            part = work[start : start + _PART]
+            await _embed(ports, part)
+            previous = asyncio.create_task(_write(ports, part, previous))
+        if previous is not None:
+            await previous
+    except BaseException:
+        if previous is not None:  # cancelling the last cancels those it waits for
+            previous.cancel()
+            await asyncio.gather(previous, return_exceptions=True)
+        raise
     embedder = ports.embedder
-    for item, embedded in zip(
-        work, await embed_each(embedder, [w.pieces for w in work]), strict=True
-    ):
-        if isinstance(embedded, PermanentError):
-            item.error = str(embedded)
-        else:
-            item.chunks = _chunks(item.raw, item.pieces, embedded, embedder.model)
-    stored = [w for w in work if w.chunks is not None]
-    # The old model's chunks may outnumber the new ones: a reembed drops them all first.
-    await _delete(ports, [(w.raw, w.raw.payload.memory_id) for w in stored if _replaces(w.raw)])
-    outcomes: list[tuple[str, Envelope[Any]]] = []
-    for w in work:
-        cmd = w.raw.payload
-        if w.chunks is None:
-            failed = memory_events.EmbedFailed(
-                memory_id=cmd.memory_id, user_id=cmd.user_id, error=w.error or ""
-            )
-            outcomes.append(
-                (
-                    topics.MEMORY_EVENTS.name,
-                    outcome(w.raw, memory_events.MEMORY_EMBED_FAILED, failed, "embed-failed"),
-                )
-            )
-            continue
-        for event in stored_events(w.raw, cmd, w.chunks, embedder, _replaces(w.raw)):
-            outcomes.append((topics.MEMORY_EVENTS.name, event))
-        usage = embedding_usage(
-            cmd.memory_id,
-            w.pieces,
-            purpose="remember",
-            provider=settings.memory_embedder,
-            model=embedder.model,
-            prices=ports.prices,
-            api_key_id=cmd.api_key_id,
-            user_id=cmd.user_id,
-        )
-        outcomes.append(
-            (topics.USAGE_RECORDED.name, outcome(w.raw, USAGE_RECORDED, usage, "usage"))
-        )
-    # Both before the claims, side by side (one waits on Postgres, the other on Kafka): a
-    # crash before the claims rewrites the same chunks and re-publishes the same ids.
-    await asyncio.gather(
-        ports.store.upsert([c for w in stored for c in w.chunks or ()]), announce(ports, outcomes)
-    )
     settled = [
         _outcome(w.raw, len(w.chunks), embedder) if w.chunks is not None
         else _outcome(w.raw, error=w.error or "")
@@ -126,8 +102,60 @@ async def remember_all(events: Sequence[Remember], ports: Ports) -> None:
     ]  # fmt: skip
     settled += [_outcome(e) for e in todo if e.payload.memory_id in gone]
     forgotten = await rows.settle_remembers(ports.db, ports.group, settled)
-    await _delete(ports, [(w.raw, w.raw.payload.memory_id) for w in stored
-                          if w.raw.payload.memory_id in forgotten])  # fmt: skip
+    again = [w for w in work if w.chunks is not None and w.raw.payload.memory_id in forgotten]
+    await _delete(ports, [(w.raw, w.raw.payload.memory_id) for w in again])
+
+
+async def _embed(ports: Ports, part: list[_Work]) -> None:
+    embedder = ports.embedder
+    for item, embedded in zip(
+        part, await embed_each(embedder, [w.pieces for w in part]), strict=True
+    ):
+        if isinstance(embedded, PermanentError):
+            item.error = str(embedded)
+        else:
+            item.chunks = _chunks(item.raw, item.pieces, embedded, embedder.model)
+
+
+async def _write(ports: Ports, part: list[_Work], after: asyncio.Task[None] | None) -> None:
+    """A part's vectors and outcomes, once the part before has written its own."""
+    if after is not None:
+        await after
+    stored = [w for w in part if w.chunks is not None]
+    # The old model's chunks may outnumber the new ones: a reembed drops them all first.
+    await _delete(ports, [(w.raw, w.raw.payload.memory_id) for w in stored if _replaces(w.raw)])
+    # Side by side (one waits on Postgres, the other on Kafka), both before the claims: a
+    # crash before the claims rewrites the same chunks and re-publishes the same ids.
+    await asyncio.gather(
+        ports.store.upsert([c for w in stored for c in w.chunks or ()]),
+        announce(ports, [item for w in part for item in _announced(ports, w)]),
+    )
+
+
+def _announced(ports: Ports, w: _Work) -> list[tuple[str, Envelope[Any]]]:
+    """What one remember's outcome publishes: its chunks and its usage, or its failure."""
+    cmd, embedder = w.raw.payload, ports.embedder
+    if w.chunks is None:
+        failed = memory_events.EmbedFailed(
+            memory_id=cmd.memory_id, user_id=cmd.user_id, error=w.error or ""
+        )
+        event = outcome(w.raw, memory_events.MEMORY_EMBED_FAILED, failed, "embed-failed")
+        return [(topics.MEMORY_EVENTS.name, event)]
+    usage = embedding_usage(
+        cmd.memory_id,
+        w.pieces,
+        purpose="remember",
+        provider=ports.settings.memory_embedder,
+        model=embedder.model,
+        prices=ports.prices,
+        api_key_id=cmd.api_key_id,
+        user_id=cmd.user_id,
+    )
+    return [
+        *((topics.MEMORY_EVENTS.name, e)
+          for e in stored_events(w.raw, cmd, w.chunks, embedder, _replaces(w.raw))),
+        (topics.USAGE_RECORDED.name, outcome(w.raw, USAGE_RECORDED, usage, "usage")),
+    ]  # fmt: skip
 
 
 def stored_events(
