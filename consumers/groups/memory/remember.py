@@ -1,9 +1,10 @@
 """A list of remembers, stored together: the memory group's hot path.
 
 Per list, whatever its length: one idempotency look-up, one tombstone look-up, one
-embedding call for every chunk of every new remember, one vector upsert, one publish
-of every outcome, and one transaction that writes every memory row with the claims of
-their events. The guarantees are those of a single remember:
+embedding call per part of `_PART` remembers (all their chunks), one vector upsert and
+one publish of every outcome per part (beside the next part's embedding, so the model
+is the bound, not the writes), and one transaction that writes every memory row with
+the claims of their events. The guarantees are those of a single remember:
 
 - vectors first, and beside them the outcomes (`memory.stored` parts,
   `memory.embed_failed`, `usage.recorded`): the vectors are idempotent (chunk ids derive
