@@ -237,7 +237,7 @@ async def _archive(
 
 
 async def _memory(settings: Settings, publisher: Publisher, stack: AsyncExitStack) -> memory.Ports:
-    db = _database(settings, stack, max(5, settings.memory_concurrency // 2))
+    db = _database(settings, stack, 5)  # one list at a time (a failed list's events, alone)
     backend = build_memory(settings, db)
     stack.push_async_callback(backend.close)
     return memory.Ports(

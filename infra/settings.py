@@ -93,7 +93,10 @@ class Settings(BaseSettings):
     memory_hnsw_ef_search: int = Field(default=100, ge=10, le=1000)
     memory_chunk_chars: int = Field(default=1000, ge=100)
     memory_chunk_overlap: int = Field(default=100, ge=0)
-    memory_concurrency: int = Field(default=32, ge=1)
+    # memory group: a list of remembers is embedded and written together once it holds
+    # this many events or its oldest event waited this long (0: whatever one poll brought).
+    memory_batch_events: int = Field(default=1_000, ge=1)
+    memory_batch_age_s: float = Field(default=0.0, ge=0)
     pinecone_host: str | None = None
     pinecone_api_key: str | None = Field(
         default=None, validation_alias=AliasChoices("PINECONE_API_KEY", "AYUSH_PINECONE_API_KEY")

@@ -124,3 +124,18 @@ def test_minilm_pins_the_weights_its_model_name_stands_for() -> None:
 def test_minilm_is_the_default_embedder() -> None:
     assert Settings.model_fields["memory_embedder"].default == "minilm"
     assert isinstance(build_embedder(Settings(memory_embedder="minilm")), minilm.MiniLMEmbedder)
+
+
+async def test_openai_embedder_sends_a_long_list_in_requests_under_the_input_cap(
+    embeddings_server: FakeEmbeddingsServer,
+) -> None:
+    embedder = OpenAIEmbedder("text-embedding-3-small", 16, base_url=embeddings_server.base_url)
+    texts = [f"memory number {i}" for i in range(1100)]
+    before = len(embeddings_server.requests)
+    try:
+        vectors = await embedder.embed(texts)
+    finally:
+        await embedder.close()
+    sent = [r["input"] for r in embeddings_server.requests[before:]]
+    assert [len(inputs) for inputs in sent] == [512, 512, 76]
+    assert [t for inputs in sent for t in inputs] == texts and len(vectors) == 1100

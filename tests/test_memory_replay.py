@@ -153,7 +153,7 @@ async def test_a_refused_embedding_replays_as_a_failed_memory(
             settings, db, refusing, PgVectorStore(db, dim=8), group=unique("memory-"),
             publisher=publisher,
         )  # fmt: skip
-        await memory.handle_remember(Envelope[Remember].model_validate(raw.model_dump()), ports)
+        await memory.handle_remember([Envelope[Remember].model_validate(raw.model_dump())], ports)
     finally:
         await publisher.stop()
         await refusing.close()

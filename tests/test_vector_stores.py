@@ -147,3 +147,20 @@ async def test_pgvector_hnsw_search_on_many_vectors_of_one_user(db: Database) ->
     await remember(store, tenant, "u", *texts)
     found = await search(store, tenant, "u", texts[123], top_k=10)
     assert len(found) == 10 and found[0] == texts[123]
+
+
+async def test_a_long_list_of_chunks_reaches_pinecone_in_requests_under_its_cap(
+    fake_pinecone: FakePinecone,
+) -> None:
+    store = PineconeStore(host=fake_pinecone.url, api_key="pc-fake")
+    tenant, vectors = uuid.uuid4(), await EMBEDDER.embed([f"note {i}" for i in range(250)])
+    chunks = [Chunk(uuid.uuid4(), tenant, "u", 0, f"note {i}", MODEL, v)
+              for i, v in enumerate(vectors)]  # fmt: skip
+    before = len(fake_pinecone.requests)
+    try:
+        await store.upsert(chunks)
+        assert len(await store.memory_ids(tenant, "u")) == 250
+    finally:
+        await store.close()
+    upserts = [r for r in fake_pinecone.requests[before:] if r[1] == "/vectors/upsert"]
+    assert len(upserts) == 3  # 100, 100, 50

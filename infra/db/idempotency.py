@@ -7,8 +7,9 @@ with the claim, so a redelivered event changes nothing twice.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -35,3 +36,20 @@ async def is_processed(db: Database, group: str, event_id: uuid.UUID) -> bool:
             )
         )
         return found.first() is not None
+
+
+async def processed_among(
+    db: Database, group: str, event_ids: Sequence[uuid.UUID]
+) -> set[uuid.UUID]:
+    """Which of these events the group has processed: one look-up for a whole list."""
+    if not event_ids:
+        return set()
+    async with db.session() as session:
+        found = await session.execute(
+            text(
+                "SELECT event_id FROM processed_events "
+                "WHERE consumer_group = :g AND event_id = ANY(:ids)"
+            ),
+            {"g": group, "ids": list(event_ids)},
+        )
+        return {row[0] for row in found}

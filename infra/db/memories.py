@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -129,6 +130,133 @@ async def finish_remember(
             {"id": memory_id, "t": tenant_id, "chunks": chunks, "model": model, "dim": dim},
         )
     return True
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one remember of a list: stored (`error` None) or failed."""
+
+    event_id: uuid.UUID
+    tenant_id: uuid.UUID
+    memory_id: uuid.UUID
+    user_id: str
+    text: str
+    metadata: dict[str, str]
+    chunks: int = 0
+    model: str | None = None
+    dim: int | None = None
+    error: str | None = None
+
+
+# The memories of these (id, tenant, user) triples that were forgotten: tombstoned one by
+# one, or older than their user's wipe.
+_FORGOTTEN = (
+    "SELECT id FROM memories WHERE id = ANY(CAST(:ids AS uuid[])) AND status = 'deleted' "
+    "UNION SELECT r.id FROM unnest(CAST(:ids AS uuid[]), CAST(:t AS uuid[]), "
+    "CAST(:u AS text[])) AS r(id, t, u) JOIN memory_user_forgets f "
+    "ON f.tenant_id = r.t AND f.user_id = r.u AND f.before > r.id"
+)
+
+
+def _triples(outcomes: Sequence[Outcome]) -> dict[str, list[Any]]:
+    return {
+        "ids": [o.memory_id for o in outcomes],
+        "t": [o.tenant_id for o in outcomes],
+        "u": [o.user_id for o in outcomes],
+    }
+
+
+async def forgotten_among(db: Database, outcomes: Sequence[Outcome]) -> set[uuid.UUID]:
+    """The memories among these that are forgotten already: not worth embedding."""
+    if not outcomes:
+        return set()
+    async with db.session() as session:
+        return {row[0] for row in await session.execute(text(_FORGOTTEN), _triples(outcomes))}
+
+
+async def settle_remembers(db: Database, group: str, outcomes: Sequence[Outcome]) -> set[uuid.UUID]:
+    """`finish_remember` and `fail_remember` for a whole list, in one transaction: the
+    rows, their claims, and the tombstone check of each. Returns the memories that were
+    forgotten meanwhile (their vectors are to go again)."""
+    if not outcomes:
+        return set()
+    async with db.transaction() as session:
+        keys = sorted({f"memory:{o.tenant_id}:{o.user_id}" for o in outcomes})
+        await session.execute(  # each user's lock, in one order: no deadlock between lists
+            text(
+                "SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) "
+                "FROM unnest(CAST(:keys AS text[])) AS l(k)"
+            ),
+            {"keys": keys},
+        )
+        await session.execute(
+            text(
+                "INSERT INTO memories (id, tenant_id, user_id, text, metadata, status) "
+                "SELECT id, t, u, body, CAST(m AS jsonb), 'pending' FROM unnest("
+                "CAST(:ids AS uuid[]), CAST(:t AS uuid[]), CAST(:u AS text[]), "
+                "CAST(:body AS text[]), CAST(:m AS text[])) AS r(id, t, u, body, m) "
+                "ON CONFLICT (id) DO NOTHING"
+            ),
+            {
+                **_triples(outcomes),
+                "body": [o.text for o in outcomes],
+                "m": [json.dumps(o.metadata) for o in outcomes],
+            },
+        )
+        forgotten = {row[0] for row in await session.execute(text(_FORGOTTEN), _triples(outcomes))}
+        claimed = {
+            row[0]
+            for row in await session.execute(
+                text(
+                    "INSERT INTO processed_events (consumer_group, event_id, processed_at) "
+                    "SELECT :g, e, now() FROM unnest(CAST(:events AS uuid[])) AS r(e) "
+                    "ON CONFLICT DO NOTHING RETURNING event_id"
+                ),
+                {"g": group, "events": sorted({o.event_id for o in outcomes})},
+            )
+        }
+        if forgotten:
+            await session.execute(
+                text(f"UPDATE memories SET {_ERASE} WHERE id = ANY(CAST(:ids AS uuid[]))"),
+                {"ids": list(forgotten)},
+            )
+        stored = [o for o in outcomes if o.error is None and o.memory_id not in forgotten]
+        if stored:
+            await session.execute(
+                text(
+                    "UPDATE memories AS m SET status = 'stored', error = NULL, chunks = r.n, "
+                    "embedding_model = r.model, embedding_dim = r.dim, stored_at = now() "
+                    "FROM unnest(CAST(:ids AS uuid[]), CAST(:t AS uuid[]), CAST(:n AS int[]), "
+                    "CAST(:model AS text[]), CAST(:dim AS int[])) AS r(id, t, n, model, dim) "
+                    "WHERE m.id = r.id AND m.tenant_id = r.t"
+                ),
+                {
+                    "ids": [o.memory_id for o in stored],
+                    "t": [o.tenant_id for o in stored],
+                    "n": [o.chunks for o in stored],
+                    "model": [o.model for o in stored],
+                    "dim": [o.dim for o in stored],
+                },
+            )
+        # A failed remember changes its row only when this list claimed it (as fail_remember).
+        failed = [
+            o
+            for o in outcomes
+            if o.error is not None and o.event_id in claimed and o.memory_id not in forgotten
+        ]
+        if failed:
+            await session.execute(
+                text(
+                    "UPDATE memories AS m SET status = 'failed', error = r.error "
+                    "FROM unnest(CAST(:ids AS uuid[]), CAST(:errors AS text[])) AS r(id, error) "
+                    "WHERE m.id = r.id AND m.status <> 'deleted'"
+                ),
+                {
+                    "ids": [o.memory_id for o in failed],
+                    "errors": [(o.error or "")[:4000] for o in failed],
+                },
+            )
+    return forgotten
 
 
 async def fail_remember(

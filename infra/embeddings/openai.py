@@ -16,6 +16,8 @@ import openai
 from infra.errors import PermanentError, TransientError
 from infra.providers.http_errors import from_status
 
+MAX_INPUTS = 512  # texts per request
+
 
 class OpenAIEmbedder:
     def __init__(
@@ -39,9 +41,12 @@ class OpenAIEmbedder:
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
         """The Embedder port: one vector of `dim` numbers per text."""
-        if not texts:
-            return []
-        vectors, _ = await self.embed_counted(texts, self.dim)
+        vectors: list[list[float]] = []
+        # A memory list can hold more chunks than a request takes (2,048 inputs, 300k
+        # tokens): requests of `MAX_INPUTS`, one after the other.
+        for start in range(0, len(texts), MAX_INPUTS):
+            part, _ = await self.embed_counted(texts[start : start + MAX_INPUTS], self.dim)
+            vectors += part
         if len(vectors) != len(texts) or any(len(v) != self.dim for v in vectors):
             raise PermanentError(f"embeddings {self.model}: expected {len(texts)}x{self.dim}")
         return vectors

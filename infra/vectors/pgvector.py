@@ -12,6 +12,7 @@ chunks, which is small in exactly that case.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import Sequence
@@ -31,6 +32,43 @@ def vector_literal(vector: Sequence[float]) -> str:
     return "[" + ",".join(repr(float(v)) for v in vector) + "]"
 
 
+_UPSERT_ROWS = 1000  # chunks per INSERT statement at most
+_SIDE_BY_SIDE = 4  # a list's slices written at once
+_SLICE_MIN = 100  # a shorter list is one statement
+# The vectors travel as one flat real[] (binary, no float formatting), cut per row.
+_UPSERT = """
+    INSERT INTO memory_chunks
+        (id, memory_id, tenant_id, user_id, chunk, text, metadata, model, dim, embedding)
+    SELECT r.id, r.memory_id, r.tenant_id, r.user_id, r.chunk, r.body,
+           CAST(r.metadata AS jsonb), r.model, v.dim,
+           CAST(v.flat[(r.n - 1) * v.dim + 1 : r.n * v.dim] AS vector)
+    FROM unnest(CAST(:id AS text[]), CAST(:memory_id AS uuid[]), CAST(:tenant_id AS uuid[]),
+                CAST(:user_id AS text[]), CAST(:chunk AS int[]), CAST(:text AS text[]),
+                CAST(:metadata AS text[]), CAST(:model AS text[])) WITH ORDINALITY
+        AS r(id, memory_id, tenant_id, user_id, chunk, body, metadata, model, n)
+    CROSS JOIN (SELECT CAST(:embedding AS real[]) AS flat, CAST(:dim AS int) AS dim) AS v
+    ON CONFLICT (id) DO UPDATE SET
+        text = EXCLUDED.text, metadata = EXCLUDED.metadata, model = EXCLUDED.model,
+        dim = EXCLUDED.dim, embedding = EXCLUDED.embedding
+"""
+
+
+def _columns(chunks: Sequence[Chunk]) -> dict[str, Any]:
+    """The parameters of `_UPSERT` for chunks of one dimension."""
+    return {
+        "id": [c.id for c in chunks],
+        "memory_id": [c.memory_id for c in chunks],
+        "tenant_id": [c.tenant_id for c in chunks],
+        "user_id": [c.user_id for c in chunks],
+        "chunk": [c.chunk for c in chunks],
+        "text": [c.text for c in chunks],
+        "metadata": [json.dumps(dict(c.metadata)) for c in chunks],
+        "model": [c.model for c in chunks],
+        "dim": len(chunks[0].vector),
+        "embedding": [x for c in chunks for x in c.vector],
+    }
+
+
 class PgVectorStore:
     name = "pgvector"
 
@@ -40,39 +78,23 @@ class PgVectorStore:
         self._ef_search = int(ef_search)
 
     async def upsert(self, chunks: Sequence[Chunk]) -> None:
-        if not chunks:
-            return
-        rows = [
-            {
-                "id": c.id,
-                "memory_id": c.memory_id,
-                "tenant_id": c.tenant_id,
-                "user_id": c.user_id,
-                "chunk": c.chunk,
-                "text": c.text,
-                "metadata": json.dumps(dict(c.metadata)),
-                "model": c.model,
-                "dim": len(c.vector),
-                "embedding": vector_literal(c.vector),
-            }
-            for c in chunks
-        ]
-        await self._run(
-            """
-            INSERT INTO memory_chunks
-                (id, memory_id, tenant_id, user_id, chunk, text, metadata, model, dim, embedding)
-            VALUES (:id, :memory_id, :tenant_id, :user_id, :chunk, :text,
-                    CAST(:metadata AS jsonb), :model, :dim,
-                    CAST(CAST(:embedding AS text) AS vector))
-            ON CONFLICT (id) DO UPDATE SET
-                text = EXCLUDED.text, metadata = EXCLUDED.metadata, model = EXCLUDED.model,
-                dim = EXCLUDED.dim, embedding = EXCLUDED.embedding
-            """,
-            rows,
-            # No flush wait: the memory row's commit, which always follows, flushes
-            # the log up to itself and so this write too; a crash before that leaves
-            # the event unclaimed, and it is redone.
-            wait_flush=False,
+        # A row per chunk id (the last one given wins: one statement cannot update a row
+        # twice), a statement per slice of one dimension. The slices go side by side, each
+        # in its own transaction: what bounds a list is Postgres inserting into the HNSW
+        # graph, one core per connection. A failed slice fails the call; a redo rewrites.
+        unique = list({c.id: c for c in chunks}.values())
+        by_dim: dict[int, list[Chunk]] = {}
+        for c in unique:
+            by_dim.setdefault(len(c.vector), []).append(c)
+        slices = []
+        for same in by_dim.values():
+            size = min(_UPSERT_ROWS, max(_SLICE_MIN, -(-len(same) // _SIDE_BY_SIDE)))
+            slices += [same[i : i + size] for i in range(0, len(same), size)]
+        # No flush wait: the memory row's commit, which always follows, flushes the log
+        # up to itself and so these writes too; a crash before that leaves the event
+        # unclaimed, and it is redone.
+        await asyncio.gather(
+            *(self._run(_UPSERT, _columns(part), wait_flush=False) for part in slices)
         )
 
     async def search(self, query: Query) -> list[Hit]:
@@ -141,9 +163,7 @@ class PgVectorStore:
 
     async def _run(self, sql: str, params: Any, *, wait_flush: bool = True) -> None:
         try:
-            async with self._db.transaction() as session:
-                if not wait_flush:
-                    await session.execute(text("SET LOCAL synchronous_commit = off"))
+            async with self._db.transaction(durable=wait_flush) as session:
                 await session.execute(text(sql), params)
         except (OperationalError, OSError) as exc:
             raise TransientError(f"pgvector: {exc}") from exc

@@ -20,6 +20,7 @@ from infra.vectors.base import Chunk, Hit, Query
 
 _META = "m."  # prefix of caller metadata keys
 _RETRYABLE = {408, 429, 500, 502, 503, 504}
+_UPSERT_BATCH = 100  # vectors per request (Pinecone takes 2 MB, 1,000 vectors at most)
 
 
 class PineconeStore:
@@ -57,12 +58,17 @@ class PineconeStore:
             )
         index = await self._open()
         for tenant_id, vectors in by_tenant.items():
-            with _translated("upsert"):
-                response = await index.upsert(
-                    vectors=vectors, namespace=str(tenant_id), show_progress=False
-                )
-            if response.failed_item_count:
-                raise TransientError(f"pinecone upsert: {response.errors}")
+            # A memory list's chunks in requests under the index's caps, each one's errors
+            # raised and translated (the SDK's own batching reports them instead).
+            for start in range(0, len(vectors), _UPSERT_BATCH):
+                with _translated("upsert"):
+                    response = await index.upsert(
+                        vectors=vectors[start : start + _UPSERT_BATCH],
+                        namespace=str(tenant_id),
+                        show_progress=False,
+                    )
+                if response.failed_item_count:
+                    raise TransientError(f"pinecone upsert: {response.errors}")
 
     async def search(self, query: Query) -> list[Hit]:
         conditions: list[dict[str, Any]] = [
