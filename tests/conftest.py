@@ -57,12 +57,20 @@ MAX_PARTITIONS = 3
 NAMESPACES: set[str] = set()
 # The fake vendors' models are priced by the tests, not by the shipped table.
 TEST_PRICES = Path(__file__).with_name("fakes") / "prices.toml"
+# One key ring for the session, in the tests' settings and their platforms' processes
+# alike: users' events sealed by a worker open in the test (and the other way round).
+TEST_ENCRYPTION_KEYS = Vault.new_key_setting(unique("test"))
 
 
 def namespace_settings(services: ServiceAddresses, prefix: str) -> Settings:
     NAMESPACES.add(prefix)
     return services.apply(
-        Settings(topic_prefix=prefix, kafka_max_partitions=MAX_PARTITIONS, prices_file=TEST_PRICES)
+        Settings(
+            topic_prefix=prefix,
+            kafka_max_partitions=MAX_PARTITIONS,
+            prices_file=TEST_PRICES,
+            encryption_keys=TEST_ENCRYPTION_KEYS,
+        )
     )
 
 
@@ -82,8 +90,8 @@ def platform_env(
         "AYUSH_LOCAL_ECHO_DELAY_S": "0.005",
         "AYUSH_LOG_LEVEL": "INFO",
         "AYUSH_PRICES_FILE": str(TEST_PRICES),
-        # Sealed secrets (a sign-in issuer's HS256 secret) need a key.
-        "AYUSH_ENCRYPTION_KEYS": Vault.new_key_setting(unique("test")),
+        # Sealed secrets (a sign-in issuer's HS256 secret, users' data keys) need a key.
+        "AYUSH_ENCRYPTION_KEYS": TEST_ENCRYPTION_KEYS,
     }
 
 

@@ -65,7 +65,7 @@ async def erase_user(
         for table, statement in _ERASE:
             used = {k: v for k, v in params.items() if f":{k}" in statement}
             result = await session.execute(text(statement), used)
-            touched[table] = result.rowcount or 0  # type: ignore[attr-defined]
+            touched[table] = result.rowcount or 0
     return touched
 
 

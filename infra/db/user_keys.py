@@ -63,7 +63,7 @@ async def insert_user_key(db: Database, row: UserKey) -> bool:
     )
     async with db.transaction() as session:
         result = await session.execute(statement)
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+        return bool(result.rowcount)
 
 
 async def delete_user_key(db: Database, tenant_id: uuid.UUID, user_id: str) -> uuid.UUID | None:
