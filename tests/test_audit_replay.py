@@ -237,7 +237,9 @@ async def test_archive_then_replay_from_s3_rebuilds_the_projection(
     report = await replay.export(settings, window, out)
     assert report.sources == {topics.AI_JOB_REQUESTED.name: "kafka"}
     exported = [json.loads(line) for line in out.read_text().splitlines()]
-    assert sorted(e["payload"]["job_id"] for e in exported) == sorted(job_ids)
+    # exported as stored: a job's id is its events' correlation id (a user's payload is sealed)
+    assert sorted(e["correlation_id"] for e in exported) == sorted(job_ids)
+    assert sum("sealed" in e["payload"] for e in exported) == 1  # the job of user u1
 
     archived.platform.stop()
     await _drop_topics(settings)
@@ -255,7 +257,7 @@ async def test_archive_then_replay_from_s3_rebuilds_the_projection(
     report = await replay.export(settings, window, out)
     assert report.sources == {topics.AI_JOB_REQUESTED.name: "archive"}
     assert sorted(
-        json.loads(line)["payload"]["job_id"] for line in out.read_text().splitlines()
+        json.loads(line)["correlation_id"] for line in out.read_text().splitlines()
     ) == sorted(job_ids)
 
     rebuilt_url = await create_empty_database(services.database_url)
