@@ -6,7 +6,11 @@ Kafka, the archive and the event index, is unreadable from then on (crypto-shred
 
 Keys are cached in the process for `data_key_cache_s` (a few seconds): a key destroyed
 by another process may still open events here for that long, in memory only, never at
-rest. The process that destroys a key forgets it at once.
+rest. The process that destroys a key forgets it at once. Reading a user's event under a
+key this process has not seen makes that key the one it seals the user's events with, so
+a worker's answer to a user who came back right after being forgotten is sealed with the
+new key, not the destroyed one still cached; an event sealed with the destroyed key in
+those seconds (by another process) is unreadable, as the forgotten user's are.
 """
 
 from __future__ import annotations
@@ -82,7 +86,10 @@ class DataKeys:
             self._forget(key_id)
             return None
         key = self._open(row)
-        self._remember(now, row.id, key, None)
+        # A user has one key at a time: the one found is the one to seal with from now on
+        # (what a worker writes after reading a user's event then never goes out under a
+        # key that was destroyed meanwhile and is still in this cache).
+        self._remember(now, row.id, key, (row.tenant_id, row.user_id))
         return key
 
     async def destroy(self, tenant_id: uuid.UUID, user_id: str) -> bool:

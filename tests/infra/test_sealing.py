@@ -157,3 +157,19 @@ async def test_sealing_costs_microseconds_with_a_cached_key(db: Database) -> Non
     opened_us = (time.perf_counter() - started) / n * 1e6
     print(f"seal {sealed_us:.1f} us/event, open {opened_us:.1f} us/event")
     assert sealed_us < 500 and opened_us < 500
+
+
+async def test_a_worker_answers_a_returning_user_under_their_new_key(db: Database) -> None:
+    tenant = await make_tenant(db)
+    setting = Vault.new_key_setting("k1")
+    ingress, worker = _sealer(db, setting), _sealer(db, setting)
+    first = await _sealed(ingress, _remember(tenant.tenant_id, "fay", "before"))
+    assert await worker.open_value(first) is not None
+    await _sealed(worker, _remember(tenant.tenant_id, "fay", "the worker's answer"))  # cached
+    assert await ingress.keys.destroy(tenant.tenant_id, "fay")
+    # She comes back at once: the ingress makes a new key; the worker reads her event...
+    back = await _sealed(ingress, _remember(tenant.tenant_id, "fay", "after"))
+    assert await worker.open_value(back) is not None
+    # ...and seals what it writes for her with that key, not the destroyed one it had cached.
+    answer = await _sealed(worker, _remember(tenant.tenant_id, "fay", "answer after"))
+    assert await _sealer(db, setting, cache_s=0).open_value(answer) is not None
