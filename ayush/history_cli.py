@@ -36,6 +36,7 @@ def audit_job(
     """Print the ordered trail of every event of one job, as JSON."""
     from infra.db.engine import Database
     from infra.db.tenants import find_key_owner
+    from infra.kafka.sealing import Sealer
     from producers.ingress.audit import job_trail
     from producers.ingress.caller import Caller
     from producers.ingress.errors import ApiError
@@ -45,13 +46,17 @@ def audit_job(
     async def trail() -> str:
         assert settings.database_url is not None
         db = Database(settings.database_url, pool_size=1)
+        sealer = Sealer.from_settings(settings)
         try:
             owner = await find_key_owner(db, key)
             if owner is None:
                 raise ApiError(401, "unauthorized", "unknown or revoked API key")
-            return (await job_trail(db, Caller.of_key(owner), job_id)).model_dump_json(indent=2)
+            found = await job_trail(db, Caller.of_key(owner), job_id, sealer)
+            return found.model_dump_json(indent=2)
         finally:
             await db.close()
+            if sealer is not None:
+                await sealer.close()
 
     try:
         typer.echo(run(trail()))
@@ -163,6 +168,7 @@ def replay_command(
                 "read": report.read,
                 "matched": report.matched,
                 "handled": report.handled,
+                "forgotten": report.forgotten,
                 "sources": report.sources,
                 "failures": report.failures[:20],
             }

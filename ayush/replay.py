@@ -7,6 +7,7 @@ the database only, never a provider, vendor, stream or topic.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -21,11 +22,13 @@ import orjson
 from ayush.groups import GROUPS, REPLAY_ALIASES, REPLAY_GROUPS, Wired
 from infra.archive import reader as archive_reader
 from infra.archive.format import StoredRecord
-from infra.db import projection, snapshots
+from infra.db import projection, snapshots, user_data
 from infra.db.engine import Database
 from infra.db.tenants import find_tenant_id
+from infra.errors import PermanentError
 from infra.kafka.codec import decode_raw
 from infra.kafka.history import History
+from infra.kafka.sealing import Sealer
 from infra.s3 import ObjectStore
 from infra.settings import Settings
 
@@ -77,6 +80,8 @@ class ReplayReport:
     read: int = 0
     matched: int = 0
     handled: int = 0
+    # A forgotten user's events: their data key is destroyed, so they are skipped.
+    forgotten: int = 0
     sources: dict[str, str] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
 
@@ -148,7 +153,8 @@ async def into_group(
 
     With `reference_database_url` (the live database) the tenants and API keys
     the events name are copied first: they are not event-sourced, and an
-    empty database being rebuilt needs them.
+    empty database being rebuilt needs them. Users' sealed events are opened with the
+    data keys of the live database; a forgotten user's (key destroyed) are skipped.
     """
     spec = replay_spec(group)
     assert spec.replay is not None
@@ -158,11 +164,19 @@ async def into_group(
     async with AsyncExitStack() as stack:
         ports = await spec.replay(settings, stack)
         routes = spec.group.routes(ports)
+        sealer = Sealer.from_settings(settings, reference_database_url)
+        if sealer is not None:
+            stack.push_async_callback(sealer.close)
         events = []
         for record in records:
             try:
-                events.append((record, decode_raw(record.value)))
-            except ValueError as exc:  # not an envelope, or no upcaster for it
+                opened = await _opened(sealer, record)
+                if opened is None:
+                    report.forgotten += 1
+                    continue
+                events.append((opened, decode_raw(opened.value)))
+            except (ValueError, PermanentError) as exc:  # not an envelope, no upcaster for
+                # it, or a sealed payload that does not open
                 where = f"{record.topic}:{record.partition}:{record.offset}"
                 report.failures.append(f"{where}: {type(exc).__name__}: {exc}")
         if reference_database_url and reference_database_url != settings.database_url:
@@ -180,6 +194,16 @@ async def into_group(
             except Exception as exc:  # reported, not hidden: the replay goes on
                 report.failures.append(f"{raw.type} {raw.id}: {type(exc).__name__}: {exc}")
     return report
+
+
+async def _opened(sealer: Sealer | None, record: StoredRecord) -> StoredRecord | None:
+    """The record with its sealed payload opened; None when it is a forgotten user's."""
+    if sealer is None:
+        return record
+    value = await sealer.open_value(record.value)
+    if value is None:
+        return None
+    return record if value is record.value else dataclasses.replace(record, value=value)
 
 
 def in_replay_order(
@@ -252,7 +276,11 @@ async def verify(
     tenant_ids: list[uuid.UUID],
     projections: tuple[str, ...] = PROJECTIONS,
 ) -> list[str]:
-    """Differences between the live and the rebuilt projections of these tenants."""
+    """Differences between the live and the rebuilt projections of these tenants.
+
+    A forgotten user's rows (made before their forget) are left out on both sides: the
+    rebuild cannot read their events any more (their data key is destroyed), and the
+    live rows are erased or tombstones. Every other user's rows are compared as ever."""
     tables = [
         *(snapshots.USAGE_TABLES if "usage" in projections else ()),
         *(snapshots.MEMORY_TABLES if "memory" in projections else ()),
@@ -260,15 +288,41 @@ async def verify(
     ]
     live_db, rebuilt_db = Database(live_url, pool_size=1), Database(rebuilt_url, pool_size=1)
     try:
+        forgotten = await user_data.forgotten_users(live_db, tenant_ids)
         sides = []
         for db in (live_db, rebuilt_db):
             rows = await projection.snapshot(db, tenant_ids) if "jobs" in projections else {}
             rows.update(await snapshots.snapshot(db, tenant_ids, tables))
-            sides.append(rows)
+            sides.append(without_forgotten(rows, forgotten))
     finally:
         await live_db.close()
         await rebuilt_db.close()
     return diff_rows(sides[0], sides[1])
+
+
+# Rows that belong to another table's row: hidden with it.
+_PARENTS = {
+    "job_results": ("job_id",),
+    "conversation_items": ("conversation_id", "response_id"),
+}
+
+
+def without_forgotten(
+    rows: dict[str, dict[str, object]], forgotten: user_data.Forgotten
+) -> dict[str, dict[str, object]]:
+    """The rows less those of forgotten users (and their children)."""
+    hidden: set[str] = set()
+    kept: dict[str, dict[str, object]] = {}
+    for key, row in rows.items():
+        if forgotten.hides(key.partition(":")[0], row):
+            hidden.add(str(row.get("id")))
+        else:
+            kept[key] = row
+    return {
+        key: row
+        for key, row in kept.items()
+        if not any(str(row.get(c)) in hidden for c in _PARENTS.get(key.partition(":")[0], ()))
+    }
 
 
 def diff_rows(

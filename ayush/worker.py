@@ -67,8 +67,9 @@ async def run_worker(settings: Settings, group: str) -> None:
         waiter.cancel()
         await runner
         log.info(
-            "worker %s stopped: %d handled, %d dead-lettered",
+            "worker %s stopped: %d handled, %d dead-lettered, %d of forgotten users skipped",
             group,
             consumer.handled,
             consumer.dead_lettered,
+            consumer.forgotten,
         )

@@ -203,6 +203,9 @@ class Settings(BaseSettings):
     # Integrations. Keys that encrypt credentials at rest: "id:base64-32-bytes"
     # pairs, comma separated; the first encrypts, all decrypt (rotation).
     encryption_keys: str = Field(default="", repr=False)
+    # How long a process keeps a user's data key in memory after reading it: a key
+    # destroyed elsewhere (a forgotten user) may open events that long here, never longer.
+    data_key_cache_s: float = Field(default=5.0, ge=0)
     webhook_max_body_bytes: int = Field(default=1024 * 1024, ge=1)
     integrations_concurrency: int = Field(default=32, ge=1)
     connector_timeout_s: float = 15.0

@@ -74,3 +74,28 @@ class Vault:
             return cipher.decrypt(sealed.data[:NONCE_BYTES], sealed.data[NONCE_BYTES:], context)
         except InvalidTag as exc:
             raise PermanentError("sealed value does not open: wrong key or row") from exc
+
+
+class DataKey:
+    """One user's data key (AES-256-GCM), for sealing that user's events: the key ring
+    seals the key itself (envelope encryption), so destroying its row shreds them all."""
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) != 32:
+            raise ValueError("a data key is 32 bytes (AES-256)")
+        self._cipher = AESGCM(key)
+
+    @staticmethod
+    def generate() -> bytes:
+        return AESGCM.generate_key(bit_length=256)
+
+    def seal(self, plaintext: bytes, context: bytes) -> bytes:
+        """nonce || ciphertext || tag, bound to `context` (it opens with that only)."""
+        nonce = os.urandom(NONCE_BYTES)
+        return nonce + self._cipher.encrypt(nonce, plaintext, context)
+
+    def open(self, data: bytes, context: bytes) -> bytes:
+        try:
+            return self._cipher.decrypt(data[:NONCE_BYTES], data[NONCE_BYTES:], context)
+        except InvalidTag as exc:
+            raise PermanentError("sealed data does not open: wrong key or event") from exc

@@ -220,6 +220,8 @@ class ItemsAdded(BaseModel):
 
     conversation_id: uuid.UUID
     items: list[StoredItem]
+    # The conversation's user, when it has one: the items are sealed with that user's key.
+    user_id: str | None = None
 
 
 class ItemDeleted(BaseModel):
@@ -263,6 +265,8 @@ class ResponseFinished(BaseModel):
     error_code: str | None = None
     error_message: str | None = None
     context: ContextSent | None = None
+    # The turn's user, when it has one: the output is sealed with that user's key.
+    user_id: str | None = None
 
 
 class ResponseDeleted(BaseModel):

@@ -218,6 +218,8 @@ class JobSucceeded(BaseModel):
     text: str | None = None
     cost_usd: Usd | None = None
     cached: bool = False
+    # The job's user, when it has one: the answer is sealed with that user's data key.
+    user_id: str | None = None
 
     @staticmethod
     def upcast_v1_v2(payload: dict[str, Any]) -> dict[str, Any]:

@@ -57,6 +57,9 @@ MAX_PARTITIONS = 3
 NAMESPACES: set[str] = set()
 # The fake vendors' models are priced by the tests, not by the shipped table.
 TEST_PRICES = Path(__file__).with_name("fakes") / "prices.toml"
+# One key ring for the session, in the tests' settings and their platforms' processes
+# alike: users' events sealed by a worker open in the test (and the other way round).
+TEST_ENCRYPTION_KEYS = Vault.new_key_setting(unique("test"))
 
 
 # The default embedder (MiniLM on the CPU) costs the shared cores tens of milliseconds
@@ -68,9 +71,14 @@ TEST_EMBEDDER = "hashing"
 def namespace_settings(services: ServiceAddresses, prefix: str) -> Settings:
     NAMESPACES.add(prefix)
     return services.apply(
-        Settings(topic_prefix=prefix, kafka_max_partitions=MAX_PARTITIONS, prices_file=TEST_PRICES,
-                 memory_embedder=TEST_EMBEDDER)
-    )  # fmt: skip
+        Settings(
+            topic_prefix=prefix,
+            kafka_max_partitions=MAX_PARTITIONS,
+            prices_file=TEST_PRICES,
+            memory_embedder=TEST_EMBEDDER,
+            encryption_keys=TEST_ENCRYPTION_KEYS,
+        )
+    )
 
 
 def platform_env(
@@ -90,8 +98,8 @@ def platform_env(
         "AYUSH_LOG_LEVEL": "INFO",
         "AYUSH_PRICES_FILE": str(TEST_PRICES),
         "AYUSH_MEMORY_EMBEDDER": TEST_EMBEDDER,
-        # Sealed secrets (a sign-in issuer's HS256 secret) need a key.
-        "AYUSH_ENCRYPTION_KEYS": Vault.new_key_setting(unique("test")),
+        # Sealed secrets (a sign-in issuer's HS256 secret, users' data keys) need a key.
+        "AYUSH_ENCRYPTION_KEYS": TEST_ENCRYPTION_KEYS,
     }
 
 

@@ -2,17 +2,39 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import ConsumerRecord
 
+from infra.kafka.sealing import Sealer
 from infra.settings import Settings
 
 
-async def read_topic(settings: Settings, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
-    """Every record now in the (prefixed) topic, from the beginning to the end offsets."""
+async def read_topic(
+    settings: Settings, topic: str, *, raw: bool = False
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every record now in the (prefixed) topic, from the beginning to the end offsets; users'
+    sealed payloads opened with the settings' key ring (those of a forgotten user stay
+    sealed) unless `raw`: then as they are in the topic."""
+    records = await _read(settings, topic)
+    sealer = None if raw else Sealer.from_settings(settings)
+    if sealer is None:
+        return records
+    try:
+        opened = []
+        for record in records:
+            value = await sealer.open_value(record.value)
+            changed = value is not None and value is not record.value
+            opened.append(dataclasses.replace(record, value=value) if changed else record)
+        return opened
+    finally:
+        await sealer.close()
+
+
+async def _read(settings: Settings, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
     bootstrap, _, _ = settings.require_services()
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=10

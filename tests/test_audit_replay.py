@@ -139,14 +139,19 @@ def ayush_cli(
     env = {**os.environ, **services.as_env(), "AYUSH_TOPIC_PREFIX": settings.topic_prefix}
     if settings.kafka_max_partitions is not None:
         env["AYUSH_KAFKA_MAX_PARTITIONS"] = str(settings.kafka_max_partitions)
+    if settings.encryption_keys:  # users' sealed events open with the platform's key ring
+        env["AYUSH_ENCRYPTION_KEYS"] = settings.encryption_keys
     return subprocess.run(
         [sys.executable, "-m", "ayush.cli", *args],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=180,
     )  # fmt: skip
 
 
-async def remember_and_forget(http: httpx.AsyncClient, tenant: TenantKey) -> dict[str, int]:
-    """Memories of two users, a forget and a user wipe; how many events each user's key has."""
+async def remember_and_forget(
+    http: httpx.AsyncClient, tenant: TenantKey
+) -> tuple[dict[str, int], int]:
+    """Memories of two users, a forget and a user wipe; how many events each user's key has,
+    and how many of them are forgotten (the wipe destroyed the user's data key)."""
     alice, bob = unique("alice-"), unique("bob-")
     long_text = " ".join(f"fact {i} about the garden of alice" for i in range(120))
     kept = [
@@ -163,8 +168,9 @@ async def remember_and_forget(http: httpx.AsyncClient, tenant: TenantKey) -> dic
     await http.delete("/v1/memories", params={"user_id": bob}, headers=tenant.headers)
     bobs_new = await remember(http, tenant, bob, "bob new fact after the wipe")
     await wait_status(http, tenant, bobs_new, "stored")
-    # remembers, memory.stored (the long one in two parts), the forget, the wipe
-    return {alice: 3 + 4 + 1, bob: 2 + 2 + 1}
+    # remembers, memory.stored (the long one in two parts), the forget, the wipe; bob's
+    # old remember and stored are sealed with the key the wipe destroyed
+    return {alice: 3 + 4 + 1, bob: 2 + 2 + 1}, 2
 
 
 async def _memories_settled(db: Database, tenant: TenantKey) -> bool:
@@ -209,7 +215,7 @@ async def test_archive_then_replay_from_s3_rebuilds_the_projection(
     ]
     statuses = [(await wait_finished(http, tenant, j))["status"] for j in job_ids]
     assert statuses == ["succeeded", "succeeded", "failed", "succeeded"]
-    users = await remember_and_forget(http, tenant)
+    users, forgotten = await remember_and_forget(http, tenant)
     for job_id, n in zip(job_ids, (4, 4, 3, 4), strict=True):
         await eventually(lambda j=job_id, n=n: _logged(db, tenant, j, n), what="events archived")
     for user, n in users.items():
@@ -231,7 +237,9 @@ async def test_archive_then_replay_from_s3_rebuilds_the_projection(
     report = await replay.export(settings, window, out)
     assert report.sources == {topics.AI_JOB_REQUESTED.name: "kafka"}
     exported = [json.loads(line) for line in out.read_text().splitlines()]
-    assert sorted(e["payload"]["job_id"] for e in exported) == sorted(job_ids)
+    # exported as stored: a job's id is its events' correlation id (a user's payload is sealed)
+    assert sorted(e["correlation_id"] for e in exported) == sorted(job_ids)
+    assert sum("sealed" in e["payload"] for e in exported) == 1  # the job of user u1
 
     archived.platform.stop()
     await _drop_topics(settings)
@@ -249,7 +257,7 @@ async def test_archive_then_replay_from_s3_rebuilds_the_projection(
     report = await replay.export(settings, window, out)
     assert report.sources == {topics.AI_JOB_REQUESTED.name: "archive"}
     assert sorted(
-        json.loads(line)["payload"]["job_id"] for line in out.read_text().splitlines()
+        json.loads(line)["correlation_id"] for line in out.read_text().splitlines()
     ) == sorted(job_ids)
 
     rebuilt_url = await create_empty_database(services.database_url)
@@ -284,7 +292,8 @@ async def test_archive_then_replay_from_s3_rebuilds_the_projection(
         )  # fmt: skip
         assert result.returncode == 0, result.stderr
         summary = json.loads(result.stdout.strip().splitlines()[-1])
-        assert summary["handled"] == sum(users.values()) and summary["failures"] == []
+        assert summary["handled"] == sum(users.values()) - forgotten
+        assert summary["forgotten"] == forgotten and summary["failures"] == []
         assert set(summary["sources"].values()) == {"archive"}
 
         result = ayush_cli(services, settings, "verify", "--tenant", name, "--against", rebuilt_url)

@@ -38,6 +38,7 @@ def succeeded(
         cached=answer.cached,
         text=answer.text,
         cost_usd=answer.cost_usd,
+        user_id=request.job.user_id,
     )
     usage = job_events.UsageRecorded(
         job_id=request.job_id,

@@ -1,6 +1,6 @@
 """Secrets sealed in rows (connections' credentials, webhook endpoints' and sign-in issuers'
-secrets): sealing one into its row, opening it, and re-sealing them all with the active key
-so an old key can be retired. Each is bound to its row: it opens there only."""
+secrets, users' data keys): sealing one into its row, opening it, and re-sealing them all
+with the active key so an old key can be retired. Each is bound to its row: it opens there only."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from infra.db.actions import connection_context
 from infra.db.engine import Database
 from infra.db.integration_models import Connection, WebhookEndpoint
 from infra.db.issuers import AuthIssuer, issuer_context
+from infra.db.user_keys import UserKey, user_key_context
 from infra.db.webhooks import endpoint_context
 from infra.vault import Sealed, Vault
 
@@ -43,6 +44,7 @@ TABLES = (
         "secret_sealed",
         lambda row: issuer_context(row.id, row.tenant_id),
     ),
+    _SealedColumns(UserKey, "vault_key_id", "sealed_key", user_key_context),
 )
 
 
@@ -70,8 +72,8 @@ def opened(vault: Vault, row: Any) -> bytes:
 
 
 async def reseal_all(db: Database, vault: Vault, batch: int = 500) -> int:
-    """Re-seal every connection, endpoint and sign-in issuer secret sealed with one of the
-    retired keys.
+    """Re-seal every connection, endpoint, sign-in issuer secret and user data key sealed
+    with one of the retired keys.
 
     Each row is rewritten in its own short transaction, guarded by its old key
     id, so a concurrent writer is never overwritten. Returns the rows changed.

@@ -10,21 +10,35 @@ from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 
 from infra.errors import EventTooLarge, TransientError
 from infra.kafka.codec import Headers, encode
+from infra.kafka.sealing import Sealer
 from infra.settings import Settings
 from infra.telemetry.kafka import PublishObserver
 from infra.telemetry.metrics import Metrics
 from schemas.envelope import Envelope
 
+_FROM_SETTINGS: Any = object()
+
 
 class Publisher:
-    """Owns one producer. `publish` returns once the broker has the event (acks=all)."""
+    """Owns one producer. `publish` returns once the broker has the event (acks=all).
+
+    Users' events are sealed with their data keys as they are encoded (`sealer`; by
+    default one over the settings' key ring, None without one), so every copy of them
+    downstream holds ciphertext only; the readers of the process open them with it."""
 
     # The process's registry, also handed on to what a worker builds around it.
     metrics: Metrics | None = None
+    sealer: Sealer | None = None
 
-    def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: Metrics | None = None,
+        sealer: Sealer | None = _FROM_SETTINGS,
+    ) -> None:
         self._settings = settings
         self.metrics = metrics
+        self.sealer = Sealer.from_settings(settings) if sealer is _FROM_SETTINGS else sealer
         self._observer = PublishObserver(metrics)
         bootstrap, _, _ = settings.require_services()
         self._producer = AIOKafkaProducer(
@@ -42,7 +56,11 @@ class Publisher:
         await self._producer.start()
 
     async def stop(self) -> None:
-        await self._producer.stop()
+        try:
+            await self._producer.stop()
+        finally:
+            if self.sealer is not None:
+                await self.sealer.close()
 
     async def ping(self) -> None:
         """Raises if the broker cannot be reached."""
@@ -54,7 +72,7 @@ class Publisher:
     async def publish(
         self, topic: str, envelope: Envelope[Any], extra_headers: Headers | None = None
     ) -> None:
-        key, value, headers = encode(envelope)
+        key, value, headers = await self._encode(envelope)
         all_headers = headers + (extra_headers or [])
         await self.send(self._settings.topic(topic), value, key=key, headers=all_headers)
 
@@ -62,11 +80,17 @@ class Publisher:
         """Send several events at once and wait for every acknowledgement."""
         futures = []
         for topic, envelope in items:
-            key, value, headers = encode(envelope)
+            key, value, headers = await self._encode(envelope)
             futures.append(
                 await self._send_nowait(self._settings.topic(topic), value, key, headers)
             )
         await self._await_all(futures)
+
+    async def _encode(self, envelope: Envelope[Any]) -> tuple[bytes, bytes, Headers]:
+        key, value, headers = encode(envelope)
+        if self.sealer is not None:
+            value = await self.sealer.encode_value(envelope, value)
+        return key, value, headers
 
     async def send(
         self, full_topic: str, value: bytes, *, key: bytes | None, headers: Headers

@@ -16,6 +16,9 @@ unfinished offset. Every group gets the same rest:
 - on a rebalance the work in hand on the revoked partitions is finished and committed
   before they are handed over, and what was fetched but not started is dropped (the new
   owner fetches it again), so nothing is lost or done twice;
+- a user's sealed event is opened before it is decoded (the archive, which keeps records
+  verbatim, takes it sealed); one whose data key is destroyed, a forgotten user's, is
+  skipped: committed, counted (`forgotten`) and logged, never handled;
 - spans, handler latency, retries, dead letters and lag for every group;
 - `stop` drains: in-flight work gets the shutdown deadline, then is cancelled uncommitted.
 """
@@ -23,6 +26,7 @@ unfinished offset. Every group gets the same rest:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from asyncio import FIRST_COMPLETED
@@ -43,6 +47,7 @@ from infra.telemetry.kafka import ConsumeObserver
 log = logging.getLogger(__name__)
 
 COMMIT_INTERVAL_S = 0.2
+_SEALED = b'"sealed"'  # in a record value that may hold a sealed payload
 P = TypeVar("P")
 
 
@@ -79,6 +84,9 @@ class GroupRunner:
         self.offsets: dict[TopicPartition, PartitionOffsets] = {}
         self.handled = 0
         self.dead_lettered = 0
+        self.forgotten = 0
+        # The archive takes records as they are: sealed payloads stay sealed there.
+        self._sealer = None if self._any else publisher.sealer
         self._tasks: set[asyncio.Task[None]] = set()
         self._pending: list[_Item] = []  # Batches: decoded, not yet handed over
         self._oldest: float | None = None
@@ -205,7 +213,7 @@ class GroupRunner:
         pending = self._pending
         for record in records:
             try:
-                item = self._route(run, record)
+                item = await self._route(run, record)
             except Exception as exc:
                 await self._dead_letter(record, _unparseable(exc), 0)
                 continue
@@ -225,18 +233,34 @@ class GroupRunner:
             self._listing = True
             self._spawn(self._batch(items))
 
-    def _route(self, run: Run, record: Record) -> _Item | None:
+    async def _route(self, run: Run, record: Record) -> _Item | None:
         """The record's route and event, or None when no route wants it (another group's
-        type on a shared topic). Raises when the record does not decode."""
+        type on a shared topic) or it is a forgotten user's. Raises when the record does
+        not decode (or its sealed payload does not open)."""
         type_ = ANY if self._any else header_type(record) or envelope(record).type
         route = self.routes.get(type_)
         if route is None:
             return None
-        return _Item(run, record, type_, route.decode(record))
+        opened = record
+        if self._sealer is not None and record.value and _SEALED in record.value:
+            value = await self._sealer.open_value(record.value)
+            if value is None:
+                self.forgotten += 1
+                log.info(
+                    "forgotten user's event skipped: %s at %s:%d:%d",
+                    type_,
+                    record.topic,
+                    record.partition,
+                    record.offset,
+                )
+                return None
+            # Decoded from the opened copy; the record kept (dead letters) stays sealed.
+            opened = dataclasses.replace(record, value=value)
+        return _Item(run, record, type_, route.decode(opened))
 
     async def _each(self, tracker: PartitionOffsets, record: Record) -> None:
         try:
-            item = self._route(Run(tracker, record.offset), record)
+            item = await self._route(Run(tracker, record.offset), record)
         except Exception as exc:
             item = None
             await self._dead_letter(record, _unparseable(exc), 0)

@@ -44,6 +44,7 @@ TABLE: dict[tuple[str, str], str] = {
     ("POST", "/v1/memories/search"): "memories:read",
     ("GET", "/v1/memories/{memory_id}"): "memories:read",
     ("DELETE", "/v1/memories/{memory_id}"): "memories:write",
+    ("DELETE", "/v1/users/{user_id}"): "users:forget",
     ("POST", "/v1/conversations"): "conversations:write",
     ("GET", "/v1/conversations"): "conversations:read",
     ("GET", "/v1/conversations/{conversation_id}"): "conversations:read",
@@ -130,6 +131,7 @@ ADMINISTRATION = frozenset(
         "issuers:write",
         "tenant:read",
         "tenant:write",
+        "users:forget",
     }
 )
 AUDITOR = frozenset(

@@ -55,6 +55,7 @@ from producers.ingress import (
     tenant_settings,
     usage,
     user_limits,
+    users,
     webhook_receiver,
     webhook_setup,
 )
@@ -211,6 +212,7 @@ def create_app(settings: Settings, streams: OpenStreams | None = None) -> FastAP
     app.include_router(batches.router, dependencies=limited)
     app.include_router(actions.router, dependencies=limited)
     app.include_router(memories.router, dependencies=limited)
+    app.include_router(users.router, dependencies=limited)
     app.include_router(conversations.router, dependencies=limited)
     app.include_router(webhook_setup.router, dependencies=limited)
     app.include_router(tenant_settings.router, dependencies=limited)

@@ -210,7 +210,7 @@ async def add_items(
     event_id, at = uuid7(), datetime.now(UTC)
     items = new_items([i.item for i in body.items], event_id, 0, int(at.timestamp()))
     await store.add_items(svc.db, caller.tenant_id, row.id, items, at=at)
-    added = conv.ItemsAdded(conversation_id=row.id, items=items)
+    added = conv.ItemsAdded(conversation_id=row.id, items=items, user_id=row.user_id)
     try:
         await _publish(svc, caller, conv.ITEMS_ADDED, row.id, added, event_id, at)
     except BaseException:

@@ -114,12 +114,22 @@ async def forget_user(
     caller: Authenticated,
     svc: Svc,
     user_id: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
-) -> dict[str, str]:
+) -> dict[str, Any]:
     user = acting_user(caller, user_id)
+    _, destroyed = await forget_memories_of(svc, caller, user)
+    return {"user_id": user, "status": "deleting", "key_destroyed": destroyed}
+
+
+async def forget_memories_of(svc: Services, caller: Caller, user: str) -> tuple[uuid.UUID, bool]:
+    """Forget every memory of the user (memory.forget_user, in clear: it carries no text),
+    then destroy the user's data key, so every sealed copy of their events (memories, jobs,
+    conversations) is unreadable at once. The cut-off id, and whether a key was destroyed."""
     # Everything remembered before now: ids are time-ordered, so the cut-off is an id.
     command = memory_events.ForgetUser(user_id=user, before=uuid7())
     await _publish(svc, caller, user, memory_events.MEMORY_FORGET_USER, command)
-    return {"user_id": user, "status": "deleting"}
+    sealer = svc.publisher.sealer
+    destroyed = sealer is not None and await sealer.keys.destroy(caller.tenant_id, user)
+    return command.before, destroyed
 
 
 @router.post("/search", response_model=memory_events.MemorySearchResult, openapi_extra=_BODY)

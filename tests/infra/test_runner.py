@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from aiokafka import TopicPartition
 
+from infra.db.engine import Database
 from infra.kafka.admin import create_topics
 from infra.kafka.dead_letters import DeadLetters
 from infra.kafka.policies import Batches, Each, Policy, RetryPolicy
@@ -25,7 +26,7 @@ from schemas import jobs as job_events
 from schemas import topics
 from schemas.envelope import Actor, Envelope, RawEnvelope
 from schemas.ids import uuid7
-from tests.conftest import namespace_settings
+from tests.conftest import make_tenant, namespace_settings
 from tests.harness import eventually, unique
 
 TOPIC = topics.AI_JOB_LIFECYCLE.name
@@ -187,3 +188,49 @@ async def _has(recorder: Recorder, events: list[Envelope[Any]]) -> bool:
 async def _has_all(events: list[Envelope[Any]], *recorders: Recorder) -> bool:
     handled = {i for r in recorders for i in r.handled}
     return {e.id for e in events} <= handled
+
+
+def succeeded_job(tenant_id: Any, user: str, key: uuid.UUID) -> Envelope[Any]:
+    payload = job_events.JobSucceeded(
+        job_id=uuid7(), provider="p", model="m", usage=job_events.TokenUsage(),
+        text=f"the answer for {user}", user_id=user,
+    )  # fmt: skip
+    return Envelope[job_events.JobSucceeded](
+        type=job_events.JOB_SUCCEEDED, version=job_events.JobSucceeded.SCHEMA_VERSION,
+        tenant_id=tenant_id, actor=Actor(kind="system", id="t"), correlation_id=key,
+        payload=payload,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+async def test_a_forgotten_users_event_is_skipped_and_the_next_one_opens(
+    setup: tuple[Settings, Publisher], policy: Policy, db: Database
+) -> None:
+    settings, publisher = setup
+    assert publisher.sealer is not None
+    tenant = await make_tenant(db)
+    key = uuid7()  # one partition: the skipped event sits in front of the next
+    gone = succeeded_job(tenant.tenant_id, "gone-user", key)
+    kept = succeeded_job(tenant.tenant_id, "kept-user", key)
+    await publisher.publish(TOPIC, gone)
+    await publisher.publish(TOPIC, kept)
+    await publisher.sealer.keys.destroy(tenant.tenant_id, "gone-user")  # type: ignore[arg-type]
+    seen: dict[uuid.UUID, Any] = {}
+
+    async def handle(events: Any) -> None:
+        for event in events if isinstance(events, list) else [events]:
+            seen[event.id] = event.payload
+
+    route = Route(handle, batch=isinstance(policy, Batches))
+    group = GroupRunner(
+        settings, group="forgetting", topics=[TOPIC], routes={job_events.JOB_SUCCEEDED: route},
+        publisher=publisher, policy=policy,
+    )  # fmt: skip
+    async with running(group):
+        await eventually(lambda: _has_key(seen, kept.id), what="the kept user's event handled")
+    assert gone.id not in seen and group.forgotten == 1 and group.dead_lettered == 0
+    assert seen[kept.id]["text"] == "the answer for kept-user"  # opened before decoding
+
+
+async def _has_key(seen: dict[uuid.UUID, Any], key: uuid.UUID) -> bool:
+    return key in seen

@@ -255,6 +255,7 @@ async def finished(
         output=output,
         usage=usage,
         context=context,
+        user_id=request.job.user_id,
     )
     await store.finish(
         ports.db,
@@ -298,6 +299,7 @@ async def ended_again(raw: Envelope[Any], request: job_events.JobRequested, port
         error_code=error.get("code"),
         error_message=error.get("message"),
         context=ContextSent.model_validate(row.context) if row.context else None,
+        user_id=request.job.user_id,
     )
     await ports.publisher.publish(CONVERSATION_EVENTS.name, _finished_event(raw, event))
 
@@ -340,6 +342,7 @@ async def failed(
         model=request.job.model,
         error_code=code,
         error_message=message,
+        user_id=request.job.user_id,
     )
     stored = store.finish(ports.db, raw.tenant_id, request.job_id, status=ended, error=error)
     await _record(raw, event, ports, stored)
