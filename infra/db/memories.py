@@ -96,42 +96,6 @@ async def _upsert(
     )
 
 
-async def finish_remember(
-    db: Database,
-    group: str,
-    event_id: uuid.UUID,
-    tenant_id: uuid.UUID,
-    memory_id: uuid.UUID,
-    user_id: str,
-    body: str,
-    metadata: dict[str, str],
-    *,
-    chunks: int,
-    model: str,
-    dim: int,
-) -> bool:
-    """Mark the memory stored and claim the event. False: it was forgotten meanwhile."""
-    async with db.transaction() as session:
-        await _lock_user(session, tenant_id, user_id)
-        await _upsert(session, tenant_id, memory_id, user_id, body, metadata, "pending")
-        forgotten = await _forgotten(session, tenant_id, user_id, memory_id)
-        await claim(session, group, event_id)
-        if forgotten:
-            await session.execute(
-                text(f"UPDATE memories SET {_ERASE} WHERE id = :id"), {"id": memory_id}
-            )
-            return False
-        await session.execute(
-            text(
-                "UPDATE memories SET status = 'stored', error = NULL, chunks = :chunks, "
-                "embedding_model = :model, embedding_dim = :dim, stored_at = now() "
-                "WHERE id = :id AND tenant_id = :t"
-            ),
-            {"id": memory_id, "t": tenant_id, "chunks": chunks, "model": model, "dim": dim},
-        )
-    return True
-
-
 @dataclass(frozen=True)
 class Outcome:
     """What became of one remember of a list: stored (`error` None) or failed."""
@@ -175,9 +139,10 @@ async def forgotten_among(db: Database, outcomes: Sequence[Outcome]) -> set[uuid
 
 
 async def settle_remembers(db: Database, group: str, outcomes: Sequence[Outcome]) -> set[uuid.UUID]:
-    """`finish_remember` and `fail_remember` for a whole list, in one transaction: the
-    rows, their claims, and the tombstone check of each. Returns the memories that were
-    forgotten meanwhile (their vectors are to go again)."""
+    """What became of a list of remembers, in one transaction: the rows, their claims,
+    and the tombstone check of each (one remember is a list of one: `finish_remember`,
+    `fail_remember`). Returns the memories that were forgotten meanwhile (their vectors
+    are to go again)."""
     if not outcomes:
         return set()
     async with db.transaction() as session:
@@ -259,6 +224,27 @@ async def settle_remembers(db: Database, group: str, outcomes: Sequence[Outcome]
     return forgotten
 
 
+async def finish_remember(
+    db: Database,
+    group: str,
+    event_id: uuid.UUID,
+    tenant_id: uuid.UUID,
+    memory_id: uuid.UUID,
+    user_id: str,
+    body: str,
+    metadata: dict[str, str],
+    *,
+    chunks: int,
+    model: str,
+    dim: int,
+) -> bool:
+    """Mark the memory stored and claim the event. False: it was forgotten meanwhile."""
+    outcome = Outcome(
+        event_id, tenant_id, memory_id, user_id, body, metadata, chunks=chunks, model=model, dim=dim
+    )
+    return memory_id not in await settle_remembers(db, group, [outcome])
+
+
 async def fail_remember(
     db: Database,
     group: str,
@@ -270,17 +256,9 @@ async def fail_remember(
     metadata: dict[str, str],
     error: str,
 ) -> None:
-    async with db.transaction() as session:
-        await _upsert(session, tenant_id, memory_id, user_id, body, metadata, "pending")
-        if not await claim(session, group, event_id):
-            return
-        await session.execute(
-            text(
-                "UPDATE memories SET status = 'failed', error = :error "
-                "WHERE id = :id AND status <> 'deleted'"
-            ),
-            {"id": memory_id, "error": error[:4000]},
-        )
+    """Mark the memory failed (once: only the claim of its event changes the row)."""
+    outcome = Outcome(event_id, tenant_id, memory_id, user_id, body, metadata, error=error)
+    await settle_remembers(db, group, [outcome])
 
 
 async def _lock_user(session: AsyncSession, tenant_id: uuid.UUID, user_id: str) -> None:
@@ -293,20 +271,6 @@ async def _lock_user(session: AsyncSession, tenant_id: uuid.UUID, user_id: str) 
         text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
         {"key": f"memory:{tenant_id}:{user_id}"},
     )
-
-
-async def _forgotten(
-    session: AsyncSession, tenant_id: uuid.UUID, user_id: str, memory_id: uuid.UUID
-) -> bool:
-    found = await session.execute(
-        text(
-            "SELECT 1 FROM memories WHERE id = :id AND status = 'deleted' UNION ALL "
-            "SELECT 1 FROM memory_user_forgets WHERE tenant_id = :t AND user_id = :u "
-            "AND before > :id"
-        ),
-        {"id": memory_id, "t": tenant_id, "u": user_id},
-    )
-    return found.first() is not None
 
 
 async def forget(

@@ -31,7 +31,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from consumers.groups.memory.remember import announce, outcome, remember_all
+from consumers.groups.memory.remember import announce, outcome, remember_all, row_outcome
 from infra.db import memories as rows
 from infra.db.engine import Database
 from infra.embeddings.base import Embedder
@@ -87,17 +87,7 @@ async def _fail_remember(
             )
         ],
     )
-    await rows.fail_remember(
-        ports.db,
-        ports.group,
-        raw.id,
-        raw.tenant_id,
-        cmd.memory_id,
-        cmd.user_id,
-        cmd.text,
-        cmd.metadata,
-        error,
-    )
+    await rows.settle_remembers(ports.db, ports.group, [row_outcome(raw, error=error)])
 
 
 @group.on(memory_events.MEMORY_FORGET, memory_events.Forget)

@@ -71,7 +71,7 @@ async def remember_all(events: Sequence[Remember], ports: Ports) -> None:
     todo = [e for e in todo if e.id not in done]
     if not todo:
         return
-    gone = await rows.forgotten_among(ports.db, [_outcome(e) for e in todo])
+    gone = await rows.forgotten_among(ports.db, [row_outcome(e) for e in todo])
     settings = ports.settings
     work = [
         _Work(e, split(e.payload.text, settings.memory_chunk_chars, settings.memory_chunk_overlap))
@@ -97,11 +97,11 @@ async def remember_all(events: Sequence[Remember], ports: Ports) -> None:
         raise
     embedder = ports.embedder
     settled = [
-        _outcome(w.raw, len(w.chunks), embedder) if w.chunks is not None
-        else _outcome(w.raw, error=w.error or "")
+        row_outcome(w.raw, len(w.chunks), embedder) if w.chunks is not None
+        else row_outcome(w.raw, error=w.error or "")
         for w in work
     ]  # fmt: skip
-    settled += [_outcome(e) for e in todo if e.payload.memory_id in gone]
+    settled += [row_outcome(e) for e in todo if e.payload.memory_id in gone]
     forgotten = await rows.settle_remembers(ports.db, ports.group, settled)
     again = [w for w in work if w.chunks is not None and w.raw.payload.memory_id in forgotten]
     await _delete(ports, [(w.raw, w.raw.payload.memory_id) for w in again])
@@ -240,7 +240,7 @@ def _replaces(raw: Remember) -> bool:
     return raw.payload.source == "reembed"
 
 
-def _outcome(
+def row_outcome(
     raw: Remember, chunks: int = 0, embedder: Embedder | None = None, error: str | None = None
 ) -> rows.Outcome:
     cmd = raw.payload
