@@ -87,21 +87,33 @@ async def bulk_load(url: str, tenant: uuid.UUID, vectors: np.ndarray) -> float:
         started = time.perf_counter()
         await conn.execute(f"DROP INDEX IF EXISTS {INDEX}")
         records = [
-            (f"{mid}#0", mid, tenant, "bench-user", 0, f"bench memory {i}", "{}", MODEL, DIM, vec)
+            (
+                f"{mid}#0",
+                mid,
+                tenant,
+                "bench-user",
+                0,
+                f"bench memory {i}",
+                "{}",
+                MODEL,
+                DIM,
+                vec,
+                True,
+            )
             for i, (mid, vec) in enumerate((uuid.uuid4(), v) for v in vectors)
         ]
         await conn.copy_records_to_table(
             "memory_chunks",
             records=records,
             columns=["id", "memory_id", "tenant_id", "user_id", "chunk", "text", "metadata",
-                     "model", "dim", "embedding"],
+                     "model", "dim", "embedding", "in_graph"],
         )  # fmt: skip
         await conn.execute("SET maintenance_work_mem = '1GB'")
         # The same definition as the migration.
         await conn.execute(
             f"CREATE INDEX {INDEX} ON memory_chunks USING hnsw "
             f"((embedding::vector({DIM})) vector_cosine_ops) "
-            f"WITH (m = 16, ef_construction = 64) WHERE dim = {DIM}"
+            f"WITH (m = 16, ef_construction = 64) WHERE dim = {DIM} AND in_graph"
         )
         await conn.execute("ANALYZE memory_chunks")
         return time.perf_counter() - started

@@ -91,6 +91,9 @@ class Settings(BaseSettings):
     memory_embedder_threads: int | None = Field(default=None, ge=1)
     memory_store: Literal["pgvector", "pinecone"] = "pgvector"
     memory_hnsw_ef_search: int = Field(default=100, ge=10, le=1000)
+    # A user's chunks are searched exactly until they have more than this; then they go
+    # into the HNSW graph (pgvector), which costs each about a millisecond of Postgres CPU.
+    memory_graph_after: int = Field(default=200, ge=0)
     memory_chunk_chars: int = Field(default=1000, ge=100)
     memory_chunk_overlap: int = Field(default=100, ge=0)
     # memory group: a list of remembers is embedded and written together once it holds

@@ -6,6 +6,7 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
+from sqlalchemy import text
 
 from infra.db.engine import Database
 from infra.embeddings.hashing import HashingEmbedder
@@ -140,13 +141,53 @@ async def test_pinecone_errors_are_translated(fake_pinecone: FakePinecone) -> No
 
 async def test_pgvector_hnsw_search_on_many_vectors_of_one_user(db: Database) -> None:
     """The index path (not the exact fall-back) returns full, correct results."""
-    store = PgVectorStore(db, dim=384, ef_search=40)
+    store = PgVectorStore(db, dim=384, ef_search=40, graph_after=100)
     tenant = uuid.uuid4()
     tag = tenant.hex[:8]  # other runs' rows in the same index must not look the same
     texts = [f"{tag} note number {i} about topic {i % 7}" for i in range(300)]
     await remember(store, tenant, "u", *texts)
     found = await search(store, tenant, "u", texts[123], top_k=10)
     assert len(found) == 10 and found[0] == texts[123]
+    assert await _in_graph(db, tenant, "u") == {True: 300}
+
+
+async def _in_graph(db: Database, tenant: uuid.UUID, user: str) -> dict[bool, int]:
+    async with db.session() as session:
+        rows = await session.execute(
+            text(
+                "SELECT in_graph, count(*) FROM memory_chunks "
+                "WHERE tenant_id = :t AND user_id = :u GROUP BY in_graph"
+            ),
+            {"t": tenant, "u": user},
+        )
+        return {bool(r[0]): int(r[1]) for r in rows}
+
+
+async def test_a_small_users_chunks_wait_outside_the_graph_and_join_it_together(
+    db: Database,
+) -> None:
+    """Under `graph_after` chunks a user is searched exactly, with no graph insert; past it,
+    all their chunks move into the graph, and the answers stay the same."""
+    store = PgVectorStore(db, dim=384, ef_search=40, graph_after=20)
+    tenant, other = uuid.uuid4(), uuid.uuid4()
+    tag = tenant.hex[:8]
+    first = [f"{tag} small fact {i} about subject {i % 3}" for i in range(15)]
+    await remember(store, tenant, "u", *first)
+    await remember(store, other, "u", *(f"{tag} big fact {i}" for i in range(30)))
+    assert await _in_graph(db, tenant, "u") == {False: 15}
+    assert await _in_graph(db, other, "u") == {True: 30}
+    before = await search(store, tenant, "u", first[7], top_k=3)
+    assert before[0] == first[7]
+
+    more = [f"{tag} later fact {i}" for i in range(10)]
+    await remember(store, tenant, "u", *more)
+    assert await _in_graph(db, tenant, "u") == {True: 25}
+    assert await search(store, tenant, "u", first[7], top_k=3) == before
+    await remember(store, tenant, "u", f"{tag} newest fact waits")
+    assert await _in_graph(db, tenant, "u") == {True: 25, False: 1}
+    # Found from both sides at once: the waiting chunk and the graph's.
+    found = await search(store, tenant, "u", f"{tag} newest fact waits later fact 3", top_k=2)
+    assert set(found) == {f"{tag} newest fact waits", f"{tag} later fact 3"}
 
 
 async def test_a_long_list_of_chunks_reaches_pinecone_in_requests_under_its_cap(

@@ -46,7 +46,9 @@ group.on(memory_events.MEMORY_FORGET_USER, memory_events.ForgetUser)(handle_forg
 
 def projection_ports(settings: Settings, db: Database) -> MemoryPorts:
     """The memory group's ports over the database being rebuilt, with no embedder."""
-    store = PgVectorStore(db, dim=settings.memory_embedding_dim)
+    store = PgVectorStore(
+        db, dim=settings.memory_embedding_dim, graph_after=settings.memory_graph_after
+    )
     return MemoryPorts(settings, db, NoEmbedder(), store, group=group.name)
 
 

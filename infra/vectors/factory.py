@@ -44,7 +44,12 @@ def build_store(settings: Settings, db: Database, dim: int) -> VectorStore:
         return PineconeStore(host=settings.pinecone_host, api_key=settings.pinecone_api_key or "")
     from infra.vectors.pgvector import PgVectorStore
 
-    return PgVectorStore(db, dim=dim, ef_search=settings.memory_hnsw_ef_search)
+    return PgVectorStore(
+        db,
+        dim=dim,
+        ef_search=settings.memory_hnsw_ef_search,
+        graph_after=settings.memory_graph_after,
+    )
 
 
 def build_memory(settings: Settings, db: Database) -> MemoryBackend:

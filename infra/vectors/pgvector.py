@@ -8,6 +8,12 @@ pgvector 0.6 filters HNSW results after the index scan: with a user who owns
 a small share of the table, the index can return fewer than `top_k` rows of
 that user. Then the search falls back to an exact scan of the user's own
 chunks, which is small in exactly that case.
+
+For the same reason a user's chunks wait outside the graph (`in_graph`
+false, found by an exact scan of that user's waiting chunks) until they pass
+`graph_after`: then they all move in at once. Inserting into the graph is what
+a stored chunk costs Postgres (about a millisecond of CPU), and a small user's
+search would not use it.
 """
 
 from __future__ import annotations
@@ -62,6 +68,20 @@ _UPSERT = """
 """
 
 
+# The owners among those given with more chunks waiting than `after`: all theirs go in.
+_TO_GRAPH = """
+    UPDATE memory_chunks AS c SET in_graph = true
+    FROM (
+        SELECT w.tenant_id, w.user_id FROM memory_chunks AS w
+        JOIN unnest(CAST(:tenant AS uuid[]), CAST(:user AS text[])) AS o(tenant_id, user_id)
+            ON w.tenant_id = o.tenant_id AND w.user_id = o.user_id
+        WHERE NOT w.in_graph
+        GROUP BY w.tenant_id, w.user_id HAVING count(*) > :after
+    ) AS full_
+    WHERE c.tenant_id = full_.tenant_id AND c.user_id = full_.user_id AND NOT c.in_graph
+"""
+
+
 def _columns(chunks: Sequence[Chunk]) -> dict[str, Any]:
     """The parameters of `_UPSERT` for chunks of one dimension."""
     return {
@@ -81,10 +101,13 @@ def _columns(chunks: Sequence[Chunk]) -> dict[str, Any]:
 class PgVectorStore:
     name = "pgvector"
 
-    def __init__(self, db: Database, dim: int, ef_search: int = 100) -> None:
+    def __init__(
+        self, db: Database, dim: int, ef_search: int = 100, graph_after: int = 200
+    ) -> None:
         self._db = db
         self._dim = int(dim)
         self._ef_search = int(ef_search)
+        self._graph_after = int(graph_after)
 
     async def upsert(self, chunks: Sequence[Chunk]) -> None:
         # A row per chunk id (the last one given wins: one statement cannot update a row
@@ -105,6 +128,15 @@ class PgVectorStore:
         await asyncio.gather(
             *(self._run(_UPSERT, _columns(part), wait_flush=False) for part in slices)
         )
+        await self._to_graph({(c.tenant_id, c.user_id) for c in unique})
+
+    async def _to_graph(self, owners: set[tuple[uuid.UUID, str]]) -> None:
+        """Move the waiting chunks of those owners who have more than `graph_after`
+        into the graph. Any time will do: a crash before leaves them waiting, still found."""
+        if not owners:
+            return
+        tenants, users = [t for t, _ in owners], [u for _, u in owners]
+        await self._run(_TO_GRAPH, {"tenant": tenants, "user": users, "after": self._graph_after})
 
     async def search(self, query: Query) -> list[Hit]:
         if len(query.vector) != self._dim:
@@ -125,9 +157,18 @@ class PgVectorStore:
             "AND model = :model AND metadata @> CAST(:filter AS jsonb)"
         )
         distance = f"(embedding::vector({dim}) <=> CAST(CAST(:q AS text) AS vector({dim})))"
+        # The user's waiting chunks, exactly; and the graph's nearest, when they have any
+        # there (a one-time check: an empty graph scan is the expensive kind).
+        graphed = (
+            "EXISTS (SELECT 1 FROM memory_chunks AS g WHERE g.tenant_id = :tenant_id "
+            "AND g.user_id = :user_id AND g.in_graph)"
+        )
         approximate = (
-            f"SELECT {_COLUMNS}, {distance} AS distance FROM memory_chunks "
-            f"WHERE {owner} ORDER BY {distance} LIMIT :k"
+            f"(SELECT {_COLUMNS}, {distance} AS distance FROM memory_chunks "
+            f"WHERE {owner} AND NOT in_graph ORDER BY distance LIMIT :k) UNION ALL "
+            f"(SELECT {_COLUMNS}, {distance} AS distance FROM memory_chunks "
+            f"WHERE {owner} AND in_graph AND {graphed} ORDER BY {distance} LIMIT :k) "
+            "ORDER BY distance LIMIT :k"
         )
         rows = await self._fetch(approximate, params, ef_search=max(self._ef_search, query.top_k))
         if len(rows) < query.top_k:
