@@ -6,8 +6,9 @@ replaying the topic into an empty store rebuilds the same set of memories.
 
 from __future__ import annotations
 
+import array
 import base64
-import struct
+import sys
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
@@ -16,6 +17,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.request import RequestModel
+
+_BIG_ENDIAN = sys.byteorder == "big"
 
 MEMORY_REMEMBER = "memory.remember"
 MEMORY_FORGET = "memory.forget"
@@ -95,12 +98,24 @@ class MemoryContext(RequestModel):
 
 def pack_vector(vector: Sequence[float]) -> str:
     """Base64 of little-endian float32: what the vector stores keep, a quarter of JSON."""
-    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+    return base64.b64encode(_little_endian(vector).tobytes()).decode()
+
+
+def _little_endian(vector: Sequence[float]) -> array.array[float]:
+    """The vector's float32 values (rounded to nearest) laid out little-endian."""
+    if isinstance(vector, array.array) and vector.typecode == "f" and not _BIG_ENDIAN:
+        return vector
+    out = array.array("f", vector)
+    if _BIG_ENDIAN:
+        out.byteswap()
+    return out
 
 
 def unpack_vector(packed: str) -> list[float]:
-    raw = base64.b64decode(packed)
-    return list(struct.unpack(f"<{len(raw) // 4}f", raw))
+    out = array.array("f", base64.b64decode(packed))
+    if _BIG_ENDIAN:
+        out.byteswap()
+    return out.tolist()
 
 
 def as_float32(vector: Sequence[float]) -> list[float]:

@@ -21,7 +21,8 @@ class Chunk:
     chunk: int
     text: str
     model: str
-    vector: list[float]
+    # As the stores keep it: float32 (an `array("f")` on the hot path, or a list).
+    vector: Sequence[float]
     metadata: Mapping[str, str] = field(default_factory=dict)
 
     @property

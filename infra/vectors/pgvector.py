@@ -42,7 +42,7 @@ def vector_literal(vector: Sequence[float]) -> str:
 
 def vector_texts(vectors: Sequence[Sequence[float]]) -> list[str]:
     """Vectors of one dimension in pgvector's text form, as float32 (what it stores)."""
-    rows = np.asarray(vectors, dtype=np.float32)
+    rows = np.asarray(vectors, dtype=np.float32)  # an array("f") row is copied, not parsed
     return [orjson.dumps(row, option=orjson.OPT_SERIALIZE_NUMPY).decode() for row in rows]
 
 

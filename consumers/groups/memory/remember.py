@@ -21,6 +21,7 @@ chunks are embedded again in halves until the refused memories are found.
 
 from __future__ import annotations
 
+import array
 import asyncio
 import uuid
 from collections import defaultdict
@@ -28,7 +29,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from pydantic import BaseModel
 
 from consumers.groups.memory.chunks import split
@@ -228,12 +228,13 @@ def _chunks(
 ) -> list[Chunk]:
     cmd = raw.payload
     # Stored as float32, as the events carry them: the live store and a rebuild agree
-    # exactly (numpy rounds as `memory_events.as_float32` does, for a whole memory at once).
-    rounded: list[list[float]] = np.asarray(vectors, dtype=np.float32).tolist() if vectors else []
+    # exactly (`array("f")` rounds as `memory_events.as_float32` does, and is cheap to
+    # pack and to write).
     return [
-        Chunk(cmd.memory_id, raw.tenant_id, cmd.user_id, i, piece, model, vector, cmd.metadata)
-        for i, (piece, vector) in enumerate(zip(pieces, rounded, strict=True))
-    ]
+        Chunk(cmd.memory_id, raw.tenant_id, cmd.user_id, i, piece, model,
+              array.array("f", vector), cmd.metadata)
+        for i, (piece, vector) in enumerate(zip(pieces, vectors, strict=True))
+    ]  # fmt: skip
 
 
 def _replaces(raw: Remember) -> bool:
