@@ -16,11 +16,13 @@ directives after the model id, as in tests/fakes/llm.py:
                                           503 ServiceUnavailableException, 403 AccessDenied...)
     ...@tool                              calls the first (or the forced) tool
     ...@cached=3                          3 input tokens read from the prompt cache
+    ...@delay=2000                        waits 2 s before answering
     ...@streamerror                       the stream breaks off with a modelStreamErrorException
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import struct
 import threading
@@ -154,6 +156,8 @@ class FakeBedrock(BackgroundServer):
                 403, "MissingAuthenticationTokenException", "Missing Authentication Token"
             )
         d = _directives(model)
+        if "delay" in d:
+            await asyncio.sleep(int(d["delay"]) / 1000)
         status = None
         if "always" in d:
             status = int(d["always"])
