@@ -295,6 +295,12 @@ async def test_an_exception_inside_the_stream_is_transient(fake_bedrock: FakeBed
     assert "ModelStreamErrorException: fake stream error" in str(caught.value)
 
 
+async def test_a_stream_cut_inside_a_frame_is_transient(fake_bedrock: FakeBedrock) -> None:
+    with pytest.raises(TransientError) as caught:
+        await run(fake_bedrock, ChatRequest(f"{CLAUDE}@cut", user(unique())))
+    assert caught.value.status == 502
+
+
 async def test_a_read_timeout_is_transient(fake_bedrock: FakeBedrock) -> None:
     started = time.monotonic()
     with pytest.raises(TransientError) as caught:

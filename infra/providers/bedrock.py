@@ -23,7 +23,9 @@ from contextlib import AsyncExitStack, contextmanager
 from typing import Any
 
 import aioboto3
+import aiohttp
 from botocore.config import Config
+from botocore.eventstream import ParserError
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -137,7 +139,8 @@ class BedrockRuntime:
             raise _from_client_error(self.name, exc) from exc
         except (TimeoutError, ReadTimeoutError) as exc:
             raise TransientError(f"{self.name}: timed out", status=504) from exc
-        except (ConnectionError, HTTPClientError) as exc:
+        except (ConnectionError, HTTPClientError, aiohttp.ClientError, ParserError) as exc:
+            # refused or dropped connections; a stream cut short or garbled in transit
             raise TransientError(f"{self.name}: {type(exc).__name__}: {exc}", status=502) from exc
         except BotoCoreError as exc:  # no credentials, a parameter botocore refuses, ...
             raise PermanentError(f"{self.name}: {type(exc).__name__}: {exc}", status=502) from exc
@@ -191,7 +194,11 @@ class BedrockProvider:
                 reply = await client.converse(**params)
                 return await _from_reply(reply, on_delta)
             reply = await client.converse_stream(**params)
-            completion = await _from_stream(reply["stream"], on_delta)
+            stream = reply["stream"]
+            try:
+                completion = await _from_stream(stream, on_delta)
+            finally:
+                stream.close()  # the connection, when the stream is left early
         if completion.usage_estimated:  # a stream cut before its metadata event
             answer = Message("assistant", completion.text, completion.tool_calls)
             completion.input_tokens = tokens.count_request(request)
@@ -236,6 +243,7 @@ async def _from_stream(stream: AsyncIterator[dict[str, Any]], on_delta: OnDelta)
     calls: dict[int, dict[str, str]] = {}
     usage: dict[str, Any] = {}
     stop_reason: str | None = None
+    stopped = False
     async for event in stream:
         if "contentBlockStart" in event:
             start = event["contentBlockStart"]
@@ -255,9 +263,13 @@ async def _from_stream(stream: AsyncIterator[dict[str, Any]], on_delta: OnDelta)
             elif "toolUse" in delta and block["contentBlockIndex"] in calls:
                 calls[block["contentBlockIndex"]]["args"] += delta["toolUse"].get("input", "")
         elif "messageStop" in event:
+            stopped = True
             stop_reason = event["messageStop"].get("stopReason")
         elif "metadata" in event:
             usage = event["metadata"].get("usage") or {}
+    if not stopped:
+        # botocore keeps a frame cut short to itself and ends quietly: the answer is partial.
+        raise TransientError("bedrock: the stream ended before its messageStop event", status=502)
     tool_calls = [ToolCall(c["id"], c["name"], c["args"] or "{}") for _, c in sorted(calls.items())]
     input_tokens, output_tokens, cached = usage_counts(usage)
     return Completion(

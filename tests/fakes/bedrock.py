@@ -17,6 +17,7 @@ directives after the model id, as in tests/fakes/llm.py:
     ...@tool                              calls the first (or the forced) tool
     ...@cached=3                          3 input tokens read from the prompt cache
     ...@delay=2000                        waits 2 s before answering
+    ...@cut                               the stream ends inside a frame
     ...@streamerror                       the stream breaks off with a modelStreamErrorException
 """
 
@@ -237,6 +238,10 @@ class FakeBedrock(BackgroundServer):
                 piece = word if i == 0 else " " + word
                 delta = {"contentBlockIndex": 0, "delta": {"text": piece}}
                 await response.write(event_frame("contentBlockDelta", delta))
+                if "cut" in _directives(model):  # half a frame, then the connection ends
+                    await response.write(event_frame("messageStop", {"stopReason": "x"})[:9])
+                    await response.write_eof()
+                    return response
                 if "streamerror" in _directives(model):
                     await response.write(
                         exception_frame("modelStreamErrorException", "fake stream error")
