@@ -1,4 +1,5 @@
-"""S3 objects through aioboto3: put, get, list. The only home of the AWS SDK.
+"""S3 objects through aioboto3: put, get, list. The only home of the S3 client
+(Bedrock's runtime client has its own: infra/providers/bedrock.py).
 
 Generic on purpose: the archive writes event batches through it, other
 features (batch files) can use the same port.

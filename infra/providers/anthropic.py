@@ -80,6 +80,11 @@ class AnthropicProvider:
             raise TransientError(f"{self.name}: {type(exc).__name__}: {exc}", status=502) from exc
         except anthropic.AnthropicError as exc:
             raise PermanentError(f"{self.name}: {exc}", status=502) from exc
+        if stop_reason is None:
+            # the connection ended before the answer did: never bill a partial answer as whole
+            raise TransientError(
+                f"{self.name}: the stream ended before its stop_reason", status=502
+            )
         tool_calls = [
             ToolCall(c["id"], c["name"], c["args"] or "{}") for _, c in sorted(calls.items())
         ]

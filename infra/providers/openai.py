@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from infra.errors import PermanentError
+from infra.errors import PermanentError, TransientError
 from infra.providers import tokens
 from infra.providers.base import (
     ChatRequest,
@@ -44,6 +44,11 @@ class OpenAIProvider(OpenAIHttp):
                 await on_delta(text)
 
         await self.stream_events(_params(request), on_chunk)
+        if reading.finish_reason is None:
+            # the connection ended before the answer did: never bill a partial answer as whole
+            raise TransientError(
+                f"{self.name}: the stream ended before its finish_reason", status=502
+            )
         return reading.completion(request)
 
 

@@ -14,6 +14,14 @@ _FAMILIES: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"^local-"), "local"),
     # The default memory embedder (infra/embeddings/minilm.py) runs on our own CPU.
     (re.compile(r"^all-MiniLM-L6-v2-int8$"), "local"),
+    # Bedrock's model ids (vendor.model-version:n), inference profiles too (us.anthropic...).
+    (
+        re.compile(
+            r"^((us|us-gov|eu|apac|jp|au|ca|global)\.)?"
+            r"(anthropic|meta|mistral|amazon|cohere|ai21|deepseek|writer)\.[\w.:-]+$"
+        ),
+        "bedrock",
+    ),
 )
 
 
@@ -26,7 +34,7 @@ class Route:
 def route(model: str) -> Route:
     if "/" in model:
         provider, _, name = model.partition("/")
-        if provider in ("openai", "anthropic", "local") and name:
+        if provider in ("openai", "anthropic", "local", "bedrock") and name:
             return Route(provider, name)
     for pattern, provider in _FAMILIES:
         if pattern.match(model):

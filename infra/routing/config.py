@@ -20,7 +20,7 @@ from infra.errors import PermanentError
 from infra.pricing import FREE, Price, parse_context_window, parse_price
 from infra.providers.router import route
 
-PROVIDER_KINDS = ("openai", "anthropic", "local")
+PROVIDER_KINDS = ("openai", "anthropic", "local", "bedrock")
 # The wire API of an openai deployment: chat completions, or the Responses API.
 OPENAI_APIS = ("chat", "responses")
 
@@ -36,6 +36,8 @@ class Deployment:
     timeout_s: float | None = None
     # openai only: "chat" (POST /chat/completions) or "responses" (POST /responses)
     api: str = "chat"
+    # bedrock only: the AWS region (else AWS_REGION / AWS_DEFAULT_REGION)
+    region: str | None = None
 
     @property
     def label(self) -> str:
@@ -179,6 +181,8 @@ def _deployment(model: str, table: dict[str, Any]) -> Deployment:
         raise ValueError(f"model {model!r}: deployment `api` must be one of {OPENAI_APIS}")
     if api != "chat" and provider != "openai":
         raise ValueError(f"model {model!r}: deployment `api = {api!r}` needs provider openai")
+    if table.get("region") is not None and provider != "bedrock":
+        raise ValueError(f"model {model!r}: deployment `region` needs provider bedrock")
     return Deployment(
         provider=provider,
         model=upstream or model,
@@ -188,6 +192,7 @@ def _deployment(model: str, table: dict[str, Any]) -> Deployment:
         max_concurrency=int(limit) if limit is not None else None,
         timeout_s=float(timeout) if timeout is not None else None,
         api=api,
+        region=table.get("region"),
     )
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from infra.embeddings import minilm
+from infra.embeddings.bedrock import BedrockEmbedder
 from infra.embeddings.hashing import HashingEmbedder
 from infra.embeddings.openai import OpenAIEmbedder
 from infra.errors import AyushError, PermanentError, TransientError
@@ -27,6 +28,7 @@ from infra.pricing import PriceTable
 from infra.providers import tokens
 from infra.providers.anthropic import AnthropicProvider
 from infra.providers.base import ChatProvider, ChatRequest, Completion, OnDelta
+from infra.providers.bedrock import BedrockProvider
 from infra.providers.local import LocalProvider
 from infra.providers.openai import OpenAIProvider
 from infra.providers.openai_responses import OpenAIResponsesProvider
@@ -88,12 +90,14 @@ class Gateway:
         self._live: dict[Deployment, _Live] = {}
         self._default_live: OrderedDict[Deployment, _Live] = OrderedDict()
         self._clients = AsyncExitStack()
-        self._chat_clients: dict[tuple[str, str, str | None, str | None, float], ChatProvider] = {}
+        self._chat_clients: dict[
+            tuple[str, str, str | None, str | None, float, str | None], ChatProvider
+        ] = {}
 
     # building clients ------------------------------------------------------------
     def _chat_client(self, d: Deployment) -> ChatProvider:
         timeout = d.timeout_s or self._timeout
-        key = (d.provider, d.api, d.base_url, d.api_key, timeout)
+        key = (d.provider, d.api, d.base_url, d.api_key, timeout, d.region)
         client = self._chat_clients.get(key)
         if client is None:
             if d.provider == "openai" and d.api == "responses":
@@ -106,6 +110,8 @@ class Gateway:
                 client = AnthropicProvider(
                     api_key=d.api_key, base_url=d.base_url, timeout_s=timeout
                 )
+            elif d.provider == "bedrock":
+                client = BedrockProvider(region=d.region, base_url=d.base_url, timeout_s=timeout)
             else:
                 client = LocalProvider(delay_s=self._local_delay)
             if self._wrap_chat is not None:
@@ -121,6 +127,12 @@ class Gateway:
             )
             self._clients.push_async_callback(embedder.close)
             return embedder
+        if d.provider == "bedrock":
+            bedrock = BedrockEmbedder(
+                d.model, region=d.region, base_url=d.base_url, timeout_s=d.timeout_s or 60.0
+            )
+            self._clients.push_async_callback(bedrock.close)
+            return bedrock
         if d.provider == "local":
             if d.model == minilm.MODEL:
                 return minilm.MiniLMEmbedder()  # the process's one session, loaded on first use
@@ -169,6 +181,8 @@ class Gateway:
             if live.embedder is None:
                 live.embedder = self._embedder(live.spec)
             if isinstance(live.embedder, OpenAIEmbedder):
+                return await live.embedder.embed_counted(texts, dimensions)
+            if isinstance(live.embedder, BedrockEmbedder):
                 return await live.embedder.embed_counted(texts, dimensions)
             vectors = await live.embedder.embed(texts)
             return vectors, tokens.estimate_texts(texts)

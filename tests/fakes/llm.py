@@ -12,6 +12,7 @@ started as a subprocess too) can ask for it:
     gpt-fake@nousage         a stream without a usage chunk
     gpt-fake@pace=30         30 ms between streamed words
     gpt-fake@cached=3        reports 3 of the prompt's tokens as read from the prompt cache
+    gpt-fake@cut             the stream ends after its first word (no finish, no [DONE])
     gpt-fake@tool            calls the first tool offered (or the forced one) with
                              {"echo": <last user message>}
 
@@ -229,6 +230,9 @@ class FakeLLMServer(BackgroundServer):
                     "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}],
                 }
             )
+            if "cut" in _directives(model):  # the connection ends mid-answer
+                await response.write_eof()
+                return response
         await chunk({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
         include_usage = (body.get("stream_options") or {}).get("include_usage")
         if include_usage and "nousage" not in _directives(model):
@@ -294,6 +298,9 @@ class FakeLLMServer(BackgroundServer):
             await event(
                 "content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": piece}}
             )
+            if "cut" in _directives(model):  # the connection ends mid-answer
+                await response.write_eof()
+                return response
         await event("content_block_stop", {"index": 0})
         await event(
             "message_delta",
