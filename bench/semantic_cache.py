@@ -6,22 +6,23 @@
 The data set (bench/data/semantic_cache.json, written by hand for this
 repository) has two sets of pairs, each a question that was cached and a
 question asked later:
-- `paraphrases` (104): the same question reworded ("What is the capital of
+- `paraphrases` (108): the same question reworded ("What is the capital of
   France?" / "Which city is the capital of France?"); the later one should be
   served the cached answer;
-- `near_misses` (105): questions one word apart whose answers differ ("capital
+- `near_misses` (111): questions one word apart whose answers differ ("capital
   of Austria" / "capital of Australia", "convert 5 km to miles" / "convert 5
   miles to km"); the later one must not be.
 
 Each pair goes through the real path: the cached question is embedded with the
 embedder (the memory embedder's default, MiniLM, unless `--embedder` says) and
 stored with SemanticCacheStore in Postgres, in a partition of its own (as two
-requests of the same model, parameters and history would share one); the
-asked question is embedded and looked up there. `hit_rate` at a threshold is
-the share of paraphrase pairs whose similarity reaches it; `false_hit_rate`
-the share of near-miss pairs that do. `crowded_wrong_hits` puts every cached
-paraphrase in one partition and counts asked ones whose nearest row is another
-question's yet reaches the threshold.
+requests of the same model, parameters and history would share one, and
+with the question's numbers in it, as the platform's key has them); the asked
+question is embedded and looked up there: with other numbers it finds nothing.
+`hit_rate` at a threshold is the share of paraphrase pairs whose similarity
+reaches it; `false_hit_rate` the share of near-miss pairs that do.
+`crowded_wrong_hits` puts every cached paraphrase in one partition and counts
+asked ones whose nearest row is another question's yet reaches the threshold.
 
 Prints one JSON object: the curve (`thresholds`: 0.80..0.99), the platform's
 default threshold (AYUSH_SEMANTIC_CACHE_THRESHOLD) and its figures, the
@@ -45,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sqlalchemy import text
 
 from bench.services import bench_services
+from consumers.groups.model_calls.semantic import numbers
 from infra.db.engine import Database
 from infra.db.semantic_cache import Entry, SemanticCacheStore
 from infra.embeddings.base import Embedder
@@ -76,15 +78,17 @@ async def similarities(
     cached = await embedder.embed([p["cached"] for p in pairs])
     asked = await embedder.embed([p["asked"] for p in pairs])
 
-    def entry(pair: dict[str, Any], vector: list[float]) -> Entry:
+    def entry(pair: dict[str, Any], vector: list[float], text: str) -> Entry:
+        # The platform's partition key holds the question's numbers: so does this one.
         partition = "crowded" if crowded else pair["id"]
+        partition += "/" + ",".join(numbers(text))
         return Entry(tenant, partition, embedder.model, vector)
 
     for pair, vector in zip(pairs, cached, strict=True):
-        await store.put(entry(pair, vector), {"id": pair["id"]}, 0, TTL_S, 100_000)
-    found = []
+        await store.put(entry(pair, vector, pair["cached"]), {"id": pair["id"]}, 0, TTL_S, 100_000)
+    found: list[tuple[str, str | None, float]] = []
     for pair, vector in zip(pairs, asked, strict=True):
-        nearest = await store.nearest(entry(pair, vector), threshold=-1.0)
+        nearest = await store.nearest(entry(pair, vector, pair["asked"]), threshold=-1.0)
         if nearest is None:
             found.append((pair["id"], None, -1.0))
         else:

@@ -17,12 +17,14 @@ import openai
 import pytest
 from sqlalchemy import text
 
+from consumers.groups.model_calls import semantic
 from infra.db.engine import Database
 from infra.db.semantic_cache import Entry, SemanticCacheStore
 from infra.db.tenants import create_api_key
 from infra.db.user_data import erase_user
 from infra.embeddings.hashing import HashingEmbedder
 from infra.local_stack import ServiceAddresses
+from schemas.jobs import ChatJob
 from tests.conftest import Running, make_tenant, new_platform
 from tests.fakes.llm import FakeLLMServer
 from tests.harness import unique
@@ -273,3 +275,39 @@ async def test_forgetting_a_user_deletes_the_answers_to_their_jobs(db: Database)
     assert erased["semantic_cache"] == 1
     assert await store.nearest(await _entry(tenant, mine), 0.99) is None
     assert await store.nearest(await _entry(tenant, theirs), 0.99) is not None
+
+
+# The partition key ------------------------------------------------------------------------
+def _job(*turns: tuple[str, str], **fields: Any) -> ChatJob:
+    messages = [{"role": role, "content": content} for role, content in turns]
+    return ChatJob(model="gpt-fake", messages=messages, semantic_cache=True, **fields)
+
+
+def key_of(job: ChatJob, model: str) -> str:
+    return semantic.partition_key(job, model)
+
+
+def test_what_must_match_exactly_is_in_the_partition_key() -> None:
+    base = _job(("system", "be brief"), ("user", "convert 5 km to miles"))
+    key = key_of(base, "gpt-fake")
+    # The wording of the last turn, labels and the user are not.
+    reworded_ = _job(("system", "be brief"), ("user", "5 km in miles?"))
+    assert key_of(reworded_, "gpt-fake") == key
+    assert key_of(base.model_copy(update={"user_id": "ann"}), "gpt-fake") == key
+    # The numbers, the history, the system prompt, the model and the parameters are.
+    others = [
+        key_of(_job(("system", "be brief"), ("user", "convert 8 km to miles")), "gpt-fake"),
+        key_of(_job(("system", "be long"), ("user", "convert 5 km to miles")), "gpt-fake"),
+        key_of(
+            _job(("user", "hi"), ("assistant", "hello"), ("user", "convert 5 km to miles")),
+            "gpt-fake",
+        ),
+        key_of(base, "gpt-other"),
+        key_of(base.model_copy(update={"seed": 7}), "gpt-fake"),
+        key_of(base.model_copy(update={"stop": ["\n"]}), "gpt-fake"),
+    ]
+    assert key not in others and len(set(others)) == len(others)
+    assert semantic.question(base) == "convert 5 km to miles"
+    # Memory recall, or a last turn that is not a user's text: not cached at all.
+    assert semantic.question(base.model_copy(update={"memory": {"user_id": "ann"}})) is None
+    assert semantic.question(_job(("user", "hi"), ("assistant", "hello"))) is None

@@ -8,7 +8,9 @@ embedder. Embedding the whole conversation would let a long shared history
 outweigh a different last question ("...and in Austria?" vs "...and in
 Australia?"), and a different earlier turn could still pass as near; hashing the
 history makes those misses certain and leaves the embedder to judge the question
-it was measured on (bench/semantic_cache.py).
+it was measured on (bench/semantic_cache.py). The numbers of the last turn go
+into the key too: an embedder barely tells "convert 5 km" from "convert 8 km",
+and no threshold keeps them apart, so questions with other numbers never meet.
 
 Never cached: a job that recalls a user's memories (its prompt holds that user's
 notes), anything but a plain chat job (embeddings, response turns, whose history
@@ -19,6 +21,7 @@ tool results). The embedding call of a lookup is billed like a recall's.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -35,6 +38,8 @@ from schemas import jobs as job_events
 from schemas import topics
 from schemas.envelope import Envelope
 from schemas.ids import derived_id
+
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 
 # Fields that say nothing about the answer (labels, who asked, the cache choices), and
 # the messages, which are hashed apart from the last one.
@@ -68,12 +73,18 @@ def question(job: job_events.ChatJob) -> str | None:
     return last.content
 
 
+def numbers(text: str) -> list[str]:
+    """The numbers a question names, in no particular order: they must match exactly."""
+    return sorted(_NUMBER.findall(text))
+
+
 def partition_key(job: job_events.ChatJob, model: str) -> str:
     """Everything but the last turn's wording, hashed: requests that may share an answer."""
     normal = job.model_dump(mode="json", exclude=_NOT_KEYED)
     normal["model"] = model
     normal["history"] = [m.model_dump(mode="json") for m in job.messages[:-1]]
     normal["last_role"] = job.messages[-1].role
+    normal["numbers"] = numbers(job.messages[-1].content)
     return hashlib.sha256(orjson.dumps(normal, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
