@@ -30,6 +30,7 @@ from infra.connectors import build_connectors
 from infra.connectors.address_policy import AddressPolicy
 from infra.connectors.base import VendorHttp
 from infra.db.engine import Database
+from infra.db.semantic_cache import SemanticCacheStore
 from infra.errors import PermanentError
 from infra.files import open_file_store
 from infra.kafka.group import Group
@@ -140,10 +141,12 @@ async def _model_calls_ports(
     cache = ResponseCache(streams, settings, publisher.metrics)
     recall = None
     channels = None
+    semantic = None
     if not replay:  # replay routes and stops: it never calls a model, so recalls nothing
         backend = build_memory(settings, db)
         stack.push_async_callback(backend.close)
         recall = StoreRecall(backend)
+        semantic = model_calls.SemanticCache(backend.embedder, SemanticCacheStore(db))
         channels = Channels(settings, max_connections=concurrency)
         stack.push_async_callback(channels.close)
     return model_calls.Ports(
@@ -156,6 +159,7 @@ async def _model_calls_ports(
         replay=replay,
         recall=recall,
         channels=channels,
+        semantic=semantic,
     )
 
 

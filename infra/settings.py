@@ -154,6 +154,13 @@ class Settings(BaseSettings):
     # each model goes to its family's provider.
     routing_file: Path | None = None
     response_cache_ttl_s: int = 24 * 3600
+    # The semantic cache (opt-in: `X-Ayush-Cache: semantic` or the tenant's setting): a
+    # question whose embedding (the memory embedder's) is at least this similar to a
+    # cached one of the same partition is answered from it. 0.90: bench/semantic_cache.py.
+    semantic_cache_threshold: float = Field(default=0.90, gt=0, le=1)
+    semantic_cache_ttl_s: int = Field(default=24 * 3600, ge=1)
+    # Rows per tenant at most; the oldest go first.
+    semantic_cache_max_entries: int = Field(default=10_000, ge=1)
     # How long an OpenAI-compatible request waits for its job's answer.
     gateway_wait_timeout_s: float = 600.0
     # A waiting request reads its job's stream itself after this long without

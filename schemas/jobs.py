@@ -128,6 +128,10 @@ class ChatJob(RequestModel):
     dimensions: int | None = Field(default=None, ge=1, le=10_000)
     # Serve an identical earlier answer from the response cache (costs nothing).
     cache: bool = False
+    # Also serve an earlier answer to a question of the same meaning (the semantic cache,
+    # beside the response cache); `semantic_threshold` replaces the platform's similarity.
+    semantic_cache: bool = False
+    semantic_threshold: float | None = Field(default=None, gt=0, le=1)
     # Recall the user's memories into the prompt; with `remember`, store the exchange.
     memory: MemoryContext | None = None
     # A "response" job (POST /v1/responses): its new input items and where its history

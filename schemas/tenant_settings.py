@@ -68,6 +68,11 @@ class TenantSettingsIn(RequestModel):
     response_cache: bool | None = Field(
         default=None, description="Answer identical requests from the response cache."
     )
+    semantic_cache: bool | None = Field(
+        default=None,
+        description="Answer questions of the same meaning from the semantic cache"
+        " (and identical ones from the response cache).",
+    )
 
     @field_validator("cors_origins")
     @classmethod
@@ -78,3 +83,4 @@ class TenantSettingsIn(RequestModel):
 class TenantSettingsView(BaseModel):
     cors_origins: list[str]
     response_cache: bool
+    semantic_cache: bool = False

@@ -283,7 +283,7 @@ async def test_tenant_settings_refuse_what_is_not_an_origin_naming_cors_origins(
     assert unknown.status_code == 422
     # Nothing was written.
     shown = await clients[0].get("/v1/tenant/settings", headers=admin.headers)
-    assert shown.json() == {"cors_origins": [], "response_cache": False}
+    assert shown.json() == {"cors_origins": [], "response_cache": False, "semantic_cache": False}
 
 
 async def test_a_put_changes_the_fields_it_names_and_keeps_the_others(
@@ -293,11 +293,12 @@ async def test_a_put_changes_the_fields_it_names_and_keeps_the_others(
     cached = await clients[0].put(
         "/v1/tenant/settings", json={"response_cache": True}, headers=admin.headers
     )
-    assert cached.json() == {"cors_origins": [], "response_cache": True}
+    assert cached.json() == {"cors_origins": [], "response_cache": True, "semantic_cache": False}
     origins = await put_origins(clients[0], admin, ["http://localhost:3000", "https://a.example"])
     assert origins.json() == {
         "cors_origins": ["http://localhost:3000", "https://a.example"],
         "response_cache": True,
+        "semantic_cache": False,
     }
     shown = await clients[1].get("/v1/tenant/settings", headers=admin.headers)
     assert shown.json() == origins.json()

@@ -8,7 +8,8 @@ event copy unreadable; these are the projections that hold the same text in clea
   they are the bill, not the user's words);
 - the user's conversations and responses, and every item in them, are deleted;
 - the user's memories made before the forget become tombstones (no text, no metadata),
-  as the memory group leaves them (it also deletes their vectors).
+  as the memory group leaves them (it also deletes their vectors);
+- the semantic cache's answers to the user's jobs are deleted.
 
 Usage rows name the user but hold no text: they stay.
 """
@@ -51,6 +52,8 @@ _ERASE: tuple[tuple[str, str], ...] = (
         "UPDATE memories SET status = 'deleted', text = '', metadata = '{}', chunks = 0, "
         "error = NULL WHERE tenant_id = :t AND user_id = :u AND id < :b",
     ),
+    # Answers the semantic cache kept from the user's jobs.
+    ("semantic_cache", "DELETE FROM semantic_cache WHERE tenant_id = :t AND user_id = :u"),
 )
 
 

@@ -56,6 +56,7 @@ EXPOSE_HEADERS = ", ".join(
         "X-Request-Id",
         "X-Ayush-Job-Id",
         "X-Ayush-Cache",
+        "X-Ayush-Cache-Similarity",
         "X-Ayush-Cost-Usd",
     )
 )

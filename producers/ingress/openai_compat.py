@@ -52,6 +52,7 @@ async def chat_completions(request: Request) -> Response:
     caller = await authenticate(request, svc)
     body = await oe.openai_body(request, ChatCompletionRequest)
     job = _scoped(caller, body, _build(lambda: chat_job(body, _wants_cache(request, caller))))
+    job = _semantic(request, caller, job)
     return await _run(
         request, svc, caller, job, body.model, stream=body.stream, usage=_include_usage(body)
     )
@@ -182,8 +183,8 @@ async def _answer(
         first = await _answer_start(next_event)
         if first.type == "error":
             raise _with(oe.from_job_error(first.data), headers)
-        if job.cache:
-            headers["X-Ayush-Cache"] = "hit" if first.data.get("cached") else "miss"
+        if job.cache or job.semantic_cache:
+            headers.update(_cache_headers(first.data))
         if slot is not None:
             chunks = completion_chunks(job_id, model, first, next_event, usage)
             response = slot_stream(svc, slot, _forgetting(svc, job_id, chunks), headers)
@@ -288,6 +289,47 @@ def _wants_cache(request: Request, caller: Caller) -> bool:
     if header is not None:
         return header.strip().lower() in ("true", "1", "yes")
     return bool(caller.settings.get("response_cache", False))
+
+
+def _semantic(request: Request, caller: Caller, job: job_events.ChatJob) -> job_events.ChatJob:
+    """`X-Ayush-Cache: semantic` (or the tenant's `semantic_cache`): the response cache, and
+    the semantic cache after it; `X-Ayush-Cache-Threshold` replaces the similarity needed."""
+    header = request.headers.get("x-ayush-cache")
+    if header is not None:
+        wanted = header.strip().lower() == "semantic"
+    else:
+        wanted = bool(caller.settings.get("semantic_cache", False))
+    if not wanted:
+        return job
+    threshold = request.headers.get("x-ayush-cache-threshold")
+    update: dict[str, Any] = {"cache": True, "semantic_cache": True}
+    if threshold is not None:
+        update["semantic_threshold"] = _threshold(threshold)
+    return job.model_copy(update=update)
+
+
+def _threshold(value: str) -> float:
+    try:
+        threshold = float(value)
+    except ValueError:
+        threshold = -1.0
+    if not 0 < threshold <= 1:
+        raise oe.OpenAIError(
+            400,
+            "X-Ayush-Cache-Threshold is a similarity above 0 and at most 1",
+            "invalid_request_error",
+            "invalid_value",
+        )
+    return threshold
+
+
+def _cache_headers(first: dict[str, Any]) -> dict[str, str]:
+    """What the caches did: `hit` (the response cache), `semantic-hit` with the similarity
+    of the cached question, or `miss`."""
+    similarity = first.get("similarity")
+    if similarity is not None:
+        return {"X-Ayush-Cache": "semantic-hit", "X-Ayush-Cache-Similarity": f"{similarity:.4f}"}
+    return {"X-Ayush-Cache": "hit" if first.get("cached") else "miss"}
 
 
 def _include_usage(body: ChatCompletionRequest) -> bool:

@@ -1,4 +1,5 @@
-"""The tenant's own settings: its browser origins (CORS) and whether it uses the response cache.
+"""The tenant's own settings: its browser origins (CORS) and whether it uses the response
+and semantic caches.
 
 They live in `tenants.settings`; a PUT merges the fields it names and keeps the others.
 """
@@ -44,4 +45,5 @@ def _view(settings: dict[str, Any]) -> TenantSettingsView:
     return TenantSettingsView(
         cors_origins=[str(o) for o in origins] if isinstance(origins, list) else [],
         response_cache=bool(settings.get("response_cache", False)),
+        semantic_cache=bool(settings.get("semantic_cache", False)),
     )

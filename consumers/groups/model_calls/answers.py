@@ -23,6 +23,8 @@ class Answer:
     embeddings: list[list[float]] | None = None
     # A response turn's: what of its history was sent to the model.
     context: ContextSent | None = None
+    # Served by the semantic cache: the similarity of the cached question.
+    similarity: float | None = None
 
 
 def priced(
@@ -53,9 +55,13 @@ def priced(
     )
 
 
+# Labels, who asked, and which caches to use say nothing about the answer.
+_NOT_KEYED = {"user_id", "metadata", "cache", "semantic_cache", "semantic_threshold"}
+
+
 def cache_key(tenant_id: uuid.UUID, job: job_events.ChatJob, model: str) -> str:
     """Identical requests of one tenant share a key; labels and user ids do not count."""
-    normal = job.model_dump(mode="json", exclude={"user_id", "metadata", "cache"})
+    normal = job.model_dump(mode="json", exclude=_NOT_KEYED)
     normal["model"] = model
     digest = hashlib.sha256(orjson.dumps(normal, option=orjson.OPT_SORT_KEYS)).hexdigest()
     return f"{tenant_id}:{digest}"

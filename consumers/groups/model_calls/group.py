@@ -5,7 +5,8 @@ one statement; the follow-up events have ids derived from the request's id,
 so re-publishing them after a crash is deduplicated downstream (outcomes.py).
 Routing, retries and fallbacks are the gateway's (infra/routing); a job that
 asks for the response cache is answered from it when an identical request of
-the same tenant was answered before, at zero cost (answers.py).
+the same tenant was answered before, at zero cost (answers.py); one that asks for
+the semantic cache, when a question of the same meaning was (semantic.py).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
-from consumers.groups.model_calls import turns
+from consumers.groups.model_calls import semantic, turns
 from consumers.groups.model_calls.answers import Answer, cache_entry, cache_key, from_cache, priced
 from consumers.groups.model_calls.outcomes import (
     announce_again,
@@ -26,7 +27,7 @@ from consumers.groups.model_calls.outcomes import (
     follow_up,
     user_feed,
 )
-from consumers.groups.model_calls.ports import GROUP, SYSTEM, Ports
+from consumers.groups.model_calls.ports import GROUP, SYSTEM, Ports, SemanticCache
 from consumers.groups.model_calls.recall_usage import MeteredRecall
 from consumers.jobs import memory_recall as chat_memory
 from consumers.jobs.requests import chat_request
@@ -39,7 +40,7 @@ from schemas import jobs as job_events
 from schemas import topics
 from schemas.envelope import Envelope
 
-__all__ = ["Ports", "group"]
+__all__ = ["Ports", "SemanticCache", "group"]
 
 Request = Envelope[job_events.JobRequested]
 
@@ -106,8 +107,13 @@ async def handle_job_requested(raw: Request, ports: Ports) -> None:
     # Recalled memories change as the user's store does: such answers are never shared.
     use_cache = job.cache and job.memory is None
     try:
-        key = cache_key(raw.tenant_id, job, ports.gateway.config.canonical(job.model))
+        model = ports.gateway.config.canonical(job.model)
+        key = cache_key(raw.tenant_id, job, model)
         answer = await from_cache(request, key, ports) if use_cache else None
+        # The semantic cache after the exact one: a miss there embeds the question.
+        place = None if answer else await semantic.lookup(raw, request, model, ports)
+        if place is not None:
+            answer = await semantic.from_cache(request, place, ports)
         cached = answer is not None
         if answer is None:
             answer = await _call(raw, request, ports, running)
@@ -134,6 +140,8 @@ async def handle_job_requested(raw: Request, ports: Ports) -> None:
         return
     if use_cache and not cached:
         await ports.cache.put(key, cache_entry(answer), ports.settings.response_cache_ttl_s)
+    if place is not None and not cached:
+        await semantic.store(place, answer, ports)
     await announce_success(raw, request, answer, ports, also=turns.ended_events(raw, ended))
     if ended is not None:
         await turns.tell(raw, request, ended, ports)

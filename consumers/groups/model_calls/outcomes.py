@@ -114,6 +114,8 @@ async def announce_success(
     }
     if answer.embeddings is not None:
         data["embeddings"] = answer.embeddings
+    if answer.similarity is not None:
+        data["similarity"] = answer.similarity
     await ports.streams.append_many(
         request.job_id,
         [("result", data), ("done", {"status": "succeeded"})],

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from consumers.jobs.ports import JobPorts
 from infra.channels import Channels
 from infra.db.jobs import JobWrites
+from infra.db.semantic_cache import SemanticCacheStore
+from infra.embeddings.base import Embedder
 from infra.replies import ResponseCache
 from infra.routing.gateway import Gateway
 from infra.vectors.recall import MemoryRecall
@@ -14,6 +16,14 @@ from schemas.envelope import Actor
 
 GROUP = "model-calls"
 SYSTEM = Actor(kind="system", id=GROUP)
+
+
+@dataclass(frozen=True)
+class SemanticCache:
+    """Answers found by meaning: questions embedded by the memory embedder, rows in Postgres."""
+
+    embedder: Embedder
+    store: SemanticCacheStore
 
 
 @dataclass(frozen=True)
@@ -26,6 +36,7 @@ class Ports(JobPorts):
     recall: MemoryRecall | None = None  # jobs with `memory` get the user's memories
     # Live channels (conversations, users' feeds); None in replay, which streams nothing.
     channels: Channels | None = None
+    semantic: SemanticCache | None = None  # None in replay
     writes: JobWrites = field(init=False)  # starts and completions, batched across calls
 
     def __post_init__(self) -> None:
