@@ -147,7 +147,10 @@ def _parts(m: Message, names: dict[str, str]) -> list[types.Part]:
 
 def _tool_result(content: str) -> dict[str, Any]:
     """Gemini wants an object: a JSON object as it is, anything else under "result"."""
-    value = _json(content, None)
+    try:
+        value = json.loads(content)
+    except ValueError:
+        value = None
     return value if isinstance(value, dict) else {"result": content}
 
 
@@ -166,11 +169,11 @@ def _part(part: str | Image) -> types.Part:
     return types.Part(file_data=types.FileData(file_uri=part.url, mime_type=mime))
 
 
-def _json(text: str, default: Any = None) -> Any:
+def _json(text: str) -> Any:
     try:
         return json.loads(text or "{}")
     except ValueError:
-        return {} if default is None and text else default
+        return {}
 
 
 def _unb64(text: str) -> bytes | None:
