@@ -445,3 +445,19 @@ def test_unknown_model_error_names_gemini() -> None:
     with pytest.raises(PermanentError) as refused:
         route(f"mystery-{uuid.uuid4().hex[:6]}")
     assert "gemini-*" in str(refused.value)
+
+
+def test_gemini_deployments_take_a_project_and_location(tmp_path: Path) -> None:
+    example = load_routing(Path(__file__).resolve().parents[1] / "docs" / "routing.example.toml")
+    developer, vertex = example.route_for("gemini-2.5-flash").deployments
+    assert developer.provider == vertex.provider == "gemini" and developer.project is None
+    assert (vertex.project, vertex.location) == ("my-gcp-project", "europe-west4")
+    assert example.route_for("gemini-embedding-001").deployments[0].provider == "gemini"
+    assert load_routing(None).route_for("text-embedding-004").deployments[0].provider == "gemini"
+    assert (
+        load_routing(None).route_for("text-embedding-3-small").deployments[0].provider == "openai"
+    )
+    path = tmp_path / "routing.toml"
+    path.write_text('[models."a"]\ndeployments = [{ provider = "openai", project = "p" }]\n')
+    with pytest.raises(ValueError, match="`project` needs provider gemini"):
+        load_routing(path)
