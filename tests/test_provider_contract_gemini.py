@@ -239,20 +239,23 @@ async def test_gemini_unreachable_is_transient(fake_gemini: FakeGeminiServer) ->
         await provider.close()
 
 
-async def test_gemini_on_vertex_uses_the_project_path_and_adc_token(
-    fake_gemini: FakeGeminiServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Vertex AI: the project/location path, API v1beta1, a bearer token from ADC.
-
-    The credentials are an authorized-user file holding a token that has not expired,
-    so nothing asks Google's token endpoint for one.
-    """
+@pytest.fixture
+def vertex_adc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Application Default Credentials: an authorized-user file holding a token that has
+    not expired, so nothing asks Google's token endpoint for one."""
     adc = tmp_path / "adc.json"
     adc.write_text(json.dumps({
         "type": "authorized_user", "client_id": "c", "client_secret": "s",
         "refresh_token": "r", "token": "vertex-token", "expiry": "2099-01-01T00:00:00Z",
     }))  # fmt: skip
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(adc))
+
+
+@pytest.mark.usefixtures("vertex_adc")
+async def test_gemini_on_vertex_uses_the_project_path_and_adc_token(
+    fake_gemini: FakeGeminiServer,
+) -> None:
+    """Vertex AI: the project/location path, API v1beta1, a bearer token from ADC."""
     provider = GeminiProvider(
         base_url=fake_gemini.url, project="proj-1", location="europe-west4", timeout_s=5
     )
@@ -282,6 +285,23 @@ async def test_gemini_embeddings_in_one_batch_call(fake_gemini: FakeGeminiServer
     batch = [c for c in fake_gemini.calls if c.model == "gemini-embedding-001"]
     assert [c.method for c in batch] == ["batchEmbedContents", "batchEmbedContents"]
     assert [r["outputDimensionality"] for r in batch[0].body["requests"]] == [4, 4]
+
+
+@pytest.mark.usefixtures("vertex_adc")
+async def test_text_embedding_004_on_vertex_counts_the_tokens_vertex_reports(
+    fake_gemini: FakeGeminiServer,
+) -> None:
+    embedder = GeminiEmbedder(
+        "text-embedding-004", dim=5, base_url=fake_gemini.url, project="proj-2", location="us-east1"
+    )
+    try:
+        vectors, used = await embedder.embed_counted(["one two", "three four five"], 5)
+    finally:
+        await embedder.close()
+    assert [len(v) for v in vectors] == [5, 5] and used == 5  # 2 + 3, Vertex's statistics
+    [call] = [c for c in fake_gemini.calls if "proj-2" in c.path]
+    assert call.path.endswith("/publishers/google/models/text-embedding-004:predict")
+    assert call.headers["Authorization"] == "Bearer vertex-token"
 
 
 async def test_gemini_family_routes_without_a_routing_file(
