@@ -164,6 +164,32 @@ async def test_gemini_tool_calls_both_ways_keep_the_thought_signature(
     ]
 
 
+async def test_a_signature_too_long_for_an_id_goes_back_as_the_documented_skip(
+    gemini: GeminiProvider, fake_gemini: FakeGeminiServer
+) -> None:
+    question = unique("long thoughts ")
+    model = "gemini-fake@tool@longsig"
+    _, completion = await _run(gemini, ChatRequest(model, _user(question), tools=[LOOKUP]))
+    [tool_call] = completion.tool_calls
+    assert len(tool_call.id) <= 200  # what a job's tool call id may be (schemas/jobs.py)
+    follow_up = [
+        *_user(question),
+        Message("assistant", "", tool_calls=[tool_call]),
+        Message("tool", "sunny", tool_call_id=tool_call.id),
+    ]
+    await _run(gemini, ChatRequest(model, follow_up, tools=[LOOKUP]))
+    sent = fake_gemini.calls_for(question)[-1].body["contents"][1]["parts"][0]
+    assert sent["thoughtSignature"] == "skip_thought_signature_validator"
+
+
+async def test_an_error_of_on_delta_is_not_taken_for_the_vendors(gemini: GeminiProvider) -> None:
+    async def broken(_: str) -> None:
+        raise RuntimeError("the caller's own failure")
+
+    with pytest.raises(RuntimeError, match="the caller's own failure"):
+        await gemini.stream_chat(ChatRequest("gemini-fake", _user(unique())), broken)
+
+
 async def test_gemini_tool_answer_naming_no_call_is_refused(gemini: GeminiProvider) -> None:
     messages = [Message("user", "hi"), Message("tool", "sunny", tool_call_id="call_nobody")]
     with pytest.raises(PermanentError) as refused:

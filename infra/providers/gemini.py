@@ -94,10 +94,17 @@ class GeminiProvider:
             stream = await self._client.aio.models.generate_content_stream(
                 model=request.model, contents=contents, config=config
             )
-            async for chunk in stream:
-                text = reading.add(chunk)
-                if text:
-                    await on_delta(text)
+        chunks = aiter(stream)
+        while True:
+            # Only the SDK's own work is translated: on_delta's errors are the caller's.
+            with gemini_errors(self.name):
+                try:
+                    chunk = await anext(chunks)
+                except StopAsyncIteration:
+                    break
+            text = reading.add(chunk)
+            if text:
+                await on_delta(text)
         return reading.completion(request)
 
     async def close(self) -> None:
@@ -120,8 +127,12 @@ def gemini_errors(vendor: str) -> Iterator[None]:
         raise TransientError(f"{vendor}: credentials: {exc}", status=502) from exc
     except google.auth.exceptions.GoogleAuthError as exc:
         raise PermanentError(f"{vendor}: credentials: {exc}", status=401) from exc
-    except (ValueError, TypeError, RuntimeError) as exc:  # the SDK's checks of a request
+    except errors.UnknownApiResponseError as exc:  # an answer that is not JSON
+        raise PermanentError(f"{vendor}: {exc}", status=502) from exc
+    except (ValueError, TypeError) as exc:  # the SDK's checks of a request
         raise PermanentError(f"{vendor}: {exc}", status=400) from exc
+    except RuntimeError as exc:  # e.g. no credentials to take a token from
+        raise PermanentError(f"{vendor}: {exc}", status=502) from exc
 
 
 def _from_api_error(vendor: str, exc: errors.APIError) -> TransientError | PermanentError:

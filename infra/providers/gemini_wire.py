@@ -6,7 +6,8 @@
   (`parameters_json_schema`); a call comes back as a `functionCall` part and
   goes back as a `functionResponse` part named after the call it answers.
   Gemini gives calls no id, so we make one, carrying the call's thought
-  signature (Gemini 3 refuses a follow-up without it) after `SIGNATURE`.
+  signature (Gemini 3 refuses a follow-up without it) after `SIGNATURE`
+  when it fits in an id, else a mark that one was there.
 - Images: a data: URL is sent inline; an https URL is sent as `file_data`
   for the vendor to fetch (the worker fetches nothing a caller names).
 - `response_format` becomes `response_mime_type` (+ `response_json_schema`).
@@ -29,6 +30,11 @@ from infra.providers import tokens
 from infra.providers.base import ChatRequest, Completion, Image, Message, ToolCall
 
 SIGNATURE = "__sig__"
+# Tool-call ids are at most this long (schemas/jobs.py): a longer signature is left out
+# of the id, and the call goes back with the validator-skipping signature Google
+# documents for calls whose own signature was lost.
+MAX_ID = 200
+SKIP_SIGNATURE = base64.urlsafe_b64decode("skip_thought_signature_validator")
 FINISH_REASONS = {
     "STOP": "stop",
     "MAX_TOKENS": "length",
@@ -135,11 +141,11 @@ def _parts(m: Message, names: dict[str, str]) -> list[types.Part]:
     else:
         parts = [types.Part(text=m.content)] if m.content else []
     for call in m.tool_calls:
-        _, _, signature = call.id.partition(SIGNATURE)
+        _, marked, signature = call.id.partition(SIGNATURE)
         parts.append(
             types.Part(
                 function_call=types.FunctionCall(name=call.name, args=_json(call.arguments)),
-                thought_signature=_unb64(signature),
+                thought_signature=_unb64(signature) or (SKIP_SIGNATURE if marked else None),
             )
         )
     return parts
@@ -240,5 +246,7 @@ def _tool_call(part: types.Part) -> ToolCall:
     assert call is not None
     call_id = call.id or f"call_{uuid.uuid4().hex[:24]}"
     if part.thought_signature:
-        call_id += SIGNATURE + base64.urlsafe_b64encode(part.thought_signature).decode()
+        signature = base64.urlsafe_b64encode(part.thought_signature).decode()
+        fits = len(call_id) + len(SIGNATURE) + len(signature) <= MAX_ID
+        call_id += SIGNATURE + (signature if fits else "")
     return ToolCall(call_id, call.name or "", json.dumps(call.args or {}))

@@ -17,6 +17,7 @@ Behaviour is chosen by the model name, as in tests/fakes/llm.py:
     gemini-fake@nousage          no usageMetadata
     gemini-fake@tool             calls the first declared function (or the one allowed)
                                  with {"echo": <last user text>} and a thought signature
+    gemini-fake@tool@longsig     … with a signature too long for a tool-call id (880 bytes)
 A model any other name answers like gemini-fake. Every call is recorded.
 """
 
@@ -201,9 +202,12 @@ def _tool_call(body: dict[str, Any], last_user: str) -> dict[str, Any] | None:
         return None  # the function answered: reply in text
     calling = (body.get("toolConfig") or {}).get("functionCallingConfig") or {}
     name = (calling.get("allowedFunctionNames") or [declarations[0]["name"]])[0]
+    signature = (
+        SIGNATURE * 40 if "longsig" in _directives(str(body.get("model", ""))) else SIGNATURE
+    )
     return {
         "functionCall": {"name": name, "args": {"echo": last_user}},
-        "thoughtSignature": base64.b64encode(SIGNATURE).decode(),
+        "thoughtSignature": base64.b64encode(signature).decode(),
     }
 
 
@@ -227,7 +231,7 @@ def _usage(model: str, body: dict[str, Any], output: int) -> dict[str, Any] | No
 
 def _answer(model: str, body: dict[str, Any], *, whole: bool) -> dict[str, Any]:
     last_user = _last_user(body)
-    call = _tool_call(body, last_user) if "tool" in _directives(model) else None
+    call = _tool_call({**body, "model": model}, last_user) if "tool" in _directives(model) else None
     parts = [call] if call else [{"text": f"reply to: {last_user}"}]
     out: dict[str, Any] = {
         "candidates": [
