@@ -76,8 +76,9 @@ class RetryPolicy:
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(again),
             stop=stop_after_attempt(self.attempts),
+            # `initial` (not 9.2's alias `multiplier`): google-genai holds tenacity below 9.2.
             wait=wait_exponential_jitter(
-                multiplier=self.backoff_s, max=self.backoff_max_s, jitter=self.backoff_s
+                initial=self.backoff_s, max=self.backoff_max_s, jitter=self.backoff_s
             ),
             reraise=True,
         )

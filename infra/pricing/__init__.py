@@ -28,7 +28,7 @@ from infra.errors import ModelNotPriced
 DEFAULT_TABLE = Path(__file__).with_name("prices.toml")
 MILLION = Decimal(1_000_000)
 # The router's explicit forms: "anthropic/claude-3-opus-latest" costs what its model does.
-PROVIDER_PREFIXES = ("openai", "anthropic", "local", "bedrock")
+PROVIDER_PREFIXES = ("openai", "anthropic", "local", "bedrock", "gemini")
 
 
 @dataclass(frozen=True)

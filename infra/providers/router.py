@@ -9,9 +9,12 @@ from infra.errors import PermanentError
 
 # An explicit "<provider>/<model>" always wins; otherwise the model's family.
 _FAMILIES: tuple[tuple[re.Pattern[str], str], ...] = (
+    # Google's, though OpenAI's embedders are text-* too: before them.
+    (re.compile(r"^text-embedding-004$"), "gemini"),
     (re.compile(r"^(gpt-|chatgpt-|o\d|text-|ft:gpt-)"), "openai"),
     (re.compile(r"^claude-"), "anthropic"),
     (re.compile(r"^local-"), "local"),
+    (re.compile(r"^gemini-"), "gemini"),
     # The default memory embedder (infra/embeddings/minilm.py) runs on our own CPU.
     (re.compile(r"^all-MiniLM-L6-v2-int8$"), "local"),
     # Bedrock's model ids (vendor.model-version:n), inference profiles too (us.anthropic...).
@@ -34,12 +37,12 @@ class Route:
 def route(model: str) -> Route:
     if "/" in model:
         provider, _, name = model.partition("/")
-        if provider in ("openai", "anthropic", "local", "bedrock") and name:
+        if provider in ("openai", "anthropic", "local", "bedrock", "gemini") and name:
             return Route(provider, name)
     for pattern, provider in _FAMILIES:
         if pattern.match(model):
             return Route(provider, model)
     raise PermanentError(
-        f"unknown model {model!r}: use gpt-*/o*, claude-*, local-* "
+        f"unknown model {model!r}: use gpt-*/o*, claude-*, gemini-*, local-* "
         "or name the provider, as in 'openai/llama3'"
     )

@@ -20,7 +20,7 @@ from infra.errors import PermanentError
 from infra.pricing import FREE, Price, parse_context_window, parse_price
 from infra.providers.router import route
 
-PROVIDER_KINDS = ("openai", "anthropic", "local", "bedrock")
+PROVIDER_KINDS = ("openai", "anthropic", "local", "bedrock", "gemini")
 # The wire API of an openai deployment: chat completions, or the Responses API.
 OPENAI_APIS = ("chat", "responses")
 
@@ -38,6 +38,9 @@ class Deployment:
     api: str = "chat"
     # bedrock only: the AWS region (else AWS_REGION / AWS_DEFAULT_REGION)
     region: str | None = None
+    # gemini only: a Google Cloud project (and location) sends the calls to Vertex AI
+    project: str | None = None
+    location: str | None = None
 
     @property
     def label(self) -> str:
@@ -193,7 +196,16 @@ def _deployment(model: str, table: dict[str, Any]) -> Deployment:
         timeout_s=float(timeout) if timeout is not None else None,
         api=api,
         region=table.get("region"),
+        project=_gemini_field(provider, model, table, "project"),
+        location=_gemini_field(provider, model, table, "location"),
     )
+
+
+def _gemini_field(provider: str, model: str, table: dict[str, Any], key: str) -> str | None:
+    value = table.get(key)
+    if value is not None and provider != "gemini":
+        raise ValueError(f"model {model!r}: deployment `{key}` needs provider gemini")
+    return str(value) if value is not None else None
 
 
 def _context_window(model: str, value: Any) -> int | None:

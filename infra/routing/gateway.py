@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 from infra.embeddings import minilm
 from infra.embeddings.bedrock import BedrockEmbedder
+from infra.embeddings.gemini import GeminiEmbedder
 from infra.embeddings.hashing import HashingEmbedder
 from infra.embeddings.openai import OpenAIEmbedder
 from infra.errors import AyushError, PermanentError, TransientError
@@ -29,6 +30,7 @@ from infra.providers import tokens
 from infra.providers.anthropic import AnthropicProvider
 from infra.providers.base import ChatProvider, ChatRequest, Completion, OnDelta
 from infra.providers.bedrock import BedrockProvider
+from infra.providers.gemini import GeminiProvider
 from infra.providers.local import LocalProvider
 from infra.providers.openai import OpenAIProvider
 from infra.providers.openai_responses import OpenAIResponsesProvider
@@ -90,14 +92,14 @@ class Gateway:
         self._live: dict[Deployment, _Live] = {}
         self._default_live: OrderedDict[Deployment, _Live] = OrderedDict()
         self._clients = AsyncExitStack()
-        self._chat_clients: dict[
-            tuple[str, str, str | None, str | None, float, str | None], ChatProvider
-        ] = {}
+        self._chat_clients: dict[tuple[object, ...], ChatProvider] = {}
 
     # building clients ------------------------------------------------------------
     def _chat_client(self, d: Deployment) -> ChatProvider:
         timeout = d.timeout_s or self._timeout
-        key = (d.provider, d.api, d.base_url, d.api_key, timeout, d.region)
+        key = (
+            d.provider, d.api, d.base_url, d.api_key, timeout, d.region, d.project, d.location
+        )
         client = self._chat_clients.get(key)
         if client is None:
             if d.provider == "openai" and d.api == "responses":
@@ -112,6 +114,14 @@ class Gateway:
                 )
             elif d.provider == "bedrock":
                 client = BedrockProvider(region=d.region, base_url=d.base_url, timeout_s=timeout)
+            elif d.provider == "gemini":
+                client = GeminiProvider(
+                    api_key=d.api_key,
+                    base_url=d.base_url,
+                    project=d.project,
+                    location=d.location,
+                    timeout_s=timeout,
+                )
             else:
                 client = LocalProvider(delay_s=self._local_delay)
             if self._wrap_chat is not None:
@@ -133,6 +143,17 @@ class Gateway:
             )
             self._clients.push_async_callback(bedrock.close)
             return bedrock
+        if d.provider == "gemini":
+            gemini = GeminiEmbedder(
+                d.model,
+                api_key=d.api_key,
+                base_url=d.base_url,
+                project=d.project,
+                location=d.location,
+                timeout_s=d.timeout_s or 60.0,
+            )
+            self._clients.push_async_callback(gemini.close)
+            return gemini
         if d.provider == "local":
             if d.model == minilm.MODEL:
                 return minilm.MiniLMEmbedder()  # the process's one session, loaded on first use
@@ -180,7 +201,7 @@ class Gateway:
         async def call(live: _Live) -> tuple[list[list[float]], int]:
             if live.embedder is None:
                 live.embedder = self._embedder(live.spec)
-            if isinstance(live.embedder, OpenAIEmbedder):
+            if isinstance(live.embedder, (OpenAIEmbedder, GeminiEmbedder)):
                 return await live.embedder.embed_counted(texts, dimensions)
             if isinstance(live.embedder, BedrockEmbedder):
                 return await live.embedder.embed_counted(texts, dimensions)
