@@ -98,7 +98,10 @@ async def announce_success(
     (and `also`'s) on Kafka."""
     result = answer.result
     usage = job_events.TokenUsage(
-        input_tokens=result.input_tokens, output_tokens=result.output_tokens
+        input_tokens=result.input_tokens,
+        output_tokens=result.output_tokens,
+        cached_input_tokens=result.cached_input_tokens,
+        cache_write_input_tokens=result.cache_write_input_tokens,
     )
     data: dict[str, Any] = {
         "text": result.text,
