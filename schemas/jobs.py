@@ -207,9 +207,6 @@ class TokenUsage(BaseModel):
 
     input_tokens: int = 0
     output_tokens: int = 0
-    # Of `input_tokens`: read from the vendor's prompt cache, and written to it.
-    cached_input_tokens: int = 0
-    cache_write_input_tokens: int = 0
 
 
 class JobStarted(BaseModel):

@@ -283,6 +283,7 @@ async def test_cache_control_reaches_claude_and_cached_tokens_are_priced(
     assert Decimal(raw.headers["x-ayush-cost-usd"]) == expected
     [recorded] = await usage_events(running, raw.headers["x-ayush-job-id"])
     assert recorded["input_tokens"] == usage.input_tokens + 10
+    assert recorded["extra"] == {"cached_input_tokens": 4, "cache_write_input_tokens": 6}
     assert Decimal(str(recorded["cost_usd"])) == expected
 
 
