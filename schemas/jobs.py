@@ -37,6 +37,15 @@ class ToolCall(RequestModel):
     arguments: str = Field(default="{}", max_length=1_000_000)
 
 
+class CacheControl(RequestModel):
+    """Anthropic's prompt-cache breakpoint: the prompt up to here may be cached (and read)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    type: Literal["ephemeral"] = "ephemeral"
+    ttl: Literal["5m", "1h"] | None = None
+
+
 class Tool(RequestModel):
     """A function the model may call, described by a JSON Schema."""
 
@@ -45,6 +54,8 @@ class Tool(RequestModel):
     name: str = Field(min_length=1, max_length=200)
     description: str | None = Field(default=None, max_length=100_000)
     parameters: dict[str, Any] = Field(default_factory=dict)
+    # A prompt-cache breakpoint after this tool (the vendors without one ignore it).
+    cache_control: CacheControl | None = None
 
 
 class ForcedTool(RequestModel):
@@ -99,6 +110,8 @@ class ChatMessage(RequestModel):
     # An assistant turn that called tools, and the answer of one tool to it.
     tool_calls: list[ToolCall] | None = Field(default=None, max_length=128)
     tool_call_id: str | None = Field(default=None, max_length=200)
+    # A prompt-cache breakpoint at the end of this message (the vendors without one ignore it).
+    cache_control: CacheControl | None = None
 
 
 class ChatJob(RequestModel):
@@ -114,6 +127,8 @@ class ChatJob(RequestModel):
     user_id: str | None = Field(default=None, max_length=200)
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, ge=0, le=1)
+    # Anthropic's: sample from the k likeliest tokens (the other vendors have no such setting).
+    top_k: int | None = Field(default=None, ge=1)
     seed: int | None = None
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)

@@ -190,10 +190,12 @@ async def call(
 
 
 def forbidden(body: Any) -> bool:
-    """Our error shape, or OpenAI's on the OpenAI-compatible routes."""
+    """Our error shape, OpenAI's on the OpenAI-compatible routes, or Anthropic's on its."""
     if not isinstance(body, dict):
         return False
     error = body.get("error")
+    if isinstance(error, dict) and body.get("type") == "error":
+        return error.get("type") == "permission_error"
     return error == "forbidden" or (isinstance(error, dict) and error.get("code") == "forbidden")
 
 

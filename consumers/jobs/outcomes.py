@@ -51,6 +51,7 @@ def succeeded(
         output_tokens=answer.output_tokens,
         cost_usd=answer.cost_usd,
         cached=answer.cached,
+        extra=_prompt_cache(answer),
     )
     return [
         (
@@ -73,3 +74,13 @@ def failed(cause: Envelope[Any], job_id: Any, error: str, actor: Actor) -> Outgo
             follow_up(cause, job_events.JOB_FAILED, payload, "failed", actor),
         )
     ]
+
+
+def _prompt_cache(answer: Answer) -> dict[str, Any]:
+    """The input tokens read from and written to the vendor's prompt cache, where any (a
+    batch line's result does not keep them)."""
+    counts = {
+        "cached_input_tokens": getattr(answer, "cached_input_tokens", 0),
+        "cache_write_input_tokens": getattr(answer, "cache_write_input_tokens", 0),
+    }
+    return {name: count for name, count in counts.items() if count}

@@ -19,11 +19,13 @@ def chat_request(job: job_events.ChatJob) -> ChatRequest:
                 tuple(ToolCall(c.id, c.name, c.arguments) for c in m.tool_calls or ()),
                 m.tool_call_id,
                 tuple(_part(p) for p in m.parts or ()),
+                _marker(m.cache_control),
             )
             for m in job.messages
         ],
         temperature=job.temperature,
         top_p=job.top_p,
+        top_k=job.top_k,
         seed=job.seed,
         presence_penalty=job.presence_penalty,
         frequency_penalty=job.frequency_penalty,
@@ -32,10 +34,17 @@ def chat_request(job: job_events.ChatJob) -> ChatRequest:
         else None,
         max_tokens=job.max_tokens,
         stop=tuple(job.stop or ()),
-        tools=tuple(Tool(t.name, t.description, t.parameters) for t in job.tools or ()),
+        tools=tuple(
+            Tool(t.name, t.description, t.parameters, _marker(t.cache_control))
+            for t in job.tools or ()
+        ),
         tool_choice=job.tool_choice if isinstance(job.tool_choice, str) else None,
         forced_tool=forced,
     )
+
+
+def _marker(cache: job_events.CacheControl | None) -> dict[str, str] | None:
+    return None if cache is None else cache.model_dump(exclude_none=True)
 
 
 def _part(part: job_events.TextPart | job_events.ImagePart) -> str | Image:

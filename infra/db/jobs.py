@@ -69,6 +69,10 @@ class Outcome:
     cost_usd: Decimal
     tool_calls: list[dict[str, Any]] | None = None
     cached: bool = False
+    # Of `input_tokens`: read from the vendor's prompt cache, and written to it (told to
+    # the caller in usage; not stored: the cost already reflects them).
+    cached_input_tokens: int = 0
+    cache_write_input_tokens: int = 0
 
     @classmethod
     def of(cls, row: JobResult) -> Outcome:

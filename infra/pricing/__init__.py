@@ -37,6 +37,8 @@ class Price:
     output_per_million: Decimal
     # Input tokens the vendor read from its prompt cache; None: billed as input.
     cached_input_per_million: Decimal | None = None
+    # Input tokens the vendor wrote to its prompt cache (Anthropic); None: billed as input.
+    cache_write_per_million: Decimal | None = None
 
     @property
     def free(self) -> bool:
@@ -47,22 +49,29 @@ FREE = Price(Decimal("0"), Decimal("0"))
 
 
 def parse_price(row: dict[str, Any]) -> Price:
-    """A row of a price table: `{input, output[, cached_input]}` or `{free = true}`."""
+    """A row of a price table: `{input, output[, cached_input, cache_write_input]}` or
+    `{free = true}`."""
     if not isinstance(row, dict):
         raise ValueError(f"a price is a table like {{ input = ..., output = ... }}, not {row!r}")
     if row.get("free") is True:
-        if any(k in row for k in ("input", "output", "cached_input")):
+        if any(k in row for k in ("input", "output", "cached_input", "cache_write_input")):
             raise ValueError("a free model has no input or output price")
         return FREE
     if "input" not in row:
         raise ValueError("a price needs `input` (USD per 1M tokens) or `free = true`")
-    cached = row.get("cached_input")
+    cached, written = row.get("cached_input"), row.get("cache_write_input")
     price = Price(
         Decimal(str(row["input"])),
         Decimal(str(row.get("output", "0"))),
         Decimal(str(cached)) if cached is not None else None,
+        Decimal(str(written)) if written is not None else None,
     )
-    amounts = (price.input_per_million, price.output_per_million, price.cached_input_per_million)
+    amounts = (
+        price.input_per_million,
+        price.output_per_million,
+        price.cached_input_per_million,
+        price.cache_write_per_million,
+    )
     if any(amount is not None and amount < 0 for amount in amounts):
         raise ValueError("prices cannot be negative")
     return price
@@ -137,23 +146,42 @@ class PriceTable:
         return self._prices[found] if found is not None else None
 
     def cost(
-        self, model: str, input_tokens: int, output_tokens: int, cached_input_tokens: int = 0
+        self,
+        model: str,
+        input_tokens: int,
+        output_tokens: int,
+        cached_input_tokens: int = 0,
+        cache_write_input_tokens: int = 0,
     ) -> Decimal:
         """USD for a call; ModelNotPriced for a model the table has no price for."""
         price = self.price(model)
         if price is None:
             raise ModelNotPriced(model)
-        return cost_at(price, input_tokens, output_tokens, cached_input_tokens)
+        return cost_at(
+            price, input_tokens, output_tokens, cached_input_tokens, cache_write_input_tokens
+        )
 
 
 def cost_at(
-    price: Price, input_tokens: int, output_tokens: int, cached_input_tokens: int = 0
+    price: Price,
+    input_tokens: int,
+    output_tokens: int,
+    cached_input_tokens: int = 0,
+    cache_write_input_tokens: int = 0,
 ) -> Decimal:
-    """`cached_input_tokens` are part of `input_tokens`, billed at the cached price if any."""
+    """`cached_input_tokens` (read from the vendor's prompt cache) and
+    `cache_write_input_tokens` (written to it) are part of `input_tokens`, each billed at
+    its own price where the row has one, else as input."""
     cached = min(cached_input_tokens, input_tokens) if price.cached_input_per_million else 0
+    written = (
+        min(cache_write_input_tokens, input_tokens - cached)
+        if price.cache_write_per_million is not None
+        else 0
+    )
     total = (
-        price.input_per_million * (input_tokens - cached)
+        price.input_per_million * (input_tokens - cached - written)
         + (price.cached_input_per_million or Decimal(0)) * cached
+        + (price.cache_write_per_million or Decimal(0)) * written
         + price.output_per_million * output_tokens
     ) / MILLION
     return total.quantize(Decimal("0.00000001"))

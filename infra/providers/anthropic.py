@@ -50,14 +50,16 @@ class AnthropicProvider:
     async def stream_chat(self, request: ChatRequest, on_delta: OnDelta) -> Completion:
         parts: list[str] = []
         calls: dict[int, dict[str, str]] = {}
-        input_tokens = output_tokens = 0
+        input_tokens = output_tokens = cache_read = cache_write = 0
         stop_reason: str | None = None
         try:
             stream = await self._client.messages.create(**request_params(request))
             async for event in stream:
                 if event.type == "message_start":
-                    input_tokens = event.message.usage.input_tokens
-                    output_tokens = event.message.usage.output_tokens
+                    usage = event.message.usage
+                    input_tokens, output_tokens = usage.input_tokens, usage.output_tokens
+                    cache_read = usage.cache_read_input_tokens or 0
+                    cache_write = usage.cache_creation_input_tokens or 0
                 elif event.type == "content_block_start" and event.content_block.type == "tool_use":
                     block = event.content_block
                     calls[event.index] = {"id": block.id, "name": block.name, "args": ""}
@@ -68,7 +70,12 @@ class AnthropicProvider:
                     elif event.delta.type == "input_json_delta" and event.index in calls:
                         calls[event.index]["args"] += event.delta.partial_json
                 elif event.type == "message_delta":
-                    output_tokens = event.usage.output_tokens
+                    # Cumulative counts; the input ones only where the API sends them.
+                    delta_usage = event.usage
+                    output_tokens = delta_usage.output_tokens
+                    input_tokens = _or(delta_usage.input_tokens, input_tokens)
+                    cache_read = _or(delta_usage.cache_read_input_tokens, cache_read)
+                    cache_write = _or(delta_usage.cache_creation_input_tokens, cache_write)
                     stop_reason = event.delta.stop_reason
         except anthropic.APIStatusError as exc:
             raise from_status(
@@ -89,8 +96,15 @@ class AnthropicProvider:
             ToolCall(c["id"], c["name"], c["args"] or "{}") for _, c in sorted(calls.items())
         ]
         finish = FINISH_REASONS.get(stop_reason or "", stop_reason)
+        # Anthropic's input_tokens leaves out the cache's reads and writes; ours count them.
         return Completion(
-            "".join(parts), finish, input_tokens, output_tokens, tool_calls=tool_calls
+            "".join(parts),
+            finish,
+            input_tokens + cache_read + cache_write,
+            output_tokens,
+            tool_calls=tool_calls,
+            cached_input_tokens=cache_read,
+            cache_write_input_tokens=cache_write,
         )
 
     async def close(self) -> None:
@@ -112,10 +126,7 @@ def _format_instruction(response_format: dict[str, Any] | None) -> list[str]:
 
 def request_params(request: ChatRequest) -> dict[str, Any]:
     """Our request in the Messages API's shape."""
-    system = "\n\n".join(
-        [m.content for m in request.messages if m.role == "system"]
-        + _format_instruction(request.response_format)
-    )
+    system = _system(request)
     params: dict[str, Any] = {
         "model": request.model,
         "messages": _turns(request.messages),
@@ -127,10 +138,15 @@ def request_params(request: ChatRequest) -> dict[str, Any]:
     # The SDK dropped the typed sampling parameters; the API takes them. Its
     # temperature range is 0..1, and recent models refuse both at once.
     # (It has no seed or penalties: those are OpenAI's, and dropped here.)
+    sampling: dict[str, Any] = {}
     if request.temperature is not None:
-        params["extra_body"] = {"temperature": min(request.temperature, 1.0)}
+        sampling["temperature"] = min(request.temperature, 1.0)
     elif request.top_p is not None:
-        params["extra_body"] = {"top_p": request.top_p}
+        sampling["top_p"] = request.top_p
+    if request.top_k is not None:
+        sampling["top_k"] = request.top_k
+    if sampling:
+        params["extra_body"] = sampling
     if request.stop:
         params["stop_sequences"] = list(request.stop)
     if request.tools:
@@ -139,6 +155,7 @@ def request_params(request: ChatRequest) -> dict[str, Any]:
                 "name": t.name,
                 "input_schema": t.parameters or {"type": "object", "properties": {}},
                 **({"description": t.description} if t.description else {}),
+                **({"cache_control": dict(t.cache_control)} if t.cache_control else {}),
             }
             for t in request.tools
         ]
@@ -151,7 +168,28 @@ def request_params(request: ChatRequest) -> dict[str, Any]:
     return params
 
 
+def _system(request: ChatRequest) -> str | list[dict[str, Any]]:
+    """The system messages as one text, or as text blocks where one marks a cache breakpoint."""
+    system = [m for m in request.messages if m.role == "system"]
+    extra = _format_instruction(request.response_format)
+    if not any(m.cache_control for m in system):
+        return "\n\n".join([m.content for m in system] + extra)
+    blocks = [_cached({"type": "text", "text": m.content}, m) for m in system if m.content]
+    return blocks + [{"type": "text", "text": text} for text in extra]
+
+
+def _cached(block: dict[str, Any], m: Message) -> dict[str, Any]:
+    return {**block, "cache_control": dict(m.cache_control)} if m.cache_control else block
+
+
 def _blocks(m: Message) -> list[dict[str, Any]]:
+    blocks = _plain_blocks(m)
+    if m.cache_control and blocks:
+        blocks[-1] = _cached(blocks[-1], m)  # the breakpoint ends the message
+    return blocks
+
+
+def _plain_blocks(m: Message) -> list[dict[str, Any]]:
     if m.role == "tool":
         return [{"type": "tool_result", "tool_use_id": m.tool_call_id or "", "content": m.content}]
     if m.parts:
@@ -193,9 +231,13 @@ def _turns(messages: list[Message] | Any) -> list[dict[str, Any]]:
             turns.append({"role": role, "content": blocks})
     for turn in turns:
         blocks = turn["content"]
-        if len(blocks) == 1 and blocks[0]["type"] == "text":
+        if len(blocks) == 1 and blocks[0]["type"] == "text" and "cache_control" not in blocks[0]:
             turn["content"] = blocks[0]["text"]  # the plain form, for a plain turn
     return turns
+
+
+def _or(value: int | None, default: int) -> int:
+    return default if value is None else value
 
 
 def _json(text: str) -> Any:

@@ -21,6 +21,9 @@ class Tool:
     name: str
     description: str | None
     parameters: dict[str, Any]
+    # Anthropic's `cache_control` ({"type": "ephemeral"[, "ttl"]}): a prompt-cache
+    # breakpoint after this tool. Providers without explicit caching ignore it.
+    cache_control: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,8 @@ class Message:
     tool_call_id: str | None = None
     # With images: text (str) and images in their order; `content` is the text alone.
     parts: Sequence[str | Image] = ()
+    # A prompt-cache breakpoint at the end of this message (as on Tool).
+    cache_control: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,7 @@ class ChatRequest:
     messages: Sequence[Message]
     temperature: float | None = None
     top_p: float | None = None
+    top_k: int | None = None  # Anthropic's; the other providers drop it
     seed: int | None = None
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
@@ -67,8 +73,10 @@ class Completion:
     usage_estimated: bool = False
     tool_calls: list[ToolCall] = field(default_factory=list)
     raw: dict[str, object] = field(default_factory=dict)
-    # Of `input_tokens`, those the vendor read from its prompt cache (priced lower).
+    # Of `input_tokens`, those the vendor read from its prompt cache (priced lower),
+    # and those it wrote to it (Anthropic prices them higher).
     cached_input_tokens: int = 0
+    cache_write_input_tokens: int = 0
 
 
 class ChatProvider(Protocol):

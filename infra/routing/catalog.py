@@ -69,12 +69,15 @@ class ModelCatalog:
         input_tokens: int,
         output_tokens: int,
         cached_input_tokens: int = 0,
+        cache_write_input_tokens: int = 0,
     ) -> Decimal:
         """What a call served by `model` (calling `upstream`) cost; ModelNotPriced if unpriced."""
         price = self.prices.price(model) or self.prices.price(upstream)
         if price is None:
             raise ModelNotPriced(model)
-        return cost_at(price, input_tokens, output_tokens, cached_input_tokens)
+        return cost_at(
+            price, input_tokens, output_tokens, cached_input_tokens, cache_write_input_tokens
+        )
 
     def names(self) -> list[str]:
         """Every model a request may name, by its plain name (GET /v1/models).

@@ -97,9 +97,7 @@ class Gateway:
     # building clients ------------------------------------------------------------
     def _chat_client(self, d: Deployment) -> ChatProvider:
         timeout = d.timeout_s or self._timeout
-        key = (
-            d.provider, d.api, d.base_url, d.api_key, timeout, d.region, d.project, d.location
-        )
+        key = (d.provider, d.api, d.base_url, d.api_key, timeout, d.region, d.project, d.location)
         client = self._chat_clients.get(key)
         if client is None:
             if d.provider == "openai" and d.api == "responses":

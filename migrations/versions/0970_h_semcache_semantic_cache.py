@@ -12,7 +12,7 @@ whose job wrote the row, so forgetting that user deletes it. Rows past
 from alembic import op
 
 revision = "0970_h_semcache_semantic_cache"
-down_revision = "0960_user_keys"
+down_revision = "0962_memory_graph"
 
 TENANT = "NULLIF(current_setting('ayush.tenant_id', true), '')::uuid"
 INDEXED_DIMS = (384, 768, 1024, 1536)

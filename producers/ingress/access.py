@@ -26,6 +26,8 @@ ANY = "any"
 TABLE: dict[tuple[str, str], str] = {
     ("POST", "/v1/chat/completions"): "jobs:write",
     ("POST", "/v1/embeddings"): "jobs:write",
+    ("POST", "/v1/messages"): "jobs:write",
+    ("POST", "/v1/messages/count_tokens"): "jobs:write",
     ("POST", "/v1/responses"): "jobs:write",
     ("GET", "/v1/responses/{response_id}"): "jobs:read",
     ("DELETE", "/v1/responses/{response_id}"): "jobs:write",

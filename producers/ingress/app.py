@@ -48,6 +48,7 @@ from producers.ingress import (
     live_socket,
     me,
     memories,
+    messages,
     openai_compat,
     openai_errors,
     ratelimits,
@@ -185,7 +186,8 @@ def create_app(settings: Settings, streams: OpenStreams | None = None) -> FastAP
     # The busiest routes first and on the app itself: a request is matched
     # against the routes in order, and FastAPI re-checks an included router's
     # routes on every request that reaches it.
-    for route in [*openai_compat.router.routes, *responses.plain_router.routes]:
+    plain_routes = [*openai_compat.router.routes, *messages.router.routes]
+    for route in [*plain_routes, *responses.plain_router.routes]:
         assert isinstance(route, APIRoute)
         # A plain route admits its requests itself (see openai_compat).
         plain = isinstance(route, PlainRoute)
@@ -236,6 +238,7 @@ def create_app(settings: Settings, streams: OpenStreams | None = None) -> FastAP
 def _document_bodies(app: FastAPI) -> None:
     """The bodies FastAPI never sees: the plain routes' and those read by `json_body`."""
     models = [body for _, body in openai_compat.PLAIN_ROUTES.values()]
+    models += [body for _, body in messages.PLAIN_ROUTES.values()]
     models.append(ResponseRequest)
     for route in api_routes(app.routes):
         model = route_body(route)

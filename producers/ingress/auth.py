@@ -95,10 +95,31 @@ class KeyCache:
 
 
 async def authenticate(request: Request, svc: Services = Depends(services_dependency)) -> Caller:
+    return await _authenticate(
+        request, svc, lambda: _bearer(request.headers.get("authorization", ""))
+    )
+
+
+async def authenticate_x_api_key(request: Request, svc: Services) -> Caller:
+    """As `authenticate`, for the routes of Anthropic's API (whose SDK sends its key in
+    `x-api-key`): the credential of `Authorization: Bearer`, else of `x-api-key`."""
+
+    def credential() -> str:
+        key = request.headers.get("x-api-key")
+        if "authorization" in request.headers or key is None:
+            return _bearer(request.headers.get("authorization", ""))
+        if not key.strip():
+            raise ApiError(401, "unauthorized", "missing API key", _CHALLENGE)
+        return key.strip()
+
+    return await _authenticate(request, svc, credential)
+
+
+async def _authenticate(request: Request, svc: Services, credential: Callable[[], str]) -> Caller:
     known: Caller | None = getattr(request.state, "caller", None)
     if known is not None:  # already authenticated for this request (rate_limited)
         return known
-    caller = await _caller(request, svc, _bearer(request.headers.get("authorization", "")))
+    caller = await _caller(request, svc, credential())
     # Whose browser origins apply to the answer (producers.ingress.cors), a refusal included.
     request.state.tenant_id = caller.tenant_id
     authorize(caller, request.method, request.scope.get("route"))

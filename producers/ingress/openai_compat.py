@@ -3,17 +3,18 @@
 Every call is an `ai.job.requested` event handled by the model-calls group,
 visible as a job (its id in `X-Ayush-Job-Id`). The request waits for its
 job's answer on this process's reply channel (infra.replies.Replies), so no
-request holds a Redis connection of its own.
+request holds a Redis connection of its own (producers.ingress.model_call, the
+path Anthropic's `/v1/messages` shares).
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import struct
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import orjson
@@ -23,21 +24,17 @@ from pydantic import BaseModel, ValidationError
 
 from infra.errors import PermanentError
 from infra.live_streams import StreamEvent
-from infra.stream_slots import StreamSlot
 from producers.ingress import openai_errors as oe
 from producers.ingress.auth import authenticate
 from producers.ingress.caller import Caller
 from producers.ingress.errors import ApiError
-from producers.ingress.event_streams import slot_stream, take_slot
+from producers.ingress.model_call import NextEvent, run, semantic, wants_cache
 from producers.ingress.openai_stream import completion_chunks, usage_of, wire_tool_calls
 from producers.ingress.plain_route import PlainRoute, json_body
 from producers.ingress.scope import scoped_job
 from producers.ingress.state import Services, services
-from producers.ingress.submission import submit
 from schemas import jobs as job_events
 from schemas.chat_completions import chat_job
-from schemas.ids import uuid7
-from schemas.money import usd_text
 from schemas.openai import ChatCompletionRequest, EmbeddingRequest
 
 router = APIRouter(prefix="/v1", tags=["openai"])
@@ -51,11 +48,10 @@ async def chat_completions(request: Request) -> Response:
     svc = services(request)
     caller = await authenticate(request, svc)
     body = await oe.openai_body(request, ChatCompletionRequest)
-    job = _scoped(caller, body, _build(lambda: chat_job(body, _wants_cache(request, caller))))
-    job = _semantic(request, caller, job)
-    return await _run(
-        request, svc, caller, job, body.model, stream=body.stream, usage=_include_usage(body)
-    )
+    job = _scoped(caller, body, _build(lambda: chat_job(body, wants_cache(request, caller))))
+    job = semantic(request, caller, job)
+    shape = _Completion(body.model, _include_usage(body))
+    return await run(request, svc, caller, job, shape, stream=body.stream)
 
 
 @oe.openai_shaped
@@ -72,11 +68,11 @@ async def embeddings(request: Request) -> Response:
             dimensions=body.dimensions,
             user_id=body.end_user(),
             metadata=body.metadata or {},
-            cache=_wants_cache(request, caller),
+            cache=wants_cache(request, caller),
         )
     )
     job = _scoped(caller, body, job)
-    return await _run(request, svc, caller, job, body.model, encoding=body.encoding_format)
+    return await run(request, svc, caller, job, _Embeddings(body.encoding_format))
 
 
 # Served as plain routes: each authenticates, then counts the request with its
@@ -116,111 +112,34 @@ async def get_model(model: str, request: Request) -> Response:
     return Response(orjson.dumps(_model_card(svc, model)), media_type=JSON)
 
 
-# the request's life ----------------------------------------------------------------
-async def _run(
-    request: Request,
-    svc: Services,
-    caller: Caller,
-    job: job_events.ChatJob,
-    model: str,
-    *,
-    stream: bool = False,
-    usage: bool = False,
-    encoding: str = "float",
-) -> Response:
-    # A stream holds a slot from before its job exists: a refused one costs nothing.
-    slot = await take_slot(svc, caller) if stream else None
-    try:
-        return await _answer(request, svc, caller, job, model, slot, usage=usage, encoding=encoding)
-    except BaseException:
-        if slot is not None:
-            await svc.slots.release(slot)
-        raise
+# answer shapes -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Completion:
+    """A chat completion, whole or as `chat.completion.chunk` events."""
+
+    model: str
+    usage: bool  # a streamed answer ends with its usage (stream_options.include_usage)
+
+    def stream(
+        self, job_id: uuid.UUID, first: StreamEvent, next_event: NextEvent
+    ) -> AsyncIterator[bytes]:
+        return completion_chunks(job_id, self.model, first, next_event, self.usage)
+
+    def body(self, job_id: uuid.UUID, result: dict[str, Any]) -> dict[str, Any]:
+        return _completion_body(job_id, result)
 
 
-async def _answer(
-    request: Request,
-    svc: Services,
-    caller: Caller,
-    job: job_events.ChatJob,
-    model: str,
-    slot: StreamSlot | None,
-    *,
-    usage: bool,
-    encoding: str,
-) -> Response:
-    job_id = uuid7()
-    headers = {"X-Ayush-Job-Id": str(job_id)}
-    waiter = svc.replies.waiter(job_id)  # before the job exists: no entry goes unheard
-    handed_over = False
-    deadline = asyncio.get_running_loop().time() + svc.settings.gateway_wait_timeout_s
+@dataclass(frozen=True)
+class _Embeddings:
+    encoding: str
 
-    async def next_event() -> StreamEvent:
-        try:
-            async with asyncio.timeout_at(deadline):
-                return await waiter.next()
-        except TimeoutError as exc:
-            raise oe.OpenAIError(
-                504,
-                f"no answer within {svc.settings.gateway_wait_timeout_s:g}s; "
-                f"the job goes on: GET /v1/jobs/{job_id}",
-                "timeout_error",
-                "timeout",
-                headers=headers,
-            ) from exc
+    def stream(
+        self, job_id: uuid.UUID, first: StreamEvent, next_event: NextEvent
+    ) -> AsyncIterator[bytes]:
+        raise AssertionError("embeddings are never streamed")
 
-    try:
-        await submit(
-            request,
-            svc,
-            caller,
-            job,
-            job_id=job_id,
-            reply_to=svc.replies.channel,
-            live_text=slot is not None,
-            count_request=True,
-        )
-        first = await _answer_start(next_event)
-        if first.type == "error":
-            raise _with(oe.from_job_error(first.data), headers)
-        if job.cache or job.semantic_cache:
-            headers.update(_cache_headers(first.data))
-        if slot is not None:
-            chunks = completion_chunks(job_id, model, first, next_event, usage)
-            response = slot_stream(svc, slot, _forgetting(svc, job_id, chunks), headers)
-            handed_over = True
-            return response
-        result = first
-        while result.type == "delta":
-            result = await next_event()
-        if result.type == "error":
-            raise _with(oe.from_job_error(result.data), headers)
-        headers["X-Ayush-Cost-Usd"] = usd_text(result.data.get("cost_usd", "0"))
-        payload = (
-            _embedding_body(result.data, encoding)
-            if job.kind == "embedding"
-            else _completion_body(job_id, result.data)
-        )
-        return Response(orjson.dumps(payload), headers=headers, media_type=JSON)
-    finally:
-        if not handed_over:
-            svc.replies.forget(job_id)
-
-
-async def _answer_start(next_event: Any) -> StreamEvent:
-    """The first entry that says something about the answer: text, a result or an error."""
-    while True:
-        event: StreamEvent = await next_event()
-        if event.type in ("delta", "result", "error"):
-            return event
-
-
-async def _forgetting(svc: Services, job_id: uuid.UUID, chunks: Any) -> Any:
-    try:
-        async for chunk in chunks:
-            yield chunk
-    finally:
-        svc.replies.forget(job_id)
+    def body(self, job_id: uuid.UUID, result: dict[str, Any]) -> dict[str, Any]:
+        return _embedding_body(result, self.encoding)
 
 
 # translation ------------------------------------------------------------------------
@@ -284,61 +203,8 @@ def _build(make: Any) -> job_events.ChatJob:
     return job
 
 
-def _wants_cache(request: Request, caller: Caller) -> bool:
-    header = request.headers.get("x-ayush-cache")
-    if header is not None:
-        return header.strip().lower() in ("true", "1", "yes")
-    return bool(caller.settings.get("response_cache", False))
-
-
-def _semantic(request: Request, caller: Caller, job: job_events.ChatJob) -> job_events.ChatJob:
-    """`X-Ayush-Cache: semantic` (or the tenant's `semantic_cache`): the response cache, and
-    the semantic cache after it; `X-Ayush-Cache-Threshold` replaces the similarity needed."""
-    header = request.headers.get("x-ayush-cache")
-    if header is not None:
-        wanted = header.strip().lower() == "semantic"
-    else:
-        wanted = bool(caller.settings.get("semantic_cache", False))
-    if not wanted:
-        return job
-    threshold = request.headers.get("x-ayush-cache-threshold")
-    update: dict[str, Any] = {"cache": True, "semantic_cache": True}
-    if threshold is not None:
-        update["semantic_threshold"] = _threshold(threshold)
-    return job.model_copy(update=update)
-
-
-def _threshold(value: str) -> float:
-    try:
-        threshold = float(value)
-    except ValueError:
-        threshold = -1.0
-    if not 0 < threshold <= 1:
-        raise oe.OpenAIError(
-            400,
-            "X-Ayush-Cache-Threshold is a similarity above 0 and at most 1",
-            "invalid_request_error",
-            "invalid_value",
-        )
-    return threshold
-
-
-def _cache_headers(first: dict[str, Any]) -> dict[str, str]:
-    """What the caches did: `hit` (the response cache), `semantic-hit` with the similarity
-    of the cached question, or `miss`."""
-    similarity = first.get("similarity")
-    if similarity is not None:
-        return {"X-Ayush-Cache": "semantic-hit", "X-Ayush-Cache-Similarity": f"{similarity:.4f}"}
-    return {"X-Ayush-Cache": "hit" if first.get("cached") else "miss"}
-
-
 def _include_usage(body: ChatCompletionRequest) -> bool:
     return bool(body.stream_options and body.stream_options.include_usage)
-
-
-def _with(error: oe.OpenAIError, headers: dict[str, str]) -> oe.OpenAIError:
-    error.headers = {**headers, **error.headers}
-    return error
 
 
 def _model_card(svc: Services, name: str) -> dict[str, Any]:

@@ -18,13 +18,16 @@ def _sse(data: dict[str, Any]) -> bytes:
     return b"data: " + orjson.dumps(data) + b"\n\n"
 
 
-def usage_of(result: dict[str, Any]) -> dict[str, int]:
+def usage_of(result: dict[str, Any]) -> dict[str, Any]:
+    """OpenAI's usage: prompt tokens read from the vendor's cache in
+    `prompt_tokens_details.cached_tokens`, as OpenAI reports them."""
     usage = result.get("usage") or {}
     prompt, completion = usage.get("input_tokens", 0), usage.get("output_tokens", 0)
     return {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": usage.get("cached_input_tokens", 0)},
     }
 
 

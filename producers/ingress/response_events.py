@@ -278,7 +278,11 @@ class ResponseEvents:
             self.base,
             status,
             items,
-            usage_wire(usage.get("input_tokens", 0), usage.get("output_tokens", 0)),
+            usage_wire(
+                usage.get("input_tokens", 0),
+                usage.get("output_tokens", 0),
+                usage.get("cached_input_tokens", 0),
+            ),
             incomplete=incomplete,
             completed_at=data.get("completed_at"),
         )

@@ -12,7 +12,10 @@ started as a subprocess too) can ask for it:
     gpt-fake@nousage         a stream without a usage chunk
     gpt-fake@pace=30         30 ms between streamed words
     gpt-fake@cached=3        reports 3 of the prompt's tokens as read from the prompt cache
+                             (claude-fake: only for a request with a `cache_control` block)
     gpt-fake@cut             the stream ends after its first word (no finish, no [DONE])
+    claude-fake@cache_write=5  reports 5 of the prompt's tokens as written to the prompt
+                             cache (for a request with a `cache_control` block)
     gpt-fake@tool            calls the first tool offered (or the forced one) with
                              {"echo": <last user message>}
 
@@ -251,9 +254,10 @@ class FakeLLMServer(BackgroundServer):
         input_tokens = sum(len(str(m.get("content", "")).split()) for m in body["messages"])
         input_tokens += len(str(body.get("system", "")).split())
         text = " ".join(words)
+        usage = _anthropic_usage(body, input_tokens)
         call = _tool_call(body, last_user)
         if call is not None:
-            return await _anthropic_tool_answer(request, body, call, input_tokens)
+            return await _anthropic_tool_answer(request, body, call, usage)
         if not body.get("stream"):
             return web.json_response(
                 {
@@ -264,7 +268,7 @@ class FakeLLMServer(BackgroundServer):
                     "content": [{"type": "text", "text": text}],
                     "stop_reason": "end_turn",
                     "stop_sequence": None,
-                    "usage": {"input_tokens": input_tokens, "output_tokens": len(words)},
+                    "usage": {**usage, "output_tokens": len(words)},
                 }
             )
         response = web.StreamResponse(headers={"content-type": "text/event-stream"})
@@ -286,15 +290,18 @@ class FakeLLMServer(BackgroundServer):
                     "content": [],
                     "stop_reason": None,
                     "stop_sequence": None,
-                    "usage": {"input_tokens": input_tokens, "output_tokens": 1},
+                    "usage": {**usage, "output_tokens": 1},
                 }
             },
         )
         await event(
             "content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}
         )
+        pace = int(_directives(model).get("pace", "0")) / 1000
         for i, word in enumerate(words):
             piece = word if i == 0 else " " + word
+            if pace:
+                await asyncio.sleep(pace)
             await event(
                 "content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": piece}}
             )
@@ -409,8 +416,30 @@ async def _openai_tool_answer(
     return response
 
 
+def _has_cache_control(value: Any) -> bool:
+    if isinstance(value, dict):
+        return "cache_control" in value or any(_has_cache_control(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_cache_control(v) for v in value)
+    return False
+
+
+def _anthropic_usage(body: dict[str, Any], input_tokens: int) -> dict[str, int]:
+    """Anthropic's input usage: a request with a cache breakpoint reads (`@cached`) and
+    writes (`@cache_write`) prompt-cache tokens, which `input_tokens` leaves out."""
+    read = written = 0
+    if _has_cache_control([body.get("system"), body.get("messages"), body.get("tools")]):
+        d = _directives(str(body.get("model", "")))
+        read, written = int(d.get("cached", "0")), int(d.get("cache_write", "0"))
+    return {
+        "input_tokens": input_tokens,
+        "cache_read_input_tokens": read,
+        "cache_creation_input_tokens": written,
+    }
+
+
 async def _anthropic_tool_answer(
-    request: web.Request, body: dict[str, Any], call: tuple[str, str], input_tokens: int
+    request: web.Request, body: dict[str, Any], call: tuple[str, str], usage: dict[str, int]
 ) -> web.StreamResponse:
     name, arguments = call
     response = web.StreamResponse(headers={"content-type": "text/event-stream"})
@@ -424,7 +453,7 @@ async def _anthropic_tool_answer(
     await event("message_start", {"message": {
         "id": "msg_fake", "type": "message", "role": "assistant", "model": body["model"],
         "content": [], "stop_reason": None, "stop_sequence": None,
-        "usage": {"input_tokens": input_tokens, "output_tokens": 1},
+        "usage": {**usage, "output_tokens": 1},
     }})  # fmt: skip
     await event("content_block_start", {"index": 0, "content_block": {
         "type": "tool_use", "id": "toolu_fake", "name": name, "input": {},

@@ -122,6 +122,33 @@ def test_cached_input_is_billed_at_the_cached_price() -> None:
     assert table.cost("o1-pro", 1_000_000, 0, cached_input_tokens=500_000) == Decimal("150")
 
 
+def test_cache_writes_are_billed_at_the_cache_write_price() -> None:
+    table = PriceTable.load()
+    # claude-sonnet-4-5: $3 input, $0.30 cache read, $3.75 cache write per million tokens.
+    cost = table.cost(
+        "claude-sonnet-4-5",
+        2_000_000,
+        0,
+        cached_input_tokens=500_000,
+        cache_write_input_tokens=1_000_000,
+    )
+    assert cost == Decimal("1.5") + Decimal("0.15") + Decimal("3.75")
+    # No cache-write price: written tokens cost what input costs.
+    assert table.cost("gpt-4o", 1_000_000, 0, cache_write_input_tokens=1_000_000) == Decimal("2.5")
+
+
+def test_every_claude_row_prices_cache_writes_at_one_and_a_quarter_input() -> None:
+    table = PriceTable.load()
+    claude = [name for name in table.names() if name.startswith("claude-")]
+    assert claude
+    for name in claude:
+        price = table.price(name)
+        assert price is not None and price.cache_write_per_million is not None, name
+        # Within two cents: Anthropic lists Haiku 3's ($0.3125) as $0.30.
+        off = price.cache_write_per_million - price.input_per_million * Decimal("1.25")
+        assert abs(off) <= Decimal("0.02"), name
+
+
 def test_routing_file_prices_or_frees_a_model_on_purpose(tmp_path: Path) -> None:
     models = catalog(
         """

@@ -37,10 +37,16 @@ def priced(
     output_tokens: int,
     tool_calls: list[dict[str, Any]] | None,
     cached_input_tokens: int = 0,
+    cache_write_input_tokens: int = 0,
 ) -> Outcome:
     # ModelNotPriced (the job fails) rather than a silent $0.
     cost = ports.gateway.catalog.cost(
-        served.model, served.deployment.model, input_tokens, output_tokens, cached_input_tokens
+        served.model,
+        served.deployment.model,
+        input_tokens,
+        output_tokens,
+        cached_input_tokens,
+        cache_write_input_tokens,
     )
     return Outcome(
         job_id=request.job_id,
@@ -52,6 +58,8 @@ def priced(
         output_tokens=output_tokens,
         cost_usd=cost,
         tool_calls=tool_calls,
+        cached_input_tokens=cached_input_tokens,
+        cache_write_input_tokens=cache_write_input_tokens,
     )
 
 

@@ -208,6 +208,7 @@ async def _call(
         completion.output_tokens,
         calls or None,
         completion.cached_input_tokens,
+        completion.cache_write_input_tokens,
     )
     return Answer(result, context=context)
 

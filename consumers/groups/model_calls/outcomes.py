@@ -97,15 +97,19 @@ async def announce_success(
     """The answer on the job's stream (its caller has it then), then the outcome's events
     (and `also`'s) on Kafka."""
     result = answer.result
-    usage = job_events.TokenUsage(
-        input_tokens=result.input_tokens, output_tokens=result.output_tokens
-    )
+    usage = {
+        "input_tokens": result.input_tokens,
+        "output_tokens": result.output_tokens,
+        # Of `input_tokens`: read from the vendor's prompt cache, and written to it.
+        "cached_input_tokens": result.cached_input_tokens,
+        "cache_write_input_tokens": result.cache_write_input_tokens,
+    }
     data: dict[str, Any] = {
         "text": result.text,
         "finish_reason": result.finish_reason,
         "provider": result.provider,
         "model": result.model,
-        "usage": usage.model_dump(),
+        "usage": usage,
         "tool_calls": result.tool_calls,
         "cached": result.cached,
         "cost_usd": usd_text(result.cost_usd),

@@ -61,6 +61,7 @@ async def title_after_turn(
             completion.input_tokens,
             completion.output_tokens,
             completion.cached_input_tokens,
+            completion.cache_write_input_tokens,
         )
     except AyushError as exc:
         log.warning("no title for conversation %s: %s", conversation_id, exc)

@@ -245,7 +245,11 @@ async def finished(
         int(time.time()),
         "incomplete" if incomplete else "completed",
     )
-    usage = ResponseUsage(input_tokens=result.input_tokens, output_tokens=result.output_tokens)
+    usage = ResponseUsage(
+        input_tokens=result.input_tokens,
+        output_tokens=result.output_tokens,
+        cached_tokens=result.cached_input_tokens,
+    )
     context = answer.context
     event = ResponseFinished(
         response_id=request.job_id,

@@ -151,7 +151,11 @@ def _result(
 ) -> JobResult:
     tokens = (completion.input_tokens, completion.output_tokens)
     cost = catalog.cost(
-        served.model, served.deployment.model, *tokens, completion.cached_input_tokens
+        served.model,
+        served.deployment.model,
+        *tokens,
+        completion.cached_input_tokens,
+        completion.cache_write_input_tokens,
     )
     calls = [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in completion.tool_calls]
     return JobResult(
