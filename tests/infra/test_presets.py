@@ -136,3 +136,13 @@ async def test_a_preset_without_its_key_variable_is_refused_naming_it(
     finally:
         await gateway.close()
     assert fake.calls_for(said) == []  # nothing was sent, least of all OpenAI's key
+
+
+def test_the_documented_example_has_an_azure_and_a_preset_deployment() -> None:
+    example = Path(__file__).resolve().parents[2] / "docs" / "routing.example.toml"
+    config = load_routing(example)
+    [az] = config.route_for("gpt-4o-mini-azure").deployments
+    assert (az.provider, az.deployment, az.api_version) == ("azure", "mini-prod", "2024-10-21")
+    assert config.route_for("gpt-4o-mini").fallbacks == ("gpt-4o-mini-azure",)
+    [mistral] = config.route_for("mistral-large-latest").deployments
+    assert mistral.vendor == "mistral" and mistral.base_url == "https://api.mistral.ai/v1"
