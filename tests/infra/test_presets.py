@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 
 from infra.errors import PermanentError
+from infra.pricing import PriceTable
 from infra.providers.base import ChatRequest, Message
 from infra.providers.presets import PRESETS
+from infra.routing.catalog import ModelCatalog
 from infra.routing.config import load_routing
 from infra.routing.gateway import Gateway
 from tests.fakes.llm import FakeLLMServer
@@ -146,3 +148,9 @@ def test_the_documented_example_has_an_azure_and_a_preset_deployment() -> None:
     assert config.route_for("gpt-4o-mini").fallbacks == ("gpt-4o-mini-azure",)
     [mistral] = config.route_for("mistral-large-latest").deployments
     assert mistral.vendor == "mistral" and mistral.base_url == "https://api.mistral.ai/v1"
+
+
+def test_a_preset_model_is_owned_by_its_vendor(tmp_path: Path) -> None:
+    text = f'[models."deepseek-chat"]\n{PRICE}\ndeployments = [{{ provider = "deepseek" }}]\n'
+    catalog = ModelCatalog(load_routing(routing(tmp_path, text)), PriceTable.load())
+    assert catalog.owner("deepseek-chat") == "deepseek"  # /v1/models' owned_by, job labels
