@@ -68,7 +68,10 @@ class OpenAIEmbedder:
         answer = await self._http.post_json(body)
         try:
             ordered = sorted(answer["data"], key=lambda d: d["index"])
-            vectors = [[float(x) for x in d["embedding"]] for d in ordered]
+            # orjson reads the numbers as floats already: no per-number conversion.
+            vectors: list[list[float]] = [d["embedding"] for d in ordered]
+            if not all(isinstance(v, list) for v in vectors):
+                raise TypeError("an embedding is not a list of numbers")
             used = int((answer.get("usage") or {}).get("prompt_tokens") or 0)
         except (KeyError, TypeError, ValueError) as exc:
             raise PermanentError(
