@@ -4,7 +4,7 @@ The chat path speaks HTTP + server-sent events itself, with aiohttp (the
 shared part is in openai_http.py): the official SDK builds typed objects for
 every request and chunk and costs several milliseconds of CPU per call, more
 than the rest of a job. The wire format is OpenAI's published one; embeddings
-still go through the SDK (infra/embeddings/openai.py), off this per-call path.
+(infra/embeddings/openai.py) and Azure's deployments (azure.py) use the same client.
 A deployment with `api = "responses"` speaks the Responses API instead
 (openai_responses.py).
 """

@@ -4,6 +4,8 @@ server-sent events and the mapping of failures to our two error kinds.
 `OpenAIHttp.stream_events` posts a body to `{base_url}{path}` and hands each
 JSON event of the stream to a callback; `openai.py` (chat completions) and
 `openai_responses.py` (the Responses API) read their own events on top of it.
+`post_json` is the same call without a stream (embeddings). A `Wire` says where
+the calls go and how they sign in: OpenAI's by default, Azure's in azure.py.
 Errors leave here as TransientError or PermanentError only.
 """
 
@@ -12,7 +14,8 @@ from __future__ import annotations
 import os
 import urllib.parse
 import urllib.request
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import aiohttp
@@ -23,6 +26,23 @@ from infra.providers.http_errors import from_status
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 OnEvent = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Wire:
+    """Where an OpenAI-wire client posts (`{base}{path}{query}`) and how it signs in."""
+
+    base: str
+    auth: Mapping[str, str] = field(default_factory=dict)
+    query: str = ""
+
+
+def openai_wire(api_key: str | None = None, base_url: str | None = None) -> Wire:
+    """OpenAI's own, or a compatible server's: OPENAI_API_KEY and OPENAI_BASE_URL when not given."""
+    base = base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
+    # A local OpenAI-compatible server often needs no key; the header stays well-formed.
+    key = api_key or os.environ.get("OPENAI_API_KEY") or "not-set"
+    return Wire(base, {"Authorization": f"Bearer {key}"})
 
 
 class OpenAIHttp:
@@ -38,14 +58,13 @@ class OpenAIHttp:
         api_key: str | None = None,
         base_url: str | None = None,
         timeout_s: float = 600.0,
+        wire: Wire | None = None,
     ) -> None:
         self.name = name
-        base = base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
-        self._url = base.rstrip("/") + self.path
-        # A local OpenAI-compatible server often needs no key; the header stays well-formed.
-        key = api_key or os.environ.get("OPENAI_API_KEY") or "not-set"
+        wire = wire or openai_wire(api_key, base_url)
+        self._url = wire.base.rstrip("/") + self.path + wire.query
         self._headers = {
-            "Authorization": f"Bearer {key}",
+            **wire.auth,
             "Content-Type": "application/json",
             "Accept": "text/event-stream",
         }
@@ -72,10 +91,7 @@ class OpenAIHttp:
                 self._url, data=orjson.dumps(body), headers=self._headers, proxy=self._proxy
             ) as response:
                 if response.status >= 400:
-                    raw = await response.read()
-                    raise from_status(
-                        self.name, response.status, error_message(raw), response.headers
-                    )
+                    raise self.refusal(response.status, await response.read(), response.headers)
                 async for data in sse_data(response.content):
                     if data == b"[DONE]":
                         break
@@ -86,6 +102,33 @@ class OpenAIHttp:
             raise TransientError(f"{self.name}: {type(exc).__name__}: {exc}", status=502) from exc
         except orjson.JSONDecodeError as exc:
             raise PermanentError(f"{self.name}: unreadable stream: {exc}", status=502) from exc
+
+    async def post_json(self, body: dict[str, Any]) -> dict[str, Any]:
+        """POST `body` and return the JSON answer (no stream)."""
+        headers = {**self._headers, "Accept": "application/json"}
+        try:
+            async with self._http().post(
+                self._url, data=orjson.dumps(body), headers=headers, proxy=self._proxy
+            ) as response:
+                raw = await response.read()
+                if response.status >= 400:
+                    raise self.refusal(response.status, raw, response.headers)
+            answer = orjson.loads(raw)
+        except TimeoutError as exc:
+            raise TransientError(f"{self.name}: timed out", status=504) from exc
+        except aiohttp.ClientError as exc:
+            raise TransientError(f"{self.name}: {type(exc).__name__}: {exc}", status=502) from exc
+        except orjson.JSONDecodeError as exc:
+            raise PermanentError(f"{self.name}: unreadable answer: {exc}", status=502) from exc
+        if not isinstance(answer, dict):
+            raise PermanentError(f"{self.name}: unexpected answer {str(answer)[:200]}", status=502)
+        return answer
+
+    def refusal(
+        self, status: int, body: bytes, headers: Mapping[str, str]
+    ) -> TransientError | PermanentError:
+        """The error an answer of `status` >= 400 stands for; a vendor may say more."""
+        return from_status(self.name, status, error_message(body), headers)
 
     async def close(self) -> None:
         if self._session is not None:

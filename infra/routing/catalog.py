@@ -109,7 +109,7 @@ class ModelCatalog:
 
     def owner(self, model: str) -> str:
         """The provider of a model's first deployment (after `check`)."""
-        return self.routing.route_for(model).deployments[0].provider
+        return self.routing.route_for(model).deployments[0].vendor
 
     def label(self, model: str) -> str:
         """A bounded metric label: a configured name, the price row's name, or "other"."""

@@ -18,16 +18,17 @@ from typing import Any
 
 from infra.errors import PermanentError
 from infra.pricing import FREE, Price, parse_context_window, parse_price
+from infra.providers import presets
 from infra.providers.router import route
 
-PROVIDER_KINDS = ("openai", "anthropic", "local", "bedrock", "gemini")
+PROVIDER_KINDS = ("openai", "anthropic", "local", "bedrock", "gemini", "azure")
 # The wire API of an openai deployment: chat completions, or the Responses API.
 OPENAI_APIS = ("chat", "responses")
 
 
 @dataclass(frozen=True)
 class Deployment:
-    provider: str  # openai (or any OpenAI-compatible server) | anthropic | local
+    provider: str  # openai (or any OpenAI-compatible server) | anthropic | local | azure
     model: str  # the name the upstream is called with
     base_url: str | None = None
     api_key: str | None = None
@@ -41,10 +42,20 @@ class Deployment:
     # gemini only: a Google Cloud project (and location) sends the calls to Vertex AI
     project: str | None = None
     location: str | None = None
+    # azure only: the deployment's name (default the model) and the `api-version`
+    deployment: str | None = None
+    api_version: str | None = None
+    # An OpenAI-compatible vendor named by its preset (infra/providers/presets.py)
+    preset: str | None = None
+
+    @property
+    def vendor(self) -> str:
+        """Who answers, for usage and labels: the preset's name, else the provider."""
+        return self.preset or self.provider
 
     @property
     def label(self) -> str:
-        return f"{self.provider}:{self.base_url or 'default'}:{self.model}"
+        return f"{self.vendor}:{self.base_url or 'default'}:{self.deployment or self.model}"
 
 
 @dataclass(frozen=True)
@@ -169,11 +180,19 @@ def _deployment(model: str, table: dict[str, Any]) -> Deployment:
         except PermanentError as exc:
             raise ValueError(f"model {model!r} needs deployments with a provider: {exc}") from exc
         provider, upstream = target.provider, upstream or target.model
-    if provider not in PROVIDER_KINDS:
-        raise ValueError(f"model {model!r}: provider must be one of {PROVIDER_KINDS}")
+    preset = presets.PRESETS.get(provider)
+    if provider not in PROVIDER_KINDS and preset is None:
+        kinds = (*PROVIDER_KINDS, *presets.PRESETS)
+        raise ValueError(f"model {model!r}: provider must be one of {kinds}")
     api_key = table.get("api_key")
     if api_key is None and "api_key_env" in table:
         api_key = os.environ.get(table["api_key_env"])
+    base_url = table.get("base_url")
+    if preset is not None:
+        provider, base_url = "openai", presets.base_url(preset, base_url)
+        api_key = presets.api_key(preset, api_key)
+    if provider != "azure" and ("deployment" in table or "api_version" in table):
+        raise ValueError(f"model {model!r}: `deployment`/`api_version` need provider azure")
     limit = table.get("max_concurrency")
     timeout = table.get("timeout_s")
     weight = float(table.get("weight", 1.0))
@@ -189,7 +208,7 @@ def _deployment(model: str, table: dict[str, Any]) -> Deployment:
     return Deployment(
         provider=provider,
         model=upstream or model,
-        base_url=table.get("base_url"),
+        base_url=base_url,
         api_key=api_key,
         weight=weight,
         max_concurrency=int(limit) if limit is not None else None,
@@ -198,6 +217,9 @@ def _deployment(model: str, table: dict[str, Any]) -> Deployment:
         region=table.get("region"),
         project=_gemini_field(provider, model, table, "project"),
         location=_gemini_field(provider, model, table, "location"),
+        deployment=table.get("deployment", upstream or model) if provider == "azure" else None,
+        api_version=table.get("api_version"),
+        preset=preset.name if preset is not None else None,
     )
 
 

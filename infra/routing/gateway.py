@@ -26,13 +26,15 @@ from infra.embeddings.hashing import HashingEmbedder
 from infra.embeddings.openai import OpenAIEmbedder
 from infra.errors import AyushError, PermanentError, TransientError
 from infra.pricing import PriceTable
-from infra.providers import tokens
+from infra.providers import presets, tokens
 from infra.providers.anthropic import AnthropicProvider
+from infra.providers.azure import AzureOpenAIProvider, azure_wire
 from infra.providers.base import ChatProvider, ChatRequest, Completion, OnDelta
 from infra.providers.bedrock import BedrockProvider
 from infra.providers.gemini import GeminiProvider
 from infra.providers.local import LocalProvider
 from infra.providers.openai import OpenAIProvider
+from infra.providers.openai_http import Wire
 from infra.providers.openai_responses import OpenAIResponsesProvider
 from infra.routing.catalog import ModelCatalog
 from infra.routing.config import Deployment, ModelRoute, RoutingConfig
@@ -92,20 +94,29 @@ class Gateway:
         self._live: dict[Deployment, _Live] = {}
         self._default_live: OrderedDict[Deployment, _Live] = OrderedDict()
         self._clients = AsyncExitStack()
-        self._chat_clients: dict[tuple[object, ...], ChatProvider] = {}
+        self._chat_clients: dict[tuple[Any, ...], ChatProvider] = {}
 
     # building clients ------------------------------------------------------------
     def _chat_client(self, d: Deployment) -> ChatProvider:
         timeout = d.timeout_s or self._timeout
-        key = (d.provider, d.api, d.base_url, d.api_key, timeout, d.region, d.project, d.location)
+        key = (
+            d.provider, d.api, d.base_url, d.api_key, timeout,
+            d.region, d.project, d.location, d.deployment, d.api_version,
+        )  # fmt: skip
         client = self._chat_clients.get(key)
         if client is None:
+            if d.preset is not None:  # no other vendor's key (OPENAI_API_KEY) may reach it
+                d = replace(d, api_key=presets.require_key(d.preset, d.api_key))
             if d.provider == "openai" and d.api == "responses":
                 client = OpenAIResponsesProvider(
-                    api_key=d.api_key, base_url=d.base_url, timeout_s=timeout
+                    name=d.vendor, api_key=d.api_key, base_url=d.base_url, timeout_s=timeout
                 )
             elif d.provider == "openai":
-                client = OpenAIProvider(api_key=d.api_key, base_url=d.base_url, timeout_s=timeout)
+                client = OpenAIProvider(
+                    name=d.vendor, api_key=d.api_key, base_url=d.base_url, timeout_s=timeout
+                )
+            elif d.provider == "azure":
+                client = AzureOpenAIProvider(name="azure", wire=self._azure(d), timeout_s=timeout)
             elif d.provider == "anthropic":
                 client = AnthropicProvider(
                     api_key=d.api_key, base_url=d.base_url, timeout_s=timeout
@@ -128,10 +139,25 @@ class Gateway:
             self._chat_clients[key] = client
         return client
 
+    @staticmethod
+    def _azure(d: Deployment) -> Wire:
+        return azure_wire(
+            d.deployment or d.model,
+            endpoint=d.base_url,
+            api_version=d.api_version,
+            api_key=d.api_key,
+        )
+
     def _embedder(self, d: Deployment) -> Any:
-        if d.provider == "openai":
+        if d.provider in ("openai", "azure"):
+            api_key = presets.require_key(d.preset, d.api_key) if d.preset else d.api_key
             embedder = OpenAIEmbedder(
-                d.model, api_key=d.api_key, base_url=d.base_url, timeout_s=d.timeout_s or 60.0
+                d.model,
+                api_key=api_key,
+                base_url=d.base_url,
+                timeout_s=d.timeout_s or 60.0,
+                wire=self._azure(d) if d.provider == "azure" else None,
+                name=d.vendor,
             )
             self._clients.push_async_callback(embedder.close)
             return embedder
@@ -224,14 +250,14 @@ class Gateway:
                         {
                             "status": "retrying" if attempt > 1 else "fallback",
                             "model": route.name,
-                            "provider": live.spec.provider,
+                            "provider": live.spec.vendor,
                             "attempt": attempt,
                             "error": str(last),
                         }
                     )
                 try:
                     result = await self._attempt(live, call)
-                    return result, Served(route.name, live.spec.provider, live.spec)
+                    return result, Served(route.name, live.spec.vendor, live.spec)
                 except TransientError as exc:
                     last = exc
                     live.cool_down(exc.retry_after)

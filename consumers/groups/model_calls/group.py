@@ -62,7 +62,7 @@ async def handle_job_requested(raw: Request, ports: Ports) -> None:
         route = ports.gateway.config.route_for(job.model)
     except PermanentError as exc:
         route, unknown = None, exc
-    provider = route.deployments[0].provider if route else None
+    provider = route.deployments[0].vendor if route else None
     attempt = await ports.writes.start(_new_job(raw, request), provider)
     if attempt == 0:
         # The job is finished. If this very event was handled, its follow-ups may
@@ -157,7 +157,7 @@ def _replay(request: job_events.JobRequested, ports: Ports) -> None:
         log.info("replay: job %s would fail: %s", request.job_id, exc)
         return
     first = route.deployments[0]
-    log.info("replay: job %s would run on %s as %s", request.job_id, first.provider, first.model)
+    log.info("replay: job %s would run on %s as %s", request.job_id, first.vendor, first.model)
 
 
 async def _call(

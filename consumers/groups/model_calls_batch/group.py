@@ -116,7 +116,7 @@ async def handle_wave(events: Sequence[Request], ports: Ports) -> None:
 
 def _provider(event: Request, ports: Ports) -> str | None:
     try:
-        return ports.gateway.config.route_for(event.payload.job.model).deployments[0].provider
+        return ports.gateway.config.route_for(event.payload.job.model).deployments[0].vendor
     except PermanentError:
         return None
 
