@@ -51,6 +51,8 @@ def succeeded(
         output_tokens=answer.output_tokens,
         cost_usd=answer.cost_usd,
         cached=answer.cached,
+        # A job a named route (`model: "auto"`) chose the model of: which route, and why.
+        extra={"route": request.job.route.model_dump()} if request.job.route else {},
     )
     return [
         (

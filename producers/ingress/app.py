@@ -52,6 +52,7 @@ from producers.ingress import (
     openai_errors,
     ratelimits,
     responses,
+    routing,
     tenant_settings,
     usage,
     user_limits,
@@ -219,6 +220,7 @@ def create_app(settings: Settings, streams: OpenStreams | None = None) -> FastAP
     app.include_router(issuers.router, dependencies=limited)
     app.include_router(keys.router, dependencies=limited)
     app.include_router(live.router, dependencies=limited)
+    app.include_router(routing.router, dependencies=limited)
     # The live WebSocket authenticates at its handshake (producers.ingress.live_socket).
     app.state.socket_stats = live_socket.SocketStats(metrics)
     app.add_api_websocket_route("/v1/ws", live_socket.live_socket, name="live_socket")
