@@ -28,16 +28,16 @@ from tests.test_jobs_http import wait_finished
 
 ROUTING = """
 [models."tier-cheap"]
-price = { input = "0.10", output = "0.40" }
-deployments = [{ provider = "local", model = "local-echo" }]
+price = {{ input = "0.10", output = "0.40" }}
+deployments = [{{ provider = "local", model = "local-echo" }}]
 
 [models."tier-mid"]
-price = { input = "1.00", output = "4.00" }
-deployments = [{ provider = "local", model = "local-echo" }]
+price = {{ input = "1.00", output = "4.00" }}
+deployments = [{{ provider = "local", model = "local-echo" }}]
 
 [models."tier-strong"]
-price = { input = "10.00", output = "40.00" }
-deployments = [{ provider = "local", model = "local-echo" }]
+price = {{ input = "10.00", output = "40.00" }}
+deployments = [{{ provider = "local", model = "local-echo" }}]
 
 [routes.auto]
 description = "cheap for short, easy text; mid for tools, JSON and longer; strong for the rest"
@@ -59,7 +59,23 @@ model = "tier-strong"
 supports = ["tools", "json_schema", "images"]
 
 [routes."support-bot"]
-tiers = [{ model = "tier-cheap", supports = ["tools"] }]
+tiers = [{{ model = "tier-cheap", supports = ["tools"] }}]
+
+[models."judge-fake"]
+price = {{ input = "0.10", output = "0.40" }}
+deployments = [{{ provider = "openai", model = "gpt-fake", base_url = "{v1}" }}]
+
+[models."judge-slow"]
+price = {{ input = "0.10", output = "0.40" }}
+deployments = [{{ provider = "openai", model = "gpt-fake@delay=5000", base_url = "{v1}" }}]
+
+[routes.thoughtful]
+tiers = [{{ model = "tier-cheap", max_effort = "low" }}, {{ model = "tier-strong" }}]
+classifier = {{ model = "judge-fake", timeout_s = 5 }}
+
+[routes.hasty]
+tiers = [{{ model = "tier-cheap", max_effort = "low" }}, {{ model = "tier-strong" }}]
+classifier = {{ model = "judge-slow", timeout_s = 0.3 }}
 """
 
 PIXEL = (
@@ -88,9 +104,9 @@ SCHEMA = {
 
 
 @pytest.fixture(scope="module")
-def routing_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def routing_file(tmp_path_factory: pytest.TempPathFactory, fake_llm: FakeLLMServer) -> Path:
     path = tmp_path_factory.mktemp("routes") / "routing.toml"
-    path.write_text(ROUTING)
+    path.write_text(ROUTING.format(v1=fake_llm.openai_base_url))
     return path
 
 
@@ -126,7 +142,7 @@ async def key(db: Database) -> TenantKey:
 
 # the rules, as documented --------------------------------------------------------------
 def _route(name: str = "auto") -> Any:
-    return load_routing(_write(ROUTING)).routes[name]
+    return load_routing(_write(ROUTING.format(v1="http://127.0.0.1:9/v1"))).routes[name]
 
 
 def _write(text: str) -> Path:
@@ -315,7 +331,7 @@ async def test_routes_are_listed_with_their_rules(http: httpx.AsyncClient, key: 
     response = await http.get("/v1/routing/routes", headers=key.headers)
     assert response.status_code == 200, response.text
     routes = {r["name"]: r for r in response.json()["data"]}
-    assert set(routes) == {"auto", "support-bot"}
+    assert set(routes) == {"auto", "support-bot", "thoughtful", "hasty"}
     first = routes["auto"]["tiers"][0]
     assert first == {
         "model": "tier-cheap",
@@ -323,3 +339,31 @@ async def test_routes_are_listed_with_their_rules(http: httpx.AsyncClient, key: 
         "max_prompt_tokens": 200,
         "max_effort": "low",
     }
+
+
+async def test_the_classifier_decides_when_no_hint_and_its_failure_leaves_the_rules(
+    http: httpx.AsyncClient, key: TenantKey
+) -> None:
+    """The fake answers "reply to: <the user's text>": a text saying "complex" is read as
+    the classifier's verdict; a classifier slower than its timeout is not waited for."""
+    cases = [
+        ("thoughtful", "a complex question", "tier-strong", "effort=high", "classifier"),
+        ("thoughtful", "a simple question", "tier-cheap", "cheapest", "classifier"),
+        ("hasty", "a complex question", "tier-cheap", "cheapest", None),
+    ]
+    for route, text, model, rule, source in cases:
+        response = await http.post(
+            "/v1/routing/explain", json=chat(text, route), headers=key.headers
+        )
+        assert response.status_code == 200, response.text
+        answer = response.json()
+        assert (answer["model"], answer["rule"]) == (model, rule), (route, text, answer)
+        assert answer["needs"]["effort_from"] == source
+    # A hint of the request's own wins: the classifier is not asked.
+    hinted = await http.post(
+        "/v1/routing/explain",
+        json=chat("a complex question", "thoughtful", reasoning_effort="low"),
+        headers=key.headers,
+    )
+    assert hinted.json()["needs"]["effort_from"] == "reasoning_effort"
+    assert hinted.json()["model"] == "tier-cheap"

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
+from dataclasses import replace
 from typing import Annotated, Any
 
 import orjson
@@ -22,6 +24,7 @@ from pydantic import ValidationError
 
 from infra.errors import AyushError, PermanentError
 from infra.providers.base import ChatRequest, Message
+from infra.routing.catalog import ModelCatalog
 from infra.routing.tiers import CLASSES, DIFFICULTY, Choice, Needs, NoTierFits, Route, choose
 from producers.ingress.admission import estimate_input_tokens
 from producers.ingress.body import json_body
@@ -90,7 +93,8 @@ def needs_of(job: ChatJob) -> Needs:
             if isinstance(stored.item, MessageItem)
             for p in stored.item.parts()
         )
-    effort, source = job.reasoning_effort, "reasoning_effort"
+    effort: str | None = job.reasoning_effort
+    source = "reasoning_effort"
     if effort is None and job.metadata.get("difficulty") in DIFFICULTY:
         effort, source = DIFFICULTY[job.metadata["difficulty"]], "metadata.difficulty"
     schema = job.response_format is not None and job.response_format.type == "json_schema"
@@ -106,28 +110,59 @@ def needs_of(job: ChatJob) -> Needs:
 
 async def _classified(request: Request, route: Route, job: ChatJob, needs: Needs) -> Needs:
     """`needs` with the effort the route's classifier reads from the last user message;
-    as they were if it fails or does not answer in time (the rules decide then)."""
+    as they were if it fails, does not answer in time or answers neither word (the rules
+    decide then)."""
     assert route.classifier is not None
-    classify = getattr(request.app.state, "classify", None)
+    classify: RouteClassifier | None = getattr(request.app.state, "classify", None)
     text = next((m.content for m in reversed(job.messages) if m.role == "user"), "")
     if classify is None or not text:
         return needs
-    ask = ChatRequest(
-        model=route.classifier.model,
-        messages=[Message("user", CLASSIFY_PROMPT + text[:4000])],
-        max_tokens=3,
-        temperature=0,
-    )
     try:
         async with asyncio.timeout(route.classifier.timeout_s):
-            answer: str = await classify(route.classifier.model, ask)
+            answer = await classify(route.classifier.model, text)
     except (TimeoutError, AyushError) as exc:
         log.warning("route %s: classifier failed, the rules decide: %s", route.name, exc)
         return needs
-    word = answer.strip().lower().strip(".")
-    if word not in CLASSES:
+    words = set(re.findall(r"\b(simple|complex)\b", answer.lower()))
+    if len(words) != 1:
         return needs
-    return Needs(**{**needs.__dict__, "effort": CLASSES[word], "effort_from": "classifier"})
+    return replace(needs, effort=CLASSES[words.pop()], effort_from="classifier")
+
+
+class RouteClassifier:
+    """Asks a route's classifier model through a gateway of the ingress's own (built only
+    when some route names a classifier)."""
+
+    def __init__(self, catalog: ModelCatalog) -> None:
+        # Imported here: the gateway brings the vendor SDKs, which an ingress without a
+        # classifier never loads (seconds of start-up, and their memory).
+        from infra.routing.gateway import Gateway
+
+        self._gateway = Gateway(catalog.routing, default_timeout_s=30.0, catalog=catalog)
+
+    async def __call__(self, model: str, text: str) -> str:
+        ask = ChatRequest(
+            model=model,
+            messages=[Message("system", CLASSIFY_PROMPT), Message("user", text[:4000])],
+            max_tokens=5,
+            temperature=0,
+        )
+        completion, _ = await self._gateway.chat(model, ask, _ignore, _ignore)
+        return completion.text
+
+    async def close(self) -> None:
+        await self._gateway.close()
+
+
+def classifier(catalog: ModelCatalog) -> RouteClassifier | None:
+    """The ingress's classifier client, or None when no route has a classifier."""
+    if any(r.classifier for r in catalog.routing.routes.values()):
+        return RouteClassifier(catalog)
+    return None
+
+
+async def _ignore(_: Any) -> None:
+    return None
 
 
 # the dry run ------------------------------------------------------------------------
