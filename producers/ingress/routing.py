@@ -118,6 +118,7 @@ async def _classified(request: Request, route: Route, job: ChatJob, needs: Needs
     if classify is None or not text:
         return needs
     try:
+        await classify.ready()
         async with asyncio.timeout(route.classifier.timeout_s):
             answer = await classify(route.classifier.model, text)
     except (TimeoutError, AyushError) as exc:
@@ -131,16 +132,27 @@ async def _classified(request: Request, route: Route, job: ChatJob, needs: Needs
 
 class RouteClassifier:
     """Asks a route's classifier model through a gateway of the ingress's own (built only
-    when some route names a classifier)."""
+    when some route names a classifier).
+
+    The gateway brings the vendor SDKs, seconds of imports an ingress without a classifier
+    never pays: they load in a thread from start-up on, without holding up readiness; a
+    routed request that comes before they are loaded waits for them (outside the
+    classifier's timeout)."""
 
     def __init__(self, catalog: ModelCatalog) -> None:
-        # Imported here: the gateway brings the vendor SDKs, which an ingress without a
-        # classifier never loads (seconds of start-up, and their memory).
-        from infra.routing.gateway import Gateway
+        self._catalog = catalog
+        self._loading = asyncio.ensure_future(asyncio.to_thread(_gateway_type))
+        self._gateway: Any = None
 
-        self._gateway = Gateway(catalog.routing, default_timeout_s=30.0, catalog=catalog)
+    async def ready(self) -> None:
+        if self._gateway is None:
+            gateway_type = await asyncio.shield(self._loading)
+            if self._gateway is None:
+                routing = self._catalog.routing
+                self._gateway = gateway_type(routing, default_timeout_s=30.0, catalog=self._catalog)
 
     async def __call__(self, model: str, text: str) -> str:
+        await self.ready()
         ask = ChatRequest(
             model=model,
             messages=[Message("system", CLASSIFY_PROMPT), Message("user", text[:4000])],
@@ -148,10 +160,17 @@ class RouteClassifier:
             temperature=0,
         )
         completion, _ = await self._gateway.chat(model, ask, _ignore, _ignore)
-        return completion.text
+        return str(completion.text)
 
     async def close(self) -> None:
-        await self._gateway.close()
+        if self._gateway is not None:
+            await self._gateway.close()
+
+
+def _gateway_type() -> type:
+    from infra.routing.gateway import Gateway
+
+    return Gateway
 
 
 def classifier(catalog: ModelCatalog) -> RouteClassifier | None:
