@@ -6,7 +6,7 @@
 The workload (bench/data/routing_workload.json, written for this repository): short
 chit-chat, long documents, tool calls, JSON output and hard reasoning with an effort hint,
 each with the length of the answer it expects. Every request is routed by the same function
-the ingress uses (producers.ingress.routing.needs_of, infra.routing.tiers.choose) over the
+the ingress uses (infra.routing.tiers.needs_of and choose) over the
 route (the default `auto` unless --routing names a file), and priced from the price table
 (infra/pricing/prices.toml, with the routing file's prices over it) by its input tokens
 (infra.providers.tokens, as admission counts them) and its expected output tokens. A
@@ -41,8 +41,7 @@ import httpx
 from bench.services import bench_key, bench_services
 from infra.pricing import PriceTable, cost_at
 from infra.routing.config import load_routing
-from infra.routing.tiers import Route, choose
-from producers.ingress.routing import needs_of
+from infra.routing.tiers import Route, choose, needs_of
 from schemas.chat_completions import chat_job
 from schemas.openai import ChatCompletionRequest
 from tests.harness import Platform

@@ -3,6 +3,7 @@ tenant can read; the choice is on the job, in usage and on a metric; a dry run e
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -12,13 +13,15 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from consumers.groups.batch.lines import parse_input
 from infra.db.engine import Database
 from infra.kafka.codec import decode_raw
 from infra.local_stack import ServiceAddresses
 from infra.local_stack.process import free_port
+from infra.pricing import PriceTable
+from infra.routing.catalog import ModelCatalog
 from infra.routing.config import load_routing
-from infra.routing.tiers import DEFAULT_AUTO, Needs, choose
-from producers.ingress.routing import needs_of
+from infra.routing.tiers import DEFAULT_AUTO, Needs, choose, needs_of
 from schemas.jobs import ChatJob
 from tests.conftest import Running, TenantKey, make_tenant, new_platform
 from tests.fakes.llm import FakeLLMServer
@@ -367,3 +370,28 @@ async def test_the_classifier_decides_when_no_hint_and_its_failure_leaves_the_ru
     )
     assert hinted.json()["needs"]["effort_from"] == "reasoning_effort"
     assert hinted.json()["model"] == "tier-cheap"
+
+
+def test_batch_lines_naming_auto_are_routed_by_the_same_rules() -> None:
+    """A batch line is a door too (consumers.groups.batch.lines): `auto` is chosen there
+    by the rules (no classifier) and recorded on the line's job."""
+    models = ModelCatalog(load_routing(None), PriceTable.load())
+    short = {"model": "auto", "messages": [{"role": "user", "content": "hi"}]}
+    hard = {**short, "reasoning_effort": "high"}
+    lines = [
+        {"custom_id": cid, "method": "POST", "url": "/v1/chat/completions", "body": body}
+        for cid, body in (("a", short), ("b", hard))
+    ]
+    data = b"\n".join(json.dumps(x).encode() for x in lines)
+    requests, errors = parse_input(
+        data,
+        endpoint="/v1/chat/completions",
+        max_requests=10,
+        max_bytes=10_000_000,
+        models=models,
+    )
+    assert errors == []
+    assert [(r.job.model, r.job.route and r.job.route.rule) for r in requests] == [
+        ("gpt-4o-mini", "cheapest"),
+        ("o3", "effort=high"),
+    ]

@@ -28,6 +28,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from infra.errors import PermanentError
+from infra.providers.tokens import estimate_job
+from schemas.conversations import InputImage, MessageItem
+from schemas.jobs import ChatJob, ImagePart, RouteChoice
 
 NEEDS = ("tools", "images", "json_schema")
 EFFORTS = ("minimal", "low", "medium", "high")
@@ -158,6 +161,40 @@ def choose(route: Route, needs: Needs) -> Choice:
             return Choice(route.name, tier.model, index, rule, tuple(considered))
         rule = refused
     raise NoTierFits(route.name, [f"{model}: needs {why}" for model, why in considered])
+
+
+def needs_of(job: ChatJob) -> Needs:
+    """What `job` asks of a model: its input tokens, tools, images, JSON schema, effort."""
+    images = any(isinstance(p, ImagePart) for m in job.messages for p in m.parts or ())
+    if job.response is not None:
+        images = images or any(
+            isinstance(p, InputImage)
+            for stored in job.response.input
+            if isinstance(stored.item, MessageItem)
+            for p in stored.item.parts()
+        )
+    effort: str | None = job.reasoning_effort
+    source = "reasoning_effort"
+    if effort is None and job.metadata.get("difficulty") in DIFFICULTY:
+        effort, source = DIFFICULTY[job.metadata["difficulty"]], "metadata.difficulty"
+    schema = job.response_format is not None and job.response_format.type == "json_schema"
+    return Needs(
+        prompt_tokens=estimate_job(job),
+        tools=bool(job.tools),
+        images=images,
+        json_schema=schema,
+        effort=effort,
+        effort_from=source if effort is not None else None,
+    )
+
+
+def routed(route: Route, job: ChatJob) -> ChatJob:
+    """`job` on the model `route`'s rules choose (no classifier), with the choice recorded;
+    NoTierFits when none fits. For doors that cannot ask a classifier (batch lines)."""
+    if job.kind == "embedding":
+        raise NoTierFits(route.name, ["a route chooses chat models, not embedding models"])
+    choice = choose(route, needs_of(job))
+    return job.model_copy(update={"model": choice.model, "route": RouteChoice(**choice.record())})
 
 
 DEFAULT_AUTO = Route(

@@ -25,14 +25,12 @@ from pydantic import ValidationError
 from infra.errors import AyushError, PermanentError
 from infra.providers.base import ChatRequest, Message
 from infra.routing.catalog import ModelCatalog
-from infra.routing.tiers import CLASSES, DIFFICULTY, Choice, Needs, NoTierFits, Route, choose
-from producers.ingress.admission import estimate_input_tokens
+from infra.routing.tiers import CLASSES, Choice, Needs, NoTierFits, Route, choose, needs_of
 from producers.ingress.body import json_body
 from producers.ingress.errors import ApiError, SubmissionError
 from producers.ingress.state import services
 from schemas.chat_completions import chat_job
-from schemas.conversations import InputImage, MessageItem
-from schemas.jobs import ChatJob, ImagePart, RouteChoice
+from schemas.jobs import ChatJob, RouteChoice
 from schemas.openai import ChatCompletionRequest
 
 log = logging.getLogger(__name__)
@@ -81,31 +79,6 @@ async def explain(request: Request, route: Route, job: ChatJob) -> tuple[Choice,
         return choose(route, needs), needs
     except NoTierFits as exc:
         raise RouteRefused(exc) from exc
-
-
-def needs_of(job: ChatJob) -> Needs:
-    """What `job` asks of a model: its input tokens, tools, images, JSON schema, effort."""
-    images = any(isinstance(p, ImagePart) for m in job.messages for p in m.parts or ())
-    if job.response is not None:
-        images = images or any(
-            isinstance(p, InputImage)
-            for stored in job.response.input
-            if isinstance(stored.item, MessageItem)
-            for p in stored.item.parts()
-        )
-    effort: str | None = job.reasoning_effort
-    source = "reasoning_effort"
-    if effort is None and job.metadata.get("difficulty") in DIFFICULTY:
-        effort, source = DIFFICULTY[job.metadata["difficulty"]], "metadata.difficulty"
-    schema = job.response_format is not None and job.response_format.type == "json_schema"
-    return Needs(
-        prompt_tokens=estimate_input_tokens(job),
-        tools=bool(job.tools),
-        images=images,
-        json_schema=schema,
-        effort=effort,
-        effort_from=source if effort is not None else None,
-    )
 
 
 async def _classified(request: Request, route: Route, job: ChatJob, needs: Needs) -> Needs:
