@@ -67,6 +67,7 @@ def chat_job(
         tool_choice=choice,
         cache=cache,
         memory=body.memory,
+        reasoning_effort=body.reasoning_effort,
     )
 
 

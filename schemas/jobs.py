@@ -114,6 +114,23 @@ class ChatMessage(RequestModel):
     cache_control: CacheControl | None = None
 
 
+class RouteChoice(RequestModel):
+    """The model a named route (`model: "auto"` …) chose for a job, and the rule that decided.
+
+    Set by the ingress when it routes the job (whatever a body says is replaced).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    route: str = Field(max_length=200)
+    model: str = Field(max_length=200)
+    tier: int = Field(ge=0)
+    rule: str = Field(max_length=200)
+
+
+Effort = Literal["minimal", "low", "medium", "high"]
+
+
 class ChatJob(RequestModel):
     """What to run: a chat completion or an embedding. The ingress body and the event payload."""
 
@@ -152,6 +169,10 @@ class ChatJob(RequestModel):
     # A "response" job (POST /v1/responses): its new input items and where its history
     # comes from; its messages are assembled by the worker from that history.
     response: ResponseTurn | None = Field(default=None, validate_default=True)
+    # A hint for a named route (`model: "auto"`): how hard the request is.
+    reasoning_effort: Effort | None = None
+    # The route's choice, when `model` was a route's name (set by the ingress).
+    route: RouteChoice | None = None
 
     @field_validator("messages")
     @classmethod

@@ -147,6 +147,8 @@ class ChatCompletionRequest(_WithJobFields):
     tools: list[WireTool] | None = None
     tool_choice: Literal["auto", "none", "required"] | NamedToolChoice | None = None
     n: int | None = Field(default=None, ge=1, le=1)
+    # With `model: "auto"` (a named route): a hint that picks a stronger tier.
+    reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = None
     # Ayush's job extension (the official SDKs send it in `extra_body`), as on `POST /v1/jobs`.
     memory: MemoryContext | None = None
 

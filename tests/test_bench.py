@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -104,3 +105,23 @@ def test_a_bench_platform_is_never_rate_limited(
     jobs_an_hour = 100 * 3600  # a job every 10 ms, for an hour, on one key
     assert platform.rate_limit_requests_per_min >= jobs_an_hour
     assert platform.rate_limit_tokens_per_min >= jobs_an_hour * (1024 + 100)
+
+
+def test_routing_bench_prices_auto_against_the_strongest_tier() -> None:
+    """bench/routing.py: its workload through `auto` costs less than through the strongest
+    tier, and every category reaches the tier its rules name."""
+    ran = subprocess.run(
+        [sys.executable, str(BENCH / "routing.py"), "--no-ingress"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert ran.returncode == 0, ran.stderr
+    result = json.loads(ran.stdout)
+    costs = result["cost_per_1000_requests_usd"]
+    assert 0 < costs["auto"] < costs["strongest_tier"], costs
+    assert abs(sum(result["share_by_tier"].values()) - 1) < 0.01
+    assert result["share_by_category"]["chit_chat"] == {"gpt-4o-mini": 1.0}
+    assert result["share_by_category"]["hard_reasoning"].get("o3", 0) > 0
+    assert result["rules"].get("prompt_tokens>8000", 0) > 0

@@ -51,7 +51,12 @@ def succeeded(
         output_tokens=answer.output_tokens,
         cost_usd=answer.cost_usd,
         cached=answer.cached,
-        extra=_prompt_cache(answer),
+        # Prompt-cache counts; for a job a named route (`model: "auto"`) chose the model of,
+        # which route, and why.
+        extra={
+            **_prompt_cache(answer),
+            **({"route": request.job.route.model_dump()} if request.job.route else {}),
+        },
     )
     return [
         (

@@ -20,6 +20,7 @@ from infra.errors import PermanentError
 from infra.pricing import FREE, Price, parse_context_window, parse_price
 from infra.providers import presets
 from infra.providers.router import route
+from infra.routing.tiers import DEFAULT_AUTO, Route, parse_routes
 
 PROVIDER_KINDS = ("openai", "anthropic", "local", "bedrock", "gemini", "azure")
 # The wire API of an openai deployment: chat completions, or the Responses API.
@@ -86,6 +87,8 @@ class RoutingConfig:
     prices: dict[str, Price] = field(default_factory=dict)
     # A cheap model that titles a conversation after its first turn; None: no titles.
     title_model: str | None = None
+    # Named routes (`model: "auto"` …) that pick a model per request: infra.routing.tiers.
+    routes: dict[str, Route] = field(default_factory=lambda: {"auto": DEFAULT_AUTO})
 
     def canonical(self, model: str) -> str:
         return self.aliases.get(model, model)
@@ -168,7 +171,8 @@ def _parse(data: dict[str, Any], defaults: RetryPolicy) -> RoutingConfig:
             raise ValueError(f"alias {alias!r} names unknown model {target!r}")
     if title_model is not None and not config.knows(title_model):
         raise ValueError(f"conversations.title_model names unknown model {title_model!r}")
-    return config
+    routes = parse_routes(data.get("routes", {}), config.knows)
+    return RoutingConfig(models, aliases, retry, prices, title_model, routes)
 
 
 def _deployment(model: str, table: dict[str, Any]) -> Deployment:

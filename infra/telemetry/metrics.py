@@ -87,6 +87,11 @@ class Metrics:
         self.cache_lookups = self._counter(
             "ayush_cache_lookups", "Cache look-ups by cache and result (hit, miss).", "cache result"
         )
+        self.route_choices = self._counter(
+            "ayush_route_choices",
+            "Models chosen by named routes (model: auto …), by route, model and deciding rule.",
+            "route model rule",
+        )
 
     def _counter(self, name: str, doc: str, labels: str = "") -> Counter:
         return Counter(name, doc, labels.split(), registry=self.registry)

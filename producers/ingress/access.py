@@ -35,6 +35,8 @@ TABLE: dict[tuple[str, str], str] = {
     ("GET", "/v1/responses/{response_id}/input_items"): "jobs:read",
     ("GET", "/v1/models"): ANY,
     ("GET", "/v1/models/{model:path}"): ANY,
+    ("POST", "/v1/routing/explain"): "jobs:write",
+    ("GET", "/v1/routing/routes"): ANY,
     ("POST", "/v1/jobs"): "jobs:write",
     ("GET", "/v1/jobs"): "jobs:read",
     ("GET", "/v1/jobs/{job_id}"): "jobs:read",

@@ -60,6 +60,7 @@ from producers.ingress import (
     webhook_receiver,
     webhook_setup,
 )
+from producers.ingress import routing as routing_doors
 from producers.ingress.auth import KeyCache
 from producers.ingress.body import BodyLimit, api_routes, route_body
 from producers.ingress.client_address import parse_networks
@@ -99,6 +100,8 @@ def create_app(settings: Settings, streams: OpenStreams | None = None) -> FastAP
         catalog = ModelCatalog(routing, PriceTable.load(settings.prices_file))
         prices = catalog.prices
         memory = build_memory(settings, db)
+        # Routes with a classifier ask a cheap model through it (producers.ingress.routing).
+        classify = app.state.classify = routing_doors.classifier(catalog)
         app.state.services = Services(
             settings,
             db,
@@ -143,6 +146,8 @@ def create_app(settings: Settings, streams: OpenStreams | None = None) -> FastAP
                 exporter.close()
             await app.state.sign_in.close()
             await memory.close()
+            if classify is not None:
+                await classify.close()
             await key_uses.close()
             await key_changes.close()
             await replies.stop()
@@ -221,6 +226,7 @@ def create_app(settings: Settings, streams: OpenStreams | None = None) -> FastAP
     app.include_router(issuers.router, dependencies=limited)
     app.include_router(keys.router, dependencies=limited)
     app.include_router(live.router, dependencies=limited)
+    app.include_router(routing_doors.router, dependencies=limited)
     # The live WebSocket authenticates at its handshake (producers.ingress.live_socket).
     app.state.socket_stats = live_socket.SocketStats(metrics)
     app.add_api_websocket_route("/v1/ws", live_socket.live_socket, name="live_socket")

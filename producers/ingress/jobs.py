@@ -150,6 +150,7 @@ def job_view(found: job_store.JobWithResult) -> JobView:
         created_at=job.created_at,
         started_at=job.started_at,
         finished_at=job.finished_at,
+        route=job.request.get("route"),
     )
 
 

@@ -34,6 +34,7 @@ from infra.errors import EventTooLarge, TransientError
 from producers.ingress.admission import admit_billable, estimate_input_tokens, release_billable
 from producers.ingress.caller import Caller
 from producers.ingress.errors import IdempotencyConflict, SubmissionError, TooLarge, unavailable
+from producers.ingress.routing import route_job
 from producers.ingress.state import Services
 from schemas import topics
 from schemas.envelope import Envelope
@@ -70,6 +71,7 @@ async def submit(
     route that is not behind `rate_limited`.
     """
     job_id = job_id or uuid7()
+    job = await route_job(request, job)  # `model: "auto"` …: the model its route chooses
     await admit_billable(
         request,
         caller,

@@ -8,6 +8,7 @@ import orjson
 
 from infra.errors import ModelNotPriced, PermanentError
 from infra.routing.catalog import ModelCatalog
+from infra.routing.tiers import NoTierFits, routed
 from schemas.batches import LineError
 from schemas.chat_completions import BodyError, chat_job_from_body
 from schemas.jobs import ChatJob, as_user, other_user
@@ -124,6 +125,12 @@ def _parse_line(
         job = chat_job_from_body(item.get("body"), metadata={"custom_id": custom_id[:200]})
     except BodyError as exc:
         raise _refuse(line_no, "invalid_request", str(exc), exc.param) from exc
+    route = models.routing.routes.get(job.model)
+    if route is not None:  # `model: "auto"` …: the model its rules choose, as at the ingress
+        try:
+            job = routed(route, job)
+        except NoTierFits as exc:
+            raise _refuse(line_no, exc.code, str(exc), "body.model") from exc
     try:  # as the ingress: a model no route serves, or without a price, is refused
         models.check(job.model)
     except ModelNotPriced as exc:
