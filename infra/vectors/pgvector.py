@@ -21,7 +21,8 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -68,18 +69,20 @@ _UPSERT = """
 """
 
 
-# The owners among those given with more chunks waiting than `after`: all theirs go in.
-_TO_GRAPH = """
-    UPDATE memory_chunks AS c SET in_graph = true
-    FROM (
-        SELECT w.tenant_id, w.user_id FROM memory_chunks AS w
-        JOIN unnest(CAST(:tenant AS uuid[]), CAST(:user AS text[])) AS o(tenant_id, user_id)
-            ON w.tenant_id = o.tenant_id AND w.user_id = o.user_id
-        WHERE NOT w.in_graph
-        GROUP BY w.tenant_id, w.user_id HAVING count(*) > :after
-    ) AS full_
-    WHERE c.tenant_id = full_.tenant_id AND c.user_id = full_.user_id AND NOT c.in_graph
+# Of the owners given, those with more than `after` chunks waiting: each counted through
+# the partial index of waiting chunks, and no further than it needs to.
+_CROWDED = """
+    SELECT o.tenant_id, o.user_id
+    FROM unnest(CAST(:tenant AS uuid[]), CAST(:user AS text[])) AS o(tenant_id, user_id)
+    WHERE (SELECT count(*) FROM (
+        SELECT 1 FROM memory_chunks AS w
+        WHERE w.tenant_id = o.tenant_id AND w.user_id = o.user_id AND NOT w.in_graph
+        LIMIT :after + 1) AS waiting) > :after
 """
+_TO_GRAPH = (
+    "UPDATE memory_chunks SET in_graph = true "
+    "WHERE tenant_id = :tenant AND user_id = :user AND NOT in_graph"
+)
 
 
 def _columns(chunks: Sequence[Chunk]) -> dict[str, Any]:
@@ -136,7 +139,12 @@ class PgVectorStore:
         if not owners:
             return
         tenants, users = [t for t, _ in owners], [u for _, u in owners]
-        await self._run(_TO_GRAPH, {"tenant": tenants, "user": users, "after": self._graph_after})
+        params = {"tenant": tenants, "user": users, "after": self._graph_after}
+        with _translated():  # several tenants at once: the writer's view, not a tenant's
+            async with self._db.session() as session:
+                crowded = (await session.execute(text(_CROWDED), params)).all()
+        for tenant, user in crowded:  # rare: once for every `graph_after` chunks of a user
+            await self._run(_TO_GRAPH, {"tenant": tenant, "user": user})
 
     async def search(self, query: Query) -> list[Hit]:
         if len(query.vector) != self._dim:
@@ -212,13 +220,9 @@ class PgVectorStore:
         return None  # the Database belongs to whoever built this store
 
     async def _run(self, sql: str, params: Any, *, wait_flush: bool = True) -> None:
-        try:
+        with _translated():
             async with self._db.transaction(durable=wait_flush) as session:
                 await session.execute(text(sql), params)
-        except (OperationalError, OSError) as exc:
-            raise TransientError(f"pgvector: {exc}") from exc
-        except DBAPIError as exc:
-            raise PermanentError(f"pgvector: {exc}") from exc
 
     async def _fetch(
         self, sql: str, params: dict[str, Any], ef_search: int | None = None
@@ -230,10 +234,17 @@ class PgVectorStore:
             "plan_cache_mode": "force_custom_plan",
             "hnsw.ef_search": str(ef_search or self._ef_search),
         }
-        try:
+        with _translated():
             async with self._db.tenant_reads(params["tenant_id"], settings) as session:
                 return list((await session.execute(text(sql), params)).all())
-        except (OperationalError, OSError) as exc:
-            raise TransientError(f"pgvector: {exc}") from exc
-        except DBAPIError as exc:
-            raise PermanentError(f"pgvector: {exc}") from exc
+
+
+@contextmanager
+def _translated() -> Iterator[None]:
+    """Postgres' failures as ours: unreachable or cut off is transient, the rest is not."""
+    try:
+        yield
+    except (OperationalError, OSError) as exc:
+        raise TransientError(f"pgvector: {exc}") from exc
+    except DBAPIError as exc:
+        raise PermanentError(f"pgvector: {exc}") from exc
