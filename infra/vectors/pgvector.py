@@ -175,7 +175,7 @@ class PgVectorStore:
             f"(SELECT {_COLUMNS}, {distance} AS distance FROM memory_chunks "
             f"WHERE {owner} AND NOT in_graph ORDER BY distance LIMIT :k) UNION ALL "
             f"(SELECT {_COLUMNS}, {distance} AS distance FROM memory_chunks "
-            f"WHERE {owner} AND in_graph AND {graphed} ORDER BY {distance} LIMIT :k) "
+            f"WHERE {owner} AND in_graph AND {graphed} ORDER BY distance LIMIT :k) "
             "ORDER BY distance LIMIT :k"
         )
         rows = await self._fetch(approximate, params, ef_search=max(self._ef_search, query.top_k))
