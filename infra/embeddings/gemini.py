@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from google.genai import types
 
+from infra.embeddings.base import embed_in_requests
 from infra.errors import PermanentError
 from infra.providers import tokens
 from infra.providers.gemini import VENDOR, gemini_errors, make_client
@@ -45,13 +46,7 @@ class GeminiEmbedder:
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
         """The Embedder port: one vector of `dim` numbers per text."""
-        vectors: list[list[float]] = []
-        for start in range(0, len(texts), MAX_INPUTS):
-            part, _ = await self.embed_counted(texts[start : start + MAX_INPUTS], self.dim)
-            vectors += part
-        if len(vectors) != len(texts) or any(len(v) != self.dim for v in vectors):
-            raise PermanentError(f"embeddings {self.model}: expected {len(texts)}x{self.dim}")
-        return vectors
+        return await embed_in_requests(self, texts, MAX_INPUTS)
 
     async def embed_counted(
         self, texts: Sequence[str], dimensions: int | None = None

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from infra.embeddings.base import embed_in_requests
 from infra.errors import PermanentError
 from infra.providers.openai_http import OpenAIHttp, Wire
 
@@ -44,15 +45,7 @@ class OpenAIEmbedder:
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
         """The Embedder port: one vector of `dim` numbers per text."""
-        vectors: list[list[float]] = []
-        # A memory list can hold more chunks than a request takes (2,048 inputs, 300k
-        # tokens): requests of `MAX_INPUTS`, one after the other.
-        for start in range(0, len(texts), MAX_INPUTS):
-            part, _ = await self.embed_counted(texts[start : start + MAX_INPUTS], self.dim)
-            vectors += part
-        if len(vectors) != len(texts) or any(len(v) != self.dim for v in vectors):
-            raise PermanentError(f"embeddings {self.model}: expected {len(texts)}x{self.dim}")
-        return vectors
+        return await embed_in_requests(self, texts, MAX_INPUTS)
 
     async def embed_counted(
         self, texts: Sequence[str], dimensions: int | None = None

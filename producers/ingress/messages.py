@@ -33,7 +33,7 @@ from producers.ingress.anthropic_errors import anthropic_body, anthropic_shaped,
 from producers.ingress.auth import authenticate_x_api_key
 from producers.ingress.messages_stream import MessageShape
 from producers.ingress.model_call import run, semantic, wants_cache
-from producers.ingress.plain_route import PlainRoute, json_body
+from producers.ingress.plain_route import add_plain_routes
 from producers.ingress.scope import scoped_job
 from producers.ingress.state import services
 from schemas.anthropic_messages import CountTokensRequest, MessagesRequest, messages_job
@@ -83,11 +83,4 @@ PLAIN_ROUTES: dict[str, tuple[Endpoint, type[BaseModel]]] = {
     "/messages": (messages, MessagesRequest),
     "/messages/count_tokens": (count_tokens, CountTokensRequest),
 }
-for _path, (_endpoint, _body) in PLAIN_ROUTES.items():
-    router.add_api_route(
-        _path,
-        _endpoint,
-        methods=["POST"],
-        route_class_override=PlainRoute,
-        openapi_extra=json_body(_body),
-    )
+add_plain_routes(router, PLAIN_ROUTES)

@@ -30,7 +30,7 @@ from producers.ingress.caller import Caller
 from producers.ingress.errors import ApiError
 from producers.ingress.model_call import NextEvent, run, semantic, wants_cache
 from producers.ingress.openai_stream import completion_chunks, usage_of, wire_tool_calls
-from producers.ingress.plain_route import PlainRoute, json_body
+from producers.ingress.plain_route import add_plain_routes
 from producers.ingress.scope import scoped_job
 from producers.ingress.state import Services, services
 from schemas import jobs as job_events
@@ -81,14 +81,7 @@ PLAIN_ROUTES: dict[str, tuple[Endpoint, type[BaseModel]]] = {
     "/chat/completions": (chat_completions, ChatCompletionRequest),
     "/embeddings": (embeddings, EmbeddingRequest),
 }
-for _path, (_endpoint, _body) in PLAIN_ROUTES.items():
-    router.add_api_route(
-        _path,
-        _endpoint,
-        methods=["POST"],
-        route_class_override=PlainRoute,
-        openapi_extra=json_body(_body),
-    )
+add_plain_routes(router, PLAIN_ROUTES)
 
 
 @router.get("/models")

@@ -13,10 +13,10 @@ named models to the OpenAPI components, since FastAPI never saw them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import Any, cast
 
-from fastapi import Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
@@ -26,6 +26,20 @@ _REF = "#/components/schemas/{model}"
 class PlainRoute(APIRoute):
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         return cast(Callable[[Request], Coroutine[Any, Any, Response]], self.endpoint)
+
+
+def add_plain_routes(
+    router: APIRouter, routes: Mapping[str, tuple[Callable[..., Any], type[BaseModel]]]
+) -> None:
+    """POST routes of `router` served as plain routes, each documented by its body model."""
+    for path, (endpoint, body) in routes.items():
+        router.add_api_route(
+            path,
+            endpoint,
+            methods=["POST"],
+            route_class_override=PlainRoute,
+            openapi_extra=json_body(body),
+        )
 
 
 def json_body(model: type[BaseModel]) -> dict[str, Any]:

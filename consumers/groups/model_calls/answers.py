@@ -94,7 +94,12 @@ async def from_cache(request: job_events.JobRequested, key: str, ports: Ports) -
     hit = await ports.cache.get(key)
     if hit is None:
         return None
-    result = Outcome(
+    return Answer(cached_outcome(request, hit), hit.get("embeddings"))
+
+
+def cached_outcome(request: job_events.JobRequested, hit: dict[str, Any]) -> Outcome:
+    """A cache entry (`cache_entry`) as this job's result: free, and marked cached."""
+    return Outcome(
         job_id=request.job_id,
         text=hit["text"],
         finish_reason=hit["finish_reason"],
@@ -106,4 +111,3 @@ async def from_cache(request: job_events.JobRequested, key: str, ports: Ports) -
         tool_calls=hit["tool_calls"],
         cached=True,
     )
-    return Answer(result, hit.get("embeddings"))

@@ -23,15 +23,13 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
 import orjson
 
-from consumers.groups.model_calls.answers import Answer, cache_entry
+from consumers.groups.model_calls.answers import Answer, cache_entry, cached_outcome
 from consumers.groups.model_calls.outcomes import follow_up
 from consumers.groups.model_calls.ports import Ports
-from infra.db.jobs import Outcome
 from infra.db.semantic_cache import Entry
 from infra.embeddings.metering import embedding_usage
 from schemas import jobs as job_events
@@ -115,20 +113,7 @@ async def from_cache(
         metrics.cache_lookups.labels("semantic", "hit" if found else "miss").inc()
     if found is None:
         return None
-    hit = found.answer
-    result = Outcome(
-        job_id=request.job_id,
-        text=hit["text"],
-        finish_reason=hit["finish_reason"],
-        provider=hit["provider"],
-        model=hit["model"],
-        input_tokens=hit["input_tokens"],
-        output_tokens=hit["output_tokens"],
-        cost_usd=Decimal("0"),
-        tool_calls=hit["tool_calls"],
-        cached=True,
-    )
-    return Answer(result, similarity=round(found.similarity, 4))
+    return Answer(cached_outcome(request, found.answer), similarity=round(found.similarity, 4))
 
 
 async def store(place: Lookup, answer: Answer, ports: Ports) -> None:
