@@ -20,6 +20,22 @@ CHAT = [{"role": "user", "content": "hello"}]
 VALID: dict[tuple[str, str], Json] = {
     ("post", "/v1/chat/completions"): {"model": "local-echo", "messages": CHAT},
     ("post", "/v1/embeddings"): {"model": "text-embedding-3-small", "input": "hello"},
+    ("post", "/v1/messages"): {
+        "model": "local-echo",
+        "max_tokens": 16,
+        "messages": CHAT,
+        "system": "be brief",
+    },
+    ("post", "/v1/messages/count_tokens"): {
+        "model": "local-echo",
+        "messages": CHAT,
+        "system": "be brief",
+    },
+    ("post", "/v1/routing/explain"): {
+        "model": "auto",
+        "messages": CHAT,
+        "metadata": {"difficulty": "easy"},
+    },
     ("post", "/v1/responses"): {"model": "local-echo", "input": "hello", "metadata": {"a": "b"}},
     ("post", "/v1/jobs"): {"kind": "chat", "model": "local-echo", "messages": CHAT},
     ("post", "/v1/conversations"): {"items": CHAT, "metadata": {"a": "b"}, "user_id": "ann"},
@@ -76,10 +92,13 @@ def json_routes(openapi: Json) -> dict[tuple[str, str], Json]:
 
 
 def named_fields(response: httpx.Response) -> list[str]:
-    """The fields a refusal names: every detail of ours, or OpenAI's one `param`."""
+    """The fields a refusal names: every detail of ours, OpenAI's one `param`, or the one
+    Anthropic's message starts with (`max_tokens: Field required`)."""
     body = response.json()
     if "details" in body:
         return [d["field"] for d in body["details"]]
+    if body.get("type") == "error":
+        return [body["error"]["message"].split(":", 1)[0]]
     return [body["error"]["param"]]
 
 
@@ -96,8 +115,8 @@ async def send(
 
 
 def refused(response: httpx.Response, path: str) -> bool:
-    # The OpenAI-compatible routes answer 400, as OpenAI does; ours 422.
-    return response.status_code == (400 if path in OPENAI else 422)
+    # The OpenAI- and Anthropic-compatible routes answer 400, as those vendors do; ours 422.
+    return response.status_code == (400 if path in OPENAI + ANTHROPIC else 422)
 
 
 OPENAI = (
@@ -108,6 +127,8 @@ OPENAI = (
     "/v1/conversations/{conversation_id}",
     "/v1/conversations/{conversation_id}/items",
 )
+# Anthropic's shape names the first field at fault only.
+ANTHROPIC = ("/v1/messages", "/v1/messages/count_tokens")
 
 
 async def test_every_json_route_names_the_missing_or_wrong_field(
@@ -121,7 +142,7 @@ async def test_every_json_route_names_the_missing_or_wrong_field(
         empty = await send(client, tenant, method, path, {} if required else [])
         assert refused(empty, path), (path, empty.text)
         fields = named_fields(empty)
-        if path in OPENAI:
+        if path in OPENAI + ANTHROPIC:
             # a body that is not an object names no field of it (OpenAI: `param` null)
             assert fields[0] in (required or [None]), (path, fields)
         elif required:

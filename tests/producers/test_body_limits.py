@@ -80,9 +80,11 @@ def body_routes(platform: Platform) -> list[tuple[str, str, int]]:
 
 
 def error_code(body: dict[str, object]) -> object:
-    """The error's name, in either shape: Ayush's, or OpenAI's on its compatible routes."""
+    """The error's name, in any shape: Ayush's, or OpenAI's or Anthropic's on their routes."""
     error = body["error"]
-    return error["code"] if isinstance(error, dict) else error
+    if isinstance(error, dict):  # OpenAI's `code`, or Anthropic's `type` on /v1/messages
+        return error.get("code", error.get("type"))
+    return error
 
 
 async def test_every_body_is_refused_by_its_declared_length_before_it_is_read(
