@@ -326,14 +326,15 @@ async def redeliver(
     since: datetime | None = None,
 ) -> int:
     """Attempt messages again from the start of the schedule, under the same webhook-id:
-    one message (whatever its status), or every failed one created since a time."""
+    one message (whatever its status), or every one created since a time that was not
+    delivered (failed for good, or pending a later retry)."""
     where = "tenant_id = :tenant AND subscription_id = :sub"
     params: dict[str, Any] = {"tenant": tenant_id, "sub": subscription_id}
     if message_id is not None:
         where += " AND id = :id"
         params["id"] = message_id
     if since is not None:
-        where += " AND created_at >= :since AND status = 'failed'"
+        where += " AND created_at >= :since AND status <> 'delivered'"
         params["since"] = since
     async with db.transaction() as session:
         done = await session.execute(

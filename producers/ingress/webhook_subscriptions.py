@@ -223,7 +223,8 @@ async def redeliver_since(
     caller: Authenticated,
     svc: Svc,
 ) -> api.Redelivered:
-    """Every failed delivery since a time, attempted again from the start of the schedule."""
+    """Every delivery since a time that has not succeeded (failed, or waiting for a retry),
+    attempted again now and from the start of the schedule, under its webhook-id."""
     await _found(svc, caller.tenant_id, subscription_id)
     count = await store.redeliver(svc.db, caller.tenant_id, subscription_id, since=body.since)
     return api.Redelivered(redelivered=count)

@@ -24,6 +24,7 @@ from infra.db import outbound_webhooks as store
 from infra.db.engine import Database
 from infra.db.models import utcnow
 from infra.db.sealed import opened
+from infra.errors import PermanentError
 from infra.kafka.publisher import Publisher
 from infra.settings import Settings
 from infra.vault import Vault
@@ -137,10 +138,14 @@ class Dispatcher:
     async def _attempt(self, due: store.Due) -> None:
         try:
             sub = due.subscription
-            secrets = store.signing_secrets(opened(self.vault, sub), sub.previous_valid_until)
-            body = due.body.encode()
-            signed = headers(secrets, message_id(due.id), int(time.time()), body)
-            attempt = await self.sender.send(due.url, signed, body)
+            try:
+                secrets = store.signing_secrets(opened(self.vault, sub), sub.previous_valid_until)
+            except PermanentError as exc:  # its key is gone from the ring: nothing to send
+                attempt = store.Attempt(None, 0, None, f"cannot sign: {exc}"[:1000])
+            else:
+                body = due.body.encode()
+                signed = headers(secrets, message_id(due.id), int(time.time()), body)
+                attempt = await self.sender.send(due.url, signed, body)
             wait = retry_in(due.step, self.settings.webhook_retry_scale)
             failing_since = await store.settle(self.db, due, attempt, wait)
             if failing_since is not None:
