@@ -83,7 +83,7 @@ async def enabled_subscriptions(db: Database, tenant_id: uuid.UUID) -> list[Webh
         found = await session.execute(
             select(WebhookSubscription).where(
                 WebhookSubscription.tenant_id == tenant_id,
-                WebhookSubscription.enabled.is_(True),  # type: ignore[attr-defined]
+                WebhookSubscription.enabled.is_(True),
             )
         )
         return list(found.scalars())
@@ -96,8 +96,8 @@ async def update_subscription(
         found = await session.execute(
             update(WebhookSubscription)
             .where(
-                WebhookSubscription.id == subscription_id,  # type: ignore[arg-type]
-                WebhookSubscription.tenant_id == tenant_id,  # type: ignore[arg-type]
+                WebhookSubscription.id == subscription_id,
+                WebhookSubscription.tenant_id == tenant_id,
             )
             .values(**values)
             .returning(WebhookSubscription)
@@ -111,11 +111,11 @@ async def delete_subscription(
     async with db.transaction() as session:
         done = await session.execute(
             delete(WebhookSubscription).where(
-                WebhookSubscription.id == subscription_id,  # type: ignore[arg-type]
-                WebhookSubscription.tenant_id == tenant_id,  # type: ignore[arg-type]
+                WebhookSubscription.id == subscription_id,
+                WebhookSubscription.tenant_id == tenant_id,
             )
         )
-        return bool(done.rowcount)  # type: ignore[attr-defined]
+        return bool(done.rowcount)
 
 
 @dataclass(frozen=True)
@@ -141,7 +141,7 @@ async def enqueue(db: Database, messages: Sequence[NewMessage]) -> int:
             ),
             [vars(m) for m in messages],
         )
-        return int(done.rowcount or 0)  # type: ignore[attr-defined]
+        return int(done.rowcount or 0)
 
 
 @dataclass(frozen=True)
@@ -193,9 +193,7 @@ async def claim_due(
             s.id: s
             for s in (
                 await session.execute(
-                    select(WebhookSubscription).where(
-                        WebhookSubscription.id.in_(ids)  # type: ignore[attr-defined]
-                    )
+                    select(WebhookSubscription).where(WebhookSubscription.id.in_(ids))
                 )
             ).scalars()
         }
@@ -294,7 +292,7 @@ async def disable(db: Database, subscription_id: uuid.UUID, reason: str) -> bool
             ),
             {"reason": reason, "id": subscription_id},
         )
-        return bool(done.rowcount)  # type: ignore[attr-defined]
+        return bool(done.rowcount)
 
 
 _VIEW = (
@@ -344,7 +342,7 @@ async def redeliver(
             ),
             params,
         )
-        return int(done.rowcount or 0)  # type: ignore[attr-defined]
+        return int(done.rowcount or 0)
 
 
 async def release(db: Database, message_id: uuid.UUID) -> None:

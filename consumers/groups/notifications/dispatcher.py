@@ -16,8 +16,9 @@ import logging
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from infra.connectors.outbound_webhook import WebhookSender
 from infra.db import outbound_webhooks as store
@@ -125,7 +126,7 @@ class Dispatcher:
             started += 1
         return started
 
-    def _done(self, subscription_id: uuid.UUID):  # type: ignore[no-untyped-def]
+    def _done(self, subscription_id: uuid.UUID) -> Callable[[asyncio.Task[None]], None]:
         def done(task: asyncio.Task[None]) -> None:
             self._tasks.discard(task)
             self._busy[subscription_id] -= 1
@@ -154,10 +155,9 @@ class Dispatcher:
             # The lease runs out and the attempt is made again: nothing is lost.
             log.exception("webhook message %s: attempt failed unexpectedly", due.id)
 
-    async def _maybe_disable(self, sub: store.WebhookSubscription, since: object) -> None:
-        assert hasattr(since, "isoformat")
+    async def _maybe_disable(self, sub: store.WebhookSubscription, since: datetime) -> None:
         window = self.settings.webhook_disable_after_s * self.settings.webhook_retry_scale
-        failing_s = (utcnow() - since).total_seconds()  # type: ignore[operator]
+        failing_s = (utcnow() - since).total_seconds()
         if failing_s < window:
             return
         reason = f"every delivery failed for {failing_s:.0f} s (since {since.isoformat()})"
@@ -165,7 +165,7 @@ class Dispatcher:
             subscription_id=sub.id,
             url=sub.url,
             failing_since=since,
-            reason=reason,  # type: ignore[arg-type]
+            reason=reason,
         )
         # Published first, under an id derived from the episode: a crash before the row is
         # updated publishes the same event again, and its messages dedupe.

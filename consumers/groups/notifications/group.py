@@ -9,6 +9,7 @@ consumer's path.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,7 +59,7 @@ async def enqueue(raw: Envelope[Any], public: Public, ports: Ports) -> int:
     return written
 
 
-def _handler(public: Public):  # type: ignore[no-untyped-def]
+def _handler(public: Public) -> Callable[[Envelope[Any], Ports], Awaitable[None]]:
     async def handle(raw: Envelope[Any], ports: Ports) -> None:
         await enqueue(raw, public, ports)
 
