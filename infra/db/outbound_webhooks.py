@@ -10,7 +10,7 @@ again when its lease ends.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -159,33 +159,49 @@ class Due:
     subscription: WebhookSubscription
 
 
+# Per subscription that has due messages, its oldest ones, at most its cap less what is in
+# flight for it here (`busy`: a JSON object of subscription id -> attempts running), so a
+# subscription with a backlog never hides another's messages; then the oldest `limit`.
 _CLAIM = """
-UPDATE webhook_messages m SET lease_until = now() + make_interval(secs => :lease_s)
-FROM webhook_subscriptions s
-WHERE m.id IN (
-    SELECT m2.id FROM webhook_messages m2
-    JOIN webhook_subscriptions s2 ON s2.id = m2.subscription_id AND s2.enabled
-    WHERE m2.status = 'pending' AND m2.next_attempt_at <= now()
-      AND (m2.lease_until IS NULL OR m2.lease_until < now())
-      AND NOT (m2.subscription_id = ANY(:busy))
-    ORDER BY m2.next_attempt_at
+WITH due_subs AS (
+    SELECT DISTINCT m.subscription_id FROM webhook_messages m
+    WHERE m.status = 'pending' AND m.next_attempt_at <= now()
+      AND (m.lease_until IS NULL OR m.lease_until < now())
+), chosen AS (
+    SELECT picked.id FROM due_subs d
+    JOIN webhook_subscriptions s ON s.id = d.subscription_id AND s.enabled
+    CROSS JOIN LATERAL (
+        SELECT m.id, m.next_attempt_at FROM webhook_messages m
+        WHERE m.subscription_id = d.subscription_id AND m.status = 'pending'
+          AND m.next_attempt_at <= now() AND (m.lease_until IS NULL OR m.lease_until < now())
+        ORDER BY m.next_attempt_at
+        LIMIT greatest(
+            :cap - coalesce((CAST(:busy AS jsonb) ->> d.subscription_id::text)::int, 0), 0
+        )
+        FOR UPDATE OF m SKIP LOCKED
+    ) picked
+    ORDER BY picked.next_attempt_at
     LIMIT :limit
-    FOR UPDATE OF m2 SKIP LOCKED
-) AND s.id = m.subscription_id
+)
+UPDATE webhook_messages m SET lease_until = now() + make_interval(secs => :lease_s)
+FROM chosen WHERE m.id = chosen.id
 RETURNING m.id, m.subscription_id, m.tenant_id, m.event_type, m.body, m.step, m.attempts
 """
 
 
 async def claim_due(
-    db: Database, limit: int, lease_s: float, busy: Sequence[uuid.UUID] = ()
+    db: Database, limit: int, lease_s: float, cap: int, busy: Mapping[uuid.UUID, int]
 ) -> list[Due]:
-    """Lease up to `limit` due messages, none of the `busy` subscriptions (at their cap)."""
+    """Lease up to `limit` due messages, no subscription past `cap` attempts at once
+    counting the `busy` ones (in flight in this process)."""
+    params = {
+        "lease_s": lease_s,
+        "limit": limit,
+        "cap": cap,
+        "busy": orjson.dumps({str(k): v for k, v in busy.items()}).decode(),
+    }
     async with db.transaction() as session:
-        rows = (
-            await session.execute(
-                text(_CLAIM), {"lease_s": lease_s, "limit": limit, "busy": list(busy)}
-            )
-        ).all()
+        rows = (await session.execute(text(_CLAIM), params)).all()
         if not rows:
             return []
         ids = {row.subscription_id for row in rows}
@@ -211,6 +227,39 @@ async def claim_due(
         )
         for row in rows
     ]
+
+
+_NEXT = """
+UPDATE webhook_messages m SET lease_until = now() + make_interval(secs => :lease_s)
+WHERE m.id = (
+    SELECT n.id FROM webhook_messages n
+    WHERE n.subscription_id = :sub AND n.status = 'pending' AND n.next_attempt_at <= now()
+      AND (n.lease_until IS NULL OR n.lease_until < now())
+      AND EXISTS (SELECT 1 FROM webhook_subscriptions s WHERE s.id = :sub AND s.enabled)
+    ORDER BY n.next_attempt_at
+    LIMIT 1
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING m.id, m.subscription_id, m.tenant_id, m.event_type, m.body, m.step, m.attempts
+"""
+
+
+async def claim_next(db: Database, subscription_id: uuid.UUID, lease_s: float) -> Due | None:
+    """The subscription's oldest due message, leased: what a slot that just finished one
+    takes next (one indexed statement, no scan of the others)."""
+    async with db.transaction() as session:
+        row = (
+            await session.execute(text(_NEXT), {"lease_s": lease_s, "sub": subscription_id})
+        ).first()
+        if row is None:
+            return None
+        sub = await session.get(WebhookSubscription, subscription_id)
+    if sub is None:
+        return None
+    return Due(
+        row.id, row.subscription_id, row.tenant_id, row.event_type, row.body, row.step,
+        row.attempts, sub.url, sub,
+    )  # fmt: skip
 
 
 async def next_due_at(db: Database) -> datetime | None:

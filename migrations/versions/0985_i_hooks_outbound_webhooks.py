@@ -64,8 +64,8 @@ def upgrade() -> None:
         """
     )
     op.execute(
-        "CREATE INDEX ix_webhook_messages_due ON webhook_messages (next_attempt_at) "
-        "WHERE status = 'pending'"
+        "CREATE INDEX ix_webhook_messages_due ON webhook_messages "
+        "(subscription_id, next_attempt_at) WHERE status = 'pending'"
     )
     op.create_index(
         "ix_webhook_messages_log", "webhook_messages", ["subscription_id", "created_at"]

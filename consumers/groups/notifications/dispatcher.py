@@ -110,17 +110,12 @@ class Dispatcher:
         room = self.settings.webhook_max_in_flight - len(self._tasks)
         if room <= 0:
             return 0
-        busy = [sub for sub, n in self._busy.items() if n >= cap]
         lease_s = self.settings.webhook_timeout_s + 30
-        claimed = await store.claim_due(self.db, min(room, 64), lease_s, busy)
+        claimed = await store.claim_due(self.db, min(room, 64), lease_s, cap, self._busy)
         started = 0
         for due in claimed:
-            if self._busy[due.subscription_id] >= cap:
-                # Over its cap in this batch: give the lease back, it is due again next pump.
-                await store.release(self.db, due.id)
-                continue
             self._busy[due.subscription_id] += 1
-            task = asyncio.create_task(self._attempt(due))
+            task = asyncio.create_task(self._slot(due))
             self._tasks.add(task)
             task.add_done_callback(self._done(due.subscription_id))
             started += 1
@@ -136,24 +131,34 @@ class Dispatcher:
 
         return done
 
-    async def _attempt(self, due: store.Due) -> None:
-        try:
-            sub = due.subscription
+    async def _slot(self, due: store.Due) -> None:
+        """One of an endpoint's slots: attempts a message, then the endpoint's next due one,
+        until none is due (the loop's claim then finds it again when one is)."""
+        lease_s = self.settings.webhook_timeout_s + 30
+        current: store.Due | None = due
+        while current is not None:
             try:
-                secrets = store.signing_secrets(opened(self.vault, sub), sub.previous_valid_until)
-            except PermanentError as exc:  # its key is gone from the ring: nothing to send
-                attempt = store.Attempt(None, 0, None, f"cannot sign: {exc}"[:1000])
-            else:
-                body = due.body.encode()
-                signed = headers(secrets, message_id(due.id), int(time.time()), body)
-                attempt = await self.sender.send(due.url, signed, body)
-            wait = retry_in(due.step, self.settings.webhook_retry_scale)
-            failing_since = await store.settle(self.db, due, attempt, wait)
-            if failing_since is not None:
-                await self._maybe_disable(sub, failing_since)
-        except Exception:
-            # The lease runs out and the attempt is made again: nothing is lost.
-            log.exception("webhook message %s: attempt failed unexpectedly", due.id)
+                await self._attempt(current)
+                current = await store.claim_next(self.db, current.subscription_id, lease_s)
+            except Exception:
+                # The lease runs out and the attempt is made again: nothing is lost.
+                log.exception("webhook message %s: attempt failed unexpectedly", current.id)
+                return
+
+    async def _attempt(self, due: store.Due) -> None:
+        sub = due.subscription
+        try:
+            secrets = store.signing_secrets(opened(self.vault, sub), sub.previous_valid_until)
+        except PermanentError as exc:  # its key is gone from the ring: nothing to send
+            attempt = store.Attempt(None, 0, None, f"cannot sign: {exc}"[:1000])
+        else:
+            body = due.body.encode()
+            signed = headers(secrets, message_id(due.id), int(time.time()), body)
+            attempt = await self.sender.send(due.url, signed, body)
+        wait = retry_in(due.step, self.settings.webhook_retry_scale)
+        failing_since = await store.settle(self.db, due, attempt, wait)
+        if failing_since is not None:
+            await self._maybe_disable(sub, failing_since)
 
     async def _maybe_disable(self, sub: store.WebhookSubscription, since: datetime) -> None:
         window = self.settings.webhook_disable_after_s * self.settings.webhook_retry_scale
