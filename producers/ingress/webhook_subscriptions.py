@@ -11,8 +11,6 @@ import uuid
 from datetime import timedelta
 from typing import Annotated
 
-import httpcore
-import httpx
 from fastapi import APIRouter, Depends, Request, Response
 
 from infra.connectors.address_policy import AddressPolicy
@@ -20,34 +18,18 @@ from infra.db import outbound_webhooks as store
 from infra.db.models import utcnow
 from infra.db.outbound_webhooks import WebhookSubscription
 from infra.db.sealed import opened, seal_into
-from infra.errors import PermanentError
 from infra.webhook_signing import new_secret
-from producers.ingress.actions import SecretBox, invalid
+from producers.ingress.actions import SecretBox
 from producers.ingress.auth import Authenticated
 from producers.ingress.body import json_body
 from producers.ingress.errors import ApiError
+from producers.ingress.outbound_urls import check_url
 from producers.ingress.state import Svc
 from schemas import outbound_webhooks as api
 from schemas.ids import uuid7
 
 router = APIRouter(tags=["outbound webhooks"])
 PREFIX = "/v1/webhook-subscriptions"
-
-
-async def check_url(url: str, policy: AddressPolicy, field: str) -> None:
-    """Refuses (422 naming `field`) a URL the outbound address policy would not reach."""
-    try:
-        parsed = httpx.URL(url)
-    except httpx.InvalidURL as exc:
-        raise invalid(field, "not a URL") from exc
-    if parsed.scheme not in ("https", "http") or not parsed.host:
-        raise invalid(field, "an http(s) URL with a host is needed")
-    try:
-        await policy.resolve(parsed.host, parsed.port or (443 if parsed.scheme == "https" else 80))
-    except PermanentError as exc:
-        raise invalid(field, str(exc)) from exc
-    except httpcore.ConnectError as exc:
-        raise invalid(field, f"{parsed.host} does not resolve") from exc
 
 
 def _policy(request: Request) -> AddressPolicy:
