@@ -139,10 +139,15 @@ class Dispatcher:
         while current is not None:
             try:
                 await self._attempt(current)
-                current = await store.claim_next(self.db, current.subscription_id, lease_s)
             except Exception:
                 # The lease runs out and the attempt is made again: nothing is lost.
                 log.exception("webhook message %s: attempt failed unexpectedly", current.id)
+                return
+            subscription_id = current.subscription_id
+            try:
+                current = await store.claim_next(self.db, subscription_id, lease_s)
+            except Exception:
+                log.exception("webhook subscription %s: claiming failed", subscription_id)
                 return
 
     async def _attempt(self, due: store.Due) -> None:
