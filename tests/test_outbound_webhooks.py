@@ -279,9 +279,11 @@ async def test_an_endpoint_failing_for_the_window_is_disabled_with_an_event(
         (news,) = await until(received(hooks, watcher))
     assert "failed" in shown["disabled_reason"]
     tried = hooks.receiver.received[dead]
-    # 0, 5 ms, 300 ms, 1.8 s: the fourth failure is past the 1.5 s window
-    assert len(tried) == 4, [t.at - tried[0].at for t in tried]
-    assert tried[-1].at - tried[0].at >= DISABLE_AFTER_S * SCALE
+    # 0, 5 ms, 300 ms, 1.8 s: the fourth failure is past the 1.5 s window (on a machine
+    # that stalls, an earlier one may be); disabled at the first failure past it, not later
+    spans = [r.at - tried[0].at for r in tried]
+    assert spans[-1] >= DISABLE_AFTER_S * SCALE and len(tried) <= 4, spans
+    assert all(span < DISABLE_AFTER_S * SCALE for span in spans[:-1]), spans
     body = orjson.loads(news.body)
     assert body["type"] == "webhook.disabled"
     assert body["data"]["subscription_id"] == sub["id"]
