@@ -18,6 +18,8 @@ from consumers.groups.integrations import group as integrations
 from consumers.groups.memory import group as memory
 from consumers.groups.model_calls import group as model_calls
 from consumers.groups.model_calls_batch import group as model_calls_batch
+from consumers.groups.notifications import group as notifications
+from consumers.groups.notifications.dispatcher import Dispatcher
 from consumers.groups.usage import group as usage
 from consumers.groups.webhook_router import group as webhook_router
 from consumers.projections import conversations as conversation_projection
@@ -29,6 +31,7 @@ from infra.channels import Channels
 from infra.connectors import build_connectors
 from infra.connectors.address_policy import AddressPolicy
 from infra.connectors.base import VendorHttp
+from infra.connectors.outbound_webhook import WebhookSender
 from infra.db.engine import Database
 from infra.db.semantic_cache import SemanticCacheStore
 from infra.errors import PermanentError
@@ -289,6 +292,20 @@ async def _webhook_router(
     return webhook_router.Ports(db, streams, publisher, limits)
 
 
+async def _notifications(
+    settings: Settings, publisher: Publisher, stack: AsyncExitStack
+) -> notifications.Ports:
+    db = _database(settings, stack, 10)
+    policy = AddressPolicy.parse(settings.connector_allow_private, settings.connector_allow)
+    sender = WebhookSender(policy, settings.webhook_timeout_s)
+    stack.push_async_callback(sender.close)
+    vault = Vault.from_setting(settings.encryption_keys)
+    dispatcher = Dispatcher(settings, db, vault, sender, publisher)
+    dispatcher.start()
+    stack.push_async_callback(dispatcher.stop)
+    return notifications.Ports(db, dispatcher)
+
+
 def _by_name(*wired: Wired) -> dict[str, Wired]:
     return {w.name: w for w in wired}
 
@@ -302,6 +319,7 @@ GROUPS: dict[str, Wired] = _by_name(
     Wired(integrations.group, _integrations),
     Wired(webhook_router.group, _webhook_router),
     Wired(memory.group, _memory),
+    Wired(notifications.group, _notifications),
 )
 
 # Groups that only run in replay, to rebuild projections from events alone.

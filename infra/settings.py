@@ -238,6 +238,21 @@ class Settings(BaseSettings):
         default="",
         validation_alias=AliasChoices("AYUSH_CONNECTOR_ALLOW", "AYUSH_HTTP_CONNECTOR_ALLOW"),
     )
+    # Outbound webhooks (the notifications group). The retry schedule (immediately, 5 s,
+    # 5 min, 30 min, 2 h, 5 h, 10 h, 10 h) and the disabling window (5 days of failures)
+    # are multiplied by `webhook_retry_scale` (tests and benches shrink them). Each endpoint
+    # gets at most `webhook_endpoint_concurrency` attempts at once, each within
+    # `webhook_timeout_s`; the due-attempts loop looks for work at least every `webhook_poll_s`.
+    # URLs go through the connectors' address policy (AYUSH_CONNECTOR_ALLOW...). At most
+    # `webhook_max_in_flight` attempts per worker: the sender's connection pool holds 100.
+    webhook_retry_scale: float = Field(default=1.0, gt=0)
+    webhook_disable_after_s: float = Field(default=5 * 24 * 3600.0, gt=0)
+    webhook_timeout_s: float = Field(default=15.0, gt=0)
+    webhook_endpoint_concurrency: int = Field(default=4, ge=1)
+    webhook_max_in_flight: int = Field(default=100, ge=1)
+    webhook_poll_s: float = Field(default=1.0, gt=0)
+    # How long a rotated-out signing secret keeps signing beside the new one.
+    webhook_secret_overlap_s: float = Field(default=24 * 3600.0, ge=0)
     # Sign-in tokens: the clock skew allowed when checking `exp` and `nbf`, in seconds.
     jwt_leeway_s: int = Field(default=30, ge=0, le=300)
     # An issuer's key set (JWKS) is fetched again at most this often, whatever tokens arrive.

@@ -72,6 +72,13 @@ CONVERSATION_EVENTS = Topic(
     "conversation (or by response outside one); kept forever so a replay rebuilds the threads.",
 )
 
+NOTIFICATIONS_EVENTS = Topic(
+    "notifications.events",
+    3,
+    30 * DAY_MS,
+    "Outbound webhooks: a subscription disabled after its endpoint failed for days.",
+)
+
 ALL: tuple[Topic, ...] = (
     AI_JOB_REQUESTED,
     AI_JOB_LIFECYCLE,
@@ -84,6 +91,7 @@ ALL: tuple[Topic, ...] = (
     MEMORY_COMMANDS,
     MEMORY_EVENTS,
     CONVERSATION_EVENTS,
+    NOTIFICATIONS_EVENTS,
 )
 
 

@@ -125,3 +125,23 @@ def test_routing_bench_prices_auto_against_the_strongest_tier() -> None:
     assert result["share_by_category"]["chit_chat"] == {"gpt-4o-mini": 1.0}
     assert result["share_by_category"]["hard_reasoning"].get("o3", 0) > 0
     assert result["rules"].get("prompt_tokens>8000", 0) > 0
+
+
+def test_notifications_bench_delivers_every_event_and_reports_its_delay(
+    services: ServiceAddresses, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """bench/notifications.py: every event reaches the receiver through the worker, and the
+    JSON carries the rate, the added delay and the baseline of the same run."""
+    _configure(services, monkeypatch)
+    ran = subprocess.run(
+        [sys.executable, str(BENCH / "notifications.py"), "--events", "20"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert ran.returncode == 0, ran.stderr
+    result = json.loads(ran.stdout)
+    assert result["delivered"] == result["events"] == 20
+    assert result["deliveries_per_s"] > 0 and result["baseline"]["deliveries_per_s"] > 0
+    assert 0 < result["added_delay_ms_p50"] <= result["added_delay_ms_p99"]

@@ -1,6 +1,7 @@
-"""Secrets sealed in rows (connections' credentials, webhook endpoints' and sign-in issuers'
-secrets, users' data keys): sealing one into its row, opening it, and re-sealing them all
-with the active key so an old key can be retired. Each is bound to its row: it opens there only."""
+"""Secrets sealed in rows (connections' credentials, webhook endpoints', outbound webhook
+subscriptions' and sign-in issuers' secrets, users' data keys): sealing one into its row,
+opening it, and re-sealing them all with the active key so an old key can be retired. Each is
+bound to its row: it opens there only."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from infra.db.actions import connection_context
 from infra.db.engine import Database
 from infra.db.integration_models import Connection, WebhookEndpoint
 from infra.db.issuers import AuthIssuer, issuer_context
+from infra.db.outbound_webhooks import WebhookSubscription, subscription_context
 from infra.db.user_keys import UserKey, user_key_context
 from infra.db.webhooks import endpoint_context
 from infra.vault import Sealed, Vault
@@ -45,6 +47,7 @@ TABLES = (
         lambda row: issuer_context(row.id, row.tenant_id),
     ),
     _SealedColumns(UserKey, "vault_key_id", "sealed_key", user_key_context),
+    _SealedColumns(WebhookSubscription, "secret_key_id", "secret_sealed", subscription_context),
 )
 
 

@@ -94,6 +94,18 @@ TABLE: dict[tuple[str, str], str] = {
     ("POST", "/v1/actions"): "actions:write",
     ("POST", "/v1/webhook-endpoints"): "webhooks:write",
     ("POST", "/v1/rules"): "rules:write",
+    ("POST", "/v1/webhook-subscriptions"): "webhooks:write",
+    ("GET", "/v1/webhook-subscriptions"): "webhooks:read",
+    ("GET", "/v1/webhook-subscriptions/{subscription_id}"): "webhooks:read",
+    ("PATCH", "/v1/webhook-subscriptions/{subscription_id}"): "webhooks:write",
+    ("DELETE", "/v1/webhook-subscriptions/{subscription_id}"): "webhooks:write",
+    ("POST", "/v1/webhook-subscriptions/{subscription_id}/rotate-secret"): "webhooks:write",
+    ("GET", "/v1/webhook-subscriptions/{subscription_id}/deliveries"): "webhooks:read",
+    (
+        "POST",
+        "/v1/webhook-subscriptions/{subscription_id}/deliveries/{delivery_id}/redeliver",
+    ): "webhooks:write",
+    ("POST", "/v1/webhook-subscriptions/{subscription_id}/redeliver"): "webhooks:write",
     ("GET", "/v1/tenant/settings"): "tenant:read",
     ("PUT", "/v1/tenant/settings"): "tenant:write",
     ("POST", "/v1/auth/issuers"): "issuers:write",
@@ -127,6 +139,7 @@ ADMINISTRATION = frozenset(
         "budgets:write",
         "ratelimits:write",
         "connections:write",
+        "webhooks:read",
         "webhooks:write",
         "rules:write",
         "keys:read",
@@ -151,6 +164,7 @@ AUDITOR = frozenset(
         "keys:read",
         "issuers:read",
         "tenant:read",
+        "webhooks:read",
     }
 )
 USER = frozenset(

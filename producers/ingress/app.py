@@ -59,6 +59,7 @@ from producers.ingress import (
     users,
     webhook_receiver,
     webhook_setup,
+    webhook_subscriptions,
 )
 from producers.ingress import routing as routing_doors
 from producers.ingress.auth import KeyCache
@@ -222,6 +223,7 @@ def create_app(settings: Settings, streams: OpenStreams | None = None) -> FastAP
     app.include_router(users.router, dependencies=limited)
     app.include_router(conversations.router, dependencies=limited)
     app.include_router(webhook_setup.router, dependencies=limited)
+    app.include_router(webhook_subscriptions.router, dependencies=limited)
     app.include_router(tenant_settings.router, dependencies=limited)
     app.include_router(issuers.router, dependencies=limited)
     app.include_router(keys.router, dependencies=limited)

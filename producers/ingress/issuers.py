@@ -5,19 +5,17 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-import httpcore
-import httpx
 from fastapi import APIRouter, Depends, Request, Response
 
 from infra.connectors.address_policy import AddressPolicy
 from infra.db import issuers as store
 from infra.db.issuers import AuthIssuer
 from infra.db.sealed import seal_into
-from infra.errors import PermanentError
 from producers.ingress.actions import SecretBox, invalid
 from producers.ingress.auth import Authenticated
 from producers.ingress.body import json_body
 from producers.ingress.errors import ApiError
+from producers.ingress.outbound_urls import check_url
 from producers.ingress.sign_in import SignIn
 from producers.ingress.state import Svc
 from schemas.ids import uuid7
@@ -33,18 +31,7 @@ def view(issuer: AuthIssuer) -> IssuerView:
 
 async def check_jwks_url(url: str, policy: AddressPolicy) -> None:
     """Refuses a JWKS URL the outbound address policy would not let us fetch (422)."""
-    try:
-        parsed = httpx.URL(url)
-    except httpx.InvalidURL as exc:
-        raise invalid("jwks_url", "not a URL") from exc
-    if parsed.scheme not in ("https", "http") or not parsed.host:
-        raise invalid("jwks_url", "an http(s) URL with a host is needed")
-    try:
-        await policy.resolve(parsed.host, parsed.port or (443 if parsed.scheme == "https" else 80))
-    except PermanentError as exc:
-        raise invalid("jwks_url", str(exc)) from exc
-    except httpcore.ConnectError as exc:
-        raise invalid("jwks_url", f"{parsed.host} does not resolve") from exc
+    await check_url(url, policy, "jwks_url")
 
 
 @router.post("/v1/auth/issuers", status_code=201, response_model=IssuerView)

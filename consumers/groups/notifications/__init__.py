@@ -1,0 +1,1 @@
+"""The notifications group: outbound webhooks."""
