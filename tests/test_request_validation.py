@@ -67,6 +67,15 @@ VALID: dict[tuple[str, str], Json] = {
     ("post", "/v1/memories"): {"user_id": "u", "text": "t", "metadata": {"a": "b"}},
     ("post", "/v1/memories/search"): {"user_id": "u", "query": "q", "filter": {"a": "b"}},
     ("post", "/v1/webhook-endpoints"): {"source": "hmac", "secret": "s3cret-s3cret"},
+    ("post", "/v1/webhook-subscriptions"): {
+        "url": "https://hooks.example.com/in",
+        "event_types": ["job.*"],
+        "description": "d",
+    },
+    ("patch", "/v1/webhook-subscriptions/{subscription_id}"): {"description": "d"},
+    ("post", "/v1/webhook-subscriptions/{subscription_id}/redeliver"): {
+        "since": "2026-01-01T00:00:00Z"
+    },
     ("post", "/v1/rules"): {
         "endpoint_id": str(uuid.uuid4()),
         "event_type": "*",
@@ -111,6 +120,7 @@ async def send(
 ) -> httpx.Response:
     url = path.replace("{key_id}", str(uuid.uuid4())).replace("{user_id}", "ann")
     url = url.replace("{conversation_id}", f"conv_{uuid.uuid4().hex}")
+    url = url.replace("{subscription_id}", str(uuid.uuid4()))
     return await client.request(method, url, content=json.dumps(body), headers=tenant.headers)
 
 

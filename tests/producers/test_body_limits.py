@@ -25,6 +25,8 @@ FORM_OVERHEAD = 64 * 1024  # producers.ingress.files
 BODILESS = {
     ("POST", "/v1/batches/{batch_id}/cancel"),
     ("POST", "/v1/responses/{response_id}/cancel"),
+    ("POST", "/v1/webhook-subscriptions/{subscription_id}/rotate-secret"),
+    ("POST", "/v1/webhook-subscriptions/{subscription_id}/deliveries/{delivery_id}/redeliver"),
 }
 MULTIPART = "multipart/form-data; boundary=limit"
 
