@@ -18,6 +18,7 @@ from consumers.groups.integrations import group as integrations
 from consumers.groups.memory import group as memory
 from consumers.groups.model_calls import group as model_calls
 from consumers.groups.model_calls_batch import group as model_calls_batch
+from consumers.groups.scheduler import group as scheduler
 from consumers.groups.usage import group as usage
 from consumers.groups.webhook_router import group as webhook_router
 from consumers.projections import conversations as conversation_projection
@@ -289,6 +290,13 @@ async def _webhook_router(
     return webhook_router.Ports(db, streams, publisher, limits)
 
 
+async def _scheduler(
+    settings: Settings, publisher: Publisher, stack: AsyncExitStack
+) -> scheduler.Ports:
+    router = await _webhook_router(settings, publisher, stack)
+    return scheduler.Ports(settings, router.db, publisher, scheduler.clock_of(settings), router)
+
+
 def _by_name(*wired: Wired) -> dict[str, Wired]:
     return {w.name: w for w in wired}
 
@@ -302,6 +310,7 @@ GROUPS: dict[str, Wired] = _by_name(
     Wired(integrations.group, _integrations),
     Wired(webhook_router.group, _webhook_router),
     Wired(memory.group, _memory),
+    Wired(scheduler.group, _scheduler),
 )
 
 # Groups that only run in replay, to rebuild projections from events alone.

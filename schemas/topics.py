@@ -72,6 +72,14 @@ CONVERSATION_EVENTS = Topic(
     "conversation (or by response outside one); kept forever so a replay rebuilds the threads.",
 )
 
+SCHEDULE_EVENTS = Topic(
+    "schedule.events",
+    3,
+    30 * DAY_MS,
+    "Slots of schedules that fired (`schedule.fired`, the event id is the slot's) and "
+    "tasks' reminders that came due (`task.due`); keyed by schedule.",
+)
+
 ALL: tuple[Topic, ...] = (
     AI_JOB_REQUESTED,
     AI_JOB_LIFECYCLE,
@@ -84,6 +92,7 @@ ALL: tuple[Topic, ...] = (
     MEMORY_COMMANDS,
     MEMORY_EVENTS,
     CONVERSATION_EVENTS,
+    SCHEDULE_EVENTS,
 )
 
 
