@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,8 +24,9 @@ from infra.schedule_times import Timing, slot_id, zone
 from schemas import schedules as schedule_events
 from schemas.envelope import Envelope
 from schemas.ids import derived_id
-from tests.conftest import make_tenant
-from tests.harness import unique
+from tests.conftest import make_tenant, new_platform
+from tests.fakes.llm import FakeLLMServer
+from tests.harness import eventually, unique
 from tests.scheduling import Clock, add_schedule, fired_events, scheduler_settings, schedulers
 from tests.sign_in import user_headers
 
@@ -284,7 +286,7 @@ async def test_fired_slot_starts_its_job_once(services: ServiceAddresses, db: Da
         count = await session.scalar(
             text("SELECT count(*) FROM jobs WHERE tenant_id = :t"), {"t": tenant.tenant_id}
         )
-    assert count == 1
+    assert count == 2  # … and the 09:00 slot's job is still the only one of its schedule
 
 
 async def test_a_developer_key_without_rules_write_may_not_change_tenant_schedules(
@@ -321,3 +323,46 @@ async def test_a_signed_in_user_owns_the_schedules_they_make(
     assert (await client.post(f"{url}/pause", headers=alice)).json()["paused"] is True
     tenant_wide = await client.get("/v1/schedules", headers=admin.headers)
     assert [s["id"] for s in tenant_wide.json()["data"]] == [created.json()["id"]]
+
+
+@pytest.mark.timeout(300)  # three worker processes start
+async def test_three_scheduler_workers_fire_a_slot_once_and_start_its_job(
+    services: ServiceAddresses, fake_llm: FakeLLMServer, db: Database, tmp_path: Path
+) -> None:
+    platform, settings = new_platform(services, fake_llm, tmp_path / "logs")
+    tenant = await make_tenant(db, admin=True)
+    slot = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
+    clock = tmp_path / "clock"
+    clock.write_text((slot - timedelta(minutes=1)).isoformat())
+    schedule = await add_schedule(db, tenant.tenant_id, T0, cron="0 9 * * *", target=JOB)
+    other = await add_schedule(db, tenant.tenant_id, T0, cron="0 10 * * *", target=JOB)
+    env = {"AYUSH_SCHEDULER_CLOCK_FILE": str(clock), "AYUSH_SCHEDULER_TICK_S": "0.1"}
+    try:
+        for _ in range(3):
+            platform.start_worker("scheduler", env)
+        clock.write_text((slot + timedelta(seconds=1)).isoformat())
+        job_id = derived_id(slot_id(schedule.id, slot), f"schedule:{schedule.id}:job")
+
+        async def started() -> bool:
+            found = await job_store.get_job(db, tenant.tenant_id, job_id)
+            return found is not None and found.job.published_at is not None
+
+        await eventually(started, 60, "the slot's job")
+        # The copies tick on past the slot (another schedule's 10:00 slot fires) …
+        clock.write_text((slot + timedelta(hours=1, seconds=1)).isoformat())
+        other_slot = slot + timedelta(hours=1)
+        other_job = derived_id(slot_id(other.id, other_slot), f"schedule:{other.id}:job")
+
+        async def other_started() -> bool:
+            return await job_store.get_job(db, tenant.tenant_id, other_job) is not None
+
+        await eventually(other_started, 60, "the later slot's job")
+    finally:
+        platform.stop()
+    assert [e.id for e in await fired_events(settings, schedule.id)] == [slot_id(schedule.id, slot)]
+    assert len(await store.fired_slots(db, schedule.id)) == 1
+    async with db.session() as session:
+        count = await session.scalar(
+            text("SELECT count(*) FROM jobs WHERE tenant_id = :t"), {"t": tenant.tenant_id}
+        )
+    assert count == 2  # … and the 09:00 slot's job is still the only one of its schedule
