@@ -286,7 +286,7 @@ async def test_fired_slot_starts_its_job_once(services: ServiceAddresses, db: Da
         count = await session.scalar(
             text("SELECT count(*) FROM jobs WHERE tenant_id = :t"), {"t": tenant.tenant_id}
         )
-    assert count == 2  # … and the 09:00 slot's job is still the only one of its schedule
+    assert count == 1
 
 
 async def test_a_developer_key_without_rules_write_may_not_change_tenant_schedules(
@@ -366,3 +366,25 @@ async def test_three_scheduler_workers_fire_a_slot_once_and_start_its_job(
             text("SELECT count(*) FROM jobs WHERE tenant_id = :t"), {"t": tenant.tenant_id}
         )
     assert count == 2  # … and the 09:00 slot's job is still the only one of its schedule
+
+
+async def test_a_users_scheduled_job_runs_and_is_billed_as_that_user(
+    services: ServiceAddresses, db: Database
+) -> None:
+    settings = await scheduler_settings(services)
+    tenant = await make_tenant(db, admin=True)
+    alice_id = unique("alice-")
+    schedule = await add_schedule(
+        db, tenant.tenant_id, T0, cron="0 9 * * *", target=JOB, user_id=alice_id
+    )
+    slot = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
+    async with schedulers(settings, Clock(slot)) as (scheduler,):
+        await fire_due(scheduler)
+        (raw,) = await fired_events(settings, schedule.id)
+        event = Envelope[schedule_events.ScheduleFired].model_validate(raw.model_dump())
+        await handle_fired(event, scheduler)
+    found = await job_store.get_job(
+        db, tenant.tenant_id, derived_id(event.id, f"schedule:{schedule.id}:job")
+    )
+    assert found is not None
+    assert (found.job.user_id, found.job.request["user_id"]) == (alice_id, alice_id)

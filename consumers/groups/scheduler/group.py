@@ -78,7 +78,14 @@ async def handle_fired(raw: Envelope[schedule_events.ScheduleFired], ports: Port
             await store.save_run(ports.db, run)
 
         await routing.start_job(
-            raw, purpose, target.job, context, metadata, ports.router, wait_for_answer
+            raw,
+            purpose,
+            target.job,
+            context,
+            metadata,
+            ports.router,
+            wait_for_answer,
+            user_id=fired.user_id,
         )
     elif action is not None:
         params = render(action["params"], context)

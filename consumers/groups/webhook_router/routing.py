@@ -112,17 +112,21 @@ async def start_job(
     metadata: dict[str, str],
     ports: Ports,
     before_request: Callable[[Job], Awaitable[None]] | None = None,
+    user_id: str | None = None,
 ) -> None:
     """Start the AI job of a template (a rule's, a schedule's) for the event `raw`.
 
     Every id is derived from `raw` and `purpose` ("<purpose>:job", ":request",
     ":refused"), so the same event starts the same job once. `before_request` runs
     after the row is stored and before the job is requested (to save what waits on it).
+    `user_id`: the user the job runs for (a user's schedule): billed to them too.
     """
     messages = [job_events.ChatMessage(role="user", content=render_text(template.prompt, context))]
     if template.system:
         messages.insert(0, job_events.ChatMessage(role="system", content=template.system))
-    chat = job_events.ChatJob(model=template.model, messages=messages, metadata=metadata)
+    chat = job_events.ChatJob(
+        model=template.model, messages=messages, metadata=metadata, user_id=user_id
+    )
     job_id = derived_id(raw.id, f"{purpose}:job")
     # The job's own correlation: its events are keyed by the job, not the cause.
     event = job_requested(
@@ -137,6 +141,7 @@ async def start_job(
         Job(
             id=job_id,
             tenant_id=raw.tenant_id,
+            user_id=user_id,
             kind=chat.kind,
             model=chat.model,
             status="queued",
