@@ -18,15 +18,19 @@ from infra.db import jobs as job_store
 from infra.db import schedules as store
 from infra.db.engine import Database
 from infra.db.tenants import create_api_key
+from infra.kafka.codec import decode_raw
 from infra.kafka.publisher import Publisher
 from infra.local_stack import ServiceAddresses
 from infra.schedule_times import Timing, slot_id, zone
 from schemas import schedules as schedule_events
+from schemas import topics
 from schemas.envelope import Envelope
 from schemas.ids import derived_id
+from schemas.sealing import sealed_part
 from tests.conftest import make_tenant, new_platform
 from tests.fakes.llm import FakeLLMServer
 from tests.harness import eventually, unique
+from tests.kafka_tools import read_topic
 from tests.scheduling import Clock, add_schedule, fired_events, scheduler_settings, schedulers
 from tests.sign_in import user_headers
 
@@ -388,3 +392,6 @@ async def test_a_users_scheduled_job_runs_and_is_billed_as_that_user(
     )
     assert found is not None
     assert (found.job.user_id, found.job.request["user_id"]) == (alice_id, alice_id)
+    # A user's slot carries their prompt: it is sealed with their data key on the topic.
+    (record,) = await read_topic(settings, topics.SCHEDULE_EVENTS.name, raw=True)
+    assert sealed_part(decode_raw(record.value).payload) is not None

@@ -16,11 +16,13 @@ from consumers.groups.scheduler.firing import fire_due
 from consumers.groups.scheduler.group import handle_fired
 from infra.db import tasks as task_store
 from infra.db.engine import Database
+from infra.db.user_data import erase_user
 from infra.kafka.codec import decode_raw
 from infra.local_stack import ServiceAddresses
 from schemas import schedules as schedule_events
 from schemas import topics
 from schemas.envelope import Envelope
+from schemas.ids import uuid7
 from tests.conftest import make_tenant
 from tests.harness import ROOT, unique
 from tests.kafka_tools import read_topic
@@ -131,3 +133,25 @@ async def test_schedules_list_command_shows_next_fire_times(
     assert result.returncode == 0, result.stderr
     assert created.json()["id"] in result.stdout and "weekday digest" in result.stdout
     assert "0 9 * * 1-5 (Europe/Berlin)" in result.stdout
+
+
+async def test_a_forgotten_users_tasks_and_schedules_are_erased(
+    db: Database, client: httpx.AsyncClient
+) -> None:
+    admin = await make_tenant(db, admin=True)
+    user = unique("gone-")
+    due = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    task = await client.post(
+        "/v1/tasks",
+        json={"title": "private", "user_id": user, "due_at": due, "reminders": [60]},
+        headers=admin.headers,
+    )
+    assert task.status_code == 201, task.text
+    mine = await user_headers(client, admin, user)
+    body = {"name": "mine", "interval_s": 600, "target": {"job": {"model": "local-echo",
+            "prompt": "private prompt"}}}  # fmt: skip
+    assert (await client.post("/v1/schedules", json=body, headers=mine)).status_code == 201
+    erased = await erase_user(db, admin.tenant_id, user, uuid7())
+    assert (erased["tasks"], erased["schedules"]) == (1, 2)  # the task's reminder and the schedule
+    assert (await client.get("/v1/schedules", headers=admin.headers)).json()["data"] == []
+    assert await task_store.reminders_of(db, uuid.UUID(task.json()["id"])) == []
