@@ -9,6 +9,8 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import text
+
 from ayush.groups import GROUPS
 from consumers.groups.scheduler.group import Ports
 from infra.db import schedules as store
@@ -36,10 +38,18 @@ class Clock:
         return self.now
 
 
-async def scheduler_settings(services: ServiceAddresses) -> Settings:
+async def scheduler_settings(services: ServiceAddresses, db: Database) -> Settings:
+    """A namespace of the test's own, and every schedule already in the database (other
+    tests') paused: the test's scheduler fires only what the test makes."""
     settings = namespace_settings(services, unique("sched") + ".")
     await create_topics(settings)
+    await pause_every_schedule(db)
     return settings
+
+
+async def pause_every_schedule(db: Database) -> None:
+    async with db.transaction() as session:
+        await session.execute(text("UPDATE schedules SET paused = true WHERE NOT paused"))
 
 
 @asynccontextmanager

@@ -18,6 +18,7 @@ from infra.db import jobs as job_store
 from infra.db import schedules as store
 from infra.db.engine import Database
 from infra.db.tenants import create_api_key
+from infra.errors import PermanentError
 from infra.kafka.codec import decode_raw
 from infra.kafka.publisher import Publisher
 from infra.local_stack import ServiceAddresses
@@ -31,7 +32,14 @@ from tests.conftest import make_tenant, new_platform
 from tests.fakes.llm import FakeLLMServer
 from tests.harness import eventually, unique
 from tests.kafka_tools import read_topic
-from tests.scheduling import Clock, add_schedule, fired_events, scheduler_settings, schedulers
+from tests.scheduling import (
+    Clock,
+    add_schedule,
+    fired_events,
+    pause_every_schedule,
+    scheduler_settings,
+    schedulers,
+)
 from tests.sign_in import user_headers
 
 pytestmark = pytest.mark.timeout(180)
@@ -46,7 +54,7 @@ def _utc(text: str) -> datetime:
 async def test_cron_slot_fires_once_with_three_schedulers(
     services: ServiceAddresses, db: Database
 ) -> None:
-    settings = await scheduler_settings(services)
+    settings = await scheduler_settings(services, db)
     tenant = await make_tenant(db, admin=True)
     schedule = await add_schedule(db, tenant.tenant_id, T0, cron="0 9 * * *")
     slot = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
@@ -80,7 +88,7 @@ async def test_scheduler_down_across_slots_follows_the_missed_policy(
     fired_slots: list[str],
     late_missed: list[int],
 ) -> None:
-    settings = await scheduler_settings(services)
+    settings = await scheduler_settings(services, db)
     tenant = await make_tenant(db, admin=True)
     schedule = await add_schedule(
         db, tenant.tenant_id, T0, cron="*/5 * * * *", missed=missed, missed_max=2
@@ -112,7 +120,7 @@ class DiesAfterPublishing(Publisher):
 async def test_scheduler_killed_between_publish_and_claim_republishes_the_same_slot(
     services: ServiceAddresses, db: Database
 ) -> None:
-    settings = await scheduler_settings(services)
+    settings = await scheduler_settings(services, db)
     tenant = await make_tenant(db, admin=True)
     schedule = await add_schedule(db, tenant.tenant_id, T0, cron="0 9 * * *")
     slot = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
@@ -161,7 +169,7 @@ def test_cron_in_berlin_skips_the_missing_0230_and_fires_the_repeated_0230_once(
 async def test_scheduler_fires_berlin_slots_across_both_transitions(
     services: ServiceAddresses, db: Database
 ) -> None:
-    settings = await scheduler_settings(services)
+    settings = await scheduler_settings(services, db)
     tenant = await make_tenant(db, admin=True)
     start = datetime(2026, 10, 24, 22, 0, tzinfo=UTC)
     schedule = await add_schedule(
@@ -190,7 +198,7 @@ JOB = {"job": {"model": "local-echo", "prompt": "Summarise {{ slot_at }}"}}
 async def test_schedule_changed_between_slots_fires_on_its_new_timing(
     services: ServiceAddresses, db: Database, client: httpx.AsyncClient
 ) -> None:
-    settings = await scheduler_settings(services)
+    settings = await scheduler_settings(services, db)
     tenant_id, headers = await admin_headers(db)
     created = await client.post(
         "/v1/schedules",
@@ -271,7 +279,7 @@ async def test_developer_key_may_not_create_schedules(
 
 
 async def test_fired_slot_starts_its_job_once(services: ServiceAddresses, db: Database) -> None:
-    settings = await scheduler_settings(services)
+    settings = await scheduler_settings(services, db)
     tenant = await make_tenant(db, admin=True)
     schedule = await add_schedule(db, tenant.tenant_id, T0, cron="0 9 * * *", target=JOB)
     slot = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
@@ -334,6 +342,7 @@ async def test_three_scheduler_workers_fire_a_slot_once_and_start_its_job(
     services: ServiceAddresses, fake_llm: FakeLLMServer, db: Database, tmp_path: Path
 ) -> None:
     platform, settings = new_platform(services, fake_llm, tmp_path / "logs")
+    await pause_every_schedule(db)
     tenant = await make_tenant(db, admin=True)
     slot = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
     clock = tmp_path / "clock"
@@ -375,7 +384,7 @@ async def test_three_scheduler_workers_fire_a_slot_once_and_start_its_job(
 async def test_a_users_scheduled_job_runs_and_is_billed_as_that_user(
     services: ServiceAddresses, db: Database
 ) -> None:
-    settings = await scheduler_settings(services)
+    settings = await scheduler_settings(services, db)
     tenant = await make_tenant(db, admin=True)
     alice_id = unique("alice-")
     schedule = await add_schedule(
@@ -395,3 +404,45 @@ async def test_a_users_scheduled_job_runs_and_is_billed_as_that_user(
     # A user's slot carries their prompt: it is sealed with their data key on the topic.
     (record,) = await read_topic(settings, topics.SCHEDULE_EVENTS.name, raw=True)
     assert sealed_part(decode_raw(record.value).payload) is not None
+
+
+def test_interval_slots_after_a_long_outage_are_counted_not_walked() -> None:
+    start = datetime(2026, 6, 1, tzinfo=UTC)
+    timing = Timing(interval_s=1, anchor=start)
+    first = timing.next_after(start)
+    assert first == start + timedelta(seconds=1)
+    week = start + timedelta(days=7)
+    slots, count = timing.slots(first, week, 3)
+    assert count == 7 * 86400
+    assert slots == [week - timedelta(seconds=2), week - timedelta(seconds=1), week]
+    walked = Timing(cron="* * * * *").slots(datetime(2026, 6, 1, 0, 1, tzinfo=UTC), week, 2)
+    assert walked == ([week - timedelta(minutes=1), week], 7 * 1440)
+
+
+class RefusesOneSchedule(Publisher):
+    """Kafka refuses the events of one schedule (`refused`), permanently."""
+
+    refused: uuid.UUID | None = None
+
+    async def publish(self, topic: str, envelope: Envelope[Any], extra_headers: Any = None) -> None:
+        if envelope.correlation_id == self.refused:
+            raise PermanentError("refused")
+        await super().publish(topic, envelope, extra_headers)
+
+
+async def test_a_schedule_that_cannot_fire_does_not_hold_back_the_others(
+    services: ServiceAddresses, db: Database
+) -> None:
+    settings = await scheduler_settings(services, db)
+    tenant = await make_tenant(db, admin=True)
+    # Due first, so the pass meets it before the healthy one.
+    broken = await add_schedule(db, tenant.tenant_id, T0, cron="59 8 * * *")
+    healthy = await add_schedule(db, tenant.tenant_id, T0, cron="0 9 * * *")
+    RefusesOneSchedule.refused = broken.id
+    clock = Clock(datetime(2026, 6, 1, 9, 0, 5, tzinfo=UTC))
+    async with schedulers(settings, clock, publisher=RefusesOneSchedule) as (scheduler,):
+        assert await fire_due(scheduler) == 1
+    assert len(await fired_events(settings, healthy.id)) == 1
+    assert await store.fired_slots(db, broken.id) == []
+    left = await store.get_schedule(db, tenant.tenant_id, broken.id)
+    assert left is not None and left.next_fire_at == datetime(2026, 6, 1, 8, 59, tzinfo=UTC)

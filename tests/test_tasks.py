@@ -79,7 +79,7 @@ async def test_task_validation_names_the_field(db: Database, client: httpx.Async
 async def test_task_reminder_fires_task_due_once(
     services: ServiceAddresses, db: Database, client: httpx.AsyncClient
 ) -> None:
-    settings = await scheduler_settings(services)
+    settings = await scheduler_settings(services, db)
     admin = await make_tenant(db, admin=True)
     due = (datetime.now(UTC) + timedelta(hours=3)).replace(microsecond=0)
     created = await client.post(

@@ -84,6 +84,13 @@ class DueSlots:
     session: AsyncSession
     schedules: Sequence[Schedule]
 
+    @asynccontextmanager
+    async def each(self) -> AsyncIterator[None]:
+        """One schedule's claims and move, undone alone if its block raises (a savepoint):
+        one schedule that cannot fire now does not hold back the others."""
+        async with self.session.begin_nested():
+            yield
+
     async def claim(self, slot: ScheduleSlot) -> bool:
         """False when the slot was already fired (and committed) by anyone."""
         inserted = await self.session.execute(

@@ -8,17 +8,24 @@ from pathlib import Path
 import httpx
 import pytest
 
+from infra.db.engine import Database
 from tests.conftest import TenantKey
 from tests.harness import unique
 from tests.integrations.conftest import Integrations
 from tests.integrations.helpers import connect, vendor_calls
+from tests.scheduling import pause_every_schedule
 
 pytestmark = pytest.mark.timeout(300)
 
 
 async def test_scheduled_job_answer_is_posted_to_slack(
-    api: httpx.AsyncClient, tenant: TenantKey, integrations: Integrations, tmp_path: Path
+    api: httpx.AsyncClient,
+    tenant: TenantKey,
+    integrations: Integrations,
+    tmp_path: Path,
+    db: Database,
 ) -> None:
+    await pause_every_schedule(db)  # the scheduler started here fires only this test's
     slack = await connect(api, tenant, "slack", {"bot_token": "xoxb-good"})
     channel = unique("C")
     created = await api.post(

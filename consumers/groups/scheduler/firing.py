@@ -7,7 +7,8 @@ id is uuid5 of schedule and slot time; ON CONFLICT DO NOTHING), publishes
 commits. A copy that dies after publishing and before committing leaves no claim:
 the next tick publishes the same event id again, and its consumers drop the
 duplicate (they derive every id from the event's). A committed claim is never
-published again.
+published again. A schedule that cannot fire now (its user's data key does not open,
+Kafka refuses) is undone alone and stays due; the others fire.
 
 Slots older than the grace (`scheduler_grace_s`) when found were missed while no
 scheduler ran: `skip` drops them, `run_once` fires the latest of them, late, and
@@ -27,6 +28,7 @@ from infra.db import schedules as store
 from infra.db.engine import Database
 from infra.db.models import utcnow
 from infra.db.schedule_models import Schedule, ScheduleSlot
+from infra.errors import PermanentError, TransientError
 from infra.kafka.publisher import Publisher
 from infra.schedule_times import Timing, slot_id
 from infra.settings import Settings
@@ -84,10 +86,17 @@ async def fire_due(ports: Ports) -> int:
     now = ports.clock()
     fired = 0
     while True:
+        failed = 0
         async with store.due_slots(ports.db, now, DUE_PER_PASS) as due:
             for schedule in due.schedules:
-                fired += await _fire(schedule, now, due, ports)
-        if len(due.schedules) < DUE_PER_PASS:
+                try:
+                    async with due.each():
+                        fired += await _fire(schedule, now, due, ports)
+                except (TransientError, PermanentError) as exc:
+                    # Left due (its claims undone): the next tick tries it again.
+                    failed += 1
+                    log.warning("schedule %s did not fire: %s", schedule.id, exc)
+        if len(due.schedules) < DUE_PER_PASS or failed == len(due.schedules):
             return fired
 
 
