@@ -236,6 +236,7 @@ async def test_schedule_changed_between_slots_fires_on_its_new_timing(
         ({"interval_s": 0}, "interval_s"),
         ({"cron": "0 9 * * *", "interval_s": 60}, "cron"),
         ({"at": "2030-01-01T09:00:00"}, "at"),
+        ({"at": "2020-01-01T09:00:00Z"}, "at"),
         ({"cron": "0 9 * * *", "missed": "sometimes"}, "missed"),
     ],
 )

@@ -53,6 +53,8 @@ def _timing(values: dict[str, Any], anchor: datetime) -> Timing:
     at = values.get("at")
     if at is not None and at.tzinfo is None:
         raise invalid("at", "give a time with its offset (…Z or …+02:00)")
+    if at is not None and at <= utcnow():
+        raise invalid("at", "the time has passed")
     return Timing(
         cron=values.get("cron"),
         timezone=values.get("timezone") or "UTC",
