@@ -14,6 +14,7 @@ from ayush.command import database_or_exit, run, settings_or_exit
 from ayush.dev_services import stop_started, with_dev_services
 from ayush.history_cli import audit_app, dlq_app, replay_command, verify_command
 from ayush.keys_cli import keys_app
+from ayush.schedules_cli import schedules_app
 from infra.settings import Settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Ayush event backbone.")
@@ -24,6 +25,7 @@ secrets_app = typer.Typer(no_args_is_help=True, help="Credentials and signing se
 app.add_typer(topics_app, name="topics")
 usage_app = typer.Typer(no_args_is_help=True, help="Usage and cost of tenants.")
 app.add_typer(keys_app, name="keys")
+app.add_typer(schedules_app, name="schedules")
 app.add_typer(audit_app, name="audit")
 app.add_typer(dlq_app, name="dlq")
 app.command("replay")(replay_command)

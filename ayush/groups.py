@@ -20,6 +20,7 @@ from consumers.groups.model_calls import group as model_calls
 from consumers.groups.model_calls_batch import group as model_calls_batch
 from consumers.groups.notifications import group as notifications
 from consumers.groups.notifications.dispatcher import Dispatcher
+from consumers.groups.scheduler import group as scheduler
 from consumers.groups.usage import group as usage
 from consumers.groups.webhook_router import group as webhook_router
 from consumers.projections import conversations as conversation_projection
@@ -306,6 +307,13 @@ async def _notifications(
     return notifications.Ports(db, dispatcher)
 
 
+async def _scheduler(
+    settings: Settings, publisher: Publisher, stack: AsyncExitStack
+) -> scheduler.Ports:
+    router = await _webhook_router(settings, publisher, stack)
+    return scheduler.Ports(settings, router.db, publisher, scheduler.clock_of(settings), router)
+
+
 def _by_name(*wired: Wired) -> dict[str, Wired]:
     return {w.name: w for w in wired}
 
@@ -320,6 +328,7 @@ GROUPS: dict[str, Wired] = _by_name(
     Wired(webhook_router.group, _webhook_router),
     Wired(memory.group, _memory),
     Wired(notifications.group, _notifications),
+    Wired(scheduler.group, _scheduler),
 )
 
 # Groups that only run in replay, to rebuild projections from events alone.

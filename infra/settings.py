@@ -123,6 +123,12 @@ class Settings(BaseSettings):
     batch_completion_window_s: int = Field(default=24 * 3600, ge=1)
     # How often the batch group looks for batches past their window.
     batch_expiry_check_s: float = Field(default=30.0, gt=0)
+    # scheduler group: how often it looks for due slots; a slot older than the grace
+    # when found was missed (the schedule's `missed` policy decides); the clock file,
+    # when set, holds the time it takes for now (ISO 8601; for tests and trials).
+    scheduler_tick_s: float = Field(default=5.0, gt=0)
+    scheduler_grace_s: float = Field(default=60.0, ge=0)
+    scheduler_clock_file: Path | None = None
     # usage worker: events per batch (one transaction and one offset commit each).
     # A batch upserts one row per (tenant, day, key, user, model) it touches, so
     # bigger batches spread that cost over more events; a crash redoes one batch.

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel
 
-from schemas import conversations, integrations, jobs, memory, topics, usage
+from schemas import conversations, integrations, jobs, memory, schedules, topics, usage
 from schemas.topics import Topic
 
 
@@ -154,6 +154,18 @@ EVENTS: tuple[EventType, ...] = (
         topics.CONVERSATION_EVENTS,
         conversations.ResponseDeleted,
         "A stored response and its items were deleted.",
+    ),
+    EventType(
+        schedules.SCHEDULE_FIRED,
+        topics.SCHEDULE_EVENTS,
+        schedules.ScheduleFired,
+        "One slot of a schedule fired; the event id is the slot's (uuid5 of schedule and time).",
+    ),
+    EventType(
+        schedules.TASK_DUE,
+        topics.SCHEDULE_EVENTS,
+        schedules.TaskDue,
+        "A reminder of a user's task came due.",
     ),
 )
 

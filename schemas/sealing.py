@@ -20,6 +20,7 @@ from typing import Any
 from schemas.conversations import CONVERSATION_CREATED, ITEMS_ADDED, RESPONSE_FINISHED
 from schemas.jobs import JOB_REQUESTED, JOB_SUCCEEDED
 from schemas.memory import MEMORY_REMEMBER, MEMORY_STORED
+from schemas.schedules import SCHEDULE_FIRED, TASK_DUE
 
 UserOf = Callable[[Mapping[str, Any]], str | None]
 
@@ -46,6 +47,9 @@ SEALED_TYPES: dict[str, UserOf] = {
     CONVERSATION_CREATED: _user,
     ITEMS_ADDED: _user,
     RESPONSE_FINISHED: _user,
+    # A user's schedule (its prompt and params) and a user's task (its title).
+    SCHEDULE_FIRED: _user,
+    TASK_DUE: _user,
 }
 
 

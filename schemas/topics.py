@@ -78,6 +78,13 @@ NOTIFICATIONS_EVENTS = Topic(
     30 * DAY_MS,
     "Outbound webhooks: a subscription disabled after its endpoint failed for days.",
 )
+SCHEDULE_EVENTS = Topic(
+    "schedule.events",
+    3,
+    30 * DAY_MS,
+    "Slots of schedules that fired (`schedule.fired`, the event id is the slot's) and "
+    "tasks' reminders that came due (`task.due`); keyed by schedule.",
+)
 
 ALL: tuple[Topic, ...] = (
     AI_JOB_REQUESTED,
@@ -92,6 +99,7 @@ ALL: tuple[Topic, ...] = (
     MEMORY_EVENTS,
     CONVERSATION_EVENTS,
     NOTIFICATIONS_EVENTS,
+    SCHEDULE_EVENTS,
 )
 
 

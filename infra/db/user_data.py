@@ -9,7 +9,9 @@ event copy unreadable; these are the projections that hold the same text in clea
 - the user's conversations and responses, and every item in them, are deleted;
 - the user's memories made before the forget become tombstones (no text, no metadata),
   as the memory group leaves them (it also deletes their vectors);
-- the semantic cache's answers to the user's jobs are deleted.
+- the semantic cache's answers to the user's jobs are deleted;
+- the user's schedules (their prompts and params), the runs waiting on their jobs, and
+  the user's tasks with their reminders are deleted.
 
 Usage rows name the user but hold no text: they stay.
 """
@@ -54,6 +56,14 @@ _ERASE: tuple[tuple[str, str], ...] = (
     ),
     # Answers the semantic cache kept from the user's jobs.
     ("semantic_cache", "DELETE FROM semantic_cache WHERE tenant_id = :t AND user_id = :u"),
+    (
+        "schedule_runs",
+        "DELETE FROM schedule_runs WHERE tenant_id = :t AND schedule_id IN "
+        "(SELECT id FROM schedules WHERE tenant_id = :t AND user_id = :u)",
+    ),
+    # A task's reminders (schedules of the user too) go with it.
+    ("schedules", "DELETE FROM schedules WHERE tenant_id = :t AND user_id = :u"),
+    ("tasks", "DELETE FROM tasks WHERE tenant_id = :t AND user_id = :u"),
 )
 
 

@@ -14,7 +14,7 @@ sends the same bytes under the same webhook-id), the retry step and the next att
 from alembic import op
 
 revision = "0985_i_hooks_outbound_webhooks"
-down_revision = "0970_h_semcache_semantic_cache"
+down_revision = "0980_i_sched_schedules_tasks"
 
 TENANT = "NULLIF(current_setting('ayush.tenant_id', true), '')::uuid"
 

@@ -106,6 +106,18 @@ TABLE: dict[tuple[str, str], str] = {
         "/v1/webhook-subscriptions/{subscription_id}/deliveries/{delivery_id}/redeliver",
     ): "webhooks:write",
     ("POST", "/v1/webhook-subscriptions/{subscription_id}/redeliver"): "webhooks:write",
+    ("POST", "/v1/schedules"): "schedules:write",
+    ("GET", "/v1/schedules"): "schedules:read",
+    ("GET", "/v1/schedules/{schedule_id}"): "schedules:read",
+    ("PATCH", "/v1/schedules/{schedule_id}"): "schedules:write",
+    ("DELETE", "/v1/schedules/{schedule_id}"): "schedules:write",
+    ("POST", "/v1/schedules/{schedule_id}/pause"): "schedules:write",
+    ("POST", "/v1/schedules/{schedule_id}/resume"): "schedules:write",
+    ("POST", "/v1/tasks"): "tasks:write",
+    ("GET", "/v1/tasks"): "tasks:read",
+    ("GET", "/v1/tasks/{task_id}"): "tasks:read",
+    ("PATCH", "/v1/tasks/{task_id}"): "tasks:write",
+    ("DELETE", "/v1/tasks/{task_id}"): "tasks:write",
     ("GET", "/v1/tenant/settings"): "tenant:read",
     ("PUT", "/v1/tenant/settings"): "tenant:write",
     ("POST", "/v1/auth/issuers"): "issuers:write",
@@ -165,6 +177,7 @@ AUDITOR = frozenset(
         "issuers:read",
         "tenant:read",
         "webhooks:read",
+        "schedules:read",
     }
 )
 USER = frozenset(
@@ -180,6 +193,11 @@ USER = frozenset(
         "usage:read",
         "conversations:write",
         "conversations:read",
+        # A signed-in user's own schedules (the routes scope them) and tasks.
+        "schedules:write",
+        "schedules:read",
+        "tasks:write",
+        "tasks:read",
     }
 )
 

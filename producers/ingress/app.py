@@ -53,6 +53,8 @@ from producers.ingress import (
     openai_errors,
     ratelimits,
     responses,
+    schedules,
+    tasks,
     tenant_settings,
     usage,
     user_limits,
@@ -224,6 +226,8 @@ def create_app(settings: Settings, streams: OpenStreams | None = None) -> FastAP
     app.include_router(conversations.router, dependencies=limited)
     app.include_router(webhook_setup.router, dependencies=limited)
     app.include_router(webhook_subscriptions.router, dependencies=limited)
+    app.include_router(schedules.router, dependencies=limited)
+    app.include_router(tasks.router, dependencies=limited)
     app.include_router(tenant_settings.router, dependencies=limited)
     app.include_router(issuers.router, dependencies=limited)
     app.include_router(keys.router, dependencies=limited)

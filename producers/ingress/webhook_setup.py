@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import secrets
+import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
@@ -19,7 +20,7 @@ from producers.ingress.actions import invalid
 from producers.ingress.auth import Authenticated
 from producers.ingress.body import json_body
 from producers.ingress.openai_errors import model_refused
-from producers.ingress.state import Svc, vault
+from producers.ingress.state import Services, Svc, vault
 from schemas import integrations as integration_events
 from schemas.ids import uuid7
 
@@ -80,21 +81,7 @@ async def create_rule(
     endpoint = await store.get_endpoint(svc.db, body.endpoint_id, caller.tenant_id)
     if endpoint is None:
         raise invalid("endpoint_id", "no such webhook endpoint")
-    if body.job is not None:
-        try:  # the jobs it starts are billed: their model must be routed and priced
-            svc.catalog.check(body.job.model)
-        except ModelNotPriced as exc:
-            raise model_refused(exc, "job.model") from exc
-        except PermanentError as exc:
-            raise invalid("job.model", str(exc)) from exc
-    if body.action is not None:
-        connection = await action_store.get_connection(
-            svc.db, caller.tenant_id, body.action.connection_id
-        )
-        if connection is None:
-            raise invalid("action.connection_id", "no such connection")
-        if body.action.action not in CATALOG[connection.connector].actions:
-            raise invalid("action.action", f"{connection.connector} has no such action")
+    await check_templates(svc, caller.tenant_id, body.job, body.action)
     rule = Rule(
         id=uuid7(),
         tenant_id=caller.tenant_id,
@@ -106,3 +93,27 @@ async def create_rule(
     )
     await store.add_rule(svc.db, rule)
     return integration_events.RuleView.model_validate(rule, from_attributes=True)
+
+
+async def check_templates(
+    svc: Services,
+    tenant_id: uuid.UUID,
+    job: integration_events.RuleJob | None,
+    action: integration_events.RuleAction | None,
+    prefix: str = "",
+) -> None:
+    """What a rule or a schedule runs can run: its model routed and priced, its
+    connection the tenant's and its action one the connector has (422 naming the field)."""
+    if job is not None:
+        try:  # the jobs it starts are billed: their model must be routed and priced
+            svc.catalog.check(job.model)
+        except ModelNotPriced as exc:
+            raise model_refused(exc, f"{prefix}job.model") from exc
+        except PermanentError as exc:
+            raise invalid(f"{prefix}job.model", str(exc)) from exc
+    if action is not None:
+        connection = await action_store.get_connection(svc.db, tenant_id, action.connection_id)
+        if connection is None:
+            raise invalid(f"{prefix}action.connection_id", "no such connection")
+        if action.action not in CATALOG[connection.connector].actions:
+            raise invalid(f"{prefix}action.action", f"{connection.connector} has no such action")

@@ -26,6 +26,8 @@ BODILESS = {
     ("POST", "/v1/batches/{batch_id}/cancel"),
     ("POST", "/v1/responses/{response_id}/cancel"),
     ("POST", "/v1/webhook-subscriptions/{subscription_id}/rotate-secret"),
+    ("POST", "/v1/schedules/{schedule_id}/pause"),
+    ("POST", "/v1/schedules/{schedule_id}/resume"),
     ("POST", "/v1/webhook-subscriptions/{subscription_id}/deliveries/{delivery_id}/redeliver"),
 }
 MULTIPART = "multipart/form-data; boundary=limit"

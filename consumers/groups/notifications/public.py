@@ -80,10 +80,15 @@ PUBLIC: dict[str, Public] = {
     outbound_webhooks.WEBHOOK_DISABLED: Public(
         "webhook.disabled", t.NOTIFICATIONS_EVENTS.name, _everything
     ),
-    # Published by the scheduler (schedules and tasks) and by alerts and batches, whose
-    # topics this deployment may not have yet: their events pass through by name.
-    "schedule.fired": Public("schedule.fired", None, _everything),
-    "task.due": Public("task.due", None, _everything),
+    # The scheduler's: a slot without its target (a job template holds prompt text); a
+    # reminder with its task's title, which is what a reminder is for.
+    "schedule.fired": Public(
+        "schedule.fired",
+        t.SCHEDULE_EVENTS.name,
+        _keep("schedule_id", "name", "user_id", "slot_at", "fired_at", "late", "missed", "task_id"),
+    ),  # fmt: skip
+    "task.due": Public("task.due", t.SCHEDULE_EVENTS.name, _everything),
+    # Alerts and batches: no such events on this deployment yet; they pass through by name.
     "batch.completed": Public("batch.completed", None, _everything),
     "alert.fired": Public("alert.fired", None, _everything),
 }

@@ -22,6 +22,7 @@ from infra.providers.tokens import estimate_job
 from infra.rate_windows import RateWindows
 from infra.routing.catalog import ModelCatalog
 from infra.settings import Settings
+from schemas.ids import user_subject
 from schemas.jobs import ChatJob
 from schemas.usage import current_period, period_reset
 
@@ -40,8 +41,9 @@ class Limits:
 async def admit_job(
     limits: Limits, tenant_id: uuid.UUID, job_id: uuid.UUID, job: ChatJob
 ) -> str | None:
-    """Count the job's request and tokens, then reserve its estimated cost; None when
-    admitted, else why not (raises TransientError when Redis cannot say)."""
+    """Count the job's request and tokens, then reserve its estimated cost (on the
+    tenant's budget, and on its user's when the job names one: a user's schedule); None
+    when admitted, else why not (raises TransientError when Redis cannot say)."""
     settings = limits.settings
     output_tokens = job.max_tokens
     if output_tokens is None:
@@ -55,13 +57,17 @@ async def admit_job(
         amount = limits.models.estimate(job.model, input_tokens, output_tokens)
     except (UnknownModel, ModelNotPriced) as exc:  # routing changed since the rule was made
         return f"{exc.code}: {exc}"
+    scopes = [Scope("tenant", tenant_id)]
+    if job.user_id is not None:
+        scopes.append(Scope("user", user_subject(tenant_id, job.user_id)))
     scope = await limits.holds.reserve(
-        tenant_id, [Scope("tenant", tenant_id)], period, job_id, amount, settings.budget_hold_ttl_s
+        tenant_id, scopes, period, job_id, amount, settings.budget_hold_ttl_s
     )
     if scope is None:
         return None
     resets_at = period_reset(period).isoformat()
-    return f"{BUDGET_EXCEEDED}: the tenant's monthly budget is spent; it resets at {resets_at}"
+    whose = "the user's" if scope.kind == "user" else "the tenant's"
+    return f"{BUDGET_EXCEEDED}: {whose} monthly budget is spent; it resets at {resets_at}"
 
 
 async def admit_action(limits: Limits, tenant_id: uuid.UUID) -> str | None:

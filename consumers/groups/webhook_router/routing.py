@@ -62,7 +62,7 @@ async def handle_webhook(raw: Envelope[integration_events.WebhookReceived], port
             await _start_job(raw, rule, context, ports)
         elif rule.action is not None:
             params = render(rule.action["params"], context)
-            await _request_action(raw, raw.tenant_id, rule.action, params, f"rule:{rule.id}", ports)
+            await request_action(raw, raw.tenant_id, rule.action, params, f"rule:{rule.id}", ports)
 
 
 async def handle_job_succeeded(raw: Envelope[job_events.JobSucceeded], ports: Ports) -> None:
@@ -76,44 +76,18 @@ async def handle_job_succeeded(raw: Envelope[job_events.JobSucceeded], ports: Po
         return
     context = {**run.context, "result": found.result.text}
     params = render(run.action["params"], context)
-    await _request_action(raw, run.tenant_id, run.action, params, f"rule:{run.rule_id}", ports)
+    await request_action(raw, run.tenant_id, run.action, params, f"rule:{run.rule_id}", ports)
 
 
 async def _start_job(raw: Envelope[Any], rule: Rule, context: dict[str, Any], ports: Ports) -> None:
     assert rule.job is not None
     template = integration_events.RuleJob.model_validate(rule.job)
-    messages = [job_events.ChatMessage(role="user", content=render_text(template.prompt, context))]
-    if template.system:
-        messages.insert(0, job_events.ChatMessage(role="system", content=template.system))
-    chat = job_events.ChatJob(
-        model=template.model,
-        messages=messages,
-        metadata={"rule_id": str(rule.id), "webhook_event_id": str(raw.id)},
-    )
-    job_id = derived_id(raw.id, f"rule:{rule.id}:job")
-    # The job's own correlation: its events are keyed by the job, not the webhook.
-    event = job_requested(
-        job_events.JobRequested(job_id=job_id, job=chat),
-        raw.tenant_id,
-        SYSTEM,
-        event_id=derived_id(raw.id, f"rule:{rule.id}:request"),
-        causation_id=raw.id,
-    )
-    stored, created = await job_store.insert_job(
-        ports.db,
-        Job(
-            id=job_id,
-            tenant_id=raw.tenant_id,
-            kind=chat.kind,
-            model=chat.model,
-            status="queued",
-            request=chat.model_dump(mode="json"),
-            job_metadata=dict(chat.metadata),
-            idempotency_key=f"rule:{rule.id}:{raw.id}",
-            request_event_id=event.id,
-        ),
-    )
-    if rule.action is not None:
+    metadata = {"rule_id": str(rule.id), "webhook_event_id": str(raw.id)}
+    action = rule.action
+
+    async def wait_for_answer(stored: Job) -> None:
+        if action is None:
+            return
         # Saved before the job is requested, so its outcome always finds the run.
         await store.save_rule_run(
             ports.db,
@@ -123,9 +97,62 @@ async def _start_job(raw: Envelope[Any], rule: Rule, context: dict[str, Any], po
                 rule_id=rule.id,
                 webhook_event_id=raw.id,
                 context=context,
-                action=rule.action,
+                action=action,
             ),
         )
+
+    await start_job(raw, f"rule:{rule.id}", template, context, metadata, ports, wait_for_answer)
+
+
+async def start_job(
+    raw: Envelope[Any],
+    purpose: str,
+    template: integration_events.RuleJob,
+    context: dict[str, Any],
+    metadata: dict[str, str],
+    ports: Ports,
+    before_request: Callable[[Job], Awaitable[None]] | None = None,
+    user_id: str | None = None,
+) -> None:
+    """Start the AI job of a template (a rule's, a schedule's) for the event `raw`.
+
+    Every id is derived from `raw` and `purpose` ("<purpose>:job", ":request",
+    ":refused"), so the same event starts the same job once. `before_request` runs
+    after the row is stored and before the job is requested (to save what waits on it).
+    `user_id`: the user the job runs for (a user's schedule): billed to them too.
+    """
+    messages = [job_events.ChatMessage(role="user", content=render_text(template.prompt, context))]
+    if template.system:
+        messages.insert(0, job_events.ChatMessage(role="system", content=template.system))
+    chat = job_events.ChatJob(
+        model=template.model, messages=messages, metadata=metadata, user_id=user_id
+    )
+    job_id = derived_id(raw.id, f"{purpose}:job")
+    # The job's own correlation: its events are keyed by the job, not the cause.
+    event = job_requested(
+        job_events.JobRequested(job_id=job_id, job=chat),
+        raw.tenant_id,
+        SYSTEM,
+        event_id=derived_id(raw.id, f"{purpose}:request"),
+        causation_id=raw.id,
+    )
+    stored, created = await job_store.insert_job(
+        ports.db,
+        Job(
+            id=job_id,
+            tenant_id=raw.tenant_id,
+            user_id=user_id,
+            kind=chat.kind,
+            model=chat.model,
+            status="queued",
+            request=chat.model_dump(mode="json"),
+            job_metadata=dict(chat.metadata),
+            idempotency_key=f"{purpose}:{raw.id}",
+            request_event_id=event.id,
+        ),
+    )
+    if before_request is not None:
+        await before_request(stored)
 
     def refusal(error: str) -> Envelope[Any]:
         status = 402 if error.startswith(BUDGET_EXCEEDED) else 429
@@ -134,7 +161,7 @@ async def _start_job(raw: Envelope[Any], rule: Rule, context: dict[str, Any], po
             raw,
             job_events.JOB_FAILED,
             failed,
-            f"rule:{rule.id}:refused",
+            f"{purpose}:refused",
             SYSTEM,
             correlation_id=job_id,
         )
@@ -197,7 +224,7 @@ async def _refuse(
     await ports.publisher.publish(topics.AI_JOB_LIFECYCLE.name, failed)
 
 
-async def _request_action(
+async def request_action(
     raw: Envelope[Any],
     tenant_id: uuid.UUID,
     action: dict[str, Any],
