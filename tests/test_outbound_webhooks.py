@@ -412,7 +412,8 @@ async def test_a_dead_endpoint_does_not_delay_another_tenants_deliveries(
         for _ in range(5):
             await job_succeeded(hooks, live_tenant)
         got = await until(received(hooks, live, 5))
-    assert max(r.at for r in got) - started < 2.0
+    # Well inside the dead endpoint's 5 s timeout: the live tenant never waited for it.
+    assert max(r.at for r in got) - started < 4.0
     assert len(hooks.receiver.received[dead]) == 4  # never more than its cap at once
 
 
@@ -429,13 +430,14 @@ async def test_pending_attempts_wait_in_postgres_for_the_loop_to_come_back(
     (waiting,) = await settled(hooks, tenant, base, "pending")
     assert waiting["attempts"] == 0 and not hooks.receiver.received.get(path)
     # The first loop makes the first attempt (it fails) and stops before the retry is due.
-    async with dispatching(hooks, webhook_retry_scale=0.3, webhook_disable_after_s=3600.0):
+    # (The retry is 5 s away: a loaded machine still stops the loop before it is due.)
+    async with dispatching(hooks, webhook_retry_scale=1.0, webhook_disable_after_s=3600.0):
         await until(received(hooks, path, 1))
         await until(lambda: _attempted(hooks, tenant, base))
     assert len(hooks.receiver.received[path]) == 1
-    async with dispatching(hooks, webhook_retry_scale=0.3, webhook_disable_after_s=3600.0):
+    async with dispatching(hooks, webhook_retry_scale=1.0, webhook_disable_after_s=3600.0):
         first, retried = await until(received(hooks, path, 2))
         (delivery,) = await settled(hooks, tenant, base)
-    assert retried.at - first.at >= 5 * 0.3  # the retry kept its time across the restart
+    assert retried.at - first.at >= 5 * 1.0  # the retry kept its time across the restart
     assert retried.headers["webhook-id"] == first.headers["webhook-id"]
     assert delivery["attempts"] == 2
