@@ -42,6 +42,9 @@ class Public:
 
 
 # internal event type -> public type, its topic, what of its payload is shown
+# A fired slot's fields, without its target (a job template holds prompt text).
+_SLOT = ("schedule_id", "name", "user_id", "slot_at", "fired_at", "late", "missed", "task_id")
+
 PUBLIC: dict[str, Public] = {
     jobs.JOB_SUCCEEDED: Public(
         "job.succeeded",
@@ -82,11 +85,7 @@ PUBLIC: dict[str, Public] = {
     ),
     # The scheduler's: a slot without its target (a job template holds prompt text); a
     # reminder with its task's title, which is what a reminder is for.
-    "schedule.fired": Public(
-        "schedule.fired",
-        t.SCHEDULE_EVENTS.name,
-        _keep("schedule_id", "name", "user_id", "slot_at", "fired_at", "late", "missed", "task_id"),
-    ),  # fmt: skip
+    "schedule.fired": Public("schedule.fired", t.SCHEDULE_EVENTS.name, _keep(*_SLOT)),
     "task.due": Public("task.due", t.SCHEDULE_EVENTS.name, _everything),
     # Alerts and batches: no such events on this deployment yet; they pass through by name.
     "batch.completed": Public("batch.completed", None, _everything),
