@@ -88,7 +88,8 @@ class SubscriptionCreate(RequestModel):
 
 
 class SubscriptionUpdate(RequestModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # The validators take None: they run on the defaults too (a default is never skipped).
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
 
     url: str | None = Field(default=None, min_length=8, max_length=2000)
     event_types: list[str] | None = Field(default=None, min_length=1, max_length=32)
