@@ -26,6 +26,8 @@ from tests.fakes.pinecone import FakePinecone
 from tests.harness import Platform, unique
 from tests.kafka_tools import drop_namespaces
 
+pytest_plugins = ["tests.watchdog"]
+
 T = TypeVar("T")
 
 

@@ -26,6 +26,7 @@ unfinished offset. Every group gets the same rest:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import time
@@ -150,8 +151,10 @@ class GroupRunner:
             await self._wait_tasks(drain_timeout_s)
             await self.commit()
         finally:
+            self._stopping.set()  # a failed poll loop stops the timer too
             if timer is not None:
-                timer.cancel()
+                await asyncio.wait([timer], timeout=drain_timeout_s)
+                timer.cancel()  # only when a round outlived the drain: the last resort
             for task in list(self._tasks):
                 task.cancel()
             if self._tasks:
@@ -386,8 +389,13 @@ class GroupRunner:
             await commit(self._consumer, self.offsets, only)
 
     async def _tick(self, timer: Timer) -> None:
-        while True:
-            await asyncio.sleep(timer.every_s)
+        # Ends at a stop between rounds: cancelled inside a database call, a task can be
+        # left spinning (MagicStack/asyncpg#873).
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timer.every_s)
+            if self._stopping.is_set():
+                return
             try:
                 async with self._serial:  # between lists, never beside one
                     await timer.run()

@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 # Seconds after the previous attempt: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
 SCHEDULE_S: tuple[float, ...] = (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
 SYSTEM = Actor(kind="system", id="notifications")
+# How long `stop` waits for the loop and the slots to reach a point between calls.
+STOP_GRACE_S = 10.0
 
 
 def retry_in(step: int, scale: float) -> timedelta | None:
@@ -61,8 +63,10 @@ class Dispatcher:
 
     def __post_init__(self) -> None:
         self._wake = asyncio.Event()
+        self._stopping = False
         self._busy: Counter[uuid.UUID] = Counter()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._sends: set[asyncio.Task[store.Attempt]] = set()
         self._loop: asyncio.Task[None] | None = None
 
     def wake(self) -> None:
@@ -73,16 +77,26 @@ class Dispatcher:
         self._loop = asyncio.create_task(self._run(), name="webhook-dispatcher")
 
     async def stop(self) -> None:
-        if self._loop is not None:
-            self._loop.cancel()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(
-            *self._tasks, *([self._loop] if self._loop else []), return_exceptions=True
-        )
+        """Stops between database calls, never inside one: a task cancelled inside an
+        asyncpg call can be left spinning (MagicStack/asyncpg#873), and its connection
+        with it. Requests under way are abandoned; their leases let the next loop send
+        them again."""
+        self._stopping = True
+        self._wake.set()
+        for send in list(self._sends):
+            send.cancel()
+        running = [*self._tasks, *([self._loop] if self._loop else [])]
+        if not running:
+            return
+        _, late = await asyncio.wait(running, timeout=STOP_GRACE_S)
+        if late:  # stuck in a call that does not return: the last resort
+            log.error("webhook dispatcher: %d tasks did not stop; cancelling them", len(late))
+            for task in late:
+                task.cancel()
+            await asyncio.wait(late, timeout=STOP_GRACE_S)
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             self._wake.clear()  # before the claim: a wake-up during it is not lost
             try:
                 claimed = await self.pump()
@@ -108,7 +122,7 @@ class Dispatcher:
         """Claim the due messages there is room for and start their attempts."""
         cap = self.settings.webhook_endpoint_concurrency
         room = self.settings.webhook_max_in_flight - len(self._tasks)
-        if room <= 0:
+        if room <= 0 or self._stopping:
             return 0
         lease_s = self.settings.webhook_timeout_s + 30
         claimed = await store.claim_due(self.db, min(room, 64), lease_s, cap, self._busy)
@@ -136,7 +150,7 @@ class Dispatcher:
         until none is due (the loop's claim then finds it again when one is)."""
         lease_s = self.settings.webhook_timeout_s + 30
         current: store.Due | None = due
-        while current is not None:
+        while current is not None and not self._stopping:
             try:
                 await self._attempt(current)
             except Exception:
@@ -159,11 +173,29 @@ class Dispatcher:
         else:
             body = due.body.encode()
             signed = headers(secrets, message_id(due.id), int(time.time()), body)
-            attempt = await self.sender.send(due.url, signed, body)
+            sent = await self._send(due.url, signed, body)
+            if sent is None:  # stopping: the lease runs out and the next loop sends it
+                return
+            attempt = sent
         wait = retry_in(due.step, self.settings.webhook_retry_scale)
         failing_since = await store.settle(self.db, due, attempt, wait)
         if failing_since is not None:
             await self._maybe_disable(sub, failing_since)
+
+    async def _send(self, url: str, signed: dict[str, str], body: bytes) -> store.Attempt | None:
+        """The request, in a task of its own that `stop` may cancel; None when it did."""
+        send = asyncio.create_task(self.sender.send(url, signed, body))
+        self._sends.add(send)
+        try:
+            return await send
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                send.cancel()
+                raise  # this slot itself was cancelled
+            return None
+        finally:
+            self._sends.discard(send)
 
     async def _maybe_disable(self, sub: store.WebhookSubscription, since: datetime) -> None:
         window = self.settings.webhook_disable_after_s * self.settings.webhook_retry_scale
