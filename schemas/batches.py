@@ -11,6 +11,8 @@ from schemas.request import RequestModel
 
 BATCH_CREATED = "batch.created"
 BATCH_CANCEL_REQUESTED = "batch.cancel.requested"
+# A batch reached a final status; subscribers of outbound webhooks see it under this name.
+BATCH_COMPLETED = "batch.completed"
 
 BatchStatus = Literal[
     "validating",
@@ -56,6 +58,19 @@ class BatchCancelRequested(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     batch_id: uuid.UUID
+
+
+class BatchCompleted(BaseModel):
+    """A batch is done: completed, failed (its file was refused), expired or cancelled."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    batch_id: str = Field(description="the public id, batch_…")
+    status: Literal["completed", "failed", "expired", "cancelled"]
+    request_counts: dict[str, int] = Field(description="total, completed, failed")
+    output_file_id: str | None = None
+    error_file_id: str | None = None
+    user_id: str | None = None
 
 
 class CreateBatch(RequestModel):

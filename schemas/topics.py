@@ -85,6 +85,13 @@ SCHEDULE_EVENTS = Topic(
     "Slots of schedules that fired (`schedule.fired`, the event id is the slot's) and "
     "tasks' reminders that came due (`task.due`); keyed by schedule.",
 )
+BATCH_EVENTS = Topic(
+    "batch.events",
+    3,
+    30 * DAY_MS,
+    "Batches that reached a final status (`batch.completed`: completed, failed, expired or "
+    "cancelled); keyed by batch.",
+)
 
 ALL: tuple[Topic, ...] = (
     AI_JOB_REQUESTED,
@@ -100,6 +107,7 @@ ALL: tuple[Topic, ...] = (
     CONVERSATION_EVENTS,
     NOTIFICATIONS_EVENTS,
     SCHEDULE_EVENTS,
+    BATCH_EVENTS,
 )
 
 

@@ -17,19 +17,22 @@ import pytest
 from websockets.asyncio.client import connect
 
 from infra.local_stack import ServiceAddresses
+from infra.settings import Settings
+from schemas import topics
 from tests.conftest import TenantKey, make_tenant, new_platform
 from tests.fakes.llm import FakeLLMServer
 from tests.harness import Platform, eventually, sse_events, unique
+from tests.kafka_tools import read_topic
 from tests.sign_in import user_headers
 
 LANE = 16
 
 
 @pytest.fixture(scope="module")
-def batch_platform(
+def batch_stack(
     services: ServiceAddresses, fake_llm: FakeLLMServer, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Platform]:
-    platform, _ = new_platform(services, fake_llm, tmp_path_factory.mktemp("batch-logs"))
+) -> Iterator[tuple[Platform, Settings]]:
+    platform, settings = new_platform(services, fake_llm, tmp_path_factory.mktemp("batch-logs"))
     platform.env.update(
         AYUSH_DATA_DIR=str(tmp_path_factory.mktemp("batch-data")),
         AYUSH_LOCAL_ECHO_DELAY_S="0",
@@ -37,7 +40,12 @@ def batch_platform(
         AYUSH_BATCH_EXPIRY_CHECK_S="0.5",
     )
     with platform.serving("model-calls", "model-calls-batch", "batch"):
-        yield platform
+        yield platform, settings
+
+
+@pytest.fixture(scope="module")
+def batch_platform(batch_stack: tuple[Platform, Settings]) -> Platform:
+    return batch_stack[0]
 
 
 @pytest.fixture
@@ -228,6 +236,39 @@ async def test_bad_files_are_refused_with_line_numbers(
     with pytest.raises(openai.NotFoundError) as missing:
         await client.batches.retrieve("batch_" + "0" * 32)
     assert missing.value.status_code == 404
+
+
+async def test_finished_and_refused_batches_are_announced_once_as_batch_completed(
+    sdk: tuple[openai.AsyncOpenAI, TenantKey], batch_stack: tuple[Platform, Settings]
+) -> None:
+    """What outbound webhooks deliver as `batch.completed`: one event a batch, whatever
+    its final status, naming the files to fetch."""
+    client, tenant = sdk
+    _, settings = batch_stack
+    done_id = await submit(client, [line("a", "one"), line("b", "two")])
+    refused_id = await submit(client, [b"{not json"])
+    done = await wait_status(client, done_id, ("completed", "failed"))
+    await wait_status(client, refused_id, ("failed", "completed"))
+
+    async def announced() -> dict[str, list[dict[str, Any]]] | None:
+        found: dict[str, list[dict[str, Any]]] = {done_id: [], refused_id: []}
+        for record in await read_topic(settings, topics.BATCH_EVENTS.name):
+            event = json.loads(record.value or b"{}")
+            batch = event.get("payload", {}).get("batch_id")
+            if batch in found:
+                found[batch].append(event)
+        return found if all(found.values()) else None
+
+    found = await eventually(announced, 30, "batch.completed events")
+    (completed,) = {e["id"]: e for e in found[done_id]}.values()
+    assert completed["type"] == "batch.completed"
+    assert completed["tenant_id"] == str(tenant.tenant_id)
+    assert completed["payload"]["status"] == "completed" == done.status
+    assert completed["payload"]["request_counts"] == {"total": 2, "completed": 2, "failed": 0}
+    assert completed["payload"]["output_file_id"] == done.output_file_id
+    (refused,) = {e["id"]: e for e in found[refused_id]}.values()
+    assert refused["payload"]["status"] == "failed"
+    assert refused["payload"]["output_file_id"] is None
 
 
 @pytest.mark.timeout(300)

@@ -186,6 +186,8 @@ async def _validate_and_store(
 
 
 async def _refuse(batch: Batch, errors: list[batch_events.LineError], ports: Ports) -> None:
+    if batch.status in ("validating", "cancelling"):
+        await _tell_done(ports, batch, "failed")
     failed = await batch_store.set_status(
         ports.db,
         batch.id,
@@ -286,6 +288,8 @@ async def _finalize_if_done(batch: Batch, ports: Ports) -> None:
     final = (
         "expired" if current.expired_at else "cancelled" if current.cancelling_at else "completed"
     )
+    if current.status in ("finalizing", "cancelling"):
+        await _tell_done(ports, current, final, output_id, error_id)
     done = await batch_store.set_status(
         ports.db,
         batch.id,
@@ -297,3 +301,34 @@ async def _finalize_if_done(batch: Batch, ports: Ports) -> None:
     if done is not None:
         await _announce(ports, done)
         await ports.streams.append(batch.id, "done", {"status": final})
+
+
+async def _tell_done(
+    ports: Ports,
+    batch: Batch,
+    status: Any,
+    output_id: uuid.UUID | None = None,
+    error_id: uuid.UUID | None = None,
+) -> None:
+    """`batch.completed`, published before the final status is stored and under an id
+    derived from the batch: a crash between the two publishes it again, and the copies
+    dedupe downstream."""
+    event = batch_events.BatchCompleted(
+        batch_id=batch_events.batch_public_id(batch.id),
+        status=status,
+        request_counts=counts(batch),
+        output_file_id=batch_events.file_public_id(output_id) if output_id else None,
+        error_file_id=batch_events.file_public_id(error_id) if error_id else None,
+        user_id=batch.user_id,
+    )
+    await ports.publisher.publish(
+        topics.BATCH_EVENTS.name,
+        Envelope(
+            id=derived_id(batch.id, "completed"),
+            type=batch_events.BATCH_COMPLETED,
+            tenant_id=batch.tenant_id,
+            actor=SYSTEM,
+            correlation_id=batch.id,
+            payload=event,
+        ),
+    )

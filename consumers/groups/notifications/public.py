@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from schemas import jobs, outbound_webhooks, usage
+from schemas import batches, jobs, outbound_webhooks, usage
 from schemas import topics as t
 from schemas.conversations import RESPONSE_FINISHED
 from schemas.envelope import Envelope
@@ -87,8 +87,8 @@ PUBLIC: dict[str, Public] = {
     # reminder with its task's title, which is what a reminder is for.
     "schedule.fired": Public("schedule.fired", t.SCHEDULE_EVENTS.name, _keep(*_SLOT)),
     "task.due": Public("task.due", t.SCHEDULE_EVENTS.name, _everything),
-    # Alerts and batches: no such events on this deployment yet; they pass through by name.
-    "batch.completed": Public("batch.completed", None, _everything),
+    batches.BATCH_COMPLETED: Public("batch.completed", t.BATCH_EVENTS.name, _everything),
+    # Alerts: no such events on this deployment yet; they pass through by name.
     "alert.fired": Public("alert.fired", None, _everything),
 }
 
