@@ -85,6 +85,13 @@ SCHEDULE_EVENTS = Topic(
     "Slots of schedules that fired (`schedule.fired`, the event id is the slot's) and "
     "tasks' reminders that came due (`task.due`); keyed by schedule.",
 )
+ALERTS_EVENTS = Topic(
+    "alerts.events",
+    3,
+    30 * DAY_MS,
+    "Episodes of tenants' alert rules: `alert.fired` when one opens, `alert.resolved` when "
+    "it ends (the fired event's id is the episode's); keyed by rule.",
+)
 
 ALL: tuple[Topic, ...] = (
     AI_JOB_REQUESTED,
@@ -100,6 +107,7 @@ ALL: tuple[Topic, ...] = (
     CONVERSATION_EVENTS,
     NOTIFICATIONS_EVENTS,
     SCHEDULE_EVENTS,
+    ALERTS_EVENTS,
 )
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from schemas import jobs, outbound_webhooks, usage
+from schemas import alerts, jobs, outbound_webhooks, usage
 from schemas import topics as t
 from schemas.conversations import RESPONSE_FINISHED
 from schemas.envelope import Envelope
@@ -87,9 +87,11 @@ PUBLIC: dict[str, Public] = {
     # reminder with its task's title, which is what a reminder is for.
     "schedule.fired": Public("schedule.fired", t.SCHEDULE_EVENTS.name, _keep(*_SLOT)),
     "task.due": Public("task.due", t.SCHEDULE_EVENTS.name, _everything),
-    # Alerts and batches: no such events on this deployment yet; they pass through by name.
+    # An alert rule's episode (schemas/alerts.py): rule, state, value, threshold, times.
+    alerts.ALERT_FIRED: Public("alert.fired", t.ALERTS_EVENTS.name, _everything),
+    alerts.ALERT_RESOLVED: Public("alert.resolved", t.ALERTS_EVENTS.name, _everything),
+    # Batches: no such event on this deployment yet; it passes through by name.
     "batch.completed": Public("batch.completed", None, _everything),
-    "alert.fired": Public("alert.fired", None, _everything),
 }
 
 TOPICS: list[str] = sorted({p.topic for p in PUBLIC.values() if p.topic is not None})
