@@ -70,8 +70,11 @@ def _observation(event: RawEnvelope, kind: str, target: str, **more: Any) -> Obs
 
 
 async def _model_call(event: RawEnvelope, db: Database) -> Observation:
-    """The job's model as it was asked for (what a rule names), and its latency."""
-    job_id = uuid.UUID(str(event.payload["job_id"]))
+    """The job's model as it was asked for (what a rule names), and its latency. The
+    record is read as it is in the topic (the one route takes every record undecoded)."""
+    # A user's answer is sealed whole (its payload one `sealed` member): the envelope's
+    # correlation id is the job's all the same.
+    job_id = uuid.UUID(str(event.payload.get("job_id") or event.correlation_id))
     found = await job_store.get_job(db, event.tenant_id, job_id)
     model = str(event.payload.get("model") or "unknown")
     latency_ms: float | None = None
