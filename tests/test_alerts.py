@@ -21,11 +21,14 @@ import pytest
 from sqlalchemy import text
 
 from ayush.groups import GROUPS
+from consumers.groups.alerts import evaluating
 from consumers.groups.alerts import group as alerts
 from consumers.groups.notifications import group as notifications
 from consumers.groups.notifications.dispatcher import Dispatcher
 from infra.connectors.address_policy import AddressPolicy
 from infra.connectors.outbound_webhook import WebhookSender
+from infra.db import alerts as alert_store
+from infra.db.alerts import Observation
 from infra.db.engine import Database
 from infra.kafka.codec import decode_raw
 from infra.kafka.publisher import Publisher
@@ -364,3 +367,80 @@ async def test_a_webhook_subscriber_of_alerts_receives_alert_fired(stack: Stack)
     assert sent["data"]["rule_id"] == rule["id"] and sent["data"]["kind"] == "budget"
     assert sent["data"]["state"] == "firing" and sent["data"]["value"] == 1.0
     assert sent["data"]["alert_id"] == firing["id"]
+
+
+async def test_evaluators_side_by_side_open_one_episode_and_announce_it_under_one_id(
+    stack: Stack,
+) -> None:
+    tenant = await make_tenant(stack.db, admin=True)
+    created = await new_rule(stack, tenant, kind="dead_letters", min_events=1)
+    rule = await alert_store.get_rule(stack.db, tenant.tenant_id, uuid.UUID(created["id"]))
+    assert rule is not None
+    now = datetime.now(UTC)
+    at = now - timedelta(seconds=1)
+    letter = Observation(uuid7(), tenant.tenant_id, "dead_letter", "x.dlq", at)
+    await alert_store.observe(stack.db, [letter])
+    # Three evaluators at once (and the group's own on its timer beside them), each a
+    # moment apart: one episode.
+    copies = [
+        evaluating.Ports(stack.settings, stack.db, stack.publisher, lambda i=i: now)
+        for i in range(3)
+    ]
+    await asyncio.gather(
+        *(evaluating.evaluate_rule(rule, now + timedelta(milliseconds=i), p) for i, p in
+          enumerate(copies))
+    )  # fmt: skip
+    (firing,) = await eventually(lambda: _some(episodes(stack, tenant, state="firing")), 20)
+
+    async def fired_ids() -> set[str]:
+        records = await read_topic(stack.settings, topics.ALERTS_EVENTS.name)
+        events = [decode_raw(r.value) for r in records]
+        return {str(e.id) for e in events if e.payload["rule_id"] == created["id"]}
+
+    assert await eventually(fired_ids, 20) == {firing["id"]}
+    # An evaluator that stopped after publishing, before marking the episode sent: the
+    # next pass announces it again, under the same id.
+    async with stack.db.transaction() as session:
+        await session.execute(
+            text("UPDATE alert_episodes SET fired_sent = false WHERE id = :id"),
+            {"id": firing["id"]},
+        )
+    await evaluating.evaluate_rule(rule, datetime.now(UTC), copies[0])
+    assert await fired_ids() == {firing["id"]}
+    assert len(await episodes(stack, tenant)) == 1
+
+
+async def test_a_slack_channel_asks_the_connector_to_post_and_disabling_resolves(
+    stack: Stack,
+) -> None:
+    tenant = await make_tenant(stack.db, admin=True)
+    connection = await call(
+        stack, tenant, "POST", "/v1/connections",
+        json={"connector": "slack", "credentials": {"bot_token": "xoxb-test"}},
+    )  # fmt: skip
+    channels = [{"kind": "webhook"}, {"kind": "slack", "connection_id": connection["id"],
+                                      "channel": "C0ALERTS"}]  # fmt: skip
+    rule = await new_rule(stack, tenant, kind="dead_letters", min_events=1, channels=channels)
+    await alert_store.observe(
+        stack.db,
+        [Observation(uuid7(), tenant.tenant_id, "dead_letter", "x.dlq", datetime.now(UTC))],
+    )
+    await eventually(lambda: _some(episodes(stack, tenant, state="firing")), 20)
+    # Turned off while firing: the episode resolves.
+    await call(stack, tenant, "PATCH", f"/v1/alert-rules/{rule['id']}", json={"enabled": False})
+    await eventually(lambda: _some(episodes(stack, tenant, state="resolved")), 20)
+
+    async def posts() -> list[dict[str, Any]] | None:
+        records = await read_topic(stack.settings, topics.INTEGRATION_ACTION_REQUESTED.name)
+        events = [decode_raw(r.value) for r in records]
+        found = [e.payload for e in events if e.payload.get("connection_id") == connection["id"]]
+        return found if len(found) >= 2 else None
+
+    fired, resolved = await eventually(posts, 20, "two Slack posts asked for")
+    assert fired["connector"] == "slack" and fired["action"] == "post_message"
+    assert fired["params"]["channel"] == "C0ALERTS"
+    assert fired["params"]["text"].startswith(f"[FIRING] {rule['name']}")
+    assert resolved["params"]["text"].startswith(f"[RESOLVED] {rule['name']}")
+    # Each is a job of the tenant's, as any action is.
+    job = await call(stack, tenant, "GET", f"/v1/jobs/{fired['job_id']}")
+    assert job["kind"] == "action"

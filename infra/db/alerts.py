@@ -114,6 +114,18 @@ async def enabled_rules(db: Database, after: uuid.UUID | None, limit: int) -> li
         return list(found.scalars())
 
 
+async def disabled_firing(db: Database, limit: int) -> list[tuple[AlertRule, AlertEpisode]]:
+    """Rules turned off while firing, with their firing episode: to resolve."""
+    async with db.session() as session:
+        found = await session.execute(
+            select(AlertRule, AlertEpisode)
+            .join(AlertEpisode, AlertEpisode.rule_id == AlertRule.id)
+            .where(AlertRule.enabled.is_(False), AlertEpisode.state == "firing")
+            .limit(limit)
+        )
+        return [(rule, episode) for rule, episode in found.all()]
+
+
 # episodes ----------------------------------------------------------------------
 
 

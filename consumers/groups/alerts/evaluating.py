@@ -10,7 +10,8 @@ Opening is an INSERT that the partial unique index on firing episodes admits onc
 rule: two evaluators (two copies of the group) cannot both open one. The announcement is
 relayed from the episode row (`fired_sent`, `resolved_sent`): a crash between the two
 announces it on the next pass, under the same ids. A rule that cannot be measured now
-(the lag of a group Kafka does not describe) keeps its state.
+(the lag of a group Kafka does not describe) keeps its state; a rule turned off while
+firing resolves.
 """
 
 from __future__ import annotations
@@ -72,6 +73,13 @@ async def evaluate(ports: Ports) -> None:
         if len(rules) < RULES_PER_PAGE:
             break
         after = rules[-1].id
+    # A rule turned off while firing: its episode ends now (nothing evaluates it any more).
+    for rule, episode in await store.disabled_firing(ports.db, RULES_PER_PAGE):
+        try:
+            await store.resolve_episode(ports.db, episode.id, now, episode.value)
+            await send_unsent(rule, Outbox(ports.db, ports.publisher))
+        except (TransientError, PermanentError) as exc:
+            log.warning("alert rule %s not resolved: %s", rule.id, exc)
     await store.prune_observations(ports.db, now - timedelta(seconds=MAX_WINDOW_S) - HOUR)
 
 
