@@ -21,11 +21,12 @@ resolves once (`alert.resolved`).
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from schemas.request import RequestModel
 
@@ -36,6 +37,8 @@ RuleKind = Literal[
     "error_rate", "latency_p95", "spend_anomaly", "budget", "dead_letters", "consumer_lag"
 ]
 EpisodeState = Literal["firing", "resolved"]
+# An address an email channel may name: one mailbox, no spaces or line breaks.
+ADDRESS = re.compile(r"[^@\s,;<>]{1,64}@[^@\s,;<>]{1,253}")
 
 # The longest window a rule may look back (and how long observations are kept).
 MAX_WINDOW_S = 7 * 24 * 3600
@@ -76,6 +79,14 @@ class Channel(RequestModel):
     connection_id: uuid.UUID | None = None
     channel: str | None = Field(default=None, min_length=1, max_length=200)
     to: list[str] | None = Field(default=None, min_length=1, max_length=50)
+
+    @field_validator("to")
+    @classmethod
+    def _addresses(cls, value: list[str] | None) -> list[str] | None:
+        for address in value or ():
+            if not ADDRESS.fullmatch(address):
+                raise ValueError(f"{address[:100]!r} is not an email address")
+        return value
 
 
 class _Params(RequestModel):
