@@ -12,6 +12,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
 
+from consumers.groups.alerts import group as alerts
 from consumers.groups.archive import group as archive
 from consumers.groups.batch import group as batch
 from consumers.groups.integrations import group as integrations
@@ -34,11 +35,13 @@ from infra.connectors.address_policy import AddressPolicy
 from infra.connectors.base import VendorHttp
 from infra.connectors.outbound_webhook import WebhookSender
 from infra.db.engine import Database
+from infra.db.models import utcnow
 from infra.db.semantic_cache import SemanticCacheStore
 from infra.errors import PermanentError
 from infra.files import open_file_store
 from infra.kafka.group import Group
 from infra.kafka.publisher import Publisher
+from infra.kafka.status import group_lag
 from infra.live_streams import JobStreams
 from infra.pricing import PriceTable
 from infra.providers import tokens
@@ -314,6 +317,15 @@ async def _scheduler(
     return scheduler.Ports(settings, router.db, publisher, scheduler.clock_of(settings), router)
 
 
+async def _alerts(settings: Settings, publisher: Publisher, stack: AsyncExitStack) -> alerts.Ports:
+    async def lag(name: str) -> int | None:
+        """The group's lag as Kafka tells it now (None: no such group, or no answer)."""
+        wired = GROUPS.get(name)
+        return None if wired is None else await group_lag(settings, name, wired.topics)
+
+    return alerts.Ports(settings, _database(settings, stack, 5), publisher, utcnow, lag)
+
+
 def _by_name(*wired: Wired) -> dict[str, Wired]:
     return {w.name: w for w in wired}
 
@@ -329,6 +341,7 @@ GROUPS: dict[str, Wired] = _by_name(
     Wired(memory.group, _memory),
     Wired(notifications.group, _notifications),
     Wired(scheduler.group, _scheduler),
+    Wired(alerts.group, _alerts),
 )
 
 # Groups that only run in replay, to rebuild projections from events alone.

@@ -129,6 +129,8 @@ class Settings(BaseSettings):
     scheduler_tick_s: float = Field(default=5.0, gt=0)
     scheduler_grace_s: float = Field(default=60.0, ge=0)
     scheduler_clock_file: Path | None = None
+    # alerts group: how often it evaluates every enabled alert rule.
+    alert_eval_s: float = Field(default=15.0, gt=0)
     # usage worker: events per batch (one transaction and one offset commit each).
     # A batch upserts one row per (tenant, day, key, user, model) it touches, so
     # bigger batches spread that cost over more events; a crash redoes one batch.

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel
 
-from schemas import conversations, integrations, jobs, memory, schedules, topics, usage
+from schemas import alerts, conversations, integrations, jobs, memory, schedules, topics, usage
 from schemas.topics import Topic
 
 
@@ -166,6 +166,18 @@ EVENTS: tuple[EventType, ...] = (
         topics.SCHEDULE_EVENTS,
         schedules.TaskDue,
         "A reminder of a user's task came due.",
+    ),
+    EventType(
+        alerts.ALERT_FIRED,
+        topics.ALERTS_EVENTS,
+        alerts.AlertEvent,
+        "An alert rule's condition began to hold: an episode opened (the event id is its).",
+    ),
+    EventType(
+        alerts.ALERT_RESOLVED,
+        topics.ALERTS_EVENTS,
+        alerts.AlertEvent,
+        "An alert rule's condition stopped holding: its firing episode resolved.",
     ),
 )
 

@@ -25,6 +25,7 @@ PUBLIC_TYPES: tuple[str, ...] = (
     "task.due",
     "budget.threshold_crossed",
     "alert.fired",
+    "alert.resolved",
     "webhook.disabled",
 )
 

@@ -92,6 +92,13 @@ BATCH_EVENTS = Topic(
     "Batches that reached a final status (`batch.completed`: completed, failed, expired or "
     "cancelled); keyed by batch.",
 )
+ALERTS_EVENTS = Topic(
+    "alerts.events",
+    3,
+    30 * DAY_MS,
+    "Episodes of tenants' alert rules: `alert.fired` when one opens, `alert.resolved` when "
+    "it ends (the fired event's id is the episode's); keyed by rule.",
+)
 
 ALL: tuple[Topic, ...] = (
     AI_JOB_REQUESTED,
@@ -108,6 +115,7 @@ ALL: tuple[Topic, ...] = (
     NOTIFICATIONS_EVENTS,
     SCHEDULE_EVENTS,
     BATCH_EVENTS,
+    ALERTS_EVENTS,
 )
 
 

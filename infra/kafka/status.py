@@ -10,7 +10,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaConnectionError
+from aiokafka.errors import KafkaConnectionError, KafkaError
 from aiokafka.protocol.admin import (
     DescribeGroupsRequest,
     DescribeGroupsRequest_v3,
@@ -150,3 +150,13 @@ async def _describe_groups(admin: AIOKafkaAdminClient, groups: list[str]) -> lis
         await admin._send_request(_DescribeGroups(members), node)
         for node, members in by_node.items()
     ]
+
+
+async def group_lag(settings: Settings, group: str, topics: Sequence[str]) -> int | None:
+    """A group's lag over its topics now; None when Kafka does not answer."""
+    try:
+        status = await cluster_status(settings, {group: topics})
+    except (KafkaError, OSError) as exc:
+        log.warning("lag of %s not read: %s", group, exc)
+        return None
+    return status.groups[0].lag if status.groups else None

@@ -106,6 +106,12 @@ TABLE: dict[tuple[str, str], str] = {
         "/v1/webhook-subscriptions/{subscription_id}/deliveries/{delivery_id}/redeliver",
     ): "webhooks:write",
     ("POST", "/v1/webhook-subscriptions/{subscription_id}/redeliver"): "webhooks:write",
+    ("POST", "/v1/alert-rules"): "alerts:write",
+    ("GET", "/v1/alert-rules"): "alerts:read",
+    ("GET", "/v1/alert-rules/{rule_id}"): "alerts:read",
+    ("PATCH", "/v1/alert-rules/{rule_id}"): "alerts:write",
+    ("DELETE", "/v1/alert-rules/{rule_id}"): "alerts:write",
+    ("GET", "/v1/alerts"): "alerts:read",
     ("POST", "/v1/schedules"): "schedules:write",
     ("GET", "/v1/schedules"): "schedules:read",
     ("GET", "/v1/schedules/{schedule_id}"): "schedules:read",
@@ -154,6 +160,8 @@ ADMINISTRATION = frozenset(
         "webhooks:read",
         "webhooks:write",
         "rules:write",
+        "alerts:read",
+        "alerts:write",
         "keys:read",
         "keys:write",
         "issuers:read",
@@ -178,6 +186,7 @@ AUDITOR = frozenset(
         "tenant:read",
         "webhooks:read",
         "schedules:read",
+        "alerts:read",
     }
 )
 USER = frozenset(

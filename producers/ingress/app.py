@@ -33,6 +33,7 @@ from producers.ingress import (
     access,
     actions,
     admission,
+    alert_rules,
     audit,
     batches,
     budgets,
@@ -227,6 +228,7 @@ def create_app(settings: Settings, streams: OpenStreams | None = None) -> FastAP
     app.include_router(webhook_setup.router, dependencies=limited)
     app.include_router(webhook_subscriptions.router, dependencies=limited)
     app.include_router(schedules.router, dependencies=limited)
+    app.include_router(alert_rules.router, dependencies=limited)
     app.include_router(tasks.router, dependencies=limited)
     app.include_router(tenant_settings.router, dependencies=limited)
     app.include_router(issuers.router, dependencies=limited)

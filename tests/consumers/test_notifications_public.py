@@ -64,7 +64,8 @@ def test_every_public_type_has_a_source_and_the_group_reads_the_topics_that_exis
     assert {p.type for p in PUBLIC.values()} == set(PUBLIC_TYPES)
     assert set(TOPICS) == {
         t.AI_JOB_LIFECYCLE.name, t.CONVERSATION_EVENTS.name, t.USAGE_BUDGET.name,
-        t.NOTIFICATIONS_EVENTS.name, t.SCHEDULE_EVENTS.name,
+        t.NOTIFICATIONS_EVENTS.name, t.SCHEDULE_EVENTS.name, t.ALERTS_EVENTS.name,
+        t.BATCH_EVENTS.name,
     }  # fmt: skip
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from schemas import batches, jobs, outbound_webhooks, usage
+from schemas import alerts, batches, jobs, outbound_webhooks, usage
 from schemas import topics as t
 from schemas.conversations import RESPONSE_FINISHED
 from schemas.envelope import Envelope
@@ -88,8 +88,9 @@ PUBLIC: dict[str, Public] = {
     "schedule.fired": Public("schedule.fired", t.SCHEDULE_EVENTS.name, _keep(*_SLOT)),
     "task.due": Public("task.due", t.SCHEDULE_EVENTS.name, _everything),
     batches.BATCH_COMPLETED: Public("batch.completed", t.BATCH_EVENTS.name, _everything),
-    # Alerts: no such events on this deployment yet; they pass through by name.
-    "alert.fired": Public("alert.fired", None, _everything),
+    # An alert rule's episode (schemas/alerts.py): rule, state, value, threshold, times.
+    alerts.ALERT_FIRED: Public("alert.fired", t.ALERTS_EVENTS.name, _everything),
+    alerts.ALERT_RESOLVED: Public("alert.resolved", t.ALERTS_EVENTS.name, _everything),
 }
 
 TOPICS: list[str] = sorted({p.topic for p in PUBLIC.values() if p.topic is not None})
