@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from schemas.integrations import RuleAction, RuleJob
+from schemas.pages import IdPage
 from schemas.request import RequestModel
 
 SCHEDULE_FIRED = "schedule.fired"
@@ -84,8 +85,8 @@ class ScheduleView(BaseModel):
     updated_at: datetime
 
 
-class ScheduleList(BaseModel):
-    data: list[ScheduleView]
+class ScheduleList(IdPage[ScheduleView]):
+    """GET /v1/schedules: oldest first."""
 
 
 class ScheduleFired(BaseModel):
@@ -161,5 +162,5 @@ class TaskView(BaseModel):
     completed_at: datetime | None
 
 
-class TaskList(BaseModel):
-    data: list[TaskView]
+class TaskList(IdPage[TaskView]):
+    """GET /v1/tasks: newest first."""

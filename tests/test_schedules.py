@@ -447,3 +447,54 @@ async def test_a_schedule_that_cannot_fire_does_not_hold_back_the_others(
     assert await store.fired_slots(db, broken.id) == []
     left = await store.get_schedule(db, tenant.tenant_id, broken.id)
     assert left is not None and left.next_fire_at == datetime(2026, 6, 1, 8, 59, tzinfo=UTC)
+
+
+async def test_schedules_and_tasks_list_a_page_at_a_time(
+    db: Database, client: httpx.AsyncClient
+) -> None:
+    """Schedules oldest first and tasks newest first, `limit` at a time, each page going on
+    `after` the last id of the one before."""
+    admin = await make_tenant(db, admin=True)
+    made = []
+    for n in range(5):
+        created = await client.post(
+            "/v1/schedules",
+            json={"name": f"s{n}", "interval_s": 3600, "target": JOB},
+            headers=admin.headers,
+        )
+        assert created.status_code == 201, created.text
+        made.append(created.json()["id"])
+    seen: list[str] = []
+    after: str | None = None
+    while True:
+        params: dict[str, Any] = {"limit": 2, **({"after": after} if after else {})}
+        page = (await client.get("/v1/schedules", params=params, headers=admin.headers)).json()
+        assert page["object"] == "list" and len(page["data"]) <= 2
+        seen += [s["id"] for s in page["data"]]
+        if not page["has_more"]:
+            break
+        after = page["last_id"]
+    assert seen == made
+    too_many = await client.get("/v1/schedules", params={"limit": 0}, headers=admin.headers)
+    assert too_many.status_code == 422 and too_many.json()["details"][0]["field"] == "limit"
+
+    user = unique("pager-")
+    tasks = []
+    for n in range(3):
+        created = await client.post(
+            "/v1/tasks", json={"title": f"t{n}", "user_id": user}, headers=admin.headers
+        )
+        assert created.status_code == 201, created.text
+        tasks.append(created.json()["id"])
+    first = (
+        await client.get("/v1/tasks", params={"user_id": user, "limit": 2}, headers=admin.headers)
+    ).json()
+    assert [t["id"] for t in first["data"]] == tasks[:0:-1] and first["has_more"]
+    rest = (
+        await client.get(
+            "/v1/tasks",
+            params={"user_id": user, "limit": 2, "after": first["last_id"]},
+            headers=admin.headers,
+        )
+    ).json()
+    assert [t["id"] for t in rest["data"]] == [tasks[0]] and not rest["has_more"]

@@ -33,16 +33,23 @@ async def get_schedule(
 
 
 async def list_schedules(
-    db: Database, tenant_id: uuid.UUID | None, user_id: str | None = None, limit: int = 500
+    db: Database,
+    tenant_id: uuid.UUID | None,
+    user_id: str | None = None,
+    limit: int = 500,
+    after: uuid.UUID | None = None,
 ) -> Sequence[Schedule]:
-    """A tenant's schedules (every tenant's with None), oldest first; a user's own only
-    with `user_id`. Tasks' reminders are listed with their tasks, not here."""
+    """A tenant's schedules (every tenant's with None), oldest first (ids are uuid7), from
+    the one after `after`; a user's own only with `user_id`. Tasks' reminders are listed
+    with their tasks, not here."""
     query = select(Schedule).where(Schedule.task_id.is_(None))
     if tenant_id is not None:
         query = query.where(Schedule.tenant_id == tenant_id)
     if user_id is not None:
         query = query.where(Schedule.user_id == user_id)
-    query = query.order_by(Schedule.created_at, Schedule.id).limit(limit)
+    if after is not None:
+        query = query.where(Schedule.id > after)
+    query = query.order_by(Schedule.id).limit(limit)
     if tenant_id is None:
         async with db.session() as session:
             return (await session.execute(query)).scalars().all()

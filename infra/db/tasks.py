@@ -61,12 +61,20 @@ async def get_task(
 
 
 async def list_tasks(
-    db: Database, tenant_id: uuid.UUID, user_id: str, status: str | None, limit: int
+    db: Database,
+    tenant_id: uuid.UUID,
+    user_id: str,
+    status: str | None,
+    limit: int,
+    after: uuid.UUID | None = None,
 ) -> Sequence[Task]:
+    """A user's tasks, newest first (ids are uuid7), from the one after `after`."""
     query = select(Task).where(Task.tenant_id == tenant_id, Task.user_id == user_id)
     if status is not None:
         query = query.where(Task.status == status)
-    query = query.order_by(Task.created_at.desc(), Task.id.desc()).limit(limit)
+    if after is not None:
+        query = query.where(Task.id < after)
+    query = query.order_by(Task.id.desc()).limit(limit)
     async with db.tenant_reads(tenant_id) as session:
         return (await session.execute(query)).scalars().all()
 

@@ -13,7 +13,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Query, Response
 
 from infra.db import schedules as store
 from infra.db.models import utcnow
@@ -122,9 +122,17 @@ async def create_schedule(
 
 
 @router.get("", response_model=api.ScheduleList)
-async def list_schedules(caller: Authenticated, svc: Svc) -> api.ScheduleList:
-    found = await store.list_schedules(svc.db, caller.tenant_id, caller.own_user)
-    return api.ScheduleList(data=[_view(s) for s in found])
+async def list_schedules(
+    caller: Authenticated,
+    svc: Svc,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    after: Annotated[uuid.UUID | None, Query(description="the last id of the page before")] = None,
+) -> api.ScheduleList:
+    """Oldest first, `limit` at a time; the next page starts `after` the last id."""
+    found = await store.list_schedules(
+        svc.db, caller.tenant_id, caller.own_user, limit=limit + 1, after=after
+    )
+    return api.ScheduleList.page([_view(s) for s in found], limit)
 
 
 @router.get("/{schedule_id}", response_model=api.ScheduleView)

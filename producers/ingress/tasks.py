@@ -70,10 +70,12 @@ async def list_tasks(
     user_id: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
     status: Annotated[api.TaskStatus | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    after: Annotated[uuid.UUID | None, Query(description="the last id of the page before")] = None,
 ) -> api.TaskList:
+    """Newest first, `limit` at a time; the next page starts `after` the last id."""
     user = acting_user(caller, user_id)
-    found = await store.list_tasks(svc.db, caller.tenant_id, user, status, limit)
-    return api.TaskList(data=[_view(t) for t in found])
+    found = await store.list_tasks(svc.db, caller.tenant_id, user, status, limit + 1, after)
+    return api.TaskList.page([_view(t) for t in found], limit)
 
 
 @router.get("/{task_id}", response_model=api.TaskView)
