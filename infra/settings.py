@@ -259,6 +259,10 @@ class Settings(BaseSettings):
     webhook_endpoint_concurrency: int = Field(default=4, ge=1)
     webhook_max_in_flight: int = Field(default=100, ge=1)
     webhook_poll_s: float = Field(default=1.0, gt=0)
+    # Settled messages (delivered or failed for good) stay in the delivery log, and can be
+    # redelivered, this many days; fired slots' claims are kept as long.
+    webhook_log_keep_days: float = Field(default=30.0, gt=0)
+    schedule_slot_keep_days: float = Field(default=30.0, gt=0)
     # How long a rotated-out signing secret keeps signing beside the new one.
     webhook_secret_overlap_s: float = Field(default=24 * 3600.0, ge=0)
     # Sign-in tokens: the clock skew allowed when checking `exp` and `nbf`, in seconds.

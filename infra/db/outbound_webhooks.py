@@ -401,3 +401,22 @@ async def release(db: Database, message_id: uuid.UUID) -> None:
             text("UPDATE webhook_messages SET lease_until = NULL WHERE id = :id"),
             {"id": message_id},
         )
+
+
+async def prune(db: Database, before: datetime, chunk: int = 5000) -> int:
+    """Deletes settled messages made before `before`, `chunk` rows a statement (short
+    locks); returns how many went. Pending ones stay whatever their age."""
+    pruned = 0
+    while True:
+        async with db.transaction() as session:
+            gone = await session.execute(
+                text(
+                    "DELETE FROM webhook_messages WHERE id IN (SELECT id FROM webhook_messages "
+                    "WHERE status <> 'pending' AND created_at < :before LIMIT :chunk)"
+                ),
+                {"before": before, "chunk": chunk},
+            )
+        count = int(gone.rowcount or 0)
+        pruned += count
+        if count < chunk:
+            return pruned

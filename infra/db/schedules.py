@@ -163,3 +163,12 @@ async def save_run(db: Database, run: ScheduleRun) -> None:
 
 async def get_run(db: Database, job_id: uuid.UUID) -> ScheduleRun | None:
     return await db.get(ScheduleRun, job_id)
+
+
+async def prune_slots(db: Database, before: datetime) -> int:
+    """Deletes the claims of slots fired before `before`. A claim guards its slot only
+    while the schedule's next fire time has not moved past it (the claim and the move
+    commit together), so an old claim guards nothing."""
+    async with db.transaction() as session:
+        gone = await session.execute(delete(ScheduleSlot).where(ScheduleSlot.fired_at < before))
+    return int(gone.rowcount or 0)

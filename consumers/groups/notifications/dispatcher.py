@@ -27,6 +27,7 @@ from infra.db.models import utcnow
 from infra.db.sealed import opened
 from infra.errors import PermanentError
 from infra.kafka.publisher import Publisher
+from infra.now_and_then import AtMostEvery
 from infra.settings import Settings
 from infra.vault import Vault
 from infra.webhook_signing import headers
@@ -40,6 +41,8 @@ log = logging.getLogger(__name__)
 # Seconds after the previous attempt: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
 SCHEDULE_S: tuple[float, ...] = (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
 SYSTEM = Actor(kind="system", id="notifications")
+# How often settled messages past `webhook_log_keep_days` are pruned.
+PRUNE_EVERY_S = 3600.0
 # How long `stop` waits for the loop and the slots to reach a point between calls.
 STOP_GRACE_S = 10.0
 
@@ -68,6 +71,7 @@ class Dispatcher:
         self._tasks: set[asyncio.Task[None]] = set()
         self._sends: set[asyncio.Task[store.Attempt]] = set()
         self._loop: asyncio.Task[None] | None = None
+        self._prune = AtMostEvery(PRUNE_EVERY_S)
 
     def wake(self) -> None:
         """New messages are due now (the handlers call this after writing them)."""
@@ -105,7 +109,21 @@ class Dispatcher:
                 claimed = 0
             if claimed:
                 continue
+            if self._prune.due():
+                await self._prune_log()
             await self._sleep()
+
+    async def _prune_log(self) -> None:
+        before = utcnow() - timedelta(days=self.settings.webhook_log_keep_days)
+        try:
+            pruned = await store.prune(self.db, before)
+        except Exception:
+            log.exception("webhook dispatcher: pruning the delivery log failed")
+            return
+        if pruned:
+            log.info(
+                "webhook delivery log: %d settled messages older than %s pruned", pruned, before
+            )
 
     async def _sleep(self) -> None:
         wait = self.settings.webhook_poll_s

@@ -14,6 +14,7 @@ dropped downstream, as the webhook router's are.
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from typing import Any
 
 from consumers.groups.scheduler.firing import GROUP, SYSTEM, Ports, clock_of, fire_due
@@ -22,10 +23,11 @@ from consumers.groups.webhook_router.templates import render
 from infra.db import jobs as job_store
 from infra.db import schedules as store
 from infra.db import tasks as task_store
-from infra.db.models import Job
+from infra.db.models import Job, utcnow
 from infra.db.schedule_models import ScheduleRun
 from infra.kafka.group import Group
 from infra.kafka.policies import Each
+from infra.now_and_then import AtMostEvery
 from schemas import jobs as job_events
 from schemas import schedules as schedule_events
 from schemas import topics
@@ -41,9 +43,20 @@ group: Group[Ports] = Group(
 )
 
 
+# Claims of slots fired longer ago than `schedule_slot_keep_days` go, once an hour.
+_prune = AtMostEvery(3600.0)
+
+
 @group.every(lambda settings: settings.scheduler_tick_s)
 async def tick(ports: Ports) -> None:
     await fire_due(ports)
+    if _prune.due():
+        keep = timedelta(days=ports.settings.schedule_slot_keep_days)
+        # Slots are fired on the scheduler's clock (a set one, in tests): older than the
+        # keep on it and on the system's.
+        pruned = await store.prune_slots(ports.db, min(ports.clock(), utcnow()) - keep)
+        if pruned:
+            log.info("scheduler: %d fired slots' claims pruned", pruned)
 
 
 @group.on(schedule_events.SCHEDULE_FIRED, schedule_events.ScheduleFired)
