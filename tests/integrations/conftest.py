@@ -39,6 +39,8 @@ class Integrations(Running):
     vendors: FakeVendors
     smtp: SmtpInbox
     smtp_port: int
+    # The integrations worker's /metrics.
+    metrics_url: str
 
 
 # Package scope: its processes (and their database connections) are gone
@@ -69,9 +71,16 @@ def integrations(
             "AYUSH_CONNECTOR_ALLOW": "127.0.0.1",
         }
     )
+    metrics_port = free_port()
     try:
-        with platform.serving("model-calls", "webhook-router", "integrations"):
-            yield Integrations(platform, settings, vendors, inbox, smtp_port)
+        with platform.serving("model-calls", "webhook-router"):
+            platform.start_worker(
+                "integrations", extra_env={"AYUSH_METRICS_PORT": str(metrics_port)}
+            )
+            yield Integrations(
+                platform, settings, vendors, inbox, smtp_port,
+                f"http://127.0.0.1:{metrics_port}/metrics",
+            )  # fmt: skip
     finally:
         smtp.stop()
         vendors.stop()
