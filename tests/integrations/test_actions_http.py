@@ -193,7 +193,7 @@ async def test_call_cut_off_by_a_dead_worker_is_not_repeated(
     await eventually(calling, what="the vendor call to start")
     worker = next(p for p in integrations.platform.procs if p.name == "integrations" and p.alive())
     worker.kill()  # mid-call: the vendor may or may not have posted
-    integrations.platform.start_worker("integrations")
+    integrations.start_integrations_worker()
 
     job = await wait_finished(api, tenant, job_id, timeout_s=60)
     assert job["status"] == "failed" and "outcome is unknown" in job["error"]
