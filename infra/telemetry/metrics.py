@@ -78,6 +78,11 @@ class Metrics:
             "Failed model calls by kind (transient, permanent).",
             "provider model kind",
         )
+        self.connector_actions = self._counter(
+            "ayush_connector_actions",
+            "Connector actions finished, by connector, action and outcome (ok, error).",
+            "connector action outcome",
+        )
         self.tokens = self._counter(
             "ayush_tokens", "Tokens of completed model calls.", "provider model direction"
         )

@@ -39,6 +39,17 @@ class Integrations(Running):
     vendors: FakeVendors
     smtp: SmtpInbox
     smtp_port: int
+    # The integrations worker's /metrics, on the same port after a restart.
+    metrics_port: int
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
+
+    def start_integrations_worker(self) -> None:
+        self.platform.start_worker(
+            "integrations", extra_env={"AYUSH_METRICS_PORT": str(self.metrics_port)}
+        )
 
 
 # Package scope: its processes (and their database connections) are gone
@@ -70,8 +81,10 @@ def integrations(
         }
     )
     try:
-        with platform.serving("model-calls", "webhook-router", "integrations"):
-            yield Integrations(platform, settings, vendors, inbox, smtp_port)
+        with platform.serving("model-calls", "webhook-router"):
+            running = Integrations(platform, settings, vendors, inbox, smtp_port, free_port())
+            running.start_integrations_worker()
+            yield running
     finally:
         smtp.stop()
         vendors.stop()

@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 
 from infra.db.engine import Database
@@ -192,7 +193,7 @@ async def test_call_cut_off_by_a_dead_worker_is_not_repeated(
     await eventually(calling, what="the vendor call to start")
     worker = next(p for p in integrations.platform.procs if p.name == "integrations" and p.alive())
     worker.kill()  # mid-call: the vendor may or may not have posted
-    integrations.platform.start_worker("integrations")
+    integrations.start_integrations_worker()
 
     job = await wait_finished(api, tenant, job_id, timeout_s=60)
     assert job["status"] == "failed" and "outcome is unknown" in job["error"]
@@ -374,3 +375,44 @@ async def test_unforeseen_error_in_a_connector_fails_the_job(
             text("SELECT status FROM action_attempts WHERE job_id = :id"), {"id": job_id}
         )
     assert attempt.scalar_one() == "failed"
+
+
+async def connector_actions(integrations: Integrations) -> dict[tuple[str, str, str], float]:
+    """ayush_connector_actions_total of the integrations worker, by connector, action, outcome."""
+    async with httpx.AsyncClient(timeout=10) as http:
+        exposition = (await http.get(integrations.metrics_url)).text
+    return {
+        (s.labels["connector"], s.labels["action"], s.labels["outcome"]): s.value
+        for family in text_string_to_metric_families(exposition)
+        for s in family.samples
+        if s.name == "ayush_connector_actions_total"
+    }
+
+
+async def test_connector_outcomes_are_counted_for_operators(
+    api: httpx.AsyncClient, tenant: TenantKey, integrations: Integrations
+) -> None:
+    """The series the operators' connector error-rate alert reads (deploy/prometheus)."""
+    before = await connector_actions(integrations)
+    good = await connect(api, tenant, "slack", {"bot_token": "xoxb-good"})
+    bad = await connect(api, tenant, "slack", {"bot_token": "xoxb-bad"})
+    jobs = [
+        await act(api, tenant, slack, "post_message", {"channel": unique("M"), "text": "x"})
+        for slack in (good, bad)
+    ]
+    for job_id in jobs:
+        await wait_finished(api, tenant, job_id)
+    # A redelivery of a finished action is not counted again.
+    await redeliver(integrations.settings, jobs[0])
+
+    async def reannounced() -> bool:
+        return await outcome_announcements(integrations.settings, jobs[0]) >= 2
+
+    await eventually(reannounced, what="the redelivered event to be handled")
+    after = await connector_actions(integrations)
+
+    def added(outcome: str) -> float:
+        key = ("slack", "post_message", outcome)
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    assert (added("ok"), added("error")) == (1.0, 1.0)

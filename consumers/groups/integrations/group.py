@@ -204,6 +204,10 @@ async def _finish(
     )
     if not done:
         return
+    metrics = ports.publisher.metrics
+    if metrics is not None:  # once per action: a redelivery finds it done above
+        outcome = "ok" if error is None else "error"
+        metrics.connector_actions.labels(request.connector, request.action, outcome).inc()
     if error is None:
         await ports.streams.append(
             request.job_id,
