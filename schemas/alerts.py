@@ -78,7 +78,7 @@ class Channel(RequestModel):
     kind: Literal["webhook", "slack", "email"]
     connection_id: uuid.UUID | None = None
     channel: str | None = Field(default=None, min_length=1, max_length=200)
-    to: list[str] | None = Field(default=None, min_length=1, max_length=50)
+    to: list[str] | None = Field(default=None, min_length=1, max_length=50, validate_default=True)
 
     @field_validator("to")
     @classmethod

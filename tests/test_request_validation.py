@@ -85,6 +85,14 @@ VALID: dict[tuple[str, str], Json] = {
     ("post", "/v1/webhook-subscriptions/{subscription_id}/redeliver"): {
         "since": "2026-01-01T00:00:00Z"
     },
+    ("post", "/v1/alert-rules"): {
+        "name": "errors",
+        "kind": "error_rate",
+        "model": "gpt-4o-mini",
+        "window_s": 300,
+        "threshold": 0.5,
+    },
+    ("patch", "/v1/alert-rules/{rule_id}"): {"name": "n"},
     ("post", "/v1/rules"): {
         "endpoint_id": str(uuid.uuid4()),
         "event_type": "*",
@@ -131,6 +139,7 @@ async def send(
     url = url.replace("{conversation_id}", f"conv_{uuid.uuid4().hex}")
     url = url.replace("{subscription_id}", str(uuid.uuid4()))
     url = url.replace("{schedule_id}", str(uuid.uuid4())).replace("{task_id}", str(uuid.uuid4()))
+    url = url.replace("{rule_id}", str(uuid.uuid4()))
     return await client.request(method, url, content=json.dumps(body), headers=tenant.headers)
 
 
