@@ -12,8 +12,15 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from infra.connectors import CATALOG
+from infra.db import actions as action_store
+from infra.db import jobs as job_store
 from infra.db.engine import Database
 from infra.db.tenants import create_api_key
+from infra.kafka.publisher import Publisher
+from schemas import integrations as integration_events
+from schemas import topics
+from schemas.envelope import Actor, Envelope
+from schemas.ids import uuid7
 from tests.conftest import TenantKey, make_tenant
 from tests.harness import unique
 from tests.integrations.conftest import Integrations
@@ -250,3 +257,51 @@ async def test_connector_list_gives_every_connector_its_schemas(
     assert not validator.is_valid({"bot_token": "xoxb-1", "other": 1})
     assert slack["revocable"] is True
     assert not next(c for c in listed if c["name"] == "telegram")["revocable"]
+
+
+async def test_an_action_queued_before_the_delete_fails_saying_it_was_deleted(
+    api: httpx.AsyncClient, tenant: TenantKey, integrations: Integrations, db: Database
+) -> None:
+    """The request event of an action accepted before the delete, handled after it (as a
+    backlog would): the job fails naming the deletion, and the vendor is not called."""
+    slack = await connect(api, tenant, "slack", {"bot_token": unique("xoxb-")})
+    assert (await api.delete(f"/v1/connections/{slack}", headers=tenant.headers)).is_success
+    channel = unique("CLATE")
+    job_id, event_id, tenant_id = uuid7(), uuid7(), uuid.UUID(str(tenant.tenant_id))
+    payload = integration_events.ActionRequested(
+        job_id=job_id,
+        connection_id=uuid.UUID(slack),
+        connector="slack",
+        action="post_message",
+        params={"channel": channel, "text": "late"},
+    )
+    await job_store.insert_job(
+        db,
+        action_store.action_job(
+            job_id=job_id,
+            tenant_id=tenant_id,
+            api_key_id=None,
+            connector="slack",
+            action="post_message",
+            request=payload.model_dump(mode="json", include={"connection_id", "action", "params"}),
+            event_id=event_id,
+        ),
+    )
+    envelope = Envelope[Any](
+        id=event_id,
+        type=integration_events.ACTION_REQUESTED,
+        tenant_id=tenant_id,
+        actor=Actor(kind="system", id="test"),
+        correlation_id=job_id,
+        payload=payload,
+    )
+    publisher = Publisher(integrations.settings)
+    await publisher.start()
+    try:
+        await publisher.publish(topics.INTEGRATION_ACTION_REQUESTED.name, envelope)
+    finally:
+        await publisher.stop()
+    job = await wait_finished(api, tenant, str(job_id), timeout_s=60)
+    assert job["status"] == "failed", job
+    assert f"connection {slack} was deleted" in str(job["error"])
+    assert integrations.vendors.matching("slack", channel) == []
