@@ -1,5 +1,5 @@
 """The committed documents: docs/asyncapi.json, docs/openapi.json, docs/groups.md and the
-README's table of who may call which route.
+README's tables of who may call which route and of the connectors and their actions.
 
 `ayush docs` rewrites them; a test fails when they no longer match the code.
 """
@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ayush import connector_table
 from ayush.access_table import write_readme
 from ayush.groups import GROUPS, REPLAY_GROUPS
 from infra.kafka.policies import Batches, Each, Policy
@@ -75,8 +76,9 @@ def write_documents(folder: Path = DOCS) -> list[Path]:
         path = folder / name
         path.write_text(dumps(document))
         written.append(path)
-    if folder == DOCS:  # the project's own docs: its README's access table too
+    if folder == DOCS:  # the project's own docs: its README's access and connector tables too
         written.append(write_readme())
+        connector_table.write_readme()
     path = folder / "groups.md"
     path.write_text(groups_table())
     written.append(path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -81,9 +82,48 @@ class ConnectionCreate(RequestModel):
 
 
 class ConnectionView(BaseModel):
+    """A connection as the API shows it: never a secret, only the credentials' field names."""
+
     id: uuid.UUID
     connector: str
     name: str
+    status: Literal["active"] = "active"
+    credential_fields: list[str] = Field(default_factory=list)
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    rotated_at: datetime | None = None
+    last_used_at: datetime | None = None
+
+
+class ConnectionList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ConnectionView]
+    first_id: uuid.UUID | None = None
+    last_id: uuid.UUID | None = None
+    has_more: bool
+
+
+class ConnectionUpdate(RequestModel):
+    """PATCH /v1/connections/{id}: a new name, and/or new credentials (a rotation)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+    name: str | None = Field(default=None, max_length=200)
+    credentials: dict[str, Any] | None = None
+
+
+Revocation = Literal["revoked", "not_offered", "failed"]
+
+
+class ConnectionDeleted(BaseModel):
+    """DELETE /v1/connections/{id}: gone, and whether the vendor revoked its credentials
+    (`revoked`), offers no revocation (`not_offered`), or could not be reached or refused
+    (`failed`, with the vendor's words: revoke them by hand)."""
+
+    id: uuid.UUID
+    deleted: Literal[True] = True
+    revocation: Revocation
+    revocation_error: str | None = None
 
 
 class ActionCreate(RequestModel):

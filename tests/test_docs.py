@@ -8,8 +8,9 @@ from typing import Any
 
 import httpx
 
-from ayush import access_table
+from ayush import access_table, connector_table
 from ayush.docs import DOCS, contract_documents, dumps, groups_table
+from infra.connectors import describe
 from producers.ingress.access import TABLE
 from schemas import catalog, live, topics
 
@@ -83,3 +84,20 @@ async def test_ingress_serves_both_documents(client: httpx.AsyncClient) -> None:
     )
     assert "/v1/jobs" in served["openapi.json"]["paths"]
     assert served["openapi.json"]["paths"].keys() == documents["openapi.json"]["paths"].keys()
+
+
+def test_readme_connector_table_matches_the_connector_list() -> None:
+    readme = access_table.README.read_text()
+    assert readme == connector_table.with_table(readme), (
+        "README's connector table is stale: run `ayush docs`"
+    )
+    rows = readme.split(connector_table.BEGIN)[1].split(connector_table.END)[0].strip()
+    actions = sum(len(c["actions"]) for c in describe())
+    assert len(rows.splitlines()) == 2 + actions  # heading, rule, one row per action
+
+
+def test_a_stale_readme_connector_table_is_rewritten() -> None:
+    stale = f"intro\n{connector_table.BEGIN}\n| `fax` |\n{connector_table.END}\nafter\n"
+    fresh = connector_table.with_table(stale)
+    assert "`fax`" not in fresh and fresh.endswith(f"{connector_table.END}\nafter\n")
+    assert "| `slack` (Slack) | bot_token | `bot_token` |" in fresh

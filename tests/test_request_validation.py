@@ -63,6 +63,7 @@ VALID: dict[tuple[str, str], Json] = {
         "metadata": {"a": "b"},
     },
     ("post", "/v1/connections"): {"connector": "http", "name": "n", "credentials": {}},
+    ("patch", "/v1/connections/{connection_id}"): {"name": "n"},
     ("post", "/v1/actions"): {"connection_id": str(uuid.uuid4()), "action": "a", "params": {}},
     ("post", "/v1/memories"): {"user_id": "u", "text": "t", "metadata": {"a": "b"}},
     ("post", "/v1/memories/search"): {"user_id": "u", "query": "q", "filter": {"a": "b"}},
@@ -138,6 +139,7 @@ async def send(
     url = path.replace("{key_id}", str(uuid.uuid4())).replace("{user_id}", "ann")
     url = url.replace("{conversation_id}", f"conv_{uuid.uuid4().hex}")
     url = url.replace("{subscription_id}", str(uuid.uuid4()))
+    url = url.replace("{connection_id}", str(uuid.uuid4()))
     url = url.replace("{schedule_id}", str(uuid.uuid4())).replace("{task_id}", str(uuid.uuid4()))
     url = url.replace("{rule_id}", str(uuid.uuid4()))
     return await client.request(method, url, content=json.dumps(body), headers=tenant.headers)

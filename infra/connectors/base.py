@@ -47,10 +47,15 @@ class Connector:
     """
 
     name: ClassVar[str]
+    title: ClassVar[str]
     description: ClassVar[str]
+    # How the credentials authenticate: bot_token, token, webhook, smtp, headers …
+    auth: ClassVar[str]
     credentials: ClassVar[type[BaseModel]]
     actions: ClassVar[Mapping[str, ActionSpec]]
     tenant_aimed: ClassVar[bool] = False
+    # What `revoke` asks the vendor to invalidate when a connection is deleted ("" for nothing).
+    revocation: ClassVar[str] = ""
 
     def __init__(self, http: VendorHttp, base_url: str = "") -> None:
         if self.tenant_aimed and http.policy is None:
@@ -62,6 +67,12 @@ class Connector:
         self, action: str, credentials: Any, params: Any, idempotency_key: str
     ) -> dict[str, Any]:
         raise NotImplementedError
+
+    async def revoke(self, credentials: Any) -> bool:
+        """Ask the vendor to invalidate the credentials, where it offers that (a connection
+        is being deleted). True when the vendor revoked them (or says they are already
+        invalid); False when there is nothing to revoke. Vendor failures raise as `run`'s do."""
+        return False
 
 
 class VendorHttp:
@@ -193,8 +204,8 @@ def vendor_error(vendor: str, response: httpx.Response) -> TransientError | Perm
     if status in RETRYABLE or (
         status == 403 and response.headers.get("x-ratelimit-remaining") == "0"
     ):
-        return TransientError(text, retry_after=wait)
-    return PermanentError(text)
+        return TransientError(text, retry_after=wait, status=status)
+    return PermanentError(text, status=status)
 
 
 def _reset_wait(headers: Mapping[str, str]) -> float | None:

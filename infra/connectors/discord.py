@@ -21,6 +21,8 @@ class WebhookMessage(Strict):
 
 class Discord(Connector):
     name = "discord"
+    title = "Discord"
+    auth = "webhook"
     description = "Send messages to a Discord channel's webhook."
     credentials = DiscordCredentials
     actions = {"send_message": ActionSpec("send_message", "Execute Webhook", WebhookMessage)}

@@ -61,6 +61,8 @@ class _CheckedSMTP(smtplib.SMTP):
 
 class Email(Connector):
     name = "email"
+    title = "Email (SMTP)"
+    auth = "smtp"
     description = "Send plain-text email through an SMTP server."
     credentials = SmtpCredentials
     actions = {"send_email": ActionSpec("send_email", "SMTP sendmail", SendEmail)}

@@ -1,4 +1,5 @@
-"""GitHub: create an issue, comment on one."""
+"""GitHub: create an issue, comment on one; an app installation token is revoked when its
+connection is deleted (DELETE /installation/token)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,11 @@ from typing import Any
 from pydantic import Field
 
 from infra.connectors.base import ActionSpec, Connector, Strict, json_object
+from infra.errors import PermanentError
+
+# GitHub App installation tokens start so; only they can revoke themselves. A personal
+# access token is revoked by its owner on github.com, not through the API.
+INSTALLATION_TOKEN_PREFIX = "ghs_"
 
 
 class GitHubCredentials(Strict):
@@ -30,6 +36,9 @@ class CreateComment(Strict):
 
 class GitHub(Connector):
     name = "github"
+    title = "GitHub"
+    auth = "token"
+    revocation = "an app installation token (DELETE /installation/token)"
     description = "Open issues and comment on them."
     credentials = GitHubCredentials
     actions = {
@@ -68,3 +77,24 @@ class GitHub(Connector):
             "number": answer.get("number"),
             "url": answer.get("html_url"),
         }
+
+    async def revoke(self, credentials: Any) -> bool:
+        """DELETE /installation/token for an app installation token; any other token: no."""
+        if not credentials.token.startswith(INSTALLATION_TOKEN_PREFIX):
+            return False
+        try:
+            await self.http.call(
+                "github",
+                "DELETE",
+                f"{self.base_url}/installation/token",
+                headers={
+                    "Authorization": f"Bearer {credentials.token}",
+                    "Accept": "application/vnd.github+json",
+                    "X-GitHub-Api-Version": "2022-11-28",
+                },
+            )
+        except PermanentError as exc:
+            if exc.status == 401:  # already expired or revoked
+                return True
+            raise
+        return True

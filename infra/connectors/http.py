@@ -68,6 +68,8 @@ class HttpRequest(Strict):
 
 class Http(Connector):
     name = "http"
+    title = "HTTP"
+    auth = "headers"
     description = "Call any HTTP endpoint with a JSON body."
     credentials = HttpCredentials
     actions = {"request": ActionSpec("request", "one HTTP request", HttpRequest)}

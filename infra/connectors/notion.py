@@ -34,6 +34,8 @@ def _text(value: str) -> list[dict[str, Any]]:
 
 class Notion(Connector):
     name = "notion"
+    title = "Notion"
+    auth = "token"
     description = "Create pages in Notion."
     credentials = NotionCredentials
     actions = {"create_page": ActionSpec("create_page", "POST /v1/pages", CreatePage)}

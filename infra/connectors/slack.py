@@ -1,4 +1,4 @@
-"""Slack: chat.postMessage with a bot token."""
+"""Slack: chat.postMessage with a bot token; auth.revoke when the connection is deleted."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from infra.errors import PermanentError, TransientError
 
 # Slack answers 200 with {"ok": false, "error": ...}; these are worth a retry.
 RETRYABLE_ERRORS = frozenset({"ratelimited", "rate_limited", "internal_error", "fatal_error"})
+# auth.revoke's answers that mean the token is already of no use: revoked as far as we care.
+ALREADY_INVALID = frozenset({"invalid_auth", "token_revoked", "account_inactive", "not_authed"})
 
 
 class SlackCredentials(Strict):
@@ -25,6 +27,9 @@ class PostMessage(Strict):
 
 class Slack(Connector):
     name = "slack"
+    title = "Slack"
+    auth = "bot_token"
+    revocation = "the bot token (auth.revoke)"
     description = "Post messages to Slack channels."
     credentials = SlackCredentials
     actions = {
@@ -48,3 +53,19 @@ class Slack(Connector):
                 raise TransientError(f"slack answered {error}")
             raise PermanentError(f"slack answered {error}")
         return {"channel": body.get("channel"), "ts": body.get("ts")}
+
+    async def revoke(self, credentials: Any) -> bool:
+        """auth.revoke: the token stops working at Slack."""
+        response = await self.http.call(
+            "slack",
+            "POST",
+            f"{self.base_url}/auth.revoke",
+            headers={"Authorization": f"Bearer {credentials.bot_token}"},
+        )
+        body = json_object("slack", response)
+        error = str(body.get("error", ""))
+        if body.get("ok") or error in ALREADY_INVALID:
+            return True
+        if error in RETRYABLE_ERRORS:
+            raise TransientError(f"slack answered {error}")
+        raise PermanentError(f"slack answered {error or 'unknown_error'}")

@@ -21,6 +21,8 @@ class SendMessage(Strict):
 
 class Telegram(Connector):
     name = "telegram"
+    title = "Telegram"
+    auth = "bot_token"
     description = "Send messages as a Telegram bot."
     credentials = TelegramCredentials
     actions = {"send_message": ActionSpec("send_message", "sendMessage", SendMessage)}

@@ -28,7 +28,80 @@ async def add_connection(db: Database, connection: Connection) -> None:
 async def get_connection(
     db: Database, tenant_id: uuid.UUID, connection_id: uuid.UUID
 ) -> Connection | None:
-    return await db.get(Connection, connection_id, tenant_id)
+    """The tenant's live connection; a deleted one is not found (see `was_deleted`)."""
+    found = await db.get(Connection, connection_id, tenant_id)
+    return found if found is not None and found.status == "active" else None
+
+
+async def was_deleted(db: Database, tenant_id: uuid.UUID, connection_id: uuid.UUID) -> bool:
+    """Whether the tenant had this connection and deleted it (to say so, not "no such")."""
+    found = await db.get(Connection, connection_id, tenant_id)
+    return found is not None and found.status == "deleted"
+
+
+async def list_connections(
+    db: Database,
+    tenant_id: uuid.UUID,
+    *,
+    limit: int,
+    after: uuid.UUID | None = None,
+    connector: str | None = None,
+) -> list[Connection]:
+    """The tenant's live connections, newest first (ids are uuid7), after the cursor."""
+    query = select(Connection).where(
+        Connection.tenant_id == tenant_id, Connection.status == "active"
+    )
+    if connector is not None:
+        query = query.where(Connection.connector == connector)
+    if after is not None:
+        query = query.where(Connection.id < after)
+    async with db.tenant_reads(tenant_id) as session:
+        found = await session.execute(query.order_by(Connection.id.desc()).limit(limit))
+        return list(found.scalars())
+
+
+async def update_connection(
+    db: Database, tenant_id: uuid.UUID, connection_id: uuid.UUID, values: dict[str, Any]
+) -> Connection | None:
+    """Changes a live connection (its name, or its sealed credentials with `rotated_at`)."""
+    async with db.transaction() as session:
+        found = await session.execute(
+            update(Connection)
+            .where(
+                Connection.id == connection_id,
+                Connection.tenant_id == tenant_id,
+                Connection.status == "active",
+            )
+            .values(**values, updated_at=utcnow())
+            .returning(Connection)
+        )
+        return found.scalars().first()
+
+
+async def mark_deleted(db: Database, tenant_id: uuid.UUID, connection_id: uuid.UUID) -> bool:
+    """The connection is deleted: its sealed credentials are wiped, its row stays (jobs name
+    it) so that an action on it fails saying it was deleted. False when it was not live."""
+    now = utcnow()
+    async with db.transaction() as session:
+        found = await session.execute(
+            update(Connection)
+            .where(
+                Connection.id == connection_id,
+                Connection.tenant_id == tenant_id,
+                Connection.status == "active",
+            )
+            .values(status="deleted", key_id="", sealed=b"", deleted_at=now, updated_at=now)
+            .returning(Connection.id)
+        )
+        return found.first() is not None
+
+
+async def touch_connection(db: Database, connection_id: uuid.UUID) -> None:
+    """Note that an action is about to run on the connection (`last_used_at`)."""
+    async with db.transaction(durable=False) as session:
+        await session.execute(
+            update(Connection).where(Connection.id == connection_id).values(last_used_at=utcnow())
+        )
 
 
 BeginOutcome = Literal["call", "done", "in_doubt", "busy"]

@@ -74,7 +74,12 @@ class Connection(SQLModel, table=True):
     name: str = Field(default="", max_length=200)
     key_id: str = Field(max_length=64)
     sealed: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    status: str = Field(default="active", max_length=16)  # active | deleted
     created_at: datetime = timestamp_now()
+    updated_at: datetime = timestamp_now()
+    rotated_at: datetime | None = timestamp()
+    last_used_at: datetime | None = timestamp()
+    deleted_at: datetime | None = timestamp()
 
 
 class ActionAttempt(SQLModel, table=True):

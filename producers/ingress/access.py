@@ -91,6 +91,10 @@ TABLE: dict[tuple[str, str], str] = {
     ("DELETE", "/v1/ratelimits/users/{user_id}"): "ratelimits:write",
     ("GET", "/v1/connectors"): ANY,
     ("POST", "/v1/connections"): "connections:write",
+    ("GET", "/v1/connections"): "connections:read",
+    ("GET", "/v1/connections/{connection_id}"): "connections:read",
+    ("PATCH", "/v1/connections/{connection_id}"): "connections:write",
+    ("DELETE", "/v1/connections/{connection_id}"): "connections:write",
     ("POST", "/v1/actions"): "actions:write",
     ("POST", "/v1/webhook-endpoints"): "webhooks:write",
     ("POST", "/v1/rules"): "rules:write",
@@ -156,6 +160,7 @@ ADMINISTRATION = frozenset(
         "audit:read",
         "budgets:write",
         "ratelimits:write",
+        "connections:read",
         "connections:write",
         "webhooks:read",
         "webhooks:write",
@@ -187,6 +192,7 @@ AUDITOR = frozenset(
         "webhooks:read",
         "schedules:read",
         "alerts:read",
+        "connections:read",
     }
 )
 USER = frozenset(

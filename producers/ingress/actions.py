@@ -1,4 +1,4 @@
-"""Connections (sealed credentials), the connector catalogue and POST /v1/actions."""
+"""The connector catalogue and POST /v1/actions (connections: connections.py)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,6 @@ from pydantic import BaseModel, ValidationError
 from infra.connectors import CATALOG, describe
 from infra.db import actions as store
 from infra.db import jobs as job_store
-from infra.db.integration_models import Connection
-from infra.db.sealed import seal_into
 from infra.errors import TransientError
 from infra.vault import Vault
 from producers.ingress.auth import Authenticated
@@ -33,36 +31,6 @@ async def list_connectors(_: Authenticated) -> dict[str, Any]:
     return {"connectors": describe()}
 
 
-@router.post("/v1/connections", status_code=201, response_model=integration_events.ConnectionView)
-async def create_connection(
-    body: Annotated[
-        integration_events.ConnectionCreate, Depends(json_body(integration_events.ConnectionCreate))
-    ],
-    caller: Authenticated,
-    svc: Svc,
-    box: SecretBox,
-) -> integration_events.ConnectionView:
-    connector = CATALOG.get(body.connector)
-    if connector is None:
-        raise invalid("connector", f"unknown connector; known: {', '.join(CATALOG)}")
-    credentials = validated(
-        connector.credentials, body.credentials, "credentials", context={"creating": True}
-    )
-    connection = Connection(
-        id=uuid7(),
-        tenant_id=caller.tenant_id,
-        connector=body.connector,
-        name=body.name,
-        key_id="",  # sealed next: the credentials are bound to the row's id and tenant
-        sealed=b"",
-    )
-    seal_into(box, connection, credentials.model_dump_json().encode())
-    await store.add_connection(svc.db, connection)
-    return integration_events.ConnectionView(
-        id=connection.id, connector=connection.connector, name=body.name
-    )
-
-
 @router.post("/v1/actions", status_code=202, response_model=JobAccepted)
 async def create_action(
     body: Annotated[
@@ -74,6 +42,13 @@ async def create_action(
 ) -> JobAccepted:
     connection = await store.get_connection(svc.db, caller.tenant_id, body.connection_id)
     if connection is None:
+        if await store.was_deleted(svc.db, caller.tenant_id, body.connection_id):
+            raise ApiError(
+                409,
+                "connection_deleted",
+                "the connection was deleted; create a new one",
+                field="connection_id",
+            )
         raise invalid("connection_id", "no such connection")
     spec = CATALOG[connection.connector].actions.get(body.action)
     if spec is None:

@@ -37,6 +37,7 @@ from producers.ingress import (
     audit,
     batches,
     budgets,
+    connections,
     conversations,
     docs,
     errors,
@@ -222,6 +223,7 @@ def create_app(settings: Settings, streams: OpenStreams | None = None) -> FastAP
     app.include_router(files.router, dependencies=limited)
     app.include_router(batches.router, dependencies=limited)
     app.include_router(actions.router, dependencies=limited)
+    app.include_router(connections.router, dependencies=limited)
     app.include_router(memories.router, dependencies=limited)
     app.include_router(users.router, dependencies=limited)
     app.include_router(conversations.router, dependencies=limited)

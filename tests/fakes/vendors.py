@@ -6,6 +6,8 @@ Behaviour is chosen by the request, so a worker in another process can ask for i
     Slack channel "SLOW…"       answers after 1.5 s
     Slack channel "HTML…"       200 with an HTML page (a proxy's or a portal's), not JSON
     Slack token  "xoxb-bad"     {"ok": false, "error": "invalid_auth"} (Slack's way)
+    Slack token  revoked by auth.revoke: {"ok": false, "error": "token_revoked"} afterwards
+    Slack token  "xoxb-keep…"   auth.revoke answers {"ok": false, "error": "not_allowed_token_type"}
     Telegram text "ODD…"        200 with a `result` of a shape no client expects (a string)
     GitHub repo  "missing"      404 Not Found
 """
@@ -41,10 +43,13 @@ class FakeVendors(BackgroundServer):
         self.calls: list[VendorCall] = []
         self._seen: Counter[str] = Counter()
         self._lock = threading.Lock()
+        self.revoked: set[str] = set()  # Authorization headers revoked at auth.revoke
 
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/slack/api/chat.postMessage", self._slack)
+        app.router.add_post("/slack/api/auth.revoke", self._slack_revoke)
+        app.router.add_delete("/github/installation/token", self._github_revoke)
         app.router.add_post("/discord/webhooks/{id}/{token}", self._discord)
         app.router.add_post("/telegram/{bot}/sendMessage", self._telegram)
         app.router.add_post("/github/repos/{owner}/{repo}/issues", self._github_issue)
@@ -82,6 +87,10 @@ class FakeVendors(BackgroundServer):
         channel = str(body.get("channel", ""))
         if request.headers.get("Authorization") == "Bearer xoxb-bad":
             return web.json_response({"ok": False, "error": "invalid_auth"})
+        with self._lock:
+            revoked = request.headers.get("Authorization") in self.revoked
+        if revoked:
+            return web.json_response({"ok": False, "error": "token_revoked"})
         if channel.startswith("RATE") and nth == 1:
             return web.json_response(
                 {"ok": False, "error": "ratelimited"}, status=429, headers={"Retry-After": "1"}
@@ -91,6 +100,25 @@ class FakeVendors(BackgroundServer):
         if channel.startswith("HTML"):
             return web.Response(text="<html><body>Sign in</body></html>", content_type="text/html")
         return web.json_response({"ok": True, "channel": channel, "ts": f"{time.time():.6f}"})
+
+    async def _slack_revoke(self, request: web.Request) -> web.Response:
+        """auth.revoke: the token in the Authorization header stops working."""
+        await self._record("slack", request)
+        authorization = request.headers.get("Authorization", "")
+        if authorization.startswith("Bearer xoxb-keep"):  # a token Slack will not revoke
+            return web.json_response({"ok": False, "error": "not_allowed_token_type"})
+        with self._lock:
+            if authorization in self.revoked:
+                return web.json_response({"ok": False, "error": "token_revoked"})
+            self.revoked.add(authorization)
+        return web.json_response({"ok": True, "revoked": True})
+
+    async def _github_revoke(self, request: web.Request) -> web.Response:
+        """DELETE /installation/token: 204, and the token stops working."""
+        await self._record("github", request)
+        with self._lock:
+            self.revoked.add(request.headers.get("Authorization", ""))
+        return web.Response(status=204)
 
     async def _discord(self, request: web.Request) -> web.Response:
         await self._record("discord", request)

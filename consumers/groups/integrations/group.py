@@ -139,6 +139,8 @@ async def _prepare(
         raise PermanentError(f"unknown action {request.connector}.{request.action}")
     connection = await store.get_connection(ports.db, raw.tenant_id, request.connection_id)
     if connection is None:
+        if await store.was_deleted(ports.db, raw.tenant_id, request.connection_id):
+            raise PermanentError(f"connection {request.connection_id} was deleted")
         raise PermanentError(f"connection {request.connection_id} does not exist")
     try:
         params = spec.params.model_validate(request.params)
@@ -153,6 +155,7 @@ async def _prepare(
         credentials = connector.credentials.model_validate_json(opened)
     except ValidationError as exc:
         raise PermanentError("stored credentials no longer fit the connector") from exc
+    await store.touch_connection(ports.db, connection.id)
     return connector, params, credentials
 
 
