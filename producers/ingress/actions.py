@@ -75,7 +75,7 @@ async def create_action(
     connection = await store.get_connection(svc.db, caller.tenant_id, body.connection_id)
     if connection is None:
         raise invalid("connection_id", "no such connection")
-    spec = CATALOG[connection.connector].actions.get(body.action)
+    spec = CATALOG[connection.connector].action(body.action)
     if spec is None:
         known = ", ".join(CATALOG[connection.connector].actions)
         raise invalid("action", f"{connection.connector} has no such action; known: {known}")
