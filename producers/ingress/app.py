@@ -37,6 +37,7 @@ from producers.ingress import (
     audit,
     batches,
     budgets,
+    connection_tools,
     conversations,
     docs,
     errors,
@@ -136,6 +137,7 @@ def create_app(settings: Settings, streams: OpenStreams | None = None) -> FastAP
         app.state.sign_in = SignIn(
             db, app.state.vault, policy, settings.jwt_leeway_s, settings.jwks_refetch_s
         )
+        app.state.tool_lister = connection_tools.ToolLister(settings)
         # Metrics are for the operator: on a port of their own, never the API's.
         exporter = (
             metrics.serve(settings.metrics_port, settings.metrics_host)
@@ -149,6 +151,7 @@ def create_app(settings: Settings, streams: OpenStreams | None = None) -> FastAP
             if exporter is not None:
                 exporter.close()
             await app.state.sign_in.close()
+            await app.state.tool_lister.close()
             await memory.close()
             if classify is not None:
                 await classify.close()
@@ -222,6 +225,7 @@ def create_app(settings: Settings, streams: OpenStreams | None = None) -> FastAP
     app.include_router(files.router, dependencies=limited)
     app.include_router(batches.router, dependencies=limited)
     app.include_router(actions.router, dependencies=limited)
+    app.include_router(connection_tools.router, dependencies=limited)
     app.include_router(memories.router, dependencies=limited)
     app.include_router(users.router, dependencies=limited)
     app.include_router(conversations.router, dependencies=limited)
