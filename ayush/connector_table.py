@@ -33,14 +33,17 @@ def markdown(connectors: list[dict[str, Any]] | None = None) -> str:
     head = ["connector", "auth", "credentials", "revoked on delete", "action", "params"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for connector in describe() if connectors is None else connectors:
-        for action in connector["actions"]:
+        # A connector without fixed actions (mcp) acts through the tools its server lists.
+        for action in connector["actions"] or [None]:
             cells = [
                 f"`{connector['name']}` ({_cell(connector['title'])})",
                 connector["auth"],
                 _fields(connector["credentials_schema"]),
                 _cell(connector["revocation"] or "—"),
-                f"`{action['name']}` ({_cell(action['description'])})",
-                _fields(action["params_schema"]),
+                f"`{action['name']}` ({_cell(action['description'])})"
+                if action
+                else "every tool of the server (`GET /v1/connections/{id}/tools`)",
+                _fields(action["params_schema"]) if action else "the tool's arguments",
             ]
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

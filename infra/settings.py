@@ -246,6 +246,9 @@ class Settings(BaseSettings):
         default="",
         validation_alias=AliasChoices("AYUSH_CONNECTOR_ALLOW", "AYUSH_HTTP_CONNECTOR_ALLOW"),
     )
+    # How long GET /v1/connections/{id}/tools keeps an MCP server's tool list (per ingress
+    # process) before asking the server again; 0 asks every time.
+    mcp_tools_cache_s: float = Field(default=60.0, ge=0)
     # Outbound webhooks (the notifications group). The retry schedule (immediately, 5 s,
     # 5 min, 30 min, 2 h, 5 h, 10 h, 10 h) and the disabling window (5 days of failures)
     # are multiplied by `webhook_retry_scale` (tests and benches shrink them). Each endpoint

@@ -9,13 +9,14 @@ from infra.connectors.discord import Discord
 from infra.connectors.email import Email
 from infra.connectors.github import GitHub
 from infra.connectors.http import Http
+from infra.connectors.mcp import Mcp
 from infra.connectors.notion import Notion
 from infra.connectors.slack import Slack
 from infra.connectors.telegram import Telegram
 from infra.settings import Settings
 
 CATALOG: dict[str, type[Connector]] = {
-    c.name: c for c in (Slack, Discord, Telegram, GitHub, Notion, Email, Http)
+    c.name: c for c in (Slack, Discord, Telegram, GitHub, Notion, Email, Http, Mcp)
 }
 
 

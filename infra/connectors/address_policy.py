@@ -23,6 +23,7 @@ import re
 import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any
 
 import httpcore
@@ -164,12 +165,18 @@ class AddressPolicy:
             raise PermanentError(f"redirect to a refused address: {refused}") from None
 
 
-class _CheckedBackend(httpcore.AsyncNetworkBackend):
-    """Opens connections only to addresses the policy allows."""
+class CheckedBackend(httpcore.AsyncNetworkBackend):
+    """Opens connections only to addresses the policy allows.
 
-    def __init__(self, policy: AddressPolicy) -> None:
+    `core` is the httpcore module whose pool uses the backend: httpcore for httpx, or a
+    fork of it with the same interface (the MCP SDK's httpx2 runs on httpcore2); its
+    errors are raised, so that its client maps them as it maps its own.
+    """
+
+    def __init__(self, policy: AddressPolicy, core: ModuleType = httpcore) -> None:
         self._policy = policy
-        self._backend = httpcore.AnyIOBackend()
+        self._core = core
+        self._backend = core.AnyIOBackend()
 
     async def connect_tcp(
         self,
@@ -179,22 +186,26 @@ class _CheckedBackend(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        failure: httpcore.ConnectError | None = None
+        core = self._core
+        failure: Exception | None = None
         # TLS still verifies the certificate against `host`: httpcore passes the
         # URL's host name as SNI, not the address connected to.
         try:
             async with asyncio.timeout(timeout):
                 addresses = await self._policy.resolve(host, port)
         except TimeoutError as exc:
-            raise httpcore.ConnectTimeout(f"resolving {host} timed out") from exc
+            raise core.ConnectTimeout(f"resolving {host} timed out") from exc
+        except httpcore.ConnectError as exc:
+            raise core.ConnectError(str(exc)) from exc
         for address in addresses:
             try:
-                return await self._backend.connect_tcp(
+                stream: httpcore.AsyncNetworkStream = await self._backend.connect_tcp(
                     address, port, timeout, local_address, socket_options
                 )
-            except httpcore.ConnectError as exc:
+                return stream
+            except core.ConnectError as exc:
                 failure = exc
-        raise failure or httpcore.ConnectError(f"no address for {host}")
+        raise failure or core.ConnectError(f"no address for {host}")
 
     async def sleep(self, seconds: float) -> None:
         await self._backend.sleep(seconds)
@@ -215,5 +226,5 @@ class CheckedTransport(httpx.AsyncHTTPTransport):
             max_connections=100,
             max_keepalive_connections=20,
             keepalive_expiry=5.0,
-            network_backend=_CheckedBackend(policy),
+            network_backend=CheckedBackend(policy),
         )

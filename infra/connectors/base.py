@@ -63,6 +63,12 @@ class Connector:
         self.http = http
         self.base_url = base_url.rstrip("/")
 
+    @classmethod
+    def action(cls, name: str) -> ActionSpec | None:
+        """The action called `name`, or None. A connector whose actions are not known in
+        advance (an MCP server's tools) answers for any name it may have."""
+        return cls.actions.get(name)
+
     async def run(
         self, action: str, credentials: Any, params: Any, idempotency_key: str
     ) -> dict[str, Any]:

@@ -96,6 +96,8 @@ TABLE: dict[tuple[str, str], str] = {
     ("PATCH", "/v1/connections/{connection_id}"): "connections:write",
     ("DELETE", "/v1/connections/{connection_id}"): "connections:write",
     ("POST", "/v1/actions"): "actions:write",
+    # Lists what the connection can do; asking an MCP server uses the connection's secret.
+    ("GET", "/v1/connections/{connection_id}/tools"): "actions:write",
     ("POST", "/v1/webhook-endpoints"): "webhooks:write",
     ("POST", "/v1/rules"): "rules:write",
     ("POST", "/v1/webhook-subscriptions"): "webhooks:write",

@@ -50,7 +50,7 @@ async def create_action(
                 field="connection_id",
             )
         raise invalid("connection_id", "no such connection")
-    spec = CATALOG[connection.connector].actions.get(body.action)
+    spec = CATALOG[connection.connector].action(body.action)
     if spec is None:
         known = ", ".join(CATALOG[connection.connector].actions)
         raise invalid("action", f"{connection.connector} has no such action; known: {known}")

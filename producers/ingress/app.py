@@ -37,6 +37,7 @@ from producers.ingress import (
     audit,
     batches,
     budgets,
+    connection_tools,
     connections,
     conversations,
     docs,
@@ -137,6 +138,7 @@ def create_app(settings: Settings, streams: OpenStreams | None = None) -> FastAP
         app.state.sign_in = SignIn(
             db, app.state.vault, policy, settings.jwt_leeway_s, settings.jwks_refetch_s
         )
+        app.state.tool_lister = connection_tools.ToolLister(settings)
         # Metrics are for the operator: on a port of their own, never the API's.
         exporter = (
             metrics.serve(settings.metrics_port, settings.metrics_host)
@@ -150,6 +152,7 @@ def create_app(settings: Settings, streams: OpenStreams | None = None) -> FastAP
             if exporter is not None:
                 exporter.close()
             await app.state.sign_in.close()
+            await app.state.tool_lister.close()
             await memory.close()
             if classify is not None:
                 await classify.close()
@@ -224,6 +227,7 @@ def create_app(settings: Settings, streams: OpenStreams | None = None) -> FastAP
     app.include_router(batches.router, dependencies=limited)
     app.include_router(actions.router, dependencies=limited)
     app.include_router(connections.router, dependencies=limited)
+    app.include_router(connection_tools.router, dependencies=limited)
     app.include_router(memories.router, dependencies=limited)
     app.include_router(users.router, dependencies=limited)
     app.include_router(conversations.router, dependencies=limited)

@@ -252,7 +252,8 @@ async def test_connectors_catalogue_and_bad_requests(
 ) -> None:
     catalogue = (await api.get("/v1/connectors", headers=tenant.headers)).json()["connectors"]
     by_name = {c["name"]: c for c in catalogue}
-    assert set(by_name) == {"slack", "discord", "telegram", "github", "notion", "email", "http"}
+    known = {"slack", "discord", "telegram", "github", "notion", "email", "http", "mcp"}
+    assert set(by_name) == known
     post = next(a for a in by_name["slack"]["actions"] if a["name"] == "post_message")
     assert set(post["params_schema"]["required"]) == {"channel", "text"}
 

@@ -134,7 +134,7 @@ async def _prepare(
     raw: Request, request: integration_events.ActionRequested, ports: Ports
 ) -> tuple[Connector, BaseModel, BaseModel]:
     connector = ports.connectors.get(request.connector)
-    spec = connector.actions.get(request.action) if connector else None
+    spec = connector.action(request.action) if connector else None
     if connector is None or spec is None:
         raise PermanentError(f"unknown action {request.connector}.{request.action}")
     connection = await store.get_connection(ports.db, raw.tenant_id, request.connection_id)
