@@ -15,7 +15,7 @@ from infra.kafka.codec import decode_raw
 from infra.kafka.publisher import Publisher
 from schemas import topics
 from tests.conftest import Running, TenantKey, make_tenant
-from tests.fakes.llm import Call, FakeLLMServer
+from tests.fakes.llm import Call, FakeLLMServer, _text_of
 from tests.harness import eventually, sse_events, unique
 from tests.kafka_tools import read_topic
 from tests.test_jobs_http import submit, wait_finished
@@ -119,7 +119,7 @@ async def test_model_runs_builtin_task_tools_in_sequence_then_answers(
 
 
 async def test_step_limit_ends_a_model_that_never_stops(
-    db: Database, client: httpx.AsyncClient, fake_llm: FakeLLMServer
+    db: Database, client: httpx.AsyncClient, running: Running, fake_llm: FakeLLMServer
 ) -> None:
     admin = await make_tenant(db, admin=True)
     plan = [{"name": "list_tasks", "arguments": {}}]
@@ -128,11 +128,42 @@ async def test_step_limit_ends_a_model_that_never_stops(
     job = await wait_finished(client, admin, job_id)
     assert job["status"] == "failed", job
     assert "AYUSH_TOOL_STEP_LIMIT" in job["error"]
-    assert len(_calls(fake_llm, body)) == 8  # AYUSH_TOOL_STEP_LIMIT's default
+    calls = _calls(fake_llm, body)
+    assert len(calls) == 8  # AYUSH_TOOL_STEP_LIMIT's default
     events = await _events(client, admin, job_id)
     [error] = [e["data"] for e in events if e["event"] == "error"]
     assert error["code"] == "tool_step_limit"
     assert len([e for e in events if e["event"] == "tool"]) == 7
+    # The calls were made: the failed job is billed for all eight.
+    [usage] = [
+        decode_raw(r.value).payload
+        for r in await read_topic(running.settings, topics.USAGE_RECORDED.name)
+        if str(decode_raw(r.value).correlation_id) == job_id
+    ]
+    spent = [_tokens(c) for c in calls]
+    assert (usage["input_tokens"], usage["output_tokens"]) == (
+        sum(p for p, _ in spent),
+        sum(o for _, o in spent),
+    )
+
+
+async def test_anthropic_model_runs_builtin_task_tools(
+    db: Database, client: httpx.AsyncClient, fake_llm: FakeLLMServer
+) -> None:
+    admin = await make_tenant(db, admin=True)
+    user = unique("ann-")
+    plan = [
+        {"name": "create_task", "arguments": {"title": "call mum"}},
+        {"name": "complete_task", "arguments": {"task_id": "$.task.id"}},
+    ]
+    body = _job(plan, user, model="claude-fake@plan", ayush_tools=["tasks"])
+    job = await wait_finished(client, admin, await submit(client, admin, body))
+    assert job["status"] == "succeeded", job
+    first = body["messages"][0]["content"]
+    calls = [c for c in fake_llm.calls if _text_of(c.body["messages"][0]["content"]) == first]
+    assert len(calls) == 3
+    [task] = await _tasks(client, admin, user)
+    assert (task["title"], task["status"]) == ("call mum", "done")
 
 
 async def test_request_without_the_flag_offers_no_builtin_tools(

@@ -19,7 +19,7 @@ from typing import Any
 
 from consumers.groups.model_calls import semantic, turns
 from consumers.groups.model_calls.answers import Answer, cache_entry, cache_key, from_cache, priced
-from consumers.groups.model_calls.loop import converse
+from consumers.groups.model_calls.loop import ToolStepLimit, converse
 from consumers.groups.model_calls.outcomes import (
     announce_again,
     announce_success,
@@ -33,6 +33,7 @@ from consumers.groups.model_calls.recall_usage import MeteredRecall
 from consumers.groups.model_calls.task_tools import TaskTools
 from consumers.groups.model_calls.tools import ToolKind, toolbox
 from consumers.jobs import memory_recall as chat_memory
+from consumers.jobs import outcomes as job_outcomes
 from consumers.jobs.requests import chat_request
 from consumers.jobs.retries import announce_retry
 from infra.db import jobs as job_store
@@ -129,6 +130,8 @@ async def handle_job_requested(raw: Request, ports: Ports) -> None:
     except (PermanentError, TransientError) as exc:
         await running
         await started
+        if isinstance(exc, ToolStepLimit):  # its model calls were made: they are billed
+            await ports.publisher.publish_many(job_outcomes.spent(raw, request, exc.spent, SYSTEM))
         retry_after = exc.retry_after if isinstance(exc, TransientError) else None
         await _failed(
             raw,

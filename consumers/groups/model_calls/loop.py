@@ -28,9 +28,14 @@ Ask = Callable[[ChatRequest], Awaitable[tuple[Completion, Served]]]
 
 
 class ToolStepLimit(PermanentError):
-    """The model still called built-in tools at the job's last allowed model call."""
+    """The model still called built-in tools at the job's last allowed model call;
+    `spent`: the tokens and cost of the calls made, billed though the job fails."""
 
     code = "tool_step_limit"
+
+    def __init__(self, message: str, spent: Outcome) -> None:
+        super().__init__(message)
+        self.spent = spent
 
 
 class ToolsNeedUser(PermanentError):
@@ -76,7 +81,8 @@ async def converse(
             return _total(outcome, spent)
         if step == limit:
             raise ToolStepLimit(
-                f"the model still called tools after {limit} model calls (AYUSH_TOOL_STEP_LIMIT)"
+                f"the model still called tools after {limit} model calls (AYUSH_TOOL_STEP_LIMIT)",
+                _total(outcome, spent),
             )
         messages.append(Message("assistant", completion.text, tuple(completion.tool_calls)))
         for call in mine:
