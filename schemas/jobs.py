@@ -132,6 +132,10 @@ Effort = Literal["minimal", "low", "medium", "high"]
 # The platform's own tools a request may offer the model, run by the worker itself
 # (`ayush_tools`): "tasks" offers create_task, complete_task and list_tasks.
 BuiltinTools = Literal["tasks"]
+# The tools each offers: a request's own tools may not take their names.
+BUILTIN_TOOL_NAMES: dict[str, tuple[str, ...]] = {
+    "tasks": ("create_task", "complete_task", "list_tasks"),
+}
 
 
 class ChatJob(RequestModel):
@@ -201,6 +205,11 @@ class ChatJob(RequestModel):
     def _tools_of_a_chat(cls, value: list[str] | None, info: ValidationInfo) -> Any:
         if value and info.data.get("kind", "chat") != "chat":
             raise ValueError("built-in tools run in chat jobs only")
+        theirs = {tool.name for tool in info.data.get("tools") or ()}
+        for kind in value or ():
+            taken = sorted(theirs & set(BUILTIN_TOOL_NAMES[kind]))
+            if taken:
+                raise ValueError(f"the request's tool {taken[0]} has a built-in tool's name")
         return sorted(set(value)) if value else None
 
     @field_validator("input")

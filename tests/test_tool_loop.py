@@ -14,6 +14,7 @@ from infra.db.engine import Database
 from infra.kafka.codec import decode_raw
 from infra.kafka.publisher import Publisher
 from schemas import topics
+from schemas.jobs import BUILTIN_TOOL_NAMES
 from tests.conftest import Running, TenantKey, make_tenant
 from tests.fakes.llm import Call, FakeLLMServer, _text_of
 from tests.harness import eventually, sse_events, unique
@@ -22,7 +23,7 @@ from tests.test_jobs_http import submit, wait_finished
 
 pytestmark = pytest.mark.timeout(180)
 
-TASK_TOOLS = {"create_task", "complete_task", "list_tasks"}
+TASK_TOOLS = set(BUILTIN_TOOL_NAMES["tasks"])
 
 
 def _job(
@@ -212,6 +213,14 @@ async def test_builtin_tools_need_a_user_and_a_known_name(
     )
     assert unknown.status_code == 422, unknown.text
     assert unknown.json()["details"][0]["field"].startswith("ayush_tools")
+    lookup = {"name": "create_task", "parameters": {}}
+    clash = await client.post(
+        "/v1/jobs",
+        json=_job([], "ann", ayush_tools=["tasks"], tools=[lookup]),
+        headers=admin.headers,
+    )
+    assert clash.status_code == 422, clash.text
+    assert clash.json()["details"][0]["field"] == "ayush_tools"
     completions = await client.post(
         "/v1/chat/completions",
         json={

@@ -210,7 +210,7 @@ async def _call(
         finally:
             await deltas.flushed()
 
-    box = toolbox(TOOL_KINDS, job)
+    box = await toolbox(TOOL_KINDS, job, ports)
     if box:
         outcome = await converse(raw, replace(chat, messages=messages), box, ask, ports, running)
         return Answer(outcome, context=context)

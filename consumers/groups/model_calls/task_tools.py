@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from consumers.groups.model_calls.ports import Ports
 from consumers.groups.model_calls.tools import ToolResult, ToolRun
 from infra.db import tasks as task_store
 from infra.db.models import utcnow
@@ -54,7 +55,7 @@ _ARGUMENTS: dict[str, tuple[type[BaseModel], str]] = {
 class TaskTools:
     name = "tasks"
 
-    def schemas(self, job: job_events.ChatJob) -> Sequence[Tool]:
+    async def schemas(self, job: job_events.ChatJob, ports: Ports) -> Sequence[Tool]:
         return [
             Tool(name, description, model.model_json_schema())
             for name, (model, description) in _ARGUMENTS.items()

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from consumers.groups.model_calls.ports import Ports
+from infra.errors import PermanentError
 from infra.providers.base import Tool, ToolCall
 from schemas import jobs as job_events
 from schemas.ids import derived_id
@@ -47,11 +48,14 @@ class ToolResult:
 
 
 class ToolKind(Protocol):
-    """One kind of built-in tools (`tasks`, later a connection's actions)."""
+    """One kind of built-in tools (`tasks`, later a connection's actions).
+
+    `schemas` may read what it offers (a connection's actions) through the ports.
+    """
 
     name: str
 
-    def schemas(self, job: job_events.ChatJob) -> Sequence[Tool]: ...
+    async def schemas(self, job: job_events.ChatJob, ports: Ports) -> Sequence[Tool]: ...
 
     async def run(self, call: ToolRun) -> ToolResult: ...
 
@@ -59,13 +63,16 @@ class ToolKind(Protocol):
 class Toolbox:
     """The built-in tools one job offers, by tool name."""
 
-    def __init__(self, kinds: Sequence[ToolKind], job: job_events.ChatJob) -> None:
+    def __init__(self) -> None:
         self.tools: list[Tool] = []
         self._owner: dict[str, ToolKind] = {}
-        for kind in kinds:
-            for tool in kind.schemas(job):
-                self.tools.append(tool)
-                self._owner[tool.name] = kind
+
+    def add(self, kind: ToolKind, tools: Sequence[Tool]) -> None:
+        for tool in tools:
+            if tool.name in self._owner:
+                raise PermanentError(f"two built-in tools are named {tool.name}")
+            self.tools.append(tool)
+            self._owner[tool.name] = kind
 
     def __bool__(self) -> bool:
         return bool(self._owner)
@@ -77,6 +84,10 @@ class Toolbox:
         return await self._owner[call.call.name].run(call)
 
 
-def toolbox(kinds: Mapping[str, ToolKind], job: job_events.ChatJob) -> Toolbox:
+async def toolbox(kinds: Mapping[str, ToolKind], job: job_events.ChatJob, ports: Ports) -> Toolbox:
     """The tools of the kinds `job` enables (none for a job that enables none)."""
-    return Toolbox([kinds[name] for name in job.ayush_tools or () if name in kinds], job)
+    box = Toolbox()
+    for name in job.ayush_tools or ():
+        if name in kinds:
+            box.add(kinds[name], await kinds[name].schemas(job, ports))
+    return box
