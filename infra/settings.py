@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     model_calls_concurrency: int = Field(default=64, ge=1)
     provider_timeout_s: float = 600.0
     provider_max_attempts: int = Field(default=4, ge=1)
+    # Model calls of one job that offers built-in tools (`ayush_tools`): a model still
+    # calling them at the last one fails the job with `tool_step_limit`.
+    tool_step_limit: int = Field(default=8, ge=1, le=100)
     provider_backoff_initial_s: float = 0.5
     provider_backoff_max_s: float = 30.0
     handler_max_attempts: int = Field(default=5, ge=1)

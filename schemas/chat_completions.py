@@ -68,6 +68,7 @@ def chat_job(
         cache=cache,
         memory=body.memory,
         reasoning_effort=body.reasoning_effort,
+        ayush_tools=body.ayush_tools,
     )
 
 

@@ -129,6 +129,13 @@ class RouteChoice(RequestModel):
 
 
 Effort = Literal["minimal", "low", "medium", "high"]
+# The platform's own tools a request may offer the model, run by the worker itself
+# (`ayush_tools`): "tasks" offers create_task, complete_task and list_tasks.
+BuiltinTools = Literal["tasks"]
+# The tools each offers: a request's own tools may not take their names.
+BUILTIN_TOOL_NAMES: dict[str, tuple[str, ...]] = {
+    "tasks": ("create_task", "complete_task", "list_tasks"),
+}
 
 
 class ChatJob(RequestModel):
@@ -173,6 +180,11 @@ class ChatJob(RequestModel):
     reasoning_effort: Effort | None = None
     # The route's choice, when `model` was a route's name (set by the ingress).
     route: RouteChoice | None = None
+    # Built-in tools the model may call; the worker runs them and calls the model again
+    # with their results (a chat job of a user only: tasks are the user's).
+    ayush_tools: list[BuiltinTools] | None = Field(
+        default=None, max_length=8, validate_default=True
+    )
 
     @field_validator("messages")
     @classmethod
@@ -187,6 +199,18 @@ class ChatJob(RequestModel):
         if (info.data.get("kind") == "response") != (value is not None):
             raise ValueError("a response job, and only one, carries its turn")
         return value
+
+    @field_validator("ayush_tools")
+    @classmethod
+    def _tools_of_a_chat(cls, value: list[str] | None, info: ValidationInfo) -> Any:
+        if value and info.data.get("kind", "chat") != "chat":
+            raise ValueError("built-in tools run in chat jobs only")
+        theirs = {tool.name for tool in info.data.get("tools") or ()}
+        for kind in value or ():
+            taken = sorted(theirs & set(BUILTIN_TOOL_NAMES[kind]))
+            if taken:
+                raise ValueError(f"the request's tool {taken[0]} has a built-in tool's name")
+        return sorted(set(value)) if value else None
 
     @field_validator("input")
     @classmethod

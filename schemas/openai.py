@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import ConfigDict, Field, model_validator
 
 from schemas.images import check_image_url
+from schemas.jobs import BuiltinTools
 from schemas.memory import MemoryContext
 from schemas.request import RequestModel
 
@@ -151,6 +152,8 @@ class ChatCompletionRequest(_WithJobFields):
     reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = None
     # Ayush's job extension (the official SDKs send it in `extra_body`), as on `POST /v1/jobs`.
     memory: MemoryContext | None = None
+    # Ayush's built-in tools the model may call (as on `POST /v1/jobs`).
+    ayush_tools: list[BuiltinTools] | None = Field(default=None, max_length=8)
 
 
 class EmbeddingRequest(_WithJobFields):

@@ -70,6 +70,16 @@ def succeeded(
     ]
 
 
+def spent(
+    cause: Envelope[Any], request: job_events.JobRequested, answer: Outcome, actor: Actor
+) -> Outgoing:
+    """The `usage.recorded` of a job that failed after calling the model (a tool loop at
+    its step limit): the calls were made, and are billed. Its id is the one a success
+    would have had: the job is billed once."""
+    return [message for message in succeeded(cause, request, answer, actor)
+            if message[0] == topics.USAGE_RECORDED.name]  # fmt: skip
+
+
 def failed(cause: Envelope[Any], job_id: Any, error: str, actor: Actor) -> Outgoing:
     """`ai.job.failed` with its error."""
     payload = job_events.JobFailed(job_id=job_id, error=error)

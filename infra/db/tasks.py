@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import delete, select, update
+from sqlalchemy.dialects.postgresql import insert
 
 from infra.db.engine import Database
 from infra.db.models import utcnow
@@ -49,6 +50,19 @@ async def add_task(db: Database, task: Task) -> None:
         session.add(task)
         await session.flush()
         session.add_all(reminder_schedules(task))
+
+
+async def add_task_once(db: Database, task: Task) -> bool:
+    """Add the task unless one of its id exists (a step run again); False then."""
+    values = {c.name: getattr(task, c.name) for c in Task.__table__.columns}
+    async with db.transaction() as session:
+        inserted = await session.execute(
+            insert(Task).values(**values).on_conflict_do_nothing().returning(Task.id)
+        )
+        if inserted.first() is None:
+            return False
+        session.add_all(reminder_schedules(task))
+        return True
 
 
 async def get_task(

@@ -50,11 +50,23 @@ def scoped_job(caller: Caller, job: ChatJob, user_field: str = "user_id") -> Cha
     """The job as the caller may run it: a user's names that user (and its memory)."""
     own = caller.own_user
     if own is None:
-        return job
+        return _owned_tools(job)
     field = other_user(job, own)
     if field is not None:
         raise forbidden_user(user_field if field == "user_id" else field)
     return as_user(job, own)
+
+
+def _owned_tools(job: ChatJob) -> ChatJob:
+    """Built-in tools act on a user's things (tasks): a job offering them names its user."""
+    if job.ayush_tools and job.user_id is None:
+        raise ApiError(
+            422,
+            "invalid_request",
+            "invalid field ayush_tools: built-in tools act for a user; name one in user_id",
+            field="ayush_tools",
+        )
+    return job
 
 
 def visible(caller: Caller, owner: str | None) -> bool:

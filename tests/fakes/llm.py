@@ -18,6 +18,8 @@ started as a subprocess too) can ask for it:
                              cache (for a request with a `cache_control` block)
     gpt-fake@tool            calls the first tool offered (or the forced one) with
                              {"echo": <last user message>}
+    gpt-fake@plan            calls the tools a user message's `plan: [...]` line lists, one a
+                             turn, then answers (`@plan@forever`: never stops calling)
 
 POST /v1/embeddings answers deterministic 8-dimensional vectors (or `dimensions`).
 POST /v1/responses speaks OpenAI's Responses API (tests/fakes/llm_responses.py),
@@ -350,9 +352,12 @@ def _fake_vector(text: str, dim: int) -> list[float]:
     return [((seed * (i + 1)) % 97) / 97 for i in range(dim)]
 
 
-def _tool_call(body: dict[str, Any], last_user: str) -> tuple[str, str] | None:
-    """(tool name, JSON arguments) when the model was told to call a tool."""
-    if "tool" not in _directives(str(body.get("model", ""))) or not body.get("tools"):
+def _tool_call(body: dict[str, Any], last_user: str) -> tuple[str, str, str] | None:
+    """(tool name, JSON arguments, call id) when the model was told to call a tool."""
+    directives = _directives(str(body.get("model", "")))
+    if "plan" in directives and body.get("tools"):
+        return _planned_call(body, "forever" in directives)
+    if "tool" not in directives or not body.get("tools"):
         return None
     if any(m.get("role") == "tool" for m in body.get("messages", [])) or any(
         isinstance(m.get("content"), list)
@@ -365,20 +370,62 @@ def _tool_call(body: dict[str, Any], last_user: str) -> tuple[str, str] | None:
     name = first.get("function", first).get("name")
     if isinstance(choice, dict):
         name = choice.get("name") or (choice.get("function") or {}).get("name") or name
-    return name, json.dumps({"echo": last_user})
+    return name, json.dumps({"echo": last_user}), "call_fake"
+
+
+def _planned_call(body: dict[str, Any], forever: bool) -> tuple[str, str, str] | None:
+    """`@plan`: the next call of the plan a user message carries, after the calls made.
+
+    A user message's line `plan: [{"name": ..., "arguments": {...}}, ...]` lists the
+    calls in order, one per model turn; then the model answers in text (with
+    `@forever` it repeats the last call instead). An argument "$.a.b" is read from
+    the last tool result (JSON), as a model reads an id it was given.
+    """
+    plan: list[dict[str, Any]] = []
+    results: list[Any] = []
+    made = 0
+    for message in body.get("messages", []):
+        content = message.get("content")
+        if message.get("role") == "user":
+            for line in _text_of(content).splitlines():
+                if line.startswith("plan:"):
+                    plan = json.loads(line.removeprefix("plan:"))
+            for block in content if isinstance(content, list) else ():
+                if block.get("type") == "tool_result":
+                    results.append(_text_of(block.get("content")))
+        elif message.get("role") == "tool":
+            results.append(_text_of(content))
+        elif message.get("role") == "assistant":
+            blocks = content if isinstance(content, list) else ()
+            if message.get("tool_calls") or any(b.get("type") == "tool_use" for b in blocks):
+                made += 1
+    if not plan or (made >= len(plan) and not forever):
+        return None
+    step = plan[min(made, len(plan) - 1)]
+    last = json.loads(results[-1]) if results else {}
+    arguments = {k: _resolved(v, last) for k, v in step.get("arguments", {}).items()}
+    return step["name"], json.dumps(arguments), f"call_{made + 1}"
+
+
+def _resolved(value: Any, last: Any) -> Any:
+    if not (isinstance(value, str) and value.startswith("$.")):
+        return value
+    for key in value[2:].split("."):
+        last = last[key]
+    return last
 
 
 async def _openai_tool_answer(
-    request: web.Request, body: dict[str, Any], call: tuple[str, str], usage: dict[str, Any]
+    request: web.Request, body: dict[str, Any], call: tuple[str, str, str], usage: dict[str, Any]
 ) -> web.StreamResponse:
-    name, arguments = call
+    name, arguments, call_id = call
     base = {"id": "chatcmpl-fake", "created": int(time.time()), "model": body["model"]}
     if not body.get("stream"):
         message = {
             "role": "assistant",
             "content": None,
             "tool_calls": [
-                {"id": "call_fake", "type": "function",
+                {"id": call_id, "type": "function",
                  "function": {"name": name, "arguments": arguments}}
             ],
         }  # fmt: skip
@@ -390,7 +437,7 @@ async def _openai_tool_answer(
     await response.prepare(request)
     half = len(arguments) // 2
     pieces = [
-        {"index": 0, "id": "call_fake", "type": "function",
+        {"index": 0, "id": call_id, "type": "function",
          "function": {"name": name, "arguments": ""}},
         {"index": 0, "function": {"arguments": arguments[:half]}},
         {"index": 0, "function": {"arguments": arguments[half:]}},
@@ -439,9 +486,9 @@ def _anthropic_usage(body: dict[str, Any], input_tokens: int) -> dict[str, int]:
 
 
 async def _anthropic_tool_answer(
-    request: web.Request, body: dict[str, Any], call: tuple[str, str], usage: dict[str, int]
+    request: web.Request, body: dict[str, Any], call: tuple[str, str, str], usage: dict[str, int]
 ) -> web.StreamResponse:
-    name, arguments = call
+    name, arguments, call_id = call
     response = web.StreamResponse(headers={"content-type": "text/event-stream"})
     await response.prepare(request)
 
@@ -456,7 +503,7 @@ async def _anthropic_tool_answer(
         "usage": {**usage, "output_tokens": 1},
     }})  # fmt: skip
     await event("content_block_start", {"index": 0, "content_block": {
-        "type": "tool_use", "id": "toolu_fake", "name": name, "input": {},
+        "type": "tool_use", "id": call_id.replace("call_", "toolu_"), "name": name, "input": {},
     }})  # fmt: skip
     half = len(arguments) // 2
     for part in (arguments[:half], arguments[half:]):

@@ -19,6 +19,7 @@ from typing import Any
 
 from consumers.groups.model_calls import semantic, turns
 from consumers.groups.model_calls.answers import Answer, cache_entry, cache_key, from_cache, priced
+from consumers.groups.model_calls.loop import ToolStepLimit, converse
 from consumers.groups.model_calls.outcomes import (
     announce_again,
     announce_success,
@@ -29,13 +30,18 @@ from consumers.groups.model_calls.outcomes import (
 )
 from consumers.groups.model_calls.ports import GROUP, SYSTEM, Ports, SemanticCache
 from consumers.groups.model_calls.recall_usage import MeteredRecall
+from consumers.groups.model_calls.task_tools import TaskTools
+from consumers.groups.model_calls.tools import ToolKind, toolbox
 from consumers.jobs import memory_recall as chat_memory
+from consumers.jobs import outcomes as job_outcomes
 from consumers.jobs.requests import chat_request
 from consumers.jobs.retries import announce_retry
 from infra.db import jobs as job_store
 from infra.errors import PermanentError, TransientError
 from infra.kafka.group import Group
 from infra.kafka.policies import Each, calling_models
+from infra.providers.base import ChatRequest, Completion
+from infra.routing.gateway import Served
 from schemas import jobs as job_events
 from schemas import topics
 from schemas.envelope import Envelope
@@ -45,6 +51,9 @@ __all__ = ["Ports", "SemanticCache", "group"]
 Request = Envelope[job_events.JobRequested]
 
 log = logging.getLogger(__name__)
+
+# The built-in tool kinds a job may enable (`ayush_tools`), by name.
+TOOL_KINDS: dict[str, ToolKind] = {"tasks": TaskTools()}
 
 group: Group[Ports] = Group(
     GROUP, [topics.AI_JOB_REQUESTED.name], lambda settings: Each(settings.model_calls_concurrency)
@@ -104,8 +113,9 @@ async def handle_job_requested(raw: Request, ports: Ports) -> None:
         ),
         turns.started(raw.tenant_id, request, ports),
     )
-    # Recalled memories change as the user's store does: such answers are never shared.
-    use_cache = job.cache and job.memory is None
+    # Recalled memories change as the user's store does: such answers are never shared;
+    # an answer after built-in tools ran acted on the user's things, and is never reused.
+    use_cache = job.cache and job.memory is None and not job.ayush_tools
     try:
         model = ports.gateway.config.canonical(job.model)
         key = cache_key(raw.tenant_id, job, model)
@@ -120,6 +130,8 @@ async def handle_job_requested(raw: Request, ports: Ports) -> None:
     except (PermanentError, TransientError) as exc:
         await running
         await started
+        if isinstance(exc, ToolStepLimit):  # its model calls were made: they are billed
+            await ports.publisher.publish_many(job_outcomes.spent(raw, request, exc.spent, SYSTEM))
         retry_after = exc.retry_after if isinstance(exc, TransientError) else None
         await _failed(
             raw,
@@ -189,14 +201,20 @@ async def _call(
     chat = chat_request(job)
     recall = None if ports.recall is None else MeteredRecall(ports.recall, raw, request, ports)
     messages = await chat_memory.with_memories(raw, job, list(chat.messages), recall)
-    try:
-        completion, served = await turns.unless_cancelled(
-            ports,
-            request,
-            ports.gateway.chat(job.model, replace(chat, messages=messages), on_delta, on_retry),
-        )
-    finally:
-        await deltas.flushed()
+
+    async def ask(chat: ChatRequest) -> tuple[Completion, Served]:
+        try:
+            return await turns.unless_cancelled(
+                ports, request, ports.gateway.chat(job.model, chat, on_delta, on_retry)
+            )
+        finally:
+            await deltas.flushed()
+
+    box = await toolbox(TOOL_KINDS, job, ports)
+    if box:
+        outcome = await converse(raw, replace(chat, messages=messages), box, ask, ports, running)
+        return Answer(outcome, context=context)
+    completion, served = await ask(replace(chat, messages=messages))
     calls = [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in completion.tool_calls]
     result = priced(
         request,

@@ -60,8 +60,9 @@ class Lookup:
 
 
 def question(job: job_events.ChatJob) -> str | None:
-    """The text the cache compares, or None when the job may not use the cache."""
-    if job.kind != "chat" or job.memory is not None or not job.messages:
+    """The text the cache compares, or None when the job may not use the cache (nor one
+    whose built-in tools act on the user's things)."""
+    if job.kind != "chat" or job.memory is not None or job.ayush_tools or not job.messages:
         return None
     last = job.messages[-1]
     if last.role != "user" or last.tool_calls or not last.content.strip():
