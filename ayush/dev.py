@@ -79,7 +79,7 @@ class Interrupted(Exception):
 
 
 def _wait_healthy(
-    url: str, child: Child, stopping: Callable[[], bool], deadline_s: float = 60
+    url: str, child: Child, stopping: Callable[[], bool], deadline_s: float = 120
 ) -> None:
     deadline = time.monotonic() + deadline_s
     while time.monotonic() < deadline:
@@ -155,10 +155,12 @@ def run_dev(settings: Settings, host: str, port: int, fail_fast: bool = False) -
         ingress = children.start(
             "ingress", ["ingress", "--host", host, "--port", str(port)], logs / "ingress.log"
         )
+        # The ingress first: on a small machine a dozen processes starting at once share
+        # its cores, and the ingress is what a client reaches first.
+        _wait_healthy(url, ingress, lambda: stopping)
         workers = [
             children.start(group, ["worker", group], logs / f"{group}.log") for group in GROUPS
         ]
-        _wait_healthy(url, ingress, lambda: stopping)
         for worker in workers:
             _wait_worker(worker, lambda: stopping)
         elapsed = time.monotonic() - started

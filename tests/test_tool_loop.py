@@ -161,7 +161,11 @@ async def test_anthropic_model_runs_builtin_task_tools(
     job = await wait_finished(client, admin, await submit(client, admin, body))
     assert job["status"] == "succeeded", job
     first = body["messages"][0]["content"]
-    calls = [c for c in fake_llm.calls if _text_of(c.body["messages"][0]["content"]) == first]
+    calls = [
+        c
+        for c in fake_llm.calls
+        if c.body.get("messages") and _text_of(c.body["messages"][0]["content"]) == first
+    ]
     assert len(calls) == 3
     [task] = await _tasks(client, admin, user)
     assert (task["title"], task["status"]) == ("call mum", "done")
@@ -250,7 +254,10 @@ async def test_redelivered_job_does_not_create_a_second_task(
     [original] = [
         r
         for r in await read_topic(running.settings, topics.AI_JOB_REQUESTED.name)
-        if str(decode_raw(r.value).correlation_id) == job_id
+        # Other tests' records share the topic, a poison one among them: look first.
+        if r.value
+        and job_id.encode() in r.value
+        and str(decode_raw(r.value).correlation_id) == job_id
     ]
     event_id = decode_raw(original.value).id
     async with db.transaction() as session:
